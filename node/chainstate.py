@@ -1,0 +1,767 @@
+"""Chain state: the block index, the active chain and the UTXO set in LMDB.
+
+``ChainState.accept_block`` stores any block whose header is valid and then
+follows the branch with the most cumulative work.  Switching branches
+(disconnect to the fork point with undo data, connect the new branch) happens
+in ONE LMDB write transaction; if a block of the new branch is invalid the
+transaction is abandoned, the block and its descendants are marked invalid,
+and the next best branch is tried.  A crash at any instant leaves the last
+committed state, which is always consistent.
+
+Not thread-safe for writers: the daemon calls every mutating method from one
+thread.  Readers (``get_*``) open their own LMDB read transactions.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import rules
+from .block import Block, BlockHeader
+from .encoding import decode, encode
+from .errors import BlockValidationError, ValidationError
+from .params import MEDIAN_TIME_SPAN, NetworkParams
+from .pow import asert_target, bits_to_target, block_work, target_to_bits
+from .sigcheck import SignatureVerifier
+from .store import (Store, addr_hist_key, decode_coin, encode_coin, height_key, outpoint_key,
+                    parse_addr_hist_key, parse_outpoint)
+from .tx import Coin, OutPoint, Transaction
+
+log = logging.getLogger("obol.chain")
+
+STATUS_HEADER = 0    # header valid, block data not (yet) stored
+STATUS_DATA = 1      # block data stored, never connected
+STATUS_VALID = 2     # connected at least once: fully valid
+STATUS_INVALID = 3   # the block or one of its ancestors breaks a rule
+STATUS_NAMES = {STATUS_HEADER: "header-only", STATUS_DATA: "data", STATUS_VALID: "valid",
+                STATUS_INVALID: "invalid"}
+MAX_ORPHANS = 100          # blocks whose parent is unknown, kept until it arrives
+MAX_LOCATOR_ENTRIES = 64   # hashes in a block locator
+
+
+class BlockIndexEntry:
+    """What the node knows of one header; lives in memory and in the ``index`` db."""
+
+    __slots__ = ("header", "hash", "height", "chain_work", "status", "seq", "parent",
+                 "anchor", "failure", "have_chain")
+
+    def __init__(self, header: BlockHeader, height: int, chain_work: int, status: int, seq: int,
+                 parent: "BlockIndexEntry | None", failure: str = "") -> None:
+        self.header = header            # the header itself
+        self.hash = header.hash         # its sha256d
+        self.height = height            # blocks between it and genesis
+        self.chain_work = chain_work    # sum of block_work from genesis to here
+        self.status = status            # STATUS_*
+        self.seq = seq                  # arrival order: ties in work go to the first seen
+        self.parent = parent            # parent entry (None for genesis)
+        self.failure = failure          # reject code if invalid
+        # ASERT anchor: the branch's block at height 1 (None below height 1)
+        self.anchor = self if height == 1 else (parent.anchor if parent is not None else None)
+        # True if this block and all its ancestors have data stored
+        self.have_chain = False
+
+    def record(self, status: int | None = None) -> bytes:
+        """The ``index`` db value; ``status`` overrides the in-memory one (written before commit)."""
+        return encode([self.header.to_list(), self.height, self.chain_work.to_bytes(32, "big"),
+                       self.status if status is None else status, self.seq, self.failure])
+
+    def ancestor(self, height: int) -> "BlockIndexEntry":
+        entry = self
+        while entry.height > height:
+            entry = entry.parent
+        return entry
+
+
+@dataclass
+class UtxoStats:
+    """Running totals of the UTXO set, updated with every coin added or spent."""
+    count: int = 0         # number of unspent outputs
+    amount: int = 0        # base units they hold
+    digest_sum: int = 0    # sum of sha256(outpoint || coin) mod 2^256: the set's order-free hash
+
+    def add(self, key: bytes, value: bytes, amount: int, sign: int) -> None:
+        self.count += sign
+        self.amount += sign * amount
+        self.digest_sum = (self.digest_sum + sign * int.from_bytes(
+            hashlib.sha256(key + value).digest(), "big")) % (1 << 256)
+
+    def record(self) -> bytes:
+        return encode([self.count, self.amount, self.digest_sum.to_bytes(32, "big")])
+
+
+@dataclass
+class AcceptResult:
+    """What ``accept_block`` did, so the mempool, miner, relay and wallet can react."""
+    block_hash: bytes
+    status: str                                            # connected | stored | orphan | duplicate
+    connected: list[Block] = field(default_factory=list)     # joined the active chain, in order
+    disconnected: list[Block] = field(default_factory=list)  # left it, tip first
+    invalid: list[tuple[bytes, str]] = field(default_factory=list)  # blocks found invalid
+
+    def merge(self, other: "AcceptResult") -> None:
+        self.connected.extend(other.connected)
+        self.disconnected.extend(other.disconnected)
+        self.invalid.extend(other.invalid)
+
+
+class _ConnectFailed(Exception):
+    def __init__(self, entry: BlockIndexEntry, error: ValidationError) -> None:
+        super().__init__(error.code)
+        self.entry, self.error = entry, error
+
+
+class ChainState:
+    """The block index, the active chain and the UTXO set of one datadir."""
+
+    def __init__(self, datadir: Path, params: NetworkParams,
+                 verifier: SignatureVerifier | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.params = params
+        self.store = Store(Path(datadir), params.name)
+        self.db = self.store.db
+        self.verifier = verifier or SignatureVerifier()
+        self._own_verifier = verifier is None
+        self.clock = clock
+        self.index: dict[bytes, BlockIndexEntry] = {}
+        self.children: dict[bytes, list[BlockIndexEntry]] = {}
+        self.chain: list[BlockIndexEntry] = []
+        self.utxo_stats = UtxoStats()
+        self.orphans: dict[bytes, tuple[Block, float]] = {}
+        self._candidates: set[BlockIndexEntry] = set()
+        self._recent: dict[bytes, Block] = {}   # blocks accepted in this call: no re-decoding
+        self._seq = 0
+        self._load()
+
+    # --- start-up ------------------------------------------------------------------
+
+    def _load(self) -> None:
+        with self.store.env.begin() as txn:
+            records = [decode(v) for _, v in txn.cursor(db=self.db["index"])]
+            tip_hash = txn.get(b"tip", db=self.db["meta"])
+            stats = txn.get(b"utxostats", db=self.db["meta"])
+        if not records:
+            self._write_genesis()
+            return
+        records.sort(key=lambda r: r[1])
+        for header_list, height, work, status, seq, failure in records:
+            header = BlockHeader.from_list(header_list)
+            parent = self.index.get(header.prev_hash)
+            entry = BlockIndexEntry(header, height, int.from_bytes(work, "big"), status, seq,
+                                    parent, failure)
+            self._add_entry(entry)
+            entry.have_chain = status in (STATUS_DATA, STATUS_VALID) and (
+                parent is None or parent.have_chain)
+            self._seq = max(self._seq, seq + 1)
+        count, amount, digest = decode(stats)
+        self.utxo_stats = UtxoStats(count, amount, int.from_bytes(digest, "big"))
+        tip = self.index[tip_hash]
+        self.chain = [tip]
+        while self.chain[-1].parent is not None:
+            self.chain.append(self.chain[-1].parent)
+        self.chain.reverse()
+        for entry in self.index.values():
+            if entry.have_chain and entry.status != STATUS_INVALID and entry.chain_work > tip.chain_work:
+                self._candidates.add(entry)
+        log.info("loaded chain %s: height=%d tip=%s utxos=%d", self.params.name, self.height,
+                 short(tip.hash), self.utxo_stats.count)
+
+    def _write_genesis(self) -> None:
+        genesis = self.params.genesis
+        target = bits_to_target(genesis.header.bits)
+        entry = BlockIndexEntry(genesis.header, 0, block_work(target), STATUS_VALID, 0, None)
+        entry.have_chain = True
+        with self.store.env.begin(write=True) as txn:
+            txn.put(entry.hash, entry.record(), db=self.db["index"])
+            txn.put(entry.hash, genesis.raw, db=self.db["blocks"])
+            txn.put(height_key(0), entry.hash, db=self.db["chain"])
+            txn.put(b"tip", entry.hash, db=self.db["meta"])
+            txn.put(b"utxostats", self.utxo_stats.record(), db=self.db["meta"])
+        self._add_entry(entry)
+        self._seq = 1
+        self.chain = [entry]
+
+    def _add_entry(self, entry: BlockIndexEntry) -> None:
+        self.index[entry.hash] = entry
+        self.children.setdefault(entry.header.prev_hash, []).append(entry)
+
+    def close(self) -> None:
+        if self._own_verifier:
+            self.verifier.close()
+        self.store.close()
+
+    # --- views ---------------------------------------------------------------------
+
+    @property
+    def tip(self) -> BlockIndexEntry:
+        return self.chain[-1]
+
+    @property
+    def height(self) -> int:
+        return len(self.chain) - 1
+
+    def on_active_chain(self, entry: BlockIndexEntry) -> bool:
+        return entry.height < len(self.chain) and self.chain[entry.height] is entry
+
+    def median_time_past(self, entry: BlockIndexEntry | None) -> int:
+        """Median timestamp of the MEDIAN_TIME_SPAN blocks ending at ``entry``."""
+        times = []
+        while entry is not None and len(times) < MEDIAN_TIME_SPAN:
+            times.append(entry.header.timestamp)
+            entry = entry.parent
+        times.sort()
+        return times[len(times) // 2]
+
+    def next_bits(self, parent: BlockIndexEntry) -> int:
+        """Compact target required of a child of ``parent`` (ASERT, anchored at height 1)."""
+        p = self.params
+        if not p.retarget or parent.height < 1:
+            return p.genesis_bits
+        anchor = parent.anchor
+        target = asert_target(bits_to_target(anchor.header.bits),
+                              parent.header.timestamp - anchor.header.timestamp,
+                              parent.height - anchor.height,
+                              p.target_spacing, p.asert_half_life, p.pow_limit)
+        return target_to_bits(target)
+
+    def header_context(self, parent: BlockIndexEntry) -> rules.HeaderContext:
+        return rules.HeaderContext(self.next_bits(parent), self.median_time_past(parent),
+                                   int(self.clock()))
+
+    # --- headers -------------------------------------------------------------------
+
+    def accept_headers(self, headers: list[BlockHeader]) -> list[BlockIndexEntry]:
+        """Validate and store headers (headers-first sync), in one write transaction.
+
+        Raises on the first invalid header; those before it are kept.
+        """
+        new: list[BlockIndexEntry] = []
+        entries: list[BlockIndexEntry] = []
+        try:
+            for header in headers:
+                entry = self.index.get(header.hash)
+                if entry is None:
+                    entry = self._check_new_header(header)
+                    self._add_entry(entry)
+                    new.append(entry)
+                elif entry.status == STATUS_INVALID:
+                    raise BlockValidationError(entry.failure or "invalid", "known invalid block")
+                entries.append(entry)
+        finally:
+            if new:
+                with self.store.env.begin(write=True) as txn:
+                    for entry in new:
+                        txn.put(entry.hash, entry.record(), db=self.db["index"])
+        return entries
+
+    def _check_new_header(self, header: BlockHeader) -> BlockIndexEntry:
+        parent = self.index.get(header.prev_hash)
+        if parent is None:
+            raise BlockValidationError("prev-blk-not-found", "parent header unknown")
+        if parent.status == STATUS_INVALID:
+            raise BlockValidationError("bad-prevblk", "parent is invalid")
+        rules.validate_header(header, self.header_context(parent), self.params)
+        work = parent.chain_work + block_work(bits_to_target(header.bits))
+        entry = BlockIndexEntry(header, parent.height + 1, work, STATUS_HEADER, self._seq, parent)
+        self._seq += 1
+        return entry
+
+    # --- blocks --------------------------------------------------------------------
+
+    def accept_block(self, block: Block) -> AcceptResult:
+        """Store a block with a valid header and follow the branch with the most work.
+
+        Raises a ValidationError if the block is invalid.  A block whose parent
+        is unknown goes to the orphan pool and is connected when the parent comes.
+        """
+        result = self._accept_one(block)
+        if result.status in ("connected", "stored"):
+            self._accept_orphans(block.hash, result)
+        return result
+
+    def _accept_one(self, block: Block) -> AcceptResult:
+        h = block.hash
+        entry = self.index.get(h)
+        if entry is not None and entry.status == STATUS_INVALID:
+            raise BlockValidationError(entry.failure or "invalid", "known invalid block")
+        if entry is not None and entry.status != STATUS_HEADER:
+            return AcceptResult(h, "duplicate")
+        if entry is None and block.header.prev_hash not in self.index:
+            self._add_orphan(block)
+            return AcceptResult(h, "orphan")
+        is_new = entry is None
+        if entry is None:
+            entry = self._check_new_header(block.header)
+        try:
+            rules.check_block(block)
+        except BlockValidationError as exc:
+            if exc.code not in rules.MUTATION_CODES:
+                if is_new:
+                    self._add_entry(entry)
+                self._mark_invalid(entry, exc.code)
+            raise
+        if is_new:
+            self._add_entry(entry)
+        entry.status = STATUS_DATA
+        with self.store.env.begin(write=True) as txn:
+            txn.put(h, entry.record(), db=self.db["index"])
+            txn.put(h, block.raw, db=self.db["blocks"])
+        self._update_have_chain(entry)
+        self._recent[h] = block
+        try:
+            result = self.activate_best_chain()
+        finally:
+            self._recent.clear()
+        result.block_hash = h
+        if entry.status == STATUS_INVALID:
+            raise BlockValidationError(entry.failure, "block failed to connect")
+        result.status = "connected" if self.on_active_chain(entry) else "stored"
+        return result
+
+    def _update_have_chain(self, entry: BlockIndexEntry) -> None:
+        """Propagate 'all ancestors have data' from ``entry`` to its stored descendants."""
+        if entry.parent is not None and not entry.parent.have_chain:
+            return
+        todo = [entry]
+        while todo:
+            e = todo.pop()
+            if e.status not in (STATUS_DATA, STATUS_VALID) or e.have_chain:
+                continue
+            e.have_chain = True
+            if e.chain_work > self.tip.chain_work:
+                self._candidates.add(e)
+            todo.extend(self.children.get(e.hash, ()))
+
+    # --- orphans ---------------------------------------------------------------------
+
+    def _add_orphan(self, block: Block) -> None:
+        if block.hash in self.orphans:
+            return
+        if len(self.orphans) >= MAX_ORPHANS:
+            oldest = min(self.orphans, key=lambda k: self.orphans[k][1])
+            del self.orphans[oldest]
+        self.orphans[block.hash] = (block, self.clock())
+        log.debug("orphan block %s (parent %s unknown)", short(block.hash), short(block.header.prev_hash))
+
+    def _accept_orphans(self, parent_hash: bytes, result: AcceptResult) -> None:
+        todo = [parent_hash]
+        while todo:
+            parent = todo.pop()
+            for orphan_hash in [k for k, (b, _) in self.orphans.items() if b.header.prev_hash == parent]:
+                block, _ = self.orphans.pop(orphan_hash)
+                try:
+                    sub = self._accept_one(block)
+                except ValidationError as exc:
+                    log.info("orphan block %s rejected: %s", short(orphan_hash), exc)
+                    result.invalid.append((orphan_hash, exc.code))
+                    continue
+                result.merge(sub)
+                todo.append(orphan_hash)
+
+    def orphan_root(self, block_hash: bytes) -> bytes | None:
+        """The missing ancestor hash of an orphan chain, to ask peers for."""
+        entry = self.orphans.get(block_hash)
+        while entry is not None:
+            prev = entry[0].header.prev_hash
+            entry = self.orphans.get(prev)
+            if entry is None:
+                return prev
+        return None
+
+    # --- switching branches ---------------------------------------------------------
+
+    def _best_candidate(self) -> BlockIndexEntry | None:
+        best = None
+        for e in self._candidates:
+            if best is None or (e.chain_work, -e.seq) > (best.chain_work, -best.seq):
+                best = e
+        return best
+
+    def activate_best_chain(self) -> AcceptResult:
+        """Switch to the valid branch with the most work, one transaction per switch."""
+        total = AcceptResult(b"", "stored")
+        while True:
+            best = self._best_candidate()
+            if best is None or best.chain_work <= self.tip.chain_work:
+                break
+            path, fork = self._path_from_fork(best)
+            if path is None:
+                continue
+            started = time.perf_counter()
+            try:
+                connected, disconnected = self._switch(fork, path)
+            except _ConnectFailed as failed:
+                log.warning("block %s height=%d invalid: %s", short(failed.entry.hash),
+                            failed.entry.height, failed.error)
+                self._mark_invalid(failed.entry, failed.error.code)
+                total.invalid.append((failed.entry.hash, failed.error.code))
+                continue
+            total.connected.extend(connected)
+            total.disconnected.extend(disconnected)
+            elapsed = (time.perf_counter() - started) * 1000
+            if disconnected:
+                log.info("reorg: disconnected %d, connected %d blocks; tip %s height=%d (%.0f ms)",
+                         len(disconnected), len(connected), short(self.tip.hash), self.height, elapsed)
+            else:
+                for block in connected:
+                    log.debug("connected block %s txs=%d", short(block.hash), len(block.txs))
+                log.info("connected block %s height=%d txs=%d (%.0f ms)", short(self.tip.hash),
+                         self.height, len(connected[-1].txs), elapsed)
+        self._candidates = {e for e in self._candidates
+                            if e.chain_work > self.tip.chain_work and e.status != STATUS_INVALID}
+        return total
+
+    def _path_from_fork(self, best: BlockIndexEntry
+                        ) -> tuple[list[BlockIndexEntry] | None, BlockIndexEntry]:
+        """Entries from just above the fork with the active chain up to ``best``."""
+        path = []
+        entry = best
+        while not self.on_active_chain(entry):
+            if entry.status == STATUS_INVALID:
+                self._mark_invalid(best, "bad-prevblk")
+                return None, entry
+            path.append(entry)
+            entry = entry.parent
+        path.reverse()
+        return path, entry
+
+    def _load_block(self, txn, entry: BlockIndexEntry) -> Block:
+        block = self._recent.get(entry.hash)
+        if block is None:
+            block = Block.from_bytes(txn.get(entry.hash, db=self.db["blocks"]))
+        return block
+
+    def _switch(self, fork: BlockIndexEntry, path: list[BlockIndexEntry]
+                ) -> tuple[list[Block], list[Block]]:
+        stats = UtxoStats(self.utxo_stats.count, self.utxo_stats.amount, self.utxo_stats.digest_sum)
+        connected: list[Block] = []
+        disconnected: list[Block] = []
+        with self.store.env.begin(write=True) as txn:
+            for entry in reversed(self.chain[fork.height + 1:]):
+                block = self._load_block(txn, entry)
+                self._disconnect_block(txn, entry, block, stats)
+                disconnected.append(block)
+            for entry in path:
+                block = self._load_block(txn, entry)
+                try:
+                    self._connect_block(txn, entry, block, stats)
+                except ValidationError as exc:
+                    raise _ConnectFailed(entry, exc) from None
+                if entry.status != STATUS_VALID:  # in memory only after the commit
+                    txn.put(entry.hash, entry.record(STATUS_VALID), db=self.db["index"])
+                connected.append(block)
+            txn.put(b"tip", path[-1].hash, db=self.db["meta"])
+            txn.put(b"utxostats", stats.record(), db=self.db["meta"])
+        # committed: now mirror it in memory
+        for entry in path:
+            entry.status = STATUS_VALID
+        self.chain = self.chain[:fork.height + 1] + path
+        self.utxo_stats = stats
+        return connected, disconnected
+
+    def _connect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
+        """Apply ``block`` to the UTXO set inside ``txn``; raise if it breaks a rule."""
+        params = self.params
+        height = entry.height
+        rules.check_block_contextual(block, height, self.median_time_past(entry.parent))
+        utxo_db, addr_db, hist_db = self.db["utxo"], self.db["addrutxo"], self.db["addrhist"]
+        fees = 0
+        checks: list = []
+        undo: list = []
+        for pos, tx in enumerate(block.txs):
+            touched: set[bytes] = set()
+            if pos > 0:
+                coins: list[Coin | None] = []
+                for txin in tx.inputs:
+                    raw = txn.get(outpoint_key(txin.prev_txid, txin.prev_index), db=utxo_db)
+                    coins.append(decode_coin(raw) if raw is not None else None)
+                try:
+                    fees += rules.check_tx_inputs(tx, coins, height, params)
+                except ValidationError as exc:
+                    raise BlockValidationError(exc.code, f"tx {tx.txid.hex()}: {exc.message}") from None
+                checks.extend(rules.signature_checks(tx, coins, params.network_id))
+                for txin, coin in zip(tx.inputs, coins):
+                    key = outpoint_key(txin.prev_txid, txin.prev_index)
+                    stats.add(key, encode_coin(coin), coin.amount, -1)
+                    txn.delete(key, db=utxo_db)
+                    txn.delete(coin.addr_hash + key, db=addr_db)
+                    touched.add(coin.addr_hash)
+                    undo.append([coin.amount, coin.addr_hash, coin.height, int(coin.coinbase)])
+            for n, out in enumerate(tx.outputs):
+                key = outpoint_key(tx.txid, n)
+                value = encode_coin(Coin(out.amount, out.addr_hash, height, pos == 0))
+                txn.put(key, value, db=utxo_db)
+                txn.put(out.addr_hash + key, b"", db=addr_db)
+                stats.add(key, value, out.amount, +1)
+                touched.add(out.addr_hash)
+            txn.put(tx.txid, encode([entry.hash, pos]), db=self.db["txindex"])
+            for addr in touched:
+                txn.put(addr_hist_key(addr, height, pos, tx.txid), b"", db=hist_db)
+        rules.check_coinbase_amount(block, height, fees, params)
+        try:
+            self.verifier.verify(checks)
+        except ValidationError as exc:
+            raise BlockValidationError(exc.code, exc.message) from None
+        txn.put(entry.hash, encode(undo), db=self.db["undo"])
+        txn.put(height_key(height), entry.hash, db=self.db["chain"])
+
+    def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
+        """Undo ``block`` inside ``txn`` with its stored undo data."""
+        utxo_db, addr_db, hist_db = self.db["utxo"], self.db["addrutxo"], self.db["addrhist"]
+        undo = decode(txn.get(entry.hash, db=self.db["undo"]))
+        for pos in range(len(block.txs) - 1, -1, -1):
+            tx = block.txs[pos]
+            touched: set[bytes] = set()
+            for n, out in enumerate(tx.outputs):
+                key = outpoint_key(tx.txid, n)
+                value = txn.pop(key, db=utxo_db)
+                if value is None:
+                    raise RuntimeError(f"UTXO set corrupt: {tx.txid.hex()}:{n} missing on disconnect")
+                stats.add(key, value, out.amount, -1)
+                txn.delete(out.addr_hash + key, db=addr_db)
+                touched.add(out.addr_hash)
+            if pos > 0:
+                for txin in reversed(tx.inputs):
+                    amount, addr_hash, height, coinbase = undo.pop()
+                    key = outpoint_key(txin.prev_txid, txin.prev_index)
+                    value = encode_coin(Coin(amount, addr_hash, height, bool(coinbase)))
+                    txn.put(key, value, db=utxo_db)
+                    txn.put(addr_hash + key, b"", db=addr_db)
+                    stats.add(key, value, amount, +1)
+                    touched.add(addr_hash)
+            txn.delete(tx.txid, db=self.db["txindex"])
+            for addr in touched:
+                txn.delete(addr_hist_key(addr, entry.height, pos, tx.txid), db=hist_db)
+        txn.delete(height_key(entry.height), db=self.db["chain"])
+        txn.put(b"tip", entry.header.prev_hash, db=self.db["meta"])
+
+    # --- invalidity ------------------------------------------------------------------
+
+    def _mark_invalid(self, entry: BlockIndexEntry, code: str) -> None:
+        """Mark ``entry`` and all its descendants invalid, persistently."""
+        todo = [entry]
+        marked = []
+        while todo:
+            e = todo.pop()
+            if e.status != STATUS_INVALID:
+                e.status = STATUS_INVALID
+                e.failure = code if e is entry else "bad-prevblk"
+                marked.append(e)
+            self._candidates.discard(e)
+            todo.extend(self.children.get(e.hash, ()))
+        with self.store.env.begin(write=True) as txn:
+            for e in marked:
+                txn.put(e.hash, e.record(), db=self.db["index"])
+
+    def invalidate_block(self, block_hash: bytes) -> AcceptResult:
+        """Treat a block as invalid (Bitcoin: invalidateblock) and follow the best other branch."""
+        entry = self.index.get(block_hash)
+        if entry is None:
+            raise KeyError(block_hash)
+        if entry.height == 0:
+            raise ValueError("cannot invalidate the genesis block")
+        result = AcceptResult(block_hash, "stored")
+        if self.on_active_chain(entry):
+            parent = entry.parent
+            # Every entry with data and more work than the fork point may now win.
+            connected, disconnected = self._switch_back(parent)
+            result.disconnected.extend(disconnected)
+        self._mark_invalid(entry, "manually-invalidated")
+        for e in self.index.values():
+            if e.have_chain and e.status != STATUS_INVALID and e.chain_work > self.tip.chain_work:
+                self._candidates.add(e)
+        result.merge(self.activate_best_chain())
+        return result
+
+    def _switch_back(self, fork: BlockIndexEntry) -> tuple[list[Block], list[Block]]:
+        stats = UtxoStats(self.utxo_stats.count, self.utxo_stats.amount, self.utxo_stats.digest_sum)
+        disconnected = []
+        with self.store.env.begin(write=True) as txn:
+            for entry in reversed(self.chain[fork.height + 1:]):
+                block = self._load_block(txn, entry)
+                self._disconnect_block(txn, entry, block, stats)
+                disconnected.append(block)
+            txn.put(b"utxostats", stats.record(), db=self.db["meta"])
+        self.chain = self.chain[:fork.height + 1]
+        self.utxo_stats = stats
+        return [], disconnected
+
+    def reconsider_block(self, block_hash: bytes) -> AcceptResult:
+        """Clear invalidity of a block, its ancestors and descendants (Bitcoin: reconsiderblock)."""
+        entry = self.index.get(block_hash)
+        if entry is None:
+            raise KeyError(block_hash)
+        cleared = []
+        todo = [entry]
+        while todo:
+            e = todo.pop()
+            if e.status == STATUS_INVALID:
+                cleared.append(e)
+            todo.extend(self.children.get(e.hash, ()))
+        e = entry.parent
+        while e is not None:
+            if e.status == STATUS_INVALID:
+                cleared.append(e)
+            e = e.parent
+        with self.store.env.begin(write=True) as txn:
+            for e in cleared:
+                has_data = txn.get(e.hash, db=self.db["blocks"]) is not None
+                e.status = STATUS_DATA if has_data else STATUS_HEADER
+                e.failure = ""
+                txn.put(e.hash, e.record(), db=self.db["index"])
+        for e in sorted(cleared, key=lambda x: x.height):
+            e.have_chain = False
+            self._update_have_chain(e)
+        return self.activate_best_chain()
+
+    # --- queries ---------------------------------------------------------------------
+
+    def get_block(self, block_hash: bytes) -> Block | None:
+        with self.store.env.begin() as txn:
+            raw = txn.get(block_hash, db=self.db["blocks"])
+        return Block.from_bytes(raw) if raw is not None else None
+
+    def get_block_raw(self, block_hash: bytes) -> bytes | None:
+        with self.store.env.begin() as txn:
+            return txn.get(block_hash, db=self.db["blocks"])
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        with self.store.env.begin() as txn:
+            raw = txn.get(outpoint_key(outpoint.txid, outpoint.index), db=self.db["utxo"])
+        return decode_coin(raw) if raw is not None else None
+
+    def get_coins(self, outpoints: list[OutPoint]) -> list[Coin | None]:
+        with self.store.env.begin() as txn:
+            raws = [txn.get(outpoint_key(o.txid, o.index), db=self.db["utxo"]) for o in outpoints]
+        return [decode_coin(r) if r is not None else None for r in raws]
+
+    def get_tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
+        """(block hash, position) of a confirmed transaction on the active chain."""
+        with self.store.env.begin() as txn:
+            raw = txn.get(txid, db=self.db["txindex"])
+        if raw is None:
+            return None
+        block_hash, pos = decode(raw)
+        return block_hash, pos
+
+    def get_transaction(self, txid: bytes) -> tuple[Transaction, BlockIndexEntry] | None:
+        loc = self.get_tx_location(txid)
+        if loc is None:
+            return None
+        block = self.get_block(loc[0])
+        return block.txs[loc[1]], self.index[loc[0]]
+
+    def address_coins(self, addr_hash: bytes) -> list[tuple[OutPoint, Coin]]:
+        result = []
+        with self.store.env.begin() as txn:
+            cursor = txn.cursor(db=self.db["addrutxo"])
+            if cursor.set_range(addr_hash):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(addr_hash):
+                        break
+                    raw = txn.get(key[20:], db=self.db["utxo"])
+                    if raw is not None:
+                        result.append((parse_outpoint(key[20:]), decode_coin(raw)))
+        return result
+
+    def address_history(self, addr_hash: bytes, limit: int = 50,
+                        before_height: int | None = None) -> list[tuple[int, int, bytes]]:
+        """(height, position, txid) of confirmed transactions touching an address, newest first."""
+        result = []
+        upper = addr_hash + height_key(before_height if before_height is not None else 2**64 - 1)
+        with self.store.env.begin() as txn:
+            cursor = txn.cursor(db=self.db["addrhist"])
+            if not cursor.set_range(upper):
+                if not cursor.last():
+                    return result
+            else:
+                if not cursor.prev():
+                    return result
+            for key in cursor.iterprev(values=False):
+                if not key.startswith(addr_hash) or len(result) >= limit:
+                    break
+                result.append(parse_addr_hist_key(key))
+        return result
+
+    def iter_utxos(self) -> Iterator[tuple[OutPoint, Coin]]:
+        with self.store.env.begin() as txn:
+            for key, value in txn.cursor(db=self.db["utxo"]):
+                yield parse_outpoint(key), decode_coin(value)
+
+    def utxo_digest(self) -> bytes:
+        return self.utxo_stats.digest_sum.to_bytes(32, "big")
+
+    # --- locators and header sync ---------------------------------------------------------
+
+    def locator(self, entry: BlockIndexEntry | None = None) -> list[bytes]:
+        """Hashes going back from ``entry`` (default: tip) with doubling steps, ending at genesis."""
+        entry = entry or self.tip
+        hashes = []
+        step = 1
+        while entry is not None and len(hashes) < MAX_LOCATOR_ENTRIES - 1:
+            hashes.append(entry.hash)
+            if entry.height == 0:
+                return hashes
+            if len(hashes) >= 10:
+                step *= 2
+            entry = entry.ancestor(max(entry.height - step, 0))
+        hashes.append(self.chain[0].hash)
+        return hashes
+
+    def find_fork(self, locator: list[bytes]) -> BlockIndexEntry:
+        """The newest locator entry on the active chain (genesis if none)."""
+        for h in locator:
+            entry = self.index.get(h)
+            if entry is not None and self.on_active_chain(entry):
+                return entry
+        return self.chain[0]
+
+    def headers_after(self, locator: list[bytes], stop: bytes, limit: int) -> list[BlockHeader]:
+        fork = self.find_fork(locator)
+        headers = []
+        for entry in self.chain[fork.height + 1: fork.height + 1 + limit]:
+            headers.append(entry.header)
+            if entry.hash == stop:
+                break
+        return headers
+
+    def chain_tips(self) -> list[dict]:
+        """Every branch tip: height, work, branch length, status (Bitcoin: getchaintips)."""
+        tips = [e for e in self.index.values() if not self.children.get(e.hash)]
+        if self.tip not in tips:
+            tips.append(self.tip)
+        out = []
+        for e in tips:
+            fork = e
+            while not self.on_active_chain(fork):
+                fork = fork.parent
+            if e is self.tip:
+                status = "active"
+            elif e.status == STATUS_INVALID or self._branch_has(e, fork, STATUS_INVALID):
+                status = "invalid"
+            elif self._branch_has(e, fork, STATUS_HEADER):
+                status = "headers-only"
+            elif self._branch_has(e, fork, STATUS_DATA):
+                status = "valid-headers"
+            else:
+                status = "valid-fork"
+            out.append({"hash": e.hash.hex(), "height": e.height, "work": e.chain_work,
+                        "branchlen": e.height - fork.height, "status": status})
+        out.sort(key=lambda t: (t["status"] != "active", -t["height"]))
+        return out
+
+    @staticmethod
+    def _branch_has(tip: BlockIndexEntry, fork: BlockIndexEntry, status: int) -> bool:
+        e = tip
+        while e is not fork:
+            if e.status == status:
+                return True
+            e = e.parent
+        return False
+
+
+def short(block_hash: bytes) -> str:
+    return block_hash.hex()[:16] + "…"

@@ -1,0 +1,97 @@
+"""Canonical msgpack: one encoding for the wire, the disk and every hash.
+
+Objects are msgpack arrays (never maps) of integers, byte strings, text and
+nested arrays.  The packer always chooses the shortest form, so every value
+has exactly one encoding.  ``decode`` refuses any input that does not
+re-encode to the very same bytes: no maps, no floats, no non-minimal integers,
+no ``str`` where ``bin`` is expected, no trailing bytes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError
+
+MAX_DECODE_SIZE = 8 * 1024 * 1024  # bytes; larger than any block or message
+
+_packer_options = dict(use_bin_type=True, strict_types=False, autoreset=True)
+
+
+def encode(obj: Any) -> bytes:
+    """Canonical bytes of ``obj`` (tuples and lists both become arrays)."""
+    return msgpack.packb(obj, **_packer_options)
+
+
+def decode(data: bytes) -> Any:
+    """Strictly decode canonical msgpack; raise DecodeError on anything else."""
+    if len(data) > MAX_DECODE_SIZE:
+        raise DecodeError(message=f"{len(data)} bytes exceeds {MAX_DECODE_SIZE}")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+        )
+    except Exception as exc:  # msgpack raises many types for bad input
+        raise DecodeError(message=f"undecodable msgpack: {exc.__class__.__name__}") from None
+    try:
+        again = encode(obj)
+    except Exception:
+        raise DecodeError(message="unencodable value") from None
+    if again != data:
+        raise DecodeError(message="non-canonical encoding")
+    _reject_foreign_types(obj)
+    return obj
+
+
+def _reject_foreign_types(obj: Any) -> None:
+    """Only int, bytes, str, bool-free nil-free arrays are part of the format."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool) or item is None:
+            raise DecodeError(message="bool/nil is not part of the format")
+        elif not isinstance(item, (int, bytes, str)):
+            raise DecodeError(message=f"{type(item).__name__} is not part of the format")
+
+
+# --- shape helpers used by the typed decoders ----------------------------------
+
+def expect_list(obj: Any, length: int | None = None, what: str = "value") -> list:
+    if not isinstance(obj, list):
+        raise DecodeError(message=f"{what}: expected array")
+    if length is not None and len(obj) != length:
+        raise DecodeError(message=f"{what}: expected {length} fields, got {len(obj)}")
+    return obj
+
+
+def expect_int(obj: Any, lo: int, hi: int, what: str = "value") -> int:
+    if not isinstance(obj, int) or isinstance(obj, bool):
+        raise DecodeError(message=f"{what}: expected integer")
+    if not lo <= obj <= hi:
+        raise DecodeError(message=f"{what}: {obj} outside [{lo}, {hi}]")
+    return obj
+
+
+def expect_bytes(obj: Any, size: int | None = None, max_size: int | None = None,
+                 what: str = "value") -> bytes:
+    if not isinstance(obj, bytes):
+        raise DecodeError(message=f"{what}: expected bytes")
+    if size is not None and len(obj) != size:
+        raise DecodeError(message=f"{what}: expected {size} bytes, got {len(obj)}")
+    if max_size is not None and len(obj) > max_size:
+        raise DecodeError(message=f"{what}: {len(obj)} bytes exceeds {max_size}")
+    return obj
+
+
+def expect_str(obj: Any, max_size: int, what: str = "value") -> str:
+    if not isinstance(obj, str):
+        raise DecodeError(message=f"{what}: expected text")
+    if len(obj) > max_size:
+        raise DecodeError(message=f"{what}: text longer than {max_size}")
+    return obj

@@ -1,0 +1,279 @@
+"""The pool of valid unconfirmed transactions.
+
+A transaction enters only if it is valid against the UTXO set plus the pool
+(unconfirmed parents allowed), pays at least the minimum fee rate and spends
+nothing another pool transaction spends, unless it replaces those
+transactions with a strictly higher fee rate and a higher total fee
+(replace-by-fee).  The pool is capped in bytes: the lowest fee rates are
+evicted first, with their descendants.  Entries expire after a time.
+
+Fee rates are in base units per byte of the transaction's encoding.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import rules
+from .block import Block
+from .chainstate import ChainState
+from .errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
+from .sigcheck import SignatureVerifier
+from .tx import Coin, OutPoint, Transaction
+
+log = logging.getLogger("obol.mempool")
+
+MIN_FEE_RATE = 1                   # base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
+MAX_MEMPOOL_BYTES = 32_000_000     # bytes of transactions kept (Bitcoin: maxmempool)
+MEMPOOL_EXPIRY = 14 * 24 * 3600    # seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
+
+
+@dataclass(slots=True, eq=False)
+class MempoolEntry:
+    tx: Transaction                  # the transaction
+    fee: int                         # base units: inputs minus outputs
+    spent: list[Coin]                # the coins its inputs spend, in input order
+    time: float                      # unix seconds when it entered
+    parents: set[bytes] = field(default_factory=set)   # txids of pool transactions it spends
+    children: set[bytes] = field(default_factory=set)  # txids of pool transactions spending it
+
+    @property
+    def size(self) -> int:
+        return self.tx.size
+
+    @property
+    def fee_rate(self) -> float:
+        return self.fee / self.tx.size
+
+
+class Mempool:
+    """Unconfirmed transactions, checked against a ``ChainState``."""
+
+    def __init__(self, chain: ChainState, verifier: SignatureVerifier | None = None,
+                 min_fee_rate: int = MIN_FEE_RATE, max_bytes: int = MAX_MEMPOOL_BYTES,
+                 expiry: int = MEMPOOL_EXPIRY, clock: Callable[[], float] = time.time) -> None:
+        self.chain = chain
+        self.params = chain.params
+        self.verifier = verifier or chain.verifier
+        self.min_fee_rate = min_fee_rate
+        self.max_bytes = max_bytes
+        self.expiry = expiry
+        self.clock = clock
+        self.entries: dict[bytes, MempoolEntry] = {}
+        self.spenders: dict[OutPoint, bytes] = {}   # outpoint -> txid of the pool tx spending it
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, txid: bytes) -> bool:
+        return txid in self.entries
+
+    def get(self, txid: bytes) -> MempoolEntry | None:
+        return self.entries.get(txid)
+
+    # --- acceptance --------------------------------------------------------------------
+
+    def accept(self, tx: Transaction, test_only: bool = False) -> MempoolEntry:
+        """Validate ``tx`` and add it (unless ``test_only``); raise with a reject code otherwise."""
+        if tx.txid in self.entries:
+            raise PolicyError("txn-already-in-mempool", "transaction already in the mempool")
+        rules.check_transaction(tx)
+        if tx.is_coinbase:
+            raise TxValidationError("coinbase", "a coinbase cannot be relayed")
+        tip = self.chain.tip
+        next_height = tip.height + 1
+        rules.check_tx_final(tx, next_height, self.chain.median_time_past(tip))
+        if self.chain.get_tx_location(tx.txid) is not None:
+            raise PolicyError("txn-already-known", "transaction already confirmed")
+        conflicts: set[bytes] = set()
+        parents: set[bytes] = set()
+        coins: list[Coin | None] = []
+        outpoints = [txin.outpoint for txin in tx.inputs]
+        chain_coins = self.chain.get_coins(outpoints)
+        for outpoint, chain_coin in zip(outpoints, chain_coins):
+            spender = self.spenders.get(outpoint)
+            if spender is not None:
+                conflicts.add(spender)
+            parent = self.entries.get(outpoint.txid)
+            if parent is not None:
+                parents.add(outpoint.txid)
+                out = parent.tx.outputs[outpoint.index] if outpoint.index < len(parent.tx.outputs) else None
+                coins.append(Coin(out.amount, out.addr_hash, next_height, False) if out else None)
+            else:
+                coins.append(chain_coin)
+        fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
+        if fee < self.min_fee_rate * tx.size:
+            raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")
+        replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
+        self.verifier.verify(rules.signature_checks(tx, coins, self.params.network_id))
+        entry = MempoolEntry(tx, fee, coins, self.clock(), parents)
+        if test_only:
+            return entry
+        for txid in replaced:
+            self._remove(txid)
+        self._add(entry)
+        if replaced:
+            log.info("tx %s replaced %d transaction(s)", tx.txid.hex()[:16], len(replaced))
+        self._trim()
+        if tx.txid not in self.entries:
+            raise PolicyError("mempool-full", "fee rate too low to enter the full mempool")
+        return entry
+
+    def _check_replacement(self, tx: Transaction, fee: int, conflicts: set[bytes],
+                           parents: set[bytes]) -> set[bytes]:
+        """The txids ``tx`` evicts by replace-by-fee, or raise txn-mempool-conflict."""
+        replaced = self._with_descendants(conflicts)
+        if replaced & parents:
+            raise MempoolConflictError(message="spends an output of a transaction it replaces")
+        rate = fee / tx.size
+        for txid in conflicts:
+            if rate <= self.entries[txid].fee_rate:
+                raise MempoolConflictError(message=f"conflicts with {txid.hex()} and does not pay a higher fee rate")
+        replaced_fees = sum(self.entries[t].fee for t in replaced)
+        if fee < replaced_fees + self.min_fee_rate * tx.size:
+            raise MempoolConflictError(message="replacement does not pay for the fees it replaces")
+        return replaced
+
+    def _add(self, entry: MempoolEntry) -> None:
+        txid = entry.tx.txid
+        self.entries[txid] = entry
+        for txin in entry.tx.inputs:
+            self.spenders[txin.outpoint] = txid
+        for parent in entry.parents:
+            self.entries[parent].children.add(txid)
+        self.bytes += entry.size
+
+    def _remove(self, txid: bytes) -> MempoolEntry | None:
+        entry = self.entries.pop(txid, None)
+        if entry is None:
+            return None
+        for txin in entry.tx.inputs:
+            if self.spenders.get(txin.outpoint) == txid:
+                del self.spenders[txin.outpoint]
+        for parent in entry.parents:
+            if parent in self.entries:
+                self.entries[parent].children.discard(txid)
+        for child in entry.children:
+            if child in self.entries:
+                self.entries[child].parents.discard(txid)
+        self.bytes -= entry.size
+        return entry
+
+    def _with_descendants(self, txids: Iterable[bytes]) -> set[bytes]:
+        result: set[bytes] = set()
+        todo = list(txids)
+        while todo:
+            txid = todo.pop()
+            if txid in result or txid not in self.entries:
+                continue
+            result.add(txid)
+            todo.extend(self.entries[txid].children)
+        return result
+
+    def remove_with_descendants(self, txids: Iterable[bytes]) -> list[Transaction]:
+        removed = []
+        for txid in self._with_descendants(txids):
+            entry = self._remove(txid)
+            if entry is not None:
+                removed.append(entry.tx)
+        return removed
+
+    def _trim(self) -> None:
+        """Evict the lowest fee rates (with their descendants) until under ``max_bytes``."""
+        while self.bytes > self.max_bytes and self.entries:
+            worst = min(self.entries.values(), key=lambda e: e.fee_rate)
+            removed = self.remove_with_descendants([worst.tx.txid])
+            log.info("mempool full: evicted %d tx(s) at fee rate %.2f", len(removed), worst.fee_rate)
+
+    def expire(self) -> list[Transaction]:
+        """Drop transactions older than ``expiry`` seconds (with their descendants)."""
+        cutoff = self.clock() - self.expiry
+        return self.remove_with_descendants([t for t, e in self.entries.items() if e.time < cutoff])
+
+    # --- following the chain -----------------------------------------------------------
+
+    def block_connected(self, block: Block) -> None:
+        """Remove the block's transactions and every pool transaction that now conflicts."""
+        conflicts = []
+        for tx in block.txs:
+            entry = self._remove(tx.txid)
+            if entry is None and not tx.is_coinbase:
+                for txin in tx.inputs:
+                    spender = self.spenders.get(txin.outpoint)
+                    if spender is not None:
+                        conflicts.append(spender)
+        if conflicts:
+            removed = self.remove_with_descendants(conflicts)
+            log.info("dropped %d mempool tx(s) conflicting with block %s", len(removed), block.hash.hex()[:16])
+
+    def update_for_chain(self, connected: list[Block], disconnected: list[Block]) -> None:
+        """Follow a tip change: blocks connected and (in a reorg) disconnected, tip first."""
+        if not disconnected:
+            for block in connected:
+                self.block_connected(block)
+            return
+        # A reorg: the transactions of disconnected blocks come back, oldest block first,
+        # then everything is re-checked against the new chain.
+        previous = sorted(self.entries.values(), key=lambda e: e.time)
+        returning = [tx for block in reversed(disconnected) for tx in block.txs[1:]]
+        self.entries.clear()
+        self.spenders.clear()
+        self.bytes = 0
+        dropped = 0
+        for tx in returning + [e.tx for e in previous]:
+            try:
+                self.accept(tx)
+            except (TxValidationError, PolicyError, MissingInputsError):
+                dropped += 1
+        log.info("mempool after reorg: %d tx(s), %d dropped", len(self.entries), dropped)
+
+    # --- block template ------------------------------------------------------------------
+
+    def select_for_block(self, max_bytes: int) -> tuple[list[Transaction], int]:
+        """Transactions by fee rate, each after its pool parents, within ``max_bytes``; and their fees."""
+        chosen: list[Transaction] = []
+        included: set[bytes] = set()
+        used = 0
+        fees = 0
+        for entry in sorted(self.entries.values(), key=lambda e: e.fee_rate, reverse=True):
+            if entry.tx.txid in included:
+                continue
+            package = self._ancestors_first(entry, included)
+            size = sum(e.size for e in package)
+            if used + size > max_bytes:
+                continue
+            for e in package:
+                chosen.append(e.tx)
+                included.add(e.tx.txid)
+                fees += e.fee
+            used += size
+        return chosen, fees
+
+    def _ancestors_first(self, entry: MempoolEntry, included: set[bytes]) -> list[MempoolEntry]:
+        """``entry`` preceded by its not-yet-included pool ancestors, parents before children."""
+        order: list[MempoolEntry] = []
+        seen: set[bytes] = set()
+
+        def visit(e: MempoolEntry) -> None:
+            for parent in sorted(e.parents):
+                if parent not in included and parent not in seen and parent in self.entries:
+                    seen.add(parent)
+                    visit(self.entries[parent])
+            order.append(e)
+
+        visit(entry)
+        return order
+
+    # --- statistics ----------------------------------------------------------------------
+
+    def fee_rate_histogram(self, edges: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+                           ) -> list[dict]:
+        buckets = [{"from": lo, "count": 0, "bytes": 0} for lo in (0,) + edges]
+        for e in self.entries.values():
+            i = sum(1 for edge in edges if e.fee_rate >= edge)
+            buckets[i]["count"] += 1
+            buckets[i]["bytes"] += e.size
+        return buckets

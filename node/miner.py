@@ -1,0 +1,182 @@
+"""Block templates and the proof-of-work search.
+
+The header's canonical encoding ends with the nonce.  Nonces are searched in
+[NONCE_START, 2^64), where msgpack always writes them as ``0xcf`` + 8 bytes,
+so every candidate header is ``prefix + nonce_bytes`` with a fixed prefix:
+sha256 absorbs the prefix once (the midstate) and each try only hashes the
+nonce and the second round.
+
+``search_nonce`` is a plain function so worker processes can run it; the
+``Miner`` (asyncio) hands nonce ranges to one process per core and starts
+over when the tip or the mempool changes.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable
+
+from .block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
+from .chainstate import ChainState
+from .mempool import Mempool
+from .params import BLOCK_VERSION
+from .pow import bits_to_target
+from .tx import TxOut, make_coinbase
+
+log = logging.getLogger("obol.miner")
+
+NONCE_START = 1 << 32          # first nonce tried: from here on a nonce encodes as 9 bytes
+NONCE_PREFIX = b"\xcf"         # msgpack marker of a uint64
+COINBASE_RESERVE = 1_000       # bytes of the block kept free for the coinbase and header
+CHUNK_NONCES = 1 << 18         # nonces one worker tries before checking for a new template
+
+
+def create_block_template(chain: ChainState, mempool: Mempool | None, addr_hash: bytes,
+                          extra: bytes = b"", now: float | None = None) -> Block:
+    """An unsolved block on the current tip paying subsidy + fees to ``addr_hash``."""
+    tip = chain.tip
+    height = tip.height + 1
+    txs, fees = (mempool.select_for_block(MAX_BLOCK_SIZE - COINBASE_RESERVE)
+                 if mempool is not None else ([], 0))
+    coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height) + fees, addr_hash)], extra)
+    all_txs = [coinbase] + txs
+    timestamp = max(int(now if now is not None else chain.clock()), chain.median_time_past(tip) + 1)
+    header = BlockHeader.create(BLOCK_VERSION, tip.hash, merkle_root([t.txid for t in all_txs]),
+                                timestamp, chain.next_bits(tip), NONCE_START)
+    return Block.create(header, all_txs)
+
+
+def header_prefix(header: BlockHeader) -> bytes:
+    """The header's encoding without its nonce (which must be ≥ NONCE_START)."""
+    assert header.nonce >= NONCE_START
+    return header.raw[:-8]
+
+
+def search_nonce(prefix: bytes, target: int, start: int, count: int) -> int | None:
+    """First nonce in [start, start+count) whose header hash is ≤ target, or None."""
+    sha256 = hashlib.sha256
+    midstate = sha256(prefix)
+    target_bytes = target.to_bytes(32, "big")
+    for nonce in range(start, start + count):
+        h = midstate.copy()
+        h.update(nonce.to_bytes(8, "big"))
+        if sha256(h.digest()).digest() <= target_bytes:
+            return nonce
+    return None
+
+
+def solve_block(block: Block, max_tries: int = 1 << 40) -> Block | None:
+    """Search nonces in this process (regtest and tests: the target is trivial)."""
+    prefix = header_prefix(block.header)
+    nonce = search_nonce(prefix, bits_to_target(block.header.bits), NONCE_START, max_tries)
+    if nonce is None:
+        return None
+    return Block(block.header.with_nonce(nonce), block.txs, _with_nonce_raw(block, nonce))
+
+
+def _with_nonce_raw(block: Block, nonce: int) -> bytes:
+    # The block's encoding starts with [header, ...]: swap the 8 nonce bytes in place.
+    header_len = len(block.header.raw)
+    start = 1 + header_len - 8   # 1 byte: the outer array marker
+    return block.raw[:start] + nonce.to_bytes(8, "big") + block.raw[start + 8:]
+
+
+def mine_blocks(chain: ChainState, mempool: Mempool | None, addr_hash: bytes, count: int,
+                on_block: Callable[[Block], None] | None = None) -> list[Block]:
+    """Mine ``count`` blocks in this process and accept each (regtest's ``generate``)."""
+    blocks = []
+    for n in range(count):
+        block = solve_block(create_block_template(chain, mempool, addr_hash, extra=os.urandom(4)))
+        result = chain.accept_block(block)
+        if mempool is not None:
+            mempool.update_for_chain(result.connected, result.disconnected)
+        if on_block is not None:
+            on_block(block)
+        blocks.append(block)
+    return blocks
+
+
+class Miner:
+    """Mines on the tip with worker processes; never blocks the event loop.
+
+    ``template`` builds a fresh unsolved block (called on the loop's chain thread
+    by the daemon); ``submit`` hands a solved block back.  ``notify()`` says the
+    tip or mempool changed, so the current search is abandoned at the next chunk.
+    """
+
+    def __init__(self, template: Callable[[], "asyncio.Future[Block]"],
+                 submit: Callable[[Block], "asyncio.Future[None]"], processes: int | None = None) -> None:
+        self.template = template
+        self.submit = submit
+        self.processes = processes or os.cpu_count() or 1
+        self._generation = 0
+        self._task: asyncio.Task | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self.hashes = 0
+        self.started = 0.0
+        self.blocks_found = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def hash_rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.hashes / elapsed if self.running and elapsed > 0 else 0.0
+
+    def notify(self) -> None:
+        self._generation += 1
+
+    def start(self) -> None:
+        if self.running:
+            return
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx)
+        self.hashes = 0
+        self.started = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="miner")
+        log.info("miner started with %d process(es)", self.processes)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            log.info("miner stopped")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            generation = self._generation
+            block = await self.template()
+            prefix = header_prefix(block.header)
+            target = bits_to_target(block.header.bits)
+            next_nonce = NONCE_START
+            found = None
+            while found is None and generation == self._generation:
+                futures = []
+                for _ in range(self.processes):
+                    futures.append(loop.run_in_executor(self._pool, search_nonce, prefix, target,
+                                                        next_nonce, CHUNK_NONCES))
+                    next_nonce += CHUNK_NONCES
+                for nonce in await asyncio.gather(*futures):
+                    self.hashes += CHUNK_NONCES
+                    if nonce is not None and found is None:
+                        found = nonce
+                if next_nonce >= 1 << 63:
+                    break  # never in practice: take a fresh template (new time, new extra nonce)
+            if found is not None and generation == self._generation:
+                solved = Block(block.header.with_nonce(found), block.txs, _with_nonce_raw(block, found))
+                self.blocks_found += 1
+                await self.submit(solved)

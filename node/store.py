@@ -1,0 +1,98 @@
+"""LMDB environment, sub-databases and key schema.
+
+One environment per datadir (``<datadir>/chain.lmdb``).  Every change to the
+chain (connect, disconnect, a whole reorg) is one write transaction, so a
+crash at any instant leaves either the old or the new state on disk.
+
+Sub-databases and their keys (all integers big-endian, so keys sort in order):
+
+===========  ==========================================  ==========================================
+name         key                                         value (canonical msgpack)
+===========  ==========================================  ==========================================
+meta         b"schema", b"network", b"tip", b"utxostats"  int / str / hash / [count, amount, sum]
+index        block hash (32)                              [header, height, chain_work, status, seq, failure]
+blocks       block hash (32)                              the block's canonical bytes
+undo         block hash (32)                              [[amount, addr_hash, height, coinbase], ...]
+chain        height (8)                                   block hash of the active chain
+utxo         txid (32) + index (4)                        [amount, addr_hash, height, coinbase]
+txindex      txid (32)                                    [block hash, position in block]
+addrutxo     addr_hash (20) + txid (32) + index (4)       b"" (the coin itself is in utxo)
+addrhist     addr_hash (20) + height (8) + pos (4) + txid  b""
+===========  ==========================================  ==========================================
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import lmdb
+
+from .encoding import decode, encode
+from .tx import Coin, OutPoint
+
+SCHEMA_VERSION = 1
+MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
+DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrutxo", "addrhist")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+class StoreError(Exception):
+    """The datadir cannot be used (locked, another network, newer schema)."""
+
+
+class Store:
+    """The LMDB environment and its named sub-databases."""
+
+    def __init__(self, path: Path, network: str, readonly: bool = False) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(str(path / "chain.lmdb"), map_size=MAP_SIZE, max_dbs=len(DB_NAMES) + 1,
+                             subdir=True, sync=True, metasync=True, readahead=False,
+                             max_readers=256, readonly=readonly)
+        self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+        with self.env.begin(write=not readonly) as txn:
+            found = txn.get(b"network", db=self.db["meta"])
+            if found is None and not readonly:
+                txn.put(b"network", network.encode(), db=self.db["meta"])
+                txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
+            elif found is not None and found.decode() != network:
+                raise StoreError(f"datadir {path} holds the '{found.decode()}' network, not '{network}'")
+            schema = txn.get(b"schema", db=self.db["meta"])
+            if schema is not None and decode(schema) > SCHEMA_VERSION:
+                raise StoreError(f"datadir {path} has schema {decode(schema)}, newer than {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.env.close()
+
+
+# --- key and value codecs ----------------------------------------------------------
+
+def outpoint_key(txid: bytes, index: int) -> bytes:
+    return txid + _U32.pack(index)
+
+
+def height_key(height: int) -> bytes:
+    return _U64.pack(height)
+
+
+def addr_hist_key(addr_hash: bytes, height: int, position: int, txid: bytes) -> bytes:
+    return addr_hash + _U64.pack(height) + _U32.pack(position) + txid
+
+
+def parse_addr_hist_key(key: bytes) -> tuple[int, int, bytes]:
+    """(height, position, txid) of an addrhist key."""
+    return _U64.unpack_from(key, 20)[0], _U32.unpack_from(key, 28)[0], key[32:]
+
+
+def parse_outpoint(key: bytes) -> OutPoint:
+    return OutPoint(key[:32], _U32.unpack_from(key, 32)[0])
+
+
+def encode_coin(coin: Coin) -> bytes:
+    return encode([coin.amount, coin.addr_hash, coin.height, int(coin.coinbase)])
+
+
+def decode_coin(data: bytes) -> Coin:
+    amount, addr_hash, height, coinbase = decode(data)
+    return Coin(amount, addr_hash, height, bool(coinbase))
