@@ -91,10 +91,22 @@ class Block:
         """Strictly decode a block (DecodeError on any deviation, bad-blk-length if too big)."""
         if len(data) > MAX_BLOCK_SIZE:
             raise BlockValidationError("bad-blk-length", f"{len(data)} bytes > {MAX_BLOCK_SIZE}")
-        header_obj, txs_obj = expect_list(decode(data), 2, "block")
+        return cls.from_list(decode(data), data)
+
+    @classmethod
+    def from_list(cls, obj: object, raw: bytes | None = None) -> "Block":
+        """Build from the decoded array (a P2P ``block`` body); ``raw`` if already known."""
+        header_obj, txs_obj = expect_list(obj, 2, "block")
         header = BlockHeader.from_list(header_obj)
         txs = tuple(Transaction.from_list(t) for t in expect_list(txs_obj, None, "block.txs"))
-        return cls(header, txs, data)
+        if raw is None:
+            raw = encode([header_obj, txs_obj])
+            if len(raw) > MAX_BLOCK_SIZE:
+                raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
+        return cls(header, txs, raw)
+
+    def to_list(self) -> list:
+        return [self.header.to_list(), [t.to_list() for t in self.txs]]
 
     @property
     def hash(self) -> bytes:

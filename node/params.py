@@ -29,7 +29,7 @@ class NetworkParams:
     hrp: str                     # bech32m prefix of addresses (Bitcoin: bech32_hrp)
     pow_limit: int               # easiest target a block may have (Bitcoin: powLimit)
     genesis_bits: int            # compact target of the genesis block and of block 1
-    retarget: bool               # False: every block has pow_limit's bits (Bitcoin: fPowNoRetargeting)
+    retarget: bool               # False: every block has genesis_bits (Bitcoin: fPowNoRetargeting)
     target_spacing: int          # seconds between blocks that ASERT aims for (Bitcoin: nPowTargetSpacing)
     asert_half_life: int         # seconds ahead/behind schedule that halve/double the target (BCH: nASERTHalfLife)
     coinbase_maturity: int       # confirmations before a coinbase output may be spent (Bitcoin: COINBASE_MATURITY)
@@ -92,7 +92,7 @@ REGTEST = NetworkParams(
     name="regtest", magic=b"OBRT", default_port=18444, api_port=18443, hrp="robol",
     pow_limit=bits_to_target(0x207FFFFF), genesis_bits=0x207FFFFF,  # about every other hash wins
     retarget=False, target_spacing=600, asert_half_life=2 * 24 * 3600,
-    coinbase_maturity=100, initial_subsidy=50 * COIN, halving_interval=150,
+    coinbase_maturity=100, initial_subsidy=50 * COIN, halving_interval=2_500,
     max_future_block_time=2 * 3600, mine_on_demand=True,
     genesis_timestamp=GENESIS_TIME, genesis_nonce=0,
     genesis_message=b"Obol regtest genesis 2026-11-25",

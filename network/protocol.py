@@ -1,0 +1,228 @@
+"""Messages of the network layer and the envelope every message travels in.
+
+Every frame payload is the codec's canonical msgpack encoding of the envelope
+``[type, body]``: ``type`` is a message type name (1 to 12 printable ASCII
+characters, no spaces) and ``body`` is whatever that type defines, usually an
+array.  The network layer itself defines the six message types below; every
+other type (``tx``, ``block``, ``headers``...) is owned by ``node/`` and
+reaches it through a registered handler.
+
+This module only converts between message bodies and typed values; what a
+node does with them (the handshake, pings, gossip) is in ``manager.py``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import MessageError, Misbehaviour
+
+PROTOCOL_VERSION = 1  # the protocol version this implementation speaks
+MIN_PROTOCOL_VERSION = 1  # oldest peer protocol version still accepted
+MAX_TYPE_LENGTH = 12  # characters: longest message type name
+MAX_USER_AGENT_LENGTH = 64  # characters: longest user agent in `version`
+MAX_ADDR = 1000  # entries: most addresses in one `addr` message
+MAX_HOST_LENGTH = 64  # characters: longest host text in an `addr` entry
+GENESIS_HASH_SIZE = 32  # bytes
+NONCE_BITS = 64  # size of version and ping nonces
+MAX_UINT64 = 2**64 - 1
+MAX_INT64 = 2**63 - 1
+MAX_PORT = 65535
+
+VERSION = "version"
+VERACK = "verack"
+PING = "ping"
+PONG = "pong"
+GETADDR = "getaddr"
+ADDR = "addr"
+#: Message types the network layer handles itself; node/ cannot register them.
+NETWORK_MESSAGE_TYPES = frozenset({VERSION, VERACK, PING, PONG, GETADDR, ADDR})
+
+_TYPE_NAME = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
+
+
+class Codec(Protocol):
+    """What the network layer needs from the node's encoding module.
+
+    ``node.encoding`` satisfies it.  ``decode`` may raise anything on input it
+    refuses; the network layer treats every exception as a malformed message.
+    """
+
+    def encode(self, obj: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+def is_valid_type_name(name: object) -> bool:
+    """True for 1-12 printable ASCII characters without spaces."""
+    return isinstance(name, str) and _TYPE_NAME.fullmatch(name) is not None
+
+
+def encode_envelope(codec: Codec, msg_type: str, body: Any) -> bytes:
+    """Payload bytes for message ``msg_type`` carrying ``body``."""
+    if not is_valid_type_name(msg_type):
+        raise ValueError(f"invalid message type name {msg_type!r}")
+    return codec.encode([msg_type, body])
+
+
+def decode_envelope(codec: Codec, payload: bytes) -> tuple[str, Any]:
+    """Split a payload into (type, body); MessageError ``bad-message`` if malformed."""
+    try:
+        envelope = codec.decode(payload)
+    except Exception as exc:  # any refusal by the codec means a malformed message
+        raise MessageError("bad-message", f"undecodable payload: {exc}") from None
+    if not isinstance(envelope, list) or len(envelope) != 2:
+        raise MessageError("bad-message", "envelope is not [type, body]")
+    msg_type, body = envelope
+    if not is_valid_type_name(msg_type):
+        raise MessageError("bad-message", f"invalid message type {str(msg_type)[:40]!r}")
+    return msg_type, body
+
+
+# --- field checks for network-layer bodies -------------------------------------
+
+def _fields(body: Any, msg_type: str, count: int, allow_more: bool = False) -> list[Any]:
+    if not isinstance(body, list) or len(body) < count or (len(body) > count and not allow_more):
+        raise MessageError(f"bad-{msg_type}", f"{msg_type}: expected {count} fields")
+    return body
+
+
+def _int(value: Any, lo: int, hi: int, msg_type: str, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise MessageError(f"bad-{msg_type}",
+                           f"{msg_type}.{field}: expected integer in [{lo}, {hi}]")
+    return value
+
+
+def _bytes(value: Any, size: int, msg_type: str, field: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise MessageError(f"bad-{msg_type}", f"{msg_type}.{field}: expected {size} bytes")
+    return value
+
+
+def _str(value: Any, max_length: int, msg_type: str, field: str) -> str:
+    if not isinstance(value, str) or len(value) > max_length:
+        raise MessageError(f"bad-{msg_type}",
+                           f"{msg_type}.{field}: expected text of <= {max_length} characters")
+    return value
+
+
+# --- the messages -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VersionMessage:
+    """``version``: the first message on a connection, sent by both sides.
+
+    Body: ``[protocol_version, network_magic, genesis_hash, best_height,
+    listen_port, nonce, user_agent, timestamp]``.  Later protocol versions may
+    append fields; a receiver ignores fields it does not know.
+    """
+
+    protocol_version: int  # protocol version the sender speaks (uint32)
+    magic: bytes  # 4 bytes: the sender's network magic; must equal ours
+    genesis_hash: bytes  # 32 bytes: hash of the sender's genesis block; must equal ours
+    best_height: int  # height of the sender's best chain when it connected
+    listen_port: int  # TCP port the sender accepts connections on; 0 = not listening
+    nonce: int  # random 64-bit number per node instance; equal to ours = we dialled ourselves
+    user_agent: str  # free text naming the software, <= 64 characters
+    timestamp: int  # sender's clock, unix seconds
+
+    def to_body(self) -> list[Any]:
+        return [self.protocol_version, self.magic, self.genesis_hash, self.best_height,
+                self.listen_port, self.nonce, self.user_agent, self.timestamp]
+
+    @classmethod
+    def from_body(cls, body: Any) -> VersionMessage:
+        f = _fields(body, VERSION, 8, allow_more=True)
+        return cls(
+            protocol_version=_int(f[0], 0, 2**32 - 1, VERSION, "protocol_version"),
+            magic=_bytes(f[1], 4, VERSION, "magic"),
+            genesis_hash=_bytes(f[2], GENESIS_HASH_SIZE, VERSION, "genesis_hash"),
+            best_height=_int(f[3], 0, MAX_INT64, VERSION, "best_height"),
+            listen_port=_int(f[4], 0, MAX_PORT, VERSION, "listen_port"),
+            nonce=_int(f[5], 0, MAX_UINT64, VERSION, "nonce"),
+            user_agent=_str(f[6], MAX_USER_AGENT_LENGTH, VERSION, "user_agent"),
+            timestamp=_int(f[7], 0, MAX_INT64, VERSION, "timestamp"),
+        )
+
+
+def check_empty(msg_type: str, body: Any) -> None:
+    """``verack`` and ``getaddr`` carry an empty array."""
+    _fields(body, msg_type, 0)
+
+
+def ping_nonce(msg_type: str, body: Any) -> int:
+    """The nonce of a ``ping`` or ``pong`` body ``[nonce]`` (uint64)."""
+    return _int(_fields(body, msg_type, 1)[0], 0, MAX_UINT64, msg_type, "nonce")
+
+
+@dataclass(frozen=True)
+class AddrEntry:
+    """One entry of an ``addr`` body: ``[host, port, last_seen]``."""
+
+    host: str  # IP address literal (IPv4 dotted or IPv6 text), <= 64 characters
+    port: int  # TCP port the node listens on (1-65535 to be usable)
+    last_seen: int  # unix seconds at which the node was last known to be up
+
+    def to_body(self) -> list[Any]:
+        return [self.host, self.port, self.last_seen]
+
+
+def encode_addr(entries: list[AddrEntry]) -> list[Any]:
+    """Body of an ``addr`` message; at most MAX_ADDR entries."""
+    if len(entries) > MAX_ADDR:
+        raise ValueError(f"addr carries at most {MAX_ADDR} entries")
+    return [entry.to_body() for entry in entries]
+
+
+def decode_addr(body: Any) -> list[AddrEntry]:
+    """Entries of an ``addr`` body.
+
+    More than MAX_ADDR entries is Misbehaviour(100, ``oversized-addr``); an
+    entry of the wrong shape is MessageError ``bad-addr``.  Entries whose host
+    is not an IP literal or whose port is 0 are shape-valid but unusable; the
+    address book skips them.
+    """
+    if not isinstance(body, list):
+        raise MessageError("bad-addr", "addr: expected array")
+    if len(body) > MAX_ADDR:
+        raise Misbehaviour(100, "oversized-addr", f"addr carries {len(body)} > {MAX_ADDR} entries")
+    entries = []
+    for item in body:
+        f = _fields(item, ADDR, 3)
+        entries.append(AddrEntry(
+            host=_str(f[0], MAX_HOST_LENGTH, ADDR, "host"),
+            port=_int(f[1], 0, MAX_PORT, ADDR, "port"),
+            last_seen=_int(f[2], 0, MAX_INT64, ADDR, "last_seen"),
+        ))
+    return entries
+
+
+def canonical_host(host: str) -> str:
+    """The canonical text of an IP literal (IPv4-mapped IPv6 becomes IPv4).
+
+    Text that is not an IP literal (a host name) is returned lower-cased.
+    """
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.compressed
+
+
+def is_ip_literal(host: str) -> bool:
+    """True if ``host`` is an IPv4 or IPv6 address literal."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with IPv6 hosts in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,335 @@
+"""Session: the network-layer protocol of one connection, from handshake to close.
+
+One Session task runs per connection.  It
+
+1. exchanges ``version``/``verack`` within ``handshake_timeout``; before the
+   handshake completes nothing else is accepted (Misbehaviour 100);
+2. refuses other networks, ourselves (same nonce) and second connections to
+   the same node;
+3. once established: starts pinging, sends ``getaddr`` (outbound), runs the
+   ``on_established`` callbacks;
+4. then reads messages one at a time: flood limits, network-layer types here,
+   every other type to the handler node/ registered;
+5. on close: tells the dialler and, if it was established, the
+   ``on_disconnected`` callbacks.
+
+Faults of the peer (broken frames, malformed messages, Misbehaviour raised
+by a handler) punish it; a bug in a handler (any other exception) is logged
+and the connection kept.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import FrameError, MessageError, Misbehaviour, NetworkError
+from .peer import Direction, Peer, ReceivedMessage
+from .protocol import (ADDR, GETADDR, MAX_ADDR, MIN_PROTOCOL_VERSION, NETWORK_MESSAGE_TYPES, PING,
+                       PONG, VERACK, VERSION, AddrEntry, VersionMessage, check_empty, decode_addr,
+                       encode_addr, ping_nonce)
+
+if TYPE_CHECKING:
+    from .manager import PeerCallback, PeerManager
+
+log = logging.getLogger("obol.net")
+
+BAN_THRESHOLD = 100  # misbehaviour score at which a peer is disconnected and banned
+
+
+async def ping(peer: Peer, timeout: float) -> float:
+    """Ping ``peer`` and return the round trip in seconds.
+
+    A peer that does not answer within ``timeout`` is disconnected
+    (``ping-timeout``, never banned).  While one of our handlers is still busy
+    with this peer's messages the wait is extended: our own slowness is not
+    the peer's fault.  Raises NetworkError if the peer closes or times out.
+    """
+    if peer.closed or not peer.established:
+        raise NetworkError("not-connected", f"peer {peer.label} is not established")
+    nonce = secrets.randbits(64)
+    future = peer.expect_pong(nonce)
+    peer.send(PING, [nonce])
+    try:
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                if peer.busy and not peer.closed:
+                    continue
+                if not peer.closed:
+                    log.info("peer %s disconnected: no pong within %.1fs", peer.label, timeout)
+                    peer.close("ping-timeout")
+                raise NetworkError("ping-timeout", peer.label) from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if future.cancelled() and task is not None and not task.cancelling():
+                    raise NetworkError("peer-closed", peer.label) from None
+                raise
+    finally:
+        peer.forget_ping(nonce)
+
+
+class Session:
+    """Runs the protocol of one connection on behalf of its PeerManager."""
+
+    def __init__(self, manager: PeerManager, peer: Peer) -> None:
+        self.manager = manager  # owner: configuration, handlers, address book, bans
+        self.peer = peer  # the connection this session drives
+        self._ping_task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """The life of the connection: handshake, then messages until it closes."""
+        peer = self.peer
+        try:
+            if await self._handshake():
+                await self._established()
+                await self._message_loop()
+        except (FrameError, MessageError) as exc:
+            self.manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
+        except Misbehaviour as exc:
+            self.manager.misbehaving(peer, exc.score, exc.code, exc.message)
+            peer.close(exc.code)
+        except (ConnectionError, OSError) as exc:
+            peer.close("connection-error")
+            log.debug("peer %s connection error: %s", peer.label, exc)
+        except asyncio.CancelledError:
+            peer.close("shutdown")
+            raise
+        except Exception:
+            log.exception("peer %s: internal error", peer.label)
+            peer.close("internal-error")
+        finally:
+            await self._cleanup()
+
+    # --- handshake ----------------------------------------------------------------
+
+    async def _handshake(self) -> bool:
+        """Exchange version/verack; True once established, False if the peer was dropped."""
+        peer = self.peer
+        if peer.direction is Direction.OUTBOUND:
+            self._send_version()
+        timeout = asyncio.timeout(self.manager.config.handshake_timeout)
+        try:
+            async with timeout:
+                while peer.version is None or not peer.verack_received:
+                    msg = await peer.receive()
+                    if msg is None:
+                        peer.close("connection-closed")
+                        return False
+                    self._check_flood(msg)
+                    if msg.type == VERSION:
+                        if not self._on_version(msg.body):
+                            return False
+                    elif msg.type == VERACK:
+                        if peer.version is None:
+                            raise Misbehaviour(BAN_THRESHOLD, "verack-before-version")
+                        check_empty(VERACK, msg.body)
+                        peer.verack_received = True
+                    else:
+                        raise Misbehaviour(BAN_THRESHOLD, "message-before-handshake",
+                                           f"{msg.type} before handshake")
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            log.info("peer %s disconnected: no handshake within %.1fs",
+                     peer.label, self.manager.config.handshake_timeout)
+            peer.close("handshake-timeout")
+            return False
+        return not peer.closed
+
+    def _on_version(self, body: Any) -> bool:
+        """Check the remote `version` and answer it; False if the connection was dropped."""
+        peer, manager = self.peer, self.manager
+        if peer.version is not None:
+            raise Misbehaviour(BAN_THRESHOLD, "duplicate-version")
+        version = VersionMessage.from_body(body)
+        if version.nonce == manager.nonce:
+            manager.dialler.self_connection(peer)
+            return False
+        if version.magic != manager.magic or version.genesis_hash != manager.genesis_hash:
+            log.info("peer %s disconnected: wrong network (genesis %s)",
+                     peer.label, version.genesis_hash.hex()[:16])
+            peer.close("wrong-network")
+            return False
+        if version.protocol_version < MIN_PROTOCOL_VERSION:
+            log.info("peer %s disconnected: obsolete protocol version %d",
+                     peer.label, version.protocol_version)
+            peer.close("obsolete-version")
+            return False
+        peer.version = version
+        peer.best_height = version.best_height
+        if not self._keep_among_duplicates():
+            return False
+        if peer.direction is Direction.INBOUND:
+            self._send_version()
+        peer.send(VERACK, [])
+        return True
+
+    def _send_version(self) -> None:
+        manager, cfg = self.manager, self.manager.config
+        version = VersionMessage(
+            protocol_version=cfg.protocol_version, magic=manager.magic,
+            genesis_hash=manager.genesis_hash, best_height=manager.best_height(),
+            listen_port=manager.listen_port or 0, nonce=manager.nonce,
+            user_agent=cfg.user_agent, timestamp=int(time.time()))
+        self.peer.send(VERSION, version.to_body())
+
+    def _keep_among_duplicates(self) -> bool:
+        """Drop one of two connections to the same node (same nonce); False if ours went.
+
+        With equal directions the older connection stays.  When each node
+        dialled the other, both keep the connection dialled by the node with
+        the larger nonce, so the two ends agree without talking.
+        """
+        peer = self.peer
+        for other in self.manager.connections():
+            if other is peer or other.nonce != peer.nonce:
+                continue
+            if other.direction is peer.direction:
+                loser = peer
+            else:
+                outbound = peer if peer.direction is Direction.OUTBOUND else other
+                inbound = other if outbound is peer else peer
+                loser = inbound if self.manager.nonce > (peer.nonce or 0) else outbound
+            log.info("peer %s disconnected: duplicate connection to the same node", loser.label)
+            loser.close("duplicate-connection")
+            if loser is peer:
+                return False
+        return True
+
+    async def _established(self) -> None:
+        peer, manager = self.peer, self.manager
+        peer.mark_established()
+        log.info("peer %s established (%s, %r, height %d)", peer.label, peer.direction.value,
+                 peer.user_agent, peer.best_height)
+        if peer.direction is Direction.OUTBOUND:
+            manager.dialler.handshake_succeeded(peer)
+            peer.send(GETADDR, [])
+        elif peer.listen_address is not None:
+            host, port = peer.listen_address
+            manager.addrbook.add([(host, port, time.time())], source=peer.host)
+        self._ping_task = manager.spawn(self._ping_loop(), f"peer-{peer.id}-ping")
+        for callback in list(manager.on_established):
+            await self._run_callback(callback, "on_established")
+        manager.dialler.wake()
+
+    # --- messages -----------------------------------------------------------------
+
+    async def _message_loop(self) -> None:
+        peer = self.peer
+        while not peer.closed:
+            msg = await peer.receive()
+            if msg is None:
+                peer.close("connection-closed")
+                return
+            self._check_flood(msg)
+            await self._dispatch(msg)
+
+    def _check_flood(self, msg: ReceivedMessage) -> None:
+        if not self.peer.message_limit.consume(1):
+            raise Misbehaviour(BAN_THRESHOLD, "flood", "message rate limit exceeded")
+        if not self.peer.byte_limit.consume(msg.size):
+            raise Misbehaviour(BAN_THRESHOLD, "flood", "byte rate limit exceeded")
+
+    async def _dispatch(self, msg: ReceivedMessage) -> None:
+        """Handle one message of the established peer; only its own faults punish it."""
+        peer, manager = self.peer, self.manager
+        try:
+            if msg.type in NETWORK_MESSAGE_TYPES:
+                self._handle_network_message(msg)
+                return
+            handler = manager.handler(msg.type)
+            if handler is None:
+                peer.unknown_messages += 1
+                manager.counters.unknown_messages += 1
+                log.debug("peer %s sent unknown message type %r", peer.label, msg.type)
+                return
+            peer.busy = True
+            try:
+                await handler(peer, msg.body)
+            finally:
+                peer.busy = False
+        except Misbehaviour as exc:
+            manager.misbehaving(peer, exc.score, exc.code, exc.message)
+        except MessageError as exc:
+            manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            manager.counters.handler_errors += 1
+            log.exception("handler for %r from peer %s failed (peer kept)", msg.type, peer.label)
+
+    def _handle_network_message(self, msg: ReceivedMessage) -> None:
+        peer = self.peer
+        if msg.type == VERSION:
+            raise Misbehaviour(BAN_THRESHOLD, "duplicate-version")
+        if msg.type == VERACK:
+            raise Misbehaviour(BAN_THRESHOLD, "duplicate-verack")
+        if msg.type == PING:
+            peer.send(PONG, [ping_nonce(PING, msg.body)])
+        elif msg.type == PONG:
+            if not peer.pong_received(ping_nonce(PONG, msg.body)):
+                log.debug("peer %s sent an unexpected pong", peer.label)
+        elif msg.type == GETADDR:
+            check_empty(GETADDR, msg.body)
+            self._answer_getaddr()
+        elif msg.type == ADDR:
+            entries = decode_addr(msg.body)
+            added = self.manager.addrbook.add(((e.host, e.port, e.last_seen) for e in entries),
+                                              source=peer.host)
+            log.debug("peer %s sent %d addresses (%d new)", peer.label, len(entries), added)
+            if added:
+                self.manager.dialler.wake()
+
+    def _answer_getaddr(self) -> None:
+        """Reply once per connection with up to MAX_ADDR addresses worth dialling."""
+        peer = self.peer
+        if peer.getaddr_answered:
+            return
+        peer.getaddr_answered = True
+        exclude = [peer.listen_address] if peer.listen_address else []
+        known = self.manager.addrbook.for_gossip(MAX_ADDR, exclude=exclude)
+        entries = [AddrEntry(k.host, k.port, int(max(k.last_seen, k.last_success))) for k in known]
+        peer.send(ADDR, encode_addr(entries))
+
+    async def _ping_loop(self) -> None:
+        """Ping right after the handshake, then every ping_interval."""
+        cfg = self.manager.config
+        while not self.peer.closed:
+            try:
+                await ping(self.peer, cfg.ping_timeout)
+            except NetworkError:
+                return
+            await asyncio.sleep(cfg.ping_interval)
+
+    # --- the end --------------------------------------------------------------------
+
+    async def _cleanup(self) -> None:
+        """Forget the finished connection and tell node/ if it had been established."""
+        peer, manager = self.peer, self.manager
+        if not peer.closed:
+            peer.close("connection-closed")
+        manager.forget(peer)
+        level = logging.INFO if peer.established else logging.DEBUG
+        log.log(level, "peer %s closed: %s", peer.label, peer.close_reason)
+        manager.dialler.connection_closed(peer)
+        if self._ping_task is not None:
+            self._ping_task.cancel()
+        await peer.wait_closed()
+        if peer.established:
+            for callback in list(manager.on_disconnected):
+                await self._run_callback(callback, "on_disconnected")
+
+    async def _run_callback(self, callback: PeerCallback, what: str) -> None:
+        try:
+            await callback(self.peer)
+        except Misbehaviour as exc:
+            self.manager.misbehaving(self.peer, exc.score, exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.manager.counters.handler_errors += 1
+            log.exception("%s callback for peer %s failed", what, self.peer.label)

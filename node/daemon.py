@@ -1,0 +1,308 @@
+"""``obol-node``: configuration, wiring, signals.
+
+Settings come from (lowest to highest priority) built-in defaults, a TOML
+file (``--config``), ``OBOL_*`` environment variables, and flags.  The same
+key names work everywhere: flag ``--miner-threads`` = TOML ``miner-threads``
+(or ``miner_threads``) = env ``OBOL_MINER_THREADS``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from network import NetConfig
+
+from .crypto import decode_address
+from .errors import AddressError
+from .node import Node, NodeConfig
+from .params import NETWORKS, get_params
+from .store import StoreError
+
+log = logging.getLogger("obol.daemon")
+
+VERSION = "0.1.0"
+LOCK_FILE = "node.lock"         # holds the pid of the node using the datadir (flock'ed)
+TOKEN_FILE = "api.token"        # bearer token of the admin API, mode 0600
+EXIT_STARTUP_ERROR = 1          # exit status for any start-up failure
+
+
+class StartupError(Exception):
+    """A clear reason the node cannot start; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    network: str
+    datadir: Path
+    listen: tuple[str, int] | None
+    api: tuple[str, int] | None
+    peers: tuple[tuple[str, int], ...]
+    mine: bool
+    miner_address: str | None
+    miner_threads: int
+    log_level: str
+    log_json: bool
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    """'HOST:PORT' (or '[v6]:PORT') -> (host, port); StartupError if malformed."""
+    host, sep, port = str(text).rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise StartupError(f"bad {what} address {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="obol-node", description="Obol full node")
+    p.add_argument("--network", choices=sorted(NETWORKS), help="main (default), testnet or regtest")
+    p.add_argument("--datadir", help="data directory (default ~/.obol/<network>)")
+    p.add_argument("--listen", help="P2P HOST:PORT (default 0.0.0.0:<network port>); 'none' to not listen")
+    p.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:<network api port>); 'none' for no API")
+    p.add_argument("--peer", action="append", help="persistent peer HOST:PORT (repeatable)")
+    p.add_argument("--mine", action="store_true", default=None, help="mine from the start")
+    p.add_argument("--miner-address", help="address the miner pays to")
+    p.add_argument("--miner-threads", type=int, help="miner processes (default: one per core)")
+    p.add_argument("--config", help="TOML file with the same keys as the flags")
+    p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
+    p.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+    return p
+
+
+KEYS = ("network", "datadir", "listen", "api", "peer", "mine", "miner_address", "miner_threads",
+        "log_level", "log_json")
+
+
+def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> Settings:
+    args = build_parser().parse_args(argv)
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise StartupError(f"cannot read config file {args.config}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise StartupError(f"config file {args.config} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            norm = key.replace("-", "_")
+            if norm == "peers":
+                norm = "peer"
+            if norm not in KEYS:
+                raise StartupError(f"unknown key {key!r} in config file {args.config}")
+            merged[norm] = value
+    for key in KEYS:
+        value = env.get("OBOL_" + key.upper())
+        if value is not None:
+            merged[key] = value.split(",") if key == "peer" else value
+    for key in KEYS:
+        value = getattr(args, key)
+        if value is not None:
+            merged[key] = value
+
+    network = merged.get("network", "main")
+    if network not in NETWORKS:
+        raise StartupError(f"unknown network {network!r} (choose from {', '.join(NETWORKS)})")
+    params = get_params(network)
+    datadir = Path(os.path.expanduser(str(merged.get("datadir", f"~/.obol/{network}"))))
+
+    def hostport(key: str, default: tuple[str, int]) -> tuple[str, int] | None:
+        value = merged.get(key)
+        if value is None:
+            return default
+        if str(value).lower() == "none":
+            return None
+        return parse_hostport(value, key)
+
+    peers = merged.get("peer", [])
+    if isinstance(peers, str):
+        peers = [peers]
+    miner_address = merged.get("miner_address")
+    if miner_address is not None:
+        try:
+            decode_address(params.hrp, str(miner_address))
+        except AddressError as exc:
+            raise StartupError(f"bad --miner-address {miner_address!r}: {exc.message}") from None
+    mine = _boolean(merged.get("mine", False))
+    if mine and miner_address is None:
+        raise StartupError("--mine needs --miner-address")
+    try:
+        miner_threads = int(merged.get("miner_threads", 0))
+    except ValueError:
+        raise StartupError("--miner-threads must be an integer") from None
+    if miner_threads < 0:
+        raise StartupError("--miner-threads must not be negative")
+    level = str(merged.get("log_level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise StartupError(f"bad --log-level {level!r}")
+    return Settings(
+        network=network, datadir=datadir,
+        listen=hostport("listen", ("0.0.0.0", params.default_port)),
+        api=hostport("api", ("127.0.0.1", params.api_port)),
+        peers=tuple(parse_hostport(p, "peer") for p in peers),
+        mine=mine, miner_address=miner_address, miner_threads=miner_threads,
+        log_level=level, log_json=_boolean(merged.get("log_json", False)),
+    )
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": round(record.created, 3), "level": record.levelname,
+                           "logger": record.name, "message": record.getMessage()})
+
+
+def setup_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class DatadirLock:
+    """An exclusive flock on ``<datadir>/node.lock``: one node per datadir."""
+
+    def __init__(self, datadir: Path) -> None:
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.path = datadir / LOCK_FILE
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            raise StartupError(f"datadir {datadir} is in use by another obol-node (pid {other or '?'})") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def write_token(datadir: Path) -> str:
+    """A fresh admin token in ``<datadir>/api.token``, readable by the owner only."""
+    token = secrets.token_hex(32)
+    path = datadir / TOKEN_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+async def run(settings: Settings) -> int:
+    params = get_params(settings.network)
+    lock = DatadirLock(settings.datadir)
+    try:
+        listen = settings.listen
+        net = NetConfig(listen_host=listen[0] if listen else "127.0.0.1",
+                        listen_port=listen[1] if listen else None,
+                        user_agent=f"/obol:{VERSION}/")
+        miner_addr = decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
+        try:
+            node = Node(NodeConfig(params=params, datadir=settings.datadir, net=net,
+                                   peers=settings.peers, mine=settings.mine, miner_address=miner_addr,
+                                   miner_threads=settings.miner_threads))
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            return await _serve(node, settings)
+        finally:
+            await node.stop()
+            log.info("stopped cleanly")
+    finally:
+        lock.release()
+
+
+async def _serve(node: Node, settings: Settings) -> int:
+    from aiohttp import web
+
+    from .api import create_app
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            stop.set()
+        else:
+            # Second signal: exit now.  LMDB transactions are atomic, so an
+            # abandoned block leaves the last committed state on disk.
+            log.warning("second signal: exiting at once")
+            os._exit(1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    runner = None
+    try:
+        try:
+            await node.start()
+        except OSError as exc:
+            raise StartupError(_port_message("P2P", settings.listen, exc)) from None
+        if settings.api is not None:
+            token = write_token(settings.datadir)
+            app = create_app(node, token, stop)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, settings.api[0], settings.api[1]).start()
+            except OSError as exc:
+                raise StartupError(_port_message("API", settings.api, exc)) from None
+            log.info("API on http://%s:%d/api/v1", settings.api[0], settings.api[1])
+        log.info("obol-node %s on %s: height=%d tip=%s, P2P port %s", VERSION, settings.network,
+                 node.chain.height, node.chain.tip.hash.hex()[:16], node.peers.listen_port)
+        await stop.wait()
+        return 0
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _port_message(what: str, address: tuple[str, int] | None, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"{what} port {address[0]}:{address[1]} is already in use"
+    return f"cannot listen for {what} on {address}: {exc.strerror or exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+        setup_logging(settings.log_level, settings.log_json)
+        return asyncio.run(run(settings))
+    except StartupError as exc:
+        print(f"obol-node: error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""A small publish/subscribe hub for node events (new tips, reorgs, mempool entries).
+
+Each subscriber gets its own bounded asyncio queue; a subscriber that does not
+keep up loses its oldest events rather than slowing the node down.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+SUBSCRIBER_QUEUE = 1000   # events buffered per subscriber
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue] = set()
+
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self._subscribers.discard(queue)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)

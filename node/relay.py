@@ -1,0 +1,168 @@
+"""What ``inv``, ``getdata``, ``notfound``, ``tx`` and ``block`` messages mean; gossip policy.
+
+* A node relays only what it has validated.
+* Transactions are announced by ``inv`` to peers not known to have them and
+  sent on ``getdata``.
+* A block that joins the active chain is pushed whole, at once, to every peer
+  not known to have it (saving the inv/getdata round trip); peers may also
+  fetch any stored block with ``getdata``.
+* A peer that sends something invalid under consensus rules, or malformed, is
+  punished (``Misbehaviour``); one whose data merely arrives late, or whose
+  transaction conflicts with our mempool, is not.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from network import Misbehaviour
+
+from .block import Block
+from .encoding import DecodeError, encode
+from .errors import MissingInputsError, PolicyError, ValidationError
+from .messages import (INV_BLOCK, INV_TX, MSG_BLOCK, MSG_GETDATA, MSG_INV, MSG_NOTFOUND, MSG_TX,
+                       InvItem, inv_body, parse_block, parse_inv, parse_tx)
+from .sync import HEADER_ERRORS_NOT_PUNISHED, BoundedSet
+from .tx import Transaction
+
+if TYPE_CHECKING:
+    from network.peer import Peer
+
+    from .node import Node
+
+log = logging.getLogger("obol.relay")
+
+# Rejections that depend on our own tip: an honest peer a block ahead of us may send these.
+TX_ERRORS_NOT_PUNISHED = frozenset({"bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"})
+RECENT_REJECTS = 20_000          # txids remembered as invalid, not fetched again
+MAX_BLOCKS_ANNOUNCED = 8         # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
+ENVELOPE_PREFIX = b"\x92"        # msgpack fixarray(2): the [type, body] envelope
+
+
+def block_payload(raw_block: bytes) -> bytes:
+    """The ``block`` message payload built from stored bytes, without re-encoding."""
+    return ENVELOPE_PREFIX + encode(MSG_BLOCK) + raw_block
+
+
+class Relay:
+    """Transaction and block gossip for one node."""
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.rejects = BoundedSet(RECENT_REJECTS)
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    async def handle_inv(self, peer: "Peer", body: object) -> None:
+        items = _parse(parse_inv, body)
+        state = self.node.sync.state(peer)
+        if state is None:
+            return
+        wanted = []
+        unknown_block = False
+        for item in items:
+            state.known.add(item.hash)
+            if item.kind == INV_TX:
+                if item.hash not in self.node.mempool and item.hash not in self.rejects:
+                    wanted.append(item)
+            else:
+                entry = self.node.chain.index.get(item.hash)
+                if entry is None:
+                    unknown_block = True
+                else:
+                    self.node.sync.saw_block(peer, entry)
+        if wanted:
+            peer.send(MSG_GETDATA, inv_body(wanted))
+        if unknown_block:
+            self.node.sync.request_headers(peer)
+        else:
+            self.node.sync.schedule()
+
+    async def handle_getdata(self, peer: "Peer", body: object) -> None:
+        items = _parse(parse_inv, body)
+        missing = []
+        for item in items:
+            if item.kind == INV_BLOCK:
+                raw = self.node.chain.get_block_raw(item.hash)
+                if raw is None:
+                    missing.append(item)
+                else:
+                    peer.send_frame(self.node.frame(block_payload(raw)))
+            else:
+                entry = self.node.mempool.get(item.hash)
+                if entry is None:
+                    missing.append(item)
+                else:
+                    peer.send(MSG_TX, entry.tx.to_list())
+        if missing:
+            peer.send(MSG_NOTFOUND, inv_body(missing))
+
+    async def handle_notfound(self, peer: "Peer", body: object) -> None:
+        items = _parse(parse_inv, body)
+        self.node.sync.not_found(peer, [i.hash for i in items if i.kind == INV_BLOCK])
+
+    async def handle_tx(self, peer: "Peer", body: object) -> None:
+        tx = _parse(parse_tx, body)
+        state = self.node.sync.state(peer)
+        if state is not None:
+            state.known.add(tx.txid)
+        if tx.txid in self.node.mempool or tx.txid in self.rejects:
+            return
+        try:
+            await self.node.submit_tx(tx, source=peer)
+        except (PolicyError, MissingInputsError) as exc:
+            log.debug("tx %s from %s not accepted: %s", tx.txid.hex()[:16], peer.label, exc)
+        except ValidationError as exc:
+            if exc.code in TX_ERRORS_NOT_PUNISHED:
+                log.debug("tx %s from %s not accepted yet: %s", tx.txid.hex()[:16], peer.label, exc)
+                return
+            self.rejects.add(tx.txid)
+            raise Misbehaviour(100, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}") from None
+
+    async def handle_block(self, peer: "Peer", body: object) -> None:
+        block = _parse(parse_block, body)
+        sync = self.node.sync
+        sync.block_arrived(peer, block.hash)
+        state = sync.state(peer)
+        if state is not None:
+            state.known.add(block.hash)
+        try:
+            result = await self.node.submit_block(block, source=peer)
+        except ValidationError as exc:
+            if exc.code in HEADER_ERRORS_NOT_PUNISHED:
+                log.info("block %s from %s not accepted: %s", block.hash.hex()[:16], peer.label, exc)
+                return
+            raise Misbehaviour(100, exc.code, f"invalid block {block.hash.hex()}: {exc.message}") from None
+        finally:
+            sync.schedule()
+        entry = self.node.chain.index.get(block.hash)
+        if entry is not None:
+            sync.saw_block(peer, entry)
+        if result.status == "orphan":
+            sync.request_headers(peer)
+
+    # --- outbound ---------------------------------------------------------------------------
+
+    def announce_blocks(self, blocks: list[Block]) -> None:
+        """Push newly connected blocks to every peer that does not have them."""
+        for block in blocks[-MAX_BLOCKS_ANNOUNCED:]:
+            frame = self.node.frame(block_payload(block.raw))
+            for state in self.node.sync.states.values():
+                if block.hash not in state.known:
+                    state.known.add(block.hash)
+                    state.peer.send_frame(frame)
+
+    def announce_tx(self, tx: Transaction, exclude: "Peer | None" = None) -> None:
+        body = inv_body([InvItem(INV_TX, tx.txid)])
+        for state in self.node.sync.states.values():
+            if state.peer is not exclude and tx.txid not in state.known:
+                state.known.add(tx.txid)
+                state.peer.send(MSG_INV, body)
+
+
+def _parse(parser, body):
+    """Run a body parser; a malformed body is misbehaviour."""
+    try:
+        return parser(body)
+    except (DecodeError, ValidationError) as exc:
+        raise Misbehaviour(100, exc.code, exc.message) from None

@@ -1,0 +1,30 @@
+"""Shared fixtures: temporary chains on real LMDB files, keys, cheap-work params."""
+from __future__ import annotations
+
+import pytest
+
+from chainutil import Wallet, make_params, new_chain
+from node.params import REGTEST
+
+
+@pytest.fixture
+def params():
+    return REGTEST
+
+
+@pytest.fixture
+def retarget_params():
+    """Retargeting (ASERT) params with a trivial but real proof of work."""
+    return make_params()
+
+
+@pytest.fixture
+def chain(tmp_path, params):
+    c = new_chain(tmp_path / "chain", params)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def wallet():
+    return Wallet()

@@ -1,0 +1,48 @@
+"""In-process nodes on real loopback sockets, for P2P scenario tests."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from network import NetConfig
+from node.node import Node, NodeConfig
+from node.params import REGTEST, NetworkParams
+
+
+def fast_net(**overrides) -> NetConfig:
+    """P2P options for tests: listen on a free loopback port, short timers, no discovery."""
+    options = dict(listen_host="127.0.0.1", listen_port=0, handshake_timeout=5.0,
+                   reconnect_initial=0.1, reconnect_max=1.0, discover=False,
+                   outbound_retry_interval=0.5)
+    options.update(overrides)
+    return NetConfig(**options)
+
+
+async def start_node(datadir: Path, params: NetworkParams = REGTEST, peers=(), **kwargs) -> Node:
+    net = kwargs.pop("net", None) or fast_net()
+    node = Node(NodeConfig(params=params, datadir=datadir, net=net, peers=tuple(peers),
+                           sig_threads=1, **kwargs))
+    await node.start()
+    return node
+
+
+def addr(node: Node) -> tuple[str, int]:
+    return ("127.0.0.1", node.peers.listen_port)
+
+
+async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``predicate`` until true; fail the test with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_synced(nodes, timeout: float = 30.0) -> None:
+    await wait_for(lambda: len({n.chain.tip.hash for n in nodes}) == 1, timeout,
+                   what="nodes to agree on the tip: " + ", ".join(
+                       f"{n.chain.height}:{n.chain.tip.hash.hex()[:8]}" for n in nodes))

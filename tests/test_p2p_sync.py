@@ -1,0 +1,110 @@
+"""P2P scenarios with in-process nodes on real loopback sockets."""
+import pytest
+
+from chainutil import Wallet, mature_coins, spend
+from node.tx import TxOut
+from nodeutil import addr, start_node, wait_for, wait_synced
+
+
+async def test_line_of_three_syncs_chain_mined_at_one_end(tmp_path):
+    """Three nodes in a line (a-b-c): blocks mined at a reach c through b."""
+    a = await start_node(tmp_path / "a")
+    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    c = await start_node(tmp_path / "c", peers=[addr(b)])
+    try:
+        await wait_for(lambda: len(b.peers.peers()) == 2, what="b connected to a and c")
+        await a.generate(30, Wallet().addr)
+        await wait_synced([a, b, c])
+        assert c.chain.height == 30
+        assert c.chain.utxo_stats == a.chain.utxo_stats
+        await a.generate(1, Wallet().addr)
+        await wait_synced([a, b, c])
+        assert c.chain.height == 31
+    finally:
+        for n in (a, b, c):
+            await n.stop()
+
+
+async def test_tx_reaches_far_end_mempool(tmp_path):
+    """A transaction submitted at one end of a line reaches the other end's mempool."""
+    w = Wallet()
+    a = await start_node(tmp_path / "a")
+    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    c = await start_node(tmp_path / "c", peers=[addr(b)])
+    try:
+        await wait_for(lambda: len(b.peers.peers()) == 2, what="line connected")
+        await a.generate(1, w.addr)
+        await a.generate(a.params.coinbase_maturity, Wallet().addr)
+        await wait_synced([a, b, c])
+        block1 = a.chain.get_block(a.chain.chain[1].hash)
+        from chainutil import coinbase_coin
+        coin = coinbase_coin(block1)
+        tx = spend(a.chain, [coin], w.key, [TxOut(coin[1].amount - 10_000, w.addr)])
+        await c.submit_tx(tx)
+        await wait_for(lambda: tx.txid in a.mempool, what="tx in a's mempool")
+        assert tx.txid in b.mempool
+    finally:
+        for n in (a, b, c):
+            await n.stop()
+
+
+async def test_new_node_syncs_long_chain_from_peers(tmp_path):
+    """A fresh node joining late downloads 2,000+ blocks headers-first from two peers."""
+    a = await start_node(tmp_path / "a")
+    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    nodes = [a, b]
+    try:
+        await a.generate(2100, Wallet().addr)
+        await wait_synced([a, b], timeout=120)
+        c = await start_node(tmp_path / "c", peers=[addr(a), addr(b)])
+        nodes.append(c)
+        await wait_synced([a, b, c], timeout=120)
+        assert c.chain.height == 2100
+        assert c.chain.utxo_digest() == a.chain.utxo_digest()
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_halves_mine_apart_then_converge_on_most_work(tmp_path):
+    """Two halves mine separately; after reconnecting every node is on the branch with most work."""
+    a = await start_node(tmp_path / "a")
+    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    c = await start_node(tmp_path / "c")
+    d = await start_node(tmp_path / "d", peers=[addr(c)])
+    nodes = [a, b, c, d]
+    try:
+        await wait_for(lambda: len(a.peers.peers()) == 1 and len(c.peers.peers()) == 1, what="pairs")
+        await a.generate(5, Wallet().addr)
+        await c.generate(8, Wallet().addr)
+        await wait_synced([a, b])
+        await wait_synced([c, d])
+        assert a.chain.tip.hash != c.chain.tip.hash
+        await b.peers.connect(*addr(c))
+        await wait_synced(nodes)
+        assert a.chain.height == 8
+        assert len({n.chain.utxo_digest() for n in nodes}) == 1
+        assert a.reorgs >= 1
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_stalled_peer_is_replaced(tmp_path):
+    """A peer that announces headers but never sends blocks is dropped (not banned); another serves them."""
+    from hostile import WireClient
+    a = await start_node(tmp_path / "a")
+    c = await start_node(tmp_path / "c", stall_timeout=1.0)
+    try:
+        await a.generate(40, Wallet().addr)
+        staller = await WireClient.connect(c.params, *addr(c))
+        await staller.expect("getheaders")
+        staller.send("headers", [e.header.to_list() for e in a.chain.chain[1:]])
+        await staller.expect("getdata")          # c asks the staller for blocks...
+        await c.peers.connect(*addr(a))          # ...and an honest peer arrives
+        await wait_synced([a, c], timeout=30)
+        assert await staller.closed_by_peer(timeout=5)
+        assert not c.peers.bans()
+    finally:
+        for n in (a, c):
+            await n.stop()
