@@ -31,6 +31,7 @@ class NetConfig:
 
     listen_host: str = "127.0.0.1"  # address to bind; "0.0.0.0" or "::" for every interface
     listen_port: int | None = None  # TCP port to listen on; 0 = any free port; None = do not listen
+    bind_host: str | None = None  # source address of outbound connections (None: chosen by the OS)
     max_inbound: int = MAX_INBOUND  # accepted connections (handshaking or established)
     max_outbound: int = MAX_OUTBOUND  # automatic outbound connections (persistent/manual are extra)
     discover: bool = True  # fill outbound slots from the address book

@@ -230,8 +230,10 @@ class PeerManager:
                                f"already connected to {format_address(host, port)}")
         with self.dialler.dialling(target):
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                        self.config.connect_timeout)
+                source = (self.config.bind_host, 0) if self.config.bind_host else None
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, local_addr=source),
+                    self.config.connect_timeout)
             except (TimeoutError, OSError) as exc:
                 raise NetworkError("connect-failed",
                                    f"{format_address(host, port)}: {exc or 'timeout'}") from None

@@ -218,9 +218,12 @@ async def run(settings: Settings) -> int:
     lock = DatadirLock(settings.datadir)
     try:
         listen = settings.listen
+        # A node bound to one address (say 127.0.0.3 in a local testnet) also dials
+        # from it, so peers see, and may ban, that address rather than the OS's choice.
+        bind = listen[0] if listen and listen[0] not in ("0.0.0.0", "::", "") else None
         net = NetConfig(listen_host=listen[0] if listen else "127.0.0.1",
                         listen_port=listen[1] if listen else None,
-                        user_agent=f"/obol:{VERSION}/")
+                        bind_host=bind, user_agent=f"/obol:{VERSION}/")
         miner_addr = decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
         try:
             node = Node(NodeConfig(params=params, datadir=settings.datadir, net=net,

@@ -118,22 +118,26 @@ def validate_header(header: BlockHeader, ctx: HeaderContext, params: NetworkPara
 
 # --- blocks, without context (Bitcoin: CheckBlock) -----------------------------
 
-MUTATION_CODES = frozenset({"bad-txnmrklroot", "bad-txns-duplicate"})
+MUTATION_CODES = frozenset({"bad-txnmrklroot"})
 """Failures that say the body does not match the header (it was mutated in
 transit), not that the header's block is invalid: such a block is dropped
-without marking its header invalid."""
+without marking its header invalid.  Duplicate txids are NOT a mutation here:
+the merkle tree promotes odd nodes instead of duplicating them, so a body
+with duplicates that matches the root is exactly what the header commits to."""
 
 
 def check_block(block: Block) -> None:
+    # Mutation checks first (as Bitcoin's CheckBlock): until the body is known to be
+    # the one the header commits to, a failure says nothing about the header.
+    txids = [tx.txid for tx in block.txs]
+    if merkle_root(txids) != block.header.merkle_root:
+        raise BlockValidationError("bad-txnmrklroot", "merkle root mismatch")
+    if len(set(txids)) != len(txids):
+        raise BlockValidationError("bad-txns-duplicate", "duplicate transaction")
     if block.size > MAX_BLOCK_SIZE:
         raise BlockValidationError("bad-blk-length", f"{block.size} bytes > {MAX_BLOCK_SIZE}")
     if not block.txs:
         raise BlockValidationError("bad-blk-length", "block has no transactions")
-    txids = [tx.txid for tx in block.txs]
-    if len(set(txids)) != len(txids):
-        raise BlockValidationError("bad-txns-duplicate", "duplicate transaction")
-    if merkle_root(txids) != block.header.merkle_root:
-        raise BlockValidationError("bad-txnmrklroot", "merkle root mismatch")
     if not block.txs[0].is_coinbase:
         raise BlockValidationError("bad-cb-missing", "first transaction is not a coinbase")
     for tx in block.txs[1:]:

@@ -108,3 +108,24 @@ async def test_stalled_peer_is_replaced(tmp_path):
     finally:
         for n in (a, c):
             await n.stop()
+
+
+async def test_nodes_on_distinct_loopback_addresses_ban_only_each_other(tmp_path):
+    """Nodes bound to their own loopback address dial from it, so a ban cuts just that node."""
+    from nodeutil import fast_net
+    a = await start_node(tmp_path / "a", net=fast_net(listen_host="127.0.0.2", bind_host="127.0.0.2"))
+    b = await start_node(tmp_path / "b", net=fast_net(listen_host="127.0.0.3", bind_host="127.0.0.3"),
+                         peers=[("127.0.0.2", a.peers.listen_port)])
+    c = await start_node(tmp_path / "c", net=fast_net(listen_host="127.0.0.4", bind_host="127.0.0.4"),
+                         peers=[("127.0.0.2", a.peers.listen_port)])
+    try:
+        await wait_for(lambda: len(a.peers.peers()) == 2, what="b and c connected to a")
+        assert {p.host for p in a.peers.peers()} == {"127.0.0.3", "127.0.0.4"}
+        a.peers.ban("127.0.0.3", 60, "partition")
+        await wait_for(lambda: len(a.peers.peers()) == 1, what="b cut off")
+        await a.generate(2, Wallet().addr)
+        await wait_synced([a, c])
+        assert b.chain.height == 0
+    finally:
+        for n in (a, b, c):
+            await n.stop()
