@@ -25,7 +25,7 @@ from .block import Block, BlockHeader
 from .encoding import decode, encode
 from .errors import BlockValidationError, ValidationError
 from .params import MEDIAN_TIME_SPAN, NetworkParams
-from .pow import asert_target, bits_to_target, block_work, target_to_bits
+from .pow import asert_target, bits_to_target, block_work, hash_meets_target, target_to_bits
 from .sigcheck import SignatureVerifier
 from .store import (Store, addr_hist_key, decode_coin, encode_coin, height_key, outpoint_key,
                     parse_addr_hist_key, parse_outpoint)
@@ -166,6 +166,10 @@ class ChainState:
         for entry in self.index.values():
             if entry.have_chain and entry.status != STATUS_INVALID and entry.chain_work > tip.chain_work:
                 self._candidates.add(entry)
+        if self._candidates:
+            # blocks stored with more work than the tip but not connected (a crash came
+            # between storing and switching): connect them now, as Bitcoin Core does at start-up
+            self.activate_best_chain()
         log.info("loaded chain %s: height=%d tip=%s utxos=%d", self.params.name, self.height,
                  short(tip.hash), self.utxo_stats.count)
 
@@ -290,6 +294,7 @@ class ChainState:
         if entry is not None and entry.status != STATUS_HEADER:
             return AcceptResult(h, "duplicate")
         if entry is None and block.header.prev_hash not in self.index:
+            self._check_orphan_pow(block.header)
             self._add_orphan(block)
             return AcceptResult(h, "orphan")
         is_new = entry is None
@@ -336,6 +341,14 @@ class ChainState:
             todo.extend(self.children.get(e.hash, ()))
 
     # --- orphans ---------------------------------------------------------------------
+
+    def _check_orphan_pow(self, header: BlockHeader) -> None:
+        """The context-free part of the header check: junk must not flush the orphan pool."""
+        target = bits_to_target(header.bits)  # raises bad-diffbits
+        if target > self.params.pow_limit:
+            raise BlockValidationError("bad-diffbits", "target above the proof-of-work limit")
+        if not hash_meets_target(header.hash, target):
+            raise BlockValidationError("high-hash", "proof of work does not meet the target")
 
     def _add_orphan(self, block: Block) -> None:
         if block.hash in self.orphans:

@@ -222,12 +222,16 @@ class Mempool:
         self.entries.clear()
         self.spenders.clear()
         self.bytes = 0
+        arrived = {e.tx.txid: e.time for e in previous}
         dropped = 0
         for tx in returning + [e.tx for e in previous]:
             try:
-                self.accept(tx)
+                entry = self.accept(tx)
             except (TxValidationError, PolicyError, MissingInputsError):
                 dropped += 1
+                continue
+            if tx.txid in arrived:   # keep the arrival time: expiry counts from it
+                entry.time = arrived[tx.txid]
         log.info("mempool after reorg: %d tx(s), %d dropped", len(self.entries), dropped)
 
     # --- block template ------------------------------------------------------------------

@@ -150,9 +150,11 @@ class Miner:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # wait (off the loop) for the workers to finish their chunk and exit:
+            # shutdown(wait=False) returned while worker processes were still running
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
             log.info("miner stopped")
 
     async def _run(self) -> None:

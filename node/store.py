@@ -50,17 +50,23 @@ class Store:
         self.env = lmdb.open(str(path / "chain.lmdb"), map_size=MAP_SIZE, max_dbs=len(DB_NAMES) + 1,
                              subdir=True, sync=True, metasync=True, readahead=False,
                              max_readers=256, readonly=readonly)
-        self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
-        with self.env.begin(write=not readonly) as txn:
-            found = txn.get(b"network", db=self.db["meta"])
-            if found is None and not readonly:
-                txn.put(b"network", network.encode(), db=self.db["meta"])
-                txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
-            elif found is not None and found.decode() != network:
-                raise StoreError(f"datadir {path} holds the '{found.decode()}' network, not '{network}'")
-            schema = txn.get(b"schema", db=self.db["meta"])
-            if schema is not None and decode(schema) > SCHEMA_VERSION:
-                raise StoreError(f"datadir {path} has schema {decode(schema)}, newer than {SCHEMA_VERSION}")
+        try:
+            self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+            with self.env.begin(write=not readonly) as txn:
+                found = txn.get(b"network", db=self.db["meta"])
+                if found is None and not readonly:
+                    txn.put(b"network", network.encode(), db=self.db["meta"])
+                    txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
+                elif found is not None and found.decode() != network:
+                    raise StoreError(f"datadir {path} holds the '{found.decode()}' network, not '{network}'")
+                schema = txn.get(b"schema", db=self.db["meta"])
+                if schema is not None and decode(schema) > SCHEMA_VERSION:
+                    raise StoreError(f"datadir {path} has schema {decode(schema)}, newer than {SCHEMA_VERSION}")
+        except BaseException:
+            # a refused datadir must not stay open: a second environment on the same
+            # files in this process would share (and on close drop) LMDB's locks
+            self.env.close()
+            raise
 
     def close(self) -> None:
         self.env.close()

@@ -1,0 +1,228 @@
+"""Block templates, the nonce search, solving, regtest generation and the async Miner."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chaincheck import coinbase_outpoint, extend, open_chain
+from chainutil import Wallet, make_params, spend
+from node.block import Block, merkle_root
+from node.crypto import sha256d
+from node.mempool import Mempool
+from node.miner import (NONCE_START, Miner, create_block_template, header_prefix, mine_blocks,
+                        search_nonce, solve_block)
+from node.params import REGTEST
+from node.pow import bits_to_target, hash_meets_target
+from node.tx import TxOut
+
+
+@pytest.fixture(scope="module")
+def uparams():
+    return make_params()
+
+
+@pytest.fixture
+def funded(tmp_path, uparams):
+    wallet = Wallet()
+    chain = open_chain(tmp_path / "chain", uparams)
+    blocks = extend(chain, wallet.addr, 3)
+    extend(chain, b"\x70" * 20, 2)
+    yield chain, wallet, [coinbase_outpoint(b) for b in blocks]
+    chain.close()
+
+
+def test_template_includes_mempool_txs_and_pays_fees(funded, uparams):
+    """The template spends the pool's txs, pays subsidy + fees, and the solved block connects."""
+    chain, wallet, coins = funded
+    pool = Mempool(chain)
+    txs = [spend(chain, [coin], wallet.key, [TxOut(coin[1].amount - fee, wallet.addr)])
+           for coin, fee in zip(coins, (1000, 2500, 4000))]
+    for tx in txs:
+        pool.accept(tx)
+    now = chain.tip.header.timestamp + 600
+    template = create_block_template(chain, pool, b"\x71" * 20, extra=b"hello", now=now)
+    height = chain.height + 1
+    coinbase = template.txs[0]
+    assert coinbase.is_coinbase and coinbase.inputs[0].prev_index == height
+    assert coinbase.inputs[0].signature == b"hello"
+    assert coinbase.outputs == (TxOut(uparams.subsidy(height) + 7500, b"\x71" * 20),)
+    assert [t.txid for t in template.txs[1:]] == [txs[2].txid, txs[1].txid, txs[0].txid]
+    assert template.header.prev_hash == chain.tip.hash
+    assert template.header.bits == chain.next_bits(chain.tip)
+    assert template.header.timestamp == now
+    assert template.header.merkle_root == merkle_root([t.txid for t in template.txs])
+    assert template.header.nonce == NONCE_START
+    assert Block.from_bytes(template.raw) == template
+    block = solve_block(template)
+    result = chain.accept_block(block)
+    assert result.status == "connected" and chain.tip.hash == block.hash
+    pool.update_for_chain(result.connected, result.disconnected)
+    assert len(pool) == 0
+    assert chain.get_coin(coinbase_outpoint(block)[0]).amount == uparams.subsidy(height) + 7500
+
+
+def test_template_time_is_above_median_time_past(funded):
+    """A template never carries a timestamp at or below the median time past."""
+    chain, _, _ = funded
+    mtp = chain.median_time_past(chain.tip)
+    template = create_block_template(chain, None, b"\x72" * 20, now=mtp - 1000)
+    assert template.header.timestamp == mtp + 1
+    assert len(template.txs) == 1
+    assert template.txs[0].outputs[0].amount == chain.params.subsidy(chain.height + 1)
+    assert chain.accept_block(solve_block(template)).status == "connected"
+
+
+def brute_force(header, target, start, count):
+    for nonce in range(start, start + count):
+        if hash_meets_target(header.with_nonce(nonce).hash, target):
+            return nonce
+    return None
+
+
+def test_search_nonce_finds_the_first_valid_nonce(funded):
+    """search_nonce returns the first nonce of its range whose header hash meets the target."""
+    chain, _, _ = funded
+    template = create_block_template(chain, None, b"\x73" * 20)
+    prefix = header_prefix(template.header)
+    assert prefix + NONCE_START.to_bytes(8, "big") == template.header.raw
+    target = 1 << 252                          # about one hash in 16
+    for start in (NONCE_START, NONCE_START + 1000, 2**63):
+        nonce = search_nonce(prefix, target, start, 2000)
+        assert nonce is not None and start <= nonce < start + 2000
+        assert nonce == brute_force(template.header, target, start, 2000)
+        header = template.header.with_nonce(nonce)
+        assert sha256d(prefix + nonce.to_bytes(8, "big")) == header.hash
+        assert int.from_bytes(header.hash, "big") <= target
+
+
+def test_search_nonce_none_when_range_has_no_solution(funded):
+    """With a hard target and a tiny range there is no solution: None."""
+    chain, _, _ = funded
+    prefix = header_prefix(create_block_template(chain, None, b"\x74" * 20).header)
+    assert search_nonce(prefix, 1, NONCE_START, 50) is None
+    assert search_nonce(prefix, 1 << 255, NONCE_START, 0) is None
+    assert search_nonce(prefix, (1 << 256) - 1, NONCE_START, 1) == NONCE_START
+
+
+def test_solve_block_raw_equals_recreated_block(funded):
+    """solve_block's raw bytes equal Block.create(header with nonce, txs).raw."""
+    chain, wallet, coins = funded
+    pool = Mempool(chain)
+    pool.accept(spend(chain, [coins[0]], wallet.key, [TxOut(coins[0][1].amount - 900, wallet.addr)]))
+    template = create_block_template(chain, pool, b"\x75" * 20)
+    block = solve_block(template)
+    assert block.header.nonce >= NONCE_START
+    assert block.raw == Block.create(template.header.with_nonce(block.header.nonce), template.txs).raw
+    assert Block.from_bytes(block.raw).hash == block.hash
+    assert hash_meets_target(block.hash, bits_to_target(block.header.bits))
+    assert block.header.nonce == brute_force(template.header, bits_to_target(template.header.bits),
+                                             NONCE_START, block.header.nonce - NONCE_START + 1)
+    # a nearly impossible target with few tries gives up
+    hard = Block.create(template.header.__class__.create(
+        1, template.header.prev_hash, template.header.merkle_root, template.header.timestamp,
+        0x03000001, NONCE_START), template.txs)
+    assert solve_block(hard, max_tries=20) is None
+
+
+def test_mine_blocks_on_regtest(tmp_path):
+    """mine_blocks mines and connects blocks on regtest, with the pool's txs, and calls on_block."""
+    chain = open_chain(tmp_path / "regtest", REGTEST, clock=lambda: REGTEST.genesis_timestamp + 10**6)
+    try:
+        seen = []
+        blocks = mine_blocks(chain, None, b"\x76" * 20, 3, on_block=seen.append)
+        assert [b.hash for b in blocks] == [b.hash for b in seen] == [e.hash for e in chain.chain[1:]]
+        assert chain.height == 3
+        assert chain.utxo_stats.count == 3 and chain.utxo_stats.amount == 3 * REGTEST.subsidy(1)
+        assert all(b.header.bits == REGTEST.genesis_bits for b in blocks)
+        assert len({b.txs[0].txid for b in blocks}) == 3      # random extra nonce in each coinbase
+    finally:
+        chain.close()
+
+
+def test_mine_blocks_confirms_mempool(funded):
+    """mine_blocks takes the pool's txs and empties the pool."""
+    chain, wallet, coins = funded
+    pool = Mempool(chain)
+    tx = spend(chain, [coins[0]], wallet.key, [TxOut(coins[0][1].amount - 2000, wallet.addr)])
+    pool.accept(tx)
+    height = chain.height
+    (block,) = mine_blocks(chain, pool, b"\x77" * 20, 1)
+    assert chain.height == height + 1 and [t.txid for t in block.txs[1:]] == [tx.txid]
+    assert block.txs[0].outputs[0].amount == chain.params.subsidy(height + 1) + 2000
+    assert len(pool) == 0
+    assert chain.get_transaction(tx.txid)[1].hash == block.hash
+
+
+async def test_async_miner_finds_and_submits_block(tmp_path, uparams):
+    """The Miner's worker process finds a block, submit connects it, stop() leaves no processes."""
+    chain = open_chain(tmp_path / "m", uparams)
+    found = asyncio.Event()
+    submitted = []
+    templates = []
+
+    async def template():
+        block = create_block_template(chain, None, b"\x78" * 20, extra=bytes([len(templates)]),
+                                      now=chain.tip.header.timestamp + 600)
+        templates.append(block)
+        return block
+
+    async def submit(block):
+        submitted.append(block)
+        chain.accept_block(block)
+        found.set()
+
+    miner = Miner(template, submit, processes=1)
+    assert not miner.running and miner.hash_rate() == 0.0
+    try:
+        miner.start()
+        assert miner.running
+        await asyncio.wait_for(found.wait(), timeout=30)
+        processes = list(miner._pool._processes.values())
+        assert processes and all(p.is_alive() for p in processes)
+    finally:
+        await miner.stop()
+        chain_height = chain.height
+        chain.close()
+    assert not miner.running and miner._pool is None
+    assert miner.blocks_found >= 1 and miner.hashes > 0
+    assert chain_height >= 1
+    block = submitted[0]
+    assert block.header.prev_hash == templates[0].header.prev_hash
+    assert block.raw == Block.create(templates[0].header.with_nonce(block.header.nonce), templates[0].txs).raw
+    assert hash_meets_target(block.hash, bits_to_target(block.header.bits))
+    assert all(not p.is_alive() for p in processes), "stop() left worker processes running"
+    await miner.stop()                                     # stopping twice is harmless
+
+
+async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
+    """notify() abandons the current search: the miner asks for a new template."""
+    chain = open_chain(tmp_path / "n", uparams)
+    calls = []
+    again = asyncio.Event()
+
+    async def template():
+        calls.append(1)
+        if len(calls) >= 2:
+            again.set()
+        block = create_block_template(chain, None, b"\x79" * 20, now=chain.tip.header.timestamp + 600)
+        # an impossible target: the search never succeeds on its own
+        header = block.header.__class__.create(1, block.header.prev_hash, block.header.merkle_root,
+                                               block.header.timestamp, 0x03000001, NONCE_START)
+        return Block.create(header, block.txs)
+
+    async def submit(block):
+        raise AssertionError("nothing can be found")
+
+    miner = Miner(template, submit, processes=1)
+    try:
+        miner.start()
+        while not calls:
+            await asyncio.sleep(0.01)
+        miner.notify()
+        await asyncio.wait_for(again.wait(), timeout=30)
+        assert miner.blocks_found == 0
+    finally:
+        await miner.stop()
+        chain.close()
+    assert not miner.running
