@@ -185,9 +185,12 @@ class DatadirLock:
     """An exclusive flock on ``<datadir>/node.lock``: one node per datadir."""
 
     def __init__(self, datadir: Path) -> None:
-        datadir.mkdir(parents=True, exist_ok=True)
         self.path = datadir / LOCK_FILE
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            datadir.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StartupError(f"cannot use datadir {datadir}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -279,7 +282,8 @@ async def _serve(node: Node, settings: Settings) -> int:
                 await web.TCPSite(runner, settings.api[0], settings.api[1]).start()
             except OSError as exc:
                 raise StartupError(_port_message("API", settings.api, exc)) from None
-            log.info("API on http://%s:%d/api/v1", settings.api[0], settings.api[1])
+            host, port = runner.addresses[0][:2] if runner.addresses else settings.api
+            log.info("API on http://%s:%d/api/v1", host, port)
         log.info("obol-node %s on %s: height=%d tip=%s, P2P port %s", VERSION, settings.network,
                  node.chain.height, node.chain.tip.hash.hex()[:16], node.peers.listen_port)
         await stop.wait()
