@@ -274,7 +274,7 @@ async def get_status(request: web.Request) -> web.Response:
     chain = node.chain
     tip = chain.tip
     stats = node.peers.stats()
-    best_header = snapshot(node.sync.best_header)
+    best_header = node.chain.best_header
     return web.json_response({
         "network": node.params.name,
         "version": request.app[VERSION_KEY],

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from .api_routes import (STOP_KEY, TOKEN_KEY, ApiError, address_hash, body_field, json_body, node_of, parse_hash,
                          parse_hex, parse_host_port)
-from .chainstate import AcceptResult
 from .tx import Transaction
 
 MAX_MINE_BLOCKS = 10_000     # blocks one POST /mine may ask for
@@ -168,29 +167,13 @@ async def delete_ban(request: web.Request) -> web.Response:
 async def _change_chain(request: web.Request, action: str) -> web.Response:
     node = node_of(request)
     block_hash = parse_hash(request.match_info["hash"])
-    chain, mempool = node.chain, node.mempool
-
-    def work() -> AcceptResult:   # on the chain thread
-        result = getattr(chain, action)(block_hash)
-        if result.connected or result.disconnected:
-            mempool.update_for_chain(result.connected, result.disconnected)
-        return result
-
     try:
-        result = await node.in_chain(work)
+        result = await node.change_chain(action, block_hash)
     except KeyError:
         raise ApiError(404, "block-not-found", f"unknown block {block_hash.hex()}") from None
     except ValueError as exc:
         raise ApiError(400, "cannot-invalidate-genesis", str(exc)) from None
-    if result.connected:
-        node._after_blocks(result)      # counts, relays, tells the miner, publishes the tip event
-    elif result.disconnected:
-        node.miner.notify()
-        tip = chain.tip
-        node.events.publish({"type": "tip", "height": tip.height, "hash": tip.hash.hex(),
-                             "connected": [],
-                             "disconnected": [b.hash.hex() for b in result.disconnected]})
-    tip = chain.tip
+    tip = node.chain.tip
     return web.json_response({"height": tip.height, "tip": tip.hash.hex(),
                               "connected": [b.hash.hex() for b in result.connected],
                               "disconnected": [b.hash.hex() for b in result.disconnected]})
@@ -198,12 +181,12 @@ async def _change_chain(request: web.Request, action: str) -> web.Response:
 
 @admin
 async def invalidate_block(request: web.Request) -> web.Response:
-    return await _change_chain(request, "invalidate_block")
+    return await _change_chain(request, "invalidate")
 
 
 @admin
 async def reconsider_block(request: web.Request) -> web.Response:
-    return await _change_chain(request, "reconsider_block")
+    return await _change_chain(request, "reconsider")
 
 
 @admin

@@ -41,6 +41,7 @@ STATUS_NAMES = {STATUS_HEADER: "header-only", STATUS_DATA: "data", STATUS_VALID:
                 STATUS_INVALID: "invalid"}
 MAX_ORPHANS = 100          # blocks whose parent is unknown, kept until it arrives
 MAX_LOCATOR_ENTRIES = 64   # hashes in a block locator
+SIGNATURE_BATCH = 16_384   # signature checks gathered across blocks before verifying a batch
 
 
 class BlockIndexEntry:
@@ -108,6 +109,15 @@ class AcceptResult:
         self.invalid.extend(other.invalid)
 
 
+@dataclass
+class BatchResult:
+    """What ``accept_blocks`` did: each block's outcome and the batch's tip change."""
+    outcomes: list                                           # AcceptResult or ValidationError, per block
+    connected: list[Block] = field(default_factory=list)     # joined the active chain, in order
+    disconnected: list[Block] = field(default_factory=list)  # left it, tip first
+    invalid: list[tuple[bytes, str]] = field(default_factory=list)  # blocks found invalid
+
+
 class _ConnectFailed(Exception):
     def __init__(self, entry: BlockIndexEntry, error: ValidationError) -> None:
         super().__init__(error.code)
@@ -129,10 +139,12 @@ class ChainState:
         self.index: dict[bytes, BlockIndexEntry] = {}
         self.children: dict[bytes, list[BlockIndexEntry]] = {}
         self.chain: list[BlockIndexEntry] = []
+        self.best_header: BlockIndexEntry | None = None  # valid header with the most work (Bitcoin: pindexBestHeader)
         self.utxo_stats = UtxoStats()
         self.orphans: dict[bytes, tuple[Block, float]] = {}
         self._candidates: set[BlockIndexEntry] = set()
         self._recent: dict[bytes, Block] = {}   # blocks accepted in this call: no re-decoding
+        self._unsaved: dict[bytes, BlockIndexEntry] = {}  # stored in memory, written by the next commit
         self._seq = 0
         self._load()
 
@@ -156,6 +168,7 @@ class ChainState:
             entry.have_chain = status in (STATUS_DATA, STATUS_VALID) and (
                 parent is None or parent.have_chain)
             self._seq = max(self._seq, seq + 1)
+        self._recompute_best_header()
         count, amount, digest = decode(stats)
         self.utxo_stats = UtxoStats(count, amount, int.from_bytes(digest, "big"))
         tip = self.index[tip_hash]
@@ -191,6 +204,14 @@ class ChainState:
     def _add_entry(self, entry: BlockIndexEntry) -> None:
         self.index[entry.hash] = entry
         self.children.setdefault(entry.header.prev_hash, []).append(entry)
+        best = getattr(self, "best_header", None)
+        if entry.status != STATUS_INVALID and (best is None or entry.chain_work > best.chain_work):
+            self.best_header = entry
+
+    def _recompute_best_header(self) -> None:
+        """After invalidity changes: the valid header with the most work (first seen on ties)."""
+        self.best_header = max((e for e in self.index.values() if e.status != STATUS_INVALID),
+                               key=lambda e: (e.chain_work, -e.seq))
 
     def close(self) -> None:
         if self._own_verifier:
@@ -281,17 +302,80 @@ class ChainState:
         Raises a ValidationError if the block is invalid.  A block whose parent
         is unknown goes to the orphan pool and is connected when the parent comes.
         """
-        result = self._accept_one(block)
-        if result.status in ("connected", "stored"):
-            self._accept_orphans(block.hash, result)
-        return result
+        batch = self.accept_blocks([block])
+        outcome = batch.outcomes[0]
+        if isinstance(outcome, ValidationError):
+            raise outcome
+        outcome.connected, outcome.disconnected = batch.connected, batch.disconnected
+        outcome.invalid = batch.invalid
+        return outcome
 
-    def _accept_one(self, block: Block) -> AcceptResult:
+    def accept_blocks(self, blocks: list[Block]) -> "BatchResult":
+        """Accept several blocks with one activation: when they extend the active
+        chain, all of them are connected (and stored) in ONE write transaction.
+
+        Each block gets its own outcome (an AcceptResult or the ValidationError
+        it raised); the tip change of the whole batch is in the BatchResult.
+        """
+        batch = self._accept_batch(blocks)
+        todo = [r.block_hash for r in batch.outcomes
+                if isinstance(r, AcceptResult) and r.status in ("connected", "stored")]
+        while todo and self.orphans:
+            parent = todo.pop()
+            children = [k for k, (b, _) in self.orphans.items() if b.header.prev_hash == parent]
+            if not children:
+                continue
+            sub = self._accept_batch([self.orphans.pop(k)[0] for k in children])
+            batch.connected.extend(sub.connected)
+            batch.disconnected.extend(sub.disconnected)
+            batch.invalid.extend(sub.invalid)
+            for outcome, h in zip(sub.outcomes, children):
+                if isinstance(outcome, ValidationError):
+                    log.info("orphan block %s rejected: %s", short(h), outcome)
+                    batch.invalid.append((h, outcome.code))
+                elif outcome.status in ("connected", "stored"):
+                    todo.append(h)
+        return batch
+
+    def _accept_batch(self, blocks: list[Block]) -> "BatchResult":
+        outcomes: list[AcceptResult | ValidationError] = []
+        stored: list[tuple[int, BlockIndexEntry]] = []
+        for block in blocks:
+            try:
+                outcome = self._store_block(block)
+            except ValidationError as exc:
+                outcomes.append(exc)
+                continue
+            if isinstance(outcome, BlockIndexEntry):
+                stored.append((len(outcomes), outcome))
+                outcomes.append(AcceptResult(block.hash, "stored"))
+            else:
+                outcomes.append(outcome)
+        batch = BatchResult(outcomes)
+        if stored:
+            try:
+                activation = self.activate_best_chain()
+            finally:
+                self._flush_unsaved()
+                self._recent.clear()
+            batch.connected, batch.disconnected = activation.connected, activation.disconnected
+            batch.invalid = activation.invalid
+        for i, entry in stored:
+            if entry.status == STATUS_INVALID:
+                outcomes[i] = BlockValidationError(entry.failure, "block failed to connect")
+            elif self.on_active_chain(entry):
+                outcomes[i].status = "connected"
+        return batch
+
+    def _store_block(self, block: Block) -> "BlockIndexEntry | AcceptResult":
+        """Check a block without its chain context and keep it in memory for the
+        next activation, which writes it; returns its entry, or the outcome
+        (orphan, duplicate) when there is nothing to activate."""
         h = block.hash
         entry = self.index.get(h)
         if entry is not None and entry.status == STATUS_INVALID:
             raise BlockValidationError(entry.failure or "invalid", "known invalid block")
-        if entry is not None and entry.status != STATUS_HEADER:
+        if entry is not None and (entry.status != STATUS_HEADER or h in self._recent):
             return AcceptResult(h, "duplicate")
         if entry is None and block.header.prev_hash not in self.index:
             self._check_orphan_pow(block.header)
@@ -311,20 +395,22 @@ class ChainState:
         if is_new:
             self._add_entry(entry)
         entry.status = STATUS_DATA
-        with self.store.env.begin(write=True) as txn:
-            txn.put(h, entry.record(), db=self.db["index"])
-            txn.put(h, block.raw, db=self.db["blocks"])
-        self._update_have_chain(entry)
         self._recent[h] = block
-        try:
-            result = self.activate_best_chain()
-        finally:
-            self._recent.clear()
-        result.block_hash = h
-        if entry.status == STATUS_INVALID:
-            raise BlockValidationError(entry.failure, "block failed to connect")
-        result.status = "connected" if self.on_active_chain(entry) else "stored"
-        return result
+        self._unsaved[h] = entry
+        self._update_have_chain(entry)
+        return entry
+
+    def _write_unsaved(self, txn) -> None:
+        for h, entry in self._unsaved.items():
+            txn.put(h, entry.record(), db=self.db["index"])
+            txn.put(h, self._recent[h].raw, db=self.db["blocks"])
+
+    def _flush_unsaved(self) -> None:
+        """Write blocks that no activation committed (side branches, failures)."""
+        if self._unsaved:
+            with self.store.env.begin(write=True) as txn:
+                self._write_unsaved(txn)
+            self._unsaved.clear()
 
     def _update_have_chain(self, entry: BlockIndexEntry) -> None:
         """Propagate 'all ancestors have data' from ``entry`` to its stored descendants."""
@@ -358,21 +444,6 @@ class ChainState:
             del self.orphans[oldest]
         self.orphans[block.hash] = (block, self.clock())
         log.debug("orphan block %s (parent %s unknown)", short(block.hash), short(block.header.prev_hash))
-
-    def _accept_orphans(self, parent_hash: bytes, result: AcceptResult) -> None:
-        todo = [parent_hash]
-        while todo:
-            parent = todo.pop()
-            for orphan_hash in [k for k, (b, _) in self.orphans.items() if b.header.prev_hash == parent]:
-                block, _ = self.orphans.pop(orphan_hash)
-                try:
-                    sub = self._accept_one(block)
-                except ValidationError as exc:
-                    log.info("orphan block %s rejected: %s", short(orphan_hash), exc)
-                    result.invalid.append((orphan_hash, exc.code))
-                    continue
-                result.merge(sub)
-                todo.append(orphan_hash)
 
     def orphan_root(self, block_hash: bytes) -> bytes | None:
         """The missing ancestor hash of an orphan chain, to ask peers for."""
@@ -452,7 +523,9 @@ class ChainState:
         stats = UtxoStats(self.utxo_stats.count, self.utxo_stats.amount, self.utxo_stats.digest_sum)
         connected: list[Block] = []
         disconnected: list[Block] = []
+        pending: list[tuple[BlockIndexEntry, list]] = []   # signature checks not yet run
         with self.store.env.begin(write=True) as txn:
+            self._write_unsaved(txn)
             for entry in reversed(self.chain[fork.height + 1:]):
                 block = self._load_block(txn, entry)
                 self._disconnect_block(txn, entry, block, stats)
@@ -460,23 +533,30 @@ class ChainState:
             for entry in path:
                 block = self._load_block(txn, entry)
                 try:
-                    self._connect_block(txn, entry, block, stats)
+                    pending.append((entry, self._connect_block(txn, entry, block, stats)))
                 except ValidationError as exc:
                     raise _ConnectFailed(entry, exc) from None
+                if sum(len(c) for _, c in pending) >= SIGNATURE_BATCH:
+                    self._verify_pending(pending)
                 if entry.status != STATUS_VALID:  # in memory only after the commit
                     txn.put(entry.hash, entry.record(STATUS_VALID), db=self.db["index"])
                 connected.append(block)
+            self._verify_pending(pending)
             txn.put(b"tip", path[-1].hash, db=self.db["meta"])
             txn.put(b"utxostats", stats.record(), db=self.db["meta"])
         # committed: now mirror it in memory
+        self._unsaved.clear()
         for entry in path:
             entry.status = STATUS_VALID
         self.chain = self.chain[:fork.height + 1] + path
         self.utxo_stats = stats
         return connected, disconnected
 
-    def _connect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
-        """Apply ``block`` to the UTXO set inside ``txn``; raise if it breaks a rule."""
+    def _connect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> list:
+        """Apply ``block`` to the UTXO set inside ``txn``; raise if it breaks a rule.
+
+        Returns the block's signature checks: the caller verifies them (in one
+        batch with other blocks) before committing."""
         params = self.params
         height = entry.height
         rules.check_block_contextual(block, height, self.median_time_past(entry.parent))
@@ -514,12 +594,24 @@ class ChainState:
             for addr in touched:
                 txn.put(addr_hist_key(addr, height, pos, tx.txid), b"", db=hist_db)
         rules.check_coinbase_amount(block, height, fees, params)
-        try:
-            self.verifier.verify(checks)
-        except ValidationError as exc:
-            raise BlockValidationError(exc.code, exc.message) from None
         txn.put(entry.hash, encode(undo), db=self.db["undo"])
         txn.put(height_key(height), entry.hash, db=self.db["chain"])
+        return checks
+
+    def _verify_pending(self, pending: list[tuple[BlockIndexEntry, list]]) -> None:
+        """Verify the signatures of several connected blocks as one parallel batch;
+        on a failure, find the first block at fault.  Empties ``pending``."""
+        if not pending:
+            return
+        try:
+            self.verifier.verify([c for _, checks in pending for c in checks])
+        except ValidationError:
+            for entry, checks in pending:
+                try:
+                    self.verifier.verify(checks)
+                except ValidationError as exc:
+                    raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
+        pending.clear()
 
     def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""
@@ -568,6 +660,8 @@ class ChainState:
         with self.store.env.begin(write=True) as txn:
             for e in marked:
                 txn.put(e.hash, e.record(), db=self.db["index"])
+        if self.best_header is not None and self.best_header.status == STATUS_INVALID:
+            self._recompute_best_header()
 
     def invalidate_block(self, block_hash: bytes) -> AcceptResult:
         """Treat a block as invalid (Bitcoin: invalidateblock) and follow the best other branch."""
@@ -628,6 +722,7 @@ class ChainState:
         for e in sorted(cleared, key=lambda x: x.height):
             e.have_chain = False
             self._update_have_chain(e)
+        self._recompute_best_header()
         return self.activate_best_chain()
 
     # --- queries ---------------------------------------------------------------------

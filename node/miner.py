@@ -24,7 +24,7 @@ from typing import Callable
 from .block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from .chainstate import ChainState
 from .mempool import Mempool
-from .params import BLOCK_VERSION
+from .params import BLOCK_VERSION, MEDIAN_TIME_SPAN
 from .pow import bits_to_target
 from .tx import TxOut, make_coinbase
 
@@ -33,7 +33,10 @@ log = logging.getLogger("obol.miner")
 NONCE_START = 1 << 32          # first nonce tried: from here on a nonce encodes as 9 bytes
 NONCE_PREFIX = b"\xcf"         # msgpack marker of a uint64
 COINBASE_RESERVE = 1_000       # bytes of the block kept free for the coinbase and header
+MINE_BATCH = 256               # regtest blocks built ahead and accepted in one commit
 CHUNK_NONCES = 1 << 18         # nonces one worker tries before checking for a new template
+NONCE_END = 1 << 63            # past this a fresh template (new time, new extra nonce) is taken
+MINER_RETRY_DELAY = 1.0        # seconds to wait after a failed round (template or submit raised)
 
 
 def create_block_template(chain: ChainState, mempool: Mempool | None, addr_hash: bytes,
@@ -86,19 +89,50 @@ def _with_nonce_raw(block: Block, nonce: int) -> bytes:
     return block.raw[:start] + nonce.to_bytes(8, "big") + block.raw[start + 8:]
 
 
-def mine_blocks(chain: ChainState, mempool: Mempool | None, addr_hash: bytes, count: int,
-                on_block: Callable[[Block], None] | None = None) -> list[Block]:
-    """Mine ``count`` blocks in this process and accept each (regtest's ``generate``)."""
-    blocks = []
-    for n in range(count):
-        block = solve_block(create_block_template(chain, mempool, addr_hash, extra=os.urandom(4)))
-        result = chain.accept_block(block)
+def mine_blocks(chain: ChainState, mempool: Mempool | None, addr_hash: bytes, count: int) -> list[Block]:
+    """Mine ``count`` blocks in this process and accept them (regtest's ``generate``).
+
+    Where the target does not retarget, blocks are built ahead on one another
+    and accepted MINE_BATCH at a time (one LMDB commit each batch); otherwise
+    one at a time, since each target depends on the previous block.
+    """
+    blocks: list[Block] = []
+    batch_size = 1 if chain.params.retarget else MINE_BATCH
+    while len(blocks) < count:
+        chunk = [solve_block(create_block_template(chain, mempool, addr_hash, extra=os.urandom(4)))]
+        recent = _recent_times(chain) + [chunk[0].header.timestamp]
+        while len(chunk) < min(batch_size, count - len(blocks)):
+            recent = recent[-MEDIAN_TIME_SPAN:]
+            mtp = sorted(recent)[len(recent) // 2]
+            chunk.append(solve_block(_empty_child(chain, chunk[-1], addr_hash, mtp)))
+            recent.append(chunk[-1].header.timestamp)
+        result = chain.accept_blocks(chunk)
+        for outcome in result.outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
         if mempool is not None:
             mempool.update_for_chain(result.connected, result.disconnected)
-        if on_block is not None:
-            on_block(block)
-        blocks.append(block)
+        blocks.extend(chunk)
     return blocks
+
+
+def _recent_times(chain: ChainState) -> list[int]:
+    """Timestamps of the tip and its ancestors, oldest first (up to MEDIAN_TIME_SPAN)."""
+    times, entry = [], chain.tip
+    while entry is not None and len(times) < MEDIAN_TIME_SPAN:
+        times.append(entry.header.timestamp)
+        entry = entry.parent
+    return times[::-1]
+
+
+def _empty_child(chain: ChainState, parent: Block, addr_hash: bytes, median_time_past: int) -> Block:
+    """An unsolved block with only a coinbase on ``parent`` (not yet in the chain state)."""
+    height = parent.txs[0].inputs[0].prev_index + 1
+    coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height), addr_hash)], os.urandom(4))
+    timestamp = max(int(chain.clock()), median_time_past + 1)
+    header = BlockHeader.create(BLOCK_VERSION, parent.hash, merkle_root([coinbase.txid]), timestamp,
+                                chain.params.genesis_bits, NONCE_START)
+    return Block.create(header, [coinbase])
 
 
 class Miner:
@@ -158,27 +192,37 @@ class Miner:
             log.info("miner stopped")
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            generation = self._generation
-            block = await self.template()
-            prefix = header_prefix(block.header)
-            target = bits_to_target(block.header.bits)
-            next_nonce = NONCE_START
-            found = None
-            while found is None and generation == self._generation:
-                futures = []
-                for _ in range(self.processes):
-                    futures.append(loop.run_in_executor(self._pool, search_nonce, prefix, target,
-                                                        next_nonce, CHUNK_NONCES))
-                    next_nonce += CHUNK_NONCES
-                for nonce in await asyncio.gather(*futures):
-                    self.hashes += CHUNK_NONCES
-                    if nonce is not None and found is None:
-                        found = nonce
-                if next_nonce >= 1 << 63:
-                    break  # never in practice: take a fresh template (new time, new extra nonce)
-            if found is not None and generation == self._generation:
-                solved = Block(block.header.with_nonce(found), block.txs, _with_nonce_raw(block, found))
-                self.blocks_found += 1
-                await self.submit(solved)
+            try:
+                await self._mine_one()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("miner round failed; retrying in %.0f s", MINER_RETRY_DELAY)
+                await asyncio.sleep(MINER_RETRY_DELAY)
+
+    async def _mine_one(self) -> None:
+        """Search one template until a block is found or the template is outdated."""
+        loop = asyncio.get_running_loop()
+        generation = self._generation
+        block = await self.template()
+        prefix = header_prefix(block.header)
+        target = bits_to_target(block.header.bits)
+        next_nonce = NONCE_START
+        found = None
+        while found is None and generation == self._generation and next_nonce < NONCE_END:
+            futures = []
+            for _ in range(self.processes):
+                futures.append(loop.run_in_executor(self._pool, search_nonce, prefix, target,
+                                                    next_nonce, CHUNK_NONCES))
+                next_nonce += CHUNK_NONCES
+            for nonce in await asyncio.gather(*futures):
+                self.hashes += CHUNK_NONCES
+                if nonce is not None and found is None:
+                    found = nonce
+        if found is not None:
+            # Submitted even if the template became outdated meanwhile: a block on a
+            # tip that just moved is still valid work (a competing branch at worst).
+            solved = Block(block.header.with_nonce(found), block.txs, _with_nonce_raw(block, found))
+            self.blocks_found += 1
+            await self.submit(solved)

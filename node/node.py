@@ -20,7 +20,7 @@ from network.frames import encode_frame
 
 from . import encoding
 from .block import Block
-from .chainstate import AcceptResult, ChainState
+from .chainstate import AcceptResult, BatchResult, ChainState
 from .events import EventHub
 from .mempool import Mempool
 from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_NOTFOUND,
@@ -36,6 +36,7 @@ log = logging.getLogger("obol.node")
 T = TypeVar("T")
 
 MEMPOOL_EXPIRY_INTERVAL = 600.0   # seconds between mempool expiry sweeps
+MAX_BLOCK_BATCH = 128             # blocks accepted in one chain-thread call (one commit)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Node:
         # called (on the chain thread) with the seconds each block submission took to validate
         self.block_timers: list[Callable[[float], None]] = []
         self._tasks: list[asyncio.Task] = []
+        self._block_queue: list[tuple[Block, asyncio.Future]] = []   # submitted, not yet accepted
+        self._draining = False                                       # a drain task is running
         self._register()
 
     def _register(self) -> None:
@@ -134,32 +137,71 @@ class Node:
 
     # --- blocks and transactions -----------------------------------------------------------
 
-    def _accept_block(self, block: Block) -> AcceptResult:
+    def _accept_blocks(self, blocks: list[Block]) -> BatchResult:
+        """On the chain thread: accept a batch, then bring the mempool along."""
         started = time.perf_counter()
         try:
-            result = self.chain.accept_block(block)
+            result = self.chain.accept_blocks(blocks)
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = (time.perf_counter() - started) / len(blocks)
             for timer in self.block_timers:
-                timer(elapsed)
+                for _ in blocks:
+                    timer(elapsed)
         if result.connected or result.disconnected:
             self.mempool.update_for_chain(result.connected, result.disconnected)
         return result
 
     async def submit_block(self, block: Block, source: Any = None) -> AcceptResult:
-        """Validate and store a block from any source (peer, miner, API); react to tip changes."""
-        result = await self.in_chain(self._accept_block, block)
-        self._after_blocks(result)
-        return result
+        """Validate and store a block from any source (peer, miner, API); react to tip changes.
 
-    def _after_blocks(self, result: AcceptResult) -> None:
-        if not result.connected:
+        Blocks submitted while the chain thread is busy are accepted together in
+        one batch (one LMDB commit when they extend the chain): during initial
+        sync this is what keeps up with the download.  Raises the block's
+        ValidationError if it is invalid.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._block_queue.append((block, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain_blocks(), name="accept-blocks")
+        return await future
+
+    async def _drain_blocks(self) -> None:
+        try:
+            while self._block_queue:
+                batch = self._block_queue[:MAX_BLOCK_BATCH]
+                del self._block_queue[:MAX_BLOCK_BATCH]
+                try:
+                    result = await self.in_chain(self._accept_blocks, [b for b, _ in batch])
+                except BaseException as exc:  # an internal error: every waiter hears of it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    log.exception("accepting %d block(s) failed", len(batch))
+                    continue
+                self._after_blocks(result)
+                for (_, future), outcome in zip(batch, result.outcomes):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        outcome.connected, outcome.disconnected = result.connected, result.disconnected
+                        future.set_result(outcome)
+        finally:
+            self._draining = False
+
+    def _after_blocks(self, result: AcceptResult | BatchResult) -> None:
+        """React to a tip change: counters, relay, miner, mempool event subscribers."""
+        if not result.connected and not result.disconnected:
             return
         self.blocks_validated += len(result.connected)
         self.txs_validated += sum(len(b.txs) for b in result.connected)
         if result.disconnected:
             self.reorgs += 1
-        if not self.sync.syncing:
+        if result.connected and not self.sync.syncing:
             self.relay.announce_blocks(result.connected)
         self.miner.notify()
         tip = self.chain.tip
@@ -168,6 +210,24 @@ class Node:
             "connected": [b.hash.hex() for b in result.connected],
             "disconnected": [b.hash.hex() for b in result.disconnected],
         })
+
+    async def change_chain(self, action: str, block_hash: bytes) -> AcceptResult:
+        """``invalidate`` or ``reconsider`` a block (Bitcoin: invalidateblock/reconsiderblock).
+
+        Raises KeyError for an unknown block, ValueError for the genesis block.
+        """
+        method = {"invalidate": self.chain.invalidate_block,
+                  "reconsider": self.chain.reconsider_block}[action]
+
+        def work() -> AcceptResult:
+            result = method(block_hash)
+            if result.connected or result.disconnected:
+                self.mempool.update_for_chain(result.connected, result.disconnected)
+            return result
+
+        result = await self.in_chain(work)
+        self._after_blocks(result)
+        return result
 
     async def submit_tx(self, tx: Transaction, source: Any = None, test_only: bool = False):
         """Validate a transaction against chain + mempool; add and relay it unless ``test_only``."""
@@ -180,14 +240,13 @@ class Node:
         return entry
 
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
-        """Mine ``count`` blocks at once in this process (regtest), relaying each."""
+        """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""
         def work() -> list[Block]:
             return mine_blocks(self.chain, self.mempool, addr_hash, count)
         tip_before = self.chain.tip
         blocks = await self.in_chain(work)
-        result = AcceptResult(b"", "connected", connected=blocks)
         if self.chain.tip is not tip_before:
-            self._after_blocks(result)
+            self._after_blocks(AcceptResult(b"", "connected", connected=blocks))
         return blocks
 
     async def _miner_template(self) -> Block:

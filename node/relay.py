@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class Relay:
     def __init__(self, node: "Node") -> None:
         self.node = node
         self.rejects = BoundedSet(RECENT_REJECTS)
+        self._tasks: set[asyncio.Task] = set()   # downloads being validated
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -122,10 +124,28 @@ class Relay:
     async def handle_block(self, peer: "Peer", body: object) -> None:
         block = _parse(parse_block, body)
         sync = self.node.sync
-        sync.block_arrived(peer, block.hash)
+        requested = sync.block_arrived(peer, block.hash)
         state = sync.state(peer)
         if state is not None:
             state.known.add(block.hash)
+        if requested:
+            # A download: don't hold this peer's next message until it is validated, so
+            # blocks arriving meanwhile are accepted together in one batch.
+            task = asyncio.get_running_loop().create_task(self._accept_guarded(peer, block))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            sync.schedule()
+        else:
+            await self._accept(peer, block)
+
+    async def _accept_guarded(self, peer: "Peer", block: Block) -> None:
+        try:
+            await self._accept(peer, block)
+        except Misbehaviour as exc:
+            self.node.peers.misbehaving(peer, exc.score, exc.code, exc.message)
+
+    async def _accept(self, peer: "Peer", block: Block) -> None:
+        sync = self.node.sync
         try:
             result = await self.node.submit_block(block, source=peer)
         except ValidationError as exc:
@@ -134,6 +154,7 @@ class Relay:
                 return
             raise Misbehaviour(100, exc.code, f"invalid block {block.hash.hex()}: {exc.message}") from None
         finally:
+            sync.block_validated(block.hash)
             sync.schedule()
         entry = self.node.chain.index.get(block.hash)
         if entry is not None:

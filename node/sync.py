@@ -79,6 +79,7 @@ class BlockSync:
         self.stall_timeout = stall_timeout
         self.states: dict[int, PeerState] = {}
         self.in_flight: dict[bytes, int] = {}   # block hash -> peer id it was asked of
+        self.validating: set[bytes] = set()      # arrived, queued for validation: not asked again
         self._progress_at = 0.0
         self._progress_height = 0
         self._task: asyncio.Task | None = None
@@ -100,7 +101,7 @@ class BlockSync:
         self.states[peer.id] = PeerState(peer)
         # Start from our best header's parent so the reply holds at least that header
         # if the peer has it: it tells us the peer can serve our best branch (as Bitcoin).
-        best = self.best_header()
+        best = self.chain.best_header
         self.request_headers(peer, best.parent or best)
 
     async def on_disconnected(self, peer: "Peer") -> None:
@@ -116,14 +117,6 @@ class BlockSync:
 
     # --- headers -------------------------------------------------------------------------
 
-    def best_header(self) -> BlockIndexEntry:
-        """The valid header with the most work (Bitcoin: pindexBestHeader)."""
-        best = self.chain.tip
-        for entry in self.chain.index.values():
-            if entry.chain_work > best.chain_work and entry.status != STATUS_INVALID:
-                best = entry
-        return best
-
     @property
     def syncing(self) -> bool:
         """True while some peer has announced headers with more work than the tip."""
@@ -132,7 +125,7 @@ class BlockSync:
                    for s in self.states.values())
 
     def request_headers(self, peer: "Peer", start: BlockIndexEntry | None = None) -> None:
-        locator = self.chain.locator(start or self.best_header())
+        locator = self.chain.locator(start or self.chain.best_header)
         peer.send(MSG_GETHEADERS, [locator, NO_STOP])
 
     async def handle_getheaders(self, peer: "Peer", body: object) -> None:
@@ -184,11 +177,17 @@ class BlockSync:
     # --- block download ---------------------------------------------------------------------
 
     def block_arrived(self, peer: "Peer", block_hash: bytes) -> bool:
-        """Forget the request for ``block_hash``; True if it had been requested from ``peer``."""
+        """Forget the request for ``block_hash`` (it is being validated until
+        ``block_validated``); True if it had been requested from ``peer``."""
+        self.validating.add(block_hash)
         owner = self.in_flight.pop(block_hash, None)
         if owner is not None and owner in self.states:
             self.states[owner].in_flight.pop(block_hash, None)
         return owner == peer.id
+
+    def block_validated(self, block_hash: bytes) -> None:
+        """The block's validation ended (stored, or refused): it may be asked for again if needed."""
+        self.validating.discard(block_hash)
 
     def not_found(self, peer: "Peer", hashes: list[bytes]) -> None:
         for h in hashes:
@@ -231,7 +230,8 @@ class BlockSync:
         for entry in path[state.path_pos:]:
             if len(wanted) >= room or entry.height > max_height:
                 break
-            if entry.status == STATUS_HEADER and entry.hash not in self.in_flight:
+            if (entry.status == STATUS_HEADER and entry.hash not in self.in_flight
+                    and entry.hash not in self.validating):
                 wanted.append(entry)
         return wanted
 

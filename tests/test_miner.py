@@ -126,12 +126,11 @@ def test_solve_block_raw_equals_recreated_block(funded):
 
 
 def test_mine_blocks_on_regtest(tmp_path):
-    """mine_blocks mines and connects blocks on regtest, with the pool's txs, and calls on_block."""
+    """mine_blocks mines and connects blocks on regtest, built ahead in one batch."""
     chain = open_chain(tmp_path / "regtest", REGTEST, clock=lambda: REGTEST.genesis_timestamp + 10**6)
     try:
-        seen = []
-        blocks = mine_blocks(chain, None, b"\x76" * 20, 3, on_block=seen.append)
-        assert [b.hash for b in blocks] == [b.hash for b in seen] == [e.hash for e in chain.chain[1:]]
+        blocks = mine_blocks(chain, None, b"\x76" * 20, 3)
+        assert [b.hash for b in blocks] == [e.hash for e in chain.chain[1:]]
         assert chain.height == 3
         assert chain.utxo_stats.count == 3 and chain.utxo_stats.amount == 3 * REGTEST.subsidy(1)
         assert all(b.header.bits == REGTEST.genesis_bits for b in blocks)
@@ -226,3 +225,15 @@ async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
         await miner.stop()
         chain.close()
     assert not miner.running
+
+
+def test_mine_blocks_batches_keep_timestamps_valid(tmp_path):
+    """Hundreds of regtest blocks mined in one second keep timestamps above the median time past."""
+    now = REGTEST.genesis_timestamp + 10**6
+    chain = open_chain(tmp_path / "regtest", REGTEST, clock=lambda: now)
+    try:
+        blocks = mine_blocks(chain, None, b"\x76" * 20, 600)   # more than one MINE_BATCH
+        assert chain.height == 600 and blocks[-1].hash == chain.tip.hash
+        assert all(b.header.timestamp <= now + REGTEST.max_future_block_time for b in blocks)
+    finally:
+        chain.close()
