@@ -362,6 +362,13 @@ class PeerManager:
             log.info("host %s unbanned", canonical_host(host))
         return lifted
 
+    def clear_bans(self) -> int:
+        """Lift every ban (admin); returns how many there were."""
+        count = len(self.banlist)
+        self.banlist.clear()
+        log.info("ban list cleared (%d ban(s))", count)
+        return count
+
     def bans(self) -> list[Ban]:
         """Active bans."""
         return self.banlist.list()

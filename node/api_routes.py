@@ -2,9 +2,9 @@
 
 Handlers read chain state and mempool directly on the event loop (cheap
 reads; each LMDB read opens its own read transaction) and send every
-mutation through ``node.in_chain``.  Python containers that the chain thread
-changes (the block index, the mempool) are read through ``snapshot``, which
-retries a read that raced with a change.
+mutation through ``node.in_chain``.  Reads that walk Python containers the
+chain thread changes (the block index, the mempool) also run through
+``node.in_chain``, so they never race with a change.
 
 Errors are raised as ``ApiError`` (or an ``ObolError`` from the consensus
 code); the middleware in ``api.py`` turns them into JSON.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -27,7 +27,6 @@ from .pow import bits_to_target
 from .store import height_key, parse_addr_hist_key
 from .tx import Coin, OutPoint, Transaction
 
-T = TypeVar("T")
 
 API_PREFIX = "/api/v1"
 MAX_HEADERS_LISTED = 500         # headers one GET /blocks returns at most
@@ -129,16 +128,6 @@ def parse_host_port(text: Any, what: str = "address") -> tuple[str, int]:
             or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535):
         raise ApiError(400, "bad-param", f"'{what}' must be HOST:PORT with a port in 1..65535")
     return host, int(port)
-
-
-def snapshot(fn: Callable[[], T], tries: int = 20) -> T:
-    """Run a read of containers the chain thread may be changing; retry if it raced."""
-    for _ in range(tries - 1):
-        try:
-            return fn()
-        except RuntimeError:   # "dictionary changed size during iteration"
-            time.sleep(0)
-    return fn()
 
 
 def address_hash(node, text: str) -> bytes:
@@ -355,8 +344,8 @@ async def get_address(request: web.Request) -> web.Response:
     chain, mempool, params = node.chain, node.mempool, node.params
     tip_height = chain.height
     coins = chain.address_coins(addr)
-    entries = snapshot(lambda: list(mempool.entries.values()))
-    spenders = snapshot(lambda: dict(mempool.spenders))
+    entries = await node.in_chain(lambda: list(mempool.entries.values()))
+    spenders = await node.in_chain(lambda: dict(mempool.spenders))
     utxos = []
     unconfirmed = 0
     for e in sorted(entries, key=lambda e: e.time, reverse=True):
@@ -420,7 +409,7 @@ async def get_address_history(request: web.Request) -> web.Response:
     before = query_int(request, "before", None, 0, 2**63)
     txs = []
     if before is None:
-        entries = snapshot(lambda: list(node.mempool.entries.values()))
+        entries = await node.in_chain(lambda: list(node.mempool.entries.values()))
         for e in sorted(entries, key=lambda e: e.time, reverse=True):
             if (any(o.addr_hash == addr for o in e.tx.outputs)
                     or any(c is not None and c.addr_hash == addr for c in e.spent)):
@@ -438,19 +427,20 @@ async def get_address_history(request: web.Request) -> web.Response:
 
 async def get_chaintips(request: web.Request) -> web.Response:
     node = node_of(request)
-    tips = snapshot(node.chain.chain_tips)
+    tips = await node.in_chain(node.chain.chain_tips)
     for tip in tips:
         tip["work"] = hex_work(tip["work"])
     return web.json_response(tips)
 
 
 async def get_mempool(request: web.Request) -> web.Response:
-    mempool = node_of(request).mempool
-    entries = snapshot(lambda: list(mempool.entries.values()))
+    node = node_of(request)
+    mempool = node.mempool
+    entries = await node.in_chain(lambda: list(mempool.entries.values()))
     return web.json_response({
         "count": len(entries), "bytes": sum(e.size for e in entries),
         "min_fee_rate": mempool.min_fee_rate, "max_bytes": mempool.max_bytes,
-        "fee_histogram": snapshot(mempool.fee_rate_histogram),
+        "fee_histogram": await node.in_chain(mempool.fee_rate_histogram),
         "txids": [e.tx.txid.hex() for e in sorted(entries, key=lambda e: e.time)],
     })
 
@@ -473,8 +463,9 @@ def fee_estimates(entries: list[MempoolEntry], min_fee_rate: float) -> dict[str,
 
 
 async def get_fees(request: web.Request) -> web.Response:
-    mempool = node_of(request).mempool
-    entries = snapshot(lambda: list(mempool.entries.values()))
+    node = node_of(request)
+    mempool = node.mempool
+    entries = await node.in_chain(lambda: list(mempool.entries.values()))
     return web.json_response({**fee_estimates(entries, mempool.min_fee_rate),
                               "unit": "base units per byte"})
 

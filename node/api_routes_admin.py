@@ -148,10 +148,7 @@ async def post_bans(request: web.Request) -> web.Response:
 
 @admin
 async def delete_bans(request: web.Request) -> web.Response:
-    banlist = node_of(request).peers.banlist
-    count = len(banlist)
-    banlist.clear()
-    return web.json_response({"cleared": count})
+    return web.json_response({"cleared": node_of(request).peers.clear_bans()})
 
 
 @admin

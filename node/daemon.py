@@ -17,7 +17,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ VERSION = "0.1.0"
 LOCK_FILE = "node.lock"         # holds the pid of the node using the datadir (flock'ed)
 TOKEN_FILE = "api.token"        # bearer token of the admin API, mode 0600
 EXIT_STARTUP_ERROR = 1          # exit status for any start-up failure
+API_SHUTDOWN_TIMEOUT = 5.0      # seconds the API waits for requests in progress when stopping
 
 
 class StartupError(Exception):
@@ -218,6 +218,7 @@ def write_token(datadir: Path) -> str:
 
 async def run(settings: Settings) -> int:
     params = get_params(settings.network)
+    stop = _install_signal_handlers()   # before the (possibly long) chain load
     lock = DatadirLock(settings.datadir)
     try:
         listen = settings.listen
@@ -235,7 +236,7 @@ async def run(settings: Settings) -> int:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
-            return await _serve(node, settings)
+            return await _serve(node, settings, stop)
         finally:
             await node.stop()
             log.info("stopped cleanly")
@@ -243,11 +244,8 @@ async def run(settings: Settings) -> int:
         lock.release()
 
 
-async def _serve(node: Node, settings: Settings) -> int:
-    from aiohttp import web
-
-    from .api import create_app
-
+def _install_signal_handlers() -> asyncio.Event:
+    """SIGINT/SIGTERM set the returned event; a second signal exits at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
@@ -266,6 +264,13 @@ async def _serve(node: Node, settings: Settings) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    return stop
+
+
+async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
+    from aiohttp import web
+
+    from .api import create_app
 
     runner = None
     try:
@@ -276,7 +281,7 @@ async def _serve(node: Node, settings: Settings) -> int:
         if settings.api is not None:
             token = write_token(settings.datadir)
             app = create_app(node, token, stop)
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT)
             await runner.setup()
             try:
                 await web.TCPSite(runner, settings.api[0], settings.api[1]).start()

@@ -9,10 +9,10 @@ from node.block import Block, BlockHeader, merkle_root
 from node.chainstate import ChainState
 from node.crypto import SigningKey
 from node.mempool import Mempool
-from node.miner import NONCE_START, create_block_template, solve_block
+from node.miner import NONCE_START, solve_block
 from node.params import REGTEST, NetworkParams
 from node.pow import bits_to_target, hash_meets_target, target_to_bits
-from node.tx import COIN, OutPoint, Transaction, TxOut, sign_transaction
+from node.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
 
 
 def make_params(name: str = "unittest", **overrides) -> NetworkParams:
@@ -54,10 +54,7 @@ def mine_block(chain: ChainState, addr: bytes, txs: list[Transaction] = (), time
     """
     parent = parent or chain.tip
     height = parent.height + 1
-    fees = 0
-    coinbase_value = chain.params.subsidy(height) + fees
-    from node.tx import make_coinbase
-    coinbase = make_coinbase(height, [TxOut(coinbase_value, addr)], os.urandom(4))
+    coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height), addr)], os.urandom(4))
     all_txs = [coinbase] + list(txs)
     timestamp = (parent.header.timestamp + time_step if time_step is not None
                  else max(int(chain.clock()), chain.median_time_past(parent) + 1))

@@ -1,6 +1,5 @@
 """Hostile peers against a real node: each is disconnected and banned, or ignored,
 and a well-behaved peer connected meanwhile stays connected and in sync."""
-import dataclasses
 import os
 
 import pytest

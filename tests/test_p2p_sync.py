@@ -1,7 +1,6 @@
 """P2P scenarios with in-process nodes on real loopback sockets."""
-import pytest
 
-from chainutil import Wallet, mature_coins, spend
+from chainutil import Wallet, spend
 from node.tx import TxOut
 from nodeutil import addr, start_node, wait_for, wait_synced
 

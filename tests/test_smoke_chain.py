@@ -1,5 +1,5 @@
 """A first end-to-end pass through the consensus core on real LMDB files."""
-from chainutil import mature_coins, mine, mine_block, spend
+from chainutil import mature_coins, mine_block, spend
 from node.mempool import Mempool
 from node.tx import TxOut
 
