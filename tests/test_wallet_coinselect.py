@@ -9,7 +9,7 @@ from wallet.coinselect import (DEFAULT_SIZE_MODEL, DUST_THRESHOLD, SizeModel, Ut
                                select_coins)
 from wallet.errors import InsufficientFundsError
 
-SIZE = DEFAULT_SIZE_MODEL  # 16 + 110 per input + 32 per output bytes
+SIZE = DEFAULT_SIZE_MODEL  # 17 + 140 per input + 32 per output bytes
 
 
 def utxos(*amounts: int) -> list[Utxo]:
@@ -17,7 +17,7 @@ def utxos(*amounts: int) -> list[Utxo]:
 
 
 def test_size_model():
-    assert SIZE(1, 2) == 16 + 110 + 64
+    assert SIZE(1, 2) == 17 + 140 + 64
     assert SizeModel(10, 100, 30)(2, 1) == 10 + 200 + 30
 
 
@@ -74,13 +74,13 @@ def test_insufficient_funds():
     with pytest.raises(InsufficientFundsError) as info:
         select_coins(utxos(10_000, 20_000), 30_000, fee_rate=1)
     assert info.value.code == "insufficient-funds"
-    assert "need 30268, spendable 30000" in info.value.message
+    assert f"need {30_000 + SIZE(2, 1)}, spendable 30000" in info.value.message
     with pytest.raises(InsufficientFundsError, match="spendable 0"):
         select_coins([], 1, fee_rate=1)
 
 
 def test_uneconomic_outputs_do_not_help():
-    # each 100-unit output costs 110 bytes * 1/byte to spend
+    # each 100-unit output costs 140 bytes * 1/byte to spend
     with pytest.raises(InsufficientFundsError):
         select_coins(utxos(*[100] * 50), 1_000, fee_rate=1)
 

@@ -29,9 +29,11 @@ from typing import Callable, Iterable
 
 from .errors import InsufficientFundsError
 
-OVERHEAD = 16          # bytes per transaction: version, counts, lock time
-PER_INPUT = 110        # bytes per input: outpoint, x-only key, signature
-PER_OUTPUT = 32        # bytes per output: amount and address hash
+# Upper bounds of the canonical msgpack encoding (node/tx.py), so that a fee of
+# size * rate never falls short of the node's minimum for the real size:
+OVERHEAD = 17          # bytes per transaction: array headers (<= 3 each), version, lock time (<= 5 each)
+PER_INPUT = 140        # bytes per input: array 1, txid 34, index <= 5, signature 66, x-only key 34
+PER_OUTPUT = 32        # bytes per output: array 1, amount <= 9, address hash 22
 DUST_THRESHOLD = 1000  # base units: no change output smaller than this is made
 
 SizeEstimator = Callable[[int, int], int]  # (n_inputs, n_outputs) -> estimated bytes

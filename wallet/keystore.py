@@ -329,6 +329,27 @@ class Keystore:
         self._update(updated)
         return address
 
+    def advance(self, change: int, index: int) -> bool:
+        """Make the next index of a chain at least ``index`` and save (never moves back).
+
+        Used after a scan finds addresses in use beyond the stored index
+        (a restore, or another copy of the wallet).  True if it changed.
+        """
+        if not isinstance(index, int) or index < 0:
+            raise ValueError(f"address index must be a non-negative integer, not {index!r}")
+        if change == RECEIVE:
+            if index <= self._contents.next_receive_index:
+                return False
+            updated = replace(self._contents, next_receive_index=index)
+        elif change == CHANGE:
+            if index <= self._contents.next_change_index:
+                return False
+            updated = replace(self._contents, next_change_index=index)
+        else:
+            raise ValueError(f"change must be {RECEIVE} (receive) or {CHANGE} (change), not {change}")
+        self._update(updated)
+        return True
+
     def set_label(self, key: str, label: str | None) -> None:
         """Label an address or txid (None removes the label) and save."""
         labels = dict(self._contents.labels)
