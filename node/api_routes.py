@@ -342,10 +342,12 @@ async def get_address(request: web.Request) -> web.Response:
     text = request.match_info["address"]
     addr = address_hash(node, text)
     chain, mempool, params = node.chain, node.mempool, node.params
-    tip_height = chain.height
-    coins = chain.address_coins(addr)
-    entries = await node.in_chain(lambda: list(mempool.entries.values()))
-    spenders = await node.in_chain(lambda: dict(mempool.spenders))
+
+    def read():   # one consistent view: no block connects between the chain and mempool reads
+        return (chain.height, chain.address_coins(addr), list(mempool.entries.values()),
+                dict(mempool.spenders))
+
+    tip_height, coins, entries, spenders = await node.in_chain(read)
     utxos = []
     unconfirmed = 0
     for e in sorted(entries, key=lambda e: e.time, reverse=True):
