@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from . import rules
 from .block import Block, BlockHeader
-from .encoding import decode, encode
+from .encoding import decode, decode_stored, encode
 from .errors import BlockValidationError, ValidationError
 from .params import MEDIAN_TIME_SPAN, NetworkParams
 from .pow import asert_target, bits_to_target, block_work, hash_meets_target, target_to_bits
@@ -152,7 +152,7 @@ class ChainState:
 
     def _load(self) -> None:
         with self.store.env.begin() as txn:
-            records = [decode(v) for _, v in txn.cursor(db=self.db["index"])]
+            records = [decode_stored(v) for _, v in txn.cursor(db=self.db["index"])]
             tip_hash = txn.get(b"tip", db=self.db["meta"])
             stats = txn.get(b"utxostats", db=self.db["meta"])
         if not records:
@@ -616,7 +616,7 @@ class ChainState:
     def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""
         utxo_db, addr_db, hist_db = self.db["utxo"], self.db["addrutxo"], self.db["addrhist"]
-        undo = decode(txn.get(entry.hash, db=self.db["undo"]))
+        undo = decode_stored(txn.get(entry.hash, db=self.db["undo"]))
         for pos in range(len(block.txs) - 1, -1, -1):
             tx = block.txs[pos]
             touched: set[bytes] = set()
@@ -752,7 +752,7 @@ class ChainState:
             raw = txn.get(txid, db=self.db["txindex"])
         if raw is None:
             return None
-        block_hash, pos = decode(raw)
+        block_hash, pos = decode_stored(raw)
         return block_hash, pos
 
     def get_transaction(self, txid: bytes) -> tuple[Transaction, BlockIndexEntry] | None:

@@ -47,6 +47,16 @@ def decode(data: bytes) -> Any:
     return obj
 
 
+def decode_stored(data: bytes) -> Any:
+    """Decode bytes this node wrote itself (its own LMDB values): no canonical check.
+
+    Everything that comes from outside (peers, API clients, files of others)
+    goes through ``decode``; data the node encoded and stored needs no second
+    opinion, and the UTXO set is read on every spend.
+    """
+    return msgpack.unpackb(data, raw=False, use_list=True)
+
+
 def _reject_foreign_types(obj: Any) -> None:
     """Only int, bytes, str, bool-free nil-free arrays are part of the format."""
     stack = [obj]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import lmdb
 
-from .encoding import decode, encode
+from .encoding import decode, decode_stored, encode
 from .tx import Coin, OutPoint
 
 SCHEMA_VERSION = 1
@@ -100,5 +100,5 @@ def encode_coin(coin: Coin) -> bytes:
 
 
 def decode_coin(data: bytes) -> Coin:
-    amount, addr_hash, height, coinbase = decode(data)
+    amount, addr_hash, height, coinbase = decode_stored(data)
     return Coin(amount, addr_hash, height, bool(coinbase))
