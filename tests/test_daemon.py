@@ -243,3 +243,23 @@ async def test_stop_closes_event_streams(tmp_path):
     finally:
         daemon.kill()
     assert code == 0, daemon.log()
+
+
+def test_sigterm_during_sync(tmp_path):
+    """A node stopped with SIGTERM while syncing thousands of blocks exits 0 and reopens consistent."""
+    source = Daemon(tmp_path / "src").start()
+    try:
+        to = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
+        source.client.ok("POST", "mine", {"blocks": 3000, "address": to})
+        syncing = Daemon(tmp_path / "dst", args=["--peer", f"127.0.0.1:{source.p2p_port}"]).start()
+        try:
+            wait_until(lambda: syncing.client.ok("GET", "status")["height"] >= 200, 60,
+                       what="sync under way")
+        finally:
+            code = syncing.stop(timeout=30)
+        assert code == 0, syncing.log()
+        assert "Traceback" not in syncing.log(), syncing.log()
+    finally:
+        source.stop()
+    height, _ = replayed_stats(tmp_path / "dst", REGTEST, tmp_path / "replay")
+    assert 200 <= height <= 3000

@@ -117,3 +117,14 @@ async def test_lagging_block_not_banned(pair):
     assert await client.expect("pong") == [7]
     assert not a.peers.bans()
     client.close()
+
+
+async def test_flood_of_inv_messages_bans(pair):
+    """Thousands of small inv messages beyond the message rate limit get the sender banned."""
+    a, b = pair
+    client = await WireClient.connect(a.params, *addr(a))
+    burst = a.peers.config.message_burst
+    for _ in range(burst + 2000):
+        client.send("inv", [[1, os.urandom(32)]])
+    await assert_banned_and_b_fine(a, b, client)
+    assert any(ban.reason == "flood" for ban in a.peers.bans())
