@@ -24,7 +24,6 @@ from .crypto import decode_address, encode_address
 from .encoding import decode
 from .mempool import MempoolEntry
 from .pow import bits_to_target
-from .store import height_key, parse_addr_hist_key
 from .tx import Coin, OutPoint, Transaction
 
 
@@ -380,29 +379,6 @@ async def get_address(request: web.Request) -> web.Response:
     })
 
 
-def history_page(chain: ChainState, addr: bytes, limit: int, before: int | None
-                 ) -> tuple[list[tuple[int, int, bytes]], int | None]:
-    """Up to ``limit`` (height, position, txid) below height ``before``, newest first,
-    completed to a block boundary; and the ``before`` of the next page (None if last)."""
-    upper = addr + height_key(before if before is not None else 2**64 - 1)
-    out: list[tuple[int, int, bytes]] = []
-    more = False
-    with chain.store.env.begin() as txn:
-        cursor = txn.cursor(db=chain.db["addrhist"])
-        ok = cursor.prev() if cursor.set_range(upper) else cursor.last()
-        while ok:
-            key = cursor.key()
-            if not key.startswith(addr):
-                break
-            item = parse_addr_hist_key(key)
-            if len(out) >= limit and item[0] != out[-1][0]:
-                more = True
-                break
-            out.append(item)
-            ok = cursor.prev()
-    return out, (out[-1][0] if more else None)
-
-
 async def get_address_history(request: web.Request) -> web.Response:
     node = node_of(request)
     text = request.match_info["address"]
@@ -418,7 +394,7 @@ async def get_address_history(request: web.Request) -> web.Response:
                 txs.append({"txid": e.tx.txid.hex(), "height": None, "position": None,
                             "confirmations": 0, "block_hash": None})
     chain = node.chain
-    items, next_before = history_page(chain, addr, limit, before)
+    items, next_before = chain.address_history_page(addr, limit, before)
     active = chain.chain
     for height, pos, txid in items:
         txs.append({"txid": txid.hex(), "height": height, "position": pos,

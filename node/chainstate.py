@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from contextlib import closing
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -775,24 +777,34 @@ class ChainState:
                         result.append((parse_outpoint(key[20:]), decode_coin(raw)))
         return result
 
-    def address_history(self, addr_hash: bytes, limit: int = 50,
-                        before_height: int | None = None) -> list[tuple[int, int, bytes]]:
-        """(height, position, txid) of confirmed transactions touching an address, newest first."""
-        result = []
+    def _history(self, addr_hash: bytes, before_height: int | None
+                 ) -> Iterator[tuple[int, int, bytes]]:
+        """(height, position, txid) touching an address below ``before_height``, newest first."""
         upper = addr_hash + height_key(before_height if before_height is not None else 2**64 - 1)
         with self.store.env.begin() as txn:
             cursor = txn.cursor(db=self.db["addrhist"])
-            if not cursor.set_range(upper):
-                if not cursor.last():
-                    return result
-            else:
-                if not cursor.prev():
-                    return result
-            for key in cursor.iterprev(values=False):
-                if not key.startswith(addr_hash) or len(result) >= limit:
-                    break
-                result.append(parse_addr_hist_key(key))
-        return result
+            found = cursor.prev() if cursor.set_range(upper) else cursor.last()
+            while found and cursor.key().startswith(addr_hash):
+                yield parse_addr_hist_key(cursor.key())
+                found = cursor.prev()
+
+    def address_history(self, addr_hash: bytes, limit: int = 50,
+                        before_height: int | None = None) -> list[tuple[int, int, bytes]]:
+        """Up to ``limit`` confirmed transactions touching an address, newest first."""
+        with closing(self._history(addr_hash, before_height)) as items:
+            return list(islice(items, limit))
+
+    def address_history_page(self, addr_hash: bytes, limit: int, before_height: int | None
+                             ) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        """A page of ``address_history`` completed to a block boundary (so paging by
+        height skips nothing), and the ``before_height`` of the next page (None if last)."""
+        page: list[tuple[int, int, bytes]] = []
+        with closing(self._history(addr_hash, before_height)) as items:
+            for item in items:
+                if len(page) >= limit and item[0] != page[-1][0]:
+                    return page, page[-1][0]
+                page.append(item)
+        return page, None
 
     def iter_utxos(self) -> Iterator[tuple[OutPoint, Coin]]:
         with self.store.env.begin() as txn:
