@@ -235,7 +235,9 @@ async def test_addr_gossip_fills_outbound_slot(nets):
                      what="C dialled an address it learned")
     automatic = [p for p in c.peers() if p.kind.value == "automatic"]
     assert [p.target for p in automatic] == [(LOCALHOST, b.listen_port)]
-    assert any(p.listen_port == c.listen_port for p in b.peers())
+    # B completes its side of the handshake a moment after C does
+    await wait_until(lambda: any(p.listen_port == c.listen_port for p in b.peers()),
+                     what="B sees C established")
     assert (LOCALHOST, c.listen_port) not in {p.target for p in c.connections()}
 
 
