@@ -19,7 +19,8 @@ from typing import Callable, Iterable
 from . import rules
 from .block import Block
 from .chainstate import ChainState
-from .errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
+from .errors import (MempoolConflictError, MissingInputsError, ObolError, PolicyError,
+                     TxValidationError)
 from .sigcheck import SignatureVerifier
 from .tx import Coin, OutPoint, Transaction
 
@@ -78,6 +79,64 @@ class Mempool:
 
     def accept(self, tx: Transaction, test_only: bool = False) -> MempoolEntry:
         """Validate ``tx`` and add it (unless ``test_only``); raise with a reject code otherwise."""
+        entry, checks, replaced = self._prepare(tx)
+        self.verifier.verify(checks)
+        if test_only:
+            return entry
+        for txid in replaced:
+            self._remove(txid)
+        self._add(entry)
+        if replaced:
+            log.info("tx %s replaced %d transaction(s)", tx.txid.hex()[:16], len(replaced))
+        self._trim()
+        if tx.txid not in self.entries:
+            raise PolicyError("mempool-full", "fee rate too low to enter the full mempool")
+        return entry
+
+    def accept_many(self, txs: list[Transaction]) -> list[MempoolEntry | ObolError]:
+        """Accept several transactions, verifying their signatures as ONE parallel batch.
+
+        Each gets its entry or the error it raised.  A transaction is added
+        before its signatures are checked (so a child later in the batch finds
+        its parent) and taken out again, with its descendants, if they fail.
+        Replacements (RBF) are checked at once instead: they evict others.
+        """
+        outcomes: list[MempoolEntry | ObolError] = []
+        pending: list[tuple[int, MempoolEntry, list]] = []
+        for tx in txs:
+            try:
+                entry, checks, replaced = self._prepare(tx)
+                if replaced:
+                    outcomes.append(self.accept(tx))
+                    continue
+            except ObolError as exc:
+                outcomes.append(exc)
+                continue
+            self._add(entry)
+            pending.append((len(outcomes), entry, checks))
+            outcomes.append(entry)
+        try:
+            self.verifier.verify([c for _, _, checks in pending for c in checks])
+        except TxValidationError:
+            orphaned: set[bytes] = set()   # children of a transaction whose signature failed
+            for i, entry, checks in pending:
+                if entry.tx.txid in orphaned:
+                    outcomes[i] = MissingInputsError(message="spends a transaction refused in the same batch")
+                    continue
+                try:
+                    self.verifier.verify(checks)
+                except TxValidationError as exc:
+                    outcomes[i] = exc
+                    orphaned.update(tx.txid for tx in self.remove_with_descendants([entry.tx.txid]))
+        self._trim()
+        for i, entry, _ in pending:
+            if outcomes[i] is entry and entry.tx.txid not in self.entries:
+                outcomes[i] = PolicyError("mempool-full", "fee rate too low to enter the full mempool")
+        return outcomes
+
+    def _prepare(self, tx: Transaction) -> tuple[MempoolEntry, list, set[bytes]]:
+        """Every check but the signatures: the entry, its signature checks and the
+        txids it would replace.  Raises with a reject code."""
         if tx.txid in self.entries:
             raise PolicyError("txn-already-in-mempool", "transaction already in the mempool")
         rules.check_transaction(tx)
@@ -108,19 +167,8 @@ class Mempool:
         if fee < self.min_fee_rate * tx.size:
             raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
-        self.verifier.verify(rules.signature_checks(tx, coins, self.params.network_id))
-        entry = MempoolEntry(tx, fee, coins, self.clock(), parents)
-        if test_only:
-            return entry
-        for txid in replaced:
-            self._remove(txid)
-        self._add(entry)
-        if replaced:
-            log.info("tx %s replaced %d transaction(s)", tx.txid.hex()[:16], len(replaced))
-        self._trim()
-        if tx.txid not in self.entries:
-            raise PolicyError("mempool-full", "fee rate too low to enter the full mempool")
-        return entry
+        checks = rules.signature_checks(tx, coins, self.params.network_id)
+        return MempoolEntry(tx, fee, coins, self.clock(), parents), checks, replaced
 
     def _check_replacement(self, tx: Transaction, fee: int, conflicts: set[bytes],
                            parents: set[bytes]) -> set[bytes]:

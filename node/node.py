@@ -19,6 +19,7 @@ from network import NetConfig, PeerManager
 from network.frames import encode_frame
 
 from . import encoding
+from .batcher import Batcher
 from .block import Block
 from .chainstate import AcceptResult, BatchResult, ChainState
 from .events import EventHub
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 MEMPOOL_EXPIRY_INTERVAL = 600.0   # seconds between mempool expiry sweeps
 MAX_BLOCK_BATCH = 128             # blocks accepted in one chain-thread call (one commit)
+MAX_TX_BATCH = 1024               # transactions checked in one chain-thread call (one signature batch)
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ class Node:
         # called (on the chain thread) with the seconds each block submission took to validate
         self.block_timers: list[Callable[[float], None]] = []
         self._tasks: list[asyncio.Task] = []
-        self._block_queue: list[tuple[Block, asyncio.Future]] = []   # submitted, not yet accepted
-        self._draining = False                                       # a drain task is running
+        self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
+        self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs")
         self._register()
 
     def _register(self) -> None:
@@ -159,39 +161,15 @@ class Node:
         sync this is what keeps up with the download.  Raises the block's
         ValidationError if it is invalid.
         """
-        future = asyncio.get_running_loop().create_future()
-        self._block_queue.append((block, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain_blocks(), name="accept-blocks")
-        return await future
+        return await self._blocks.submit(block)
 
-    async def _drain_blocks(self) -> None:
-        try:
-            while self._block_queue:
-                batch = self._block_queue[:MAX_BLOCK_BATCH]
-                del self._block_queue[:MAX_BLOCK_BATCH]
-                try:
-                    result = await self.in_chain(self._accept_blocks, [b for b, _ in batch])
-                except BaseException as exc:  # an internal error: every waiter hears of it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    log.exception("accepting %d block(s) failed", len(batch))
-                    continue
-                self._after_blocks(result)
-                for (_, future), outcome in zip(batch, result.outcomes):
-                    if future.done():
-                        continue
-                    if isinstance(outcome, Exception):
-                        future.set_exception(outcome)
-                    else:
-                        outcome.connected, outcome.disconnected = result.connected, result.disconnected
-                        future.set_result(outcome)
-        finally:
-            self._draining = False
+    async def _process_blocks(self, blocks: list[Block]) -> list:
+        result = await self.in_chain(self._accept_blocks, blocks)
+        self._after_blocks(result)
+        for outcome in result.outcomes:
+            if isinstance(outcome, AcceptResult):
+                outcome.connected, outcome.disconnected = result.connected, result.disconnected
+        return result.outcomes
 
     def _after_blocks(self, result: AcceptResult | BatchResult) -> None:
         """React to a tip change: counters, relay, miner, mempool event subscribers."""
@@ -230,14 +208,28 @@ class Node:
         return result
 
     async def submit_tx(self, tx: Transaction, source: Any = None, test_only: bool = False):
-        """Validate a transaction against chain + mempool; add and relay it unless ``test_only``."""
-        entry = await self.in_chain(self.mempool.accept, tx, test_only)
-        if not test_only:
-            self.txs_validated += 1
-            self.relay.announce_tx(tx, exclude=source)
-            self.miner.notify()
-            self.events.publish({"type": "tx", "txid": tx.txid.hex(), "fee": entry.fee, "size": tx.size})
+        """Validate a transaction against chain + mempool; add and relay it unless ``test_only``.
+
+        Transactions submitted while the chain thread is busy are checked as
+        one batch, their signatures verified in parallel.  Raises with the
+        reject code if refused.
+        """
+        if test_only:
+            return await self.in_chain(self.mempool.accept, tx, True)
+        entry = await self._txs.submit(tx)
+        self.relay.announce_tx(tx, exclude=source)
         return entry
+
+    async def _process_txs(self, txs: list[Transaction]) -> list:
+        outcomes = await self.in_chain(self.mempool.accept_many, txs)
+        accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+        self.txs_validated += len(accepted)
+        if accepted:
+            self.miner.notify()
+        for entry in accepted:
+            self.events.publish({"type": "tx", "txid": entry.tx.txid.hex(), "fee": entry.fee,
+                                 "size": entry.size})
+        return outcomes
 
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
         """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""

@@ -51,7 +51,7 @@ class Relay:
     def __init__(self, node: "Node") -> None:
         self.node = node
         self.rejects = BoundedSet(RECENT_REJECTS)
-        self._tasks: set[asyncio.Task] = set()   # downloads being validated
+        self._tasks: set[asyncio.Task] = set()   # downloads and transactions being validated
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -110,6 +110,11 @@ class Relay:
             state.known.add(tx.txid)
         if tx.txid in self.node.mempool or tx.txid in self.rejects:
             return
+        # Validated without holding the peer's next message, so a stream of
+        # transactions is checked in batches (signatures in parallel).
+        self._spawn(self._accept_tx(peer, tx))
+
+    async def _accept_tx(self, peer: "Peer", tx: Transaction) -> None:
         try:
             await self.node.submit_tx(tx, source=peer)
         except (PolicyError, MissingInputsError) as exc:
@@ -119,7 +124,12 @@ class Relay:
                 log.debug("tx %s from %s not accepted yet: %s", tx.txid.hex()[:16], peer.label, exc)
                 return
             self.rejects.add(tx.txid)
-            raise Misbehaviour(100, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}") from None
+            self.node.peers.misbehaving(peer, 100, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def handle_block(self, peer: "Peer", body: object) -> None:
         block = _parse(parse_block, body)
@@ -131,9 +141,7 @@ class Relay:
         if requested:
             # A download: don't hold this peer's next message until it is validated, so
             # blocks arriving meanwhile are accepted together in one batch.
-            task = asyncio.get_running_loop().create_task(self._accept_guarded(peer, block))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._accept_guarded(peer, block))
             sync.schedule()
         else:
             await self._accept(peer, block)

@@ -409,3 +409,26 @@ def test_fee_rate_histogram(setup):
     assert sum(x["bytes"] for x in buckets) == a.size + b.size
     by_from = {x["from"]: x for x in buckets}
     assert by_from[1]["count"] == 1 and by_from[100]["count"] == 1
+
+
+def test_accept_many_verifies_a_batch_and_drops_children_of_bad_signatures(setup):
+    """accept_many: valid txs (a parent and its child) enter; a bad signature is refused
+    with its code and its child in the same batch goes with it; a conflict is refused."""
+    chain, wallet, coins = setup
+    pool = Mempool(chain)
+    parent = pay(chain, wallet, [coins[0]], 1000, parts=2)
+    child = pay(chain, wallet, [out(parent, 0)], 1000)
+    good = pay(chain, wallet, [coins[1]], 1000)
+    bad = pay(chain, wallet, [coins[2]], 1000)
+    body = bad.to_list()
+    body[1][0][2] = bytes(64)
+    bad = Transaction.from_list(body)
+    bad_child = pay(chain, wallet, [out(bad, 0)], 1000)
+    double = pay(chain, wallet, [coins[1]], 1000, to=b"\x42" * 20)
+    outcomes = pool.accept_many([parent, child, good, bad, bad_child, double])
+    assert [getattr(o, "tx", None) for o in outcomes[:3]] == [parent, child, good]
+    assert outcomes[3].code == "bad-txns-signature"
+    assert isinstance(outcomes[4], MissingInputsError)
+    assert outcomes[5].code == "txn-mempool-conflict"
+    assert set(pool.entries) == {parent.txid, child.txid, good.txid}
+    assert_pool_consistent(pool)
