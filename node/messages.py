@@ -14,6 +14,7 @@ type            body
 ``headers``     [header, ...]                ≤ MAX_HEADERS headers, each in chain order
 ``block``       block                        [header, [tx, ...]]
 ``tx``          tx                           [version, inputs, outputs, locktime]
+``mempool``     []                           "send me inv of your mempool" (Bitcoin: BIP35)
 ==============  ===========================================================
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ NO_STOP = bytes(32)   # getheaders stop hash meaning "as many as allowed"
 
 MSG_INV, MSG_GETDATA, MSG_NOTFOUND = "inv", "getdata", "notfound"
 MSG_GETHEADERS, MSG_HEADERS, MSG_BLOCK, MSG_TX = "getheaders", "headers", "block", "tx"
+MSG_MEMPOOL = "mempool"
 
 
 class InvItem(NamedTuple):
@@ -77,6 +79,10 @@ def parse_headers(body: object) -> list[BlockHeader]:
 
 def parse_block(body: object) -> Block:
     return Block.from_list(body)
+
+
+def parse_empty(body: object) -> None:
+    expect_list(body, 0, "body")
 
 
 def parse_tx(body: object) -> Transaction:

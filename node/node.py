@@ -24,8 +24,8 @@ from .block import Block
 from .chainstate import AcceptResult, BatchResult, ChainState
 from .events import EventHub
 from .mempool import Mempool
-from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_NOTFOUND,
-                       MSG_TX)
+from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
+                       MSG_NOTFOUND, MSG_TX)
 from .miner import Miner, create_block_template, mine_blocks
 from .params import NetworkParams
 from .relay import Relay
@@ -80,6 +80,7 @@ class Node:
         self.block_timers: list[Callable[[float], None]] = []
         self._tasks: list[asyncio.Task] = []
         self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
+        self._was_syncing = False   # a peer had more work at the last tip change
         self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs")
         self._register()
 
@@ -92,7 +93,9 @@ class Node:
         p.register(MSG_NOTFOUND, r.handle_notfound)
         p.register(MSG_TX, r.handle_tx)
         p.register(MSG_BLOCK, r.handle_block)
+        p.register(MSG_MEMPOOL, r.handle_mempool)
         p.on_established.append(s.on_established)
+        p.on_established.append(r.on_established)
         p.on_disconnected.append(s.on_disconnected)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -179,8 +182,17 @@ class Node:
         self.txs_validated += sum(len(b.txs) for b in result.connected)
         if result.disconnected:
             self.reorgs += 1
-        if result.connected and not self.sync.syncing:
+            # Transactions of the branch that lost and are back in the mempool: tell peers again.
+            for block in result.disconnected:
+                for tx in block.txs[1:]:
+                    if tx.txid in self.mempool:
+                        self.relay.announce_tx(tx)
+        syncing = self.sync.syncing
+        if result.connected and not syncing:
             self.relay.announce_blocks(result.connected)
+        if self._was_syncing and not syncing:
+            self.relay.request_mempools()   # caught up: now their transactions can be checked
+        self._was_syncing = syncing
         self.miner.notify()
         tip = self.chain.tip
         self.events.publish({

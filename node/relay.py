@@ -21,8 +21,9 @@ from network import Misbehaviour
 from .block import Block
 from .encoding import DecodeError, encode
 from .errors import MissingInputsError, PolicyError, ValidationError
-from .messages import (INV_BLOCK, INV_TX, MSG_BLOCK, MSG_GETDATA, MSG_INV, MSG_NOTFOUND, MSG_TX,
-                       InvItem, inv_body, parse_block, parse_inv, parse_tx)
+from .messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV, MSG_MEMPOOL,
+                       MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block, parse_empty, parse_inv,
+                       parse_tx)
 from .sync import HEADER_ERRORS_NOT_PUNISHED, BoundedSet
 from .tx import Transaction
 
@@ -180,6 +181,28 @@ class Relay:
                 if block.hash not in state.known:
                     state.known.add(block.hash)
                     state.peer.send_frame(frame)
+
+    async def on_established(self, peer: "Peer") -> None:
+        """Ask a new peer what its mempool holds (pools meet again after a partition)."""
+        peer.send(MSG_MEMPOOL, [])
+
+    def request_mempools(self) -> None:
+        """After catching up with the chain: ask every peer for its mempool again
+        (transactions offered while we were behind could not be checked then)."""
+        for state in self.node.sync.states.values():
+            state.peer.send(MSG_MEMPOOL, [])
+
+    async def handle_mempool(self, peer: "Peer", body: object) -> None:
+        """Answer ``mempool`` with ``inv`` of every transaction in ours (Bitcoin: BIP35)."""
+        _parse(parse_empty, body)
+        txids = list(self.node.mempool.entries)
+        state = self.node.sync.state(peer)
+        for start in range(0, len(txids), MAX_INV):
+            chunk = txids[start:start + MAX_INV]
+            if state is not None:
+                for txid in chunk:
+                    state.known.add(txid)
+            peer.send(MSG_INV, inv_body([InvItem(INV_TX, t) for t in chunk]))
 
     def announce_tx(self, tx: Transaction, exclude: "Peer | None" = None) -> None:
         body = inv_body([InvItem(INV_TX, tx.txid)])

@@ -128,3 +128,33 @@ async def test_nodes_on_distinct_loopback_addresses_ban_only_each_other(tmp_path
     finally:
         for n in (a, b, c):
             await n.stop()
+
+
+async def test_mempools_meet_when_nodes_connect(tmp_path):
+    """A node that connects later, and must sync first, still gets the transactions already
+    in its peers' mempools (asked for with `mempool` on connect and again once caught up)."""
+    from chainutil import coinbase_coin
+    w = Wallet()
+    a = await start_node(tmp_path / "a")
+    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    try:
+        blocks = await a.generate(1 + a.params.coinbase_maturity, w.addr)
+        await wait_synced([a, b])
+        coin = coinbase_coin(blocks[0])
+        tx = spend(a.chain, [coin], w.key, [TxOut(coin[1].amount - 10_000, w.addr)])
+        c = await start_node(tmp_path / "c")
+        try:
+            await c.peers.connect(*addr(a))
+            await wait_synced([a, c])
+            await c.submit_tx(tx)
+            await wait_for(lambda: tx.txid in b.mempool, what="tx relayed through a to b")
+        finally:
+            await c.stop()
+        d = await start_node(tmp_path / "d", peers=[addr(b)])   # d arrives after the tx
+        try:
+            await wait_for(lambda: tx.txid in d.mempool, what="b's mempool offered to d on connect")
+        finally:
+            await d.stop()
+    finally:
+        for n in (a, b):
+            await n.stop()
