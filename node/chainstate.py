@@ -569,19 +569,18 @@ class ChainState:
         for pos, tx in enumerate(block.txs):
             touched: set[bytes] = set()
             if pos > 0:
-                coins: list[Coin | None] = []
-                for txin in tx.inputs:
-                    raw = txn.get(outpoint_key(txin.prev_txid, txin.prev_index), db=utxo_db)
-                    coins.append(decode_coin(raw) if raw is not None else None)
+                # Spent coins are popped as they are read: a second spend of one coin
+                # (in this block) then finds nothing, and a failure aborts the transaction.
+                keys = [outpoint_key(txin.prev_txid, txin.prev_index) for txin in tx.inputs]
+                raws = [txn.pop(key, db=utxo_db) for key in keys]
+                coins: list[Coin | None] = [decode_coin(r) if r is not None else None for r in raws]
                 try:
                     fees += rules.check_tx_inputs(tx, coins, height, params)
                 except ValidationError as exc:
                     raise BlockValidationError(exc.code, f"tx {tx.txid.hex()}: {exc.message}") from None
                 checks.extend(rules.signature_checks(tx, coins, params.network_id))
-                for txin, coin in zip(tx.inputs, coins):
-                    key = outpoint_key(txin.prev_txid, txin.prev_index)
-                    stats.add(key, encode_coin(coin), coin.amount, -1)
-                    txn.delete(key, db=utxo_db)
+                for key, raw, coin in zip(keys, raws, coins):
+                    stats.add(key, raw, coin.amount, -1)
                     txn.delete(coin.addr_hash + key, db=addr_db)
                     touched.add(coin.addr_hash)
                     undo.append([coin.amount, coin.addr_hash, coin.height, int(coin.coinbase)])
