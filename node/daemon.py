@@ -50,6 +50,7 @@ class Settings:
     listen: tuple[str, int] | None
     api: tuple[str, int] | None
     peers: tuple[tuple[str, int], ...]
+    discover: bool
     mine: bool
     miner_address: str | None
     miner_threads: int
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="P2P HOST:PORT (default 0.0.0.0:<network port>); 'none' to not listen")
     p.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:<network api port>); 'none' for no API")
     p.add_argument("--peer", action="append", help="persistent peer HOST:PORT (repeatable)")
+    p.add_argument("--no-discover", dest="discover", action="store_false", default=None,
+                   help="connect only to --peer addresses, never to addresses learned by gossip")
     p.add_argument("--mine", action="store_true", default=None, help="mine from the start")
     p.add_argument("--miner-address", help="address the miner pays to")
     p.add_argument("--miner-threads", type=int, help="miner processes (default: one per core)")
@@ -82,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-KEYS = ("network", "datadir", "listen", "api", "peer", "mine", "miner_address", "miner_threads",
-        "log_level", "log_json")
+KEYS = ("network", "datadir", "listen", "api", "peer", "discover", "mine", "miner_address",
+        "miner_threads", "log_level", "log_json")
 
 
 def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> Settings:
@@ -154,6 +157,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         listen=hostport("listen", ("0.0.0.0", params.default_port)),
         api=hostport("api", ("127.0.0.1", params.api_port)),
         peers=tuple(parse_hostport(p, "peer") for p in peers),
+        discover=_boolean(merged.get("discover", True)),
         mine=mine, miner_address=miner_address, miner_threads=miner_threads,
         log_level=level, log_json=_boolean(merged.get("log_json", False)),
     )
@@ -227,7 +231,7 @@ async def run(settings: Settings) -> int:
         bind = listen[0] if listen and listen[0] not in ("0.0.0.0", "::", "") else None
         net = NetConfig(listen_host=listen[0] if listen else "127.0.0.1",
                         listen_port=listen[1] if listen else None,
-                        bind_host=bind, user_agent=f"/obol:{VERSION}/")
+                        bind_host=bind, discover=settings.discover, user_agent=f"/obol:{VERSION}/")
         miner_addr = decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
         try:
             node = Node(NodeConfig(params=params, datadir=settings.datadir, net=net,

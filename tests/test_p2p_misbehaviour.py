@@ -9,14 +9,15 @@ from hostile import WireClient
 from node.block import Block, BlockHeader, merkle_root
 from node.miner import NONCE_START, solve_block
 from node.tx import TxOut, make_coinbase
-from nodeutil import addr, start_node, wait_for, wait_synced
+from nodeutil import addr, fast_net, start_node, wait_for, wait_synced
 
 
 @pytest.fixture
 async def pair(tmp_path):
     """Node a with a well-behaved peer b; bans are keyed on host+port-free IPs, so
     b dials a first and stays connected while the hostile client is banned."""
-    a = await start_node(tmp_path / "a")
+    # a flood limit low enough for a test to exceed quickly
+    a = await start_node(tmp_path / "a", net=fast_net(max_messages_per_second=1000, message_burst=5000))
     b = await start_node(tmp_path / "b", peers=[addr(a)])
     await wait_for(lambda: len(a.peers.peers()) == 1, what="b connected to a")
     await a.generate(3, Wallet().addr)
