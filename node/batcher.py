@@ -28,12 +28,17 @@ class Batcher(Generic[Item]):
         self._draining = False
 
     async def submit(self, item: Item) -> Any:
-        future = asyncio.get_running_loop().create_future()
+        return await self.enqueue(item)
+
+    def enqueue(self, item: Item) -> asyncio.Future:
+        """Queue ``item`` and return the future of its outcome (no task per item)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._queue.append((item, future))
         if not self._draining:
             self._draining = True
-            asyncio.get_running_loop().create_task(self._drain(), name=self.name)
-        return await future
+            loop.create_task(self._drain(), name=self.name)
+        return future
 
     async def _drain(self) -> None:
         try:

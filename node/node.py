@@ -228,9 +228,19 @@ class Node:
         """
         if test_only:
             return await self.in_chain(self.mempool.accept, tx, True)
-        entry = await self._txs.submit(tx)
-        self.relay.announce_tx(tx, exclude=source)
-        return entry
+        return await self.queue_tx(tx, source)
+
+    def queue_tx(self, tx: Transaction, source: Any = None) -> asyncio.Future:
+        """``submit_tx`` without waiting: the future holds the mempool entry or the error.
+        An accepted transaction is announced to peers (other than ``source``)."""
+        future = self._txs.enqueue(tx)
+
+        def announce(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.relay.announce_tx(tx, exclude=source)
+
+        future.add_done_callback(announce)
+        return future
 
     async def _process_txs(self, txs: list[Transaction]) -> list:
         outcomes = await self.in_chain(self.mempool.accept_many, txs)

@@ -113,19 +113,23 @@ class Relay:
             return
         # Validated without holding the peer's next message, so a stream of
         # transactions is checked in batches (signatures in parallel).
-        self._spawn(self._accept_tx(peer, tx))
+        self.node.queue_tx(tx, source=peer).add_done_callback(
+            lambda done: self._tx_outcome(peer, tx, done))
 
-    async def _accept_tx(self, peer: "Peer", tx: Transaction) -> None:
-        try:
-            await self.node.submit_tx(tx, source=peer)
-        except (PolicyError, MissingInputsError) as exc:
+    def _tx_outcome(self, peer: "Peer", tx: Transaction, done: asyncio.Future) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return
+        if isinstance(exc, (PolicyError, MissingInputsError)):
             log.debug("tx %s from %s not accepted: %s", tx.txid.hex()[:16], peer.label, exc)
-        except ValidationError as exc:
+        elif isinstance(exc, ValidationError):
             if exc.code in TX_ERRORS_NOT_PUNISHED:
                 log.debug("tx %s from %s not accepted yet: %s", tx.txid.hex()[:16], peer.label, exc)
                 return
             self.rejects.add(tx.txid)
             self.node.peers.misbehaving(peer, 100, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}")
+        else:
+            log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
