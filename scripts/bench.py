@@ -1,357 +1,130 @@
-"""``make bench``: measure the node against this machine's limits, in one run.
+#!/usr/bin/env python3
+"""Obol benchmarks: what a node does on this machine, beside the limit it is measured against.
 
-Each figure is a real workload through the real code paths (real obol-node
-processes where the figure is about the node) and is printed beside the
-limit it is measured against, with the ratio and the target from the issue.
+    python scripts/bench.py                  # everything (make bench), under 10 minutes on 2 cores
+    python scripts/bench.py --quick          # small sizes (make bench-quick; CI keeps it working)
+    python scripts/bench.py --only sync,reorg --json out.json
 
-    python scripts/bench.py [--quick] [--only NAME[,NAME]] [--json FILE]
+Benchmarks (``--only`` names):
 
-``--quick`` runs every benchmark at a small size (CI keeps the code working
-with it); figures from a quick run say little.  Benchmarks print figures;
-tests never time anything.
+signatures   raw BIP340 verifications/s on one core and on all cores (threads): the limits
+mempool      1-in/2-out transactions accepted per second over P2P (a raw peer streams ``tx``)
+             and over ``POST /api/v1/tx`` (concurrent aiohttp clients), on a real node
+sync         a fresh node syncs a chain of 2,100 blocks / 100,000 transactions from a peer
+empty        regtest ``POST /mine`` blocks/s, and a fresh node syncing the empty blocks
+propagation  a line of 4 nodes: block found at one end until it is every node's tip
+mining       node.miner.Miner on all cores against the bare sha256d midstate loop
+reorg        switching to a competing branch 7, 10 and 100 blocks deep (in-process ChainState)
+memory       peak RSS of an idle node, and of one holding 100,000 UTXOs and a full mempool
+
+Every figure is printed with the limit measured in the same run and the ratio;
+``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
+are taken within one run.  Results and analysis: docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
-import multiprocessing
+import math
 import os
 import platform
-import statistics
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-from node.crypto import SigningKey, encode_address, sha256, verify_schnorr  # noqa: E402
+import aiohttp  # noqa: E402
+
 from node.params import REGTEST  # noqa: E402
-from scripts.bench_work import (ChainBuilder, bare_hash_rate, miner_hash_rate,  # noqa: E402
-                                reorg_seconds)
-from scripts.testnet_lib import Api, free_port, program  # noqa: E402
+from scripts import bench_chain as bc  # noqa: E402
+from scripts.bench_net import BenchError, NodeProc, Profiler, summarize_profile  # noqa: E402
 
-CPUS = os.cpu_count() or 1
+BENCHMARKS = ("signatures", "mempool", "sync", "empty", "propagation", "mining", "reorg", "memory")
+NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
+NEEDS_CHAIN = {"sync", "reorg", "memory"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    sig_seconds: float = 2.0          # each signature-limit measurement
+    sig_repeats: int = 3
+    p2p_txs: int = 12_000             # per P2P run
+    api_txs: int = 8_000              # per API run
+    mempool_repeats: int = 3
+    api_concurrency: int = 32
+    chain_height: int = 2_100         # blocks of the sync chain (100 before coinbases mature)
+    chain_txs: int = 100_000          # its 1-in/2-out transactions
+    empty_blocks: int = 5_000
+    propagation_blocks: int = 20
+    miner_seconds: float = 3.0
+    miner_repeats: int = 4
+    reorg_depths: tuple[int, ...] = (7, 10, 100)
+    reorg_block_txs: int = 50         # transactions per block on both branches
+    fill_bytes: int = 32_000_000      # mempool fill for the memory figure: the node's max_bytes
+    fill_jobs: int = 8                # independent parent/child lists, one P2P peer each
+    idle_seconds: float = 5.0
+
+
+QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, p2p_txs=1_000, api_txs=1_000, mempool_repeats=1,
+              chain_height=200, chain_txs=2_000, empty_blocks=300, propagation_blocks=5,
+              miner_seconds=1.0, miner_repeats=1, reorg_block_txs=5, fill_bytes=400_000,
+              fill_jobs=2, idle_seconds=1.0)
 
 
 @dataclass
 class Figure:
-    value: float             # what was measured
-    unit: str                # its unit
-    limit: float | None      # what it is measured against (same run), if anything
-    target: str              # the issue's target, as text
-    holds: bool | None       # whether the target holds (None: no target)
+    name: str
+    value: float
+    unit: str
+    limit: float | None = None        # the limit's value, same unit as ``value`` unless noted
+    limit_name: str | None = None
+    target: float | None = None       # threshold on ``target_of``
+    target_of: str = "ratio"          # "ratio" or "value"
+    op: str = ">="
+    note: str = ""
 
     @property
     def ratio(self) -> float | None:
         return self.value / self.limit if self.limit else None
 
-
-@dataclass
-class Bench:
-    quick: bool
-    workdir: Path
-    figures: dict[str, Figure] = field(default_factory=dict)
-    sig_1core: float = 0.0
-    sig_all: float = 0.0
-
-    def add(self, name: str, value: float, unit: str, limit: float | None = None,
-            target: str = "", holds: bool | None = None) -> None:
-        self.figures[name] = Figure(value, unit, limit, target, holds)
-        f = self.figures[name]
-        ratio = f"{f.ratio:8.2f}" if f.ratio is not None else "       -"
-        mark = {True: "yes", False: "NO", None: ""}[holds]
-        print(f"  {name:34s} {value:14,.1f} {unit:9s} ratio {ratio}  {target:28s} {mark}", flush=True)
-
-
-# --- a node process ------------------------------------------------------------------------
-
-class NodeProcess:
-    """One obol-node on regtest with free loopback ports."""
-
-    def __init__(self, datadir: Path, peers: list[int] = ()) -> None:
-        self.datadir = datadir
-        self.p2p_port, self.api_port = free_port("127.0.0.1"), free_port("127.0.0.1")
-        args = ["--network", "regtest", "--datadir", str(datadir), "--log-level", "WARNING",
-                "--listen", f"127.0.0.1:{self.p2p_port}", "--api", f"127.0.0.1:{self.api_port}"]
-        for port in peers:
-            args += ["--peer", f"127.0.0.1:{port}", "--no-discover"]
-        datadir.mkdir(parents=True, exist_ok=True)
-        (datadir / "api.token").unlink(missing_ok=True)
-        self.log = open(datadir.parent / f"{datadir.name}.log", "ab")
-        self.proc = subprocess.Popen(program("obol-node", "node.daemon") + args, stdout=self.log,
-                                     stderr=self.log, stdin=subprocess.DEVNULL)
-        self.api = Api(self.api_port, datadir, timeout=120)
-        wait(lambda: (datadir / "api.token").exists() and self.status() is not None, 60, "node start")
-
-    def status(self) -> dict | None:
-        try:
-            return self.api.get("status", timeout=5)
-        except Exception:
+    @property
+    def holds(self) -> bool | None:
+        if self.target is None:
             return None
+        x = self.ratio if self.target_of == "ratio" else self.value
+        if x is None or math.isnan(x):
+            return False
+        return x >= self.target if self.op == ">=" else x <= self.target
 
-    def height(self) -> int:
-        return self.api.get("status")["height"]
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return "-"
+        what = "× limit" if self.target_of == "ratio" else self.unit
+        return f"{self.op} {self.target:g} {what}"
 
-    def rss_peak_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+    def to_json(self) -> dict:
+        return {"value": self.value, "unit": self.unit, "limit": self.limit, "limit_name": self.limit_name,
+                "ratio": self.ratio, "target": self.target, "target_of": self.target_of, "op": self.op,
+                "target_text": self.target_text if self.target is not None else None,
+                "holds": self.holds, "note": self.note}
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-# --- 1. signatures ------------------------------------------------------------------------
-
-def _verify_all(checks: list) -> None:
-    for pubkey, sig, msg in checks:
-        verify_schnorr(pubkey, sig, msg)
-
-
-def bench_signatures(b: Bench) -> None:
-    n = 2_000 if b.quick else 20_000
-    key = SigningKey.generate()
-    checks = [(key.pubkey, key.sign(sha256(i.to_bytes(4, "big"))), sha256(i.to_bytes(4, "big")))
-              for i in range(n)]
-    started = time.perf_counter()
-    _verify_all(checks)
-    b.sig_1core = n / (time.perf_counter() - started)
-    b.add("signature_verify_1core", b.sig_1core, "sig/s", target="the ceiling")
-    chunk = -(-n // CPUS)
-    with ThreadPoolExecutor(CPUS) as pool:
-        started = time.perf_counter()
-        list(pool.map(_verify_all, [checks[i:i + chunk] for i in range(0, n, chunk)]))
-        b.sig_all = n / (time.perf_counter() - started)
-    b.add("signature_verify_all_cores", b.sig_all, "sig/s", b.sig_1core,
-          target=f"{CPUS} cores, {CPUS} threads")
-
-
-# --- 2. mempool acceptance ------------------------------------------------------------------
-
-def bench_mempool(b: Bench) -> None:
-    n = 1_000 if b.quick else 6_000
-    builder = ChainBuilder(b.workdir / "mempool-src")
-    coins = builder.fan_out(2 * n)          # 2n mature, independent coins
-    api_txs = builder.spends(coins[:n])
-    p2p_txs = builder.spends(coins[n:])
-    builder.close()
-    node = NodeProcess(builder.path)
-    try:
-        started = time.perf_counter()
-        asyncio.run(_post_all(node.api_port, [t.raw.hex() for t in api_txs], 32))
-        wait(lambda: node.api.get("status")["mempool"]["count"] >= n, 120, "API txs in the mempool")
-        rate = n / (time.perf_counter() - started)
-        b.add("mempool_accept_api", rate, "tx/s", b.sig_1core, "≥ 0.2 × 1-core sig limit",
-              rate >= 0.2 * b.sig_1core)
-        started = time.perf_counter()
-        asyncio.run(_stream_p2p(node.p2p_port, [t.to_list() for t in p2p_txs]))
-        wait(lambda: node.api.get("status")["mempool"]["count"] >= 2 * n, 120, "P2P txs in the mempool")
-        rate = n / (time.perf_counter() - started)
-        b.add("mempool_accept_p2p", rate, "tx/s", b.sig_1core, "≥ 0.4 × 1-core sig limit",
-              rate >= 0.4 * b.sig_1core)
-        b.add("rss_node_mempool_and_utxos", node.rss_peak_mb(), "MB",
-              target=f"{2 * n} mempool txs, {2 * n}+ UTXOs")
-    finally:
-        node.stop()
-
-
-async def _post_all(port: int, hexes: list[str], concurrency: int) -> None:
-    import aiohttp
-    queue = list(reversed(hexes))
-    async with aiohttp.ClientSession() as session:
-        async def worker() -> None:
-            while queue:
-                body = {"hex": queue.pop()}
-                async with session.post(f"http://127.0.0.1:{port}/api/v1/tx", json=body) as resp:
-                    if resp.status != 200:
-                        raise RuntimeError(f"POST /tx: {resp.status} {await resp.text()}")
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-async def _stream_p2p(port: int, bodies: list) -> None:
-    from network.frames import encode_frame
-    from node import encoding
-    from node.params import REGTEST as params
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    send = lambda t, body: writer.write(encode_frame(params.magic, encoding.encode([t, body])))  # noqa: E731
-    send("version", [1, params.magic, params.genesis_hash, 0, 0,
-                     int.from_bytes(os.urandom(8), "big"), "/bench:0/", int(time.time())])
-    send("verack", [])
-    await writer.drain()
-    await asyncio.sleep(0.2)   # the node's version/verack; we need nothing of it
-    for body in bodies:
-        send("tx", body)
-    await writer.drain()
-    await asyncio.sleep(0.5)   # let the node read everything before we hang up
-    reader.feed_eof()
-    writer.close()
-
-
-# --- 3. initial sync -----------------------------------------------------------------------
-
-def bench_sync(b: Bench) -> None:
-    blocks, txs = (200, 2_000) if b.quick else (2_000, 100_000)
-    builder = ChainBuilder(b.workdir / "sync-src")
-    coins = builder.fan_out(txs)
-    builder.mine_spends(coins, blocks)
-    height, total_txs = builder.chain.height, builder.tx_count()
-    builder.close()
-    _timed_sync(b, builder.path, height, total_txs, "sync")
-
-    empty = 500 if b.quick else 5_000
-    src = NodeProcess(b.workdir / "empty-src")
-    try:
-        addr = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
-        started = time.perf_counter()
-        for _ in range(empty // 500):
-            src.api.post("mine", {"blocks": 500, "address": addr})
-        rate = empty / (time.perf_counter() - started)
-        b.add("regtest_mine_api", rate, "blocks/s", target="≥ 1,000 blocks/s", holds=rate >= 1000)
-    finally:
-        src.stop()
-    _timed_sync(b, src.datadir, empty, empty, "sync_empty")
-
-
-def _timed_sync(b: Bench, source_dir: Path, height: int, total_txs: int, name: str) -> None:
-    src = NodeProcess(source_dir)
-    dst = None
-    try:
-        started = time.perf_counter()
-        dst = NodeProcess(b.workdir / f"{name}-dst", peers=[src.p2p_port])
-        wait(lambda: dst.height() >= height, 1200, f"{name}: the new node to sync", 0.05)
-        elapsed = time.perf_counter() - started
-        b.add(f"{name}_blocks_per_s", height / elapsed, "blocks/s",
-              target="≥ 1,000 empty blocks/s" if name == "sync_empty" else "",
-              holds=(height / elapsed >= 1000) if name == "sync_empty" else None)
-        if name == "sync":
-            rate = total_txs / elapsed
-            b.add("sync_tx_per_s", rate, "tx/s", b.sig_all, "≥ 0.5 × 1-core sig limit",
-                  rate >= 0.5 * b.sig_1core)
-            b.add("sync_peak_rss", dst.rss_peak_mb(), "MB", target=f"{height} blocks, {total_txs} txs")
-    finally:
-        src.stop()
-        if dst is not None:
-            dst.stop()
-
-
-# --- 4. propagation ------------------------------------------------------------------------
-
-def bench_propagation(b: Bench) -> None:
-    rounds = 5 if b.quick else 20
-    nodes: list[NodeProcess] = []
-    try:
-        for i in range(4):
-            nodes.append(NodeProcess(b.workdir / f"prop-{i}", peers=[nodes[-1].p2p_port] if nodes else []))
-        wait(lambda: all(len(n.api.get("peers")) == (1 if k in (0, 3) else 2)
-                         for k, n in enumerate(nodes)), 30, "a line of 4")
-        totals, hops = asyncio.run(_propagate(nodes, rounds))
-    finally:
-        for n in nodes:
-            n.stop()
-    med = statistics.median(totals) * 1000
-    p90 = sorted(totals)[int(0.9 * (len(totals) - 1))] * 1000
-    hop = statistics.median(hops) * 1000
-    b.add("propagation_4_nodes_median", med, "ms", target=f"{rounds} blocks, 3 hops")
-    b.add("propagation_4_nodes_p90", p90, "ms")
-    b.add("propagation_per_hop_median", hop, "ms", target="≤ 2 ms per hop", holds=hop <= 2.0)
-
-
-async def _propagate(nodes: list[NodeProcess], rounds: int) -> tuple[list[float], list[float]]:
-    import aiohttp
-    addr = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
-    token = nodes[0].api.token()
-    totals, hops = [], []
-    async with aiohttp.ClientSession() as session:
-        sockets = [await session.ws_connect(f"http://127.0.0.1:{n.api_port}/api/v1/events?types=tip")
-                   for n in nodes]
-        for ws in sockets:
-            await ws.receive_json()    # hello
-        for _ in range(rounds):
-            started = time.perf_counter()
-            async with session.post(f"http://127.0.0.1:{nodes[0].api_port}/api/v1/mine",
-                                    json={"blocks": 1, "address": addr},
-                                    headers={"Authorization": f"Bearer {token}"}) as resp:
-                block = (await resp.json())["hashes"][0]
-            arrival = []
-            for ws in sockets:
-                while True:
-                    event = await asyncio.wait_for(ws.receive_json(), 30)
-                    if event.get("hash") == block:
-                        arrival.append(time.perf_counter())
-                        break
-            totals.append(arrival[3] - arrival[0])
-            hops.extend(arrival[i + 1] - arrival[i] for i in range(3))
-            del started
-        for ws in sockets:
-            await ws.close()
-    return totals, hops
-
-
-# --- 5. mining, 6. reorg, 7. idle memory ------------------------------------------------------
-
-def bench_mining(b: Bench) -> None:
-    seconds = 2.0 if b.quick else 8.0
-    bare = bare_hash_rate(CPUS, seconds)
-    b.add("bare_midstate_loop", bare, "H/s", target=f"{CPUS} processes")
-    miner = miner_hash_rate(CPUS, seconds)
-    b.add("node_miner", miner, "H/s", bare, "≥ 0.9 × bare loop", miner >= 0.9 * bare)
-
-
-def bench_reorg(b: Bench) -> None:
-    for depth in ((7, 10) if b.quick else (7, 10, 100)):
-        ms = reorg_seconds(b.workdir / f"reorg-{depth}", depth, txs_per_block=20) * 1000
-        b.add(f"reorg_{depth}_deep", ms, "ms", target="≤ 50 ms" if depth == 7 else "",
-              holds=(ms <= 50) if depth == 7 else None)
-
-
-def bench_idle_memory(b: Bench) -> None:
-    node = NodeProcess(b.workdir / "idle")
-    try:
-        time.sleep(1.0 if b.quick else 3.0)
-        rss = node.rss_peak_mb()
-    finally:
-        node.stop()
-    b.add("rss_idle_node", rss, "MB", target="≤ 80 MB", holds=rss <= 80)
-
-
-BENCHMARKS: dict[str, Callable[[Bench], None]] = {
-    "signatures": bench_signatures, "mempool": bench_mempool, "sync": bench_sync,
-    "propagation": bench_propagation, "mining": bench_mining, "reorg": bench_reorg,
-    "memory": bench_idle_memory,
-}
-
-
-def machine() -> dict[str, str]:
+def machine() -> dict:
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -360,44 +133,190 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    import coincurve
-    import lmdb
-    import msgpack
-    return {"cpus": str(CPUS), "cpu": model, "python": platform.python_version(),
-            "coincurve": getattr(coincurve, "__version__", "?"), "lmdb": lmdb.__version__,
-            "msgpack": ".".join(map(str, msgpack.version)),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    libs = {}
+    for name in ("coincurve", "cryptography", "msgpack", "lmdb", "aiohttp"):
+        try:
+            libs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            libs[name] = None
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform(), "libraries": libs, "commit": commit or None,
+            "load_average": os.getloadavg()}
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, workdir: Path, profiler: Profiler) -> None:
+        self.sizes = sizes
+        self.workdir = workdir
+        self.profiler = profiler
+        self.figures: dict[str, Figure] = {}
+        self.cores = os.cpu_count() or 1
+        self.seed = os.urandom(16)
+        self.nodes: list[NodeProc] = []
+        self.session: aiohttp.ClientSession | None = None
+        self._pool = None
+        self.chain_info: dict | None = None
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def add(self, name: str, value: float, unit: str, limit: float | None = None,
+            limit_name: str | None = None, **kw) -> Figure:
+        fig = Figure(name, float(value), unit, limit, limit_name if limit is not None else None, **kw)
+        self.figures[name] = fig
+        ratio = f" ratio {fig.ratio:.3f}" if fig.ratio is not None else ""
+        log(f"  {name} = {value:,.4g} {unit}{ratio}")
+        return fig
+
+    @staticmethod
+    def log(msg: str) -> None:
+        log(msg)
+
+    def limit(self, name: str) -> tuple[float | None, str | None]:
+        fig = self.figures.get(name)
+        return (fig.value, name) if fig else (None, None)
+
+    @property
+    def pool(self):
+        if self._pool is None:
+            self._pool = bc.signing_pool(self.cores)
+            list(self._pool.map(bc.warm, range(self.cores)))   # start-up is not signing
+        return self._pool
+
+    async def in_pool(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def node(self, name: str, **kw) -> NodeProc:
+        proc = NodeProc(self.workdir, name, self.session, **kw)
+        self.nodes.append(proc)
+        return proc
+
+    async def stop_nodes(self, *nodes: NodeProc) -> None:
+        await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.stop_nodes(*self.nodes)
+        for n in self.nodes:
+            n.kill()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def address(self, seed: bytes, key_no: int = 0) -> str:
+        from node.crypto import encode_address
+        return encode_address(REGTEST.hrp, bc.addr_for(seed, key_no))
+
+    async def sign_spends(self, seed: bytes, coins: list, chunks: int | None = None) -> list[bytes]:
+        chunks = chunks or self.cores * 4
+        size = max(1, -(-len(coins) // chunks))
+        parts = await asyncio.gather(*(self.in_pool(bc.sign_spends, REGTEST.network_id, seed,
+                                                    coins[i:i + size])
+                                       for i in range(0, len(coins), size)))
+        return [raw for part in parts for raw in part]
+
+    def profile(self, name: str | None, pid: int):
+        return self.profiler.attach(name, pid)
+
+    async def run(self, selected: list[str]) -> None:
+        from scripts import bench_suite as suite
+        async with aiohttp.ClientSession() as self.session:
+            try:
+                if NEEDS_SIG & set(selected) or "signatures" in selected:
+                    await suite.bench_signatures(self)   # every ratio needs this run's limit
+                for name in selected:
+                    if name == "signatures":
+                        continue
+                    started = time.perf_counter()
+                    log(f"{name}: starting")
+                    await getattr(suite, f"bench_{name}")(self)
+                    log(f"{name}: done in {time.perf_counter() - started:.1f}s")
+            finally:
+                await self.close()
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x == 0 or abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:,.2f}"
+    return f"{x:.3g}"
+
+
+def table(figures: dict[str, Figure]) -> str:
+    head = ["figure", "value", "unit", "limit", "ratio", "target", "holds"]
+    rows = [[f.name, fmt(f.value), f.unit,
+             f"{fmt(f.limit)} ({f.limit_name})" if f.limit is not None else "-",
+             fmt(f.ratio), f.target_text,
+             "-" if f.holds is None else ("yes" if f.holds else "NO")] for f in figures.values()]
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep] + [line(r) for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
-    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--json", help="also write every figure to this file")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (CI)")
+    parser.add_argument("--only", help=f"comma-separated benchmarks: {','.join(BENCHMARKS)}")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record the node under test with py-spy (raw stacks) into DIR")
+    parser.add_argument("--profile-mode", choices=sorted(Profiler.MODES), default="cpu",
+                        help="with --profile: sample running threads (cpu, default), only the thread "
+                             "holding the GIL (gil), or every thread, waiting or not (wall)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, datadirs)")
     args = parser.parse_args(argv)
-    names = args.only.split(",") if args.only else list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    if "signatures" not in names:
-        names.insert(0, "signatures")   # every ratio needs the limit of this run
+    selected = list(BENCHMARKS)
+    if args.only:
+        selected = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [s for s in selected if s not in BENCHMARKS]
+        if unknown:
+            parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        selected = [b for b in BENCHMARKS if b in selected]   # dependency order
+    sizes = QUICK if args.quick else Sizes()
     info = machine()
-    print(f"obol bench on {info['cpus']} × {info['cpu']}, Python {info['python']}, {info['date']}"
-          f"{' (quick)' if args.quick else ''}")
-    print(f"  {'figure':34s} {'value':>14s} {'unit':9s} {'ratio':>14s}  {'target':28s} holds")
-    with tempfile.TemporaryDirectory(prefix="obol-bench-") as tmp:
-        b = Bench(args.quick, Path(tmp))
-        for name in names:
-            print(f"[{name}]", flush=True)
-            BENCHMARKS[name](b)
+    command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:]))
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    log(f"obol bench ({'quick' if args.quick else 'full'}): {', '.join(selected)}")
+    log(f"machine: {info['nproc']} × {info['cpu']}, Python {info['python']}, {info['libraries']}")
+    workdir = Path(tempfile.mkdtemp(prefix="obol-bench-"))
+    bench = Bench(sizes, workdir, Profiler(Path(args.profile) if args.profile else None, args.profile_mode))
+    started = time.perf_counter()
+    failed: BaseException | None = None
+    try:
+        asyncio.run(bench.run(selected))
+    except (BenchError, AssertionError) as exc:
+        failed = exc
+        log(f"FAILED: {exc}")
+    finally:
+        if args.keep or failed is not None:
+            log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    print(f"\nObol benchmarks, {date}: {info['nproc']} × {info['cpu']}, Python {info['python']}, "
+          f"commit {info['commit']}")
+    print(f"command: {command}  ({elapsed:.0f} s)\n")
+    print(table(bench.figures))
+    if args.profile:
+        for name, (path, seconds) in bench.profiler.files.items():
+            if path.exists() and seconds > 0:
+                print(f"\nprofile {name} ({path}, {seconds:.1f}s at {Profiler.RATE} Hz)")
+                print("\n".join(summarize_profile(path, seconds)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "quick": args.quick, "figures": {
-            name: {"value": f.value, "unit": f.unit, "limit": f.limit, "ratio": f.ratio,
-                   "target": f.target, "holds": f.holds}
-            for name, f in b.figures.items()}}, indent=2))
-    return 0
+        Path(args.json).write_text(json.dumps({
+            "date": date, "command": command, "mode": "quick" if args.quick else "full",
+            "seconds": round(elapsed, 1), "machine": info,
+            "figures": {n: f.to_json() for n, f in bench.figures.items()}}, indent=2) + "\n")
+    return 1 if failed is not None else 0
 
 
 if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn")
     sys.exit(main())

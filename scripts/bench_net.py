@@ -1,0 +1,385 @@
+"""Real ``obol-node`` processes and a raw P2P peer for ``scripts/bench.py``.
+
+Everything listens on 127.0.0.1 on free ports.  A node's output goes to a log
+file next to its datadir.  Every wait has a deadline; every process started
+here is stopped here, by its own pid.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+
+from network.frames import FrameDecoder, encode_frame
+from node import encoding
+from node.params import NetworkParams
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60.0    # seconds for a node's API to answer
+STOP_TIMEOUT = 60.0     # seconds for a node to exit after POST /stop or SIGTERM
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run as designed (its figure would be meaningless)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_command() -> list[str]:
+    script = Path(sys.executable).with_name("obol-node")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "node.daemon"]
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    """A ``/proc/<pid>/status`` memory line (VmHWM, VmRSS...) in kB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {key} in /proc/{pid}/status")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Peak and current resident memory of a process, and the current split between
+    anonymous memory (the heap) and file pages (LMDB's memory map) in MB."""
+    return {key: proc_status_kb(pid, key) / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, every thread) of ``pid``, or of this process."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Cores used by some processes (and by this one, the client) over a timed phase."""
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.start["bench client"] = cpu_seconds()
+        self.began = time.perf_counter()
+        self.cores: dict[str, float] = {}
+
+    def stop(self) -> str:
+        wall = time.perf_counter() - self.began
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        now["bench client"] = cpu_seconds()
+        self.cores = {name: (now[name] - self.start[name]) / wall for name in now}
+        return ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
+
+
+async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what: str,
+                   interval: float = 0.02) -> Any:
+    """Await ``predicate()`` until truthy (returned); BenchError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class NodeProc:
+    """One ``obol-node --network regtest`` process and its HTTP API."""
+
+    def __init__(self, workdir: Path, name: str, session: aiohttp.ClientSession,
+                 network: str = "regtest", args: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.datadir = workdir / name
+        self.network = network
+        self.args = ["--no-discover", *args]   # only the --peer links we ask for
+        self.session = session
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.p2p_port, self.api_port = free_port(), free_port()   # known before start: lines of nodes
+        self.token = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/v1/"
+
+    @property
+    def p2p(self) -> str:
+        return f"127.0.0.1:{self.p2p_port}"
+
+    async def start(self, peers: tuple["NodeProc", ...] = ()) -> "NodeProc":
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        (self.datadir / "api.token").unlink(missing_ok=True)
+        args = ["--network", self.network, "--datadir", str(self.datadir),
+                "--listen", self.p2p, "--api", f"127.0.0.1:{self.api_port}", "--log-level", "WARNING",
+                *[a for p in peers for a in ("--peer", p.p2p)], *self.args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OBOL_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(node_command() + args, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL, env=env)
+        await wait_for(self._ready, START_TIMEOUT, f"node {self.name} to start")
+        return self
+
+    async def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise BenchError(f"node {self.name} exited with {self.proc.returncode}: "
+                             f"{self.log_path.read_text(errors='replace')[-2000:]}")
+        token = self.datadir / "api.token"
+        if not token.exists():
+            return False
+        self.token = token.read_text().strip()
+        try:
+            await self.get("status")
+            return True
+        except (aiohttp.ClientError, OSError):
+            return False
+
+    async def request(self, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with self.session.request(method, self.url + path, json=body, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise BenchError(f"{self.name}: {method} {path} -> {resp.status} {data}")
+            return data
+
+    async def get(self, path: str, **kw) -> Any:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw) -> Any:
+        return await self.request("POST", path, body if body is not None else {}, **kw)
+
+    async def status(self) -> dict:
+        return await self.get("status", timeout=30.0)
+
+    async def wait_height(self, height: int, timeout: float, interval: float = 0.02) -> float:
+        """Poll /status until the tip is at ``height``; the monotonic time it was seen."""
+        async def reached():
+            return (await self.status())["height"] >= height
+        await wait_for(reached, timeout, f"{self.name} to reach height {height}", interval)
+        return time.perf_counter()
+
+    async def mine(self, blocks: int, address: str) -> dict:
+        return await self.post("mine", {"blocks": blocks, "address": address}, timeout=600.0)
+
+    def memory_kb(self, key: str = "VmHWM") -> int:
+        return proc_status_kb(self.pid, key)
+
+    def memory_mb(self) -> dict[str, float]:
+        return memory_mb(self.pid)
+
+    async def metrics(self) -> dict[str, float]:
+        """The Prometheus text of /metrics as {sample name: value} (labels kept in the name)."""
+        async with self.session.get(self.url + "metrics", timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            text = await resp.text()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+        return out
+
+    async def stop(self) -> None:
+        """POST /stop, then SIGTERM, then SIGKILL: each with a deadline."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            await self.post("stop", timeout=10.0)
+        except (aiohttp.ClientError, OSError, BenchError, asyncio.TimeoutError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait, 10)
+
+    def kill(self) -> None:
+        """Last resort at exit: SIGKILL this node's own process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class WirePeer:
+    """A raw P2P peer (as tests/hostile.py): handshake, then streams pre-encoded frames.
+
+    A reader task answers pings and counts (and drops) everything else the node sends.
+    """
+
+    def __init__(self, params: NetworkParams, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.params = params
+        self.reader, self.writer = reader, writer
+        self.decoder = FrameDecoder(params.magic, 8 * 1024 * 1024)
+        self.received: collections.Counter[str] = collections.Counter()
+        self._handshake = asyncio.get_running_loop().create_future()
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    async def connect(cls, params: NetworkParams, port: int, timeout: float = 10.0) -> "WirePeer":
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        peer = cls(params, reader, writer)
+        peer._task = asyncio.get_running_loop().create_task(peer._read())
+        peer.send("version", [1, params.magic, params.genesis_hash, 0, 0,
+                              int.from_bytes(os.urandom(8), "big"), "/obol-bench:0/", int(time.time())])
+        await asyncio.wait_for(peer._handshake, timeout)
+        return peer
+
+    def frame(self, msg_type: str, body: Any) -> bytes:
+        return encode_frame(self.params.magic, encoding.encode([msg_type, body]))
+
+    def send(self, msg_type: str, body: Any) -> None:
+        self.writer.write(self.frame(msg_type, body))
+
+    async def send_frames(self, frames: list[bytes], batch: int = 256) -> None:
+        for i in range(0, len(frames), batch):
+            self.writer.write(b"".join(frames[i:i + batch]))
+            await self.writer.drain()
+
+    async def _read(self) -> None:
+        got_version = got_verack = False
+        try:
+            while True:
+                data = await self.reader.read(1 << 16)
+                if not data:
+                    break
+                self.decoder.feed(data)
+                while (payload := self.decoder.next_payload()) is not None:
+                    msg_type, body = encoding.decode(payload)
+                    self.received[msg_type] += 1
+                    if msg_type == "version":
+                        got_version = True
+                        self.send("verack", [])
+                    elif msg_type == "verack":
+                        got_verack = True
+                    elif msg_type == "ping":
+                        self.send("pong", body)
+                    if got_version and got_verack and not self._handshake.done():
+                        self._handshake.set_result(True)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if not self._handshake.done():
+                self._handshake.set_exception(BenchError("the node closed the P2P connection"))
+
+    @property
+    def closed(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def tx_frame(params: NetworkParams, raw_tx: bytes) -> bytes:
+    """A ``tx`` message carrying already-encoded transaction bytes (no re-encoding)."""
+    return encode_frame(params.magic, b"\x92" + encoding.encode("tx") + raw_tx)
+
+
+class Profiler:
+    """``py-spy record`` of one process while a phase runs (``--profile DIR``); else nothing."""
+
+    RATE = 250   # samples per second per thread
+
+    MODES = {"cpu": [], "gil": ["--gil"], "wall": ["--idle"]}
+
+    def __init__(self, outdir: Path | None, mode: str = "cpu") -> None:
+        self.outdir = outdir
+        self.mode = mode   # cpu: running threads; gil: the thread holding the GIL; wall: every thread
+        self.files: dict[str, tuple[Path, float]] = {}   # name -> (raw stacks, seconds recorded)
+        self._running: dict[int, tuple[str, float]] = {}
+
+    def attach(self, name: str | None, pid: int) -> "subprocess.Popen | None":
+        if self.outdir is None or name is None:
+            return None
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        out = self.outdir / f"{name}.txt"
+        pyspy = Path(sys.executable).with_name("py-spy")
+        cmd = [str(pyspy) if pyspy.exists() else "py-spy", "record", "--pid", str(pid), "--format", "raw",
+               "--rate", str(self.RATE), "--threads", "--nonblocking", "--output", str(out),
+               "--duration", "900", *self.MODES[self.mode]]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)   # py-spy attaches (not timed)
+        self._running[proc.pid] = (name, time.perf_counter())
+        self.files[name] = (out, 0.0)
+        return proc
+
+    def detach(self, proc: "subprocess.Popen | None") -> None:
+        if proc is None:
+            return
+        name, started = self._running.pop(proc.pid)
+        self.files[name] = (self.files[name][0], time.perf_counter() - started)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _function(frame: str) -> str:
+    """'f (node/x.py:12)' -> 'node/x.py:f' (lines of one function merged)."""
+    name, _, where = frame.rpartition(" (")
+    return f"{where.rsplit(':', 1)[0]}:{name}" if name else frame
+
+
+def summarize_profile(path: Path, seconds: float, rate: float = Profiler.RATE, top: int = 8) -> list[str]:
+    """py-spy's raw stacks, per thread group (sigcheck_0 and sigcheck_1 are one group): how busy
+    the threads were (samples / (rate × seconds): 1.0 = one core all the time), and the
+    functions with the most samples of their own, as shares of the group's samples."""
+    groups: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    inclusive: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    totals: collections.Counter[str] = collections.Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or ";" not in stack:
+            continue
+        thread, *frames = stack.split(";")
+        group = thread.split(": ", 1)[-1].rstrip("0123456789").rstrip("_") or thread
+        n = int(count)
+        totals[group] += n
+        funcs = [_function(f) for f in frames]
+        groups[group][funcs[-1]] += n
+        for f in set(funcs):
+            if f.startswith(("node/", "network/")):
+                inclusive[group][f] += n
+    out = []
+    for group, n in totals.most_common():
+        out.append(f"  thread {group}: {n / (rate * seconds):.2f} cores busy ({n} samples)")
+        for func, c in groups[group].most_common(top):
+            out.append(f"    self {c / n:6.1%}  {func}")
+        for func, c in inclusive[group].most_common(top):
+            out.append(f"    incl {c / n:6.1%}  {func}")
+    return out

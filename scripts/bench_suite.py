@@ -1,0 +1,552 @@
+"""The benchmarks of ``scripts/bench.py``: one coroutine ``bench_<name>(b)`` each.
+
+``b`` is the run's ``Bench`` (sizes, work directory, figures, signing pool,
+node processes).  Everything that is timed runs after its set-up is done:
+transactions are signed and frames encoded before the clock starts.
+"""
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import hashlib
+import io
+import json
+import math
+import pstats
+import shutil
+import statistics
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from node.block import Block, BlockHeader
+from node.chainstate import ChainState
+from node.miner import NONCE_START, Miner
+from node.params import REGTEST
+from scripts import bench_chain as bc
+from scripts.bench_net import BenchError, CpuMeter, NodeProc, WirePeer, tx_frame, wait_for
+
+if TYPE_CHECKING:
+    from scripts.bench import Bench
+
+SIG_1 = "signature_verify_1core"
+SIG_ALL = "signature_verify_all_cores"
+FAN_OUT = 2_000                  # outputs of one funding transaction (~64 KB)
+FAN_FEE = 1_000_000              # its fee (~15 base units per byte)
+ACCEPT_BATCH = 128               # blocks per accept_blocks call when building (the node's MAX_BLOCK_BATCH)
+FILL_WINDOW = 5_000              # mempool fill: transactions sent but not yet in the mempool
+
+
+def _p90(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, math.ceil(0.9 * len(xs)) - 1)]
+
+
+# --- 1. the signature limit -------------------------------------------------------------------
+
+def _verify_for(checks: list, seconds: float, start: threading.Barrier | None = None) -> float:
+    from coincurve import PublicKeyXOnly
+    if start is not None:
+        start.wait(10)
+    n = 0
+    began = time.perf_counter()
+    deadline = began + seconds
+    while True:
+        for pubkey, sig, msg in checks:
+            if not PublicKeyXOnly(pubkey).verify(sig, msg):
+                raise BenchError("a valid signature did not verify")
+        n += len(checks)
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - began)
+
+
+def _verify_threads(checks: list, seconds: float, threads: int) -> float:
+    barrier = threading.Barrier(threads)
+    rates = [0.0] * threads
+
+    def run(i: int) -> None:
+        rates[i] = _verify_for(checks, seconds, barrier)
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(seconds + 60)
+    return sum(rates)
+
+
+async def bench_signatures(b: "Bench") -> None:
+    from node.crypto import SigningKey
+    keys = [SigningKey.generate() for _ in range(64)]
+    checks = []
+    for i in range(512):
+        key, msg = keys[i % len(keys)], hashlib.sha256(i.to_bytes(4, "big")).digest()
+        checks.append((key.pubkey, key.sign(msg), msg))
+    one, every = [], []
+    await asyncio.to_thread(_verify_threads, checks, 0.2, b.cores)   # warm up: clocks, caches
+    for _ in range(b.sizes.sig_repeats):
+        one.append(await asyncio.to_thread(_verify_for, checks, b.sizes.sig_seconds))
+        every.append(await asyncio.to_thread(_verify_threads, checks, b.sizes.sig_seconds, b.cores))
+    b.add(SIG_1, statistics.median(one), "verify/s",
+          note="coincurve PublicKeyXOnly(key).verify, key parsing included; median of runs")
+    b.add(SIG_ALL, statistics.median(every), "verify/s", *b.limit(SIG_1),
+          note=f"{b.cores} threads (coincurve releases the GIL); ratio = scaling")
+
+
+# --- 2. mempool acceptance --------------------------------------------------------------------
+
+async def _clear_mempool(node: NodeProc, address: str) -> None:
+    for _ in range(50):
+        if (await node.status())["mempool"]["count"] == 0:
+            return
+        await node.mine(1, address)
+    raise BenchError(f"{node.name}: the mempool did not empty in 50 blocks")
+
+
+async def _mempool_count(node: NodeProc) -> int:
+    return (await node.status())["mempool"]["count"]
+
+
+async def _p2p_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
+                   ) -> tuple[float, str]:
+    frames = [tx_frame(REGTEST, raw) for raw in raws]
+    before = await _mempool_count(node)
+    peer = await WirePeer.connect(REGTEST, node.p2p_port)
+    prof = b.profile(profile_as, node.pid) if profile_as else None
+    try:
+        cpu = CpuMeter(node=node.pid)
+        started = time.perf_counter()
+        await peer.send_frames(frames)
+
+        async def all_in() -> bool:
+            if peer.closed:
+                raise BenchError("the node dropped the P2P test peer")
+            return await _mempool_count(node) >= before + len(raws)
+        await wait_for(all_in, 60 + len(raws) / 100, "P2P transactions in the mempool", 0.01)
+        elapsed = time.perf_counter() - started
+        cores = cpu.stop()
+    finally:
+        b.profiler.detach(prof)
+        await peer.close()
+    return len(raws) / elapsed, cores
+
+
+async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
+                   ) -> tuple[float, str]:
+    bodies = [json.dumps({"hex": raw.hex()}).encode() for raw in raws]
+    url = node.url + "tx"
+    errors: list[str] = []
+    before = await _mempool_count(node)
+    todo = iter(bodies)
+    connector = aiohttp.TCPConnector(limit=b.sizes.api_concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def client() -> None:
+            for body in todo:
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"},
+                                        timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                    text = await resp.read()
+                    if resp.status != 200:
+                        errors.append(f"{resp.status} {text[:200]!r}")
+        prof = b.profile(profile_as, node.pid) if profile_as else None
+        try:
+            cpu = CpuMeter(node=node.pid)
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(b.sizes.api_concurrency)))
+            elapsed = time.perf_counter() - started
+            cores = cpu.stop()
+        finally:
+            b.profiler.detach(prof)
+    if errors:
+        raise BenchError(f"POST /tx refused {len(errors)} transactions, e.g. {errors[0]}")
+    if await _mempool_count(node) < before + len(raws):
+        raise BenchError("POST /tx answered 200 but the mempool is short")
+    return len(raws) / elapsed, cores
+
+
+async def bench_mempool(b: "Bench") -> None:
+    s = b.sizes
+    seed = b.seed + b"/mempool"
+    address = b.address(seed)
+    total = s.mempool_repeats * (s.p2p_txs + s.api_txs)
+    coinbases = -(-total // FAN_OUT)
+    node = await b.node("mempool").start()
+    await node.mine(coinbases + REGTEST.coinbase_maturity, address)
+    coins: list[bc.Coin] = []
+    for height in range(1, coinbases + 1):
+        txid = bytes.fromhex((await node.get(f"blocks/{height}"))["txids"][0])
+        parts = min(FAN_OUT, total - len(coins))
+        tx = bc.fan_out(REGTEST.network_id, seed, (txid, 0, REGTEST.subsidy(height), 0), parts, FAN_FEE)
+        await node.post("tx", {"hex": tx.raw.hex()})
+        coins.extend((tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs))
+    await _clear_mempool(node, address)
+    raws = await b.sign_spends(seed, coins)
+    p2p, api = [], []
+    for r in range(s.mempool_repeats):
+        batch, raws = raws[:s.p2p_txs], raws[s.p2p_txs:]
+        p2p.append(await _p2p_run(b, node, batch, "mempool_p2p" if r == 0 else None))
+        await _clear_mempool(node, address)
+        batch, raws = raws[:s.api_txs], raws[s.api_txs:]
+        api.append(await _api_run(b, node, batch, "mempool_api" if r == 0 else None))
+        await _clear_mempool(node, address)
+    await b.stop_nodes(node)
+    for name, runs, count, target, how in (
+            ("mempool_accept_p2p", p2p, s.p2p_txs, 0.4, "streamed by one raw P2P peer"),
+            ("mempool_accept_api", api, s.api_txs, 0.2,
+             f"sent as POST /tx by {s.api_concurrency} concurrent aiohttp clients (one process)")):
+        rates = [rate for rate, _ in runs]
+        median = statistics.median(rates)
+        cores = next(c for rate, c in runs if rate == median)
+        b.add(name, median, "tx/s", *b.limit(SIG_1), target=target,
+              note=f"{count:,} 1-in/2-out txs {how}, until /status counts them; median of "
+                   f"{', '.join(f'{x:.0f}' for x in rates)}; cores used in the median run: {cores}")
+
+
+# --- 3. initial sync --------------------------------------------------------------------------
+
+def _accept(chain: ChainState, blocks: list[Block]) -> float:
+    started = time.perf_counter()
+    result = chain.accept_blocks(blocks)
+    elapsed = time.perf_counter() - started
+    for outcome in result.outcomes:
+        if isinstance(outcome, Exception):
+            raise BenchError(f"the benchmark built an invalid block: {outcome!r}")
+    return elapsed
+
+
+def _build_chain(plan: bc.ChainPlan, forests: list, datadir, base_time: int) -> tuple[float, int]:
+    chain = ChainState(datadir, REGTEST)
+    try:
+        seconds, batch = 0.0, []
+        for block in plan.blocks(forests, base_time):
+            batch.append(block)
+            if len(batch) == ACCEPT_BATCH:
+                seconds += _accept(chain, batch)
+                batch = []
+        if batch:
+            seconds += _accept(chain, batch)
+        if chain.height != plan.height:
+            raise BenchError(f"built chain stops at {chain.height}, not {plan.height}")
+        return seconds, chain.utxo_stats.count
+    finally:
+        chain.close()
+
+
+async def ensure_chain(b: "Bench") -> dict:
+    """The sync chain (built once per run): a regtest datadir ``chain-source``."""
+    if b.chain_info is not None:
+        return b.chain_info
+    s = b.sizes
+    seed = b.seed + b"/chain"
+    plan = bc.ChainPlan(REGTEST, seed, s.chain_height, s.chain_txs, b.cores)
+    started = time.perf_counter()
+    results = await asyncio.gather(*(b.in_pool(bc.build_forest, *job) for job in plan.jobs()))
+    signed = time.perf_counter() - started
+    datadir = b.workdir / "chain-source"
+    base_time = max(REGTEST.genesis_timestamp, int(time.time()) - s.chain_height - 120)
+    seconds, utxos = await asyncio.to_thread(_build_chain, plan, [r[0] for r in results], datadir,
+                                             base_time)
+    b.log(f"  chain: {s.chain_txs:,} txs signed in {signed:.1f}s, {s.chain_height} blocks "
+          f"accepted in-process in {seconds:.1f}s, {utxos:,} UTXOs")
+    b.add("validate_in_process", s.chain_txs / seconds, "tx/s", *b.limit(SIG_ALL),
+          note="ChainState.accept_blocks of the sync chain, batches of 128 blocks, no network")
+    b.chain_info = {"datadir": datadir, "seed": seed, "height": s.chain_height, "txs": s.chain_txs,
+                    "utxos": utxos, "leftovers": [r[1] for r in results]}
+    return b.chain_info
+
+
+async def _timed_sync(b: "Bench", src: NodeProc, dst: NodeProc, height: int, profile_as: str
+                      ) -> tuple[float, str]:
+    profs = [b.profile(profile_as, dst.pid), b.profile(profile_as + "_source", src.pid)]
+    try:
+        cpu = CpuMeter(syncing=dst.pid, source=src.pid)
+        started = time.perf_counter()
+        await dst.post("peers", {"connect": src.p2p})
+        finished = await dst.wait_height(height, 900, interval=0.02)
+        cores = cpu.stop()
+    finally:
+        for prof in profs:
+            b.profiler.detach(prof)
+    src_set, dst_set = await asyncio.gather(src.get("utxoset"), dst.get("utxoset"))
+    if src_set["hash"] != dst_set["hash"]:
+        raise BenchError(f"{dst.name} synced to another UTXO set than {src.name}")
+    return finished - started, cores
+
+
+async def bench_sync(b: "Bench") -> None:
+    info = await ensure_chain(b)
+    src, dst = b.node("chain-source"), b.node("sync-dest")
+    await asyncio.gather(src.start(), dst.start())
+    seconds, cores = await _timed_sync(b, src, dst, info["height"], "sync")
+    mem = dst.memory_mb()
+    await b.stop_nodes(src, dst)
+    tx_rate = info["txs"] / seconds
+    size = f"{info['height']:,} blocks, {info['txs']:,} txs in {seconds:.1f}s; cores used: {cores}"
+    b.add("sync_blocks_per_s", info["height"] / seconds, "blocks/s", note=size)
+    b.add("sync_tx_per_s", tx_rate, "tx/s", *b.limit(SIG_1), target=0.5, note=size)
+    b.add("sync_tx_per_s_vs_all_cores", tx_rate, "tx/s", *b.limit(SIG_ALL), note="the same figure")
+    b.add("sync_peak_rss", mem["VmHWM"], "MB",
+          note=f"VmHWM of the syncing node; after sync: RssAnon {mem['RssAnon']:.0f} MB (heap), "
+               f"RssFile {mem['RssFile']:.0f} MB (mostly LMDB's map)")
+
+
+async def bench_empty(b: "Bench") -> None:
+    n = b.sizes.empty_blocks
+    src, dst = b.node("empty-source"), b.node("empty-dest")
+    await asyncio.gather(src.start(), dst.start())
+    address = b.address(b.seed + b"/empty")
+    started = time.perf_counter()
+    mined = 0
+    while mined < n:
+        mined += len((await src.mine(min(10_000, n - mined), address))["hashes"])
+    mine_rate = n / (time.perf_counter() - started)
+    b.add("regtest_mine_api", mine_rate, "blocks/s", target=1000, target_of="value",
+          note=f"POST /mine {n} blocks")
+    seconds, cores = await _timed_sync(b, src, dst, n, "sync_empty")
+    await b.stop_nodes(src, dst)
+    b.add("sync_empty_blocks_per_s", n / seconds, "blocks/s", target=1000, target_of="value",
+          note=f"{n:,} empty blocks; cores used: {cores}")
+
+
+# --- 4. propagation ---------------------------------------------------------------------------
+
+async def bench_propagation(b: "Bench") -> None:
+    nodes = [b.node(f"line-{i}") for i in range(4)]
+    await asyncio.gather(*(n.start(peers=(nodes[i - 1],) if i else ()) for i, n in enumerate(nodes)))
+
+    async def line_up() -> bool:
+        peers = [(await n.status())["peers"] for n in nodes]
+        return peers == [1, 2, 2, 1]
+    await wait_for(line_up, 60, "a line of 4 connected nodes", 0.1)
+    address = b.address(b.seed + b"/line")
+    await nodes[0].mine(1, address)
+    await asyncio.gather(*(n.wait_height(1, 30) for n in nodes))
+    seen: dict[str, list[float | None]] = {}
+    sockets = [await b.session.ws_connect(n.url + "events?types=tip") for n in nodes]
+
+    async def listen(i: int, ws) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            event = json.loads(msg.data)
+            if event.get("type") == "tip":
+                seen.setdefault(event["hash"], [None] * 4)[i] = time.perf_counter()
+    readers = [asyncio.get_running_loop().create_task(listen(i, ws)) for i, ws in enumerate(sockets)]
+    prof = b.profile("propagation_relay", nodes[1].pid)
+    totals, hops = [], [[], [], []]
+    before = [await n.metrics() for n in nodes[1:]]
+    try:
+        for _ in range(b.sizes.propagation_blocks):
+            block = (await nodes[0].mine(1, address))["hashes"][0]
+
+            async def everywhere() -> bool:
+                return all(t is not None for t in seen.get(block, [None]))
+            await wait_for(everywhere, 30, f"block {block[:16]} at every node", 0.001)
+            t = seen[block]
+            totals.append(t[3] - t[0])
+            for i in range(3):
+                hops[i].append(t[i + 1] - t[i])
+            await asyncio.sleep(0.05)
+        after = [await n.metrics() for n in nodes[1:]]
+    finally:
+        b.profiler.detach(prof)
+        for ws in sockets:
+            await ws.close()
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await b.stop_nodes(*nodes)
+    n = len(totals)
+    b.add("propagation_4_nodes_median", statistics.median(totals) * 1000, "ms",
+          note=f"{n} blocks, 3 hops: tip event at the first node to tip event at the last")
+    b.add("propagation_4_nodes_p90", _p90(totals) * 1000, "ms")
+    b.add("propagation_per_hop_median", statistics.median(h for hs in hops for h in hs) * 1000, "ms",
+          target=2.0, target_of="value", op="<=", note="median of every hop of every block")
+    for i, hs in enumerate(hops):
+        b.add(f"propagation_hop{i + 1}_median", statistics.median(hs) * 1000, "ms")
+    key = "obol_block_validation_seconds_{}"
+    seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in zip(after, before))
+    count = sum(a[key.format("count")] - o[key.format("count")] for a, o in zip(after, before))
+    b.add("propagation_validation_mean", seconds / count * 1000 if count else float("nan"), "ms",
+          note="mean time a relaying node spent in accept_blocks per block "
+               "(obol_block_validation_seconds of nodes 2-4): the rest of a hop is transport and handoffs")
+
+
+# --- 5. mining --------------------------------------------------------------------------------
+
+async def _bare_rate(b: "Bench", prefix: bytes, target: int, seconds: float) -> float:
+    runs = await asyncio.gather(*(b.in_pool(bc.bare_sha256d_loop, prefix, target, seconds)
+                                  for _ in range(b.cores)))
+    return sum(r[0] for r in runs) / (max(r[2] for r in runs) - min(r[1] for r in runs))
+
+
+async def _miner_rate(b: "Bench", block: Block, seconds: float) -> float:
+    async def template() -> Block:
+        return block
+
+    async def submit(_: Block) -> None:
+        raise BenchError("the miner met target 1")
+    miner = Miner(template, submit, b.cores)
+    miner.start()
+    samples: list[tuple[float, int]] = []
+    try:
+        deadline = time.monotonic() + seconds + 60
+        while not samples or samples[-1][0] - samples[0][0] < seconds:
+            if miner.hashes != (samples[-1][1] if samples else 0):
+                samples.append((time.perf_counter(), miner.hashes))
+            if time.monotonic() > deadline:
+                raise BenchError("the miner reported no hashes")
+            await asyncio.sleep(0.01)
+    finally:
+        await miner.stop()
+    (t0, h0), (t1, h1) = samples[0], samples[-1]
+    return (h1 - h0) / (t1 - t0)
+
+
+async def bench_mining(b: "Bench") -> None:
+    from node.tx import TxOut, make_coinbase
+    coinbase = make_coinbase(1, [TxOut(REGTEST.subsidy(1), bytes(20))], b"bench")
+    header = BlockHeader.create(1, bytes(32), coinbase.txid, int(time.time()), 0x03000001, NONCE_START)
+    block = Block.create(header, [coinbase])          # target 1: never met
+    prefix, target = header.raw[:-8], 1
+    bare, node = [], []
+    for _ in range(b.sizes.miner_repeats):       # interleaved: the machine's load drifts
+        bare.append(await _bare_rate(b, prefix, target, b.sizes.miner_seconds))
+        node.append(await _miner_rate(b, block, b.sizes.miner_seconds))
+    pairs = ", ".join(f"{n / r:.2f}" for n, r in zip(node, bare))
+    b.add("bare_midstate_loop", statistics.median(bare), "H/s",
+          note=f"{b.cores} processes, midstate .copy() loop, first start to last end; "
+               f"median of {len(bare)} runs of {b.sizes.miner_seconds:g}s")
+    b.add("node_miner", statistics.median(node), "H/s", *b.limit("bare_midstate_loop"), target=0.9,
+          note=f"node.miner.Miner, {b.cores} processes, whole rounds after start-up; "
+               f"run-by-run ratios {pairs}")
+
+
+# --- 6. reorg ---------------------------------------------------------------------------------
+
+def _reorgs(b: "Bench", datadir, seed: bytes, raws: list[bytes], depths: tuple[int, ...],
+            per_block: int) -> list[tuple[int, float, int, int]]:
+    chain = ChainState(datadir, REGTEST)
+    out = []
+    try:
+        for depth in depths:
+            fork = chain.tip
+            branches = []
+            for name, length in ((b"A", depth), (b"B", depth + 1)):
+                prev, blocks = fork.hash, []
+                for i in range(length):
+                    mine, raws = raws[:per_block], raws[per_block:]
+                    height = fork.height + i + 1
+                    cb = bc.coinbase_for(REGTEST, seed, height, 0, b"reorg-" + name + str(depth).encode())
+                    blocks.append(bc.make_block(REGTEST, prev, fork.header.timestamp + i + 1, cb, mine))
+                    prev = blocks[-1].hash
+                branches.append(blocks)
+            ours, theirs = branches
+            _accept(chain, ours)
+            _accept(chain, theirs[:-1])                  # as much work as ours: stored, no switch
+            if chain.tip.hash != ours[-1].hash:
+                raise BenchError("the equal-work branch took over")
+            profile = cProfile.Profile() if b.profiler.outdir is not None else None
+            if profile is not None:
+                profile.enable()
+            started = time.perf_counter()
+            result = chain.accept_blocks([theirs[-1]])
+            elapsed = time.perf_counter() - started
+            if profile is not None:
+                profile.disable()
+                text = io.StringIO()
+                pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(30)
+                b.profiler.outdir.mkdir(parents=True, exist_ok=True)
+                (b.profiler.outdir / f"reorg_{depth}.cprofile.txt").write_text(text.getvalue())
+            if chain.tip.hash != theirs[-1].hash or len(result.disconnected) != depth:
+                raise BenchError(f"reorg {depth}: the node did not switch branches")
+            out.append((depth, elapsed, (depth + 1) * per_block, depth * per_block))
+    finally:
+        chain.close()
+    return out
+
+
+async def bench_reorg(b: "Bench") -> None:
+    info = await ensure_chain(b)
+    s = b.sizes
+    datadir = b.workdir / "reorg-chain"
+    shutil.copytree(info["datadir"], datadir, ignore=shutil.ignore_patterns("lock.mdb", "node.lock",
+                                                                            "api.token"))
+    need = sum((2 * d + 1) * s.reorg_block_txs for d in s.reorg_depths)
+    coins = bc.spendable(info["leftovers"], info["height"] + 1)
+    if len(coins) < need:
+        raise BenchError(f"reorg needs {need} coins, the chain left {len(coins)}")
+    raws = await b.sign_spends(info["seed"], coins[-need:])
+    results = await asyncio.to_thread(_reorgs, b, datadir, info["seed"], raws, s.reorg_depths,
+                                      s.reorg_block_txs)
+    sig_all = b.limit(SIG_ALL)[0]
+    for depth, seconds, connected_txs, disconnected_txs in results:
+        floor = connected_txs / sig_all * 1000 if sig_all else None
+        b.add(f"reorg_{depth}_deep", seconds * 1000, "ms", floor, "signature floor (all cores)",
+              target=50.0 if depth == 7 else None, target_of="value", op="<=",
+              note=f"disconnect {depth} blocks ({disconnected_txs} txs), connect {depth + 1} "
+                   f"({connected_txs} txs); in-process ChainState.accept_blocks")
+
+
+# --- 7. memory --------------------------------------------------------------------------------
+
+async def bench_memory(b: "Bench") -> None:
+    s = b.sizes
+    idle = await b.node("idle").start()
+    await asyncio.sleep(s.idle_seconds)
+    mem = idle.memory_mb()
+    await b.stop_nodes(idle)
+    b.add("rss_idle_node", mem["VmHWM"], "MB", target=80.0, target_of="value", op="<=",
+          note=f"VmHWM of a fresh regtest node {s.idle_seconds:g}s after start "
+               f"(now RssAnon {mem['RssAnon']:.1f} MB, RssFile {mem['RssFile']:.1f} MB)")
+
+    info = await ensure_chain(b)
+    coins = bc.spendable(info["leftovers"], info["height"] + 1)
+    jobs = [coins[j::s.fill_jobs] for j in range(s.fill_jobs)]
+    budget = int(s.fill_bytes * 0.995) // s.fill_jobs
+    lists = await asyncio.gather(*(b.in_pool(bc.sign_chained, REGTEST.network_id, info["seed"], job,
+                                             10**9, budget) for job in jobs))
+    raws = [raw for txs, _ in lists for raw in txs]          # each list: parents before children
+    fill_bytes = sum(used for _, used in lists)
+    frames = [tx_frame(REGTEST, raw) for raw in raws]
+    node = await b.node("chain-source").start()              # a node on the sync chain's datadir
+    utxos = (await node.get("utxoset"))["count"]
+    peer = await WirePeer.connect(REGTEST, node.p2p_port)
+    sent, base = 0, await _mempool_count(node)
+    started = time.perf_counter()
+    deadline = time.monotonic() + 900
+    try:
+        while sent < len(frames):
+            if peer.closed:
+                raise BenchError("the node dropped the P2P peer filling its mempool")
+            if sent - (await _mempool_count(node) - base) < FILL_WINDOW:
+                await peer.send_frames(frames[sent:sent + 1000])
+                sent = min(len(frames), sent + 1000)
+            else:
+                await asyncio.sleep(0.02)
+            if time.monotonic() > deadline:
+                raise BenchError("filling the mempool took over 15 minutes")
+
+        async def all_in() -> bool:
+            return await _mempool_count(node) >= base + len(frames)
+        await wait_for(all_in, 300, "the mempool fill", 0.05)
+        fill_rate = len(frames) / (time.perf_counter() - started)
+        await asyncio.sleep(1.0)
+        status = await node.status()
+        mem = node.memory_mb()
+    finally:
+        await peer.close()
+        await b.stop_nodes(node)
+    mempool_mb = status["mempool"]["bytes"] / 1e6
+    b.add("rss_node_mempool_and_utxos", mem["VmHWM"], "MB", target=125.0, target_of="value", op="<=",
+          note=f"VmHWM of a node restarted on the sync chain ({utxos:,} UTXOs) after its mempool "
+               f"took {status['mempool']['count']:,} txs / {mempool_mb:.1f} MB")
+    b.add("memory_node_rss_anon", mem["RssAnon"], "MB",
+          note=f"of which heap (RssAnon) at the end; RssFile {mem['RssFile']:.0f} MB (LMDB map, code)")
+    b.add("memory_node_utxos", utxos, "UTXOs")
+    b.add("memory_node_mempool_txs", status["mempool"]["count"], "txs")
+    b.add("memory_node_mempool_mb", mempool_mb, "MB", s.fill_bytes / 1e6, "mempool max (MB)",
+          note=f"{fill_bytes:,} bytes sent")
+    b.add("mempool_fill_tx_per_s", fill_rate, "tx/s", *b.limit(SIG_1),
+          note=f"one P2P peer, at most {FILL_WINDOW} txs outstanding, parents before children")
