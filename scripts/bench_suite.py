@@ -368,7 +368,9 @@ async def bench_propagation(b: "Bench") -> None:
     key = "obol_block_validation_seconds_{}"
     seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in zip(after, before))
     count = sum(a[key.format("count")] - o[key.format("count")] for a, o in zip(after, before))
-    b.add("propagation_validation_mean", seconds / count * 1000 if count else float("nan"), "ms",
+    if not count:
+        raise BenchError("the relaying nodes validated no block")
+    b.add("propagation_validation_mean", seconds / count * 1000, "ms",
           note="mean time a relaying node spent in accept_blocks per block "
                "(obol_block_validation_seconds of nodes 2-4): the rest of a hop is transport and handoffs")
 

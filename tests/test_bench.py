@@ -22,12 +22,14 @@ FIGURES = {
     # propagation
     "propagation_4_nodes_median", "propagation_4_nodes_p90", "propagation_per_hop_median",
     "propagation_hop1_median", "propagation_hop2_median", "propagation_hop3_median",
+    "propagation_validation_mean",
     # mining
     "bare_midstate_loop", "node_miner",
     # reorg
     "reorg_7_deep", "reorg_10_deep", "reorg_100_deep",
     # memory
-    "rss_idle_node", "rss_node_mempool_and_utxos", "memory_node_utxos", "memory_node_mempool_txs",
+    "rss_idle_node", "rss_node_mempool_and_utxos", "memory_node_rss_anon", "memory_node_utxos",
+    "memory_node_mempool_txs",
     "memory_node_mempool_mb", "mempool_fill_tx_per_s",
 }
 WITH_TARGET = {"mempool_accept_p2p", "mempool_accept_api", "sync_tx_per_s", "regtest_mine_api",
