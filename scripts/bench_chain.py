@@ -41,9 +41,20 @@ def addr_for(seed: bytes, key_no: int) -> bytes:
     return key_for(seed, key_no).address_hash
 
 
+def die_with_parent() -> None:
+    """In a child process: SIGTERM it when the bench process dies, however it dies (Linux
+    prctl PR_SET_PDEATHSIG), so no node or worker outlives a killed run."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def signing_pool(workers: int | None = None) -> ProcessPoolExecutor:
     """Worker processes (spawned: the parent runs an event loop and threads)."""
-    return ProcessPoolExecutor(workers or os.cpu_count() or 1,
+    return ProcessPoolExecutor(workers or os.cpu_count() or 1, initializer=die_with_parent,
                                mp_context=multiprocessing.get_context("spawn"))
 
 

@@ -22,6 +22,7 @@ import aiohttp
 from network.frames import FrameDecoder, encode_frame
 from node import encoding
 from node.params import NetworkParams
+from scripts.bench_chain import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0    # seconds for a node's API to answer
@@ -136,7 +137,7 @@ class NodeProc:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(node_command() + args, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env)
+                                         stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
         await wait_for(self._ready, START_TIMEOUT, f"node {self.name} to start")
         return self
 
@@ -330,7 +331,8 @@ class Profiler:
         cmd = [str(pyspy) if pyspy.exists() else "py-spy", "record", "--pid", str(pid), "--format", "raw",
                "--rate", str(self.RATE), "--threads", "--nonblocking", "--output", str(out),
                "--duration", "900", *self.MODES[self.mode]]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent)
         time.sleep(1.0)   # py-spy attaches (not timed)
         self._running[proc.pid] = (name, time.perf_counter())
         self.files[name] = (out, 0.0)
