@@ -20,11 +20,12 @@ test: $(STAMP)
 run: $(STAMP)
 	$(BIN)/obol-testnet run
 
+# make bench BENCH_ARGS="--json bench.json" (or --only NAME,..., --profile DIR): see docs/benchmarks.md
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
-	$(BIN)/python scripts/bench.py --quick
+	$(BIN)/python scripts/bench.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) testnet build *.egg-info
