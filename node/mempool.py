@@ -305,18 +305,24 @@ class Mempool:
         return chosen, fees
 
     def _ancestors_first(self, entry: MempoolEntry, included: set[bytes]) -> list[MempoolEntry]:
-        """``entry`` preceded by its not-yet-included pool ancestors, parents before children."""
-        order: list[MempoolEntry] = []
-        seen: set[bytes] = set()
+        """``entry`` preceded by its not-yet-included pool ancestors, parents before children.
 
-        def visit(e: MempoolEntry) -> None:
-            for parent in sorted(e.parents):
+        Iterative (a post-order walk with an explicit stack): a chain of thousands of
+        unconfirmed transactions must not exhaust Python's recursion limit."""
+        order: list[MempoolEntry] = []
+        seen: set[bytes] = {entry.tx.txid}
+        stack: list[tuple[MempoolEntry, list[bytes]]] = [(entry, sorted(entry.parents))]
+        while stack:
+            current, parents = stack[-1]
+            while parents:
+                parent = parents.pop(0)
                 if parent not in included and parent not in seen and parent in self.entries:
                     seen.add(parent)
-                    visit(self.entries[parent])
-            order.append(e)
-
-        visit(entry)
+                    stack.append((self.entries[parent], sorted(self.entries[parent].parents)))
+                    break
+            else:
+                order.append(current)
+                stack.pop()
         return order
 
     # --- statistics ----------------------------------------------------------------------

@@ -432,3 +432,19 @@ def test_accept_many_verifies_a_batch_and_drops_children_of_bad_signatures(setup
     assert outcomes[5].code == "txn-mempool-conflict"
     assert set(pool.entries) == {parent.txid, child.txid, good.txid}
     assert_pool_consistent(pool)
+
+
+def test_template_with_a_long_unconfirmed_chain(setup):
+    """A chain of 1,200 unconfirmed transactions (deeper than Python's recursion limit)
+    whose last child pays the most is selected whole, each parent before its child:
+    selecting that child first walks all its ancestors."""
+    chain, wallet, coins = setup
+    pool = Mempool(chain)
+    txs = [pay(chain, wallet, [coins[0]], 1000)]
+    for _ in range(1_198):
+        txs.append(pay(chain, wallet, [out(txs[-1])], 1000))
+    txs.append(pay(chain, wallet, [out(txs[-1])], 100_000))
+    assert all(not isinstance(o, Exception) for o in pool.accept_many(txs))
+    selected, fees = pool.select_for_block(1_000_000)
+    assert selected == txs and fees == 1000 * 1_199 + 100_000
+    assert_pool_consistent(pool)
