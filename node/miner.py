@@ -7,8 +7,12 @@ sha256 absorbs the prefix once (the midstate) and each try only hashes the
 nonce and the second round.
 
 ``search_nonce`` is a plain function so worker processes can run it; the
-``Miner`` (asyncio) hands nonce ranges to one process per core and starts
-over when the tip or the mempool changes.
+``Miner`` (asyncio) keeps one process per core busy with nonce ranges (a new
+range is handed out as soon as one returns, never waiting for the slowest)
+and starts over when the tip changes, or when the mempool changed and the
+template is older than MIN_TEMPLATE_AGE (Bitcoin Core refreshes templates
+for new transactions only every few seconds too: building one decodes and
+sorts the pool).
 """
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ NONCE_START = 1 << 32          # first nonce tried: from here on a nonce encodes
 NONCE_PREFIX = b"\xcf"         # msgpack marker of a uint64
 COINBASE_RESERVE = 1_000       # bytes of the block kept free for the coinbase and header
 MINE_BATCH = 256               # regtest blocks built ahead and accepted in one commit
-CHUNK_NONCES = 1 << 18         # nonces one worker tries before checking for a new template
+CHUNK_NONCES = 1 << 16         # nonces in one work unit (~0.1 s of one core)
+QUEUED_CHUNKS = 2              # work units in flight per process, so none waits for the next
+MIN_TEMPLATE_AGE = 2.0         # seconds a template is kept when only the mempool changed
 NONCE_END = 1 << 63            # past this a fresh template (new time, new extra nonce) is taken
 MINER_RETRY_DELAY = 1.0        # seconds to wait after a failed round (template or submit raised)
 
@@ -140,7 +146,9 @@ class Miner:
 
     ``template`` builds a fresh unsolved block (called on the loop's chain thread
     by the daemon); ``submit`` hands a solved block back.  ``notify()`` says the
-    tip or mempool changed, so the current search is abandoned at the next chunk.
+    tip changed, so the current search is abandoned when the next chunk returns;
+    ``notify(tip=False)`` says the mempool changed, which abandons it only once
+    the template is MIN_TEMPLATE_AGE old.
     """
 
     def __init__(self, template: Callable[[], "asyncio.Future[Block]"],
@@ -148,7 +156,8 @@ class Miner:
         self.template = template
         self.submit = submit
         self.processes = processes or os.cpu_count() or 1
-        self._generation = 0
+        self._tip_generation = 0       # bumped when the tip changes
+        self._pool_generation = 0      # bumped when the mempool changes
         self._task: asyncio.Task | None = None
         self._pool: ProcessPoolExecutor | None = None
         self.hashes = 0
@@ -163,8 +172,16 @@ class Miner:
         elapsed = time.monotonic() - self.started
         return self.hashes / elapsed if self.running and elapsed > 0 else 0.0
 
-    def notify(self) -> None:
-        self._generation += 1
+    def notify(self, tip: bool = True) -> None:
+        if tip:
+            self._tip_generation += 1
+        else:
+            self._pool_generation += 1
+
+    def _outdated(self, tip_generation: int, pool_generation: int, built: float) -> bool:
+        return (tip_generation != self._tip_generation
+                or (pool_generation != self._pool_generation
+                    and time.monotonic() - built >= MIN_TEMPLATE_AGE))
 
     def start(self) -> None:
         if self.running:
@@ -203,23 +220,30 @@ class Miner:
 
     async def _mine_one(self) -> None:
         """Search one template until a block is found or the template is outdated."""
-        loop = asyncio.get_running_loop()
-        generation = self._generation
+        generations = (self._tip_generation, self._pool_generation)
         block = await self.template()
+        built = time.monotonic()
         prefix = header_prefix(block.header)
         target = bits_to_target(block.header.bits)
         next_nonce = NONCE_START
         found = None
-        while found is None and generation == self._generation and next_nonce < NONCE_END:
-            futures = []
-            for _ in range(self.processes):
-                futures.append(loop.run_in_executor(self._pool, search_nonce, prefix, target,
-                                                    next_nonce, CHUNK_NONCES))
-                next_nonce += CHUNK_NONCES
-            for nonce in await asyncio.gather(*futures):
-                self.hashes += CHUNK_NONCES
-                if nonce is not None and found is None:
-                    found = nonce
+        in_flight: set[asyncio.Future] = set()
+        try:
+            while found is None and not self._outdated(*generations, built):
+                while len(in_flight) < self.processes * QUEUED_CHUNKS and next_nonce < NONCE_END:
+                    in_flight.add(asyncio.wrap_future(self._pool.submit(
+                        search_nonce, prefix, target, next_nonce, CHUNK_NONCES)))
+                    next_nonce += CHUNK_NONCES
+                if not in_flight:
+                    break   # nonce space used up: a fresh template (new time) comes next
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    self.hashes += CHUNK_NONCES
+                    if future.result() is not None and found is None:
+                        found = future.result()
+        finally:
+            for future in in_flight:   # not yet started: dropped; running: they end with their chunk
+                future.cancel()
         if found is not None:
             # Submitted even if the template became outdated meanwhile: a block on a
             # tip that just moved is still valid work (a competing branch at worst).

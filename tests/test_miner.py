@@ -227,6 +227,50 @@ async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
     assert not miner.running
 
 
+async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(tmp_path, uparams,
+                                                                                monkeypatch):
+    """notify(tip=False) (a new mempool tx) is ignored while the template is younger than
+    MIN_TEMPLATE_AGE: building one decodes and sorts the pool.  A tip change is not."""
+    import node.miner as miner_module
+    monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 3600.0)
+    chain = open_chain(tmp_path / "y", uparams)
+    calls = []
+
+    async def template():
+        calls.append(1)
+        block = create_block_template(chain, None, b"\x79" * 20, now=chain.tip.header.timestamp + 600)
+        header = block.header.__class__.create(1, block.header.prev_hash, block.header.merkle_root,
+                                               block.header.timestamp, 0x03000001, NONCE_START)
+        return Block.create(header, block.txs)
+
+    async def submit(block):
+        raise AssertionError("nothing can be found")
+
+    async def until(condition):
+        for _ in range(3000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("condition not met in 30 s")
+
+    miner = Miner(template, submit, processes=1)
+    try:
+        miner.start()
+        await until(lambda: miner.hashes > 0)
+        miner.notify(tip=False)
+        hashes = miner.hashes
+        await until(lambda: miner.hashes >= hashes + 3 * miner_module.CHUNK_NONCES)
+        assert len(calls) == 1                       # still searching the first template
+        miner.notify()                               # the tip moved: start over at once
+        await until(lambda: len(calls) == 2)
+        monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 0.0)
+        miner.notify(tip=False)                      # an old enough template is refreshed
+        await until(lambda: len(calls) == 3)
+    finally:
+        await miner.stop()
+        chain.close()
+
+
 def test_mine_blocks_batches_keep_timestamps_valid(tmp_path):
     """Hundreds of regtest blocks mined in one second keep timestamps above the median time past."""
     now = REGTEST.genesis_timestamp + 10**6
