@@ -271,7 +271,8 @@ async def get_status(request: web.Request) -> web.Response:
         "work": hex_work(tip.chain_work),
         "difficulty": difficulty(node.params, tip.header.bits),
         "peers": stats["peers"],
-        "mempool": {"count": len(node.mempool), "bytes": node.mempool.bytes},
+        "mempool": {"count": len(node.mempool), "bytes": node.mempool.bytes,
+                    "usage": node.mempool.usage},
         "syncing": node.sync.syncing,
         "best_header_height": best_header.height,
         "median_time": chain.median_time_past(tip),
@@ -324,7 +325,7 @@ async def get_tx(request: web.Request) -> web.Response:
     txid = parse_hash(request.match_info["txid"], "txid")
     mentry = node.mempool.get(txid)
     if mentry is not None:
-        return web.json_response(tx_json(node, mentry.tx, list(mentry.spent), mempool_entry=mentry))
+        return web.json_response(tx_json(node, mentry.tx, mentry.spent, mempool_entry=mentry))
     loc = node.chain.get_tx_location(txid)
     if loc is not None:
         block_hash, pos = loc
@@ -343,21 +344,24 @@ async def get_address(request: web.Request) -> web.Response:
     chain, mempool, params = node.chain, node.mempool, node.params
 
     def read():   # one consistent view: no block connects between the chain and mempool reads
-        return (chain.height, chain.address_coins(addr), list(mempool.entries.values()),
-                dict(mempool.spenders))
+        coins = chain.address_coins(addr)
+        pending = mempool.touching(addr)
+        outpoints = [op for op, _ in coins] + [OutPoint(tx.txid, n) for _, tx, _ in pending
+                                               for n in range(len(tx.outputs))]
+        return chain.height, coins, pending, {op: mempool.spender(op) for op in outpoints}
 
-    tip_height, coins, entries, spenders = await node.in_chain(read)
+    tip_height, coins, pending, spenders = await node.in_chain(read)
     utxos = []
     unconfirmed = 0
-    for e in sorted(entries, key=lambda e: e.time, reverse=True):
-        for coin in e.spent:
-            if coin is not None and coin.addr_hash == addr:
+    for _, tx, spent in pending:
+        for coin in spent:
+            if coin.addr_hash == addr:
                 unconfirmed -= coin.amount
-        for n, out in enumerate(e.tx.outputs):
+        for n, out in enumerate(tx.outputs):
             if out.addr_hash == addr:
                 unconfirmed += out.amount
-                spender = spenders.get(OutPoint(e.tx.txid, n))
-                utxos.append({"txid": e.tx.txid.hex(), "index": n, "amount": out.amount,
+                spender = spenders.get(OutPoint(tx.txid, n))
+                utxos.append({"txid": tx.txid.hex(), "index": n, "amount": out.amount,
                               "height": None, "confirmations": 0, "coinbase": False, "mature": True,
                               "spent_by": spender.hex() if spender else None})
     confirmed = immature = 0
@@ -387,12 +391,9 @@ async def get_address_history(request: web.Request) -> web.Response:
     before = query_int(request, "before", None, 0, 2**63)
     txs = []
     if before is None:
-        entries = await node.in_chain(lambda: list(node.mempool.entries.values()))
-        for e in sorted(entries, key=lambda e: e.time, reverse=True):
-            if (any(o.addr_hash == addr for o in e.tx.outputs)
-                    or any(c is not None and c.addr_hash == addr for c in e.spent)):
-                txs.append({"txid": e.tx.txid.hex(), "height": None, "position": None,
-                            "confirmations": 0, "block_hash": None})
+        for _, tx, _ in await node.in_chain(node.mempool.touching, addr):
+            txs.append({"txid": tx.txid.hex(), "height": None, "position": None,
+                        "confirmations": 0, "block_hash": None})
     chain = node.chain
     items, next_before = chain.address_history_page(addr, limit, before)
     active = chain.chain
@@ -417,9 +418,9 @@ async def get_mempool(request: web.Request) -> web.Response:
     entries = await node.in_chain(lambda: list(mempool.entries.values()))
     return web.json_response({
         "count": len(entries), "bytes": sum(e.size for e in entries),
-        "min_fee_rate": mempool.min_fee_rate, "max_bytes": mempool.max_bytes,
+        "usage": mempool.usage, "max_usage": mempool.max_usage, "min_fee_rate": mempool.min_fee_rate,
         "fee_histogram": await node.in_chain(mempool.fee_rate_histogram),
-        "txids": [e.tx.txid.hex() for e in sorted(entries, key=lambda e: e.time)],
+        "txids": [e.txid.hex() for e in sorted(entries, key=lambda e: e.time)],
     })
 
 

@@ -26,6 +26,7 @@ from network import NetConfig
 
 from .crypto import decode_address
 from .errors import AddressError
+from .mempool import MAX_MEMPOOL_USAGE
 from .node import Node, NodeConfig
 from .params import NETWORKS, get_params
 from .store import StoreError
@@ -43,6 +44,9 @@ class StartupError(Exception):
     """A clear reason the node cannot start; printed without a traceback."""
 
 
+MIN_MAXMEMPOOL = 5   # MB: the least --maxmempool accepted (Bitcoin: 5 MB)
+
+
 @dataclass(frozen=True)
 class Settings:
     network: str
@@ -54,6 +58,7 @@ class Settings:
     mine: bool
     miner_address: str | None
     miner_threads: int
+    maxmempool: int          # MB of memory the mempool may use
     log_level: str
     log_json: bool
 
@@ -79,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mine", action="store_true", default=None, help="mine from the start")
     p.add_argument("--miner-address", help="address the miner pays to")
     p.add_argument("--miner-threads", type=int, help="miner processes (default: one per core)")
+    p.add_argument("--maxmempool", type=int, metavar="MB",
+                   help=f"memory the mempool may use, in MB (default {MAX_MEMPOOL_USAGE // 1_000_000})")
     p.add_argument("--config", help="TOML file with the same keys as the flags")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
     p.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
@@ -86,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 KEYS = ("network", "datadir", "listen", "api", "peer", "discover", "mine", "miner_address",
-        "miner_threads", "log_level", "log_json")
+        "miner_threads", "maxmempool", "log_level", "log_json")
 
 
 def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> Settings:
@@ -149,6 +156,12 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         raise StartupError("--miner-threads must be an integer") from None
     if miner_threads < 0:
         raise StartupError("--miner-threads must not be negative")
+    try:
+        maxmempool = int(merged.get("maxmempool", MAX_MEMPOOL_USAGE // 1_000_000))
+    except ValueError:
+        raise StartupError("--maxmempool must be an integer (MB)") from None
+    if maxmempool < MIN_MAXMEMPOOL:
+        raise StartupError(f"--maxmempool must be at least {MIN_MAXMEMPOOL} MB")
     level = str(merged.get("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise StartupError(f"bad --log-level {level!r}")
@@ -158,7 +171,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         api=hostport("api", ("127.0.0.1", params.api_port)),
         peers=tuple(parse_hostport(p, "peer") for p in peers),
         discover=_boolean(merged.get("discover", True)),
-        mine=mine, miner_address=miner_address, miner_threads=miner_threads,
+        mine=mine, miner_address=miner_address, miner_threads=miner_threads, maxmempool=maxmempool,
         log_level=level, log_json=_boolean(merged.get("log_json", False)),
     )
 
@@ -236,7 +249,8 @@ async def run(settings: Settings) -> int:
         try:
             node = Node(NodeConfig(params=params, datadir=settings.datadir, net=net,
                                    peers=settings.peers, mine=settings.mine, miner_address=miner_addr,
-                                   miner_threads=settings.miner_threads))
+                                   miner_threads=settings.miner_threads,
+                                   max_mempool=settings.maxmempool * 1_000_000))
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:

@@ -4,8 +4,10 @@ A transaction enters only if it is valid against the UTXO set plus the pool
 (unconfirmed parents allowed), pays at least the minimum fee rate and spends
 nothing another pool transaction spends, unless it replaces those
 transactions with a strictly higher fee rate and a higher total fee
-(replace-by-fee).  The pool is capped in bytes: the lowest fee rates are
-evicted first, with their descendants.  Entries expire after a time.
+(replace-by-fee).  The pool is capped by its estimated memory use (as
+Bitcoin Core's ``-maxmempool``): the lowest fee rates are evicted first, with
+their descendants.  Entries expire after a time.  Entries are compact (see
+``mempool_entry``).
 
 Fee rates are in base units per byte of the transaction's encoding.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from . import rules
@@ -21,50 +22,34 @@ from .block import Block
 from .chainstate import ChainState
 from .errors import (MempoolConflictError, MissingInputsError, ObolError, PolicyError,
                      TxValidationError)
+from .mempool_entry import MempoolEntry, outpoint_key
 from .sigcheck import SignatureVerifier
 from .tx import Coin, OutPoint, Transaction
 
 log = logging.getLogger("obol.mempool")
 
 MIN_FEE_RATE = 1                   # base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
-MAX_MEMPOOL_BYTES = 32_000_000     # bytes of transactions kept (Bitcoin: maxmempool)
+MAX_MEMPOOL_USAGE = 32_000_000     # bytes of memory the pool may use (Bitcoin: maxmempool, 300 MB)
 MEMPOOL_EXPIRY = 14 * 24 * 3600    # seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
-
-
-@dataclass(slots=True, eq=False)
-class MempoolEntry:
-    tx: Transaction                  # the transaction
-    fee: int                         # base units: inputs minus outputs
-    spent: list[Coin]                # the coins its inputs spend, in input order
-    time: float                      # unix seconds when it entered
-    parents: set[bytes] = field(default_factory=set)   # txids of pool transactions it spends
-    children: set[bytes] = field(default_factory=set)  # txids of pool transactions spending it
-
-    @property
-    def size(self) -> int:
-        return self.tx.size
-
-    @property
-    def fee_rate(self) -> float:
-        return self.fee / self.tx.size
 
 
 class Mempool:
     """Unconfirmed transactions, checked against a ``ChainState``."""
 
     def __init__(self, chain: ChainState, verifier: SignatureVerifier | None = None,
-                 min_fee_rate: int = MIN_FEE_RATE, max_bytes: int = MAX_MEMPOOL_BYTES,
+                 min_fee_rate: int = MIN_FEE_RATE, max_usage: int = MAX_MEMPOOL_USAGE,
                  expiry: int = MEMPOOL_EXPIRY, clock: Callable[[], float] = time.time) -> None:
         self.chain = chain
         self.params = chain.params
         self.verifier = verifier or chain.verifier
         self.min_fee_rate = min_fee_rate
-        self.max_bytes = max_bytes
+        self.max_usage = max_usage
         self.expiry = expiry
         self.clock = clock
         self.entries: dict[bytes, MempoolEntry] = {}
-        self.spenders: dict[OutPoint, bytes] = {}   # outpoint -> txid of the pool tx spending it
-        self.bytes = 0
+        self.spenders: dict[bytes, bytes] = {}   # outpoint_key -> txid of the pool tx spending it
+        self.bytes = 0                           # sum of the entries' encoded sizes
+        self.usage = 0                           # estimated heap bytes of the entries (the cap's measure)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -74,6 +59,10 @@ class Mempool:
 
     def get(self, txid: bytes) -> MempoolEntry | None:
         return self.entries.get(txid)
+
+    def spender(self, outpoint: OutPoint) -> bytes | None:
+        """The txid of the pool transaction spending ``outpoint``, if any."""
+        return self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
 
     # --- acceptance --------------------------------------------------------------------
 
@@ -85,7 +74,7 @@ class Mempool:
             return entry
         for txid in replaced:
             self._remove(txid)
-        self._add(entry)
+        self._add(entry, tx)
         if replaced:
             log.info("tx %s replaced %d transaction(s)", tx.txid.hex()[:16], len(replaced))
         self._trim()
@@ -112,7 +101,7 @@ class Mempool:
             except ObolError as exc:
                 outcomes.append(exc)
                 continue
-            self._add(entry)
+            self._add(entry, tx)
             pending.append((len(outcomes), entry, checks))
             outcomes.append(entry)
         try:
@@ -120,17 +109,17 @@ class Mempool:
         except TxValidationError:
             orphaned: set[bytes] = set()   # children of a transaction whose signature failed
             for i, entry, checks in pending:
-                if entry.tx.txid in orphaned:
+                if entry.txid in orphaned:
                     outcomes[i] = MissingInputsError(message="spends a transaction refused in the same batch")
                     continue
                 try:
                     self.verifier.verify(checks)
                 except TxValidationError as exc:
                     outcomes[i] = exc
-                    orphaned.update(tx.txid for tx in self.remove_with_descendants([entry.tx.txid]))
+                    orphaned.update(tx.txid for tx in self.remove_with_descendants([entry.txid]))
         self._trim()
         for i, entry, _ in pending:
-            if outcomes[i] is entry and entry.tx.txid not in self.entries:
+            if outcomes[i] is entry and entry.txid not in self.entries:
                 outcomes[i] = PolicyError("mempool-full", "fee rate too low to enter the full mempool")
         return outcomes
 
@@ -153,14 +142,13 @@ class Mempool:
         outpoints = [txin.outpoint for txin in tx.inputs]
         chain_coins = self.chain.get_coins(outpoints)
         for outpoint, chain_coin in zip(outpoints, chain_coins):
-            spender = self.spenders.get(outpoint)
+            spender = self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
             if spender is not None:
                 conflicts.add(spender)
             parent = self.entries.get(outpoint.txid)
             if parent is not None:
                 parents.add(outpoint.txid)
-                out = parent.tx.outputs[outpoint.index] if outpoint.index < len(parent.tx.outputs) else None
-                coins.append(Coin(out.amount, out.addr_hash, next_height, False) if out else None)
+                coins.append(self._pool_coin(parent, outpoint.index, next_height))
             else:
                 coins.append(chain_coin)
         fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
@@ -168,7 +156,13 @@ class Mempool:
             raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
         checks = rules.signature_checks(tx, coins, self.params.network_id)
-        return MempoolEntry(tx, fee, coins, self.clock(), parents), checks, replaced
+        return MempoolEntry.create(tx, fee, coins, self.clock(), parents), checks, replaced
+
+    @staticmethod
+    def _pool_coin(parent: MempoolEntry, index: int, next_height: int) -> Coin | None:
+        """Output ``index`` of a pool transaction as the coin a child spends (None if absent)."""
+        out = parent.output(index)
+        return Coin(out.amount, out.addr_hash, next_height, False) if out is not None else None
 
     def _check_replacement(self, tx: Transaction, fee: int, conflicts: set[bytes],
                            parents: set[bytes]) -> set[bytes]:
@@ -185,30 +179,52 @@ class Mempool:
             raise MempoolConflictError(message="replacement does not pay for the fees it replaces")
         return replaced
 
-    def _add(self, entry: MempoolEntry) -> None:
-        txid = entry.tx.txid
+    def _add(self, entry: MempoolEntry, tx: Transaction) -> None:
+        txid = entry.txid
         self.entries[txid] = entry
-        for txin in entry.tx.inputs:
-            self.spenders[txin.outpoint] = txid
+        for txin in tx.inputs:
+            self.spenders[outpoint_key(txin.prev_txid, txin.prev_index)] = txid
         for parent in entry.parents:
-            self.entries[parent].children.add(txid)
+            self._link(self.entries[parent], "child_set", txid, add=True)
         self.bytes += entry.size
+        self.usage += entry.usage()
 
-    def _remove(self, txid: bytes) -> MempoolEntry | None:
-        entry = self.entries.pop(txid, None)
+    def _remove(self, txid: bytes, tx: Transaction | None = None) -> MempoolEntry | None:
+        """Take ``txid`` out of the pool; ``tx`` (its decoding) spares decoding it again."""
+        entry = self.entries.get(txid)
         if entry is None:
             return None
-        for txin in entry.tx.inputs:
-            if self.spenders.get(txin.outpoint) == txid:
-                del self.spenders[txin.outpoint]
+        self.usage -= entry.usage()
+        del self.entries[txid]
+        keys = (entry.input_keys() if tx is None
+                else [outpoint_key(i.prev_txid, i.prev_index) for i in tx.inputs])
+        for key in keys:
+            if self.spenders.get(key) == txid:
+                del self.spenders[key]
         for parent in entry.parents:
             if parent in self.entries:
-                self.entries[parent].children.discard(txid)
+                self._link(self.entries[parent], "child_set", txid, add=False)
         for child in entry.children:
             if child in self.entries:
-                self.entries[child].parents.discard(txid)
+                self._link(self.entries[child], "parent_set", txid, add=False)
         self.bytes -= entry.size
         return entry
+
+    def _link(self, entry: MempoolEntry, which: str, txid: bytes, add: bool) -> None:
+        """Add ``txid`` to (or drop it from) ``entry``'s parent or child set, keeping the
+        pool's usage right; an empty set is dropped (most entries have none)."""
+        self.usage -= entry.usage()
+        members = getattr(entry, which)
+        if add:
+            if members is None:
+                members = set()
+                setattr(entry, which, members)
+            members.add(txid)
+        elif members is not None:
+            members.discard(txid)
+            if not members:
+                setattr(entry, which, None)
+        self.usage += entry.usage()
 
     def _with_descendants(self, txids: Iterable[bytes]) -> set[bytes]:
         result: set[bytes] = set()
@@ -230,10 +246,10 @@ class Mempool:
         return removed
 
     def _trim(self) -> None:
-        """Evict the lowest fee rates (with their descendants) until under ``max_bytes``."""
-        while self.bytes > self.max_bytes and self.entries:
+        """Evict the lowest fee rates (with their descendants) until under ``max_usage``."""
+        while self.usage > self.max_usage and self.entries:
             worst = min(self.entries.values(), key=lambda e: e.fee_rate)
-            removed = self.remove_with_descendants([worst.tx.txid])
+            removed = self.remove_with_descendants([worst.txid])
             log.info("mempool full: evicted %d tx(s) at fee rate %.2f", len(removed), worst.fee_rate)
 
     def expire(self) -> list[Transaction]:
@@ -247,10 +263,10 @@ class Mempool:
         """Remove the block's transactions and every pool transaction that now conflicts."""
         conflicts = []
         for tx in block.txs:
-            entry = self._remove(tx.txid)
+            entry = self._remove(tx.txid, tx)
             if entry is None and not tx.is_coinbase:
                 for txin in tx.inputs:
-                    spender = self.spenders.get(txin.outpoint)
+                    spender = self.spenders.get(outpoint_key(txin.prev_txid, txin.prev_index))
                     if spender is not None:
                         conflicts.append(spender)
         if conflicts:
@@ -269,8 +285,8 @@ class Mempool:
         returning = [tx for block in reversed(disconnected) for tx in block.txs[1:]]
         self.entries.clear()
         self.spenders.clear()
-        self.bytes = 0
-        arrived = {e.tx.txid: e.time for e in previous}
+        self.bytes = self.usage = 0
+        arrived = {e.txid: e.time for e in previous}
         dropped = 0
         for tx in returning + [e.tx for e in previous]:
             try:
@@ -291,7 +307,7 @@ class Mempool:
         used = 0
         fees = 0
         for entry in sorted(self.entries.values(), key=lambda e: e.fee_rate, reverse=True):
-            if entry.tx.txid in included:
+            if entry.txid in included:
                 continue
             package = self._ancestors_first(entry, included)
             size = sum(e.size for e in package)
@@ -299,7 +315,7 @@ class Mempool:
                 continue
             for e in package:
                 chosen.append(e.tx)
-                included.add(e.tx.txid)
+                included.add(e.txid)
                 fees += e.fee
             used += size
         return chosen, fees
@@ -310,7 +326,7 @@ class Mempool:
         Iterative (a post-order walk with an explicit stack): a chain of thousands of
         unconfirmed transactions must not exhaust Python's recursion limit."""
         order: list[MempoolEntry] = []
-        seen: set[bytes] = {entry.tx.txid}
+        seen: set[bytes] = {entry.txid}
         stack: list[tuple[MempoolEntry, list[bytes]]] = [(entry, sorted(entry.parents))]
         while stack:
             current, parents = stack[-1]
@@ -324,6 +340,19 @@ class Mempool:
                 order.append(current)
                 stack.pop()
         return order
+
+    # --- views ---------------------------------------------------------------------------
+
+    def touching(self, addr_hash: bytes) -> list[tuple[MempoolEntry, Transaction, list[Coin]]]:
+        """Pool transactions paying or spending from ``addr_hash``, newest first, decoded
+        with the coins they spend (a byte search picks the few worth decoding)."""
+        found = []
+        for entry in sorted((e for e in self.entries.values() if e.may_touch(addr_hash)),
+                            key=lambda e: e.time, reverse=True):
+            tx, spent = entry.tx, entry.spent
+            if any(o.addr_hash == addr_hash for o in tx.outputs) or any(c.addr_hash == addr_hash for c in spent):
+                found.append((entry, tx, spent))
+        return found
 
     # --- statistics ----------------------------------------------------------------------
 

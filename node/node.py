@@ -23,7 +23,7 @@ from .batcher import Batcher
 from .block import Block
 from .chainstate import AcceptResult, BatchResult, ChainState
 from .events import EventHub
-from .mempool import Mempool
+from .mempool import MAX_MEMPOOL_USAGE, Mempool
 from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
                        MSG_NOTFOUND, MSG_TX)
 from .miner import Miner, create_block_template, mine_blocks
@@ -53,6 +53,7 @@ class NodeConfig:
     miner_threads: int = 0                      # miner processes; 0 = one per core
     sig_threads: int = 0                        # signature-check threads; 0 = one per core
     stall_timeout: float = 10.0                 # seconds before a block download is re-requested
+    max_mempool: int = MAX_MEMPOOL_USAGE        # bytes of memory the mempool may use
 
 
 class Node:
@@ -61,7 +62,7 @@ class Node:
         self.params = config.params
         self.verifier = SignatureVerifier(config.sig_threads or None)
         self.chain = ChainState(config.datadir, self.params, self.verifier)
-        self.mempool = Mempool(self.chain, self.verifier)
+        self.mempool = Mempool(self.chain, self.verifier, max_usage=config.max_mempool)
         self.events = EventHub()
         self._chain_thread = ThreadPoolExecutor(1, thread_name_prefix="chain")
         self.peers = PeerManager(magic=self.params.magic, genesis_hash=self.params.genesis_hash,
@@ -247,9 +248,9 @@ class Node:
         accepted = [o for o in outcomes if not isinstance(o, BaseException)]
         self.txs_validated += len(accepted)
         if accepted:
-            self.miner.notify()
+            self.miner.notify(tip=False)   # a new template only once the current one is MIN_TEMPLATE_AGE old
         for entry in accepted:
-            self.events.publish({"type": "tx", "txid": entry.tx.txid.hex(), "fee": entry.fee,
+            self.events.publish({"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee,
                                  "size": entry.size})
         return outcomes
 

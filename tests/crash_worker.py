@@ -41,7 +41,7 @@ def fill_pool(chain, pool, key, rng) -> None:
     params = chain.params
     next_height = chain.height + 1
     coins = [(op, coin) for op, coin in chain.address_coins(key.address_hash)
-             if op not in pool.spenders
+             if pool.spender(op) is None
              and (not coin.coinbase or next_height - coin.height >= params.coinbase_maturity)]
     rng.shuffle(coins)
     fresh = []   # outputs of new pool txs, to chain some spends

@@ -74,7 +74,7 @@ def test_status(api):
     assert s["genesis"] == REGTEST.genesis_hash.hex()
     assert re.fullmatch(r"[0-9a-f]{64}", s["work"]) and int(s["work"], 16) > 0
     assert s["difficulty"] == 1.0
-    assert s["mempool"] == {"count": 0, "bytes": 0} and s["syncing"] is False
+    assert s["mempool"] == {"count": 0, "bytes": 0, "usage": 0} and s["syncing"] is False
     assert s["miner"]["enabled"] is False and s["miner"]["hashrate"] == 0
     assert s["best_header_height"] == s["height"]
 
@@ -236,8 +236,7 @@ def test_mempool_and_fees_empty(api):
 
 def test_fee_estimates_algorithm():
     def entry(rate: int, size: int) -> MempoolEntry:
-        tx = Transaction(1, (), (), 0, b"\x00" * size, b"")
-        return MempoolEntry(tx, rate * size, [], 0.0)
+        return MempoolEntry(b"\x00" * size, b"", rate * size, b"", 0.0)
     block = 1_000_000
     entries = ([entry(50, block // 2)] * 2 + [entry(20, block // 4)] * 4
                + [entry(5, block // 2)] * 2 + [entry(3, block)])
@@ -376,7 +375,9 @@ async def test_full_flow(daemon, api, key):
             # in the mempool
             mp = api.ok("GET", "mempool")
             assert mp["txids"] == [tx.txid.hex()] and mp["count"] == 1 and mp["bytes"] == tx.size
-            assert api.ok("GET", "status")["mempool"] == {"count": 1, "bytes": tx.size}
+            assert api.ok("GET", "status")["mempool"] == {"count": 1, "bytes": tx.size,
+                                                          "usage": mp["usage"]}
+            assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 32_000_000
             assert api.ok("GET", "fees")["1"] == 1
             view = api.ok("GET", f"tx/{tx.txid.hex()}")
             assert view["in_mempool"] is True and view["confirmations"] == 0 and view["block_hash"] is None

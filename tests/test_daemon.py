@@ -151,9 +151,11 @@ def test_load_settings_precedence(tmp_path):
                       env={"OBOL_MINER_THREADS": "2"})
     assert (s.miner_threads, s.network, s.api) == (1, "regtest", ("127.0.0.1", REGTEST.api_port))
     for env in ({"OBOL_MINER_THREADS": "many"}, {"OBOL_NETWORK": "moon"}, {"OBOL_API": "nowhere"},
-                {"OBOL_LOG_LEVEL": "loud"}):
+                {"OBOL_LOG_LEVEL": "loud"}, {"OBOL_MAXMEMPOOL": "big"}, {"OBOL_MAXMEMPOOL": "4"}):
         with pytest.raises(StartupError):
             load_settings([], env=env)
+    assert load_settings([], env={}).maxmempool == 32
+    assert load_settings(["--maxmempool", "50"], env={"OBOL_MAXMEMPOOL": "40"}).maxmempool == 50
 
 
 # --- stopping under load ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from chaincheck import build_block, coinbase_outpoint, extend, open_chain
 from chainutil import Wallet, make_params, spend
 from node.errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
 from node.mempool import Mempool
+from node.mempool_entry import outpoint_key
 from node.tx import OutPoint, Transaction, TxIn, TxOut, make_coinbase
 
 
@@ -46,16 +47,24 @@ def pay(chain, wallet, inputs, fee, to=None, parts=1):
     return spend(chain, inputs, wallet.key, [TxOut(a, to) for a in amounts])
 
 
+def key(outpoint):
+    return outpoint_key(outpoint.txid, outpoint.index)
+
+
 def out(tx, n=0):
     return OutPoint(tx.txid, n), tx.outputs[n]
 
 
 def assert_pool_consistent(pool):
-    """spenders, bytes and parent/child links agree with the entries."""
-    spenders = {txin.outpoint: txid for txid, e in pool.entries.items() for txin in e.tx.inputs}
+    """spenders, bytes, usage and parent/child links agree with the entries."""
+    spenders = {outpoint_key(i.prev_txid, i.prev_index): txid
+                for txid, e in pool.entries.items() for i in e.tx.inputs}
     assert pool.spenders == spenders
     assert pool.bytes == sum(e.size for e in pool.entries.values())
+    assert pool.usage == sum(e.usage() for e in pool.entries.values())
     for txid, e in pool.entries.items():
+        assert e.txid == txid == e.tx.txid
+        assert (e.parent_set is None or e.parent_set) and (e.child_set is None or e.child_set)
         assert e.parents == {i.prev_txid for i in e.tx.inputs if i.prev_txid in pool.entries}
         for parent in e.parents:
             assert txid in pool.entries[parent].children
@@ -72,7 +81,8 @@ def test_accepts_valid_spend(setup):
     assert entry.fee == 1500 and entry.tx == tx and entry.parents == set()
     assert entry.fee_rate == 1500 / tx.size
     assert tx.txid in pool and len(pool) == 1 and pool.get(tx.txid) is entry
-    assert pool.spenders == {coins[0][0]: tx.txid}
+    assert pool.spenders == {key(coins[0][0]): tx.txid}
+    assert pool.spender(coins[0][0]) == tx.txid and entry.spent == [chain.get_coin(coins[0][0])]
     assert pool.bytes == tx.size
     assert chain.get_coin(coins[0][0]) is not None          # the chain is untouched
     assert_pool_consistent(pool)
@@ -90,7 +100,7 @@ def test_double_spend_without_higher_fee_rate_conflicts(setup, second_fee):
     with pytest.raises(MempoolConflictError) as exc:
         pool.accept(second)
     assert exc.value.code == "txn-mempool-conflict"
-    assert set(pool.entries) == {first.txid} and pool.spenders[coins[0][0]] == first.txid
+    assert set(pool.entries) == {first.txid} and pool.spender(coins[0][0]) == first.txid
     assert_pool_consistent(pool)
 
 
@@ -107,8 +117,8 @@ def test_replace_by_fee_replaces_and_evicts_descendants(setup):
     replacement = pay(chain, wallet, [coins[0]], 10_000, to=b"\x62" * 20)
     pool.accept(replacement)
     assert set(pool.entries) == {replacement.txid, other.txid}
-    assert pool.spenders[coins[0][0]] == replacement.txid
-    assert OutPoint(original.txid, 0) not in pool.spenders
+    assert pool.spender(coins[0][0]) == replacement.txid
+    assert pool.spender(OutPoint(original.txid, 0)) is None
     assert_pool_consistent(pool)
     # the evicted child can no longer enter: its parent is gone
     with pytest.raises(MissingInputsError):
@@ -306,10 +316,11 @@ def test_block_connected_removes_mined_and_conflicting(setup):
 
 
 def test_size_cap_evicts_lowest_fee_rate(setup):
-    """Over max_bytes the lowest fee rate (with descendants) goes; a tx too cheap to stay is refused."""
+    """Over max_usage the lowest fee rate (with descendants) goes; a tx too cheap to stay is refused."""
     chain, wallet, coins = setup
-    probe = pay(chain, wallet, [coins[0]], 1000)
-    pool = Mempool(chain, max_bytes=3 * probe.size + probe.size // 2)
+    probe = Mempool(chain).accept(pay(chain, wallet, [coins[0]], 1000), test_only=True).usage()
+    # three entries and two link sets fit, four do not
+    pool = Mempool(chain, max_usage=3 * probe + 500 + probe // 4)
     low = pay(chain, wallet, [coins[0]], 1_000)
     low_child = pay(chain, wallet, [out(low)], 90_000)
     mid = pay(chain, wallet, [coins[1]], 5_000)
@@ -319,14 +330,14 @@ def test_size_cap_evicts_lowest_fee_rate(setup):
     pool.accept(high)
     # low has the lowest rate: it goes, and its (richer) child with it
     assert set(pool.entries) == {mid.txid, high.txid}
-    assert pool.bytes <= pool.max_bytes
+    assert pool.usage <= pool.max_usage
     assert_pool_consistent(pool)
     pool.accept(pay(chain, wallet, [coins[3]], 20_000))
     cheapest = pay(chain, wallet, [coins[4]], 2_000)
     with pytest.raises(PolicyError) as exc:
         pool.accept(cheapest)
     assert exc.value.code == "mempool-full"
-    assert cheapest.txid not in pool and pool.bytes <= pool.max_bytes
+    assert cheapest.txid not in pool and pool.usage <= pool.max_usage
     assert mid.txid in pool
     assert_pool_consistent(pool)
 
@@ -448,3 +459,53 @@ def test_template_with_a_long_unconfirmed_chain(setup):
     selected, fees = pool.select_for_block(1_000_000)
     assert selected == txs and fees == 1000 * 1_199 + 100_000
     assert_pool_consistent(pool)
+
+
+def test_usage_estimate_matches_the_heap(setup):
+    """The cap's measure (``usage``) tracks the heap the pool really holds (tracemalloc),
+    for lone transactions and for parent/child chains, within a margin on the safe side."""
+    import gc
+    import tracemalloc
+    chain, wallet, coins = setup
+    n = 300
+    fan = pay(chain, wallet, coins[:1], 100_000, parts=n)
+    assert chain.accept_block(build_block(chain, chain.tip, b"\x61" * 20, [fan])).status == "connected"
+    lone = [pay(chain, wallet, [out(fan, i)], 1_000, parts=2) for i in range(n)]
+    kids = [pay(chain, wallet, [out(p)], 1_000, parts=2) for p in lone]
+    for txs in (lone, lone + kids):
+        raws = [tx.raw for tx in txs]
+        pool = Mempool(chain)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            decoded = [Transaction.from_bytes(bytes(bytearray(raw))) for raw in raws]   # fresh bytes, as off the wire
+            outcomes = pool.accept_many(decoded)
+            del decoded, outcomes
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert len(pool) == len(txs)
+        assert_pool_consistent(pool)
+        assert held <= pool.usage <= 1.3 * held, (held, pool.usage)
+        assert pool.usage < 6 * pool.bytes          # compact: a few times the encoded size (was 11)
+
+
+def test_touching_finds_payments_and_spends_of_an_address(setup):
+    """``touching`` returns the pool transactions paying or spending from an address, newest
+    first, with the coins they spend; others are left out."""
+    chain, wallet, coins = setup
+    clock = Clock()
+    pool = Mempool(chain, clock=clock)
+    other = b"\x42" * 20
+    paying = pay(chain, wallet, [coins[0]], 1_000, to=other)
+    pool.accept(paying)
+    clock.now += 1
+    unrelated = pay(chain, wallet, [coins[1]], 1_000, to=b"\x43" * 20)
+    pool.accept(unrelated)
+    assert [tx for _, tx, _ in pool.touching(other)] == [paying]
+    found = pool.touching(wallet.addr)                     # the wallet spent in both
+    assert [tx for _, tx, _ in found] == [unrelated, paying]
+    assert found[1][2] == [chain.get_coin(coins[0][0])]
+    assert pool.touching(b"\x44" * 20) == []

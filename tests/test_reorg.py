@@ -230,7 +230,7 @@ def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
         assert set(pool.entries) == {t_a.txid, t_child.txid, t_pool.txid}
         assert pool.get(t_child.txid).parents == {t_a.txid}
         assert pool.get(t_a.txid).children == {t_child.txid}
-        assert pool.spenders[cb[0][0]] == t_a.txid and cb[2][0] not in pool.spenders
+        assert pool.spender(cb[0][0]) == t_a.txid and pool.spender(cb[2][0]) is None
         assert pool.bytes == t_a.size + t_child.size + t_pool.size
         assert_matches_replay(z, tmp_path / "replay")
         # the returned transactions can be mined on the new branch
