@@ -38,7 +38,8 @@ class Mempool:
 
     def __init__(self, chain: ChainState, verifier: SignatureVerifier | None = None,
                  min_fee_rate: int = MIN_FEE_RATE, max_usage: int = MAX_MEMPOOL_USAGE,
-                 expiry: int = MEMPOOL_EXPIRY, clock: Callable[[], float] = time.time) -> None:
+                 expiry: int = MEMPOOL_EXPIRY, clock: Callable[[], float] = time.time,
+                 after_read: Callable[[], object] | None = None) -> None:
         self.chain = chain
         self.params = chain.params
         self.verifier = verifier or chain.verifier
@@ -46,6 +47,7 @@ class Mempool:
         self.max_usage = max_usage
         self.expiry = expiry
         self.clock = clock
+        self.after_read = after_read or (lambda: None)   # called after each tx's UTXO reads
         self.entries: dict[bytes, MempoolEntry] = {}
         self.spenders: dict[bytes, bytes] = {}   # outpoint_key -> txid of the pool tx spending it
         self.bytes = 0                           # sum of the entries' encoded sizes
@@ -134,13 +136,12 @@ class Mempool:
         tip = self.chain.tip
         next_height = tip.height + 1
         rules.check_tx_final(tx, next_height, self.chain.median_time_past(tip))
-        if self.chain.get_tx_location(tx.txid) is not None:
-            raise PolicyError("txn-already-known", "transaction already confirmed")
         conflicts: set[bytes] = set()
         parents: set[bytes] = set()
         coins: list[Coin | None] = []
         outpoints = [txin.outpoint for txin in tx.inputs]
         chain_coins = self.chain.get_coins(outpoints)
+        self.after_read()
         for outpoint, chain_coin in zip(outpoints, chain_coins):
             spender = self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
             if spender is not None:
@@ -151,6 +152,10 @@ class Mempool:
                 coins.append(self._pool_coin(parent, outpoint.index, next_height))
             else:
                 coins.append(chain_coin)
+        # A confirmed transaction's inputs are spent (by itself): only then is the
+        # transaction index worth a look, off the path of every new transaction.
+        if None in coins and self.chain.get_tx_location(tx.txid) is not None:
+            raise PolicyError("txn-already-known", "transaction already confirmed")
         fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
         if fee < self.min_fee_rate * tx.size:
             raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")

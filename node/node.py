@@ -23,6 +23,7 @@ from .batcher import Batcher
 from .block import Block
 from .chainstate import AcceptResult, BatchResult, ChainState
 from .events import EventHub
+from .mapbudget import MapBudget
 from .mempool import MAX_MEMPOOL_USAGE, Mempool
 from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
                        MSG_NOTFOUND, MSG_TX)
@@ -62,7 +63,9 @@ class Node:
         self.params = config.params
         self.verifier = SignatureVerifier(config.sig_threads or None)
         self.chain = ChainState(config.datadir, self.params, self.verifier)
-        self.mempool = Mempool(self.chain, self.verifier, max_usage=config.max_mempool)
+        self.map_budget = MapBudget(config.datadir / "chain.lmdb" / "data.mdb")
+        self.mempool = Mempool(self.chain, self.verifier, max_usage=config.max_mempool,
+                               after_read=self.map_budget.check)
         self.events = EventHub()
         self._chain_thread = ThreadPoolExecutor(1, thread_name_prefix="chain")
         self.peers = PeerManager(magic=self.params.magic, genesis_hash=self.params.genesis_hash,
@@ -136,7 +139,14 @@ class Node:
 
     async def in_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the chain thread (the only one that changes chain state or mempool)."""
-        return await asyncio.get_running_loop().run_in_executor(self._chain_thread, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._chain_thread, self._chain_call,
+                                                                fn, *args)
+
+    def _chain_call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        finally:
+            self.map_budget.check()   # chain work reads the LMDB map: keep its resident pages bounded
 
     def frame(self, payload: bytes) -> bytes:
         return encode_frame(self.params.magic, payload)

@@ -70,14 +70,14 @@ class Sizes:
     miner_repeats: int = 4
     reorg_depths: tuple[int, ...] = (7, 10, 100)
     reorg_block_txs: int = 50         # transactions per block on both branches
-    fill_bytes: int = 32_000_000      # mempool fill for the memory figure: the node's max_bytes
+    fill_mb: int = 0                  # memory node's --maxmempool in MB (0: the node's default)
     fill_jobs: int = 8                # independent parent/child lists, one P2P peer each
     idle_seconds: float = 5.0
 
 
 QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, p2p_txs=1_000, api_txs=1_000, mempool_repeats=1,
               chain_height=200, chain_txs=2_000, empty_blocks=300, propagation_blocks=5,
-              miner_seconds=1.0, miner_repeats=1, reorg_block_txs=5, fill_bytes=400_000,
+              miner_seconds=1.0, miner_repeats=1, reorg_block_txs=5, fill_mb=5,
               fill_jobs=2, idle_seconds=1.0)
 
 

@@ -37,6 +37,8 @@ FAN_OUT = 2_000                  # outputs of one funding transaction (~64 KB)
 FAN_FEE = 1_000_000              # its fee (~15 base units per byte)
 ACCEPT_BATCH = 128               # blocks per accept_blocks call when building (the node's MAX_BLOCK_BATCH)
 FILL_WINDOW = 5_000              # mempool fill: transactions sent but not yet in the mempool
+FILL_TX_USAGE = 600              # bytes: mempool usage per fill tx, on the low side (~690 measured)
+FILL_TO = 0.99                   # the mempool counts as full at this share of its cap
 
 
 def _p90(xs: list[float]) -> float:
@@ -505,50 +507,66 @@ async def bench_memory(b: "Bench") -> None:
 
     info = await ensure_chain(b)
     coins = bc.spendable(info["leftovers"], info["height"] + 1)
+    node = b.node("chain-source", args=("--maxmempool", str(s.fill_mb)) if s.fill_mb else ())
+    await node.start()                                       # a node on the sync chain's datadir
+    max_usage = (await node.get("mempool"))["max_usage"]
+    # enough transactions to fill the cap at a conservative FILL_TX_USAGE bytes each
+    per_job = -(-max_usage // FILL_TX_USAGE // s.fill_jobs)
     jobs = [coins[j::s.fill_jobs] for j in range(s.fill_jobs)]
-    budget = int(s.fill_bytes * 0.995) // s.fill_jobs
     lists = await asyncio.gather(*(b.in_pool(bc.sign_chained, REGTEST.network_id, info["seed"], job,
-                                             10**9, budget) for job in jobs))
+                                             per_job, 10**12) for job in jobs))
     raws = [raw for txs, _ in lists for raw in txs]          # each list: parents before children
-    fill_bytes = sum(used for _, used in lists)
     frames = [tx_frame(REGTEST, raw) for raw in raws]
-    node = await b.node("chain-source").start()              # a node on the sync chain's datadir
     utxos = (await node.get("utxoset"))["count"]
     peer = await WirePeer.connect(REGTEST, node.p2p_port)
-    sent, base = 0, await _mempool_count(node)
+    sent, base = 0, (await node.status())["mempool"]["count"]
+    full = int(max_usage * FILL_TO)
     started = time.perf_counter()
     deadline = time.monotonic() + 900
     try:
-        while sent < len(frames):
+        while True:   # send while the pool is short of full, never far ahead of what it took in
+            pool = (await node.status())["mempool"]
+            if pool["usage"] >= full or sent == len(frames):
+                break
             if peer.closed:
                 raise BenchError("the node dropped the P2P peer filling its mempool")
-            if sent - (await _mempool_count(node) - base) < FILL_WINDOW:
-                await peer.send_frames(frames[sent:sent + 1000])
-                sent = min(len(frames), sent + 1000)
+            per_tx = pool["usage"] // pool["count"] if pool["count"] > 100 else FILL_TX_USAGE
+            room = (full - pool["usage"]) // per_tx                # transactions still fitting
+            if sent - (pool["count"] - base) < min(FILL_WINDOW, room):
+                batch = max(1, min(1000, room // 2))
+                await peer.send_frames(frames[sent:sent + batch])
+                sent = min(len(frames), sent + batch)
             else:
                 await asyncio.sleep(0.02)
             if time.monotonic() > deadline:
                 raise BenchError("filling the mempool took over 15 minutes")
+        if sent == len(frames) and pool["usage"] < full:
+            raise BenchError(f"{len(frames):,} transactions did not fill the mempool "
+                             f"({pool['usage']:,} of {max_usage:,} bytes)")
 
-        async def all_in() -> bool:
-            return await _mempool_count(node) >= base + len(frames)
-        await wait_for(all_in, 300, "the mempool fill", 0.05)
-        fill_rate = len(frames) / (time.perf_counter() - started)
+        async def settled() -> bool:   # everything sent has been taken in (or evicted)
+            first = (await node.status())["mempool"]
+            await asyncio.sleep(0.25)
+            return (await node.status())["mempool"] == first
+        await wait_for(settled, 300, "the mempool fill", 0.05)
+        fill_rate = sent / (time.perf_counter() - started)
         await asyncio.sleep(1.0)
         status = await node.status()
         mem = node.memory_mb()
     finally:
         await peer.close()
         await b.stop_nodes(node)
-    mempool_mb = status["mempool"]["bytes"] / 1e6
+    pool = status["mempool"]
     b.add("rss_node_mempool_and_utxos", mem["VmHWM"], "MB", target=125.0, target_of="value", op="<=",
           note=f"VmHWM of a node restarted on the sync chain ({utxos:,} UTXOs) after its mempool "
-               f"took {status['mempool']['count']:,} txs / {mempool_mb:.1f} MB")
+               f"took {pool['count']:,} txs ({pool['bytes'] / 1e6:.1f} MB encoded), "
+               f"{pool['usage'] / 1e6:.1f} MB of its {max_usage / 1e6:.0f} MB --maxmempool")
     b.add("memory_node_rss_anon", mem["RssAnon"], "MB",
           note=f"of which heap (RssAnon) at the end; RssFile {mem['RssFile']:.0f} MB (LMDB map, code)")
     b.add("memory_node_utxos", utxos, "UTXOs")
-    b.add("memory_node_mempool_txs", status["mempool"]["count"], "txs")
-    b.add("memory_node_mempool_mb", mempool_mb, "MB", s.fill_bytes / 1e6, "mempool max (MB)",
-          note=f"{fill_bytes:,} bytes sent")
+    b.add("memory_node_mempool_txs", pool["count"], "txs")
+    b.add("memory_node_mempool_usage_mb", pool["usage"] / 1e6, "MB", max_usage / 1e6, "--maxmempool (MB)",
+          note=f"estimated memory use; {pool['bytes']:,} bytes of encodings, "
+               f"{pool['usage'] / max(1, pool['count']):.0f} bytes of usage per tx")
     b.add("mempool_fill_tx_per_s", fill_rate, "tx/s", *b.limit(SIG_1),
           note=f"one P2P peer, at most {FILL_WINDOW} txs outstanding, parents before children")

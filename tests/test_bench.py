@@ -30,7 +30,7 @@ FIGURES = {
     # memory
     "rss_idle_node", "rss_node_mempool_and_utxos", "memory_node_rss_anon", "memory_node_utxos",
     "memory_node_mempool_txs",
-    "memory_node_mempool_mb", "mempool_fill_tx_per_s",
+    "memory_node_mempool_usage_mb", "mempool_fill_tx_per_s",
 }
 WITH_TARGET = {"mempool_accept_p2p", "mempool_accept_api", "sync_tx_per_s", "regtest_mine_api",
                "sync_empty_blocks_per_s", "propagation_per_hop_median", "node_miner", "reorg_7_deep",

@@ -1,0 +1,55 @@
+"""MapBudget drops the LMDB map's resident pages when they exceed the budget,
+and reads after a drop still see the same data."""
+from __future__ import annotations
+
+import os
+import sys
+
+import lmdb
+import pytest
+
+from node import mapbudget
+from node.mapbudget import MapBudget
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+
+
+def _fill(path, count: int = 4000) -> lmdb.Environment:
+    env = lmdb.open(str(path), map_size=256 * 1024**2, readahead=False)
+    with env.begin(write=True) as txn:
+        for i in range(count):
+            txn.put(i.to_bytes(4, "big"), os.urandom(1000))
+    return env
+
+
+def _read_all(env: lmdb.Environment) -> dict[bytes, bytes]:
+    with env.begin() as txn:
+        return {bytes(k): bytes(v) for k, v in txn.cursor()}
+
+
+def test_over_budget_drops_the_map_and_data_reads_back(tmp_path):
+    env = _fill(tmp_path / "db")
+    try:
+        budget = MapBudget(tmp_path / "db" / "data.mdb", budget=1024**2)
+        before = _read_all(env)                              # ~4 MB of the map now resident
+        grown = mapbudget._file_resident() - budget._baseline
+        assert grown > 2 * 1024**2
+        assert budget.check() is True and budget.trims == 1
+        assert mapbudget._file_resident() - budget._baseline < grown / 2
+        assert _read_all(env) == before                      # refilled from the file, unchanged
+    finally:
+        env.close()
+
+
+def test_under_budget_or_too_soon_does_nothing(tmp_path):
+    env = _fill(tmp_path / "db", count=100)
+    try:
+        budget = MapBudget(tmp_path / "db" / "data.mdb", budget=64 * 1024**2)
+        _read_all(env)
+        assert budget.check() is False and budget.trims == 0   # 100 KB: under budget
+        budget.budget = 0
+        assert budget.check() is False                         # checked less than CHECK_INTERVAL ago
+        budget._next_check = 0.0
+        assert budget.check() is True and budget.trims == 1
+    finally:
+        env.close()
