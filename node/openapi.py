@@ -156,6 +156,12 @@ def openapi_spec(version: str, network: str) -> dict:
             errors=("400", "404"), admin=True, params=[hash_param], tag="admin")},
         "/tx": {"post": _op("Validate, add to the mempool and relay a transaction",
                             _json(obj(txid=HASH, fee=INT)), errors=("400", "409"), body=tx_body)},
+        "/txs": {"post": _op(
+            "Validate, add and relay up to 1,000 transactions as one batch (parents before children)",
+            _json(obj(accepted=INT, results=arr(obj(
+                required=False, txid={**HASH, "nullable": True}, fee=INT,
+                error=obj(code=STR, message=STR))))),
+            errors=("400",), body=obj(txs={**arr(HEX), "maxItems": 1000}))},
         "/tx/test": {"post": _op("Validate a transaction without adding or relaying it",
                                  _json(obj(txid=HASH, fee=INT, size=INT, fee_rate=NUM,
                                            allowed=BOOL)),

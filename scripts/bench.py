@@ -9,7 +9,8 @@ Benchmarks (``--only`` names):
 
 signatures   raw BIP340 verifications/s on one core and on all cores (threads): the limits
 mempool      1-in/2-out transactions accepted per second over P2P (a raw peer streams ``tx``)
-             and over ``POST /api/v1/tx`` (concurrent aiohttp clients), on a real node
+             and over ``POST /api/v1/tx`` (concurrent aiohttp clients) and the batch route
+             ``POST /api/v1/txs``, on a real node
 sync         a fresh node syncs a chain of 2,100 blocks / 100,000 transactions from a peer
 empty        regtest ``POST /mine`` blocks/s, and a fresh node syncing the empty blocks
 propagation  a line of 4 nodes: block found at one end until it is every node's tip

@@ -429,6 +429,33 @@ async def test_full_flow(daemon, api, key):
             assert "obol_block_validation_seconds_count" in api.get("metrics").text
 
 
+def test_batch_txs(api):
+    """POST /txs checks a batch together: a parent and its child in one request both enter;
+    each bad item gets its own error code, in order, without failing the others."""
+    key = SigningKey.generate()
+    mine(api, 1, address(key))
+    mine(api, REGTEST.coinbase_maturity, address(SigningKey.generate()))
+    coin = [u for u in api.ok("GET", f"address/{address(key)}")["utxos"] if u["mature"]][0]
+    parent = spend(coin, key, [TxOut(COIN, key.address_hash),
+                               TxOut(coin["amount"] - COIN - 5_000, key.address_hash)])
+    child = sign_transaction(TX_VERSION, [(OutPoint(parent.txid, 0), parent.outputs[0], key)],
+                             [TxOut(COIN - 2_000, key.address_hash)], REGTEST.network_id)
+    double = spend(coin, key, [TxOut(coin["amount"] - 5_000, key.address_hash)])   # pays less than it replaces
+    answer = api.ok("POST", "txs", {"txs": [parent.raw.hex(), child.raw.hex(), "zz", "c0",
+                                            double.raw.hex()]})
+    assert answer["accepted"] == 2
+    results = answer["results"]
+    assert results[0] == {"txid": parent.txid.hex(), "fee": 5_000}
+    assert results[1] == {"txid": child.txid.hex(), "fee": 2_000}
+    assert [r["error"]["code"] for r in results[2:]] == ["bad-hex", "bad-encoding", "txn-mempool-conflict"]
+    assert {parent.txid.hex(), child.txid.hex()} <= set(api.ok("GET", "mempool")["txids"])
+    for bad in ({}, {"txs": "00"}, {"txs": []}, {"txs": ["00"] * 1001}):
+        error(api.post("txs", bad), 400, "bad-param")
+    error(api.post("txs", raw=b"{not json"), 400, "bad-json")
+    mine(api, 1, address(key))
+    assert api.ok("GET", "mempool")["count"] == 0
+
+
 def test_history_pages(api, key):
     me = address(key)
     pages, before = [], None

@@ -13,7 +13,7 @@ FIGURES = {
     # signatures
     "signature_verify_1core", "signature_verify_all_cores",
     # mempool
-    "mempool_accept_p2p", "mempool_accept_api",
+    "mempool_accept_p2p", "mempool_accept_api", "mempool_accept_api_batch",
     # sync (and the chain it syncs, validated in-process while it is built)
     "validate_in_process", "sync_blocks_per_s", "sync_tx_per_s", "sync_tx_per_s_vs_all_cores",
     "sync_peak_rss",
@@ -32,7 +32,7 @@ FIGURES = {
     "memory_node_mempool_txs",
     "memory_node_mempool_usage_mb", "mempool_fill_tx_per_s",
 }
-WITH_TARGET = {"mempool_accept_p2p", "mempool_accept_api", "sync_tx_per_s", "regtest_mine_api",
+WITH_TARGET = {"mempool_accept_p2p", "mempool_accept_api_batch", "sync_tx_per_s", "regtest_mine_api",
                "sync_empty_blocks_per_s", "propagation_per_hop_median", "node_miner", "reorg_7_deep",
                "rss_idle_node", "rss_node_mempool_and_utxos"}
 
