@@ -415,10 +415,12 @@ async def get_chaintips(request: web.Request) -> web.Response:
 async def get_mempool(request: web.Request) -> web.Response:
     node = node_of(request)
     mempool = node.mempool
-    entries = await node.in_chain(lambda: list(mempool.entries.values()))
+    entries, floor = await node.in_chain(lambda: (list(mempool.entries.values()),
+                                                  mempool.current_min_fee_rate()))
     return web.json_response({
         "count": len(entries), "bytes": sum(e.size for e in entries),
         "usage": mempool.usage, "max_usage": mempool.max_usage, "min_fee_rate": mempool.min_fee_rate,
+        "mempool_min_fee_rate": round(floor, 3),
         "fee_histogram": await node.in_chain(mempool.fee_rate_histogram),
         "txids": [e.txid.hex() for e in sorted(entries, key=lambda e: e.time)],
     })
@@ -444,9 +446,9 @@ def fee_estimates(entries: list[MempoolEntry], min_fee_rate: float) -> dict[str,
 async def get_fees(request: web.Request) -> web.Response:
     node = node_of(request)
     mempool = node.mempool
-    entries = await node.in_chain(lambda: list(mempool.entries.values()))
-    return web.json_response({**fee_estimates(entries, mempool.min_fee_rate),
-                              "unit": "base units per byte"})
+    entries, floor = await node.in_chain(lambda: (list(mempool.entries.values()),
+                                                  mempool.current_min_fee_rate()))
+    return web.json_response({**fee_estimates(entries, round(floor, 3)), "unit": "base units per byte"})
 
 
 async def get_peers(request: web.Request) -> web.Response:

@@ -6,7 +6,10 @@ nothing another pool transaction spends, unless it replaces those
 transactions with a strictly higher fee rate and a higher total fee
 (replace-by-fee).  The pool is capped by its estimated memory use (as
 Bitcoin Core's ``-maxmempool``): the lowest fee rates are evicted first, with
-their descendants.  Entries expire after a time.  Entries are compact (see
+their descendants, and the fee rate a newcomer must pay rises above the
+evicted rate, decaying back by half every ROLLING_FEE_HALFLIFE (faster while
+the pool is less than half full), so a full pool is not churned by one
+eviction scan per cheap transaction.  Entries expire after a time.  Entries are compact (see
 ``mempool_entry``).
 
 Fee rates are in base units per byte of the transaction's encoding.
@@ -31,6 +34,7 @@ log = logging.getLogger("obol.mempool")
 MIN_FEE_RATE = 1                   # base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
 MAX_MEMPOOL_USAGE = 32_000_000     # bytes of memory the pool may use (Bitcoin: maxmempool, 300 MB)
 MEMPOOL_EXPIRY = 14 * 24 * 3600    # seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
+ROLLING_FEE_HALFLIFE = 12 * 3600   # seconds for the post-eviction fee floor to halve (Bitcoin: same)
 
 
 class Mempool:
@@ -50,6 +54,8 @@ class Mempool:
         self.after_read = after_read or (lambda: None)   # called after each tx's UTXO reads
         self.entries: dict[bytes, MempoolEntry] = {}
         self.spenders: dict[bytes, bytes] = {}   # outpoint_key -> txid of the pool tx spending it
+        self.rolling_fee_rate = 0.0              # floor raised by evictions (base units/byte)
+        self.rolling_updated = clock()           # unix seconds when it was last decayed
         self.bytes = 0                           # sum of the entries' encoded sizes
         self.usage = 0                           # estimated heap bytes of the entries (the cap's measure)
 
@@ -159,6 +165,10 @@ class Mempool:
         fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
         if fee < self.min_fee_rate * tx.size:
             raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")
+        floor = self.current_min_fee_rate()
+        if fee < floor * tx.size:
+            raise PolicyError("mempool-min-fee-not-met",
+                              f"the pool is full: fee {fee} < {floor:.3f} per byte × {tx.size} bytes")
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
         checks = rules.signature_checks(tx, coins, self.params.network_id)
         return MempoolEntry.create(tx, fee, coins, self.clock(), parents), checks, replaced
@@ -251,11 +261,32 @@ class Mempool:
         return removed
 
     def _trim(self) -> None:
-        """Evict the lowest fee rates (with their descendants) until under ``max_usage``."""
+        """Evict the lowest fee rates (with their descendants) until under ``max_usage``;
+        newcomers must then pay more than the evicted rate (the rolling floor)."""
         while self.usage > self.max_usage and self.entries:
             worst = min(self.entries.values(), key=lambda e: e.fee_rate)
             removed = self.remove_with_descendants([worst.txid])
-            log.info("mempool full: evicted %d tx(s) at fee rate %.2f", len(removed), worst.fee_rate)
+            self.current_min_fee_rate()   # decay first, then raise
+            self.rolling_fee_rate = max(self.rolling_fee_rate, worst.fee_rate + self.min_fee_rate)
+            log.info("mempool full: evicted %d tx(s) at fee rate %.2f; new ones must pay %.2f",
+                     len(removed), worst.fee_rate, self.rolling_fee_rate)
+
+    def current_min_fee_rate(self) -> float:
+        """The fee rate (base units/byte) a new transaction must pay: the minimum, or the
+        floor the last evictions raised, halving every ROLLING_FEE_HALFLIFE (every half or
+        quarter of it while the pool is under a half or a quarter of its cap)."""
+        now = self.clock()
+        if self.rolling_fee_rate > 0:
+            halflife = ROLLING_FEE_HALFLIFE
+            if self.usage < self.max_usage / 4:
+                halflife /= 4
+            elif self.usage < self.max_usage / 2:
+                halflife /= 2
+            self.rolling_fee_rate *= 0.5 ** ((now - self.rolling_updated) / halflife)
+            if self.rolling_fee_rate < self.min_fee_rate / 2:
+                self.rolling_fee_rate = 0.0
+        self.rolling_updated = now
+        return max(float(self.min_fee_rate), self.rolling_fee_rate)
 
     def expire(self) -> list[Transaction]:
         """Drop transactions older than ``expiry`` seconds (with their descendants)."""
@@ -293,6 +324,7 @@ class Mempool:
         self.bytes = self.usage = 0
         arrived = {e.txid: e.time for e in previous}
         dropped = 0
+        floor, self.rolling_fee_rate = self.rolling_fee_rate, 0.0   # they were here before it rose
         for tx in returning + [e.tx for e in previous]:
             try:
                 entry = self.accept(tx)
@@ -301,6 +333,7 @@ class Mempool:
                 continue
             if tx.txid in arrived:   # keep the arrival time: expiry counts from it
                 entry.time = arrived[tx.txid]
+        self.rolling_fee_rate = max(self.rolling_fee_rate, floor)
         log.info("mempool after reorg: %d tx(s), %d dropped", len(self.entries), dropped)
 
     # --- block template ------------------------------------------------------------------

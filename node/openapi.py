@@ -80,7 +80,9 @@ SCHEMAS: dict[str, dict] = {
     "Mempool": obj(count=INT, bytes=INT,
                    usage={**INT, "description": "estimated memory the pool uses, in bytes"},
                    max_usage={**INT, "description": "the cap on usage (-maxmempool)"},
-                   min_fee_rate=NUM,
+                   min_fee_rate={**NUM, "description": "the fixed minimum (base units per byte)"},
+                   mempool_min_fee_rate={**NUM, "description": "what a new transaction must pay now: "
+                                         "the minimum, or more after evictions (decays)"},
                    fee_histogram=arr(obj(**{"from": NUM, "count": INT, "bytes": INT})),
                    txids=arr(HASH)),
     "Fees": obj(**{"1": NUM, "3": NUM, "6": NUM, "unit": STR}),

@@ -509,3 +509,29 @@ def test_touching_finds_payments_and_spends_of_an_address(setup):
     assert [tx for _, tx, _ in found] == [unrelated, paying]
     assert found[1][2] == [chain.get_coin(coins[0][0])]
     assert pool.touching(b"\x44" * 20) == []
+
+
+def test_eviction_raises_a_decaying_fee_floor(setup):
+    """After an eviction a newcomer must pay more than the evicted rate
+    (mempool-min-fee-not-met); the floor halves with time and then vanishes."""
+    from node.mempool import ROLLING_FEE_HALFLIFE
+    chain, wallet, coins = setup
+    clock = Clock()
+    probe = Mempool(chain).accept(pay(chain, wallet, [coins[0]], 1000), test_only=True).usage()
+    pool = Mempool(chain, max_usage=2 * probe + probe // 2, clock=clock)
+    low = pay(chain, wallet, [coins[0]], 2_000)
+    pool.accept(low)
+    pool.accept(pay(chain, wallet, [coins[1]], 40_000))
+    pool.accept(pay(chain, wallet, [coins[2]], 50_000))            # evicts low
+    assert low.txid not in pool
+    floor = pool.current_min_fee_rate()
+    assert floor == pytest.approx(2_000 / low.size + 1)
+    cheap = pay(chain, wallet, [coins[3]], int(floor * low.size) - 50)
+    with pytest.raises(PolicyError) as exc:
+        pool.accept(cheap)
+    assert exc.value.code == "mempool-min-fee-not-met"
+    clock.now += ROLLING_FEE_HALFLIFE                               # the pool is full: full half-life
+    assert pool.current_min_fee_rate() == pytest.approx(floor / 2)
+    clock.now += 10 * ROLLING_FEE_HALFLIFE
+    assert pool.current_min_fee_rate() == pool.min_fee_rate        # decayed away
+    assert pool.rolling_fee_rate == 0.0
