@@ -42,6 +42,7 @@ CHUNK_NONCES = 1 << 16         # nonces in one work unit (~0.1 s of one core)
 QUEUED_CHUNKS = 2              # work units in flight per process, so none waits for the next
 MIN_TEMPLATE_AGE = 2.0         # seconds a template is kept when only the mempool changed
 NONCE_END = 1 << 63            # past this a fresh template (new time, new extra nonce) is taken
+PR_SET_PDEATHSIG = 1           # prctl option: signal to receive when the parent dies
 MINER_RETRY_DELAY = 1.0        # seconds to wait after a failed round (template or submit raised)
 
 
@@ -58,6 +59,19 @@ def create_block_template(chain: ChainState, mempool: Mempool | None, addr_hash:
     header = BlockHeader.create(BLOCK_VERSION, tip.hash, merkle_root([t.txid for t in all_txs]),
                                 timestamp, chain.next_bits(tip), NONCE_START)
     return Block.create(header, all_txs)
+
+
+def _die_with_node() -> None:
+    """Worker initializer: the kernel kills this worker when the node dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG), so no worker keeps hashing for a dead node."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):   # not Linux: workers end when their pipe closes
+        return
+    if os.getppid() == 1:               # the node died before the line above ran
+        os._exit(1)
 
 
 def header_prefix(header: BlockHeader) -> bytes:
@@ -187,7 +201,7 @@ class Miner:
         if self.running:
             return
         ctx = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx)
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_die_with_node)
         self.hashes = 0
         self.started = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="miner")

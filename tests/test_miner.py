@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +285,56 @@ def test_mine_blocks_batches_keep_timestamps_valid(tmp_path):
         assert all(b.header.timestamp <= now + REGTEST.max_future_block_time for b in blocks)
     finally:
         chain.close()
+
+
+MINER_SCRIPT = """
+import asyncio, os, sys
+from node.block import Block, BlockHeader
+from node.miner import NONCE_START, Miner
+from node.tx import TxOut, make_coinbase
+
+async def main():
+    coinbase = make_coinbase(1, [TxOut(1, bytes(20))], b"orphan")
+    header = BlockHeader.create(1, bytes(32), coinbase.txid, 1, 0x03000001, NONCE_START)
+    block = Block.create(header, [coinbase])          # target 1: never met
+
+    async def template():
+        return block
+
+    async def submit(_):
+        raise AssertionError
+    miner = Miner(template, submit, processes=2)
+    miner.start()
+    while miner.hashes == 0:
+        await asyncio.sleep(0.01)
+    print(" ".join(str(pid) for pid in miner._pool._processes), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_miner_workers_die_with_a_killed_node(tmp_path):
+    """SIGKILL of the process running the Miner ends its worker processes too."""
+    proc = subprocess.Popen([sys.executable, "-c", MINER_SCRIPT], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, "miner workers outlived the killed node"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
