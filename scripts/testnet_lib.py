@@ -317,9 +317,6 @@ def try_get(api: Api, path: str) -> Any:
 
 # --- processes -------------------------------------------------------------------------------
 
-_children: dict[int, subprocess.Popen] = {}     # nodes this process started (to reap them)
-
-
 def program(name: str, module: str) -> list[str]:
     """The console script ``name`` beside this interpreter, else ``python -m module``."""
     script = Path(sys.executable).with_name(name)
@@ -339,9 +336,9 @@ def process_alive(pid: int | None, marker: str) -> bool:
     """True if ``pid`` runs and is the process whose command line holds ``marker`` (our node)."""
     if not pid:
         return False
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None
+    running = _reap(pid)
+    if running is not None:
+        return running
     proc = Path(f"/proc/{pid}")
     if Path("/proc/self").exists():
         try:
@@ -359,6 +356,16 @@ def process_alive(pid: int | None, marker: str) -> bool:
     except PermissionError:
         return False
     return True
+
+
+def _reap(pid: int) -> bool | None:
+    """For a child of this process: whether it still runs (an ended one is reaped, so it
+    leaves no zombie); None if ``pid`` is not our child (then ask /proc)."""
+    try:
+        ended, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return ended == 0
 
 
 def node_running(node: NodeInfo) -> bool:
@@ -389,7 +396,6 @@ def spawn_node(state: State, node: NodeInfo) -> subprocess.Popen:
         proc = subprocess.Popen(program("obol-node", "node.daemon") + node_args(state, node),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=clean_env())
-    _children[proc.pid] = proc
     node.pid = proc.pid
     return proc
 
@@ -466,9 +472,6 @@ def stop_nodes(nodes: list[NodeInfo], timeout: float = STOP_TIMEOUT) -> list[int
             wait_exit(node, 10)
             killed.append(node.index)
     for node in running:
-        child = _children.pop(node.pid, None)
-        if child is not None:
-            child.wait()
         node.pid = None
     return killed
 
@@ -477,9 +480,6 @@ def kill_node(node: NodeInfo) -> bool:
     if not signal_node(node, signal.SIGKILL):
         return False
     wait_exit(node, 10)
-    child = _children.pop(node.pid, None)
-    if child is not None:
-        child.wait()
     node.pid = None
     return True
 
