@@ -54,6 +54,7 @@ class Mempool:
         self.after_read = after_read or (lambda: None)   # called after each tx's UTXO reads
         self.entries: dict[bytes, MempoolEntry] = {}
         self.spenders: dict[bytes, bytes] = {}   # outpoint_key -> txid of the pool tx spending it
+        self._tip_time: tuple = (None, 0)       # (tip entry, its median time past), see _prepare
         self.rolling_fee_rate = 0.0              # floor raised by evictions (base units/byte)
         self.rolling_updated = clock()           # unix seconds when it was last decayed
         self.bytes = 0                           # sum of the entries' encoded sizes
@@ -139,9 +140,9 @@ class Mempool:
         rules.check_transaction(tx)
         if tx.is_coinbase:
             raise TxValidationError("coinbase", "a coinbase cannot be relayed")
-        tip = self.chain.tip
+        tip, median_time = self._tip_and_median_time()
         next_height = tip.height + 1
-        rules.check_tx_final(tx, next_height, self.chain.median_time_past(tip))
+        rules.check_tx_final(tx, next_height, median_time)
         conflicts: set[bytes] = set()
         parents: set[bytes] = set()
         coins: list[Coin | None] = []
@@ -172,6 +173,13 @@ class Mempool:
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
         checks = rules.signature_checks(tx, coins, self.params.network_id)
         return MempoolEntry.create(tx, fee, coins, self.clock(), parents), checks, replaced
+
+    def _tip_and_median_time(self):
+        """The tip and its median time past, computed once per tip (not per transaction)."""
+        tip = self.chain.tip
+        if self._tip_time[0] is not tip:
+            self._tip_time = (tip, self.chain.median_time_past(tip))
+        return self._tip_time
 
     @staticmethod
     def _pool_coin(parent: MempoolEntry, index: int, next_height: int) -> Coin | None:

@@ -30,9 +30,21 @@ INT_BYTES = 32            # bytes: an int below 2^60 (28, rounded)
 FLOAT_BYTES = 32          # bytes: a float (24, rounded)
 
 
+BYTES_HEADER = sys.getsizeof(b"")   # bytes: a bytes object's size beyond its contents (33)
+
+
 def _heap(obj: object) -> int:
     """``sys.getsizeof`` rounded up to the allocator's grain."""
-    return -(-sys.getsizeof(obj) // ALLOC_GRAIN) * ALLOC_GRAIN
+    return _grain(sys.getsizeof(obj))
+
+
+def _grain(size: int) -> int:
+    return -(-size // ALLOC_GRAIN) * ALLOC_GRAIN
+
+
+def _heap_bytes(length: int) -> int:
+    """Heap bytes of a bytes object of ``length`` (without calling getsizeof on one)."""
+    return _grain(BYTES_HEADER + length)
 
 
 def outpoint_key(txid: bytes, index: int) -> bytes:
@@ -105,7 +117,16 @@ class MempoolEntry:
     def usage(self) -> int:
         """Estimated heap bytes this entry holds, with its keys in the pool's two dicts."""
         inputs = len(self.spent_packed) // SPENT_COIN.size
-        sets = sum(_heap(s) for s in (self.parent_set, self.child_set) if s is not None)
-        return (_heap(self) + _heap(self.raw) + _heap(self.txid) + _heap(self.spent_packed)
-                + INT_BYTES + FLOAT_BYTES + DICT_SLOT + sets
-                + inputs * (_heap(self.txid + b"idx.") + DICT_SLOT))
+        size = (ENTRY_BYTES + _heap_bytes(len(self.raw)) + _heap_bytes(len(self.spent_packed))
+                + inputs * (_heap_bytes(len(self.txid) + 4) + DICT_SLOT))   # spenders' keys
+        if self.parent_set is not None:
+            size += _heap(self.parent_set)
+        if self.child_set is not None:
+            size += _heap(self.child_set)
+        return size
+
+
+# The parts of every entry's usage that do not depend on the transaction: the entry
+# object, its txid, fee and time, and its slot in the pool's dict of entries.
+ENTRY_BYTES = (_heap(MempoolEntry(b"", bytes(32), 0, b"", 0.0)) + _heap_bytes(32)
+               + INT_BYTES + FLOAT_BYTES + DICT_SLOT)
