@@ -25,7 +25,7 @@ from .chainstate import AcceptResult, BatchResult, ChainState
 from .events import EventHub
 from .mempool import Mempool
 from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
-                       MSG_NOTFOUND, MSG_TX)
+                       MSG_NOTFOUND, MSG_POWBLOCK, MSG_TX)
 from .miner import Miner, create_block_template, mine_blocks
 from .params import NetworkParams
 from .relay import Relay
@@ -93,6 +93,7 @@ class Node:
         p.register(MSG_NOTFOUND, r.handle_notfound)
         p.register(MSG_TX, r.handle_tx)
         p.register(MSG_BLOCK, r.handle_block)
+        p.register(MSG_POWBLOCK, r.handle_powblock)
         p.register(MSG_MEMPOOL, r.handle_mempool)
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)
