@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from network import Misbehaviour
 
-from .chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry
+from .chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry, short
 from .encoding import DecodeError
 from .errors import ValidationError
 from .messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, NO_STOP,
@@ -116,8 +116,8 @@ class BlockSync:
     async def on_disconnected(self, peer: "Peer") -> None:
         state = self.states.pop(peer.id, None)
         if state is not None:
-            for h in state.in_flight:
-                self._release(h)
+            for h in list(state.in_flight):
+                self._release(h, f"{peer.label} disconnected")
             if state.in_flight:
                 self.schedule()
 
@@ -200,6 +200,7 @@ class BlockSync:
         self.validating.discard(block_hash)
         entry = self.chain.index.get(block_hash)
         if entry is not None and entry.status == STATUS_HEADER:
+            log.debug("block %s: body did not match its header; asking for it again", short(block_hash))
             self.released[block_hash] = entry
 
     def not_found(self, peer: "Peer", hashes: list[bytes]) -> None:
@@ -207,16 +208,18 @@ class BlockSync:
         for h in hashes:
             if state is not None and h in state.in_flight:
                 state.lacks.add(h)
-                self._release(h)
+                self._release(h, f"{peer.label} does not have it")
         self.schedule()
 
-    def _release(self, block_hash: bytes) -> None:
+    def _release(self, block_hash: bytes, why: str) -> None:
         """A request came to nothing: forget it and ask the next peer that has the block."""
         owner = self.in_flight.pop(block_hash, None)
         if owner is not None and owner in self.states:
             self.states[owner].in_flight.pop(block_hash, None)
         entry = self.chain.index.get(block_hash)
         if entry is not None:
+            log.debug("block %s: request came to nothing (%s); asking another peer",
+                      short(block_hash), why)
             self.released[block_hash] = entry
 
     def schedule(self) -> None:
@@ -279,9 +282,9 @@ class BlockSync:
                 new.append(entry)
                 entry = entry.parent
             new.reverse()
-            if entry is not None and entry is state.path_for:
+            if entry is not None and entry is state.path_for and not self.chain.on_active_chain(entry):
                 state.path.extend(new)
-            else:
+            else:   # a new branch, or the old one is all connected: start afresh at the fork
                 state.path, state.cursor = new, 0
             state.path_for = state.best_known
         return state.path
