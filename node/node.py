@@ -165,7 +165,12 @@ class Node:
         sync this is what keeps up with the download.  Raises the block's
         ValidationError if it is invalid.
         """
-        return await self._blocks.submit(block)
+        return await self.queue_block(block)
+
+    def queue_block(self, block: Block) -> asyncio.Future:
+        """``submit_block`` without waiting (no task per block): the future holds the
+        AcceptResult or the ValidationError."""
+        return self._blocks.enqueue(block)
 
     async def _process_blocks(self, blocks: list[Block]) -> list:
         result = await self.in_chain(self._accept_blocks, blocks)

@@ -56,7 +56,6 @@ class Relay:
         self.node = node
         self.rejects = BoundedSet(RECENT_REJECTS)
         self.early = EarlyRelay(node)
-        self._tasks: set[asyncio.Task] = set()   # downloads and transactions being validated
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -135,11 +134,6 @@ class Relay:
         else:
             log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def handle_block(self, peer: "Peer", body: object) -> None:
         """A block its sender validated (or that we asked for): any invalidity is its fault."""
         await self._receive_block(peer, _parse(parse_block, body), sender_validated=True)
@@ -155,43 +149,41 @@ class Relay:
         if state is not None:
             state.known.add(block.hash)
         excused = self.early.on_block(block, sender_validated)
+        validated = self.node.queue_block(block)
+        validated.add_done_callback(lambda done: self._block_outcome(peer, block, excused, done))
         if requested:
             # A download: don't hold this peer's next message until it is validated, so
             # blocks arriving meanwhile are accepted together in one batch.
-            self._spawn(self._accept_guarded(peer, block, excused))
             sync.schedule()
         else:
-            await self._accept(peer, block, excused)
+            await asyncio.wait([validated])
 
-    async def _accept_guarded(self, peer: "Peer", block: Block, excused: bool) -> None:
-        try:
-            await self._accept(peer, block, excused)
-        except Misbehaviour as exc:
-            self.node.peers.misbehaving(peer, exc.score, exc.code, exc.message)
-
-    async def _accept(self, peer: "Peer", block: Block, excused: bool) -> None:
-        """Validate ``block`` from ``peer``; punish the peer if the block is invalid, unless
-        it is ``excused`` (relayed early and failed only what its sender could not check)."""
+    def _block_outcome(self, peer: "Peer", block: Block, excused: bool, done: asyncio.Future) -> None:
+        """The validation of ``block`` from ``peer`` ended: punish the peer if the block is
+        invalid, unless it is ``excused`` (relayed early, and failed only what its sender
+        could not check before relaying); else learn what the peer has."""
         sync = self.node.sync
-        try:
-            result = await self.node.submit_block(block, source=peer)
-        except ValidationError as exc:
+        sync.block_validated(block.hash)
+        sync.schedule()
+        exc = None if done.cancelled() else done.exception()
+        if isinstance(exc, ValidationError):
             if exc.code in HEADER_ERRORS_NOT_PUNISHED:
                 log.info("block %s from %s not accepted: %s", short(block.hash), peer.label, exc)
-                return
-            if excused:
+            elif excused:
                 log.info("block %s relayed early by %s is invalid: %s (peer not punished: it "
                          "relayed the block before it could validate it)",
                          short(block.hash), peer.label, exc)
-                return
-            raise Misbehaviour(100, exc.code, f"invalid block {block.hash.hex()}: {exc.message}") from None
-        finally:
-            sync.block_validated(block.hash)
-            sync.schedule()
+            else:
+                self.node.peers.misbehaving(peer, 100, exc.code,
+                                            f"invalid block {block.hash.hex()}: {exc.message}")
+            return
+        if exc is not None or done.cancelled():
+            log.error("block %s from %s: internal error: %r", short(block.hash), peer.label, exc)
+            return
         entry = self.node.chain.index.get(block.hash)
         if entry is not None:
             sync.saw_block(peer, entry)
-        if result.status == "orphan":
+        if done.result().status == "orphan":
             sync.request_headers(peer)
 
     # --- outbound ---------------------------------------------------------------------------
