@@ -165,7 +165,9 @@ class Relay:
         sync = self.node.sync
         sync.block_validated(block.hash)
         sync.schedule()
-        exc = None if done.cancelled() else done.exception()
+        if done.cancelled() or isinstance(done.exception(), asyncio.CancelledError):
+            return   # the node is stopping
+        exc = done.exception()
         if isinstance(exc, ValidationError):
             if exc.code in HEADER_ERRORS_NOT_PUNISHED:
                 log.info("block %s from %s not accepted: %s", short(block.hash), peer.label, exc)
@@ -177,7 +179,7 @@ class Relay:
                 self.node.peers.misbehaving(peer, 100, exc.code,
                                             f"invalid block {block.hash.hex()}: {exc.message}")
             return
-        if exc is not None or done.cancelled():
+        if exc is not None:
             log.error("block %s from %s: internal error: %r", short(block.hash), peer.label, exc)
             return
         entry = self.node.chain.index.get(block.hash)
