@@ -178,3 +178,35 @@ async def test_one_early_relay_per_height_and_only_to_peers_that_understand_it(p
     assert [t for t, _ in watcher.inbox if t in ("powblock", "block")] == []
     for client in (watcher, old, *senders):
         client.close()
+
+
+async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originator(tmp_path):
+    """a, b and c all connected: an invalid block sent to a reaches b and c early, each of
+    them possibly twice (the second time it is already known invalid); no honest node
+    punishes another, and a bans the originator."""
+    a = await start_node(tmp_path / "a")
+    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    c = await start_node(tmp_path / "c", peers=[addr(a), addr(b)])
+    nodes = (a, b, c)
+    try:
+        await wait_for(lambda: all(len(n.peers.peers()) == 2 for n in nodes), what="a full mesh")
+        await a.generate(2, Wallet().addr)
+        await wait_synced(nodes)
+        client = await WireClient.connect(a.params, *addr(a))
+        bad = overpaying_block(a)
+        client.send("block", bad.to_list())
+        assert await client.closed_by_peer(), "the originator was not disconnected"
+        for n in nodes:
+            await wait_for(lambda: bad.hash in n.chain.index
+                           and n.chain.index[bad.hash].failure == "bad-cb-amount",
+                           what="every node to find the block invalid")
+        await a.generate(1, Wallet().addr)
+        await wait_synced(nodes)
+        assert [ban.host for ban in a.peers.bans()] == ["127.0.0.1"]
+        for n in (b, c):
+            assert n.peers.bans() == []
+        for n in nodes:
+            assert len(n.peers.peers()) == 2 and all(p.ban_score == 0 for p in n.peers.peers())
+    finally:
+        for n in nodes:
+            await n.stop()
