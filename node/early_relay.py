@@ -30,8 +30,9 @@ says what its sender answers for:
 
 The node that made an invalid block and sent it as ``block`` is banned by its
 peer; the honest peers that passed it on early are not.  A sender that uses
-``powblock`` to escape punishment still had to spend the proof of work of a
-block on our tip, and can make us relay at most one such block per height.
+``powblock`` to escape punishment still needs a header with valid proof of work
+on a block we know (or resends one already known invalid, which costs us a
+lookup and these checks), and can make us relay at most one block per height.
 """
 from __future__ import annotations
 
