@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from .errors import MessageError, Misbehaviour
 
-PROTOCOL_VERSION = 1  # the protocol version this implementation speaks
+PROTOCOL_VERSION = 2  # the protocol version this implementation speaks (docs/protocol.md §14.3)
 MIN_PROTOCOL_VERSION = 1  # oldest peer protocol version still accepted
 MAX_TYPE_LENGTH = 12  # characters: longest message type name
 MAX_USER_AGENT_LENGTH = 64  # characters: longest user agent in `version`

@@ -1,6 +1,6 @@
 """Natural batching: items submitted while a batch is being processed form the next one.
 
-Each ``submit`` awaits its own outcome; nothing waits to fill a batch, so an
+Each ``enqueue`` returns the future of its own outcome; nothing waits to fill a batch, so an
 idle node processes a lone item at once, and a busy one (initial sync, a
 flood of transactions) amortises per-batch costs (an LMDB commit, a parallel
 signature check) over many items.
@@ -26,9 +26,6 @@ class Batcher(Generic[Item]):
         self.name = name
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._draining = False
-
-    async def submit(self, item: Item) -> Any:
-        return await self.enqueue(item)
 
     def enqueue(self, item: Item) -> asyncio.Future:
         """Queue ``item`` and return the future of its outcome (no task per item)."""

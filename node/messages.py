@@ -12,7 +12,8 @@ type            body
 ``notfound``    [[kind, hash], ...]          answer to getdata for unknown items
 ``getheaders``  [[locator hash, ...], stop]  ≤ MAX_LOCATOR hashes; stop = 32 zero bytes for "no limit"
 ``headers``     [header, ...]                ≤ MAX_HEADERS headers, each in chain order
-``block``       block                        [header, [tx, ...]]
+``block``       block                        [header, [tx, ...]]; the sender validated it
+``powblock``    block                        the same, relayed before full validation (early_relay.py)
 ``tx``          tx                           [version, inputs, outputs, locktime]
 ``mempool``     []                           "send me inv of your mempool" (Bitcoin: BIP35)
 ==============  ===========================================================
@@ -22,7 +23,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .block import Block, BlockHeader
-from .encoding import DecodeError, expect_bytes, expect_int, expect_list
+from .encoding import DecodeError, encode, expect_bytes, expect_int, expect_list
 from .tx import Transaction
 
 INV_TX = 1            # inventory kind: a transaction, by txid
@@ -31,10 +32,12 @@ MAX_INV = 50_000      # entries in one inv/getdata/notfound (Bitcoin: MAX_INV_SZ
 MAX_HEADERS = 2_000   # headers in one headers message (Bitcoin: MAX_HEADERS_RESULTS)
 MAX_LOCATOR = 101     # hashes in a getheaders locator (Bitcoin: MAX_LOCATOR_SZ)
 NO_STOP = bytes(32)   # getheaders stop hash meaning "as many as allowed"
+ENVELOPE_PREFIX = b"\x92"   # msgpack fixarray(2): the [type, body] envelope
 
 MSG_INV, MSG_GETDATA, MSG_NOTFOUND = "inv", "getdata", "notfound"
 MSG_GETHEADERS, MSG_HEADERS, MSG_BLOCK, MSG_TX = "getheaders", "headers", "block", "tx"
 MSG_MEMPOOL = "mempool"
+MSG_POWBLOCK = "powblock"   # a block pushed on before full validation (node/early_relay.py)
 
 
 class InvItem(NamedTuple):
@@ -53,6 +56,12 @@ def parse_inv(body: object) -> list[InvItem]:
         expect_bytes(h, 32, what="inv hash")
         out.append(InvItem(kind, h))
     return out
+
+
+def payload_around(msg_type: str, raw_body: bytes) -> bytes:
+    """The ``[type, body]`` payload of a body already encoded (a block's received or
+    stored bytes), without decoding and re-encoding it."""
+    return ENVELOPE_PREFIX + encode(msg_type) + raw_body
 
 
 def inv_body(items: list[InvItem]) -> list:

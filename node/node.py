@@ -26,7 +26,7 @@ from .events import EventHub
 from .mapbudget import MapBudget
 from .mempool import MAX_MEMPOOL_USAGE, Mempool
 from .messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
-                       MSG_NOTFOUND, MSG_TX)
+                       MSG_NOTFOUND, MSG_POWBLOCK, MSG_TX)
 from .miner import Miner, create_block_template, mine_blocks
 from .params import NetworkParams
 from .relay import Relay
@@ -97,6 +97,7 @@ class Node:
         p.register(MSG_NOTFOUND, r.handle_notfound)
         p.register(MSG_TX, r.handle_tx)
         p.register(MSG_BLOCK, r.handle_block)
+        p.register(MSG_POWBLOCK, r.handle_powblock)
         p.register(MSG_MEMPOOL, r.handle_mempool)
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)
@@ -175,7 +176,12 @@ class Node:
         sync this is what keeps up with the download.  Raises the block's
         ValidationError if it is invalid.
         """
-        return await self._blocks.submit(block)
+        return await self.queue_block(block)
+
+    def queue_block(self, block: Block) -> asyncio.Future:
+        """``submit_block`` without waiting (no task per block): the future holds the
+        AcceptResult or the ValidationError."""
+        return self._blocks.enqueue(block)
 
     async def _process_blocks(self, blocks: list[Block]) -> list:
         result = await self.in_chain(self._accept_blocks, blocks)

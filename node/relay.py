@@ -1,14 +1,16 @@
-"""What ``inv``, ``getdata``, ``notfound``, ``tx`` and ``block`` messages mean; gossip policy.
+"""What ``inv``, ``getdata``, ``notfound``, ``tx``, ``block`` and ``powblock`` messages mean; gossip policy.
 
-* A node relays only what it has validated.
-* Transactions are announced by ``inv`` to peers not known to have them and
-  sent on ``getdata``.
+* Transactions are relayed only once validated: announced by ``inv`` to peers
+  not known to have them, and sent on ``getdata``.
 * A block that joins the active chain is pushed whole, at once, to every peer
   not known to have it (saving the inv/getdata round trip); peers may also
   fetch any stored block with ``getdata``.
+* A new block that extends the tip is pushed on as ``powblock`` before it is
+  validated, once its header and context-free checks hold (``early_relay.py``).
 * A peer that sends something invalid under consensus rules, or malformed, is
-  punished (``Misbehaviour``); one whose data merely arrives late, or whose
-  transaction conflicts with our mempool, is not.
+  punished (``Misbehaviour``); one whose data merely arrives late, whose
+  transaction conflicts with our mempool, or whose ``powblock`` failed only
+  checks its sender could not make before relaying it, is not.
 """
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from typing import TYPE_CHECKING
 from network import Misbehaviour
 
 from .block import Block
-from .encoding import DecodeError, encode
+from .chainstate import short
+from .early_relay import EarlyRelay
+from .encoding import DecodeError
 from .errors import MissingInputsError, PolicyError, ValidationError
 from .messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV, MSG_MEMPOOL,
                        MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block, parse_empty, parse_inv,
-                       parse_tx)
+                       parse_tx, payload_around)
 from .sync import HEADER_ERRORS_NOT_PUNISHED, BoundedSet
 from .tx import Transaction
 
@@ -38,12 +42,11 @@ log = logging.getLogger("obol.relay")
 TX_ERRORS_NOT_PUNISHED = frozenset({"bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"})
 RECENT_REJECTS = 20_000          # txids remembered as invalid, not fetched again
 MAX_BLOCKS_ANNOUNCED = 8         # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
-ENVELOPE_PREFIX = b"\x92"        # msgpack fixarray(2): the [type, body] envelope
 
 
 def block_payload(raw_block: bytes) -> bytes:
     """The ``block`` message payload built from stored bytes, without re-encoding."""
-    return ENVELOPE_PREFIX + encode(MSG_BLOCK) + raw_block
+    return payload_around(MSG_BLOCK, raw_block)
 
 
 class Relay:
@@ -52,7 +55,7 @@ class Relay:
     def __init__(self, node: "Node") -> None:
         self.node = node
         self.rejects = BoundedSet(RECENT_REJECTS)
-        self._tasks: set[asyncio.Task] = set()   # downloads and transactions being validated
+        self.early = EarlyRelay(node)
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -131,48 +134,58 @@ class Relay:
         else:
             log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def handle_block(self, peer: "Peer", body: object) -> None:
-        block = _parse(parse_block, body)
+        """A block its sender validated (or that we asked for): any invalidity is its fault."""
+        await self._receive_block(peer, _parse(parse_block, body), sender_validated=True)
+
+    async def handle_powblock(self, peer: "Peer", body: object) -> None:
+        """A block relayed to us before its sender validated it (``early_relay.py``)."""
+        await self._receive_block(peer, _parse(parse_block, body), sender_validated=False)
+
+    async def _receive_block(self, peer: "Peer", block: Block, sender_validated: bool) -> None:
         sync = self.node.sync
         requested = sync.block_arrived(peer, block.hash)
         state = sync.state(peer)
         if state is not None:
             state.known.add(block.hash)
+        excused = self.early.on_block(block, sender_validated)
+        validated = self.node.queue_block(block)
+        validated.add_done_callback(lambda done: self._block_outcome(peer, block, excused, done))
         if requested:
             # A download: don't hold this peer's next message until it is validated, so
             # blocks arriving meanwhile are accepted together in one batch.
-            self._spawn(self._accept_guarded(peer, block))
             sync.schedule()
         else:
-            await self._accept(peer, block)
+            await asyncio.wait([validated])
 
-    async def _accept_guarded(self, peer: "Peer", block: Block) -> None:
-        try:
-            await self._accept(peer, block)
-        except Misbehaviour as exc:
-            self.node.peers.misbehaving(peer, exc.score, exc.code, exc.message)
-
-    async def _accept(self, peer: "Peer", block: Block) -> None:
+    def _block_outcome(self, peer: "Peer", block: Block, excused: bool, done: asyncio.Future) -> None:
+        """The validation of ``block`` from ``peer`` ended: punish the peer if the block is
+        invalid, unless it is ``excused`` (relayed early, and failed only what its sender
+        could not check before relaying); else learn what the peer has."""
         sync = self.node.sync
-        try:
-            result = await self.node.submit_block(block, source=peer)
-        except ValidationError as exc:
+        sync.block_validated(block.hash)
+        sync.schedule()
+        if done.cancelled() or isinstance(done.exception(), asyncio.CancelledError):
+            return   # the node is stopping
+        exc = done.exception()
+        if isinstance(exc, ValidationError):
             if exc.code in HEADER_ERRORS_NOT_PUNISHED:
-                log.info("block %s from %s not accepted: %s", block.hash.hex()[:16], peer.label, exc)
-                return
-            raise Misbehaviour(100, exc.code, f"invalid block {block.hash.hex()}: {exc.message}") from None
-        finally:
-            sync.block_validated(block.hash)
-            sync.schedule()
+                log.info("block %s from %s not accepted: %s", short(block.hash), peer.label, exc)
+            elif excused:
+                log.info("block %s relayed early by %s is invalid: %s (peer not punished: it "
+                         "relayed the block before it could validate it)",
+                         short(block.hash), peer.label, exc)
+            else:
+                self.node.peers.misbehaving(peer, 100, exc.code,
+                                            f"invalid block {block.hash.hex()}: {exc.message}")
+            return
+        if exc is not None:
+            log.error("block %s from %s: internal error: %r", short(block.hash), peer.label, exc)
+            return
         entry = self.node.chain.index.get(block.hash)
         if entry is not None:
             sync.saw_block(peer, entry)
-        if result.status == "orphan":
+        if done.result().status == "orphan":
             sync.request_headers(peer)
 
     # --- outbound ---------------------------------------------------------------------------

@@ -8,6 +8,12 @@ MAX_BLOCKS_IN_FLIGHT per peer, within a moving window of DOWNLOAD_WINDOW
 blocks above the tip.  A peer that has not delivered a requested block within
 STALL_TIMEOUT seconds is disconnected (not banned: slow is not malicious) and
 its requests go to other peers.
+
+Scheduling costs O(1) per block: each peer keeps a cursor into the branch it
+can serve, at the first block it never considered requesting.  A block whose
+request came to nothing (its peer stalled, left or answered ``notfound``, or
+the body did not match the header) is *released* and asked of the next peer
+that has it, before anything new.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from network import Misbehaviour
 
-from .chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry
+from .chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry, short
 from .encoding import DecodeError
 from .errors import ValidationError
 from .messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, NO_STOP,
@@ -67,7 +73,8 @@ class PeerState:
     known: BoundedSet = field(default_factory=lambda: BoundedSet(KNOWN_INVENTORY))  # txids/hashes it has
     path: list[BlockIndexEntry] = field(default_factory=list)    # branch to download, fork+1 .. best_known
     path_for: BlockIndexEntry | None = None               # best_known the path was computed for
-    path_pos: int = 0                                     # entries before this index all have data
+    cursor: int = 0                 # path[:cursor] were requested, arrived or had data when considered
+    lacks: set[bytes] = field(default_factory=set)        # blocks it answered ``notfound`` for
 
 
 class BlockSync:
@@ -80,6 +87,8 @@ class BlockSync:
         self.states: dict[int, PeerState] = {}
         self.in_flight: dict[bytes, int] = {}   # block hash -> peer id it was asked of
         self.validating: set[bytes] = set()      # arrived, queued for validation: not asked again
+        # requests that came to nothing (stall, disconnect, notfound, mutated body): ask again first
+        self.released: dict[bytes, BlockIndexEntry] = {}
         self._progress_at = 0.0
         self._progress_height = 0
         self._task: asyncio.Task | None = None
@@ -107,8 +116,8 @@ class BlockSync:
     async def on_disconnected(self, peer: "Peer") -> None:
         state = self.states.pop(peer.id, None)
         if state is not None:
-            for h in state.in_flight:
-                self.in_flight.pop(h, None)
+            for h in list(state.in_flight):
+                self._release(h, f"{peer.label} disconnected")
             if state.in_flight:
                 self.schedule()
 
@@ -186,14 +195,32 @@ class BlockSync:
         return owner == peer.id
 
     def block_validated(self, block_hash: bytes) -> None:
-        """The block's validation ended (stored, or refused): it may be asked for again if needed."""
+        """The block's validation ended (stored, or refused): if we still lack its data
+        (the body did not match its header), it is asked for again."""
         self.validating.discard(block_hash)
+        entry = self.chain.index.get(block_hash)
+        if entry is not None and entry.status == STATUS_HEADER:
+            log.debug("block %s: body did not match its header; asking for it again", short(block_hash))
+            self.released[block_hash] = entry
 
     def not_found(self, peer: "Peer", hashes: list[bytes]) -> None:
+        state = self.states.get(peer.id)
         for h in hashes:
-            if self.in_flight.get(h) == peer.id:
-                self.block_arrived(peer, h)
+            if state is not None and h in state.in_flight:
+                state.lacks.add(h)
+                self._release(h, f"{peer.label} does not have it")
         self.schedule()
+
+    def _release(self, block_hash: bytes, why: str) -> None:
+        """A request came to nothing: forget it and ask the next peer that has the block."""
+        owner = self.in_flight.pop(block_hash, None)
+        if owner is not None and owner in self.states:
+            self.states[owner].in_flight.pop(block_hash, None)
+        entry = self.chain.index.get(block_hash)
+        if entry is not None:
+            log.debug("block %s: request came to nothing (%s); asking another peer",
+                      short(block_hash), why)
+            self.released[block_hash] = entry
 
     def schedule(self) -> None:
         """Ask every peer for the blocks it can give us, within the window and caps."""
@@ -213,25 +240,67 @@ class BlockSync:
                 state.in_flight[entry.hash] = now
                 self.in_flight[entry.hash] = state.peer.id
             state.peer.send(MSG_GETDATA, inv_body([InvItem(INV_BLOCK, e.hash) for e in wanted]))
+        if self.released:
+            self._forget_unservable()
+
+    def _forget_unservable(self) -> None:
+        """Drop released blocks on no peer's branch: a peer that later has them gets a new
+        branch whose cursor starts at its beginning, and finds them there."""
+        for h, entry in list(self.released.items()):
+            if not any(_on_path(s.path, entry) for s in self.states.values()):
+                del self.released[h]
+
+    def _wanted(self, entry: BlockIndexEntry) -> bool:
+        """We lack the block and nobody is fetching or validating it."""
+        return (entry.status == STATUS_HEADER and entry.hash not in self.in_flight
+                and entry.hash not in self.validating)
 
     def _next_blocks(self, state: PeerState, room: int, max_height: int) -> list[BlockIndexEntry]:
+        """Up to ``room`` blocks to ask ``state``'s peer for, lowest first: released
+        requests it can serve, then new blocks from its cursor on."""
+        path = self._path(state)
+        wanted = self._released_for(state, path, room, max_height) if self.released else []
+        while state.cursor < len(path) and len(wanted) < room:
+            entry = path[state.cursor]
+            if entry.height > max_height:
+                break
+            state.cursor += 1
+            if self._wanted(entry):
+                wanted.append(entry)
+        return wanted
+
+    def _path(self, state: PeerState) -> list[BlockIndexEntry]:
+        """The peer's branch from the fork with the active chain to its best block.
+
+        When the peer's best block extends the branch computed before, the branch
+        is extended and the cursor kept; otherwise it is computed afresh."""
         if state.path_for is not state.best_known:
-            path = []
+            new = []
             entry = state.best_known
-            while entry is not None and not self.chain.on_active_chain(entry):
-                path.append(entry)
+            while (entry is not None and entry is not state.path_for
+                   and not self.chain.on_active_chain(entry)):
+                new.append(entry)
                 entry = entry.parent
-            path.reverse()
-            state.path, state.path_for, state.path_pos = path, state.best_known, 0
-        path = state.path
-        while state.path_pos < len(path) and path[state.path_pos].status != STATUS_HEADER:
-            state.path_pos += 1
+            new.reverse()
+            if entry is not None and entry is state.path_for and not self.chain.on_active_chain(entry):
+                state.path.extend(new)
+            else:   # a new branch, or the old one is all connected: start afresh at the fork
+                state.path, state.cursor = new, 0
+            state.path_for = state.best_known
+        return state.path
+
+    def _released_for(self, state: PeerState, path: list[BlockIndexEntry], room: int,
+                      max_height: int) -> list[BlockIndexEntry]:
+        """Released blocks on ``path`` that the peer did not say it lacks, lowest first
+        (taken out of ``released``); released blocks no longer needed are dropped."""
         wanted = []
-        for entry in path[state.path_pos:]:
+        for entry in sorted(self.released.values(), key=lambda e: e.height):
             if len(wanted) >= room or entry.height > max_height:
                 break
-            if (entry.status == STATUS_HEADER and entry.hash not in self.in_flight
-                    and entry.hash not in self.validating):
+            if not self._wanted(entry):
+                del self.released[entry.hash]   # arrived meanwhile, or no longer needed
+            elif _on_path(path, entry) and entry.hash not in state.lacks:
+                del self.released[entry.hash]
                 wanted.append(entry)
         return wanted
 
@@ -259,3 +328,9 @@ class BlockSync:
         log.info("sync: height=%d of %d (%.1f%%) %.0f blocks/s, %d in flight", height, target,
                  100.0 * height / max(target, 1), rate, len(self.in_flight))
         self._progress_at, self._progress_height = now, height
+
+
+def _on_path(path: list[BlockIndexEntry], entry: BlockIndexEntry) -> bool:
+    """``entry`` is on ``path`` (a branch: one entry per height, consecutive)."""
+    index = entry.height - path[0].height if path else -1
+    return 0 <= index < len(path) and path[index] is entry

@@ -18,11 +18,12 @@ class WireClient:
         self.inbox: list[tuple[str, object]] = []
 
     @classmethod
-    async def connect(cls, params, host: str, port: int, handshake: bool = True) -> "WireClient":
+    async def connect(cls, params, host: str, port: int, handshake: bool = True,
+                      protocol_version: int = 1) -> "WireClient":
         reader, writer = await asyncio.open_connection(host, port)
         client = cls(params, reader, writer)
         if handshake:
-            await client.handshake()
+            await client.handshake(protocol_version)
         return client
 
     def send(self, msg_type: str, body) -> None:
@@ -31,8 +32,8 @@ class WireClient:
     def send_raw(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def handshake(self) -> None:
-        self.send("version", [1, self.params.magic, self.params.genesis_hash, 0, 0,
+    async def handshake(self, protocol_version: int = 1) -> None:
+        self.send("version", [protocol_version, self.params.magic, self.params.genesis_hash, 0, 0,
                               int.from_bytes(os.urandom(8), "big"), "/hostile:0/", int(time.time())])
         await self.expect("version")
         self.send("verack", [])
