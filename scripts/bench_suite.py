@@ -407,10 +407,16 @@ async def bench_propagation(b: "Bench") -> None:
     b.add("propagation_4_nodes_median", statistics.median(totals) * 1000, "ms",
           note=f"{n} blocks, 3 hops: tip event at the first node to tip event at the last")
     b.add("propagation_4_nodes_p90", _p90(totals) * 1000, "ms")
-    b.add("propagation_per_hop_median", statistics.median(h for hs in hops for h in hs) * 1000, "ms",
-          target=2.0, target_of="value", op="<=", note="median of every hop of every block")
+    # Per hop = end to end / 3.  Nodes relay a block before validating it (powblock), so
+    # neighbours validate at once and the gap between two nodes' tip events says little
+    # about a hop: hop 1 carries the validation the later nodes overlap.
+    b.add("propagation_per_hop_median", statistics.median(totals) / 3 * 1000, "ms",
+          target=2.0, target_of="value", op="<=",
+          note="median end-to-end time over the 3 hops, divided by 3; the pooled median of the "
+               f"per-hop gaps is {statistics.median(h for hs in hops for h in hs) * 1000:.2f} ms")
     for i, hs in enumerate(hops):
-        b.add(f"propagation_hop{i + 1}_median", statistics.median(hs) * 1000, "ms")
+        b.add(f"propagation_hop{i + 1}_median", statistics.median(hs) * 1000, "ms",
+              note="tip event at this node minus at the previous one (may be <= 0: validations overlap)")
     key = "obol_block_validation_seconds_{}"
     seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in zip(after, before))
     count = sum(a[key.format("count")] - o[key.format("count")] for a, o in zip(after, before))
