@@ -137,6 +137,19 @@ async def _p2p_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: st
     return len(raws) / elapsed, cores
 
 
+async def _timed_clients(b: "Bench", node: NodeProc, profile_as: str | None, client, count: int
+                         ) -> tuple[float, str]:
+    """Run ``count`` copies of ``client()`` at once: (seconds, cores the node used)."""
+    prof = b.profile(profile_as, node.pid) if profile_as else None
+    try:
+        cpu = CpuMeter(node=node.pid)
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(count)))
+        return time.perf_counter() - started, cpu.stop()
+    finally:
+        b.profiler.detach(prof)
+
+
 async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
                    ) -> tuple[float, str]:
     bodies = [json.dumps({"hex": raw.hex()}).encode() for raw in raws]
@@ -153,15 +166,7 @@ async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: st
                     text = await resp.read()
                     if resp.status != 200:
                         errors.append(f"{resp.status} {text[:200]!r}")
-        prof = b.profile(profile_as, node.pid) if profile_as else None
-        try:
-            cpu = CpuMeter(node=node.pid)
-            started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(b.sizes.api_concurrency)))
-            elapsed = time.perf_counter() - started
-            cores = cpu.stop()
-        finally:
-            b.profiler.detach(prof)
+        elapsed, cores = await _timed_clients(b, node, profile_as, client, b.sizes.api_concurrency)
     if errors:
         raise BenchError(f"POST /tx refused {len(errors)} transactions, e.g. {errors[0]}")
     if await _mempool_count(node) < before + len(raws):
@@ -188,15 +193,7 @@ async def _api_batch_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_
                         refused.append(f"{resp.status} {answer!r:.200}")
                     else:
                         refused.extend(r["error"]["code"] for r in answer["results"] if "error" in r)
-        prof = b.profile(profile_as, node.pid) if profile_as else None
-        try:
-            cpu = CpuMeter(node=node.pid)
-            started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(API_BATCH_CLIENTS)))
-            elapsed = time.perf_counter() - started
-            cores = cpu.stop()
-        finally:
-            b.profiler.detach(prof)
+        elapsed, cores = await _timed_clients(b, node, profile_as, client, API_BATCH_CLIENTS)
     if refused:
         raise BenchError(f"POST /txs refused {len(refused)} transactions, e.g. {refused[0]}")
     if await _mempool_count(node) < before + len(raws):

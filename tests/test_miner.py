@@ -198,6 +198,19 @@ async def test_async_miner_finds_and_submits_block(tmp_path, uparams):
     await miner.stop()                                     # stopping twice is harmless
 
 
+async def unsolvable(chain, calls: list) -> Block:
+    """A template on the tip with an impossible target (the search never succeeds); counts calls."""
+    calls.append(1)
+    block = create_block_template(chain, None, b"\x79" * 20, now=chain.tip.header.timestamp + 600)
+    header = block.header.__class__.create(1, block.header.prev_hash, block.header.merkle_root,
+                                           block.header.timestamp, 0x03000001, NONCE_START)
+    return Block.create(header, block.txs)
+
+
+async def never_submitted(block):
+    raise AssertionError("nothing can be found")
+
+
 async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
     """notify() abandons the current search: the miner asks for a new template."""
     chain = open_chain(tmp_path / "n", uparams)
@@ -205,19 +218,11 @@ async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
     again = asyncio.Event()
 
     async def template():
-        calls.append(1)
-        if len(calls) >= 2:
+        if len(calls) >= 1:
             again.set()
-        block = create_block_template(chain, None, b"\x79" * 20, now=chain.tip.header.timestamp + 600)
-        # an impossible target: the search never succeeds on its own
-        header = block.header.__class__.create(1, block.header.prev_hash, block.header.merkle_root,
-                                               block.header.timestamp, 0x03000001, NONCE_START)
-        return Block.create(header, block.txs)
+        return await unsolvable(chain, calls)
 
-    async def submit(block):
-        raise AssertionError("nothing can be found")
-
-    miner = Miner(template, submit, processes=1)
+    miner = Miner(template, never_submitted, processes=1)
     try:
         miner.start()
         while not calls:
@@ -241,14 +246,7 @@ async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(
     calls = []
 
     async def template():
-        calls.append(1)
-        block = create_block_template(chain, None, b"\x79" * 20, now=chain.tip.header.timestamp + 600)
-        header = block.header.__class__.create(1, block.header.prev_hash, block.header.merkle_root,
-                                               block.header.timestamp, 0x03000001, NONCE_START)
-        return Block.create(header, block.txs)
-
-    async def submit(block):
-        raise AssertionError("nothing can be found")
+        return await unsolvable(chain, calls)
 
     async def until(condition):
         for _ in range(3000):
@@ -257,7 +255,7 @@ async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(
             await asyncio.sleep(0.01)
         raise AssertionError("condition not met in 30 s")
 
-    miner = Miner(template, submit, processes=1)
+    miner = Miner(template, never_submitted, processes=1)
     try:
         miner.start()
         await until(lambda: miner.hashes > 0)
