@@ -16,7 +16,6 @@ undo         block hash (32)                              [[amount, addr_hash, h
 chain        height (8)                                   block hash of the active chain
 utxo         txid (32) + index (4)                        [amount, addr_hash, height, coinbase]
 txindex      txid (32)                                    [block hash, position in block]
-addrutxo     addr_hash (20) + txid (32) + index (4)       b"" (the coin itself is in utxo)
 addrhist     addr_hash (20) + height (8) + pos (4) + txid  b""
 ===========  ==========================================  ==========================================
 """
@@ -30,9 +29,11 @@ import lmdb
 from .encoding import decode, decode_stored, encode
 from .tx import Coin, OutPoint
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
-DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrutxo", "addrhist")
+DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrhist")
+DROPPED_DBS = {2: ("addrutxo",)}  # schema -> sub-databases the upgrade to it removes
+MAX_DROPPED_DBS = max(len(names) for names in DROPPED_DBS.values())
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -47,8 +48,12 @@ class Store:
     def __init__(self, path: Path, network: str, readonly: bool = False) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.env = lmdb.open(str(path / "chain.lmdb"), map_size=MAP_SIZE, max_dbs=len(DB_NAMES) + 1,
-                             subdir=True, sync=True, metasync=True, readahead=False,
+        # metasync=False: one fdatasync per commit (the data pages), the meta page is
+        # flushed by the next commit or the OS; LMDB keeps the database intact, and only
+        # an OS crash (never a process crash) can lose the last commit (docs/design.md)
+        self.env = lmdb.open(str(path / "chain.lmdb"), map_size=MAP_SIZE,
+                             max_dbs=len(DB_NAMES) + MAX_DROPPED_DBS,
+                             subdir=True, sync=True, metasync=False, readahead=False,
                              max_readers=256, readonly=readonly)
         try:
             self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
@@ -59,14 +64,24 @@ class Store:
                     txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
                 elif found is not None and found.decode() != network:
                     raise StoreError(f"datadir {path} holds the '{found.decode()}' network, not '{network}'")
-                schema = txn.get(b"schema", db=self.db["meta"])
-                if schema is not None and decode(schema) > SCHEMA_VERSION:
-                    raise StoreError(f"datadir {path} has schema {decode(schema)}, newer than {SCHEMA_VERSION}")
+                raw_schema = txn.get(b"schema", db=self.db["meta"])
+                schema = decode(raw_schema) if raw_schema is not None else SCHEMA_VERSION
+                if schema > SCHEMA_VERSION:
+                    raise StoreError(f"datadir {path} has schema {schema}, newer than {SCHEMA_VERSION}")
+                if schema < SCHEMA_VERSION and not readonly:
+                    self._upgrade(txn, schema)
         except BaseException:
             # a refused datadir must not stay open: a second environment on the same
             # files in this process would share (and on close drop) LMDB's locks
             self.env.close()
             raise
+
+    def _upgrade(self, txn, schema: int) -> None:
+        """Bring an older datadir to SCHEMA_VERSION inside ``txn`` (the one that opens it)."""
+        for version in range(schema + 1, SCHEMA_VERSION + 1):
+            for name in DROPPED_DBS.get(version, ()):
+                txn.drop(self.env.open_db(name.encode(), txn=txn), delete=True)
+        txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
 
     def close(self) -> None:
         self.env.close()

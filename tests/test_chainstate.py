@@ -505,3 +505,46 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
+
+
+# --- storage schema ------------------------------------------------------------------
+
+def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
+    """A schema-1 datadir (with its per-address coin index) opens as schema 2: the index
+    is dropped, and address queries, connecting and reorgs go on as before."""
+    import lmdb
+    from node.encoding import decode, encode
+    from node.store import SCHEMA_VERSION
+    wallet = Wallet()
+    chain = open_chain(tmp_path / "d", uparams)
+    extend(chain, wallet.addr, 3)
+    chain.close()
+    env = lmdb.open(str(tmp_path / "d" / "chain.lmdb"), max_dbs=16, subdir=True)
+    with env.begin(write=True) as txn:
+        txn.put(b"schema", encode(1), db=env.open_db(b"meta", txn=txn))
+        txn.put(wallet.addr + bytes(36), b"", db=env.open_db(b"addrutxo", txn=txn))
+    env.close()
+
+    again = open_chain(tmp_path / "d", uparams)
+    try:
+        with again.store.env.begin() as txn:
+            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 2
+            assert b"addrutxo" not in {key for key, _ in txn.cursor()}   # the named databases
+        assert len(again.address_coins(wallet.addr)) == 3
+        extend(again, wallet.addr, 2)
+        assert len(again.address_coins(wallet.addr)) == 5
+        assert_matches_replay(again, tmp_path / "replay")
+    finally:
+        again.close()
+
+
+def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
+    """decode_stored / from_stored read what the node itself wrote to LMDB; everything
+    from outside (peers, API, files) must go through the strict decoders."""
+    import pathlib
+    import re
+    trusted_readers = {"store.py", "chainstate.py", "utxoset.py", "block.py", "tx.py", "encoding.py"}
+    root = pathlib.Path(__file__).resolve().parent.parent
+    for path in [*root.glob("node/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
+        if re.search(r"\b(decode_stored|from_stored)\(", path.read_text()):
+            assert path.name in trusted_readers, path

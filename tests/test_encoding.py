@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from node.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.crypto import SigningKey
 from node.crypto import sha256d
-from node.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, expect_bytes,
+from node.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, expect_bytes,
                            expect_int, expect_list, expect_str)
 from node.errors import DecodeError, ValidationError
 from node.tx import (MAX_TX_SIZE, MAX_UINT32, MAX_UINT64, OutPoint, Transaction, TxOut,
@@ -508,3 +508,9 @@ def decode_fails(data: bytes) -> bool:
     except DecodeError:
         return True
     return False
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])
+def test_encode_array_of_encoded_elements_equals_encode_of_the_list(count):
+    items = [n % 300 for n in range(count)]
+    assert encode_array([encode(i) for i in items]) == encode(items)
