@@ -29,7 +29,7 @@ from .errors import BlockValidationError, ValidationError
 from .params import MEDIAN_TIME_SPAN, NetworkParams
 from .pow import asert_target, bits_to_target, block_work, hash_meets_target, target_to_bits
 from .sigcheck import SignatureVerifier
-from .store import Store, decode_coin, height_key, outpoint_key, parse_addr_hist_key, parse_outpoint
+from .store import Store, decode_coin, height_key, outpoint_key, parse_addr_hist, parse_outpoint
 from .tx import Coin, OutPoint, Transaction
 from .utxoset import UtxoStats, connect_block, disconnect_block
 
@@ -718,7 +718,7 @@ class ChainState:
         cursor = txn.cursor(db=self.db["addrhist"])
         found = cursor.prev() if cursor.set_range(upper) else cursor.last()
         while found and cursor.key().startswith(addr_hash):
-            yield parse_addr_hist_key(cursor.key())
+            yield from reversed(parse_addr_hist(cursor.key(), cursor.value()))
             found = cursor.prev()
 
     def address_history(self, addr_hash: bytes, limit: int = 50,

@@ -16,7 +16,7 @@ undo         block hash (32)                              [[amount, addr_hash, h
 chain        height (8)                                   block hash of the active chain
 utxo         txid (32) + index (4)                        [amount, addr_hash, height, coinbase]
 txindex      txid (32)                                    [block hash, position in block]
-addrhist     addr_hash (20) + height (8) + pos (4) + txid  b""
+addrhist     addr_hash (20) + height (8)                  (pos (4) + txid (32)) for each tx of that block touching it
 ===========  ==========================================  ==========================================
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from .tx import Coin, OutPoint
 SCHEMA_VERSION = 2
 MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
 DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrhist")
-DROPPED_DBS = {2: ("addrutxo",)}  # schema -> sub-databases the upgrade to it removes
-MAX_DROPPED_DBS = max(len(names) for names in DROPPED_DBS.values())
+DROPPED_DBS = ("addrutxo",)  # schema 1's per-address coin index, removed by the upgrade to 2
+ADDR_HIST_ENTRY = 36         # bytes of one addrhist entry: position (4) + txid (32)
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -52,7 +52,7 @@ class Store:
         # flushed by the next commit or the OS; LMDB keeps the database intact, and only
         # an OS crash (never a process crash) can lose the last commit (docs/design.md)
         self.env = lmdb.open(str(path / "chain.lmdb"), map_size=MAP_SIZE,
-                             max_dbs=len(DB_NAMES) + MAX_DROPPED_DBS,
+                             max_dbs=len(DB_NAMES) + len(DROPPED_DBS),
                              subdir=True, sync=True, metasync=False, readahead=False,
                              max_readers=256, readonly=readonly)
         try:
@@ -77,10 +77,19 @@ class Store:
             raise
 
     def _upgrade(self, txn, schema: int) -> None:
-        """Bring an older datadir to SCHEMA_VERSION inside ``txn`` (the one that opens it)."""
-        for version in range(schema + 1, SCHEMA_VERSION + 1):
-            for name in DROPPED_DBS.get(version, ()):
-                txn.drop(self.env.open_db(name.encode(), txn=txn), delete=True)
+        """Bring a schema-1 datadir to schema 2 inside ``txn`` (the one that opens it):
+        drop ``addrutxo``, and regroup ``addrhist`` from one key per (address, height,
+        position, txid) to one key per (address, height) holding that block's entries."""
+        for name in DROPPED_DBS:
+            txn.drop(self.env.open_db(name.encode(), txn=txn), delete=True)
+        hist = self.db["addrhist"]
+        grouped: dict[bytes, list[bytes]] = {}
+        for old_key in txn.cursor(db=hist).iternext(values=False):   # sorted: position order
+            grouped.setdefault(old_key[:28], []).append(old_key[28:])
+        txn.drop(hist, delete=False)
+        cursor = txn.cursor(db=hist)
+        for key, entries in grouped.items():
+            cursor.put(key, b"".join(entries), append=True)
         txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
 
     def close(self) -> None:
@@ -97,13 +106,20 @@ def height_key(height: int) -> bytes:
     return _U64.pack(height)
 
 
-def addr_hist_key(addr_hash: bytes, height: int, position: int, txid: bytes) -> bytes:
-    return addr_hash + _U64.pack(height) + _U32.pack(position) + txid
+def addr_hist_key(addr_hash: bytes, height: int) -> bytes:
+    return addr_hash + _U64.pack(height)
 
 
-def parse_addr_hist_key(key: bytes) -> tuple[int, int, bytes]:
-    """(height, position, txid) of an addrhist key."""
-    return _U64.unpack_from(key, 20)[0], _U32.unpack_from(key, 28)[0], key[32:]
+def addr_hist_entry(position: int, txid: bytes) -> bytes:
+    """One transaction in an addrhist value (values are these, concatenated in block order)."""
+    return _U32.pack(position) + txid
+
+
+def parse_addr_hist(key: bytes, value: bytes) -> list[tuple[int, int, bytes]]:
+    """(height, position, txid) of each entry of an addrhist record, in block order."""
+    height = _U64.unpack_from(key, 20)[0]
+    return [(height, _U32.unpack_from(value, at)[0], value[at + 4:at + ADDR_HIST_ENTRY])
+            for at in range(0, len(value), ADDR_HIST_ENTRY)]
 
 
 def parse_outpoint(key: bytes) -> OutPoint:

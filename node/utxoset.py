@@ -6,10 +6,10 @@ its undo data, ``txindex``, ``addrhist`` and ``chain`` entries;
 write: the caller owns the transaction, so a whole reorg still commits (or
 aborts) as one.  ``UtxoStats`` follows the set's count, amount and digest.
 
-Per transaction this is 3 + (inputs) + (outputs) + (addresses touched) LMDB
-writes for a connect: every one of them dirties a page that the synced commit
-writes, so nothing is written that a reader does not need (docs/design.md,
-"Storage").
+Per transaction a connect writes (inputs) + (outputs) + 1 (``txindex``) LMDB
+records at random keys, and per block one ``addrhist`` record per address it
+touches: every write dirties a page that the synced commit flushes, so
+nothing is written that a reader does not need (docs/design.md, "Storage").
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .block import Block
 from .encoding import decode_stored, element_bytes, encode, encode_array
 from .errors import BlockValidationError, ValidationError
 from .params import NetworkParams
-from .store import addr_hist_key, decode_coin, encode_coin, height_key, outpoint_key
+from .store import addr_hist_entry, addr_hist_key, decode_coin, height_key, outpoint_key
 from .tx import Coin
 
 DIGEST_MODULUS = 1 << 256       # the UTXO digest is a sum of 256-bit hashes modulo this
@@ -71,7 +71,7 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     rules.check_block_contextual(block, height, median_time_past)
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    hist_db, txindex_db = db["addrhist"], db["txindex"]
+    txindex_put = txn.cursor(db=db["txindex"]).put
     fees = 0
     checks: list = []
     spent: list[bytes] = []         # key ‖ value of every coin spent: the digest's terms
@@ -79,6 +79,7 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     undo: list[bytes] = []          # the spent coins' values, in spending order
     created: list[bytes] = []
     created_amount = 0
+    history: dict[bytes, list[bytes]] = {}   # address -> addrhist entries of this block
     for pos, tx in enumerate(block.txs):
         txid = tx.txid
         touched: set[bytes] = set()
@@ -98,19 +99,23 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
                 spent_amount += coin.amount
                 touched.add(coin.addr_hash)
             undo.extend(raws)
-        coinbase = pos == 0
+        coinbase = int(pos == 0)
         for n, out in enumerate(tx.outputs):
             key = outpoint_key(txid, n)
-            value = encode_coin(Coin(out.amount, out.addr_hash, height, coinbase))
+            value = encode([out.amount, out.addr_hash, height, coinbase])   # store.encode_coin
             utxo_put(key, value)
             created.append(key + value)
             created_amount += out.amount
             touched.add(out.addr_hash)
-        txn.put(txid, encode([block_hash, pos]), db=txindex_db)
+        txindex_put(txid, encode([block_hash, pos]))
+        entry = addr_hist_entry(pos, txid)
         for addr in touched:
-            txn.put(addr_hist_key(addr, height, pos, txid), b"", db=hist_db)
+            history.setdefault(addr, []).append(entry)
     rules.check_coinbase_amount(block, height, fees, params)
     stats.apply(created, created_amount, spent, spent_amount)
+    hist_put = txn.cursor(db=db["addrhist"]).put
+    for addr, entries in history.items():
+        hist_put(addr_hist_key(addr, height), b"".join(entries))
     txn.put(block_hash, encode_array(undo), db=db["undo"])
     txn.put(height_key(height), block_hash, db=db["chain"])
     return checks
@@ -121,7 +126,7 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
     """Undo ``block`` (at ``height``) inside ``txn`` with its stored undo data."""
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    hist_db, txindex_db = db["addrhist"], db["txindex"]
+    txindex_db = db["txindex"]
     undo_raw = txn.get(block_hash, db=db["undo"])
     undo_values = element_bytes(undo_raw)            # the spent coins' utxo values, as stored
     undo_coins = decode_stored(undo_raw)             # the same, decoded
@@ -129,10 +134,10 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
     removed_amount = 0
     restored: list[bytes] = []
     restored_amount = 0
+    touched: set[bytes] = set()                      # every address with an addrhist record here
     for pos in range(len(block.txs) - 1, -1, -1):
         tx = block.txs[pos]
         txid = tx.txid
-        touched: set[bytes] = set()
         for n, out in enumerate(tx.outputs):
             key = outpoint_key(txid, n)
             value = utxo_pop(key)
@@ -151,8 +156,9 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
                 restored_amount += amount
                 touched.add(addr_hash)
         txn.delete(txid, db=txindex_db)
-        for addr in touched:
-            txn.delete(addr_hist_key(addr, height, pos, txid), db=hist_db)
     stats.apply(restored, restored_amount, removed, removed_amount)
+    hist_db = db["addrhist"]
+    for addr in touched:
+        txn.delete(addr_hist_key(addr, height), db=hist_db)
     txn.delete(height_key(height), db=db["chain"])
     txn.put(b"tip", block.header.prev_hash, db=db["meta"])
