@@ -26,7 +26,7 @@ from pathlib import Path
 
 import lmdb
 
-from .encoding import decode, decode_stored, encode
+from .encoding import decode, decode_stored, encode, encode_uint
 from .tx import Coin, OutPoint
 
 SCHEMA_VERSION = 2
@@ -128,6 +128,28 @@ def parse_outpoint(key: bytes) -> OutPoint:
 
 def encode_coin(coin: Coin) -> bytes:
     return encode([coin.amount, coin.addr_hash, coin.height, int(coin.coinbase)])
+
+
+def tx_location_prefix(block_hash: bytes) -> bytes:
+    """The ``txindex`` value ``encode([block_hash, position])`` without its last field:
+    append ``encode_uint(position)``."""
+    return b"\x92\xc4\x20" + block_hash      # a 2-element array, then a 32-byte bin
+
+
+COIN_PREFIX = b"\x94"              # a coin record: a 4-element array ...
+ADDR_HASH_PREFIX = b"\xc4\x14"     # ... whose second field is a 20-byte bin
+
+
+def coin_suffix(height: int, coinbase: bool) -> bytes:
+    """The encoding of a coin's last two fields, shared by all outputs of a block's
+    (non-)coinbase transactions."""
+    return encode_uint(height) + bytes((int(coinbase),))
+
+
+def encode_coin_fields(amount: int, addr_hash: bytes, suffix: bytes) -> bytes:
+    """``encode_coin(Coin(amount, addr_hash, height, coinbase))``, with ``suffix`` from
+    ``coin_suffix(height, coinbase)``: built field by field for connecting blocks."""
+    return COIN_PREFIX + encode_uint(amount) + ADDR_HASH_PREFIX + addr_hash + suffix
 
 
 def decode_coin(data: bytes) -> Coin:

@@ -19,10 +19,11 @@ from typing import Sequence
 
 from . import rules
 from .block import Block
-from .encoding import decode_stored, element_bytes, encode, encode_array
+from .encoding import decode_stored, element_bytes, encode, encode_array, encode_uint
 from .errors import BlockValidationError, ValidationError
 from .params import NetworkParams
-from .store import addr_hist_entry, addr_hist_key, decode_coin, height_key, outpoint_key
+from .store import (addr_hist_entry, addr_hist_key, coin_suffix, decode_coin, encode_coin_fields,
+                    height_key, outpoint_key, tx_location_prefix)
 from .tx import Coin
 
 DIGEST_MODULUS = 1 << 256       # the UTXO digest is a sum of 256-bit hashes modulo this
@@ -80,6 +81,8 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     created: list[bytes] = []
     created_amount = 0
     history: dict[bytes, list[bytes]] = {}   # address -> addrhist entries of this block
+    coin_tails = (coin_suffix(height, True), coin_suffix(height, False))   # coinbase, other
+    location = tx_location_prefix(block_hash)
     for pos, tx in enumerate(block.txs):
         txid = tx.txid
         touched: set[bytes] = set()
@@ -99,15 +102,15 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
                 spent_amount += coin.amount
                 touched.add(coin.addr_hash)
             undo.extend(raws)
-        coinbase = int(pos == 0)
+        tail = coin_tails[pos > 0]
         for n, out in enumerate(tx.outputs):
             key = outpoint_key(txid, n)
-            value = encode([out.amount, out.addr_hash, height, coinbase])   # store.encode_coin
+            value = encode_coin_fields(out.amount, out.addr_hash, tail)
             utxo_put(key, value)
             created.append(key + value)
             created_amount += out.amount
             touched.add(out.addr_hash)
-        txindex_put(txid, encode([block_hash, pos]))
+        txindex_put(txid, location + encode_uint(pos))
         entry = addr_hist_entry(pos, txid)
         for addr in touched:
             history.setdefault(addr, []).append(entry)

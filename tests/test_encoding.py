@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from node.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.crypto import SigningKey
 from node.crypto import sha256d
-from node.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, expect_bytes,
-                           expect_int, expect_list, expect_str)
+from node.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, encode_uint,
+                           expect_bytes, expect_int, expect_list, expect_str)
 from node.errors import DecodeError, ValidationError
 from node.tx import (MAX_TX_SIZE, MAX_UINT32, MAX_UINT64, OutPoint, Transaction, TxOut,
                      make_coinbase, sign_transaction)
@@ -514,3 +514,8 @@ def decode_fails(data: bytes) -> bool:
 def test_encode_array_of_encoded_elements_equals_encode_of_the_list(count):
     items = [n % 300 for n in range(count)]
     assert encode_array([encode(i) for i in items]) == encode(items)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, MAX_UINT64])
+def test_encode_uint_equals_encode(value):
+    assert encode_uint(value) == encode(value)

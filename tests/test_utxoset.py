@@ -6,7 +6,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.store import encode_coin, outpoint_key
+from node.encoding import encode, encode_uint
+from node.store import coin_suffix, encode_coin, encode_coin_fields, outpoint_key, tx_location_prefix
 from node.tx import Coin
 from node.utxoset import UtxoStats
 
@@ -37,3 +38,17 @@ def test_apply_per_block_equals_add_per_coin(amounts, spend_count):
                     [k + v for k, v, _ in spent], sum(a for _, _, a in spent))
     assert per_block == one_by_one
     assert 0 <= per_block.digest_sum < 2**256
+
+
+@given(st.integers(1, 2**64 - 1), st.binary(min_size=20, max_size=20), st.integers(0, 2**64 - 1),
+       st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_coin_records_built_field_by_field_equal_encode_coin(amount, addr_hash, height, coinbase):
+    suffix = coin_suffix(height, coinbase)
+    assert encode_coin_fields(amount, addr_hash, suffix) == encode_coin(Coin(amount, addr_hash, height, coinbase))
+
+
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 2**32 - 1))
+@settings(max_examples=50, deadline=None)
+def test_tx_location_prefix_plus_position_equals_encode(block_hash, position):
+    assert tx_location_prefix(block_hash) + encode_uint(position) == encode([block_hash, position])
