@@ -670,12 +670,18 @@ class ChainState:
         return [decode_coin(r) if r is not None else None for r in raws]
 
     def get_tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
-        """(block hash, position) of a confirmed transaction on the active chain."""
+        """(block hash, position) of a confirmed transaction on the active chain.
+
+        A disconnect leaves its transactions' ``txindex`` entries (as Bitcoin Core's
+        txindex does): an entry counts only if its block is on the active chain."""
         with self.store.env.begin() as txn:
             raw = txn.get(txid, db=self.db["txindex"])
         if raw is None:
             return None
         block_hash, pos = decode_stored(raw)
+        entry = self.index.get(block_hash)
+        if entry is None or not self.on_active_chain(entry):
+            return None
         return block_hash, pos
 
     def get_transaction(self, txid: bytes) -> tuple[Transaction, BlockIndexEntry] | None:

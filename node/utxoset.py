@@ -2,7 +2,8 @@
 
 ``connect_block`` spends the block's inputs, creates its outputs and writes
 its undo data, ``txindex``, ``addrhist`` and ``chain`` entries;
-``disconnect_block`` reverses exactly that with the undo data.  Both only
+``disconnect_block`` reverses that with the undo data (its undo record and
+``txindex`` entries stay, unused while the block is not on the active chain).  Both only
 write: the caller owns the transaction, so a whole reorg still commits (or
 aborts) as one.  ``UtxoStats`` follows the set's count, amount and digest.
 
@@ -129,7 +130,6 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
     """Undo ``block`` (at ``height``) inside ``txn`` with its stored undo data."""
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    txindex_db = db["txindex"]
     undo_raw = txn.get(block_hash, db=db["undo"])
     undo_values = element_bytes(undo_raw)            # the spent coins' utxo values, as stored
     undo_coins = decode_stored(undo_raw)             # the same, decoded
@@ -158,7 +158,8 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
                 restored.append(key + value)
                 restored_amount += amount
                 touched.add(addr_hash)
-        txn.delete(txid, db=txindex_db)
+    # txindex entries stay: one random-key delete per transaction saved, and readers
+    # (ChainState.get_tx_location) ignore entries whose block is not on the active chain
     stats.apply(restored, restored_amount, removed, removed_amount)
     hist_db = db["addrhist"]
     for addr in touched:
