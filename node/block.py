@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .crypto import sha256d
-from .encoding import decode, encode, expect_bytes, expect_int, expect_list
+from .encoding import decode, decode_stored, element_bytes, encode, expect_bytes, expect_int, expect_list
 from .errors import BlockValidationError
 from .tx import MAX_UINT32, MAX_UINT64, Transaction
 
@@ -51,7 +51,8 @@ class BlockHeader:
         return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
     @classmethod
-    def from_list(cls, obj: object) -> "BlockHeader":
+    def from_list(cls, obj: object, raw: bytes | None = None) -> "BlockHeader":
+        """Build from the decoded array; ``raw`` (its canonical bytes) if already known."""
         version, prev_hash, merkle_root, timestamp, bits, nonce = expect_list(obj, 6, "header")
         expect_int(version, 0, MAX_UINT32, "header.version")
         expect_bytes(prev_hash, 32, what="header.prev_hash")
@@ -59,7 +60,9 @@ class BlockHeader:
         expect_int(timestamp, 0, MAX_UINT64, "header.timestamp")
         expect_int(bits, 0, MAX_UINT32, "header.bits")
         expect_int(nonce, 0, MAX_UINT64, "header.nonce")
-        return cls.create(version, prev_hash, merkle_root, timestamp, bits, nonce)
+        if raw is None:
+            return cls.create(version, prev_hash, merkle_root, timestamp, bits, nonce)
+        return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "BlockHeader":
@@ -95,15 +98,33 @@ class Block:
 
     @classmethod
     def from_list(cls, obj: object, raw: bytes | None = None) -> "Block":
-        """Build from the decoded array (a P2P ``block`` body); ``raw`` if already known."""
+        """Build from the decoded array (a P2P ``block`` body); ``raw`` if already known.
+
+        The block is encoded (at most) once; the header's and each transaction's
+        bytes are then slices of it (``element_bytes``), hashed without re-encoding."""
         header_obj, txs_obj = expect_list(obj, 2, "block")
-        header = BlockHeader.from_list(header_obj)
-        txs = tuple(Transaction.from_list(t) for t in expect_list(txs_obj, None, "block.txs"))
+        expect_list(txs_obj, None, "block.txs")
         if raw is None:
             raw = encode([header_obj, txs_obj])
             if len(raw) > MAX_BLOCK_SIZE:
                 raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
+        header_raw, txs_raw = element_bytes(raw)
+        header = BlockHeader.from_list(header_obj, header_raw)
+        txs = tuple(Transaction.from_list(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw)))
         return cls(header, txs, raw)
+
+    @classmethod
+    def from_stored(cls, data: bytes) -> "Block":
+        """Rebuild a block from this node's own ``blocks`` database: it passed the strict
+        decoding (``from_bytes``/``from_list``) and the block checks before it was
+        written, so it is decoded without the canonical check or shape checks.
+        Never for bytes from anyone else."""
+        (version, prev_hash, merkle, timestamp, bits, nonce), txs_obj = decode_stored(data)
+        header_raw, txs_raw = element_bytes(data)
+        header = BlockHeader(version, prev_hash, merkle, timestamp, bits, nonce, header_raw,
+                             sha256d(header_raw))
+        txs = tuple([Transaction.from_stored(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw))])
+        return cls(header, txs, data)
 
     def to_list(self) -> list:
         return [self.header.to_list(), [t.to_list() for t in self.txs]]

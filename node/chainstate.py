@@ -13,7 +13,6 @@ thread.  Readers (``get_*``) open their own LMDB read transactions.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from contextlib import closing
@@ -24,14 +23,15 @@ from typing import Callable, Iterator
 
 from . import rules
 from .block import Block, BlockHeader
+from .blockcache import BlockCache
 from .encoding import decode, decode_stored, encode
 from .errors import BlockValidationError, ValidationError
 from .params import MEDIAN_TIME_SPAN, NetworkParams
 from .pow import asert_target, bits_to_target, block_work, hash_meets_target, target_to_bits
 from .sigcheck import SignatureVerifier
-from .store import (Store, addr_hist_key, decode_coin, encode_coin, height_key, outpoint_key,
-                    parse_addr_hist_key, parse_outpoint)
+from .store import Store, decode_coin, height_key, outpoint_key, parse_addr_hist, parse_outpoint
 from .tx import Coin, OutPoint, Transaction
+from .utxoset import UtxoStats, connect_block, disconnect_block
 
 log = logging.getLogger("obol.chain")
 
@@ -77,23 +77,6 @@ class BlockIndexEntry:
         while entry.height > height:
             entry = entry.parent
         return entry
-
-
-@dataclass
-class UtxoStats:
-    """Running totals of the UTXO set, updated with every coin added or spent."""
-    count: int = 0         # number of unspent outputs
-    amount: int = 0        # base units they hold
-    digest_sum: int = 0    # sum of sha256(outpoint || coin) mod 2^256: the set's order-free hash
-
-    def add(self, key: bytes, value: bytes, amount: int, sign: int) -> None:
-        self.count += sign
-        self.amount += sign * amount
-        self.digest_sum = (self.digest_sum + sign * int.from_bytes(
-            hashlib.sha256(key + value).digest(), "big")) % (1 << 256)
-
-    def record(self) -> bytes:
-        return encode([self.count, self.amount, self.digest_sum.to_bytes(32, "big")])
 
 
 @dataclass
@@ -146,6 +129,7 @@ class ChainState:
         self.orphans: dict[bytes, tuple[Block, float]] = {}
         self._candidates: set[BlockIndexEntry] = set()
         self._recent: dict[bytes, Block] = {}   # blocks accepted in this call: no re-decoding
+        self._decoded = BlockCache()            # blocks of earlier calls, for the next reorg
         self._unsaved: dict[bytes, BlockIndexEntry] = {}  # stored in memory, written by the next commit
         self._seq = 0
         self._load()
@@ -359,6 +343,8 @@ class ChainState:
                 activation = self.activate_best_chain()
             finally:
                 self._flush_unsaved()
+                for block in self._recent.values():
+                    self._decoded.put(block)
                 self._recent.clear()
             batch.connected, batch.disconnected = activation.connected, activation.disconnected
             batch.invalid = activation.invalid
@@ -515,14 +501,16 @@ class ChainState:
         return path, entry
 
     def _load_block(self, txn, entry: BlockIndexEntry) -> Block:
-        block = self._recent.get(entry.hash)
+        """A stored block: from this call, the cache, or (decoded as our own) the database."""
+        block = self._recent.get(entry.hash) or self._decoded.get(entry.hash)
         if block is None:
-            block = Block.from_bytes(txn.get(entry.hash, db=self.db["blocks"]))
+            block = Block.from_stored(txn.get(entry.hash, db=self.db["blocks"]))
+            self._decoded.put(block)
         return block
 
     def _switch(self, fork: BlockIndexEntry, path: list[BlockIndexEntry]
                 ) -> tuple[list[Block], list[Block]]:
-        stats = UtxoStats(self.utxo_stats.count, self.utxo_stats.amount, self.utxo_stats.digest_sum)
+        stats = self.utxo_stats.copy()
         connected: list[Block] = []
         disconnected: list[Block] = []
         pending: list[tuple[BlockIndexEntry, list]] = []   # signature checks not yet run
@@ -555,49 +543,9 @@ class ChainState:
         return connected, disconnected
 
     def _connect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> list:
-        """Apply ``block`` to the UTXO set inside ``txn``; raise if it breaks a rule.
-
-        Returns the block's signature checks: the caller verifies them (in one
-        batch with other blocks) before committing."""
-        params = self.params
-        height = entry.height
-        rules.check_block_contextual(block, height, self.median_time_past(entry.parent))
-        utxo_db, addr_db, hist_db = self.db["utxo"], self.db["addrutxo"], self.db["addrhist"]
-        fees = 0
-        checks: list = []
-        undo: list = []
-        for pos, tx in enumerate(block.txs):
-            touched: set[bytes] = set()
-            if pos > 0:
-                # Spent coins are popped as they are read: a second spend of one coin
-                # (in this block) then finds nothing, and a failure aborts the transaction.
-                keys = [outpoint_key(txin.prev_txid, txin.prev_index) for txin in tx.inputs]
-                raws = [txn.pop(key, db=utxo_db) for key in keys]
-                coins: list[Coin | None] = [decode_coin(r) if r is not None else None for r in raws]
-                try:
-                    fees += rules.check_tx_inputs(tx, coins, height, params)
-                except ValidationError as exc:
-                    raise BlockValidationError(exc.code, f"tx {tx.txid.hex()}: {exc.message}") from None
-                checks.extend(rules.signature_checks(tx, coins, params.network_id))
-                for key, raw, coin in zip(keys, raws, coins):
-                    stats.add(key, raw, coin.amount, -1)
-                    txn.delete(coin.addr_hash + key, db=addr_db)
-                    touched.add(coin.addr_hash)
-                    undo.append([coin.amount, coin.addr_hash, coin.height, int(coin.coinbase)])
-            for n, out in enumerate(tx.outputs):
-                key = outpoint_key(tx.txid, n)
-                value = encode_coin(Coin(out.amount, out.addr_hash, height, pos == 0))
-                txn.put(key, value, db=utxo_db)
-                txn.put(out.addr_hash + key, b"", db=addr_db)
-                stats.add(key, value, out.amount, +1)
-                touched.add(out.addr_hash)
-            txn.put(tx.txid, encode([entry.hash, pos]), db=self.db["txindex"])
-            for addr in touched:
-                txn.put(addr_hist_key(addr, height, pos, tx.txid), b"", db=hist_db)
-        rules.check_coinbase_amount(block, height, fees, params)
-        txn.put(entry.hash, encode(undo), db=self.db["undo"])
-        txn.put(height_key(height), entry.hash, db=self.db["chain"])
-        return checks
+        """Apply ``block`` inside ``txn`` (``utxoset.connect_block``); its signature checks."""
+        return connect_block(txn, self.db, block, entry.hash, entry.height,
+                             self.median_time_past(entry.parent), self.params, stats)
 
     def _verify_pending(self, pending: list[tuple[BlockIndexEntry, list]]) -> None:
         """Verify the signatures of several connected blocks as one parallel batch;
@@ -616,33 +564,7 @@ class ChainState:
 
     def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""
-        utxo_db, addr_db, hist_db = self.db["utxo"], self.db["addrutxo"], self.db["addrhist"]
-        undo = decode_stored(txn.get(entry.hash, db=self.db["undo"]))
-        for pos in range(len(block.txs) - 1, -1, -1):
-            tx = block.txs[pos]
-            touched: set[bytes] = set()
-            for n, out in enumerate(tx.outputs):
-                key = outpoint_key(tx.txid, n)
-                value = txn.pop(key, db=utxo_db)
-                if value is None:
-                    raise RuntimeError(f"UTXO set corrupt: {tx.txid.hex()}:{n} missing on disconnect")
-                stats.add(key, value, out.amount, -1)
-                txn.delete(out.addr_hash + key, db=addr_db)
-                touched.add(out.addr_hash)
-            if pos > 0:
-                for txin in reversed(tx.inputs):
-                    amount, addr_hash, height, coinbase = undo.pop()
-                    key = outpoint_key(txin.prev_txid, txin.prev_index)
-                    value = encode_coin(Coin(amount, addr_hash, height, bool(coinbase)))
-                    txn.put(key, value, db=utxo_db)
-                    txn.put(addr_hash + key, b"", db=addr_db)
-                    stats.add(key, value, amount, +1)
-                    touched.add(addr_hash)
-            txn.delete(tx.txid, db=self.db["txindex"])
-            for addr in touched:
-                txn.delete(addr_hist_key(addr, entry.height, pos, tx.txid), db=hist_db)
-        txn.delete(height_key(entry.height), db=self.db["chain"])
-        txn.put(b"tip", entry.header.prev_hash, db=self.db["meta"])
+        disconnect_block(txn, self.db, block, entry.hash, entry.height, stats)
 
     # --- invalidity ------------------------------------------------------------------
 
@@ -685,7 +607,7 @@ class ChainState:
         return result
 
     def _switch_back(self, fork: BlockIndexEntry) -> tuple[list[Block], list[Block]]:
-        stats = UtxoStats(self.utxo_stats.count, self.utxo_stats.amount, self.utxo_stats.digest_sum)
+        stats = self.utxo_stats.copy()
         disconnected = []
         with self.store.env.begin(write=True) as txn:
             for entry in reversed(self.chain[fork.height + 1:]):
@@ -731,7 +653,7 @@ class ChainState:
     def get_block(self, block_hash: bytes) -> Block | None:
         with self.store.env.begin() as txn:
             raw = txn.get(block_hash, db=self.db["blocks"])
-        return Block.from_bytes(raw) if raw is not None else None
+        return Block.from_stored(raw) if raw is not None else None
 
     def get_block_raw(self, block_hash: bytes) -> bytes | None:
         with self.store.env.begin() as txn:
@@ -748,12 +670,18 @@ class ChainState:
         return [decode_coin(r) if r is not None else None for r in raws]
 
     def get_tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
-        """(block hash, position) of a confirmed transaction on the active chain."""
+        """(block hash, position) of a confirmed transaction on the active chain.
+
+        A disconnect leaves its transactions' ``txindex`` entries (as Bitcoin Core's
+        txindex does): an entry counts only if its block is on the active chain."""
         with self.store.env.begin() as txn:
             raw = txn.get(txid, db=self.db["txindex"])
         if raw is None:
             return None
         block_hash, pos = decode_stored(raw)
+        entry = self.index.get(block_hash)
+        if entry is None or not self.on_active_chain(entry):
+            return None
         return block_hash, pos
 
     def get_transaction(self, txid: bytes) -> tuple[Transaction, BlockIndexEntry] | None:
@@ -764,28 +692,40 @@ class ChainState:
         return block.txs[loc[1]], self.index[loc[0]]
 
     def address_coins(self, addr_hash: bytes) -> list[tuple[OutPoint, Coin]]:
-        result = []
-        with self.store.env.begin() as txn:
-            cursor = txn.cursor(db=self.db["addrutxo"])
-            if cursor.set_range(addr_hash):
-                for key in cursor.iternext(values=False):
-                    if not key.startswith(addr_hash):
-                        break
-                    raw = txn.get(key[20:], db=self.db["utxo"])
-                    if raw is not None:
-                        result.append((parse_outpoint(key[20:]), decode_coin(raw)))
-        return result
+        """The unspent outputs paying ``addr_hash``, by outpoint.
 
-    def _history(self, addr_hash: bytes, before_height: int | None
-                 ) -> Iterator[tuple[int, int, bytes]]:
-        """(height, position, txid) touching an address below ``before_height``, newest first."""
-        upper = addr_hash + height_key(before_height if before_height is not None else 2**64 - 1)
+        Every output paying an address was created by a transaction in that
+        address's history (``addrhist``), so the coins are those transactions'
+        unspent outputs (a ``utxo`` range per txid) that pay it: no separate
+        per-address coin index is written for every block."""
+        found: dict[OutPoint, Coin] = {}
         with self.store.env.begin() as txn:
-            cursor = txn.cursor(db=self.db["addrhist"])
-            found = cursor.prev() if cursor.set_range(upper) else cursor.last()
-            while found and cursor.key().startswith(addr_hash):
-                yield parse_addr_hist_key(cursor.key())
-                found = cursor.prev()
+            utxo = txn.cursor(db=self.db["utxo"])
+            for _, _, txid in self._history(addr_hash, None, txn):
+                if not utxo.set_range(txid):
+                    continue
+                for key, value in utxo:
+                    if not key.startswith(txid):
+                        break
+                    coin = decode_coin(value)
+                    if coin.addr_hash == addr_hash:
+                        found[parse_outpoint(key)] = coin
+        return sorted(found.items())
+
+    def _history(self, addr_hash: bytes, before_height: int | None, txn=None
+                 ) -> Iterator[tuple[int, int, bytes]]:
+        """(height, position, txid) touching an address below ``before_height``, newest
+        first; in ``txn`` if given, else in a read transaction of its own."""
+        if txn is None:
+            with self.store.env.begin() as own:
+                yield from self._history(addr_hash, before_height, own)
+            return
+        upper = addr_hash + height_key(before_height if before_height is not None else 2**64 - 1)
+        cursor = txn.cursor(db=self.db["addrhist"])
+        found = cursor.prev() if cursor.set_range(upper) else cursor.last()
+        while found and cursor.key().startswith(addr_hash):
+            yield from reversed(parse_addr_hist(cursor.key(), cursor.value()))
+            found = cursor.prev()
 
     def address_history(self, addr_hash: bytes, limit: int = 50,
                         before_height: int | None = None) -> list[tuple[int, int, bytes]]:

@@ -57,17 +57,68 @@ def decode_stored(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True)
 
 
+def element_bytes(array: bytes) -> list[bytes]:
+    """The bytes of each element of the msgpack array encoded by ``array``.
+
+    No checks: ``array`` must already be known good (``decode`` accepted it, or
+    the node wrote it).  A canonical array is its header followed by the
+    canonical encodings of its elements, so each slice is exactly
+    ``encode(element)``: an id can be hashed from it without re-encoding.
+    """
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(array), 1))
+    unpacker.feed(array)
+    count = unpacker.read_array_header()
+    slices = []
+    start = unpacker.tell()
+    for _ in range(count):
+        unpacker.skip()
+        end = unpacker.tell()
+        slices.append(array[start:end])
+        start = end
+    return slices
+
+
+def encode_uint(value: int) -> bytes:
+    """``encode(value)`` for 0 <= value < 2^64, without a packer (hot paths encode
+    records field by field: ``encode_uint(n) == encode(n)``)."""
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x100:
+        return b"\xcc" + bytes((value,))
+    if value < 0x10000:
+        return b"\xcd" + value.to_bytes(2, "big")
+    if value < 0x100000000:
+        return b"\xce" + value.to_bytes(4, "big")
+    return b"\xcf" + value.to_bytes(8, "big")
+
+
+def encode_array(elements: list[bytes]) -> bytes:
+    """The canonical array whose elements have the (canonical) encodings ``elements``:
+    ``encode_array([encode(x) for x in xs]) == encode(xs)``, without decoding them."""
+    count = len(elements)
+    if count < 16:
+        header = bytes([0x90 | count])
+    elif count < 1 << 16:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"".join(elements)
+
+
+_FORMAT_SCALARS = frozenset({int, bytes, str})   # exact types: bool (an int subclass) is not one
+
+
 def _reject_foreign_types(obj: Any) -> None:
     """Only int, bytes, str, bool-free nil-free arrays are part of the format."""
-    stack = [obj]
+    stack = [[obj]]
     while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, bool) or item is None:
-            raise DecodeError(message="bool/nil is not part of the format")
-        elif not isinstance(item, (int, bytes, str)):
-            raise DecodeError(message=f"{type(item).__name__} is not part of the format")
+        for item in stack.pop():
+            kind = type(item)
+            if kind is list:
+                stack.append(item)
+            elif kind not in _FORMAT_SCALARS:
+                name = "bool/nil" if kind is bool or item is None else kind.__name__
+                raise DecodeError(message=f"{name} is not part of the format")
 
 
 # --- shape helpers used by the typed decoders ----------------------------------

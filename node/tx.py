@@ -112,6 +112,14 @@ class Transaction:
             raw = encode(obj)
         return cls(version, tuple(inputs), tuple(outputs), locktime, raw, sha256d(raw))
 
+    @classmethod
+    def from_stored(cls, obj: list, raw: bytes) -> "Transaction":
+        """Rebuild a transaction this node validated and stored (``obj`` decoded from
+        ``raw`` by ``decode_stored``): no shape checks, which it passed when it came in."""
+        version, ins, outs, locktime = obj
+        return cls(version, tuple([TxIn(*i) for i in ins]), tuple([TxOut(*o) for o in outs]),
+                   locktime, raw, sha256d(raw))
+
     def to_list(self) -> list:
         return [self.version, [list(i) for i in self.inputs],
                 [list(o) for o in self.outputs], self.locktime]

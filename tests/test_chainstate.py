@@ -505,3 +505,69 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
+
+
+# --- storage schema ------------------------------------------------------------------
+
+def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
+    """A schema-1 datadir (a per-address coin index, one addrhist key per transaction)
+    opens as schema 2: the coin index is dropped, the history regrouped per block, and
+    address queries, connecting and reorgs go on as before."""
+    import lmdb
+    from node.encoding import decode, encode
+    from node.store import ADDR_HIST_ENTRY, SCHEMA_VERSION
+    alice, bob = Wallet(), Wallet()
+    chain = open_chain(tmp_path / "d", uparams)
+    blocks = extend(chain, alice.addr, 3)
+    op, out = coinbase_outpoint(blocks[0])
+    pay = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
+    chain.accept_block(build_block(chain, chain.tip, alice.addr, [pay], fees=1000))
+    history = {a: chain.address_history(a) for a in (alice.addr, bob.addr)}
+    coins = {a: chain.address_coins(a) for a in (alice.addr, bob.addr)}
+    assert len(history[alice.addr]) == 5 and len(coins[alice.addr]) == 4
+    chain.close()
+
+    env = lmdb.open(str(tmp_path / "d" / "chain.lmdb"), max_dbs=16, subdir=True)
+    with env.begin(write=True) as txn:                   # rewrite it the way schema 1 stored it
+        txn.put(b"schema", encode(1), db=env.open_db(b"meta", txn=txn))
+        old_coins = env.open_db(b"addrutxo", txn=txn)
+        for addr, items in coins.items():
+            for outpoint, _ in items:
+                txn.put(addr + outpoint.txid + outpoint.index.to_bytes(4, "big"), b"", db=old_coins)
+        hist = env.open_db(b"addrhist", txn=txn)
+        records = list(txn.cursor(db=hist))
+        txn.drop(hist, delete=False)
+        for key, value in records:
+            for at in range(0, len(value), ADDR_HIST_ENTRY):
+                txn.put(key + value[at:at + ADDR_HIST_ENTRY], b"", db=hist)
+    env.close()
+
+    again = open_chain(tmp_path / "d", uparams)
+    try:
+        with again.store.env.begin() as txn:
+            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 2
+            assert b"addrutxo" not in {key for key, _ in txn.cursor()}   # the named databases
+        for addr in (alice.addr, bob.addr):
+            assert again.address_history(addr) == history[addr]
+            assert again.address_coins(addr) == coins[addr]
+        extend(again, alice.addr, 2)
+        assert len(again.address_coins(alice.addr)) == 6
+        assert len(again.address_history(alice.addr)) == 7
+        assert_matches_replay(again, tmp_path / "replay")
+    finally:
+        again.close()
+
+
+def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
+    """decode_stored / from_stored read bytes the node itself checked and kept (its LMDB
+    records, its mempool entries); everything from outside (peers, API, files) must go
+    through the strict decoders.  A new reader of these belongs on this list only if it
+    reads such bytes."""
+    import pathlib
+    import re
+    trusted_readers = {"store.py", "chainstate.py", "utxoset.py", "block.py", "tx.py", "encoding.py",
+                       "mempool_entry.py"}
+    root = pathlib.Path(__file__).resolve().parent.parent
+    for path in [*root.glob("node/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
+        if re.search(r"\b(decode_stored|from_stored)\(", path.read_text()):
+            assert path.name in trusted_readers, path

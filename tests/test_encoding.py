@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from node.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.crypto import SigningKey
-from node.encoding import (MAX_DECODE_SIZE, decode, encode, expect_bytes, expect_int,
-                           expect_list, expect_str)
+from node.crypto import sha256d
+from node.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, encode_uint,
+                           expect_bytes, expect_int, expect_list, expect_str)
 from node.errors import DecodeError, ValidationError
 from node.tx import (MAX_TX_SIZE, MAX_UINT32, MAX_UINT64, OutPoint, Transaction, TxOut,
                      make_coinbase, sign_transaction)
@@ -459,3 +460,62 @@ def test_block_from_bytes_rejects_oversize():
     with pytest.raises(ValidationError) as err:
         Block.from_bytes(b"\x00" * (MAX_BLOCK_SIZE + 1))
     assert err.value.code == "bad-blk-length"
+
+
+# --- ids from byte ranges, and the node's own stored blocks -----------------------------------
+
+@given(st.lists(st.recursive(st.integers(-2**63, 2**64 - 1) | st.binary(max_size=300) | st.text(max_size=40),
+                             lambda inner: st.lists(inner, max_size=5), max_leaves=20), max_size=40))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_element_bytes_are_the_canonical_encoding_of_each_element(items):
+    """A slice of a canonical array is exactly encode(element): ids hash it without re-encoding."""
+    assert element_bytes(encode(items)) == [encode(item) for item in items]
+
+
+def test_block_txids_from_byte_ranges_equal_sha256d_of_the_canonical_encoding():
+    for block in (Block.from_bytes(BLOCK.raw), Block.from_list(decode(BLOCK.raw)),
+                  Block.from_stored(BLOCK.raw)):
+        assert [t.txid for t in block.txs] == [sha256d(encode(t.to_list())) for t in BLOCK.txs]
+        assert [t.raw for t in block.txs] == [encode(t.to_list()) for t in BLOCK.txs]
+        assert block.header.raw == encode(HEADER.to_list())
+        assert block.hash == HEADER.hash == sha256d(encode(HEADER.to_list()))
+
+
+def test_block_from_stored_equals_the_strict_decoding():
+    """The node's own stored bytes rebuild the very block the strict decoder gives."""
+    strict, stored = Block.from_bytes(BLOCK.raw), Block.from_stored(BLOCK.raw)
+    assert stored == strict
+    assert stored.raw == strict.raw and stored.hash == strict.hash
+    assert [(t.raw, t.txid) for t in stored.txs] == [(t.raw, t.txid) for t in strict.txs]
+    assert all(type(i) is type(j) for s, t in zip(stored.txs, strict.txs)
+               for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs))
+
+
+def test_block_from_stored_does_not_check_canonical_form():
+    """from_stored trusts its input, which is why only the node's own database feeds it:
+    bytes from peers or clients go through from_bytes, which refuses the same input."""
+    header, txs = decode(BLOCK.raw)
+    long_version = b"\xce" + struct.pack(">I", header[0])       # uint32 form of a fixint value
+    fields = [long_version] + [encode(f) for f in header[1:]]
+    loose = b"\x92" + b"\x96" + b"".join(fields) + encode(txs)    # [header, txs]
+    assert decode_fails(loose)
+    assert Block.from_stored(loose).header.version == header[0]
+
+
+def decode_fails(data: bytes) -> bool:
+    try:
+        Block.from_bytes(data)
+    except DecodeError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])
+def test_encode_array_of_encoded_elements_equals_encode_of_the_list(count):
+    items = [n % 300 for n in range(count)]
+    assert encode_array([encode(i) for i in items]) == encode(items)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, MAX_UINT64])
+def test_encode_uint_equals_encode(value):
+    assert encode_uint(value) == encode(value)

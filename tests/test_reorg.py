@@ -557,3 +557,35 @@ def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
     finally:
         src.close()
         dst.close()
+
+
+def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
+    """A disconnect leaves txindex entries behind; they count only while their block is
+    active: a transaction only in the losing branch is unconfirmed, one in both branches
+    is found in the winner, and switching back finds the first location again."""
+    chain = open_chain(tmp_path / "c", uparams)
+    try:
+        alice = Wallet()
+        blocks = extend(chain, alice.addr, 3)
+        fork = chain.tip
+        coins = [coinbase_outpoint(b) for b in blocks[:2]]
+        both = spend(chain, [coins[0]], alice.key, [TxOut(coins[0][1].amount - 1000, alice.addr)])
+        only_ours = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, alice.addr)])
+        ours = build_block(chain, fork, alice.addr, [both, only_ours], fees=2000)
+        chain.accept_block(ours)
+        assert chain.get_tx_location(only_ours.txid) == (ours.hash, 2)
+        theirs1 = build_block(chain, fork, alice.addr, [both], fees=1000, time_step=1)
+        chain.accept_block(theirs1)
+        theirs2 = build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1)
+        result = chain.accept_block(theirs2)
+        assert [b.hash for b in result.disconnected] == [ours.hash]
+        assert chain.get_tx_location(only_ours.txid) is None
+        assert chain.get_transaction(only_ours.txid) is None
+        assert chain.get_tx_location(both.txid) == (theirs1.hash, 1)
+        chain.invalidate_block(theirs1.hash)
+        assert chain.tip.hash == ours.hash
+        assert chain.get_tx_location(only_ours.txid) == (ours.hash, 2)
+        assert chain.get_tx_location(both.txid) == (ours.hash, 1)
+        assert_matches_replay(chain, tmp_path / "replay")
+    finally:
+        chain.close()
