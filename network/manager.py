@@ -84,6 +84,7 @@ class PeerManager:
         #: async callbacks run when an established peer disconnects
         self.on_disconnected: list[PeerCallback] = []
         self._handlers: dict[str, Handler] = {}  # node/ message type -> handler
+        self._with_bytes: set[str] = set()  # types whose handler also takes the body's bytes
         self._peers: dict[int, Peer] = {}  # every open connection by id
         self._next_id = 1
         self._server: asyncio.Server | None = None
@@ -165,8 +166,10 @@ class PeerManager:
 
     # --- registration (node/) -------------------------------------------------
 
-    def register(self, msg_type: str, handler: Handler) -> None:
-        """Have ``await handler(peer, body)`` called for each ``msg_type`` message.
+    def register(self, msg_type: str, handler: Handler, with_bytes: bool = False) -> None:
+        """Have ``await handler(peer, body)`` called for each ``msg_type`` message, or
+        ``await handler(peer, body, body_bytes)`` with ``with_bytes``: the body's bytes as
+        they came (its canonical encoding, as the codec accepts no other).
 
         Raise Misbehaviour in the handler to punish the sender.  A peer's
         messages are handled one at a time, in order.
@@ -178,6 +181,8 @@ class PeerManager:
         if msg_type in self._handlers:
             raise ValueError(f"a handler for {msg_type!r} is already registered")
         self._handlers[msg_type] = handler
+        if with_bytes:
+            self._with_bytes.add(msg_type)
 
     # --- connections ------------------------------------------------------------
 
@@ -312,6 +317,10 @@ class PeerManager:
     def handler(self, msg_type: str) -> Handler | None:
         """The handler node/ registered for ``msg_type``, if any."""
         return self._handlers.get(msg_type)
+
+    def wants_bytes(self, msg_type: str) -> bool:
+        """Whether ``msg_type``'s handler takes the body's bytes too."""
+        return msg_type in self._with_bytes
 
     def forget(self, peer: Peer) -> None:
         """Drop a closed connection from the tables, keeping its traffic in the totals."""

@@ -56,6 +56,13 @@ class ReceivedMessage:
     type: str  # message type name
     body: Any  # decoded body (shape checked by whoever handles the type)
     size: int  # bytes the frame occupied on the wire, header included
+    payload: bytes = b""  # the envelope's bytes, checked canonical by the codec
+    body_start: int = 0  # offset of the body's encoding in ``payload``
+
+    def body_bytes(self) -> bytes:
+        """The canonical encoding of ``body``: a slice of the checked payload, so a handler
+        can hash or store it without encoding the body again."""
+        return self.payload[self.body_start:]
 
 
 class Peer:
@@ -195,7 +202,9 @@ class Peer:
             if payload is not None:
                 msg_type, body = decode_envelope(self._codec, payload)
                 self.messages_in += 1
-                return ReceivedMessage(msg_type, body, len(payload) + HEADER_SIZE)
+                # [type, body]: a one-byte array header, the type's encoding, then the body's
+                body_start = 1 + len(self._codec.encode(msg_type))
+                return ReceivedMessage(msg_type, body, len(payload) + HEADER_SIZE, payload, body_start)
             data = await self._reader.read(READ_CHUNK_SIZE)
             if not data:
                 return None

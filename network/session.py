@@ -249,7 +249,10 @@ class Session:
                 return
             peer.busy = True
             try:
-                await handler(peer, msg.body)
+                if manager.wants_bytes(msg.type):
+                    await handler(peer, msg.body, msg.body_bytes())
+                else:
+                    await handler(peer, msg.body)
             finally:
                 peer.busy = False
         except Misbehaviour as exc:

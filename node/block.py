@@ -106,8 +106,8 @@ class Block:
         expect_list(txs_obj, None, "block.txs")
         if raw is None:
             raw = encode([header_obj, txs_obj])
-            if len(raw) > MAX_BLOCK_SIZE:
-                raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
+        if len(raw) > MAX_BLOCK_SIZE:
+            raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
         header_raw, txs_raw = element_bytes(raw)
         header = BlockHeader.from_list(header_obj, header_raw)
         txs = tuple(Transaction.from_list(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw)))

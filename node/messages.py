@@ -86,13 +86,15 @@ def parse_headers(body: object) -> list[BlockHeader]:
     return [BlockHeader.from_list(h) for h in items]
 
 
-def parse_block(body: object) -> Block:
-    return Block.from_list(body)
+def parse_block(body: object, raw: bytes | None = None) -> Block:
+    """``raw``, if given, is the canonical encoding of ``body`` (its bytes off the wire)."""
+    return Block.from_list(body, raw)
 
 
 def parse_empty(body: object) -> None:
     expect_list(body, 0, "body")
 
 
-def parse_tx(body: object) -> Transaction:
-    return Transaction.from_list(body)
+def parse_tx(body: object, raw: bytes | None = None) -> Transaction:
+    """``raw``, if given, is the canonical encoding of ``body`` (its bytes off the wire)."""
+    return Transaction.from_list(body, raw)

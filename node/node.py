@@ -95,9 +95,9 @@ class Node:
         p.register(MSG_INV, r.handle_inv)
         p.register(MSG_GETDATA, r.handle_getdata)
         p.register(MSG_NOTFOUND, r.handle_notfound)
-        p.register(MSG_TX, r.handle_tx)
-        p.register(MSG_BLOCK, r.handle_block)
-        p.register(MSG_POWBLOCK, r.handle_powblock)
+        p.register(MSG_TX, r.handle_tx, with_bytes=True)          # ids hashed from the bytes
+        p.register(MSG_BLOCK, r.handle_block, with_bytes=True)    # as they came, not re-encoded
+        p.register(MSG_POWBLOCK, r.handle_powblock, with_bytes=True)
         p.register(MSG_MEMPOOL, r.handle_mempool)
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)

@@ -107,8 +107,8 @@ class Relay:
         items = _parse(parse_inv, body)
         self.node.sync.not_found(peer, [i.hash for i in items if i.kind == INV_BLOCK])
 
-    async def handle_tx(self, peer: "Peer", body: object) -> None:
-        tx = _parse(parse_tx, body)
+    async def handle_tx(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+        tx = _parse(parse_tx, body, raw)
         state = self.node.sync.state(peer)
         if state is not None:
             state.known.add(tx.txid)
@@ -134,13 +134,13 @@ class Relay:
         else:
             log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
 
-    async def handle_block(self, peer: "Peer", body: object) -> None:
+    async def handle_block(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
         """A block its sender validated (or that we asked for): any invalidity is its fault."""
-        await self._receive_block(peer, _parse(parse_block, body), sender_validated=True)
+        await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=True)
 
-    async def handle_powblock(self, peer: "Peer", body: object) -> None:
+    async def handle_powblock(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
         """A block relayed to us before its sender validated it (``early_relay.py``)."""
-        await self._receive_block(peer, _parse(parse_block, body), sender_validated=False)
+        await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=False)
 
     async def _receive_block(self, peer: "Peer", block: Block, sender_validated: bool) -> None:
         sync = self.node.sync
@@ -229,9 +229,9 @@ class Relay:
                 state.peer.send(MSG_INV, body)
 
 
-def _parse(parser, body):
+def _parse(parser, body, *extra):
     """Run a body parser; a malformed body is misbehaviour."""
     try:
-        return parser(body)
+        return parser(body, *extra)
     except (DecodeError, ValidationError) as exc:
         raise Misbehaviour(100, exc.code, exc.message) from None

@@ -92,6 +92,30 @@ async def test_handler_receives_messages_in_order(nets):
     assert received == [(b_side.id, [i, b"data"]) for i in range(50)]
 
 
+async def test_handler_with_bytes_gets_the_body_as_it_came(nets):
+    """A handler registered ``with_bytes`` also gets the body's bytes: exactly its canonical
+    encoding, a slice of the payload (so ids can be hashed without encoding again)."""
+    a = await nets.start()
+    b = await nets.start()
+    received = []
+
+    async def on_item(peer, body, raw):
+        received.append((body, raw))
+
+    async def on_plain(peer, body):
+        received.append((body, None))
+
+    b.register("item", on_item, with_bytes=True)
+    b.register("plain", on_plain)
+    a_side, _ = await linked(a, b)
+    bodies = [[], [1, b"x" * 300, "s"], [[2**40, [b""]], "a" * 40], 7]
+    for body in bodies:
+        assert a_side.send("item", body)
+    assert a_side.send("plain", [1])
+    await wait_until(lambda: len(received) == len(bodies) + 1, what="all handled")
+    assert received == [(body, encoding.encode(body)) for body in bodies] + [([1], None)]
+
+
 async def test_register_refuses_network_types(nets):
     """node/ cannot take over network-layer message types or register twice."""
     a = await nets.start()
