@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+import lmdb
 from contextlib import closing
 from itertools import islice
 from dataclasses import dataclass, field
@@ -664,10 +666,21 @@ class ChainState:
             raw = txn.get(outpoint_key(outpoint.txid, outpoint.index), db=self.db["utxo"])
         return decode_coin(raw) if raw is not None else None
 
-    def get_coins(self, outpoints: list[OutPoint]) -> list[Coin | None]:
-        with self.store.env.begin() as txn:
-            raws = [txn.get(outpoint_key(o.txid, o.index), db=self.db["utxo"]) for o in outpoints]
+    def get_coins(self, outpoints: list[OutPoint], txn: "lmdb.Transaction | None" = None
+                  ) -> list[Coin | None]:
+        """The unspent coins at ``outpoints`` (None where spent or unknown), read in ``txn``
+        if given (see ``reading``), else in a read transaction of their own."""
+        if txn is None:
+            with self.store.env.begin() as txn:
+                return self.get_coins(outpoints, txn)
+        utxo = self.db["utxo"]
+        raws = [txn.get(outpoint_key(o.txid, o.index), db=utxo) for o in outpoints]
         return [decode_coin(r) if r is not None else None for r in raws]
+
+    def reading(self) -> "lmdb.Transaction":
+        """A read transaction to share among many reads (``with chain.reading() as txn``):
+        one snapshot, begun once.  Only on the chain thread, and not across a change."""
+        return self.store.env.begin()
 
     def get_tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
         """(block hash, position) of a confirmed transaction on the active chain.

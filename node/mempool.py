@@ -101,18 +101,19 @@ class Mempool:
         """
         outcomes: list[MempoolEntry | ObolError] = []
         pending: list[tuple[int, MempoolEntry, list]] = []
-        for tx in txs:
-            try:
-                entry, checks, replaced = self._prepare(tx)
-                if replaced:
-                    outcomes.append(self.accept(tx))
+        with self.chain.reading() as txn:       # one snapshot for the batch's coin reads
+            for tx in txs:
+                try:
+                    entry, checks, replaced = self._prepare(tx, txn)
+                    if replaced:
+                        outcomes.append(self.accept(tx))
+                        continue
+                except ObolError as exc:
+                    outcomes.append(exc)
                     continue
-            except ObolError as exc:
-                outcomes.append(exc)
-                continue
-            self._add(entry, tx)
-            pending.append((len(outcomes), entry, checks))
-            outcomes.append(entry)
+                self._add(entry, tx)
+                pending.append((len(outcomes), entry, checks))
+                outcomes.append(entry)
         try:
             self.verifier.verify([c for _, _, checks in pending for c in checks])
         except TxValidationError:
@@ -132,9 +133,10 @@ class Mempool:
                 outcomes[i] = PolicyError("mempool-full", "fee rate too low to enter the full mempool")
         return outcomes
 
-    def _prepare(self, tx: Transaction) -> tuple[MempoolEntry, list, set[bytes]]:
+    def _prepare(self, tx: Transaction, txn=None) -> tuple[MempoolEntry, list, set[bytes]]:
         """Every check but the signatures: the entry, its signature checks and the
-        txids it would replace.  Raises with a reject code."""
+        txids it would replace; coins are read in ``txn`` if given.  Raises with a
+        reject code."""
         if tx.txid in self.entries:
             raise PolicyError("txn-already-in-mempool", "transaction already in the mempool")
         rules.check_transaction(tx)
@@ -147,7 +149,7 @@ class Mempool:
         parents: set[bytes] = set()
         coins: list[Coin | None] = []
         outpoints = [txin.outpoint for txin in tx.inputs]
-        chain_coins = self.chain.get_coins(outpoints)
+        chain_coins = self.chain.get_coins(outpoints, txn)
         self.after_read()
         for outpoint, chain_coin in zip(outpoints, chain_coins):
             spender = self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
