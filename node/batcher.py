@@ -24,18 +24,22 @@ class Batcher(Generic[Item]):
         self.process = process
         self.max_batch = max_batch
         self.name = name
-        self._queue: list[tuple[Item, asyncio.Future]] = []
+        # each item with its future, or with the function to call with its outcome
+        self._queue: list[tuple[Item, asyncio.Future | Callable[[Any], None]]] = []
         self._draining = False
 
-    def enqueue(self, item: Item) -> asyncio.Future:
-        """Queue ``item`` and return the future of its outcome (no task per item)."""
+    def enqueue(self, item: Item, on_outcome: Callable[[Any], None] | None = None
+                ) -> asyncio.Future | None:
+        """Queue ``item`` and return the future of its outcome (no task per item); or, with
+        ``on_outcome``, no future: it is called with the outcome (a value or an exception)
+        as soon as the batch is done (a flood of P2P transactions needs no future each)."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._queue.append((item, future))
+        waiter = on_outcome if on_outcome is not None else loop.create_future()
+        self._queue.append((item, waiter))
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain(), name=self.name)
-        return future
+        return waiter if on_outcome is None else None
 
     async def _drain(self) -> None:
         try:
@@ -45,19 +49,26 @@ class Batcher(Generic[Item]):
                 try:
                     outcomes = await self.process([item for item, _ in batch])
                 except BaseException as exc:  # an internal error: every waiter hears of it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    for _, waiter in batch:
+                        self._tell(waiter, exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     log.exception("%s: a batch of %d failed", self.name, len(batch))
                     continue
-                for (_, future), outcome in zip(batch, outcomes):
-                    if future.done():
-                        continue
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
+                for (_, waiter), outcome in zip(batch, outcomes):
+                    self._tell(waiter, outcome)
         finally:
             self._draining = False
+
+    def _tell(self, waiter: asyncio.Future | Callable[[Any], None], outcome: Any) -> None:
+        if not isinstance(waiter, asyncio.Future):
+            try:
+                waiter(outcome)
+            except Exception:
+                log.exception("%s: an outcome callback failed", self.name)
+        elif waiter.done():
+            pass   # its submitter gave up (cancelled)
+        elif isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)

@@ -247,20 +247,18 @@ class Node:
             return await self.in_chain(self.mempool.accept, tx, True)
         return await self.queue_tx(tx, source)
 
-    def queue_tx(self, tx: Transaction, source: Any = None) -> asyncio.Future:
-        """``submit_tx`` without waiting: the future holds the mempool entry or the error.
-        An accepted transaction is announced to peers (other than ``source``)."""
-        future = self._txs.enqueue(tx)
+    def queue_tx(self, tx: Transaction, source: Any = None,
+                 on_outcome: Callable[[Any], None] | None = None) -> asyncio.Future | None:
+        """``submit_tx`` without waiting: the future holds the mempool entry or the error
+        (or, given ``on_outcome``, that is called with it instead).  An accepted
+        transaction is announced to peers (other than ``source``)."""
+        return self._txs.enqueue((tx, source), on_outcome)
 
-        def announce(done: asyncio.Future) -> None:
-            if not done.cancelled() and done.exception() is None:
+    async def _process_txs(self, items: list[tuple[Transaction, Any]]) -> list:
+        outcomes = await self.in_chain(self.mempool.accept_many, [tx for tx, _ in items])
+        for (tx, source), outcome in zip(items, outcomes):
+            if not isinstance(outcome, BaseException):
                 self.relay.announce_tx(tx, exclude=source)
-
-        future.add_done_callback(announce)
-        return future
-
-    async def _process_txs(self, txs: list[Transaction]) -> list:
-        outcomes = await self.in_chain(self.mempool.accept_many, txs)
         accepted = [o for o in outcomes if not isinstance(o, BaseException)]
         self.txs_validated += len(accepted)
         if accepted:

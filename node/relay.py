@@ -116,13 +116,12 @@ class Relay:
             return
         # Validated without holding the peer's next message, so a stream of
         # transactions is checked in batches (signatures in parallel).
-        self.node.queue_tx(tx, source=peer).add_done_callback(
-            lambda done: self._tx_outcome(peer, tx, done))
+        self.node.queue_tx(tx, source=peer, on_outcome=lambda outcome: self._tx_outcome(peer, tx, outcome))
 
-    def _tx_outcome(self, peer: "Peer", tx: Transaction, done: asyncio.Future) -> None:
-        exc = None if done.cancelled() else done.exception()
-        if exc is None:
+    def _tx_outcome(self, peer: "Peer", tx: Transaction, outcome: object) -> None:
+        if not isinstance(outcome, BaseException):
             return
+        exc = outcome
         if isinstance(exc, (PolicyError, MissingInputsError)):
             log.debug("tx %s from %s not accepted: %s", tx.txid.hex()[:16], peer.label, exc)
         elif isinstance(exc, ValidationError):
