@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("obol.net")
 
 BAN_THRESHOLD = 100  # misbehaviour score at which a peer is disconnected and banned
+MAX_LOOP_HOLD = 0.001  # seconds one peer's messages may run before other tasks get a turn
 
 
 async def ping(peer: Peer, timeout: float) -> float:
@@ -219,7 +220,13 @@ class Session:
     # --- messages -----------------------------------------------------------------
 
     async def _message_loop(self) -> None:
+        """Handle the peer's messages in order.  While its data is buffered, reading and
+        most handlers finish without suspending, so the loop yields every MAX_LOOP_HOLD:
+        other peers, the API and the hand-offs to the chain thread (the next batch of
+        this very peer's transactions) must not wait for a whole burst."""
         peer = self.peer
+        clock = asyncio.get_running_loop().time
+        turn_ends = clock() + MAX_LOOP_HOLD
         while not peer.closed:
             msg = await peer.receive()
             if msg is None:
@@ -227,6 +234,9 @@ class Session:
                 return
             self._check_flood(msg)
             await self._dispatch(msg)
+            if clock() >= turn_ends:
+                await asyncio.sleep(0)
+                turn_ends = clock() + MAX_LOOP_HOLD
 
     def _check_flood(self, msg: ReceivedMessage) -> None:
         if not self.peer.message_limit.consume(1):

@@ -113,6 +113,9 @@ class NodeCollector:
         yield gauge("obol_connections", "Open connections, handshaking included", stats["connections"])
         yield gauge("obol_mempool_transactions", "Transactions in the mempool", len(node.mempool))
         yield gauge("obol_mempool_bytes", "Bytes of transactions in the mempool", node.mempool.bytes)
+        yield gauge("obol_mempool_usage_bytes", "Estimated memory the mempool uses", node.mempool.usage)
+        yield counter("obol_lmdb_map_trims", "Times the LMDB map's resident pages were dropped",
+                      node.map_budget.trims)
         yield gauge("obol_utxo_count", "Unspent outputs", chain.utxo_stats.count)
         yield gauge("obol_utxo_amount", "Base units held by unspent outputs", chain.utxo_stats.amount)
         yield counter("obol_blocks_validated", "Blocks connected to the active chain", node.blocks_validated)

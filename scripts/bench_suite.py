@@ -221,6 +221,7 @@ async def bench_mempool(b: "Bench") -> None:
     await _clear_mempool(node, address)
     raws = await b.sign_spends(seed, coins)
     p2p, api, api_batch = [], [], []
+    trims_before = (await node.metrics()).get("obol_lmdb_map_trims_total", 0)
     for r in range(s.mempool_repeats):
         batch, raws = raws[:s.p2p_txs], raws[s.p2p_txs:]
         p2p.append(await _p2p_run(b, node, batch, "mempool_p2p" if r == 0 else None))
@@ -231,6 +232,7 @@ async def bench_mempool(b: "Bench") -> None:
         batch, raws = raws[:s.api_txs], raws[s.api_txs:]
         api_batch.append(await _api_batch_run(b, node, batch, "mempool_api_batch" if r == 0 else None))
         await _clear_mempool(node, address)
+    trims = (await node.metrics()).get("obol_lmdb_map_trims_total", 0) - trims_before
     await b.stop_nodes(node)
     for name, runs, count, target, how in (
             ("mempool_accept_p2p", p2p, s.p2p_txs, 0.4, "streamed by one raw P2P peer"),
@@ -245,7 +247,8 @@ async def bench_mempool(b: "Bench") -> None:
         cores = next(c for rate, c in runs if rate == median)
         b.add(name, median, "tx/s", *b.limit(SIG_1), target=target,
               note=f"{count:,} 1-in/2-out txs {how}, until /status counts them; median of "
-                   f"{', '.join(f'{x:.0f}' for x in rates)}; cores used in the median run: {cores}")
+                   f"{', '.join(f'{x:.0f}' for x in rates)}; cores used in the median run: {cores}; "
+                   f"LMDB map trims over all mempool runs: {trims:.0f}")
 
 
 # --- 3. initial sync --------------------------------------------------------------------------
