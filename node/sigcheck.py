@@ -12,7 +12,7 @@ from typing import Sequence
 from .crypto import verify_schnorr
 from .errors import TxValidationError
 
-MIN_PARALLEL_BATCH = 32     # below this many signatures, verifying inline is cheaper
+MIN_PARALLEL_BATCH = 8      # below this many signatures, verifying inline is cheaper
 Check = tuple[bytes, bytes, bytes]  # (x-only pubkey, signature, 32-byte message)
 
 
@@ -25,11 +25,11 @@ def _verify_chunk(checks: Sequence[Check]) -> int:
 
 
 class SignatureVerifier:
-    """Verifies batches of signatures on a pool of ``threads`` threads."""
+    """Verifies batches of signatures on ``threads`` threads: the caller and a pool of the rest."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sigcheck") \
+        self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="sigcheck") \
             if self.threads > 1 else None
 
     def verify(self, checks: Sequence[Check]) -> None:
@@ -39,9 +39,12 @@ class SignatureVerifier:
             if bad >= 0:
                 raise TxValidationError("bad-txns-signature", f"invalid signature (check {bad})")
             return
+        # one chunk per thread; the calling thread verifies the first itself (it would only wait)
         size = -(-len(checks) // self.threads)
-        chunks = [checks[i:i + size] for i in range(0, len(checks), size)]
-        for start, bad in zip(range(0, len(checks), size), self._pool.map(_verify_chunk, chunks)):
+        starts = range(0, len(checks), size)
+        futures = [self._pool.submit(_verify_chunk, checks[i:i + size]) for i in starts[1:]]
+        outcomes = [_verify_chunk(checks[:size])] + [f.result() for f in futures]
+        for start, bad in zip(starts, outcomes):
             if bad >= 0:
                 raise TxValidationError("bad-txns-signature", f"invalid signature (check {start + bad})")
 
