@@ -26,7 +26,7 @@ ZERO_HASH = "00" * 32
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    d = Daemon(tmp_path_factory.mktemp("api") / "node").start()
+    d = Daemon(tmp_path_factory.mktemp("api") / "node", args=["--maxmempool", "40"]).start()
     yield d
     code = d.stop()
     assert code == 0, d.log()
@@ -377,7 +377,7 @@ async def test_full_flow(daemon, api, key):
             assert mp["txids"] == [tx.txid.hex()] and mp["count"] == 1 and mp["bytes"] == tx.size
             assert api.ok("GET", "status")["mempool"] == {"count": 1, "bytes": tx.size,
                                                           "usage": mp["usage"]}
-            assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 32_000_000
+            assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 40_000_000   # --maxmempool
             assert api.ok("GET", "fees")["1"] == 1
             view = api.ok("GET", f"tx/{tx.txid.hex()}")
             assert view["in_mempool"] is True and view["confirmations"] == 0 and view["block_hash"] is None
