@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from network import Misbehaviour
 
 from .block import Block
-from .chainstate import short
+from .chainstate import STATUS_INVALID, short
 from .early_relay import EarlyRelay
 from .encoding import DecodeError
 from .errors import MissingInputsError, PolicyError, ValidationError
@@ -89,17 +89,18 @@ class Relay:
         missing = []
         for item in items:
             if item.kind == INV_BLOCK:
+                index_entry = self.node.chain.index.get(item.hash)
                 raw = self.node.chain.get_block_raw(item.hash)
-                if raw is None:
-                    missing.append(item)
+                if raw is None or (index_entry is not None and index_entry.status == STATUS_INVALID):
+                    missing.append(item)     # never hand on a block known to break a rule
                 else:
                     peer.send_frame(self.node.frame(block_payload(raw)))
             else:
                 entry = self.node.mempool.get(item.hash)
                 if entry is None:
                     missing.append(item)
-                else:
-                    peer.send(MSG_TX, entry.tx.to_list())
+                else:                        # the pool keeps the checked bytes: send them as they are
+                    peer.send_frame(self.node.frame(payload_around(MSG_TX, entry.raw)))
         if missing:
             peer.send(MSG_NOTFOUND, inv_body(missing))
 

@@ -9,6 +9,7 @@ from hostile import WireClient
 from node.block import Block, BlockHeader, merkle_root
 from node.miner import NONCE_START, solve_block
 from node.tx import TxOut, make_coinbase
+from node import encoding
 from nodeutil import addr, fast_net, start_node, wait_for, wait_synced
 
 
@@ -129,3 +130,22 @@ async def test_flood_of_inv_messages_bans(pair):
         client.send("inv", [[1, os.urandom(32)]])
     await assert_banned_and_b_fine(a, b, client)
     assert any(ban.reason == "flood" for ban in a.peers.bans())
+
+
+async def test_getdata_serves_pool_bytes_and_never_an_invalid_block(pair):
+    """getdata: a mempool tx comes back as its exact bytes; a stored block marked invalid
+    (here by invalidateblock) is answered notfound, a valid one is served."""
+    a, b = pair
+    wallet = Wallet()
+    blocks = await a.generate(1 + a.params.coinbase_maturity, wallet.addr)
+    tx = spend(a.chain, [coinbase_coin(blocks[0])], wallet.key, [TxOut(1_000_000, wallet.addr)])
+    await a.submit_tx(tx)
+    client = await WireClient.connect(a.params, *addr(a))
+    client.send("getdata", [[1, tx.txid]])
+    assert encoding.encode(await client.expect("tx")) == tx.raw
+    bad, good = a.chain.tip.hash, a.chain.tip.parent.hash
+    await a.in_chain(a.chain.invalidate_block, bad)
+    client.send("getdata", [[2, bad], [2, good]])
+    assert await client.expect("notfound") == [[2, bad]]
+    assert Block.from_list(await client.expect("block")).hash == good
+    client.close()
