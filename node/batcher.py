@@ -66,8 +66,8 @@ class Batcher(Generic[Item]):
                 waiter(outcome)
             except Exception:
                 log.exception("%s: an outcome callback failed", self.name)
-        elif waiter.done():
-            pass   # its submitter gave up (cancelled)
+        elif waiter.done():        # its submitter gave up (cancelled): nobody to tell
+            return
         elif isinstance(outcome, BaseException):
             waiter.set_exception(outcome)
         else:
