@@ -23,6 +23,7 @@ from network.frames import FrameDecoder, encode_frame
 from node import encoding
 from node.params import NetworkParams
 from scripts.bench_chain import die_with_parent
+from scripts.testnet_lib import program
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0    # seconds for a node's API to answer
@@ -39,9 +40,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_command() -> list[str]:
-    script = Path(sys.executable).with_name("obol-node")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "node.daemon"]
 
 
 def proc_status_kb(pid: int, key: str) -> int:
@@ -136,7 +134,7 @@ class NodeProc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OBOL_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(node_command() + args, stdout=log, stderr=log,
+            self.proc = subprocess.Popen(program("obol-node", "node.daemon") + args, stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
         await wait_for(self._ready, START_TIMEOUT, f"node {self.name} to start")
         return self
