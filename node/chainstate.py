@@ -30,7 +30,7 @@ from .encoding import decode, decode_stored, encode
 from .errors import BlockValidationError, ValidationError
 from .params import MEDIAN_TIME_SPAN, NetworkParams
 from .pow import asert_target, bits_to_target, block_work, hash_meets_target, target_to_bits
-from .sigcheck import SignatureVerifier
+from .sigcheck import SignatureVerifier, VerifyJob
 from .store import Store, decode_coin, height_key, outpoint_key, parse_addr_hist, parse_outpoint
 from .tx import Coin, OutPoint, Transaction
 from .utxoset import UtxoStats, connect_block, disconnect_block
@@ -515,27 +515,36 @@ class ChainState:
         stats = self.utxo_stats.copy()
         connected: list[Block] = []
         disconnected: list[Block] = []
-        pending: list[tuple[BlockIndexEntry, list]] = []   # signature checks not yet run
-        with self.store.env.begin(write=True) as txn:
-            self._write_unsaved(txn)
-            for entry in reversed(self.chain[fork.height + 1:]):
-                block = self._load_block(txn, entry)
-                self._disconnect_block(txn, entry, block, stats)
-                disconnected.append(block)
-            for entry in path:
-                block = self._load_block(txn, entry)
-                try:
-                    pending.append((entry, self._connect_block(txn, entry, block, stats)))
-                except ValidationError as exc:
-                    raise _ConnectFailed(entry, exc) from None
-                if sum(len(c) for _, c in pending) >= SIGNATURE_BATCH:
-                    self._verify_pending(pending)
-                if entry.status != STATUS_VALID:  # in memory only after the commit
-                    txn.put(entry.hash, entry.record(STATUS_VALID), db=self.db["index"])
-                connected.append(block)
-            self._verify_pending(pending)
-            txn.put(b"tip", path[-1].hash, db=self.db["meta"])
-            txn.put(b"utxostats", stats.record(), db=self.db["meta"])
+        pending: list[tuple[BlockIndexEntry, VerifyJob, int]] = []   # signature checks running
+        try:
+            with self.store.env.begin(write=True) as txn:
+                self._write_unsaved(txn)
+                for entry in reversed(self.chain[fork.height + 1:]):
+                    block = self._load_block(txn, entry)
+                    self._disconnect_block(txn, entry, block, stats)
+                    disconnected.append(block)
+                for entry in path:
+                    block = self._load_block(txn, entry)
+                    try:
+                        checks = self._connect_block(txn, entry, block, stats)
+                    except ValidationError as exc:
+                        while pending:    # a bad signature in an earlier block comes first
+                            self._wait_oldest(pending)
+                        raise _ConnectFailed(entry, exc) from None
+                    # verified on the pool while the next block connects
+                    pending.append((entry, self.verifier.start(checks), len(checks)))
+                    while sum(n for _, _, n in pending) > SIGNATURE_BATCH:
+                        self._wait_oldest(pending)
+                    if entry.status != STATUS_VALID:  # in memory only after the commit
+                        txn.put(entry.hash, entry.record(STATUS_VALID), db=self.db["index"])
+                    connected.append(block)
+                while pending:
+                    self._wait_oldest(pending)
+                txn.put(b"tip", path[-1].hash, db=self.db["meta"])
+                txn.put(b"utxostats", stats.record(), db=self.db["meta"])
+        finally:
+            for _, job, _ in pending:     # a failure abandoned the switch: stop their checks
+                job.cancel()
         # committed: now mirror it in memory
         self._unsaved.clear()
         for entry in path:
@@ -549,20 +558,14 @@ class ChainState:
         return connect_block(txn, self.db, block, entry.hash, entry.height,
                              self.median_time_past(entry.parent), self.params, stats)
 
-    def _verify_pending(self, pending: list[tuple[BlockIndexEntry, list]]) -> None:
-        """Verify the signatures of several connected blocks as one parallel batch;
-        on a failure, find the first block at fault.  Empties ``pending``."""
-        if not pending:
-            return
+    @staticmethod
+    def _wait_oldest(pending: list[tuple[BlockIndexEntry, VerifyJob, int]]) -> None:
+        """Wait for the first connected block's signature checks; raise for that block."""
+        entry, job, _ = pending.pop(0)
         try:
-            self.verifier.verify([c for _, checks in pending for c in checks])
-        except ValidationError:
-            for entry, checks in pending:
-                try:
-                    self.verifier.verify(checks)
-                except ValidationError as exc:
-                    raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
-        pending.clear()
+            job.wait()
+        except ValidationError as exc:
+            raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
 
     def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""
