@@ -676,9 +676,12 @@ class ChainState:
         if txn is None:
             with self.store.env.begin() as txn:
                 return self.get_coins(outpoints, txn)
-        utxo = self.db["utxo"]
-        raws = [txn.get(outpoint_key(o.txid, o.index), db=utxo) for o in outpoints]
-        return [decode_coin(r) if r is not None else None for r in raws]
+        # a cursor: Transaction.get in a read transaction releases the GIL for every key
+        # (py-lmdb), and the event loop then keeps it for a switch interval (docs/design.md)
+        cursor = txn.cursor(db=self.db["utxo"])
+        found, value = cursor.set_key, cursor.value
+        return [decode_coin(value()) if found(outpoint_key(o.txid, o.index)) else None
+                for o in outpoints]
 
     def reading(self) -> "lmdb.Transaction":
         """A read transaction to share among many reads (``with chain.reading() as txn``):

@@ -30,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger("obol.store")
 
 MAP_RSS_BUDGET = 8 * 1024**2    # bytes of file-backed resident memory tolerated above start-up
-CHECK_INTERVAL = 0.01          # seconds between two looks at the resident size
+CHECK_INTERVAL = 0.1           # seconds between two looks at the resident size
 MADV_DONTNEED = 4               # <sys/mman.h> on Linux
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

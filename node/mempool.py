@@ -26,7 +26,7 @@ from .chainstate import ChainState
 from .errors import (MempoolConflictError, MissingInputsError, ObolError, PolicyError,
                      TxValidationError)
 from .mempool_entry import MempoolEntry, outpoint_key
-from .sigcheck import SignatureVerifier
+from .sigcheck import JOB_CHUNK, SignatureVerifier, VerifyJob
 from .tx import Coin, OutPoint, Transaction
 
 log = logging.getLogger("obol.mempool")
@@ -101,6 +101,8 @@ class Mempool:
         """
         outcomes: list[MempoolEntry | ObolError] = []
         pending: list[tuple[int, MempoolEntry, list]] = []
+        jobs: list[VerifyJob] = []              # verifying on the pool while the rest is prepared
+        unstarted: list = []                    # checks not yet handed to a job
         with self.chain.reading() as txn:       # one snapshot for the batch's coin reads
             for tx in txs:
                 try:
@@ -114,9 +116,17 @@ class Mempool:
                 self._add(entry, tx)
                 pending.append((len(outcomes), entry, checks))
                 outcomes.append(entry)
+                unstarted.extend(checks)
+                if len(unstarted) >= JOB_CHUNK:
+                    jobs.append(self.verifier.start(unstarted))
+                    unstarted = []
         try:
-            self.verifier.verify([c for _, _, checks in pending for c in checks])
+            self.verifier.verify(unstarted)
+            for job in jobs:
+                job.wait()
         except TxValidationError:
+            for job in jobs:
+                job.cancel()
             orphaned: set[bytes] = set()   # children of a transaction whose signature failed
             for i, entry, checks in pending:
                 if entry.txid in orphaned:

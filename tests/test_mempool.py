@@ -445,6 +445,29 @@ def test_accept_many_verifies_a_batch_and_drops_children_of_bad_signatures(setup
     assert_pool_consistent(pool)
 
 
+@pytest.mark.parametrize("bad_at", [3, 150, 299])
+def test_accept_many_large_batch_finds_a_bad_signature_among_started_jobs(setup, bad_at):
+    """A batch of 300 (several JOB_CHUNKs, verified on the pool while the rest is
+    prepared): the one bad signature is refused with its code, its descendants go
+    with it, and every other transaction is accepted."""
+    from node.sigcheck import JOB_CHUNK
+    chain, wallet, coins = setup
+    pool = Mempool(chain)
+    txs = [pay(chain, wallet, [coins[0]], 1000)]
+    for _ in range(299):
+        txs.append(pay(chain, wallet, [out(txs[-1])], 1000))
+    assert len(txs) > 3 * JOB_CHUNK
+    body = txs[bad_at].to_list()
+    body[1][0][2] = bytes(64)
+    txs[bad_at] = Transaction.from_list(body)
+    outcomes = pool.accept_many(txs)
+    assert [getattr(o, "txid", None) for o in outcomes[:bad_at]] == [tx.txid for tx in txs[:bad_at]]
+    assert outcomes[bad_at].code == "bad-txns-signature"
+    assert all(isinstance(o, MissingInputsError) for o in outcomes[bad_at + 1:])
+    assert set(pool.entries) == {tx.txid for tx in txs[:bad_at]}
+    assert_pool_consistent(pool)
+
+
 def test_template_with_a_long_unconfirmed_chain(setup):
     """A chain of 1,200 unconfirmed transactions (deeper than Python's recursion limit)
     whose last child pays the most is selected whole, each parent before its child:
