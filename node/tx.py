@@ -30,6 +30,7 @@ MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
 NULL_TXID = bytes(32)              # prev_txid of a coinbase input (Bitcoin: null prevout)
 LOCKTIME_THRESHOLD = 500_000_000   # locktime below: a height; at or above: a unix time (Bitcoin: same)
+_MAX_SIGNATURE_FIELD = max(SIGNATURE_SIZE, MAX_COINBASE_DATA)   # bytes: a signature, or coinbase data
 
 
 class OutPoint(NamedTuple):
@@ -90,7 +91,47 @@ class Transaction:
 
     @classmethod
     def from_list(cls, obj: object, raw: bytes | None = None) -> "Transaction":
-        """Build from the decoded array; ``raw`` may be given if already known."""
+        """Build from the decoded array; ``raw`` may be given if already known.
+
+        The common shape (every field of the expected type and in range) is built
+        with inline checks; anything else goes through ``_from_list_checked``,
+        which raises the precise error (or builds the same transaction)."""
+        try:
+            if type(obj) is not list:
+                raise ValueError
+            version, ins, outs, locktime = obj
+            if not (type(version) is int and 0 <= version <= MAX_UINT32 and type(locktime) is int
+                    and 0 <= locktime <= MAX_UINT32 and type(ins) is list and type(outs) is list):
+                raise ValueError
+            inputs = []
+            for item in ins:
+                if type(item) is not list:
+                    raise ValueError
+                prev_txid, prev_index, signature, pubkey = item
+                if not (type(prev_txid) is bytes and len(prev_txid) == 32 and type(prev_index) is int
+                        and 0 <= prev_index <= MAX_UINT32 and type(signature) is bytes
+                        and len(signature) <= _MAX_SIGNATURE_FIELD and type(pubkey) is bytes
+                        and len(pubkey) <= PUBKEY_SIZE):
+                    raise ValueError
+                inputs.append(TxIn(prev_txid, prev_index, signature, pubkey))
+            outputs = []
+            for item in outs:
+                if type(item) is not list:
+                    raise ValueError
+                amount, addr_hash = item
+                if not (type(amount) is int and 0 <= amount <= MAX_UINT64
+                        and type(addr_hash) is bytes and len(addr_hash) == ADDR_HASH_SIZE):
+                    raise ValueError
+                outputs.append(TxOut(amount, addr_hash))
+        except ValueError:    # also a list of the wrong length
+            return cls._from_list_checked(obj, raw)
+        if raw is None:
+            raw = encode(obj)
+        return cls(version, tuple(inputs), tuple(outputs), locktime, raw, sha256d(raw))
+
+    @classmethod
+    def _from_list_checked(cls, obj: object, raw: bytes | None = None) -> "Transaction":
+        """``from_list`` field by field, with an error that names the field at fault."""
         version, ins, outs, locktime = expect_list(obj, 4, "tx")
         expect_int(version, 0, MAX_UINT32, "tx.version")
         expect_int(locktime, 0, MAX_UINT32, "tx.locktime")
@@ -99,7 +140,7 @@ class Transaction:
             prev_txid, prev_index, signature, pubkey = expect_list(item, 4, "tx.input")
             expect_bytes(prev_txid, 32, what="input.prev_txid")
             expect_int(prev_index, 0, MAX_UINT32, "input.prev_index")
-            expect_bytes(signature, max_size=max(SIGNATURE_SIZE, MAX_COINBASE_DATA), what="input.signature")
+            expect_bytes(signature, max_size=_MAX_SIGNATURE_FIELD, what="input.signature")
             expect_bytes(pubkey, max_size=PUBKEY_SIZE, what="input.pubkey")
             inputs.append(TxIn(prev_txid, prev_index, signature, pubkey))
         outputs = []
