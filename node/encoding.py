@@ -106,10 +106,24 @@ def encode_array(elements: list[bytes]) -> bytes:
 
 
 _FORMAT_SCALARS = frozenset({int, bytes, str})   # exact types: bool (an int subclass) is not one
+try:   # the same walk in C (optional extension, built with the package)
+    from ._formatcheck import foreign_type as _foreign_type
+except ImportError:
+    _foreign_type = None
 
 
 def _reject_foreign_types(obj: Any) -> None:
     """Only int, bytes, str, bool-free nil-free arrays are part of the format."""
+    if _foreign_type is not None:
+        name = _foreign_type(obj)
+        if name is not None:
+            raise DecodeError(message=f"{name} is not part of the format")
+        return
+    _reject_foreign_types_python(obj)
+
+
+def _reject_foreign_types_python(obj: Any) -> None:
+    """``_reject_foreign_types`` where ``node._formatcheck`` is not built (same answers)."""
     stack = [[obj]]
     while stack:
         for item in stack.pop():

@@ -519,3 +519,33 @@ def test_encode_array_of_encoded_elements_equals_encode_of_the_list(count):
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, MAX_UINT64])
 def test_encode_uint_equals_encode(value):
     assert encode_uint(value) == encode(value)
+
+
+# --- the type walk: C (node._formatcheck) and Python agree ----------------------
+
+from node import encoding as _encoding  # noqa: E402
+
+_any_value = st.recursive(
+    st.one_of(st.integers(-2**70, 2**70), st.binary(max_size=8), st.text(max_size=4), st.none(),
+              st.booleans(), st.floats(allow_nan=False), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+              st.tuples(st.integers())),
+    lambda children: st.lists(children, max_size=5), max_leaves=30)
+
+
+def _walk_outcome(walk, obj):
+    try:
+        walk(obj)
+    except DecodeError as exc:
+        return exc.message
+    return None
+
+
+def test_the_c_type_walk_is_built_and_used():
+    assert _encoding._foreign_type is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(_any_value)
+def test_c_and_python_type_walks_report_the_same_first_offender(obj):
+    assert _walk_outcome(_encoding._reject_foreign_types, obj) == \
+        _walk_outcome(_encoding._reject_foreign_types_python, obj)
