@@ -20,13 +20,16 @@ class Batcher(Generic[Item]):
     (a value, or an exception to raise in that item's submitter)."""
 
     def __init__(self, process: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int,
-                 name: str) -> None:
+                 name: str, in_flight: int = 1) -> None:
         self.process = process
         self.max_batch = max_batch
         self.name = name
+        # batches being processed at once: with 2, the next batch is already queued for the
+        # chain thread while the event loop hands out the outcomes of the previous one
+        self.in_flight = in_flight
         # each item with its future, or with the function to call with its outcome
         self._queue: list[tuple[Item, asyncio.Future | Callable[[Any], None]]] = []
-        self._draining = False
+        self._drains = 0          # drain tasks running (at most in_flight)
 
     def enqueue(self, item: Item, on_outcome: Callable[[Any], None] | None = None
                 ) -> asyncio.Future | None:
@@ -36,8 +39,8 @@ class Batcher(Generic[Item]):
         loop = asyncio.get_running_loop()
         waiter = on_outcome if on_outcome is not None else loop.create_future()
         self._queue.append((item, waiter))
-        if not self._draining:
-            self._draining = True
+        if self._drains < self.in_flight:
+            self._drains += 1
             loop.create_task(self._drain(), name=self.name)
         return waiter if on_outcome is None else None
 
@@ -58,7 +61,7 @@ class Batcher(Generic[Item]):
                 for (_, waiter), outcome in zip(batch, outcomes):
                     self._tell(waiter, outcome)
         finally:
-            self._draining = False
+            self._drains -= 1
 
     def _tell(self, waiter: asyncio.Future | Callable[[Any], None], outcome: Any) -> None:
         if not isinstance(waiter, asyncio.Future):

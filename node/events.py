@@ -23,6 +23,11 @@ class EventHub:
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self._subscribers.discard(queue)
 
+    @property
+    def listened(self) -> bool:
+        """True if anyone subscribes (publishers may skip building events nobody reads)."""
+        return bool(self._subscribers)
+
     def publish(self, event: dict[str, Any]) -> None:
         for queue in self._subscribers:
             if queue.full():

@@ -85,7 +85,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
         self._was_syncing = False   # a peer had more work at the last tip change
-        self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs")
+        self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs", in_flight=2)
         self._register()
 
     def _register(self) -> None:
@@ -263,9 +263,10 @@ class Node:
         self.txs_validated += len(accepted)
         if accepted:
             self.miner.notify(tip=False)   # a new template only once the current one is MIN_TEMPLATE_AGE old
-        for entry in accepted:
-            self.events.publish({"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee,
-                                 "size": entry.size})
+        if self.events.listened:
+            for entry in accepted:
+                self.events.publish({"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee,
+                                     "size": entry.size})
         return outcomes
 
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:

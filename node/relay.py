@@ -222,10 +222,11 @@ class Relay:
             peer.send(MSG_INV, inv_body([InvItem(INV_TX, t) for t in chunk]))
 
     def announce_tx(self, tx: Transaction, exclude: "Peer | None" = None) -> None:
-        body = inv_body([InvItem(INV_TX, tx.txid)])
+        body = None     # built for the first peer that needs it
         for state in self.node.sync.states.values():
             if state.peer is not exclude and tx.txid not in state.known:
                 state.known.add(tx.txid)
+                body = body or inv_body([InvItem(INV_TX, tx.txid)])
                 state.peer.send(MSG_INV, body)
 
 

@@ -56,3 +56,34 @@ async def test_a_failing_callback_does_not_stop_the_others(caplog):
         await asyncio.sleep(0)
     assert told == [3]
     assert "outcome callback failed" in caplog.text
+
+
+async def test_two_in_flight_starts_the_next_batch_while_one_runs_and_routes_outcomes():
+    """in_flight=2: a second batch is handed to ``process`` while the first still runs
+    (the chain thread's queue is never empty between batches); at most two run at once,
+    and every outcome reaches its own waiter."""
+    running: list[list[int]] = []
+    most = 0
+    gates = {1: asyncio.Event(), 2: asyncio.Event()}
+
+    async def process(items: list[int]) -> list:
+        nonlocal most
+        running.append(items)
+        most = max(most, len(running))
+        if items[0] in gates:
+            await gates[items[0]].wait()
+        running.remove(items)
+        return [i * 10 for i in items]
+
+    batcher = Batcher(process, max_batch=2, name="test", in_flight=2)
+    first = batcher.enqueue(1)
+    await asyncio.sleep(0)
+    second = batcher.enqueue(2)
+    await asyncio.sleep(0)
+    assert running == [[1], [2]]                  # both in flight
+    later = [batcher.enqueue(i) for i in (3, 4, 5)]
+    gates[2].set()                                # the second finishes first
+    assert await second == 20
+    gates[1].set()
+    assert [await first] + [await f for f in later] == [10, 30, 40, 50]
+    assert most == 2
