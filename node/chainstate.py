@@ -45,7 +45,7 @@ STATUS_NAMES = {STATUS_HEADER: "header-only", STATUS_DATA: "data", STATUS_VALID:
                 STATUS_INVALID: "invalid"}
 MAX_ORPHANS = 100          # blocks whose parent is unknown, kept until it arrives
 MAX_LOCATOR_ENTRIES = 64   # hashes in a block locator
-SIGNATURE_BATCH = 16_384   # signature checks gathered across blocks before verifying a batch
+SIGNATURE_BATCH = 16_384   # signature checks of connected blocks left running before waiting for them
 
 
 class BlockIndexEntry:
@@ -516,6 +516,7 @@ class ChainState:
         connected: list[Block] = []
         disconnected: list[Block] = []
         pending: list[tuple[BlockIndexEntry, VerifyJob, int]] = []   # signature checks running
+        outstanding = 0                                              # checks in ``pending``
         try:
             with self.store.env.begin(write=True) as txn:
                 self._write_unsaved(txn)
@@ -528,18 +529,17 @@ class ChainState:
                     try:
                         checks = self._connect_block(txn, entry, block, stats)
                     except ValidationError as exc:
-                        while pending:    # a bad signature in an earlier block comes first
-                            self._wait_oldest(pending)
+                        self._wait_pending(pending)   # a bad signature in an earlier block comes first
                         raise _ConnectFailed(entry, exc) from None
                     # verified on the pool while the next block connects
                     pending.append((entry, self.verifier.start(checks), len(checks)))
-                    while sum(n for _, _, n in pending) > SIGNATURE_BATCH:
-                        self._wait_oldest(pending)
+                    outstanding += len(checks)
+                    if outstanding > SIGNATURE_BATCH:
+                        outstanding = self._wait_pending(pending)
                     if entry.status != STATUS_VALID:  # in memory only after the commit
                         txn.put(entry.hash, entry.record(STATUS_VALID), db=self.db["index"])
                     connected.append(block)
-                while pending:
-                    self._wait_oldest(pending)
+                self._wait_pending(pending)
                 txn.put(b"tip", path[-1].hash, db=self.db["meta"])
                 txn.put(b"utxostats", stats.record(), db=self.db["meta"])
         finally:
@@ -559,13 +559,20 @@ class ChainState:
                              self.median_time_past(entry.parent), self.params, stats)
 
     @staticmethod
-    def _wait_oldest(pending: list[tuple[BlockIndexEntry, VerifyJob, int]]) -> None:
-        """Wait for the first connected block's signature checks; raise for that block."""
-        entry, job, _ = pending.pop(0)
-        try:
-            job.wait()
-        except ValidationError as exc:
-            raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
+    def _wait_pending(pending: list[tuple[BlockIndexEntry, VerifyJob, int]]) -> int:
+        """Finish every pending block's signature checks, helping the pool with all of them
+        first (waiting on one job while another's chunks sit unclaimed would idle this
+        thread); raise for the first block, in chain order, with an invalid signature.
+        Empties ``pending``; returns 0 (the checks now outstanding)."""
+        for _, job, _ in pending:
+            job.help()
+        while pending:
+            entry, job, _ = pending.pop(0)
+            try:
+                job.wait()
+            except ValidationError as exc:
+                raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
+        return 0
 
     def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""

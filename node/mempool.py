@@ -123,6 +123,8 @@ class Mempool:
         try:
             self.verifier.verify(unstarted)
             for job in jobs:
+                job.help()
+            for job in jobs:
                 job.wait()
         except TxValidationError:
             for job in jobs:

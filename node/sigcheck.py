@@ -53,6 +53,11 @@ class VerifyJob:
                         self.bad = offset + bad
                     self._idle.notify_all()
 
+    def help(self) -> None:
+        """Verify this job's unclaimed chunks in the calling thread, without waiting for
+        the pool's (call on every pending job before waiting on the first)."""
+        self._drain()
+
     def cancel(self) -> None:
         """Leave unclaimed chunks unverified (the caller no longer needs the answer)."""
         with self._lock:
