@@ -33,7 +33,7 @@ from .pow import asert_target, bits_to_target, block_work, hash_meets_target, ta
 from .sigcheck import SignatureVerifier, VerifyJob
 from .store import Store, decode_coin, height_key, outpoint_key, parse_addr_hist, parse_outpoint
 from .tx import Coin, OutPoint, Transaction
-from .utxoset import UtxoStats, connect_block, disconnect_block
+from .utxoset import DIGEST_MODULUS, UtxoStats, connect_block, digest_term, disconnect_block
 
 log = logging.getLogger("obol.chain")
 
@@ -133,6 +133,7 @@ class ChainState:
         self._recent: dict[bytes, Block] = {}   # blocks accepted in this call: no re-decoding
         self._decoded = BlockCache()            # blocks of earlier calls, for the next reorg
         self._unsaved: dict[bytes, BlockIndexEntry] = {}  # stored in memory, written by the next commit
+        self._utxo_info: dict | None = None     # the last utxo_set_info (for its tip)
         self._seq = 0
         self._load()
 
@@ -157,8 +158,8 @@ class ChainState:
                 parent is None or parent.have_chain)
             self._seq = max(self._seq, seq + 1)
         self._recompute_best_header()
-        count, amount, digest = decode(stats)
-        self.utxo_stats = UtxoStats(count, amount, int.from_bytes(digest, "big"))
+        count, amount = decode(stats)
+        self.utxo_stats = UtxoStats(count, amount)
         tip = self.index[tip_hash]
         self.chain = [tip]
         while self.chain[-1].parent is not None:
@@ -777,7 +778,27 @@ class ChainState:
                 yield parse_outpoint(key), decode_coin(value)
 
     def utxo_digest(self) -> bytes:
-        return self.utxo_stats.digest_sum.to_bytes(32, "big")
+        """The digest of the UTXO set at the tip (``utxoset.utxo_digest``, 32 bytes)."""
+        return self.utxo_set_info()["digest"]
+
+    def utxo_set_info(self) -> dict:
+        """Tip, height, count, amount and digest of one snapshot of the UTXO set, from a
+        scan (any thread: one read transaction, remembered until the tip changes)."""
+        with self.store.env.begin() as txn:
+            tip = txn.get(b"tip", db=self.db["meta"])
+            cached = self._utxo_info
+            if cached is not None and cached["tip"] == tip:
+                return cached
+            count = amount = total = 0
+            for key, value in txn.cursor(db=self.db["utxo"]):   # one coin at a time
+                count += 1
+                amount += decode_stored(value)[0]
+                total += digest_term(key, value)
+            digest = (total % DIGEST_MODULUS).to_bytes(32, "big")
+        info = {"tip": tip, "height": self.index[tip].height, "count": count, "amount": amount,
+                "digest": digest}
+        self._utxo_info = info
+        return info
 
     # --- locators and header sync ---------------------------------------------------------
 

@@ -9,7 +9,7 @@ Sub-databases and their keys (all integers big-endian, so keys sort in order):
 ===========  ==========================================  ==========================================
 name         key                                         value (canonical msgpack)
 ===========  ==========================================  ==========================================
-meta         b"schema", b"network", b"tip", b"utxostats"  int / str / hash / [count, amount, sum]
+meta         b"schema", b"network", b"tip", b"utxostats"  int / str / hash / [count, amount]
 index        block hash (32)                              [header, height, chain_work, status, seq, failure]
 blocks       block hash (32)                              the block's canonical bytes
 undo         block hash (32)                              [[amount, addr_hash, height, coinbase], ...]
@@ -29,7 +29,7 @@ import lmdb
 from .encoding import decode, decode_stored, encode, encode_uint
 from .tx import Coin, OutPoint
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
 DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrhist")
 DROPPED_DBS = ("addrutxo",)  # schema 1's per-address coin index, removed by the upgrade to 2
@@ -77,9 +77,20 @@ class Store:
             raise
 
     def _upgrade(self, txn, schema: int) -> None:
-        """Bring a schema-1 datadir to schema 2 inside ``txn`` (the one that opens it):
-        drop ``addrutxo``, and regroup ``addrhist`` from one key per (address, height,
-        position, txid) to one key per (address, height) holding that block's entries."""
+        """Bring an older datadir to this schema inside ``txn`` (the one that opens it)."""
+        if schema < 2:
+            self._upgrade_to_2(txn)
+        # 2 -> 3: the UTXO digest is computed on demand, no longer stored with the totals
+        meta = self.db["meta"]
+        stats = txn.get(b"utxostats", db=meta)
+        if stats is not None:
+            txn.put(b"utxostats", encode(decode(stats)[:2]), db=meta)
+        txn.put(b"schema", encode(SCHEMA_VERSION), db=meta)
+
+    def _upgrade_to_2(self, txn) -> None:
+        """Schema 1 -> 2: drop ``addrutxo``, and regroup ``addrhist`` from one key per
+        (address, height, position, txid) to one key per (address, height) holding that
+        block's entries."""
         for name in DROPPED_DBS:
             txn.drop(self.env.open_db(name.encode(), txn=txn), delete=True)
         hist = self.db["addrhist"]
@@ -90,7 +101,6 @@ class Store:
         cursor = txn.cursor(db=hist)
         for key, entries in grouped.items():
             cursor.put(key, b"".join(entries), append=True)
-        txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
 
     def close(self) -> None:
         self.env.close()

@@ -5,7 +5,8 @@ its undo data, ``txindex``, ``addrhist`` and ``chain`` entries;
 ``disconnect_block`` reverses that with the undo data (its undo record and
 ``txindex`` entries stay, unused while the block is not on the active chain).  Both only
 write: the caller owns the transaction, so a whole reorg still commits (or
-aborts) as one.  ``UtxoStats`` follows the set's count, amount and digest.
+aborts) as one.  ``UtxoStats`` follows the set's count and amount; ``utxo_digest``
+hashes a scan of it.
 
 Per transaction a connect writes (inputs) + (outputs) + 1 (``txindex``) LMDB
 records at random keys, and per block one ``addrhist`` record per address it
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable
 
 from . import rules
 from .block import Block
@@ -30,38 +31,36 @@ from .tx import Coin
 DIGEST_MODULUS = 1 << 256       # the UTXO digest is a sum of 256-bit hashes modulo this
 
 
-def _digest_terms(records: Sequence[bytes]) -> int:
-    """Sum of int_be(sha256(record)) over ``records`` (outpoint key ‖ coin value)."""
-    sha256, from_bytes = hashlib.sha256, int.from_bytes
-    return sum(from_bytes(sha256(r).digest(), "big") for r in records)
+def digest_term(key: bytes, value: bytes) -> int:
+    """One coin's term of the UTXO digest: int_be(sha256(key ‖ value))."""
+    return int.from_bytes(hashlib.sha256(key + value).digest(), "big")
+
+
+def utxo_digest(records: Iterable[tuple[bytes, bytes]]) -> int:
+    """The order-free digest of a UTXO set given as (``utxo`` key, value) pairs: the sum
+    of their ``digest_term`` modulo 2^256 (docs/design.md, "UTXO set digest").
+    Computed on demand by a scan (``ChainState.utxo_set_info``), as Bitcoin Core's
+    gettxoutsetinfo does, not kept up to date by every connect: that cost one sha256
+    per coin created or spent."""
+    return sum(digest_term(key, value) for key, value in records) % DIGEST_MODULUS
 
 
 @dataclass
 class UtxoStats:
-    """Running totals of the UTXO set, updated with every coin added or spent."""
+    """Running totals of the UTXO set, updated with every block connected or disconnected."""
     count: int = 0         # number of unspent outputs
     amount: int = 0        # base units they hold
-    digest_sum: int = 0    # sum of sha256(outpoint || coin) mod 2^256: the set's order-free hash
 
-    def add(self, key: bytes, value: bytes, amount: int, sign: int) -> None:
-        """One coin created (``sign`` +1) or spent (-1)."""
-        self.count += sign
-        self.amount += sign * amount
-        self.digest_sum = (self.digest_sum + sign * _digest_terms([key + value])) % DIGEST_MODULUS
-
-    def apply(self, created: Sequence[bytes], created_amount: int,
-              spent: Sequence[bytes], spent_amount: int) -> None:
-        """A block's worth of changes at once: ``created``/``spent`` are key ‖ value records."""
-        self.count += len(created) - len(spent)
+    def apply(self, created: int, created_amount: int, spent: int, spent_amount: int) -> None:
+        """A block's worth of changes: ``created``/``spent`` coins and their amounts."""
+        self.count += created - spent
         self.amount += created_amount - spent_amount
-        self.digest_sum = (self.digest_sum + _digest_terms(created) - _digest_terms(spent)) \
-            % DIGEST_MODULUS
 
     def copy(self) -> "UtxoStats":
-        return UtxoStats(self.count, self.amount, self.digest_sum)
+        return UtxoStats(self.count, self.amount)
 
     def record(self) -> bytes:
-        return encode([self.count, self.amount, self.digest_sum.to_bytes(32, "big")])
+        return encode([self.count, self.amount])
 
 
 def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
@@ -76,11 +75,9 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     txindex_put = txn.cursor(db=db["txindex"]).put
     fees = 0
     checks: list = []
-    spent: list[bytes] = []         # key ‖ value of every coin spent: the digest's terms
-    spent_amount = 0
+    spent = spent_amount = 0
     undo: list[bytes] = []          # the spent coins' values, in spending order
-    created: list[bytes] = []
-    created_amount = 0
+    created = created_amount = 0
     history: dict[bytes, list[bytes]] = {}   # address -> addrhist entries of this block
     coin_tails = (coin_suffix(height, True), coin_suffix(height, False))   # coinbase, other
     location = tx_location_prefix(block_hash)
@@ -98,17 +95,17 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
             except ValidationError as exc:
                 raise BlockValidationError(exc.code, f"tx {txid.hex()}: {exc.message}") from None
             checks.extend(rules.signature_checks(tx, coins, params.network_id))
-            for key, raw, coin in zip(keys, raws, coins):
-                spent.append(key + raw)
+            for coin in coins:
                 spent_amount += coin.amount
                 touched.add(coin.addr_hash)
+            spent += len(coins)
             undo.extend(raws)
         tail = coin_tails[pos > 0]
+        created += len(tx.outputs)
         for n, out in enumerate(tx.outputs):
             key = outpoint_key(txid, n)
             value = encode_coin_fields(out.amount, out.addr_hash, tail)
             utxo_put(key, value)
-            created.append(key + value)
             created_amount += out.amount
             touched.add(out.addr_hash)
         txindex_put(txid, location + encode_uint(pos))
@@ -133,10 +130,8 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
     undo_raw = txn.get(block_hash, db=db["undo"])
     undo_values = element_bytes(undo_raw)            # the spent coins' utxo values, as stored
     undo_coins = decode_stored(undo_raw)             # the same, decoded
-    removed: list[bytes] = []
-    removed_amount = 0
-    restored: list[bytes] = []
-    restored_amount = 0
+    removed = removed_amount = 0
+    restored = restored_amount = 0
     touched: set[bytes] = set()                      # every address with an addrhist record here
     for pos in range(len(block.txs) - 1, -1, -1):
         tx = block.txs[pos]
@@ -146,7 +141,7 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
             value = utxo_pop(key)
             if value is None:
                 raise RuntimeError(f"UTXO set corrupt: {txid.hex()}:{n} missing on disconnect")
-            removed.append(key + value)
+            removed += 1
             removed_amount += out.amount
             touched.add(out.addr_hash)
         if pos > 0:
@@ -155,7 +150,7 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
                 amount, addr_hash, _, _ = undo_coins.pop()
                 key = outpoint_key(txin.prev_txid, txin.prev_index)
                 utxo_put(key, value)
-                restored.append(key + value)
+                restored += 1
                 restored_amount += amount
                 touched.add(addr_hash)
     # txindex entries stay: one random-key delete per transaction saved, and readers

@@ -510,9 +510,9 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
 # --- storage schema ------------------------------------------------------------------
 
 def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
-    """A schema-1 datadir (a per-address coin index, one addrhist key per transaction)
-    opens as schema 2: the coin index is dropped, the history regrouped per block, and
-    address queries, connecting and reorgs go on as before."""
+    """A schema-1 datadir (a per-address coin index, one addrhist key per transaction,
+    a stored UTXO digest) opens as schema 3: the coin index is dropped, the history
+    regrouped per block, and address queries, connecting and reorgs go on as before."""
     import lmdb
     from node.encoding import decode, encode
     from node.store import ADDR_HIST_ENTRY, SCHEMA_VERSION
@@ -529,7 +529,9 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
 
     env = lmdb.open(str(tmp_path / "d" / "chain.lmdb"), max_dbs=16, subdir=True)
     with env.begin(write=True) as txn:                   # rewrite it the way schema 1 stored it
-        txn.put(b"schema", encode(1), db=env.open_db(b"meta", txn=txn))
+        meta = env.open_db(b"meta", txn=txn)
+        txn.put(b"schema", encode(1), db=meta)
+        txn.put(b"utxostats", encode(decode(txn.get(b"utxostats", db=meta)) + [bytes(32)]), db=meta)
         old_coins = env.open_db(b"addrutxo", txn=txn)
         for addr, items in coins.items():
             for outpoint, _ in items:
@@ -545,7 +547,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
     again = open_chain(tmp_path / "d", uparams)
     try:
         with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 2
+            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 3
             assert b"addrutxo" not in {key for key, _ in txn.cursor()}   # the named databases
         for addr in (alice.addr, bob.addr):
             assert again.address_history(addr) == history[addr]
@@ -571,3 +573,29 @@ def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
     for path in [*root.glob("node/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
         if re.search(r"\b(decode_stored|from_stored)\(", path.read_text()):
             assert path.name in trusted_readers, path
+
+
+def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path, uparams):
+    """Schema 2 kept [count, amount, digest] in meta/utxostats; schema 3 keeps the totals
+    and computes the digest from the coins, which gives the same value as before."""
+    import lmdb
+    from node.encoding import decode, encode
+    wallet = Wallet()
+    chain = open_chain(tmp_path / "d", uparams)
+    extend(chain, wallet.addr, 4)
+    before = stats_tuple(chain)
+    chain.close()
+    env = lmdb.open(str(tmp_path / "d" / "chain.lmdb"), max_dbs=16, subdir=True)
+    with env.begin(write=True) as txn:
+        meta = env.open_db(b"meta", txn=txn)
+        txn.put(b"schema", encode(2), db=meta)
+        txn.put(b"utxostats", encode(decode(txn.get(b"utxostats", db=meta)) + [before[2]]), db=meta)
+    env.close()
+    again = open_chain(tmp_path / "d", uparams)
+    try:
+        with again.store.env.begin() as txn:
+            assert decode(txn.get(b"schema", db=again.db["meta"])) == 3
+            assert decode(txn.get(b"utxostats", db=again.db["meta"])) == list(before[:2])
+        assert stats_tuple(again) == before
+    finally:
+        again.close()
