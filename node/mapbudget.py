@@ -12,7 +12,8 @@ the process's RSS.
 ``MapBudget.check`` (at most every CHECK_INTERVAL: one read of ``/proc/self/statm``,
 ~35 µs) drops the map's
 page-table entries with ``madvise(MADV_DONTNEED)`` once the file-backed resident
-memory has grown by more than the budget since start-up.  The pages stay in
+memory has grown by more than the budget since start-up (a larger one while
+the node syncs: ``SYNC_MAP_RSS_BUDGET``).  The pages stay in
 the page cache, so later reads only take a minor fault, and the contents are
 unchanged: for a shared file mapping ``MADV_DONTNEED`` refills from the file.
 LMDB writes through ``pwrite`` (no ``MDB_WRITEMAP``), so the map holds no
@@ -26,10 +27,14 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger("obol.store")
 
 MAP_RSS_BUDGET = 8 * 1024**2    # bytes of file-backed resident memory tolerated above start-up
+# ... while the node catches up with a peer (initial sync): every trim is followed by
+# page faults on the pages the next blocks touch, ~10 % of the sync's speed at 8 MB
+SYNC_MAP_RSS_BUDGET = 64 * 1024**2
 CHECK_INTERVAL = 0.1           # seconds between two looks at the resident size
 MADV_DONTNEED = 4               # <sys/mman.h> on Linux
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -38,9 +43,13 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class MapBudget:
     """Bounds the resident pages of the memory map of one file (``data.mdb``)."""
 
-    def __init__(self, data_file: Path, budget: int = MAP_RSS_BUDGET) -> None:
+    def __init__(self, data_file: Path, budget: int = MAP_RSS_BUDGET,
+                 syncing: Callable[[], bool] = lambda: False,
+                 sync_budget: int = SYNC_MAP_RSS_BUDGET) -> None:
         self.data_file = str(Path(data_file).resolve())
         self.budget = budget
+        self.syncing = syncing              # asked at each look: is the node catching up?
+        self.sync_budget = sync_budget      # the budget while it is
         self.trims = 0                      # how often the map was dropped
         self._madvise = _libc_madvise()
         self._baseline = _file_resident()   # libraries, and whatever is mapped at start
@@ -56,7 +65,8 @@ class MapBudget:
             return False
         self._next_check = now + CHECK_INTERVAL
         resident = _file_resident()
-        if resident is None or resident - self._baseline <= self.budget:
+        budget = self.sync_budget if self.syncing() else self.budget
+        if resident is None or resident - self._baseline <= budget:
             return False
         if self._ranges is None:
             self._ranges = _mappings_of(self.data_file)

@@ -63,7 +63,8 @@ class Node:
         self.params = config.params
         self.verifier = SignatureVerifier(config.sig_threads or None)
         self.chain = ChainState(config.datadir, self.params, self.verifier)
-        self.map_budget = MapBudget(config.datadir / "chain.lmdb" / "data.mdb")
+        self.map_budget = MapBudget(config.datadir / "chain.lmdb" / "data.mdb",
+                                    syncing=lambda: self.sync.syncing)
         self.mempool = Mempool(self.chain, self.verifier, max_usage=config.max_mempool,
                                after_read=self.map_budget.check)
         self.events = EventHub()

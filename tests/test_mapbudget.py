@@ -53,3 +53,20 @@ def test_under_budget_or_too_soon_does_nothing(tmp_path):
         assert budget.check() is True and budget.trims == 1
     finally:
         env.close()
+
+
+def test_while_syncing_the_larger_budget_applies(tmp_path):
+    """Over the normal budget but under the sync budget: nothing is dropped while the
+    node syncs, and the next look after the sync trims."""
+    env = _fill(tmp_path / "db")
+    syncing = [True]
+    try:
+        budget = MapBudget(tmp_path / "db" / "data.mdb", budget=1024**2,
+                           syncing=lambda: syncing[0], sync_budget=256 * 1024**2)
+        _read_all(env)                                       # ~4 MB resident: over 1 MB
+        assert budget.check() is False and budget.trims == 0
+        syncing[0] = False
+        budget._next_check = 0.0
+        assert budget.check() is True and budget.trims == 1
+    finally:
+        env.close()
