@@ -39,9 +39,17 @@ def _tag_prefix(tag: str) -> bytes:
     return tag_hash + tag_hash
 
 
+@lru_cache(maxsize=None)
+def _tag_midstate(tag: str) -> "hashlib._Hash":
+    """sha256 after the tag prefix (one compression): only ever copied, never updated."""
+    return hashlib.sha256(_tag_prefix(tag))
+
+
 def tagged_hash(tag: str, data: bytes) -> bytes:
     """BIP340 tagged hash: a sha256 whose domain is fixed by ``tag``."""
-    return hashlib.sha256(_tag_prefix(tag) + data).digest()
+    h = _tag_midstate(tag).copy()
+    h.update(data)
+    return h.digest()
 
 
 def address_hash(pubkey: bytes) -> bytes:

@@ -183,9 +183,10 @@ def sighash_common(tx: Transaction, spent: Sequence[TxOut], network_id: bytes) -
     Commits to the network id, version, locktime, every input's outpoint with
     the amount and address hash it spends, and every output.
     """
-    ins = [[i.prev_txid, i.prev_index, s.amount, s.addr_hash] for i, s in zip(tx.inputs, spent)]
-    outs = [[o.amount, o.addr_hash] for o in tx.outputs]
-    return tagged_hash("Obol/sighash", encode([network_id, tx.version, tx.locktime, ins, outs]))
+    # [prev_txid, prev_index, amount, addr_hash] per input: the first two fields of the
+    # input and of the coin it spends (tuples encode as arrays, outputs as they are)
+    ins = [txin[:2] + coin[:2] for txin, coin in zip(tx.inputs, spent)]
+    return tagged_hash("Obol/sighash", encode([network_id, tx.version, tx.locktime, ins, tx.outputs]))
 
 
 def input_sighash(common: bytes, index: int) -> bytes:
