@@ -292,7 +292,9 @@ async def get_status(request: web.Request) -> web.Response:
 async def get_utxoset(request: web.Request) -> web.Response:
     # a scan of one snapshot (tip and coins from the same read transaction), off the
     # event loop and off the chain thread, as Bitcoin Core's gettxoutsetinfo
-    info = await asyncio.to_thread(node_of(request).chain.utxo_set_info)
+    node = node_of(request)
+    info = await asyncio.to_thread(node.chain.utxo_set_info,
+                                   lambda: node.map_budget.check(now_or_never=True))
     return web.json_response({"height": info["height"], "tip": info["tip"].hex(),
                               "count": info["count"], "amount": info["amount"],
                               "hash": info["digest"].hex()})

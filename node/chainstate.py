@@ -45,6 +45,7 @@ STATUS_NAMES = {STATUS_HEADER: "header-only", STATUS_DATA: "data", STATUS_VALID:
                 STATUS_INVALID: "invalid"}
 MAX_ORPHANS = 100          # blocks whose parent is unknown, kept until it arrives
 MAX_LOCATOR_ENTRIES = 64   # hashes in a block locator
+SCAN_CALLBACK_COINS = 4096  # coins of a UTXO-set scan between two calls of its callback
 SIGNATURE_BATCH = 16_384   # signature checks of connected blocks left running before waiting for them
 
 
@@ -781,9 +782,11 @@ class ChainState:
         """The digest of the UTXO set at the tip (``utxoset.utxo_digest``, 32 bytes)."""
         return self.utxo_set_info()["digest"]
 
-    def utxo_set_info(self) -> dict:
+    def utxo_set_info(self, every_pages: Callable[[], object] = lambda: None) -> dict:
         """Tip, height, count, amount and digest of one snapshot of the UTXO set, from a
-        scan (any thread: one read transaction, remembered until the tip changes)."""
+        scan (any thread: one read transaction, remembered until the tip changes).
+        ``every_pages`` is called every SCAN_CALLBACK_COINS coins (the daemon's MapBudget:
+        a scan maps the whole ``utxo`` tree, and with it most of the file)."""
         with self.store.env.begin() as txn:
             tip = txn.get(b"tip", db=self.db["meta"])
             cached = self._utxo_info
@@ -792,6 +795,8 @@ class ChainState:
             count = amount = total = 0
             for key, value in txn.cursor(db=self.db["utxo"]):   # one coin at a time
                 count += 1
+                if count % SCAN_CALLBACK_COINS == 0:
+                    every_pages()
                 amount += decode_stored(value)[0]
                 total += digest_term(key, value)
             digest = (total % DIGEST_MODULUS).to_bytes(32, "big")

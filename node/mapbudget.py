@@ -35,7 +35,7 @@ MAP_RSS_BUDGET = 8 * 1024**2    # bytes of file-backed resident memory tolerated
 # ... while the node catches up with a peer (initial sync): every trim is followed by
 # page faults on the pages the next blocks touch, ~10 % of the sync's speed at 8 MB
 SYNC_MAP_RSS_BUDGET = 64 * 1024**2
-CHECK_INTERVAL = 0.1           # seconds between two looks at the resident size
+CHECK_INTERVAL = 0.01          # seconds between two looks at the resident size
 MADV_DONTNEED = 4               # <sys/mman.h> on Linux
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -52,19 +52,21 @@ class MapBudget:
         self.sync_budget = sync_budget      # the budget while it is
         self.trims = 0                      # how often the map was dropped
         self._madvise = _libc_madvise()
-        self._baseline = _file_resident()   # libraries, and whatever is mapped at start
+        self._read_statm = _statm_reader()
+        self._baseline = _file_resident(self._read_statm)   # libraries, whatever is mapped at start
         self._ranges: list[tuple[int, int]] | None = None
         self._next_check = 0.0              # monotonic seconds
 
-    def check(self) -> bool:
-        """Drop the map's resident pages if over budget; True if it did."""
+    def check(self, now_or_never: bool = False) -> bool:
+        """Drop the map's resident pages if over budget; True if it did.  Looks at most
+        every CHECK_INTERVAL, unless ``now_or_never`` (a scan of the whole map)."""
         if self._madvise is None or self._baseline is None:
             return False
         now = time.monotonic()
-        if now < self._next_check:
+        if now < self._next_check and not now_or_never:
             return False
         self._next_check = now + CHECK_INTERVAL
-        resident = _file_resident()
+        resident = _file_resident(self._read_statm)
         budget = self.sync_budget if self.syncing() else self.budget
         if resident is None or resident - self._baseline <= budget:
             return False
@@ -73,7 +75,7 @@ class MapBudget:
         for start, end in self._ranges:
             self._madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_DONTNEED)
         self.trims += 1
-        after = _file_resident() or 0
+        after = _file_resident(self._read_statm) or 0
         log.debug("dropped %.1f MB of LMDB map pages from memory (trim %d)",
                   (resident - after) / 1e6, self.trims)
         return True
@@ -92,14 +94,45 @@ def _libc_madvise():
     return madvise
 
 
-def _file_resident() -> int | None:
-    """Bytes of this process's resident shared (file-backed) pages, from /proc/self/statm."""
+def _statm_reader() -> Callable[[], bytes | None] | None:
+    """A reader of /proc/self/statm through libc called WITH the GIL held (``PyDLL``):
+    Python's own file reads release the GIL, and the chain thread, which looks every
+    CHECK_INTERVAL, then waits for the event loop to hand it back (docs/design.md)."""
     try:
-        with open("/proc/self/statm", "rb") as fh:
-            fields = fh.read().split()
+        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:
         return None
-    return int(fields[2]) * PAGE_SIZE
+    c_open, c_read, c_close = libc.open, libc.read, libc.close
+    c_open.argtypes, c_open.restype = (ctypes.c_char_p, ctypes.c_int), ctypes.c_int
+    c_read.argtypes, c_read.restype = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t), ctypes.c_ssize_t
+    c_close.argtypes, c_close.restype = (ctypes.c_int,), ctypes.c_int
+    buffer = ctypes.create_string_buffer(256)
+
+    def read() -> bytes | None:
+        fd = c_open(b"/proc/self/statm", os.O_RDONLY)
+        if fd < 0:
+            return None
+        try:
+            got = c_read(fd, buffer, len(buffer))
+        finally:
+            c_close(fd)
+        return buffer.raw[:got] if got > 0 else None
+
+    return read
+
+
+def _file_resident(read: Callable[[], bytes | None] | None = None) -> int | None:
+    """Bytes of this process's resident shared (file-backed) pages, from /proc/self/statm
+    (read by ``read`` if given, else by Python)."""
+    if read is not None:
+        data = read()
+    else:
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            data = None
+    return int(data.split()[2]) * PAGE_SIZE if data else None
 
 
 def _mappings_of(path: str) -> list[tuple[int, int]]:

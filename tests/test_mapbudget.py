@@ -70,3 +70,12 @@ def test_while_syncing_the_larger_budget_applies(tmp_path):
         assert budget.check() is True and budget.trims == 1
     finally:
         env.close()
+
+
+def test_the_libc_statm_reader_agrees_with_python():
+    read = mapbudget._statm_reader()
+    assert read is not None
+    fields = read().split()
+    assert len(fields) == 7 and all(f.isdigit() for f in fields)
+    ours, python = mapbudget._file_resident(read), mapbudget._file_resident()
+    assert abs(ours - python) <= 64 * mapbudget.PAGE_SIZE    # the same counter, a moment apart
