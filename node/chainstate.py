@@ -533,11 +533,11 @@ class ChainState:
                     except ValidationError as exc:
                         self._wait_pending(pending)   # a bad signature in an earlier block comes first
                         raise _ConnectFailed(entry, exc) from None
-                    # verified on the pool while the next block connects
-                    pending.append((entry, self.verifier.start(checks), len(checks)))
-                    outstanding += len(checks)
-                    if outstanding > SIGNATURE_BATCH:
-                        outstanding = self._wait_pending(pending)
+                    if checks:    # verified on the pool while the next block connects
+                        pending.append((entry, self.verifier.start(checks), len(checks)))
+                        outstanding += len(checks)
+                        if outstanding > SIGNATURE_BATCH:
+                            outstanding = self._wait_pending(pending)
                     if entry.status != STATUS_VALID:  # in memory only after the commit
                         txn.put(entry.hash, entry.record(STATUS_VALID), db=self.db["index"])
                     connected.append(block)
