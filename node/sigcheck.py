@@ -29,7 +29,7 @@ class VerifyJob:
     """Chunks of one batch, claimed one at a time by pool threads and by ``wait``."""
 
     def __init__(self, checks: Sequence[Check], chunk: int) -> None:
-        # (offset, chunk) pairs, last first: list.pop() is atomic under the GIL
+        # (offset, chunk) pairs, last first so that pop() hands them out in order
         self._todo = [(i, checks[i:i + chunk]) for i in range(0, len(checks), chunk)][::-1]
         self._lock = threading.Lock()
         self._running = 0                 # chunks claimed and not finished
@@ -44,6 +44,7 @@ class VerifyJob:
                     return
                 offset, chunk = self._todo.pop()
                 self._running += 1
+            bad = -1
             try:
                 bad = first_invalid(chunk)
             finally:
