@@ -106,9 +106,9 @@ def _statm_reader() -> Callable[[], bytes | None] | None:
     c_open.argtypes, c_open.restype = (ctypes.c_char_p, ctypes.c_int), ctypes.c_int
     c_read.argtypes, c_read.restype = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t), ctypes.c_ssize_t
     c_close.argtypes, c_close.restype = (ctypes.c_int,), ctypes.c_int
-    buffer = ctypes.create_string_buffer(256)
 
     def read() -> bytes | None:
+        buffer = ctypes.create_string_buffer(256)   # one per call: two threads may look at once
         fd = c_open(b"/proc/self/statm", os.O_RDONLY)
         if fd < 0:
             return None
