@@ -599,3 +599,22 @@ def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path,
         assert stats_tuple(again) == before
     finally:
         again.close()
+
+
+def test_utxo_set_info_is_one_snapshot_remembered_per_tip(tmp_path, uparams):
+    """The scan reports the tip it read with the coins; a second call at the same tip is
+    answered from the first; a new block makes a new scan whose totals match the stats."""
+    wallet = Wallet()
+    chain = open_chain(tmp_path / "d", uparams)
+    try:
+        extend(chain, wallet.addr, 3)
+        first = chain.utxo_set_info()
+        assert first["tip"] == chain.tip.hash and first["height"] == 3
+        assert (first["count"], first["amount"]) == (chain.utxo_stats.count, chain.utxo_stats.amount)
+        assert chain.utxo_set_info() is first
+        extend(chain, wallet.addr, 1)
+        second = chain.utxo_set_info()
+        assert second["tip"] == chain.tip.hash and second["count"] == first["count"] + 1
+        assert second["digest"] != first["digest"]
+    finally:
+        chain.close()
