@@ -17,19 +17,25 @@ Item = TypeVar("Item")
 
 class Batcher(Generic[Item]):
     """Queue items; ``process`` takes a list and returns one outcome per item
-    (a value, or an exception to raise in that item's submitter)."""
+    (a value, or an exception to raise in that item's submitter).
+
+    With ``finish`` (a plain function of the items and their outcomes) the work is a
+    two-stage pipeline: as soon as ``process`` returns for one batch, the items queued
+    meanwhile go to ``process`` as the next batch, and only then is the first one
+    finished and its submitters told.  ``process`` should then start its work when
+    called (return a future, as ``Node.chain_future``), not when first awaited.  The chain thread behind ``process`` never waits
+    for the event loop to relay a finished batch, and each batch is everything that
+    arrived while the previous one was processed."""
 
     def __init__(self, process: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int,
-                 name: str, in_flight: int = 1) -> None:
+                 name: str, finish: Callable[[list[Item], list[Any]], None] | None = None) -> None:
         self.process = process
         self.max_batch = max_batch
         self.name = name
-        # batches being processed at once: with 2, the next batch is already queued for the
-        # chain thread while the event loop hands out the outcomes of the previous one
-        self.in_flight = in_flight
+        self.finish = finish
         # each item with its future, or with the function to call with its outcome
         self._queue: list[tuple[Item, asyncio.Future | Callable[[Any], None]]] = []
-        self._drains = 0          # drain tasks running (at most in_flight)
+        self._draining = False
 
     def enqueue(self, item: Item, on_outcome: Callable[[Any], None] | None = None
                 ) -> asyncio.Future | None:
@@ -39,29 +45,57 @@ class Batcher(Generic[Item]):
         loop = asyncio.get_running_loop()
         waiter = on_outcome if on_outcome is not None else loop.create_future()
         self._queue.append((item, waiter))
-        if self._drains < self.in_flight:
-            self._drains += 1
+        if not self._draining:
+            self._draining = True
             loop.create_task(self._drain(), name=self.name)
         return waiter if on_outcome is None else None
 
+    def _start(self) -> tuple[list, asyncio.Future]:
+        """Take the next batch off the queue and start processing it."""
+        batch = self._queue[:self.max_batch]
+        del self._queue[:self.max_batch]
+        return batch, asyncio.ensure_future(self.process([item for item, _ in batch]))
+
     async def _drain(self) -> None:
+        running: asyncio.Future | None = None
         try:
-            while self._queue:
-                batch = self._queue[:self.max_batch]
-                del self._queue[:self.max_batch]
+            batch, running = self._start()
+            while True:
                 try:
-                    outcomes = await self.process([item for item, _ in batch])
+                    outcomes = await running
                 except BaseException as exc:  # an internal error: every waiter hears of it
+                    running = None
                     for _, waiter in batch:
                         self._tell(waiter, exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     log.exception("%s: a batch of %d failed", self.name, len(batch))
-                    continue
-                for (_, waiter), outcome in zip(batch, outcomes):
-                    self._tell(waiter, outcome)
+                    outcomes = None
+                running = None
+                following = self._start() if self._queue and self.finish is not None else None
+                if following is not None:
+                    running = following[1]      # processing while this batch is finished
+                if outcomes is not None:
+                    self._complete(batch, outcomes)
+                if following is None:
+                    if not self._queue:
+                        return
+                    following = self._start()
+                batch, running = following
         finally:
-            self._drains -= 1
+            if running is not None:
+                running.cancel()
+            self._draining = False
+
+    def _complete(self, batch: list, outcomes: list) -> None:
+        """``finish`` the batch (if given), then tell each submitter its outcome."""
+        if self.finish is not None:
+            try:
+                self.finish([item for item, _ in batch], outcomes)
+            except Exception:
+                log.exception("%s: finishing a batch of %d failed", self.name, len(batch))
+        for (_, waiter), outcome in zip(batch, outcomes):
+            self._tell(waiter, outcome)
 
     def _tell(self, waiter: asyncio.Future | Callable[[Any], None], outcome: Any) -> None:
         if not isinstance(waiter, asyncio.Future):

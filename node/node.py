@@ -86,7 +86,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
         self._was_syncing = False   # a peer had more work at the last tip change
-        self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs", in_flight=2)
+        self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs", finish=self._finish_txs)
         self._register()
 
     def _register(self) -> None:
@@ -141,8 +141,12 @@ class Node:
 
     async def in_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the chain thread (the only one that changes chain state or mempool)."""
-        return await asyncio.get_running_loop().run_in_executor(self._chain_thread, self._chain_call,
-                                                                fn, *args)
+        return await self.chain_future(fn, *args)
+
+    def chain_future(self, fn: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+        """``in_chain`` that queues ``fn`` for the chain thread now, not when first awaited."""
+        return asyncio.get_running_loop().run_in_executor(self._chain_thread, self._chain_call,
+                                                          fn, *args)
 
     def _chain_call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -255,8 +259,13 @@ class Node:
         transaction is announced to peers (other than ``source``)."""
         return self._txs.enqueue((tx, source), on_outcome)
 
-    async def _process_txs(self, items: list[tuple[Transaction, Any]]) -> list:
-        outcomes = await self.in_chain(self.mempool.accept_many, [tx for tx, _ in items])
+    def _process_txs(self, items: list[tuple[Transaction, Any]]) -> "asyncio.Future[list]":
+        # queued for the chain thread at once: the batcher calls this before it finishes
+        # the previous batch on the event loop
+        return self.chain_future(self.mempool.accept_many, [tx for tx, _ in items])
+
+    def _finish_txs(self, items: list[tuple[Transaction, Any]], outcomes: list) -> None:
+        """Relay and announce a processed batch (while the chain thread takes the next)."""
         for (tx, source), outcome in zip(items, outcomes):
             if not isinstance(outcome, BaseException):
                 self.relay.announce_tx(tx, exclude=source)
@@ -268,7 +277,6 @@ class Node:
             for entry in accepted:
                 self.events.publish({"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee,
                                      "size": entry.size})
-        return outcomes
 
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
         """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""

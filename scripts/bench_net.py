@@ -312,11 +312,15 @@ class Profiler:
 
     RATE = 250   # samples per second per thread
 
-    MODES = {"cpu": [], "gil": ["--gil"], "wall": ["--idle"]}
+    # native: C frames too (msgpack, hashlib, LMDB, the GIL); py-spy then pauses the process
+    # for each sample, so its timings are slower than the others'
+    MODES = {"cpu": ["--nonblocking"], "gil": ["--gil", "--nonblocking"],
+             "wall": ["--idle", "--nonblocking"], "native": ["--native"]}
 
     def __init__(self, outdir: Path | None, mode: str = "cpu") -> None:
         self.outdir = outdir
-        self.mode = mode   # cpu: running threads; gil: the thread holding the GIL; wall: every thread
+        self.mode = mode   # cpu: running threads; gil: the thread holding the GIL; wall: every
+                           # thread; native: running threads with their C frames
         self.files: dict[str, tuple[Path, float]] = {}   # name -> (raw stacks, seconds recorded)
         self._running: dict[int, tuple[str, float]] = {}
 
@@ -327,7 +331,7 @@ class Profiler:
         out = self.outdir / f"{name}.txt"
         pyspy = Path(sys.executable).with_name("py-spy")
         cmd = [str(pyspy) if pyspy.exists() else "py-spy", "record", "--pid", str(pid), "--format", "raw",
-               "--rate", str(self.RATE), "--threads", "--nonblocking", "--output", str(out),
+               "--rate", str(self.RATE), "--threads", "--output", str(out),
                "--duration", "900", *self.MODES[self.mode]]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent)

@@ -58,32 +58,51 @@ async def test_a_failing_callback_does_not_stop_the_others(caplog):
     assert "outcome callback failed" in caplog.text
 
 
-async def test_two_in_flight_starts_the_next_batch_while_one_runs_and_routes_outcomes():
-    """in_flight=2: a second batch is handed to ``process`` while the first still runs
-    (the chain thread's queue is never empty between batches); at most two run at once,
-    and every outcome reaches its own waiter."""
-    running: list[list[int]] = []
-    most = 0
+async def test_with_finish_the_next_batch_is_processed_before_the_previous_is_finished():
+    """A two-stage pipeline: when ``process`` returns for a batch, everything queued
+    meanwhile is handed to ``process`` as the next batch before the first is finished;
+    ``finish`` sees each batch's items and outcomes, and its submitters hear of the
+    outcomes only after it."""
+    events: list = []
     gates = {1: asyncio.Event(), 2: asyncio.Event()}
 
-    async def process(items: list[int]) -> list:
-        nonlocal most
-        running.append(items)
-        most = max(most, len(running))
+    async def work(items: list[int]) -> list:
         if items[0] in gates:
             await gates[items[0]].wait()
-        running.remove(items)
         return [i * 10 for i in items]
 
-    batcher = Batcher(process, max_batch=2, name="test", in_flight=2)
+    def process(items: list[int]) -> asyncio.Future:   # starts at the call, as Node.chain_future
+        events.append(("process", items))
+        return asyncio.ensure_future(work(items))
+
+    def finish(items: list[int], outcomes: list) -> None:
+        events.append(("finish", items, outcomes))
+
+    batcher = Batcher(process, max_batch=10, name="test", finish=finish)
     first = batcher.enqueue(1)
     await asyncio.sleep(0)
-    second = batcher.enqueue(2)
-    await asyncio.sleep(0)
-    assert running == [[1], [2]]                  # both in flight
-    later = [batcher.enqueue(i) for i in (3, 4, 5)]
-    gates[2].set()                                # the second finishes first
-    assert await second == 20
+    second = [batcher.enqueue(i) for i in (2, 3)]
+    later: list = []
     gates[1].set()
-    assert [await first] + [await f for f in later] == [10, 30, 40, 50]
-    assert most == 2
+    assert await first == 10
+    # batch [2, 3] was handed to process before [1] was finished and told
+    assert events[:3] == [("process", [1]), ("process", [2, 3]), ("finish", [1], [10])]
+    batcher.enqueue(4, on_outcome=later.append)  # arrives while [2, 3] is processed
+    gates[2].set()
+    assert [await f for f in second] == [20, 30]
+    while not later:
+        await asyncio.sleep(0)
+    assert later == [40]
+    assert events[3:] == [("process", [4]), ("finish", [2, 3], [20, 30]), ("finish", [4], [40])]
+
+
+async def test_a_failing_finish_still_tells_every_submitter(caplog):
+    async def process(items: list[int]) -> list:
+        return items
+
+    def finish(items, outcomes):
+        raise RuntimeError("finish bug")
+
+    batcher = Batcher(process, max_batch=10, name="test", finish=finish)
+    assert await batcher.enqueue(7) == 7
+    assert "finishing a batch of 1 failed" in caplog.text
