@@ -18,7 +18,7 @@ import shutil
 import statistics
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import aiohttp
 
@@ -156,28 +156,46 @@ async def _timed_clients(b: "Bench", node: NodeProc, profile_as: str | None, cli
         b.profiler.detach(prof)
 
 
-async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
-                   ) -> tuple[float, str]:
-    bodies = [json.dumps({"hex": raw.hex()}).encode() for raw in raws]
-    url = node.url + "tx"
-    errors: list[str] = []
+async def _post_all(b: "Bench", node: NodeProc, route: str, bodies: list[bytes], clients: int,
+                    refusals: Callable[[int, bytes], list[str]], count: int,
+                    profile_as: str | None) -> tuple[float, str]:
+    """POST ``bodies`` to ``route`` from ``clients`` concurrent clients; the timed rate of
+    ``count`` transactions.  ``refusals(status, body)`` names what a response refused; any
+    refusal, or a mempool short of ``count`` afterwards, fails the run."""
+    url = node.url + route
+    refused: list[str] = []
     before = await _mempool_count(node)
     todo = iter(bodies)
-    connector = aiohttp.TCPConnector(limit=b.sizes.api_concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         async def client() -> None:
             for body in todo:
                 async with session.post(url, data=body, headers={"Content-Type": "application/json"},
-                                        timeout=aiohttp.ClientTimeout(total=120)) as resp:
-                    text = await resp.read()
-                    if resp.status != 200:
-                        errors.append(f"{resp.status} {text[:200]!r}")
-        elapsed, cores = await _timed_clients(b, node, profile_as, client, b.sizes.api_concurrency)
-    if errors:
-        raise BenchError(f"POST /tx refused {len(errors)} transactions, e.g. {errors[0]}")
-    if await _mempool_count(node) < before + len(raws):
-        raise BenchError("POST /tx answered 200 but the mempool is short")
-    return len(raws) / elapsed, cores
+                                        timeout=aiohttp.ClientTimeout(total=300)) as resp:
+                    refused.extend(refusals(resp.status, await resp.read()))
+        elapsed, cores = await _timed_clients(b, node, profile_as, client, clients)
+    if refused:
+        raise BenchError(f"POST /{route} refused {len(refused)} transactions, e.g. {refused[0]}")
+    if await _mempool_count(node) < before + count:
+        raise BenchError(f"POST /{route} answered 200 but the mempool is short")
+    return count / elapsed, cores
+
+
+def _single_refusals(status: int, body: bytes) -> list[str]:
+    return [] if status == 200 else [f"{status} {body[:200]!r}"]
+
+
+def _batch_refusals(status: int, body: bytes) -> list[str]:
+    if status != 200:
+        return [f"{status} {body[:200]!r}"]
+    return [r["error"]["code"] for r in json.loads(body)["results"] if "error" in r]
+
+
+async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
+                   ) -> tuple[float, str]:
+    """``raws`` as one POST /tx each, from api_concurrency clients at a time."""
+    bodies = [json.dumps({"hex": raw.hex()}).encode() for raw in raws]
+    return await _post_all(b, node, "tx", bodies, b.sizes.api_concurrency, _single_refusals,
+                           len(raws), profile_as)
 
 
 async def _api_batch_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
@@ -185,26 +203,8 @@ async def _api_batch_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_
     """``raws`` as POST /txs of API_BATCH transactions, API_BATCH_CLIENTS requests at a time."""
     bodies = [json.dumps({"txs": [raw.hex() for raw in raws[i:i + API_BATCH]]}).encode()
               for i in range(0, len(raws), API_BATCH)]
-    url = node.url + "txs"
-    refused: list[str] = []
-    before = await _mempool_count(node)
-    todo = iter(bodies)
-    async with aiohttp.ClientSession() as session:
-        async def client() -> None:
-            for body in todo:
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"},
-                                        timeout=aiohttp.ClientTimeout(total=300)) as resp:
-                    answer = await resp.json()
-                    if resp.status != 200:
-                        refused.append(f"{resp.status} {answer!r:.200}")
-                    else:
-                        refused.extend(r["error"]["code"] for r in answer["results"] if "error" in r)
-        elapsed, cores = await _timed_clients(b, node, profile_as, client, API_BATCH_CLIENTS)
-    if refused:
-        raise BenchError(f"POST /txs refused {len(refused)} transactions, e.g. {refused[0]}")
-    if await _mempool_count(node) < before + len(raws):
-        raise BenchError("POST /txs answered 200 but the mempool is short")
-    return len(raws) / elapsed, cores
+    return await _post_all(b, node, "txs", bodies, API_BATCH_CLIENTS, _batch_refusals,
+                           len(raws), profile_as)
 
 
 async def bench_mempool(b: "Bench") -> None:
