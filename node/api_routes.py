@@ -294,7 +294,7 @@ async def get_utxoset(request: web.Request) -> web.Response:
     # event loop and off the chain thread, as Bitcoin Core's gettxoutsetinfo
     node = node_of(request)
     info = await asyncio.to_thread(node.chain.utxo_set_info,
-                                   lambda: node.map_budget.check(now_or_never=True))
+                                   lambda: node.map_budget.check(force=True))
     return web.json_response({"height": info["height"], "tip": info["tip"].hex(),
                               "count": info["count"], "amount": info["amount"],
                               "hash": info["digest"].hex()})

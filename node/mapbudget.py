@@ -57,13 +57,13 @@ class MapBudget:
         self._ranges: list[tuple[int, int]] | None = None
         self._next_check = 0.0              # monotonic seconds
 
-    def check(self, now_or_never: bool = False) -> bool:
+    def check(self, force: bool = False) -> bool:
         """Drop the map's resident pages if over budget; True if it did.  Looks at most
-        every CHECK_INTERVAL, unless ``now_or_never`` (a scan of the whole map)."""
+        every CHECK_INTERVAL, unless ``force`` (during a scan of the whole map)."""
         if self._madvise is None or self._baseline is None:
             return False
         now = time.monotonic()
-        if now < self._next_check and not now_or_never:
+        if now < self._next_check and not force:
             return False
         self._next_check = now + CHECK_INTERVAL
         resident = _file_resident(self._read_statm)
