@@ -26,6 +26,7 @@ from .crypto import decode_address, encode_address
 from .encoding import decode
 from .mempool import MempoolEntry
 from .pow import bits_to_target
+from .store import COIN_KEY_SIZE, coin_from_record
 from .tx import Coin, OutPoint, Transaction
 
 
@@ -171,7 +172,7 @@ def read_undo(chain: ChainState, block_hash: bytes) -> list[Coin] | None:
         raw = txn.get(block_hash, db=chain.db["undo"])
     if raw is None:
         return None
-    return [Coin(amount, addr, height, bool(cb)) for amount, addr, height, cb in decode(raw)]
+    return [coin_from_record(entry[:COIN_KEY_SIZE], entry[COIN_KEY_SIZE:]) for entry in decode(raw)]
 
 
 def spent_in_block(block: Block, undo: list[Coin] | None, pos: int) -> list[Coin | None] | None:

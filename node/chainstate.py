@@ -31,9 +31,11 @@ from .errors import BlockValidationError, ValidationError
 from .params import MEDIAN_TIME_SPAN, NetworkParams
 from .pow import asert_target, bits_to_target, block_work, hash_meets_target, target_to_bits
 from .sigcheck import SignatureVerifier, VerifyJob
-from .store import Store, decode_coin, height_key, outpoint_key, parse_addr_hist, parse_outpoint
+from .store import (Store, coin_from_record, coin_fields, coin_key_prefix, height_key,
+                    outpoint_from_record, parse_addr_hist)
 from .tx import Coin, OutPoint, Transaction
-from .utxoset import DIGEST_MODULUS, UtxoStats, connect_block, digest_term, disconnect_block
+from .utxoset import (DIGEST_MODULUS, CoinFinder, UtxoStats, connect_block, disconnect_block,
+                      stored_digest_term)
 
 log = logging.getLogger("obol.chain")
 
@@ -558,7 +560,12 @@ class ChainState:
     def _connect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> list:
         """Apply ``block`` inside ``txn`` (``utxoset.connect_block``); its signature checks."""
         return connect_block(txn, self.db, block, entry.hash, entry.height,
-                             self.median_time_past(entry.parent), self.params, stats)
+                             self.median_time_past(entry.parent), self.params, stats, self._height_of)
+
+    def _height_of(self, block_hash: bytes) -> int | None:
+        """The height of a known block (``utxoset.CoinFinder``), None if unknown."""
+        entry = self.index.get(block_hash)
+        return entry.height if entry is not None else None
 
     @staticmethod
     def _wait_pending(pending: list[tuple[BlockIndexEntry, VerifyJob, int]]) -> int:
@@ -674,9 +681,7 @@ class ChainState:
             return txn.get(block_hash, db=self.db["blocks"])
 
     def get_coin(self, outpoint: OutPoint) -> Coin | None:
-        with self.store.env.begin() as txn:
-            raw = txn.get(outpoint_key(outpoint.txid, outpoint.index), db=self.db["utxo"])
-        return decode_coin(raw) if raw is not None else None
+        return self.get_coins([outpoint])[0]
 
     def get_coins(self, outpoints: list[OutPoint], txn: "lmdb.Transaction | None" = None
                   ) -> list[Coin | None]:
@@ -687,10 +692,19 @@ class ChainState:
                 return self.get_coins(outpoints, txn)
         # a cursor: Transaction.get in a read transaction releases the GIL for every key
         # (py-lmdb), and the event loop then keeps it for a switch interval (docs/design.md)
+        find = CoinFinder(txn, self.db, self._height_of).key
         cursor = txn.cursor(db=self.db["utxo"])
         found, value = cursor.set_key, cursor.value
-        return [decode_coin(value()) if found(outpoint_key(o.txid, o.index)) else None
-                for o in outpoints]
+        coins: list[Coin | None] = []
+        for txid, index in outpoints:
+            key = find(txid, index)
+            if key is None or not found(key):
+                coins.append(None)
+                continue
+            raw = value()
+            # a txindex entry left by a disconnected block can point at another tx's coin
+            coins.append(coin_from_record(key, raw) if raw[-32:] == txid else None)
+        return coins
 
     def reading(self) -> "lmdb.Transaction":
         """A read transaction to share among many reads (``with chain.reading() as txn``):
@@ -724,20 +738,21 @@ class ChainState:
 
         Every output paying an address was created by a transaction in that
         address's history (``addrhist``), so the coins are those transactions'
-        unspent outputs (a ``utxo`` range per txid) that pay it: no separate
-        per-address coin index is written for every block."""
+        unspent outputs (a ``utxo`` range per transaction: its keys start with its
+        height and position) that pay it: no separate per-address coin index is
+        written for every block."""
         found: dict[OutPoint, Coin] = {}
         with self.store.env.begin() as txn:
             utxo = txn.cursor(db=self.db["utxo"])
-            for _, _, txid in self._history(addr_hash, None, txn):
-                if not utxo.set_range(txid):
+            for height, position, _ in self._history(addr_hash, None, txn):
+                prefix = coin_key_prefix(height, position)
+                if not utxo.set_range(prefix):
                     continue
                 for key, value in utxo:
-                    if not key.startswith(txid):
+                    if not key.startswith(prefix):
                         break
-                    coin = decode_coin(value)
-                    if coin.addr_hash == addr_hash:
-                        found[parse_outpoint(key)] = coin
+                    if coin_fields(value)[1] == addr_hash:
+                        found[outpoint_from_record(key, value)] = coin_from_record(key, value)
         return sorted(found.items())
 
     def _history(self, addr_hash: bytes, before_height: int | None, txn=None
@@ -776,7 +791,7 @@ class ChainState:
     def iter_utxos(self) -> Iterator[tuple[OutPoint, Coin]]:
         with self.store.env.begin() as txn:
             for key, value in txn.cursor(db=self.db["utxo"]):
-                yield parse_outpoint(key), decode_coin(value)
+                yield outpoint_from_record(key, value), coin_from_record(key, value)
 
     def utxo_digest(self) -> bytes:
         """The digest of the UTXO set at the tip (``utxoset.utxo_digest``, 32 bytes)."""
@@ -797,8 +812,8 @@ class ChainState:
                 count += 1
                 if count % SCAN_CALLBACK_COINS == 0:
                     every_pages()
-                amount += decode_stored(value)[0]
-                total += digest_term(key, value)
+                amount += coin_fields(value)[0]
+                total += stored_digest_term(key, value)
             digest = (total % DIGEST_MODULUS).to_bytes(32, "big")
         info = {"tip": tip, "height": self.index[tip].height, "count": count, "amount": amount,
                 "digest": digest}

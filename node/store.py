@@ -12,12 +12,21 @@ name         key                                         value (canonical msgpac
 meta         b"schema", b"network", b"tip", b"utxostats"  int / str / hash / [count, amount]
 index        block hash (32)                              [header, height, chain_work, status, seq, failure]
 blocks       block hash (32)                              the block's canonical bytes
-undo         block hash (32)                              [[amount, addr_hash, height, coinbase], ...]
+undo         block hash (32)                              [utxo key (12) + utxo value of each coin spent, ...]
 chain        height (8)                                   block hash of the active chain
-utxo         txid (32) + index (4)                        [amount, addr_hash, height, coinbase]
+utxo         height (4) + position (4) + index (4)        [amount, addr_hash, txid]
 txindex      txid (32)                                    [block hash, position in block]
 addrhist     addr_hash (20) + height (8)                  (pos (4) + txid (32)) for each tx of that block touching it
 ===========  ==========================================  ==========================================
+
+A coin is keyed by where its transaction sits in the active chain (height,
+position in block, output index), not by its outpoint: the outputs a block
+creates are then neighbours in the tree, and connecting or disconnecting a
+block dirties a few pages instead of one per output (every dirty page is
+written and flushed by the commit).  An outpoint is found through ``txindex``
+(txid -> block, position); the coin's value repeats its txid, which a reader
+compares, since ``txindex`` keeps entries of disconnected blocks.  A coin at
+position 0 is a coinbase output.
 """
 from __future__ import annotations
 
@@ -26,16 +35,18 @@ from pathlib import Path
 
 import lmdb
 
-from .encoding import decode, decode_stored, encode, encode_uint
+from .encoding import decode, encode, encode_uint
 from .tx import Coin, OutPoint
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
 DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrhist")
 DROPPED_DBS = ("addrutxo",)  # schema 1's per-address coin index, removed by the upgrade to 2
 ADDR_HIST_ENTRY = 36         # bytes of one addrhist entry: position (4) + txid (32)
+COIN_KEY_SIZE = 12           # bytes of a utxo key: height, position, index (u32 each)
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_COIN_KEY = struct.Struct(">III")
 
 
 class StoreError(Exception):
@@ -69,38 +80,13 @@ class Store:
                 if schema > SCHEMA_VERSION:
                     raise StoreError(f"datadir {path} has schema {schema}, newer than {SCHEMA_VERSION}")
                 if schema < SCHEMA_VERSION and not readonly:
-                    self._upgrade(txn, schema)
+                    from .store_upgrade import upgrade   # it builds on this module's codecs
+                    upgrade(self, txn, schema)
         except BaseException:
             # a refused datadir must not stay open: a second environment on the same
             # files in this process would share (and on close drop) LMDB's locks
             self.env.close()
             raise
-
-    def _upgrade(self, txn, schema: int) -> None:
-        """Bring an older datadir to this schema inside ``txn`` (the one that opens it)."""
-        if schema < 2:
-            self._upgrade_to_2(txn)
-        # 2 -> 3: the UTXO digest is computed on demand, no longer stored with the totals
-        meta = self.db["meta"]
-        stats = txn.get(b"utxostats", db=meta)
-        if stats is not None:
-            txn.put(b"utxostats", encode(decode(stats)[:2]), db=meta)
-        txn.put(b"schema", encode(SCHEMA_VERSION), db=meta)
-
-    def _upgrade_to_2(self, txn) -> None:
-        """Schema 1 -> 2: drop ``addrutxo``, and regroup ``addrhist`` from one key per
-        (address, height, position, txid) to one key per (address, height) holding that
-        block's entries."""
-        for name in DROPPED_DBS:
-            txn.drop(self.env.open_db(name.encode(), txn=txn), delete=True)
-        hist = self.db["addrhist"]
-        grouped: dict[bytes, list[bytes]] = {}
-        for old_key in txn.cursor(db=hist).iternext(values=False):   # sorted: position order
-            grouped.setdefault(old_key[:28], []).append(old_key[28:])
-        txn.drop(hist, delete=False)
-        cursor = txn.cursor(db=hist)
-        for key, entries in grouped.items():
-            cursor.put(key, b"".join(entries), append=True)
 
     def close(self) -> None:
         self.env.close()
@@ -132,12 +118,56 @@ def parse_addr_hist(key: bytes, value: bytes) -> list[tuple[int, int, bytes]]:
             for at in range(0, len(value), ADDR_HIST_ENTRY)]
 
 
-def parse_outpoint(key: bytes) -> OutPoint:
-    return OutPoint(key[:32], _U32.unpack_from(key, 32)[0])
-
-
 def encode_coin(coin: Coin) -> bytes:
+    """A coin as one record, [amount, addr_hash, height, coinbase]: the UTXO digest's
+    form of it (``utxoset.digest_term``), whatever the layout on disk."""
     return encode([coin.amount, coin.addr_hash, coin.height, int(coin.coinbase)])
+
+
+def coin_key(height: int, position: int, index: int) -> bytes:
+    """The ``utxo`` key of output ``index`` of the transaction at ``position`` in the
+    active block at ``height``."""
+    return _COIN_KEY.pack(height, position, index)
+
+
+def coin_key_prefix(height: int, position: int) -> bytes:
+    """The first 8 bytes of the keys of one transaction's outputs."""
+    return _COIN_KEY.pack(height, position, 0)[:8]
+
+
+def coin_value(amount: int, addr_hash: bytes, txid: bytes) -> bytes:
+    """``encode([amount, addr_hash, txid])``, built field by field for connecting blocks."""
+    return b"\x93" + encode_uint(amount) + b"\xc4\x14" + addr_hash + b"\xc4\x20" + txid
+
+
+def coin_fields(value: bytes) -> tuple[int, bytes, bytes]:
+    """(amount, addr_hash, txid) of a ``utxo`` value the node wrote (``coin_value``):
+    sliced, the last two fields being of fixed size."""
+    amount = value[1] if len(value) == 58 else int.from_bytes(value[2:-56], "big")
+    return amount, value[-54:-34], value[-32:]
+
+
+def coin_from_record(key: bytes, value: bytes) -> Coin:
+    """The coin of a ``utxo`` record (a coin at position 0 is a coinbase output)."""
+    height, position, _ = _COIN_KEY.unpack(key)
+    amount, addr_hash, _ = coin_fields(value)
+    return Coin(amount, addr_hash, height, position == 0)
+
+
+def outpoint_from_record(key: bytes, value: bytes) -> OutPoint:
+    """The outpoint of a ``utxo`` record: its txid (in the value) and output index."""
+    return OutPoint(value[-32:], _U32.unpack_from(key, 8)[0])
+
+
+def undo_entry(key: bytes, value: bytes) -> bytes:
+    """One spent coin in a block's ``undo`` array: its ``utxo`` key and value as one bin
+    (``encode(key + value)``; a coin record is under 256 bytes)."""
+    return b"\xc4" + bytes((len(key) + len(value),)) + key + value
+
+
+def tx_location_position(raw: bytes) -> int:
+    """The position field of a ``txindex`` value (``tx_location_prefix`` + uint)."""
+    return raw[35] if len(raw) == 36 else int.from_bytes(raw[36:], "big")
 
 
 def tx_location_prefix(block_hash: bytes) -> bytes:
@@ -146,22 +176,3 @@ def tx_location_prefix(block_hash: bytes) -> bytes:
     return b"\x92\xc4\x20" + block_hash      # a 2-element array, then a 32-byte bin
 
 
-COIN_PREFIX = b"\x94"              # a coin record: a 4-element array ...
-ADDR_HASH_PREFIX = b"\xc4\x14"     # ... whose second field is a 20-byte bin
-
-
-def coin_suffix(height: int, coinbase: bool) -> bytes:
-    """The encoding of a coin's last two fields, shared by all outputs of a block's
-    (non-)coinbase transactions."""
-    return encode_uint(height) + bytes((int(coinbase),))
-
-
-def encode_coin_fields(amount: int, addr_hash: bytes, suffix: bytes) -> bytes:
-    """``encode_coin(Coin(amount, addr_hash, height, coinbase))``, with ``suffix`` from
-    ``coin_suffix(height, coinbase)``: built field by field for connecting blocks."""
-    return COIN_PREFIX + encode_uint(amount) + ADDR_HASH_PREFIX + addr_hash + suffix
-
-
-def decode_coin(data: bytes) -> Coin:
-    amount, addr_hash, height, coinbase = decode_stored(data)
-    return Coin(amount, addr_hash, height, bool(coinbase))

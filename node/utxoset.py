@@ -8,37 +8,52 @@ write: the caller owns the transaction, so a whole reorg still commits (or
 aborts) as one.  ``UtxoStats`` follows the set's count and amount; ``utxo_digest``
 hashes a scan of it.
 
-Per transaction a connect writes (inputs) + (outputs) + 1 (``txindex``) LMDB
-records at random keys, and per block one ``addrhist`` record per address it
-touches: every write dirties a page that the synced commit flushes, so
-nothing is written that a reader does not need (docs/design.md, "Storage").
+Per transaction a connect writes one ``utxo`` record per input (where the coin
+it spends was created) and per output (next to the block's other outputs: the
+key is height, position, index), one ``txindex`` record at a random key, and
+per block one ``addrhist`` record per address it touches: every write dirties a
+page that the synced commit flushes, so nothing is written that a reader does
+not need (docs/design.md, "Storage").
 """
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from . import rules
 from .block import Block
-from .encoding import decode_stored, element_bytes, encode, encode_array, encode_uint
+from .encoding import decode_stored, encode, encode_array, encode_uint
 from .errors import BlockValidationError, ValidationError
 from .params import NetworkParams
-from .store import (addr_hist_entry, addr_hist_key, coin_suffix, decode_coin, encode_coin_fields,
-                    height_key, outpoint_key, tx_location_prefix)
+from .store import (COIN_KEY_SIZE, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record,
+                    coin_key, coin_key_prefix, coin_value, encode_coin, height_key, outpoint_key,
+                    tx_location_position, tx_location_prefix, undo_entry)
 from .tx import Coin
 
+_U32 = struct.Struct(">I")
+_COIN_KEY = struct.Struct(">III")     # a utxo key: height, position, index
 DIGEST_MODULUS = 1 << 256       # the UTXO digest is a sum of 256-bit hashes modulo this
 
 
-def digest_term(key: bytes, value: bytes) -> int:
-    """One coin's term of the UTXO digest: int_be(sha256(key ‖ value))."""
-    return int.from_bytes(hashlib.sha256(key + value).digest(), "big")
+def digest_term(outpoint: bytes, coin: bytes) -> int:
+    """One coin's term of the UTXO digest: int_be(sha256(outpoint ‖ coin)), of its
+    ``outpoint_key`` and its ``encode_coin`` record: the same whatever the storage layout."""
+    return int.from_bytes(hashlib.sha256(outpoint + coin).digest(), "big")
+
+
+def stored_digest_term(key: bytes, value: bytes) -> int:
+    """``digest_term`` of the coin in a ``utxo`` record."""
+    height, position, index = _COIN_KEY.unpack(key)
+    amount, addr_hash, txid = coin_fields(value)
+    return digest_term(outpoint_key(txid, index),
+                       encode_coin(Coin(amount, addr_hash, height, position == 0)))
 
 
 def utxo_digest(records: Iterable[tuple[bytes, bytes]]) -> int:
-    """The order-free digest of a UTXO set given as (``utxo`` key, value) pairs: the sum
-    of their ``digest_term`` modulo 2^256 (docs/design.md, "UTXO set digest").
+    """The order-free digest of a UTXO set given as (outpoint key, coin record) pairs: the
+    sum of their ``digest_term`` modulo 2^256 (docs/design.md, "UTXO set digest").
     Computed on demand by a scan (``ChainState.utxo_set_info``), as Bitcoin Core's
     gettxoutsetinfo does, not kept up to date by every connect: that cost one sha256
     per coin created or spent."""
@@ -63,9 +78,33 @@ class UtxoStats:
         return encode([self.count, self.amount])
 
 
+class CoinFinder:
+    """Finds outpoints in ``utxo`` inside one LMDB transaction: ``txindex`` gives the
+    block and position of the outpoint's transaction, ``height_of`` that block's height
+    (None if unknown), and the key (height, position, index) the coin, whose value must
+    repeat the txid (``txindex`` keeps entries of disconnected blocks)."""
+
+    def __init__(self, txn, db: dict, height_of: Callable[[bytes], int | None]) -> None:
+        cursor = txn.cursor(db=db["txindex"])
+        self._find, self._location = cursor.set_key, cursor.value
+        self._height_of = height_of
+
+    def key(self, txid: bytes, index: int) -> bytes | None:
+        """The ``utxo`` key outpoint (``txid``, ``index``) has if it is unspent."""
+        if not self._find(txid):
+            return None
+        location = self._location()
+        height = self._height_of(location[3:35])
+        if height is None:
+            return None
+        return coin_key(height, tx_location_position(location), index)
+
+
 def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
-                  median_time_past: int, params: NetworkParams, stats: UtxoStats) -> list:
+                  median_time_past: int, params: NetworkParams, stats: UtxoStats,
+                  height_of: Callable[[bytes], int | None]) -> list:
     """Apply ``block`` at ``height`` inside ``txn``; raise if it breaks a rule.
+    ``height_of`` gives the height of a block hash (``CoinFinder``).
 
     Returns the block's signature checks: the caller verifies them (in one
     batch with other blocks) before committing."""
@@ -73,39 +112,42 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
     txindex_put = txn.cursor(db=db["txindex"]).put
+    find = CoinFinder(txn, db, height_of).key
     fees = 0
     checks: list = []
     spent = spent_amount = 0
-    undo: list[bytes] = []          # the spent coins' values, in spending order
+    undo: list[bytes] = []          # the spent coins' undo entries, in spending order
     created = created_amount = 0
     history: dict[bytes, list[bytes]] = {}   # address -> addrhist entries of this block
-    coin_tails = (coin_suffix(height, True), coin_suffix(height, False))   # coinbase, other
     location = tx_location_prefix(block_hash)
     for pos, tx in enumerate(block.txs):
         txid = tx.txid
         touched: set[bytes] = set()
         if pos > 0:
-            # Spent coins are popped as they are read: a second spend of one coin
-            # (in this block) then finds nothing, and a failure aborts the transaction.
-            keys = [outpoint_key(txin.prev_txid, txin.prev_index) for txin in tx.inputs]
-            raws = [utxo_pop(key) for key in keys]
-            coins: list[Coin | None] = [decode_coin(r) if r is not None else None for r in raws]
+            coins: list[Coin | None] = []
+            for txin in tx.inputs:
+                # Spent coins are popped as they are read: a second spend of one coin
+                # (in this block) then finds nothing, and a failure aborts the transaction.
+                key = find(txin.prev_txid, txin.prev_index)
+                value = utxo_pop(key) if key is not None else None
+                if value is None or value[-32:] != txin.prev_txid:
+                    coins.append(None)       # (a stale txindex entry's coin fails the block)
+                    continue
+                coin = coin_from_record(key, value)
+                coins.append(coin)
+                undo.append(undo_entry(key, value))
+                spent_amount += coin.amount
+                touched.add(coin.addr_hash)
             try:
                 fees += rules.check_tx_inputs(tx, coins, height, params)
             except ValidationError as exc:
                 raise BlockValidationError(exc.code, f"tx {txid.hex()}: {exc.message}") from None
             checks.extend(rules.signature_checks(tx, coins, params.network_id))
-            for coin in coins:
-                spent_amount += coin.amount
-                touched.add(coin.addr_hash)
             spent += len(coins)
-            undo.extend(raws)
-        tail = coin_tails[pos > 0]
         created += len(tx.outputs)
+        prefix = coin_key_prefix(height, pos)
         for n, out in enumerate(tx.outputs):
-            key = outpoint_key(txid, n)
-            value = encode_coin_fields(out.amount, out.addr_hash, tail)
-            utxo_put(key, value)
+            utxo_put(prefix + _U32.pack(n), coin_value(out.amount, out.addr_hash, txid))
             created_amount += out.amount
             touched.add(out.addr_hash)
         txindex_put(txid, location + encode_uint(pos))
@@ -127,29 +169,25 @@ def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int
     """Undo ``block`` (at ``height``) inside ``txn`` with its stored undo data."""
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    undo_raw = txn.get(block_hash, db=db["undo"])
-    undo_values = element_bytes(undo_raw)            # the spent coins' utxo values, as stored
-    undo_coins = decode_stored(undo_raw)             # the same, decoded
+    undo = decode_stored(txn.get(block_hash, db=db["undo"]))   # key + value of each spent coin
     removed = removed_amount = 0
     restored = restored_amount = 0
     touched: set[bytes] = set()                      # every address with an addrhist record here
     for pos in range(len(block.txs) - 1, -1, -1):
         tx = block.txs[pos]
-        txid = tx.txid
+        prefix = coin_key_prefix(height, pos)
         for n, out in enumerate(tx.outputs):
-            key = outpoint_key(txid, n)
-            value = utxo_pop(key)
-            if value is None:
-                raise RuntimeError(f"UTXO set corrupt: {txid.hex()}:{n} missing on disconnect")
+            if utxo_pop(prefix + _U32.pack(n)) is None:
+                raise RuntimeError(f"UTXO set corrupt: {tx.txid.hex()}:{n} missing on disconnect")
             removed += 1
             removed_amount += out.amount
             touched.add(out.addr_hash)
         if pos > 0:
-            for txin in reversed(tx.inputs):
-                value = undo_values.pop()
-                amount, addr_hash, _, _ = undo_coins.pop()
-                key = outpoint_key(txin.prev_txid, txin.prev_index)
-                utxo_put(key, value)
+            for _ in tx.inputs:
+                record = undo.pop()
+                value = record[COIN_KEY_SIZE:]
+                utxo_put(record[:COIN_KEY_SIZE], value)
+                amount, addr_hash, _ = coin_fields(value)
                 restored += 1
                 restored_amount += amount
                 touched.add(addr_hash)

@@ -507,59 +507,6 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
         chain.close()
 
 
-# --- storage schema ------------------------------------------------------------------
-
-def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
-    """A schema-1 datadir (a per-address coin index, one addrhist key per transaction,
-    a stored UTXO digest) opens as schema 3: the coin index is dropped, the history
-    regrouped per block, and address queries, connecting and reorgs go on as before."""
-    import lmdb
-    from node.encoding import decode, encode
-    from node.store import ADDR_HIST_ENTRY, SCHEMA_VERSION
-    alice, bob = Wallet(), Wallet()
-    chain = open_chain(tmp_path / "d", uparams)
-    blocks = extend(chain, alice.addr, 3)
-    op, out = coinbase_outpoint(blocks[0])
-    pay = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
-    chain.accept_block(build_block(chain, chain.tip, alice.addr, [pay], fees=1000))
-    history = {a: chain.address_history(a) for a in (alice.addr, bob.addr)}
-    coins = {a: chain.address_coins(a) for a in (alice.addr, bob.addr)}
-    assert len(history[alice.addr]) == 5 and len(coins[alice.addr]) == 4
-    chain.close()
-
-    env = lmdb.open(str(tmp_path / "d" / "chain.lmdb"), max_dbs=16, subdir=True)
-    with env.begin(write=True) as txn:                   # rewrite it the way schema 1 stored it
-        meta = env.open_db(b"meta", txn=txn)
-        txn.put(b"schema", encode(1), db=meta)
-        txn.put(b"utxostats", encode(decode(txn.get(b"utxostats", db=meta)) + [bytes(32)]), db=meta)
-        old_coins = env.open_db(b"addrutxo", txn=txn)
-        for addr, items in coins.items():
-            for outpoint, _ in items:
-                txn.put(addr + outpoint.txid + outpoint.index.to_bytes(4, "big"), b"", db=old_coins)
-        hist = env.open_db(b"addrhist", txn=txn)
-        records = list(txn.cursor(db=hist))
-        txn.drop(hist, delete=False)
-        for key, value in records:
-            for at in range(0, len(value), ADDR_HIST_ENTRY):
-                txn.put(key + value[at:at + ADDR_HIST_ENTRY], b"", db=hist)
-    env.close()
-
-    again = open_chain(tmp_path / "d", uparams)
-    try:
-        with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 3
-            assert b"addrutxo" not in {key for key, _ in txn.cursor()}   # the named databases
-        for addr in (alice.addr, bob.addr):
-            assert again.address_history(addr) == history[addr]
-            assert again.address_coins(addr) == coins[addr]
-        extend(again, alice.addr, 2)
-        assert len(again.address_coins(alice.addr)) == 6
-        assert len(again.address_history(alice.addr)) == 7
-        assert_matches_replay(again, tmp_path / "replay")
-    finally:
-        again.close()
-
-
 def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
     """decode_stored / from_stored read bytes the node itself checked and kept (its LMDB
     records, its mempool entries); everything from outside (peers, API, files) must go
@@ -567,38 +514,12 @@ def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
     reads such bytes."""
     import pathlib
     import re
-    trusted_readers = {"store.py", "chainstate.py", "utxoset.py", "block.py", "tx.py", "encoding.py",
-                       "mempool_entry.py"}
+    trusted_readers = {"store.py", "store_upgrade.py", "chainstate.py", "utxoset.py", "block.py",
+                       "tx.py", "encoding.py", "mempool_entry.py"}
     root = pathlib.Path(__file__).resolve().parent.parent
     for path in [*root.glob("node/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
         if re.search(r"\b(decode_stored|from_stored)\(", path.read_text()):
             assert path.name in trusted_readers, path
-
-
-def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path, uparams):
-    """Schema 2 kept [count, amount, digest] in meta/utxostats; schema 3 keeps the totals
-    and computes the digest from the coins, which gives the same value as before."""
-    import lmdb
-    from node.encoding import decode, encode
-    wallet = Wallet()
-    chain = open_chain(tmp_path / "d", uparams)
-    extend(chain, wallet.addr, 4)
-    before = stats_tuple(chain)
-    chain.close()
-    env = lmdb.open(str(tmp_path / "d" / "chain.lmdb"), max_dbs=16, subdir=True)
-    with env.begin(write=True) as txn:
-        meta = env.open_db(b"meta", txn=txn)
-        txn.put(b"schema", encode(2), db=meta)
-        txn.put(b"utxostats", encode(decode(txn.get(b"utxostats", db=meta)) + [before[2]]), db=meta)
-    env.close()
-    again = open_chain(tmp_path / "d", uparams)
-    try:
-        with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == 3
-            assert decode(txn.get(b"utxostats", db=again.db["meta"])) == list(before[:2])
-        assert stats_tuple(again) == before
-    finally:
-        again.close()
 
 
 def test_utxo_set_info_is_one_snapshot_remembered_per_tip(tmp_path, uparams):

@@ -589,3 +589,41 @@ def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
+
+
+def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, uparams):
+    """Coins are keyed by (height, position, index) and found through txindex, which keeps
+    the entries of disconnected blocks.  After a reorg puts another transaction at the
+    losing transaction's height and position, its outpoint must not find that coin: it is
+    unknown to queries and spending it fails the block with
+    bad-txns-inputs-missingorspent, while the winner's coin at that key spends normally."""
+    chain = open_chain(tmp_path / "c", uparams)
+    try:
+        alice = Wallet()
+        blocks = extend(chain, alice.addr, 3)
+        fork = chain.tip
+        coins = [coinbase_outpoint(b) for b in blocks[:2]]
+        lost = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, alice.addr)])
+        chain.accept_block(build_block(chain, fork, alice.addr, [lost], fees=1000))
+        won = spend(chain, [coins[0]], alice.key, [TxOut(coins[0][1].amount - 1000, alice.addr)])
+        theirs1 = build_block(chain, fork, alice.addr, [won], fees=1000, time_step=1)
+        chain.accept_block(theirs1)
+        chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
+        assert chain.get_tx_location(won.txid) == (theirs1.hash, 1)   # where ``lost`` was
+        lost_coin = (OutPoint(lost.txid, 0), lost.outputs[0])
+        won_coin = (OutPoint(won.txid, 0), won.outputs[0])
+        assert chain.get_coins([lost_coin[0], won_coin[0]]) == [None, chain.get_coin(won_coin[0])]
+        assert chain.get_coin(won_coin[0]).amount == won.outputs[0].amount
+        tip = chain.tip
+        bad = spend(chain, [lost_coin], alice.key, [TxOut(lost_coin[1].amount - 1000, alice.addr)])
+        block = build_block(chain, tip, alice.addr, [bad], fees=1000)
+        with pytest.raises(BlockValidationError) as err:
+            chain.accept_block(block)
+        assert err.value.code == chain.index[block.hash].failure == "bad-txns-inputs-missingorspent"
+        assert chain.tip is tip and chain.get_coin(won_coin[0]) is not None
+        good = spend(chain, [won_coin], alice.key, [TxOut(won_coin[1].amount - 1000, alice.addr)])
+        chain.accept_block(build_block(chain, tip, alice.addr, [good], fees=1000))
+        assert chain.get_coin(won_coin[0]) is None and chain.get_coin(OutPoint(good.txid, 0)) is not None
+        assert_matches_replay(chain, tmp_path / "replay")
+    finally:
+        chain.close()
