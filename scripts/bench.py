@@ -70,6 +70,7 @@ class Sizes:
     miner_seconds: float = 3.0
     miner_repeats: int = 4
     reorg_depths: tuple[int, ...] = (7, 10, 100)
+    reorg_repeats: int = 5            # switches timed per depth below 100 (their median counts)
     reorg_block_txs: int = 50         # transactions per block on both branches
     fill_mb: int = 0                  # memory node's --maxmempool in MB (0: the node's default)
     fill_jobs: int = 8                # independent parent/child lists, one P2P peer each
@@ -78,7 +79,7 @@ class Sizes:
 
 QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, p2p_txs=1_000, api_txs=1_000, mempool_repeats=1,
               chain_height=200, chain_txs=2_000, empty_blocks=300, propagation_blocks=5,
-              miner_seconds=1.0, miner_repeats=1, reorg_block_txs=5, fill_mb=5,
+              miner_seconds=1.0, miner_repeats=1, reorg_repeats=1, reorg_block_txs=5, fill_mb=5,
               fill_jobs=2, idle_seconds=1.0)
 
 
