@@ -59,6 +59,7 @@ NEEDS_CHAIN = {"sync", "reorg", "memory"}
 class Sizes:
     sig_seconds: float = 2.0          # each signature-limit measurement
     sig_repeats: int = 3
+    sig_near_seconds: float = 1.0     # single-core limit measured again next to a rate run
     p2p_txs: int = 12_000             # per P2P run
     api_txs: int = 8_000              # per API run
     mempool_repeats: int = 3
@@ -77,7 +78,7 @@ class Sizes:
     idle_seconds: float = 5.0
 
 
-QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, p2p_txs=1_000, api_txs=1_000, mempool_repeats=1,
+QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, sig_near_seconds=0.2, p2p_txs=1_000, api_txs=1_000, mempool_repeats=1,
               chain_height=200, chain_txs=2_000, empty_blocks=300, propagation_blocks=5,
               miner_seconds=1.0, miner_repeats=1, reorg_repeats=1, reorg_block_txs=5, fill_mb=5,
               fill_jobs=2, idle_seconds=1.0)
@@ -163,6 +164,7 @@ class Bench:
         self.session: aiohttp.ClientSession | None = None
         self._pool = None
         self.chain_info: dict | None = None
+        self.sig_checks: list = []       # (pubkey, sig, msg) triples of the signature benchmark
 
     # --- plumbing ------------------------------------------------------------------------
 
