@@ -105,9 +105,10 @@ async def bench_signatures(b: "Bench") -> None:
 
 
 async def sig_rate_near(b: "Bench") -> float:
-    """The single-core verification rate measured now, next to a rate run: the machine's
-    speed drifts within a run (docs/benchmarks.md), so a ratio to a limit measured minutes
-    earlier can be off either way."""
+    """The single-core verification rate measured now, next to a rate run (the mean of one
+    just before and one just after it is its limit): the machine's speed drifts within a
+    run (docs/benchmarks.md), so a ratio to a limit measured minutes earlier can be off
+    either way."""
     return await asyncio.to_thread(_verify_for, b.sig_checks, b.sizes.sig_near_seconds)
 
 
@@ -120,9 +121,10 @@ def add_rate_figure(b: "Bench", name: str, runs: list[tuple[float, object, float
     with the median ratio is reported, every run listed in the note."""
     ordered = sorted(runs, key=lambda run: run[0] / run[2])
     rate, cores, limit = ordered[len(ordered) // 2]
-    listed = ", ".join(f"{r:.0f}/{lim:.0f} = {r / lim:.3f}" for r, _, lim in runs)
+    listed = ", ".join(f"{r:.0f}/{lim:.0f} = {r / lim:.3f}" for r, _, lim in runs)   # in run order
     b.add(name, rate, "tx/s", limit, NEAR, target=target,
-          note=f"{note}; runs (tx/s / limit next to it = ratio): {listed}; the median one reported, "
+          note=f"{note}; runs (tx/s / mean limit just before and after = ratio): {listed}; the "
+               f"median one reported, "
                f"cores used in it: {cores}")
 
 
@@ -249,14 +251,17 @@ async def bench_mempool(b: "Bench") -> None:
     raws = await b.sign_spends(seed, coins)
     p2p, api, api_batch = [], [], []
     trims_before = (await node.metrics()).get("obol_lmdb_map_trims_total", 0)
+    before = await sig_rate_near(b)
     for r in range(s.mempool_repeats):
         for runs, run, count, profile_as in ((p2p, _p2p_run, s.p2p_txs, "mempool_p2p"),
                                              (api, _api_run, s.api_txs, "mempool_api"),
                                              (api_batch, _api_batch_run, s.api_txs, "mempool_api_batch")):
-            near = await sig_rate_near(b)
             batch, raws = raws[:count], raws[count:]
-            runs.append((*await run(b, node, batch, profile_as if r == 0 else None), near))
+            result = await run(b, node, batch, profile_as if r == 0 else None)
             await _clear_mempool(node, address)
+            after = await sig_rate_near(b)      # also the next run's "before"
+            runs.append((*result, (before + after) / 2))
+            before = after
     trims = (await node.metrics()).get("obol_lmdb_map_trims_total", 0) - trims_before
     await b.stop_nodes(node)
     for name, runs, count, target, how in (
