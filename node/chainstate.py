@@ -34,7 +34,7 @@ from .sigcheck import SignatureVerifier, VerifyJob
 from .store import (Store, coin_from_record, coin_fields, coin_key_prefix, height_key,
                     outpoint_from_record, parse_addr_hist)
 from .tx import Coin, OutPoint, Transaction
-from .utxoset import (DIGEST_MODULUS, CoinFinder, UtxoStats, connect_block, disconnect_block,
+from .utxoset import (DIGEST_MODULUS, CoinFinder, TxLocator, UtxoStats, connect_block, disconnect_block,
                       stored_digest_term)
 
 log = logging.getLogger("obol.chain")
@@ -49,6 +49,7 @@ MAX_ORPHANS = 100          # blocks whose parent is unknown, kept until it arriv
 MAX_LOCATOR_ENTRIES = 64   # hashes in a block locator
 SCAN_CALLBACK_COINS = 4096  # coins of a UTXO-set scan between two calls of its callback
 SIGNATURE_BATCH = 16_384   # signature checks of connected blocks left running before waiting for them
+TXRECENT_MERGE = 2_000     # txrecent entries that make merge_recent_txindex move them into txindex
 
 
 class BlockIndexEntry:
@@ -717,14 +718,35 @@ class ChainState:
         A disconnect leaves its transactions' ``txindex`` entries (as Bitcoin Core's
         txindex does): an entry counts only if its block is on the active chain."""
         with self.store.env.begin() as txn:
-            raw = txn.get(txid, db=self.db["txindex"])
-        if raw is None:
-            return None
-        block_hash, pos = decode_stored(raw)
+            raw = TxLocator(txn, self.db).raw(txid)
+            if raw is None:
+                return None
+            block_hash, pos = decode_stored(raw)
         entry = self.index.get(block_hash)
         if entry is None or not self.on_active_chain(entry):
             return None
         return block_hash, pos
+
+    def merge_recent_txindex(self, threshold: int | None = None) -> int:
+        """Move the ``txrecent`` entries into ``txindex`` (one write transaction) if there
+        are at least ``threshold`` (default TXRECENT_MERGE; and any); return how many moved.
+
+        Connects write to the small ``txrecent`` so that a block's entries dirty few
+        pages; the node calls this on the chain thread after it has relayed a change,
+        so a merge's commit (~1 page of ``txindex`` per entry) follows a switch
+        instead of lengthening it (docs/design.md, "Storage")."""
+        recent = self.db["txrecent"]
+        with self.store.env.begin() as txn:
+            if txn.stat(recent)["entries"] < max(1, TXRECENT_MERGE if threshold is None else threshold):
+                return 0
+        started = time.perf_counter()
+        with self.store.env.begin(write=True) as txn:
+            entries = list(txn.cursor(db=recent))
+            txn.cursor(db=self.db["txindex"]).putmulti(entries)
+            txn.drop(recent, delete=False)
+        log.debug("merged %d txrecent entries into txindex (%.0f ms)", len(entries),
+                  (time.perf_counter() - started) * 1000)
+        return len(entries)
 
     def get_transaction(self, txid: bytes) -> tuple[Transaction, BlockIndexEntry] | None:
         loc = self.get_tx_location(txid)

@@ -35,11 +35,18 @@ from .sync import BlockSync
 from .tx import Transaction
 
 log = logging.getLogger("obol.node")
+
 T = TypeVar("T")
 
 MEMPOOL_EXPIRY_INTERVAL = 600.0   # seconds between mempool expiry sweeps
 MAX_BLOCK_BATCH = 128             # blocks accepted in one chain-thread call (one commit)
 MAX_TX_BATCH = 1024               # transactions checked in one chain-thread call (one signature batch)
+
+
+def _report_failure(future: "asyncio.Future") -> None:
+    """Done callback of chain work nobody awaits: log its exception."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("chain thread task failed", exc_info=future.exception())
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,9 @@ class Node:
     async def _process_blocks(self, blocks: list[Block]) -> list:
         result = await self.in_chain(self._accept_blocks, blocks)
         self._after_blocks(result)
+        if result.connected:
+            # queued behind the chain thread's work, after the change is relayed
+            self.chain_future(self.chain.merge_recent_txindex).add_done_callback(_report_failure)
         for outcome in result.outcomes:
             if isinstance(outcome, AcceptResult):
                 outcome.connected, outcome.disconnected = result.connected, result.disconnected

@@ -16,6 +16,7 @@ undo         block hash (32)                              [utxo key (12) + utxo 
 chain        height (8)                                   block hash of the active chain
 utxo         height (4) + position (4) + index (4)        [amount, addr_hash, txid]
 txindex      txid (32)                                    [block hash, position in block]
+txrecent     txid (32)                                    as txindex: the entries of recent connects
 addrhist     addr_hash (20) + height (8)                  (pos (4) + txid (32)) for each tx of that block touching it
 ===========  ==========================================  ==========================================
 
@@ -27,6 +28,12 @@ written and flushed by the commit).  An outpoint is found through ``txindex``
 (txid -> block, position); the coin's value repeats its txid, which a reader
 compares, since ``txindex`` keeps entries of disconnected blocks.  A coin at
 position 0 is a coinbase output.
+
+Connects write their ``txindex`` entries to ``txrecent``, a small tree, and
+``ChainState.merge_recent_txindex`` moves them into ``txindex`` in a
+transaction of its own once there are TXRECENT_MERGE of them: a block's
+entries then dirty a few pages of the small tree instead of one page of the
+large one each.  Readers look in ``txrecent`` first (it holds the newer entry).
 """
 from __future__ import annotations
 
@@ -38,9 +45,9 @@ import lmdb
 from .encoding import decode, encode, encode_uint
 from .tx import Coin, OutPoint
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
-DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "addrhist")
+DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "txrecent", "addrhist")
 DROPPED_DBS = ("addrutxo",)  # schema 1's per-address coin index, removed by the upgrade to 2
 ADDR_HIST_ENTRY = 36         # bytes of one addrhist entry: position (4) + txid (32)
 COIN_KEY_SIZE = 12           # bytes of a utxo key: height, position, index (u32 each)

@@ -10,6 +10,8 @@ upgrade either completes or leaves the old datadir as it was.
 * 3 -> 4: ``utxo`` is keyed by (height, position, index) instead of (txid,
   index), its values become [amount, addr_hash, txid], and ``undo`` holds each
   spent coin's new key and value (docs/design.md, "Storage").
+* 4 -> 5: connects write their ``txindex`` entries to ``txrecent`` first; the
+  new sub-database starts empty (the store creates it), so nothing is rewritten.
 """
 from __future__ import annotations
 

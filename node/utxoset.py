@@ -10,7 +10,8 @@ hashes a scan of it.
 
 Per transaction a connect writes one ``utxo`` record per input (where the coin
 it spends was created) and per output (next to the block's other outputs: the
-key is height, position, index), one ``txindex`` record at a random key, and
+key is height, position, index), one ``txindex`` record (in the small
+``txrecent`` tree until ``ChainState.merge_recent_txindex``), and
 per block one ``addrhist`` record per address it touches: every write dirties a
 page that the synced commit flushes, so nothing is written that a reader does
 not need (docs/design.md, "Storage").
@@ -78,6 +79,24 @@ class UtxoStats:
         return encode([self.count, self.amount])
 
 
+class TxLocator:
+    """Reads ``txindex`` entries inside one LMDB transaction: ``txrecent`` first, which
+    holds the entries connected since the last merge and so the newer of two."""
+
+    def __init__(self, txn, db: dict) -> None:
+        recent, index = txn.cursor(db=db["txrecent"]), txn.cursor(db=db["txindex"])
+        self._find_recent, self._recent = recent.set_key, recent.value
+        self._find_index, self._index = index.set_key, index.value
+
+    def raw(self, txid: bytes) -> bytes | None:
+        """The ``txindex`` value of ``txid`` (``tx_location_prefix`` + position), if any."""
+        if self._find_recent(txid):
+            return self._recent()
+        if self._find_index(txid):
+            return self._index()
+        return None
+
+
 class CoinFinder:
     """Finds outpoints in ``utxo`` inside one LMDB transaction: ``txindex`` gives the
     block and position of the outpoint's transaction, ``height_of`` that block's height
@@ -85,15 +104,14 @@ class CoinFinder:
     repeat the txid (``txindex`` keeps entries of disconnected blocks)."""
 
     def __init__(self, txn, db: dict, height_of: Callable[[bytes], int | None]) -> None:
-        cursor = txn.cursor(db=db["txindex"])
-        self._find, self._location = cursor.set_key, cursor.value
+        self._locate = TxLocator(txn, db).raw
         self._height_of = height_of
 
     def key(self, txid: bytes, index: int) -> bytes | None:
         """The ``utxo`` key outpoint (``txid``, ``index``) has if it is unspent."""
-        if not self._find(txid):
+        location = self._locate(txid)
+        if location is None:
             return None
-        location = self._location()
         height = self._height_of(location[3:35])
         if height is None:
             return None
@@ -111,7 +129,7 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     rules.check_block_contextual(block, height, median_time_past)
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    txindex_put = txn.cursor(db=db["txindex"]).put
+    txindex_put = txn.cursor(db=db["txrecent"]).put      # merged into txindex later
     find = CoinFinder(txn, db, height_of).key
     fees = 0
     checks: list = []

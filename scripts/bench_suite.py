@@ -280,8 +280,11 @@ async def bench_mempool(b: "Bench") -> None:
 # --- 3. initial sync --------------------------------------------------------------------------
 
 def _accept(chain: ChainState, blocks: list[Block]) -> float:
+    """Accept ``blocks`` and then, as the node does once it has relayed a change, merge
+    ``txrecent`` if due; returns the seconds of both."""
     started = time.perf_counter()
     result = chain.accept_blocks(blocks)
+    chain.merge_recent_txindex()
     elapsed = time.perf_counter() - started
     for outcome in result.outcomes:
         if isinstance(outcome, Exception):
@@ -562,6 +565,7 @@ def _reorgs(b: "Bench", datadir, seed: bytes, raws: list[bytes], runs: list[int]
                 (b.profiler.outdir / f"reorg_{depth}_{run}.cprofile.txt").write_text(text.getvalue())
             if chain.tip.hash != theirs[-1].hash or len(result.disconnected) != depth:
                 raise BenchError(f"reorg {depth}: the node did not switch branches")
+            chain.merge_recent_txindex()    # the node's next step, after relaying the switch
             out.append((depth, elapsed, (depth + 1) * per_block, depth * per_block))
     finally:
         gc.unfreeze()

@@ -46,7 +46,9 @@ def check_consistent(datadir: Path, replay_dir: Path, params, addr: bytes) -> in
             # every active block has its undo data and every confirmed tx is indexed; entries
             # left by disconnected blocks point off the active chain and are not counted
             assert all(txn.get(e.hash, db=chain.db["undo"]) is not None for e in chain.chain[1:])
-            indexed = [decode_stored(v)[0] for _, v in txn.cursor(db=chain.db["txindex"])]
+            entries = dict(txn.cursor(db=chain.db["txindex"]))
+            entries.update(txn.cursor(db=chain.db["txrecent"]))   # the newer entry of a txid
+            indexed = [decode_stored(v)[0] for v in entries.values()]
         active = {e.hash for e in chain.chain}
         assert sum(1 for h in indexed if h in active) == sum(len(b.txs) for b in blocks)
         for block in blocks:

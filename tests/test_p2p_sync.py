@@ -1,8 +1,15 @@
 """P2P scenarios with in-process nodes on real loopback sockets."""
 
 from chainutil import Wallet, spend
+from node.chainstate import TXRECENT_MERGE
 from node.tx import TxOut
 from nodeutil import addr, start_node, wait_for, wait_synced
+
+
+def index_entries(node) -> tuple[int, int]:
+    """(txrecent, txindex) entry counts of a node's store."""
+    with node.chain.store.env.begin() as txn:
+        return tuple(txn.stat(node.chain.db[name])["entries"] for name in ("txrecent", "txindex"))
 
 
 async def test_line_of_three_syncs_chain_mined_at_one_end(tmp_path):
@@ -60,6 +67,14 @@ async def test_new_node_syncs_long_chain_from_peers(tmp_path):
         await wait_synced([a, b, c], timeout=120)
         assert c.chain.height == 2100
         assert c.chain.utxo_digest() == a.chain.utxo_digest()
+        # more than TXRECENT_MERGE transactions: the node merged txrecent into txindex
+        # after relaying, and every transaction is found wherever its entry is
+        await wait_for(lambda: index_entries(c)[0] < TXRECENT_MERGE, what="txrecent merged")
+        recent, merged = index_entries(c)
+        assert merged >= TXRECENT_MERGE and recent + merged == 2100   # genesis is not indexed
+        for entry in (c.chain.chain[1], c.chain.chain[-1]):
+            coinbase = c.chain.get_block(entry.hash).txs[0]
+            assert c.chain.get_tx_location(coinbase.txid) == (entry.hash, 0)
     finally:
         for n in nodes:
             await n.stop()

@@ -627,3 +627,43 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
+
+
+def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
+    """Connects write txindex entries to the small txrecent, which readers consult first
+    (it holds the newer entry of a txid); a merge moves them into txindex and changes
+    no answer.  A transaction merged with the losing branch's location and connected
+    again in the winner is found in the winner, its coins spendable."""
+    chain = open_chain(tmp_path / "c", uparams)
+    try:
+        alice = Wallet()
+        blocks = extend(chain, alice.addr, 3)
+        fork = chain.tip
+        coins = [coinbase_outpoint(b) for b in blocks[:2]]
+        both = spend(chain, [coins[0]], alice.key, [TxOut(coins[0][1].amount - 1000, alice.addr)])
+        lost = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, alice.addr)])
+        ours = build_block(chain, fork, alice.addr, [lost, both], fees=2000)
+        chain.accept_block(ours)
+        assert chain.merge_recent_txindex(threshold=10**6) == 0       # not due: nothing moves
+        assert chain.merge_recent_txindex(threshold=1) == 6           # 4 coinbases, 2 txs
+        assert chain.merge_recent_txindex(threshold=1) == 0
+        assert chain.get_tx_location(both.txid) == (ours.hash, 2)
+        theirs1 = build_block(chain, fork, alice.addr, [both], fees=1000, time_step=1)
+        chain.accept_block(theirs1)
+        chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
+        assert chain.tip.height == 5
+        # txindex says ``ours`` (stale) for both txs; txrecent says theirs1 for ``both``
+        answers = [chain.get_tx_location(both.txid), chain.get_tx_location(lost.txid),
+                   chain.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])]
+        assert answers[:2] == [(theirs1.hash, 1), None]
+        assert answers[2][0].amount == both.outputs[0].amount and answers[2][1] is None
+        assert chain.merge_recent_txindex(threshold=1) == 3
+        assert [chain.get_tx_location(both.txid), chain.get_tx_location(lost.txid),
+                chain.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])] == answers
+        onward = spend(chain, [(OutPoint(both.txid, 0), both.outputs[0])], alice.key,
+                       [TxOut(both.outputs[0].amount - 1000, alice.addr)])
+        chain.accept_block(build_block(chain, chain.tip, alice.addr, [onward], fees=1000))
+        assert chain.get_coin(OutPoint(both.txid, 0)) is None
+        assert_matches_replay(chain, tmp_path / "replay")
+    finally:
+        chain.close()

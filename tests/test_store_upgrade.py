@@ -23,7 +23,11 @@ def uparams():
 
 def rewrite_coins_as_schema_3(env, txn) -> None:
     """Schemas 1 to 3 keyed a coin by outpoint (txid + index) with the value [amount,
-    addr_hash, height, coinbase], and kept those values in ``undo``."""
+    addr_hash, height, coinbase], kept those values in ``undo``, and had every entry
+    in ``txindex`` (no ``txrecent``)."""
+    recent, index = env.open_db(b"txrecent", txn=txn), env.open_db(b"txindex", txn=txn)
+    txn.cursor(db=index).putmulti(list(txn.cursor(db=recent)))
+    txn.drop(recent, delete=True)
     utxo = env.open_db(b"utxo", txn=txn)
     records = list(txn.cursor(db=utxo))
     txn.drop(utxo, delete=False)
@@ -74,7 +78,7 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
     again = open_chain(tmp_path / "d", uparams)
     try:
         with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 4
+            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 5
             assert all(len(k) == COIN_KEY_SIZE for k, _ in txn.cursor(db=again.db["utxo"]))
         assert utxo_set(again) == before["coins"] and stats_tuple(again) == before["stats"]
         assert {a: again.address_coins(a) for a in (alice.addr, bob.addr)} == before["addr"]
@@ -128,7 +132,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
     again = open_chain(tmp_path / "d", uparams)
     try:
         with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 4
+            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 5
             assert b"addrutxo" not in {key for key, _ in txn.cursor()}   # the named databases
         for addr in (alice.addr, bob.addr):
             assert again.address_history(addr) == history[addr]
