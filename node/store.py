@@ -54,6 +54,7 @@ COIN_KEY_SIZE = 12           # bytes of a utxo key: height, position, index (u32
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _COIN_KEY = struct.Struct(">III")
+_new_tuple = tuple.__new__
 
 
 class StoreError(Exception):
@@ -158,7 +159,7 @@ def coin_from_record(key: bytes, value: bytes) -> Coin:
     """The coin of a ``utxo`` record (a coin at position 0 is a coinbase output)."""
     height, position, _ = _COIN_KEY.unpack(key)
     amount, addr_hash, _ = coin_fields(value)
-    return Coin(amount, addr_hash, height, position == 0)
+    return _new_tuple(Coin, (amount, addr_hash, height, position == 0))   # Coin(...), in C
 
 
 def outpoint_from_record(key: bytes, value: bytes) -> OutPoint:

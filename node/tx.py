@@ -31,6 +31,7 @@ MAX_UINT64 = 2**64 - 1
 NULL_TXID = bytes(32)              # prev_txid of a coinbase input (Bitcoin: null prevout)
 LOCKTIME_THRESHOLD = 500_000_000   # locktime below: a height; at or above: a unix time (Bitcoin: same)
 _MAX_SIGNATURE_FIELD = max(SIGNATURE_SIZE, MAX_COINBASE_DATA)   # bytes: a signature, or coinbase data
+_new_tuple = tuple.__new__   # builds a NamedTuple from a sequence of exactly its fields, in C
 
 
 class OutPoint(NamedTuple):
@@ -113,7 +114,7 @@ class Transaction:
                         and len(signature) <= _MAX_SIGNATURE_FIELD and type(pubkey) is bytes
                         and len(pubkey) <= PUBKEY_SIZE):
                     raise ValueError
-                inputs.append(TxIn(prev_txid, prev_index, signature, pubkey))
+                inputs.append(_new_tuple(TxIn, item))   # TxIn(*item) without its Python __new__
             outputs = []
             for item in outs:
                 if type(item) is not list:
@@ -122,7 +123,7 @@ class Transaction:
                 if not (type(amount) is int and 0 <= amount <= MAX_UINT64
                         and type(addr_hash) is bytes and len(addr_hash) == ADDR_HASH_SIZE):
                     raise ValueError
-                outputs.append(TxOut(amount, addr_hash))
+                outputs.append(_new_tuple(TxOut, item))
         except ValueError:    # also a list of the wrong length
             return cls._from_list_checked(obj, raw)
         if raw is None:
