@@ -549,3 +549,12 @@ def test_the_c_type_walk_is_built_and_used():
 def test_c_and_python_type_walks_report_the_same_first_offender(obj):
     assert _walk_outcome(_encoding._reject_foreign_types, obj) == \
         _walk_outcome(_encoding._reject_foreign_types_python, obj)
+
+
+def test_encode_after_a_failed_encode_starts_from_an_empty_buffer():
+    """encode reuses one msgpack Packer per thread: a value it cannot pack must not leave
+    half an encoding behind for the next call."""
+    for bad in ([1, object()], [b"x", 2**70], [[1, 2], {1.5}]):
+        with pytest.raises((TypeError, OverflowError)):
+            encode(bad)
+        assert encode([1, b"ab"]) == msgpack.packb([1, b"ab"], use_bin_type=True)
