@@ -16,7 +16,12 @@ checks that need no UTXO set hold, and validates it meanwhile:
   relay per height, as Bitcoin's ``m_highest_fast_announce``).
 
 Such a block travels as ``powblock`` instead of ``block``, and only to peers
-speaking protocol version ``EARLY_RELAY_VERSION`` or later.  The message type
+speaking protocol version ``EARLY_RELAY_VERSION`` or later, and to at most
+EARLY_RELAY_PEERS of them: those that most recently sent us a block that became
+our tip (Bitcoin: the 3 high-bandwidth compact-block peers, chosen the same
+way).  The others get the block once it is validated, as ``block``: pushing a
+whole unvalidated block to every peer would have each node receive it from
+nearly all its peers.  The message type
 says what its sender answers for:
 
 * ``block``: the sender validated the block fully (or we asked for it); any
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("obol.relay")
 
 EARLY_RELAY_VERSION = 2     # lowest peer protocol version that understands ``powblock``
+EARLY_RELAY_PEERS = 3       # most peers a block is pushed to before it is validated
 
 
 def check_before_relay(chain: ChainState, block: Block) -> BlockIndexEntry:
@@ -110,7 +116,9 @@ class EarlyRelay:
                    and (s.peer.protocol_version or 0) >= EARLY_RELAY_VERSION]
         if targets and sync.syncing:
             return []   # a peer has more work: this block is not news to the network
-        return targets
+        # the peers that last gave us a new tip first (a stable sort: ties in connection order)
+        targets.sort(key=lambda s: s.last_new_block, reverse=True)
+        return targets[:EARLY_RELAY_PEERS]
 
     def _push(self, block: Block, height: int, targets: "list[PeerState]") -> None:
         frame = self.node.frame(payload_around(MSG_POWBLOCK, block.raw))

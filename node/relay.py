@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from network import Misbehaviour
@@ -185,7 +186,12 @@ class Relay:
         entry = self.node.chain.index.get(block.hash)
         if entry is not None:
             sync.saw_block(peer, entry)
-        if done.result().status == "orphan":
+        status = done.result().status
+        if status == "connected":
+            state = sync.state(peer)
+            if state is not None:
+                state.last_new_block = time.monotonic()   # early relay prefers such peers
+        elif status == "orphan":
             sync.request_headers(peer)
 
     # --- outbound ---------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class PeerState:
     path_for: BlockIndexEntry | None = None               # best_known the path was computed for
     cursor: int = 0                 # path[:cursor] were requested, arrived or had data when considered
     lacks: set[bytes] = field(default_factory=set)        # blocks it answered ``notfound`` for
+    last_new_block: float = 0.0     # monotonic time it last sent a block that became our tip
 
 
 class BlockSync:

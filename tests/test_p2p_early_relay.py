@@ -180,6 +180,38 @@ async def test_one_early_relay_per_height_and_only_to_peers_that_understand_it(p
         client.close()
 
 
+async def test_early_relay_goes_to_the_three_peers_that_last_gave_a_new_tip(pair):
+    """With six peers that understand ``powblock`` (node b, then five raw clients), a block
+    is pushed before validation to EARLY_RELAY_PEERS (3) of them: the two clients that most
+    recently sent blocks that became the tip, then by connection order (b); the other three
+    get ``block`` once it is validated."""
+    a, b = pair
+    watchers = [await WireClient.connect(a.params, *addr(a), protocol_version=EARLY_RELAY_PROTOCOL)
+                for _ in range(5)]
+    sender = await WireClient.connect(a.params, *addr(a))
+    for provider in (watchers[4], watchers[3]):        # watcher 3 is the most recent
+        block = child_block(a)
+        provider.send("block", block.to_list())
+        await wait_for(lambda: a.chain.tip.hash == block.hash, what="a to connect a peer's block")
+    for watcher in watchers:
+        await flushed(watcher)
+        watcher.inbox.clear()
+    block = child_block(a)
+    async with chain_thread_held(a):
+        sender.send("block", block.to_list())
+        await wait_for(lambda: block.hash in a.sync.validating, what="a to receive the block")
+        for watcher in watchers:
+            await flushed(watcher)
+        early = [i for i, w in enumerate(watchers) if any(t == "powblock" for t, _ in w.inbox)]
+        assert early == [3, 4], early
+        await wait_for(lambda: b.chain.tip.hash == block.hash, what="b to connect the early block")
+    await wait_for(lambda: a.chain.tip.hash == block.hash, what="a to connect the block")
+    for i in (0, 1, 2):
+        assert (await watchers[i].expect("block"))[0] == block.header.to_list()
+    for client in (*watchers, sender):
+        client.close()
+
+
 async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originator(tmp_path):
     """a, b and c all connected: an invalid block sent to a reaches b and c early, each of
     them possibly twice (the second time it is already known invalid); no honest node
