@@ -245,6 +245,37 @@ def test_restore_offline(wallet, tmp_path, env):
     assert not (tmp_path / "y.json").exists()
 
 
+def test_bip39_passphrase_extends_the_words(tmp_path, env):
+    """create --bip39-passphrase-file: the words with that BIP-39 passphrase are the wallet;
+    restoring them with it gives the same addresses, without it (or with another) another
+    wallet; the wallet file stays encrypted with the wallet passphrase as before."""
+    secret = tmp_path / "bip39.txt"
+    secret.write_text("correct horse battery staple\nignored second line\n")
+    r = run(REG + ["--wallet", str(tmp_path / "w.json"), "--json", "create", "--words", "12",
+                   "--bip39-passphrase-file", str(secret)], env)
+    assert r.code == 0, r
+    words, first = r.json["mnemonic"], r.json["address"]
+    assert r.json["bip39_passphrase"] is True
+    seed = mnemonic_to_seed(words, "correct horse battery staple")
+    assert first == KeyChain.for_network(seed, "regtest").address(0, 0)
+    assert "correct horse" not in (tmp_path / "w.json").read_text()
+    human = run(REG + ["--wallet", str(tmp_path / "h.json"), "create",
+                       "--bip39-passphrase-file", str(secret)], env)
+    assert human.code == 0 and "BIP-39 passphrase" in human.out, human
+
+    def restore(name, *extra):
+        return run(REG + ["--wallet", str(tmp_path / name), "--json", "restore", "--offline",
+                          *extra], env, input=words)
+    assert restore("same.json", "--bip39-passphrase-file", str(secret)).json["address"] == first
+    assert restore("none.json").json["address"] not in (first, None)
+    other = tmp_path / "other.txt"
+    other.write_text("correct horse battery stapler")
+    assert restore("other.json", "--bip39-passphrase-file", str(other)).json["address"] != first
+    expect_error(restore("missing.json", "--bip39-passphrase-file", str(tmp_path / "nope")),
+                 "bad-passphrase-file")
+    assert not (tmp_path / "missing.json").exists()
+
+
 # --- keys and messages ----------------------------------------------------------------------------
 
 def test_export_address_key(wallet, env):

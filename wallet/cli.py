@@ -13,6 +13,10 @@ Global options may also follow the command (``obol-wallet balance --json``).
 * Passphrase: ``--passphrase-file FILE`` (first line), else the environment
   variable ``OBOL_WALLET_PASSPHRASE``, else a prompt when stdin is a terminal.
   With a file or the variable nothing prompts (``send`` also needs ``--yes``).
+  It encrypts the wallet file.  Not to be confused with the optional BIP-39
+  passphrase of ``create`` / ``restore --bip39-passphrase-file FILE``, which
+  extends the recovery phrase: the same words with another (or no) BIP-39
+  passphrase are another wallet, so restoring needs both.
 * ``OBOL_WALLET_KDF_N`` (for tests only) sets the keystore's scrypt cost n of
   a new wallet (a power of two, e.g. 1024); the default is the keystore's.
 
@@ -134,11 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
+    bip39_help = ("extend the recovery phrase with a BIP-39 passphrase, the first line of FILE "
+                  "(other words, other wallet: restoring needs it too)")
     p = add("create", "create a new wallet and show its recovery phrase once")
     p.add_argument("--words", default="24", help="12 or 24 words (default 24)")
+    p.add_argument("--bip39-passphrase-file", metavar="FILE", help=bip39_help)
     p = add("restore", "restore a wallet from its recovery phrase (read from stdin)")
     p.add_argument("--offline", action="store_true",
                    help="do not scan the node for addresses in use")
+    p.add_argument("--bip39-passphrase-file", metavar="FILE", help=bip39_help)
     p = add("address", "show the current unused receive address")
     p.add_argument("--new", action="store_true", help="move on to a new address")
     p.add_argument("--offline", action="store_true",
@@ -217,12 +225,7 @@ class Context:
     def passphrase(self, *, new: bool = False) -> str:
         path = getattr(self.args, "passphrase_file", None)
         if path:
-            try:
-                text = Path(path).expanduser().read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CliError("bad-passphrase-file",
-                               f"cannot read passphrase file {path}: {exc.strerror or exc}") from None
-            value = text.splitlines()[0] if text.splitlines() else ""
+            value = _first_line(path)
         elif PASSPHRASE_ENV in self.env:
             value = self.env[PASSPHRASE_ENV]
         elif self._interactive():
@@ -235,6 +238,11 @@ class Context:
         if new and not value:
             raise CliError("empty-passphrase", "the wallet passphrase must not be empty")
         return value
+
+    def bip39_passphrase(self) -> str:
+        """The BIP-39 passphrase of ``create`` / ``restore`` ("" without the option)."""
+        path = getattr(self.args, "bip39_passphrase_file", None)
+        return _first_line(path) if path else ""
 
     def _interactive(self) -> bool:
         try:
@@ -288,6 +296,17 @@ class Context:
         return path
 
 
+def _first_line(path: str) -> str:
+    """The first line of a passphrase file ("" if it is empty)."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError("bad-passphrase-file",
+                       f"cannot read passphrase file {path}: {exc.strerror or exc}") from None
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
 # --- commands ------------------------------------------------------------------------------
 
 def cmd_create(ctx: Context) -> int:
@@ -296,11 +315,13 @@ def cmd_create(ctx: Context) -> int:
         raise CliError("bad-option", f"--words must be 12 or 24, not {words}")
     kdf_n = ctx.kdf_n()
     path = ctx.prepare_new_wallet_path()
+    bip39 = ctx.bip39_passphrase()
     passphrase = ctx.passphrase(new=True)
     mnemonic = generate_mnemonic(words)
-    store = Keystore.create(path, mnemonic, "", ctx.network, passphrase, kdf_n=kdf_n)
+    store = Keystore.create(path, mnemonic, bip39, ctx.network, passphrase, kdf_n=kdf_n)
     address = store.keychain.address(RECEIVE, 0)
-    data = {"wallet": str(path), "network": ctx.network, "mnemonic": mnemonic, "address": address}
+    data = {"wallet": str(path), "network": ctx.network, "mnemonic": mnemonic,
+            "bip39_passphrase": bool(bip39), "address": address}
 
     def human() -> str:
         listed = mnemonic.split()
@@ -314,6 +335,8 @@ def cmd_create(ctx: Context) -> int:
             "WARNING: write these words down, in order, and keep them offline and private.",
             "They are the only way to restore this wallet, and they are shown only this once.",
             "Anyone who has them can spend the coins.",
+            *(["The words alone are not enough: restoring also needs the BIP-39 passphrase "
+               "given with them."] if bip39 else []),
             "",
             *rows,
             "",
@@ -329,14 +352,15 @@ def cmd_restore(ctx: Context) -> int:
     else:
         text = ctx.stdin.read()
     mnemonic = validate_mnemonic(text)
+    bip39 = ctx.bip39_passphrase()
     kdf_n = ctx.kdf_n()
     path = ctx.prepare_new_wallet_path()
     passphrase = ctx.passphrase(new=True)
     found = {RECEIVE: 0, CHANGE: 0}
     if not ctx.args.offline:
         client = ctx.node()
-        found = discover(KeyChain.from_mnemonic(mnemonic, "", ctx.network), client, GAP_LIMIT)
-    store = Keystore.create(path, mnemonic, "", ctx.network, passphrase, kdf_n=kdf_n)
+        found = discover(KeyChain.from_mnemonic(mnemonic, bip39, ctx.network), client, GAP_LIMIT)
+    store = Keystore.create(path, mnemonic, bip39, ctx.network, passphrase, kdf_n=kdf_n)
     store.advance(RECEIVE, found[RECEIVE])
     store.advance(CHANGE, found[CHANGE])
     address = store.keychain.address(RECEIVE, store.next_receive_index)
