@@ -198,13 +198,21 @@ class Node:
     async def _process_blocks(self, blocks: list[Block]) -> list:
         result = await self.in_chain(self._accept_blocks, blocks)
         self._after_blocks(result)
-        if result.connected:
-            # queued behind the chain thread's work, after the change is relayed
-            self.chain_future(self.chain.merge_recent_txindex).add_done_callback(_report_failure)
+        self._merge_txindex_later(result)
         for outcome in result.outcomes:
             if isinstance(outcome, AcceptResult):
                 outcome.connected, outcome.disconnected = result.connected, result.disconnected
         return result.outcomes
+
+    def _merge_txindex_later(self, result: AcceptResult | BatchResult) -> None:
+        """After a change is relayed: ``ChainState.merge_recent_txindex`` (a no-op unless
+        due), queued behind the chain thread's work."""
+        if not result.connected:
+            return
+        try:
+            self.chain_future(self.chain.merge_recent_txindex).add_done_callback(_report_failure)
+        except RuntimeError:
+            pass    # the node is stopping (the chain thread takes no more work): merged next start
 
     def _after_blocks(self, result: AcceptResult | BatchResult) -> None:
         """React to a tip change: counters, relay, miner, mempool event subscribers."""
@@ -249,6 +257,7 @@ class Node:
 
         result = await self.in_chain(work)
         self._after_blocks(result)
+        self._merge_txindex_later(result)
         return result
 
     async def submit_tx(self, tx: Transaction, source: Any = None, test_only: bool = False):

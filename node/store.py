@@ -75,6 +75,12 @@ class Store:
                              subdir=True, sync=True, metasync=False, readahead=False,
                              max_readers=256, readonly=readonly)
         try:
+            if readonly:    # an older schema may lack sub-databases: refuse before opening them
+                with self.env.begin() as txn:
+                    raw = txn.get(b"schema", db=self.env.open_db(b"meta", txn=txn, create=False))
+                if raw is not None and decode(raw) < SCHEMA_VERSION:
+                    raise StoreError(f"datadir {path} has schema {decode(raw)}, older than "
+                                     f"{SCHEMA_VERSION}: open it once read-write to upgrade it")
             self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
             with self.env.begin(write=not readonly) as txn:
                 found = txn.get(b"network", db=self.db["meta"])
@@ -87,7 +93,7 @@ class Store:
                 schema = decode(raw_schema) if raw_schema is not None else SCHEMA_VERSION
                 if schema > SCHEMA_VERSION:
                     raise StoreError(f"datadir {path} has schema {schema}, newer than {SCHEMA_VERSION}")
-                if schema < SCHEMA_VERSION and not readonly:
+                if schema < SCHEMA_VERSION:
                     from .store_upgrade import upgrade   # it builds on this module's codecs
                     upgrade(self, txn, schema)
         except BaseException:

@@ -150,8 +150,11 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
                 # (in this block) then finds nothing, and a failure aborts the transaction.
                 key = find(txin.prev_txid, txin.prev_index)
                 value = utxo_pop(key) if key is not None else None
-                if value is None or value[-32:] != txin.prev_txid:
-                    coins.append(None)       # (a stale txindex entry's coin fails the block)
+                if value is not None and value[-32:] != txin.prev_txid:
+                    utxo_put(key, value)     # another tx's coin, found through a stale entry
+                    value = None
+                if value is None:
+                    coins.append(None)
                     continue
                 coin = coin_from_record(key, value)
                 coins.append(coin)

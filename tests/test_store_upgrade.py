@@ -168,3 +168,24 @@ def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path,
         assert stats_tuple(again) == before
     finally:
         again.close()
+
+
+def test_read_only_open_refuses_an_older_schema_and_reads_the_current_one(tmp_path, uparams):
+    """Read-only, the store cannot upgrade: an older datadir is refused with a reason (it
+    may lack sub-databases, and its records have the old layout); a current one opens."""
+    from node.store import Store, StoreError
+    chain = open_chain(tmp_path / "d", uparams)
+    extend(chain, Wallet().addr, 2)
+    chain.close()
+    store = Store(tmp_path / "d", uparams.name, readonly=True)
+    store.close()
+    env = open_lmdb(tmp_path / "d")
+    with env.begin(write=True) as txn:
+        txn.put(b"schema", encode(4), db=env.open_db(b"meta", txn=txn))
+        txn.drop(env.open_db(b"txrecent", txn=txn), delete=True)
+    env.close()
+    with pytest.raises(StoreError, match="schema 4, older than 5: open it once read-write"):
+        Store(tmp_path / "d", uparams.name, readonly=True)
+    again = open_chain(tmp_path / "d", uparams)       # read-write: upgraded, txrecent created
+    again.close()
+    Store(tmp_path / "d", uparams.name, readonly=True).close()
