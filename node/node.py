@@ -212,7 +212,9 @@ class Node:
         try:
             self.chain_future(self.chain.merge_recent_txindex).add_done_callback(_report_failure)
         except RuntimeError:
-            pass    # the node is stopping (the chain thread takes no more work): merged next start
+            # stopping: the chain thread takes no more work.  Nothing is lost: readers find
+            # txrecent's entries, and it is merged after a block connects next time.
+            return
 
     def _after_blocks(self, result: AcceptResult | BatchResult) -> None:
         """React to a tip change: counters, relay, miner, mempool event subscribers."""

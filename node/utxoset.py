@@ -29,12 +29,12 @@ from .encoding import decode_stored, encode, encode_array, encode_uint
 from .errors import BlockValidationError, ValidationError
 from .params import NetworkParams
 from .store import (COIN_KEY_SIZE, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record,
-                    coin_key_prefix, coin_value, encode_coin, height_key, outpoint_key,
-                    tx_location_prefix, undo_entry)
+                    coin_key, coin_key_prefix, coin_value, encode_coin, height_key,
+                    outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix,
+                    undo_entry)
 from .tx import Coin
 
 _U32 = struct.Struct(">I")
-_COIN_KEY = struct.Struct(">III")     # a utxo key: height, position, index
 DIGEST_MODULUS = 1 << 256       # the UTXO digest is a sum of 256-bit hashes modulo this
 
 
@@ -46,10 +46,8 @@ def digest_term(outpoint: bytes, coin: bytes) -> int:
 
 def stored_digest_term(key: bytes, value: bytes) -> int:
     """``digest_term`` of the coin in a ``utxo`` record."""
-    height, position, index = _COIN_KEY.unpack(key)
-    amount, addr_hash, txid = coin_fields(value)
-    return digest_term(outpoint_key(txid, index),
-                       encode_coin(Coin(amount, addr_hash, height, position == 0)))
+    return digest_term(outpoint_key(*outpoint_from_record(key, value)),
+                       encode_coin(coin_from_record(key, value)))
 
 
 def utxo_digest(records: Iterable[tuple[bytes, bytes]]) -> int:
@@ -115,9 +113,7 @@ class CoinFinder:
         height = self._height_of(location[3:35])
         if height is None:
             return None
-        # tx_location_position, inline: this runs for every input the node checks
-        position = location[35] if len(location) == 36 else int.from_bytes(location[36:], "big")
-        return _COIN_KEY.pack(height, position, index)
+        return coin_key(height, tx_location_position(location), index)
 
 
 def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
