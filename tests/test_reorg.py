@@ -559,18 +559,28 @@ def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
         dst.close()
 
 
+def three_blocks_to_a_wallet(chain):
+    """Mine 3 blocks to a new wallet: (the wallet, the tip as fork point, the coinbase coins
+    of blocks 1 and 2)."""
+    wallet = Wallet()
+    blocks = extend(chain, wallet.addr, 3)
+    return wallet, chain.tip, [coinbase_outpoint(b) for b in blocks[:2]]
+
+
+def to_self(chain, wallet, coin, fee: int = 1000):
+    """A transaction paying ``coin`` back to ``wallet``, less ``fee``."""
+    return spend(chain, [coin], wallet.key, [TxOut(coin[1].amount - fee, wallet.addr)])
+
+
 def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
     """A disconnect leaves txindex entries behind; they count only while their block is
     active: a transaction only in the losing branch is unconfirmed, one in both branches
     is found in the winner, and switching back finds the first location again."""
     chain = open_chain(tmp_path / "c", uparams)
     try:
-        alice = Wallet()
-        blocks = extend(chain, alice.addr, 3)
-        fork = chain.tip
-        coins = [coinbase_outpoint(b) for b in blocks[:2]]
-        both = spend(chain, [coins[0]], alice.key, [TxOut(coins[0][1].amount - 1000, alice.addr)])
-        only_ours = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, alice.addr)])
+        alice, fork, coins = three_blocks_to_a_wallet(chain)
+        both = to_self(chain, alice, coins[0])
+        only_ours = to_self(chain, alice, coins[1])
         ours = build_block(chain, fork, alice.addr, [both, only_ours], fees=2000)
         chain.accept_block(ours)
         assert chain.get_tx_location(only_ours.txid) == (ours.hash, 2)
@@ -599,13 +609,10 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
     bad-txns-inputs-missingorspent, while the winner's coin at that key spends normally."""
     chain = open_chain(tmp_path / "c", uparams)
     try:
-        alice = Wallet()
-        blocks = extend(chain, alice.addr, 3)
-        fork = chain.tip
-        coins = [coinbase_outpoint(b) for b in blocks[:2]]
-        lost = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, alice.addr)])
+        alice, fork, coins = three_blocks_to_a_wallet(chain)
+        lost = to_self(chain, alice, coins[1])
         chain.accept_block(build_block(chain, fork, alice.addr, [lost], fees=1000))
-        won = spend(chain, [coins[0]], alice.key, [TxOut(coins[0][1].amount - 1000, alice.addr)])
+        won = to_self(chain, alice, coins[0])
         theirs1 = build_block(chain, fork, alice.addr, [won], fees=1000, time_step=1)
         chain.accept_block(theirs1)
         chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
@@ -615,13 +622,13 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
         assert chain.get_coins([lost_coin[0], won_coin[0]]) == [None, chain.get_coin(won_coin[0])]
         assert chain.get_coin(won_coin[0]).amount == won.outputs[0].amount
         tip = chain.tip
-        bad = spend(chain, [lost_coin], alice.key, [TxOut(lost_coin[1].amount - 1000, alice.addr)])
+        bad = to_self(chain, alice, lost_coin)
         block = build_block(chain, tip, alice.addr, [bad], fees=1000)
         with pytest.raises(BlockValidationError) as err:
             chain.accept_block(block)
         assert err.value.code == chain.index[block.hash].failure == "bad-txns-inputs-missingorspent"
         assert chain.tip is tip and chain.get_coin(won_coin[0]) is not None
-        good = spend(chain, [won_coin], alice.key, [TxOut(won_coin[1].amount - 1000, alice.addr)])
+        good = to_self(chain, alice, won_coin)
         chain.accept_block(build_block(chain, tip, alice.addr, [good], fees=1000))
         assert chain.get_coin(won_coin[0]) is None and chain.get_coin(OutPoint(good.txid, 0)) is not None
         assert_matches_replay(chain, tmp_path / "replay")
@@ -636,12 +643,9 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
     again in the winner is found in the winner, its coins spendable."""
     chain = open_chain(tmp_path / "c", uparams)
     try:
-        alice = Wallet()
-        blocks = extend(chain, alice.addr, 3)
-        fork = chain.tip
-        coins = [coinbase_outpoint(b) for b in blocks[:2]]
-        both = spend(chain, [coins[0]], alice.key, [TxOut(coins[0][1].amount - 1000, alice.addr)])
-        lost = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, alice.addr)])
+        alice, fork, coins = three_blocks_to_a_wallet(chain)
+        both = to_self(chain, alice, coins[0])
+        lost = to_self(chain, alice, coins[1])
         ours = build_block(chain, fork, alice.addr, [lost, both], fees=2000)
         chain.accept_block(ours)
         assert chain.merge_recent_txindex(threshold=10**6) == 0       # not due: nothing moves
@@ -660,8 +664,7 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
         assert chain.merge_recent_txindex(threshold=1) == 3
         assert [chain.get_tx_location(both.txid), chain.get_tx_location(lost.txid),
                 chain.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])] == answers
-        onward = spend(chain, [(OutPoint(both.txid, 0), both.outputs[0])], alice.key,
-                       [TxOut(both.outputs[0].amount - 1000, alice.addr)])
+        onward = to_self(chain, alice, (OutPoint(both.txid, 0), both.outputs[0]))
         chain.accept_block(build_block(chain, chain.tip, alice.addr, [onward], fees=1000))
         assert chain.get_coin(OutPoint(both.txid, 0)) is None
         assert_matches_replay(chain, tmp_path / "replay")
