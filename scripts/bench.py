@@ -66,6 +66,7 @@ class Sizes:
     api_concurrency: int = 32
     chain_height: int = 2_100         # blocks of the sync chain (100 before coinbases mature)
     chain_txs: int = 100_000          # its 1-in/2-out transactions
+    sync_repeats: int = 3             # fresh nodes timed syncing it (the median counts)
     empty_blocks: int = 5_000
     propagation_blocks: int = 20
     miner_seconds: float = 3.0
@@ -79,7 +80,8 @@ class Sizes:
 
 
 QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, sig_near_seconds=0.2, p2p_txs=1_000, api_txs=1_000,
-              mempool_repeats=1, chain_height=200, chain_txs=2_000, empty_blocks=300, propagation_blocks=5,
+              mempool_repeats=1, sync_repeats=1, chain_height=200, chain_txs=2_000,
+              empty_blocks=300, propagation_blocks=5,
               miner_seconds=1.0, miner_repeats=1, reorg_repeats=1, reorg_block_txs=5, fill_mb=5,
               fill_jobs=2, idle_seconds=1.0)
 
