@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml setup.py node/_sigbatch.c node/_formatcheck.c
+$(STAMP): setup.cfg pyproject.toml setup.py node/consensus/_sigbatch.c node/primitives/_formatcheck.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -28,4 +28,5 @@ bench-quick: $(STAMP)
 	$(BIN)/python scripts/bench.py --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) testnet build *.egg-info node/*.so
+	rm -rf $(VENV) testnet build *.egg-info
+	find node -name "*.so" -delete

@@ -4,15 +4,15 @@ Both are optional: without a C compiler the package installs and the same
 work is done in Python (tests/test_sigbatch.py and tests/test_encoding.py check
 that both ways agree).
 
-- ``node._sigbatch`` verifies a chunk of signatures in one release of the GIL
+- ``node.consensus._sigbatch`` verifies a chunk of signatures in one release of the GIL
   (docs/design.md, "Signature checks").
-- ``node._formatcheck`` is the strict decoder's last step, the walk that refuses
-  nil, bool, float, maps and extension types (node/encoding.py).
+- ``node.primitives._formatcheck`` is the strict decoder's last step, the walk that refuses
+  nil, bool, float, maps and extension types (node/primitives/encoding.py).
 """
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("node._sigbatch", ["node/_sigbatch.c"], optional=True, extra_compile_args=["-O2"]),
-    Extension("node._formatcheck", ["node/_formatcheck.c"], optional=True,
+    Extension("node.consensus._sigbatch", ["node/consensus/_sigbatch.c"], optional=True, extra_compile_args=["-O2"]),
+    Extension("node.primitives._formatcheck", ["node/primitives/_formatcheck.c"], optional=True,
               extra_compile_args=["-O2"]),
 ])

@@ -3,7 +3,7 @@
 This package knows nothing about blocks or transactions.  ``node/`` creates a
 :class:`PeerManager`, registers async handlers for its own message types, and
 sends with ``peer.send(type, body)`` or ``manager.broadcast(type, body)``.
-Payloads are encoded by a codec the node injects (``node.encoding``).
+Payloads are encoded by a codec the node injects (``node.primitives.encoding``).
 """
 from .addrman import AddrBook, KnownAddress
 from .bans import Ban, BanList

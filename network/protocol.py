@@ -46,7 +46,7 @@ _TYPE_NAME = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
 class Codec(Protocol):
     """What the network layer needs from the node's encoding module.
 
-    ``node.encoding`` satisfies it.  ``decode`` may raise anything on input it
+    ``node.primitives.encoding`` satisfies it.  ``decode`` may raise anything on input it
     refuses; the network layer treats every exception as a malformed message.
     """
 

@@ -23,17 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from network import NetConfig
+from node import __version__
 
-from .crypto import decode_address
-from .errors import AddressError
-from .mempool import MAX_MEMPOOL_USAGE
-from .node import Node, NodeConfig
-from .params import NETWORKS, get_params
-from .store import StoreError
+from node.primitives.crypto import decode_address
+from node.primitives.errors import AddressError
+from node.mempool.pool import MAX_MEMPOOL_USAGE
+from node.runtime.node import Node, NodeConfig
+from node.consensus.params import NETWORKS, get_params
+from node.storage.store import StoreError
 
 log = logging.getLogger("obol.daemon")
 
-VERSION = "0.1.0"
+VERSION = __version__           # the package's one version (node/__init__.py)
 LOCK_FILE = "node.lock"         # holds the pid of the node using the datadir (flock'ed)
 TOKEN_FILE = "api.token"        # bearer token of the admin API, mode 0600
 EXIT_STARTUP_ERROR = 1          # exit status for any start-up failure
@@ -288,7 +289,7 @@ def _install_signal_handlers() -> asyncio.Event:
 async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
     from aiohttp import web
 
-    from .api import create_app
+    from node.api.app import create_app
 
     runner = None
     try:

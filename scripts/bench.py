@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
-from node.params import REGTEST  # noqa: E402
+from node.consensus.params import REGTEST  # noqa: E402
 from scripts import bench_chain as bc  # noqa: E402
 from scripts.bench_net import BenchError, NodeProc, Profiler, summarize_profile  # noqa: E402
 
@@ -212,7 +212,7 @@ class Bench:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def address(self, seed: bytes, key_no: int = 0) -> str:
-        from node.crypto import encode_address
+        from node.primitives.crypto import encode_address
         return encode_address(REGTEST.hrp, bc.addr_for(seed, key_no))
 
     async def sign_spends(self, seed: bytes, coins: list, chunks: int | None = None) -> list[bytes]:

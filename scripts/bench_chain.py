@@ -19,11 +19,11 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from typing import Iterable
 
-from node.block import Block, BlockHeader, merkle_root
-from node.crypto import SigningKey
-from node.miner import NONCE_START, solve_block
-from node.params import BLOCK_VERSION, NetworkParams
-from node.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
+from node.primitives.block import Block, BlockHeader, merkle_root
+from node.primitives.crypto import SigningKey
+from node.mining.miner import NONCE_START, solve_block
+from node.consensus.params import BLOCK_VERSION, NetworkParams
+from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
 
 FEE = 1_000                 # base units per 1-in/2-out transaction (~5 per byte)
 KEYS_PER_WORKER = 16        # outputs rotate over this many keys per worker

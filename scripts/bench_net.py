@@ -20,8 +20,8 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from network.frames import FrameDecoder, encode_frame
-from node import encoding
-from node.params import NetworkParams
+from node.primitives import encoding
+from node.consensus.params import NetworkParams
 from scripts.bench_chain import die_with_parent
 from scripts.testnet_lib import program
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Callable
 
 import aiohttp
 
-from node.block import Block, BlockHeader
-from node.chainstate import ChainState
-from node.miner import NONCE_START, Miner
-from node.params import REGTEST
+from node.primitives.block import Block, BlockHeader
+from node.chain.chainstate import ChainState
+from node.mining.miner import NONCE_START, Miner
+from node.consensus.params import REGTEST
 from scripts import bench_chain as bc
 from scripts.bench_net import BenchError, CpuMeter, NodeProc, WirePeer, tx_frame, wait_for
 
@@ -86,7 +86,7 @@ def _verify_threads(checks: list, seconds: float, threads: int) -> float:
 
 
 async def bench_signatures(b: "Bench") -> None:
-    from node.crypto import SigningKey
+    from node.primitives.crypto import SigningKey
     keys = [SigningKey.generate() for _ in range(64)]
     checks = []
     for i in range(512):
@@ -505,7 +505,7 @@ async def _miner_rate(b: "Bench", block: Block, seconds: float) -> float:
 
 
 async def bench_mining(b: "Bench") -> None:
-    from node.tx import TxOut, make_coinbase
+    from node.primitives.tx import TxOut, make_coinbase
     coinbase = make_coinbase(1, [TxOut(REGTEST.subsidy(1), bytes(20))], b"bench")
     header = BlockHeader.create(1, bytes(32), coinbase.txid, int(time.time()), 0x03000001, NONCE_START)
     block = Block.create(header, [coinbase])          # target 1: never met
@@ -519,7 +519,7 @@ async def bench_mining(b: "Bench") -> None:
           note=f"{b.cores} processes, midstate .copy() loop, first start to last end; "
                f"median of {len(bare)} runs of {b.sizes.miner_seconds:g}s")
     b.add("node_miner", statistics.median(node), "H/s", *b.limit("bare_midstate_loop"), target=0.9,
-          note=f"node.miner.Miner, {b.cores} processes, whole rounds after start-up; "
+          note=f"node.mining.miner.Miner, {b.cores} processes, whole rounds after start-up; "
                f"run-by-run ratios {pairs}")
 
 

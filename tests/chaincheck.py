@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from node.block import Block, BlockHeader, merkle_root
-from node.chainstate import ChainState, UtxoStats
-from node.miner import NONCE_START, solve_block
-from node.params import GENESIS_TIME, NetworkParams
-from node.store import height_key
-from node.tx import OutPoint, Transaction, TxOut, make_coinbase
+from node.primitives.block import Block, BlockHeader, merkle_root
+from node.chain.chainstate import ChainState, UtxoStats
+from node.mining.miner import NONCE_START, solve_block
+from node.consensus.params import GENESIS_TIME, NetworkParams
+from node.storage.store import height_key
+from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase
 
 FAR_FUTURE = GENESIS_TIME + 10**8
 NEUTRAL_STEP = 600   # make_params(): blocks this far apart keep the target unchanged

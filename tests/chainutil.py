@@ -5,14 +5,14 @@ import dataclasses
 import os
 from pathlib import Path
 
-from node.block import Block, BlockHeader, merkle_root
-from node.chainstate import ChainState
-from node.crypto import SigningKey
-from node.mempool import Mempool
-from node.miner import NONCE_START, solve_block
-from node.params import REGTEST, NetworkParams
-from node.pow import bits_to_target, hash_meets_target, target_to_bits
-from node.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
+from node.primitives.block import Block, BlockHeader, merkle_root
+from node.chain.chainstate import ChainState
+from node.primitives.crypto import SigningKey
+from node.mempool.pool import Mempool
+from node.mining.miner import NONCE_START, solve_block
+from node.consensus.params import REGTEST, NetworkParams
+from node.consensus.pow import bits_to_target, hash_meets_target, target_to_bits
+from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
 
 
 def make_params(name: str = "unittest", **overrides) -> NetworkParams:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chainutil import Wallet, make_params, new_chain
-from node.params import REGTEST
+from node.consensus.params import REGTEST
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 
 from chaincheck import build_block, open_chain  # noqa: E402
 from chainutil import make_params  # noqa: E402
-from node.crypto import SigningKey  # noqa: E402
-from node.errors import ObolError  # noqa: E402
-from node.mempool import Mempool  # noqa: E402
-from node.miner import create_block_template, solve_block  # noqa: E402
-from node.tx import OutPoint, TxOut, sign_transaction  # noqa: E402
+from node.primitives.crypto import SigningKey  # noqa: E402
+from node.primitives.errors import ObolError  # noqa: E402
+from node.mempool.pool import Mempool  # noqa: E402
+from node.mining.miner import create_block_template, solve_block  # noqa: E402
+from node.primitives.tx import OutPoint, TxOut, sign_transaction  # noqa: E402
 
 TXS_PER_BLOCK = 30
 FEE = 2000

@@ -7,7 +7,7 @@ import os
 import time
 
 from network.frames import FrameDecoder, encode_frame
-from node import encoding
+from node.primitives import encoding
 
 
 class WireClient:

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from network import NetConfig
-from node.node import Node, NodeConfig
-from node.params import REGTEST, NetworkParams
+from node.runtime.node import Node, NodeConfig
+from node.consensus.params import REGTEST, NetworkParams
 
 
 def fast_net(**overrides) -> NetConfig:

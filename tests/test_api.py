@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 
 from daemonutil import Client, Daemon, free_port, wait_until
-from node.api_routes import fee_estimates
-from node.crypto import SigningKey, encode_address
-from node.mempool import MempoolEntry
-from node.params import MAIN, REGTEST, TX_VERSION
-from node.tx import COIN, OutPoint, Transaction, TxOut, sign_transaction
+from node.api.public import fee_estimates
+from node.primitives.crypto import SigningKey, encode_address
+from node.mempool.pool import MempoolEntry
+from node.consensus.params import MAIN, REGTEST, TX_VERSION
+from node.primitives.tx import COIN, OutPoint, Transaction, TxOut, sign_transaction
 
 HRP = REGTEST.hrp
 ZERO_HASH = "00" * 32
@@ -90,7 +90,7 @@ def test_unknown_route_wrong_method_are_json(api):
 
 
 def test_openapi_describes_every_route(api):
-    from node.api import api_routes
+    from node.api.app import api_routes
     spec = api.ok("GET", "openapi.json")
     assert spec["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
@@ -501,8 +501,8 @@ async def test_two_apps_in_one_process(tmp_path):
     """Each app has its own metrics registry: two nodes in one process do not clash."""
     from prometheus_client import generate_latest
 
-    from node.api import METRICS_KEY, create_app
-    from node.node import Node, NodeConfig
+    from node.api.app import METRICS_KEY, create_app
+    from node.runtime.node import Node, NodeConfig
     nodes = [Node(NodeConfig(params=REGTEST, datadir=tmp_path / name, sig_threads=1)) for name in "ab"]
     try:
         apps = [create_app(n, "t", asyncio.Event(), version="test") for n in nodes]

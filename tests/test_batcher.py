@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from node.batcher import Batcher
+from node.runtime.batcher import Batcher
 
 
 async def test_items_queued_during_a_batch_form_the_next_one():

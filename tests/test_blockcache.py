@@ -1,14 +1,14 @@
-"""The bounded cache of decoded blocks (node/blockcache.py) and its use by reorgs."""
+"""The bounded cache of decoded blocks (node/chain/blockcache.py) and its use by reorgs."""
 from __future__ import annotations
 
 import pytest
 
 from chaincheck import assert_matches_replay, build_block, extend, open_chain
 from chainutil import Wallet, make_params
-from node import block as block_module
-from node.block import Block, BlockHeader, merkle_root
-from node.blockcache import BlockCache
-from node.tx import TxOut, make_coinbase
+from node.primitives import block as block_module
+from node.primitives.block import Block, BlockHeader, merkle_root
+from node.chain.blockcache import BlockCache
+from node.primitives.tx import TxOut, make_coinbase
 
 
 def _block(n: int, extra: int = 0) -> Block:

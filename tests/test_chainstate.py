@@ -9,12 +9,12 @@ import pytest
 from chaincheck import (NEUTRAL_STEP, assert_chain_db_matches, assert_matches_replay, build_block,
                         coinbase_outpoint, extend, open_chain, recompute_stats, stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
-from node.chainstate import (MAX_LOCATOR_ENTRIES, STATUS_DATA, STATUS_HEADER, STATUS_INVALID,
+from node.chain.chainstate import (MAX_LOCATOR_ENTRIES, STATUS_DATA, STATUS_HEADER, STATUS_INVALID,
                              STATUS_VALID, ChainState)
-from node.errors import BlockValidationError
-from node.params import REGTEST
-from node.store import StoreError
-from node.tx import OutPoint, TxOut
+from node.primitives.errors import BlockValidationError
+from node.consensus.params import REGTEST
+from node.storage.store import StoreError
+from node.primitives.tx import OutPoint, TxOut
 
 
 @pytest.fixture(scope="module")
@@ -358,8 +358,8 @@ def test_chain_tips_statuses(tmp_path, uparams):
 
 def test_check_block_failure_marks_invalid_but_mutation_does_not(chain, uparams):
     """A block breaking a context-free rule is marked invalid; a mutated body is only dropped."""
-    from node.block import Block, BlockHeader, merkle_root
-    from node.miner import solve_block
+    from node.primitives.block import Block, BlockHeader, merkle_root
+    from node.mining.miner import solve_block
     extend(chain, b"\x0f" * 20, 1)
     good = build_block(chain, chain.tip, b"\x0f" * 20)
     # same header, body with a different transaction list: a mutation, header stays usable
@@ -371,7 +371,7 @@ def test_check_block_failure_marks_invalid_but_mutation_does_not(chain, uparams)
     assert chain.accept_block(good).status == "connected"
     # a block with no coinbase, merkle root matching: invalid for good
     cb = build_block(chain, chain.tip, b"\x0f" * 20).txs[0]
-    from node.tx import Transaction, TxIn
+    from node.primitives.tx import Transaction, TxIn
     fake = Transaction.create(1, [TxIn(os.urandom(32), 0, bytes(64), bytes(32))], [TxOut(1, b"\x0f" * 20)])
     header = BlockHeader.create(1, chain.tip.hash, merkle_root([fake.txid, cb.txid]),
                                 chain.tip.header.timestamp + NEUTRAL_STEP, chain.next_bits(chain.tip),
@@ -514,12 +514,13 @@ def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
     reads such bytes."""
     import pathlib
     import re
-    trusted_readers = {"store.py", "store_upgrade.py", "chainstate.py", "utxoset.py", "block.py",
-                       "tx.py", "encoding.py", "mempool_entry.py"}
+    trusted_readers = {"node/storage/store.py", "node/storage/upgrade.py", "node/chain/chainstate.py",
+                       "node/chain/connect.py", "node/primitives/block.py", "node/primitives/tx.py",
+                       "node/primitives/encoding.py", "node/mempool/entry.py"}
     root = pathlib.Path(__file__).resolve().parent.parent
-    for path in [*root.glob("node/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
+    for path in [*root.glob("node/**/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
         if re.search(r"\b(decode_stored|from_stored)\(", path.read_text()):
-            assert path.name in trusted_readers, path
+            assert path.relative_to(root).as_posix() in trusted_readers, path
 
 
 def test_utxo_set_info_is_one_snapshot_remembered_per_tip(tmp_path, uparams):

@@ -13,8 +13,8 @@ from pathlib import Path
 from chaincheck import assert_matches_replay, open_chain
 from chainutil import make_params
 from crash_worker import worker_key
-from node.chainstate import STATUS_VALID
-from node.encoding import decode_stored
+from node.chain.chainstate import STATUS_VALID
+from node.primitives.encoding import decode_stored
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 KILLS = 5

@@ -1,4 +1,4 @@
-"""Hashes, BIP340 Schnorr signatures and bech32m addresses (node/crypto.py)."""
+"""Hashes, BIP340 Schnorr signatures and bech32m addresses (node/primitives/crypto.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.crypto import (_CHARSET, ADDR_HASH_SIZE, BECH32_CONST, BECH32M_CONST, SigningKey,
+from node.primitives.crypto import (_CHARSET, ADDR_HASH_SIZE, BECH32_CONST, BECH32M_CONST, SigningKey,
                          address_hash, bech32_decode, bech32_encode, convertbits, decode_address,
                          encode_address, sha256, sha256d, tagged_hash, verify_schnorr)
-from node.errors import AddressError
-from node.params import NETWORKS
+from node.primitives.errors import AddressError
+from node.consensus.params import NETWORKS
 
 # --- hashes ----------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from daemonutil import Daemon, free_port, run_node, wait_until
-from node.chainstate import ChainState
-from node.crypto import SigningKey, encode_address
+from node.chain.chainstate import ChainState
+from node.primitives.crypto import SigningKey, encode_address
 from node.daemon import StartupError, load_settings
-from node.params import REGTEST, TESTNET, NetworkParams
+from node.consensus.params import REGTEST, TESTNET, NetworkParams
 
 
 def assert_clean_failure(result, *fragments: str, code: int = 1) -> None:

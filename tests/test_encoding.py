@@ -1,4 +1,4 @@
-"""Canonical msgpack (node/encoding.py) and the strict typed decoders of tx and block."""
+"""Canonical msgpack (node/primitives/encoding.py) and the strict typed decoders of tx and block."""
 from __future__ import annotations
 
 import struct
@@ -8,13 +8,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from node.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
-from node.crypto import SigningKey
-from node.crypto import sha256d
-from node.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, encode_uint,
+from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
+from node.primitives.crypto import SigningKey
+from node.primitives.crypto import sha256d
+from node.primitives.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, encode_uint,
                            expect_bytes, expect_int, expect_list, expect_str)
-from node.errors import DecodeError, ValidationError
-from node.tx import (MAX_TX_SIZE, MAX_UINT32, MAX_UINT64, OutPoint, Transaction, TxOut,
+from node.primitives.errors import DecodeError, ValidationError
+from node.primitives.tx import (MAX_TX_SIZE, MAX_UINT32, MAX_UINT64, OutPoint, Transaction, TxOut,
                      make_coinbase, sign_transaction)
 
 NETWORK_ID = bytes(range(32))
@@ -523,7 +523,7 @@ def test_encode_uint_equals_encode(value):
 
 # --- the type walk: C (node._formatcheck) and Python agree ----------------------
 
-from node import encoding as _encoding  # noqa: E402
+from node.primitives import encoding as _encoding  # noqa: E402
 
 _any_value = st.recursive(
     st.one_of(st.integers(-2**70, 2**70), st.binary(max_size=8), st.text(max_size=4), st.none(),

@@ -8,8 +8,8 @@ import sys
 import lmdb
 import pytest
 
-from node import mapbudget
-from node.mapbudget import MapBudget
+from node.storage import mapbudget
+from node.storage.mapbudget import MapBudget
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
 

@@ -8,10 +8,10 @@ import pytest
 
 from chaincheck import build_block, coinbase_outpoint, extend, open_chain
 from chainutil import Wallet, make_params, spend
-from node.errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
-from node.mempool import Mempool
-from node.mempool_entry import outpoint_key
-from node.tx import OutPoint, Transaction, TxIn, TxOut, make_coinbase
+from node.primitives.errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
+from node.mempool.pool import Mempool
+from node.mempool.entry import outpoint_key
+from node.primitives.tx import OutPoint, Transaction, TxIn, TxOut, make_coinbase
 
 
 @pytest.fixture(scope="module")
@@ -450,7 +450,7 @@ def test_accept_many_large_batch_finds_a_bad_signature_among_started_jobs(setup,
     """A batch of 300 (several JOB_CHUNKs, verified on the pool while the rest is
     prepared): the one bad signature is refused with its code, its descendants go
     with it, and every other transaction is accepted."""
-    from node.sigcheck import JOB_CHUNK
+    from node.consensus.sigcheck import JOB_CHUNK
     chain, wallet, coins = setup
     pool = Mempool(chain)
     txs = [pay(chain, wallet, [coins[0]], 1000)]
@@ -537,7 +537,7 @@ def test_touching_finds_payments_and_spends_of_an_address(setup):
 def test_eviction_raises_a_decaying_fee_floor(setup):
     """After an eviction a newcomer must pay more than the evicted rate
     (mempool-min-fee-not-met); the floor halves with time and then vanishes."""
-    from node.mempool import ROLLING_FEE_HALFLIFE
+    from node.mempool.pool import ROLLING_FEE_HALFLIFE
     chain, wallet, coins = setup
     clock = Clock()
     probe = Mempool(chain).accept(pay(chain, wallet, [coins[0]], 1000), test_only=True).usage()

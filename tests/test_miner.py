@@ -11,14 +11,14 @@ import pytest
 
 from chaincheck import coinbase_outpoint, extend, open_chain
 from chainutil import Wallet, make_params, spend
-from node.block import Block, merkle_root
-from node.crypto import sha256d
-from node.mempool import Mempool
-from node.miner import (NONCE_START, Miner, create_block_template, header_prefix, mine_blocks,
+from node.primitives.block import Block, merkle_root
+from node.primitives.crypto import sha256d
+from node.mempool.pool import Mempool
+from node.mining.miner import (NONCE_START, Miner, create_block_template, header_prefix, mine_blocks,
                         search_nonce, solve_block)
-from node.params import REGTEST
-from node.pow import bits_to_target, hash_meets_target
-from node.tx import TxOut
+from node.consensus.params import REGTEST
+from node.consensus.pow import bits_to_target, hash_meets_target
+from node.primitives.tx import TxOut
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(
                                                                                 monkeypatch):
     """notify(tip=False) (a new mempool tx) is ignored while the template is younger than
     MIN_TEMPLATE_AGE: building one decodes and sorts the pool.  A tip change is not."""
-    import node.miner as miner_module
+    import node.mining.miner as miner_module
     monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 3600.0)
     chain = open_chain(tmp_path / "y", uparams)
     calls = []
@@ -287,9 +287,9 @@ def test_mine_blocks_batches_keep_timestamps_valid(tmp_path):
 
 MINER_SCRIPT = """
 import asyncio, os, sys
-from node.block import Block, BlockHeader
-from node.miner import NONCE_START, Miner
-from node.tx import TxOut, make_coinbase
+from node.primitives.block import Block, BlockHeader
+from node.mining.miner import NONCE_START, Miner
+from node.primitives.tx import TxOut, make_coinbase
 
 async def main():
     coinbase = make_coinbase(1, [TxOut(1, bytes(20))], b"orphan")

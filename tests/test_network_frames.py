@@ -12,7 +12,7 @@ from network import FrameDecoder, FrameError, MessageError, Misbehaviour
 from network.frames import HEADER_SIZE, MAX_PAYLOAD_SIZE, checksum, encode_frame
 from network.protocol import (MAX_ADDR, AddrEntry, VersionMessage, decode_addr, decode_envelope,
                               encode_addr, encode_envelope, ping_nonce)
-from node import encoding
+from node.primitives import encoding
 
 MAGIC = b"OBt\x01"
 

@@ -17,7 +17,7 @@ import pytest
 from network import PeerManager
 from network.frames import checksum, encode_frame
 from network.testing import LOCALHOST, TEST_MAGIC, ManagerFactory, RawPeer, wait_until
-from node import encoding
+from node.primitives import encoding
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from network import Misbehaviour, NetworkError, PeerManager
 from network.testing import LOCALHOST, ManagerFactory, RawPeer, wait_until
-from node import encoding
+from node.primitives import encoding
 
 
 @pytest.fixture

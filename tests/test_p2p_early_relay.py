@@ -1,4 +1,4 @@
-"""Blocks relayed before full validation (``powblock``, node/early_relay.py): they travel
+"""Blocks relayed before full validation (``powblock``, node/p2p/early_relay.py): they travel
 on while the relaying node validates, and a peer is punished only for what it could check
 before relaying (docs/protocol.md §14.9)."""
 import asyncio
@@ -10,10 +10,10 @@ import pytest
 
 from chainutil import Wallet
 from hostile import WireClient
-from node.block import Block, BlockHeader, merkle_root
-from node.miner import NONCE_START, solve_block
-from node.pow import bits_to_target, hash_meets_target
-from node.tx import TxOut, make_coinbase
+from node.primitives.block import Block, BlockHeader, merkle_root
+from node.mining.miner import NONCE_START, solve_block
+from node.consensus.pow import bits_to_target, hash_meets_target
+from node.primitives.tx import TxOut, make_coinbase
 from nodeutil import addr, start_node, wait_for, wait_synced
 
 EARLY_RELAY_PROTOCOL = 2   # the protocol version that understands ``powblock``

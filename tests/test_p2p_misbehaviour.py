@@ -6,10 +6,10 @@ import pytest
 
 from chainutil import Wallet, coinbase_coin, spend
 from hostile import WireClient
-from node.block import Block, BlockHeader, merkle_root
-from node.miner import NONCE_START, solve_block
-from node.tx import TxOut, make_coinbase
-from node import encoding
+from node.primitives.block import Block, BlockHeader, merkle_root
+from node.mining.miner import NONCE_START, solve_block
+from node.primitives.tx import TxOut, make_coinbase
+from node.primitives import encoding
 from nodeutil import addr, fast_net, start_node, wait_for, wait_synced
 
 
@@ -53,7 +53,7 @@ async def test_block_with_bad_proof_of_work_bans(pair):
     client = await WireClient.connect(a.params, *addr(a))
     block = child_block(a, nonce=0)
     # find a nonce that FAILS the regtest target (about every other one does)
-    from node.pow import bits_to_target, hash_meets_target
+    from node.consensus.pow import bits_to_target, hash_meets_target
     n = NONCE_START
     while hash_meets_target(block.header.with_nonce(n).hash, bits_to_target(block.header.bits)):
         n += 1

@@ -1,8 +1,8 @@
 """P2P scenarios with in-process nodes on real loopback sockets."""
 
 from chainutil import Wallet, spend
-from node.chainstate import TXRECENT_MERGE
-from node.tx import TxOut
+from node.chain.chainstate import TXRECENT_MERGE
+from node.primitives.tx import TxOut
 from nodeutil import addr, start_node, wait_for, wait_synced
 
 

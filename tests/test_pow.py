@@ -1,4 +1,4 @@
-"""Compact bits, work and the ASERT retarget (node/pow.py, ChainState.next_bits)."""
+"""Compact bits, work and the ASERT retarget (node/consensus/pow.py, ChainState.next_bits)."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainutil import make_params, mine_block, new_chain
-from node.errors import BlockValidationError
-from node.params import GENESIS_TIME, MAIN, REGTEST, TESTNET
-from node.pow import (asert_target, bits_to_target, block_work, hash_meets_target,
+from node.primitives.errors import BlockValidationError
+from node.consensus.params import GENESIS_TIME, MAIN, REGTEST, TESTNET
+from node.consensus.pow import (asert_target, bits_to_target, block_work, hash_meets_target,
                       target_to_bits)
 
 # --- compact bits ------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from chaincheck import (assert_matches_replay, build_block, coinbase_outpoint, extend, open_chain,
                         stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
-from node.chainstate import (MAX_ORPHANS, STATUS_DATA, STATUS_HEADER, STATUS_INVALID, STATUS_VALID)
-from node.errors import BlockValidationError, ValidationError
-from node.mempool import Mempool
-from node.miner import create_block_template, solve_block
-from node.tx import OutPoint, Transaction, TxIn, TxOut
+from node.chain.chainstate import (MAX_ORPHANS, STATUS_DATA, STATUS_HEADER, STATUS_INVALID, STATUS_VALID)
+from node.primitives.errors import BlockValidationError, ValidationError
+from node.mempool.pool import Mempool
+from node.mining.miner import create_block_template, solve_block
+from node.primitives.tx import OutPoint, Transaction, TxIn, TxOut
 
 HYPO = settings(max_examples=15, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -533,7 +533,7 @@ def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
 
 def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
     """An orphan whose header misses its own target (or claims a target above the limit) is not pooled."""
-    from node.block import Block, BlockHeader
+    from node.primitives.block import Block, BlockHeader
     src = open_chain(tmp_path / "src", uparams)
     dst = open_chain(tmp_path / "dst", uparams)
     try:

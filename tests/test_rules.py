@@ -13,16 +13,16 @@ import os
 import pytest
 
 from chainutil import Wallet, coinbase_coin, make_params, mature_coins, mine, mine_block, new_chain, spend
-from node import rules
-from node.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
-from node.chainstate import STATUS_INVALID
-from node.crypto import SigningKey
-from node.errors import TxValidationError, ValidationError
-from node.mempool import Mempool
-from node.miner import NONCE_START, solve_block
-from node.params import GENESIS_TIME, MAX_HALVINGS, REGTEST
-from node.pow import bits_to_target, hash_meets_target
-from node.tx import (COIN, MAX_MONEY, MAX_TX_SIZE, NULL_TXID, Coin, OutPoint, Transaction, TxIn,
+from node.consensus import rules
+from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
+from node.chain.chainstate import STATUS_INVALID
+from node.primitives.crypto import SigningKey
+from node.primitives.errors import TxValidationError, ValidationError
+from node.mempool.pool import Mempool
+from node.mining.miner import NONCE_START, solve_block
+from node.consensus.params import GENESIS_TIME, MAX_HALVINGS, REGTEST
+from node.consensus.pow import bits_to_target, hash_meets_target
+from node.primitives.tx import (COIN, MAX_MONEY, MAX_TX_SIZE, NULL_TXID, Coin, OutPoint, Transaction, TxIn,
                      TxOut, input_sighash, make_coinbase, sighash_common)
 
 NOW = GENESIS_TIME + 1_000_000      # the chain's fixed local clock

@@ -1,4 +1,4 @@
-"""node.sigbatch (one GIL release per chunk) and node.sigcheck (jobs on the pool)."""
+"""node.consensus.sigbatch (one GIL release per chunk) and node.sigcheck (jobs on the pool)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,10 +7,10 @@ import threading
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node.crypto import SigningKey
-from node.errors import TxValidationError
-from node.sigbatch import NATIVE, first_invalid, first_invalid_python
-from node.sigcheck import SignatureVerifier
+from node.primitives.crypto import SigningKey
+from node.primitives.errors import TxValidationError
+from node.consensus.sigbatch import NATIVE, first_invalid, first_invalid_python
+from node.consensus.sigcheck import SignatureVerifier
 from tests.test_crypto import BIP340_VECTORS
 
 KEYS = [SigningKey(hashlib.sha256(bytes([i])).digest()) for i in range(4)]

@@ -1,7 +1,7 @@
 """A first end-to-end pass through the consensus core on real LMDB files."""
 from chainutil import mature_coins, mine_block, spend
-from node.mempool import Mempool
-from node.tx import TxOut
+from node.mempool.pool import Mempool
+from node.primitives.tx import TxOut
 
 
 def test_spend_confirm_and_reopen(tmp_path, chain, wallet):
@@ -19,7 +19,7 @@ def test_spend_confirm_and_reopen(tmp_path, chain, wallet):
     assert chain.get_coin(coin[0]) is None
     stats = chain.utxo_stats
     chain.close()
-    from node.chainstate import ChainState
+    from node.chain.chainstate import ChainState
     again = ChainState(tmp_path / "chain", chain.params)
     assert again.tip.hash == block.hash and again.utxo_stats == stats
     again.close()

@@ -1,4 +1,4 @@
-"""Opening a datadir written by an older schema (node/store_upgrade.py): each test
+"""Opening a datadir written by an older schema (node/storage/upgrade.py): each test
 writes a chain with the current code, rewrites its records the way the older schema
 stored them, and checks that the reopened node answers as before and goes on."""
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pytest
 from chaincheck import (assert_matches_replay, build_block, coinbase_outpoint, extend, open_chain,
                         stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
-from node.api_routes import read_undo
-from node.encoding import decode, encode
-from node.store import (ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin,
+from node.api.public import read_undo
+from node.primitives.encoding import decode, encode
+from node.storage.store import (ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin,
                         outpoint_from_record, outpoint_key)
-from node.tx import OutPoint, TxOut
+from node.primitives.tx import OutPoint, TxOut
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path,
 def test_read_only_open_refuses_an_older_schema_and_reads_the_current_one(tmp_path, uparams):
     """Read-only, the store cannot upgrade: an older datadir is refused with a reason (it
     may lack sub-databases, and its records have the old layout); a current one opens."""
-    from node.store import Store, StoreError
+    from node.storage.store import Store, StoreError
     chain = open_chain(tmp_path / "d", uparams)
     extend(chain, Wallet().addr, 2)
     chain.close()

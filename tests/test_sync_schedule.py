@@ -1,4 +1,4 @@
-"""The block download scheduler (node/sync.py) driven directly: real chains, fake peers
+"""The block download scheduler (node/p2p/sync.py) driven directly: real chains, fake peers
 that record what they are asked for.  Each block is requested once, and a request that
 came to nothing (stall, notfound, a body that does not match its header) is asked of
 another peer that has the block."""
@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from chainutil import Wallet, mine, new_chain
-from node.block import Block
-from node.messages import INV_BLOCK, MSG_GETDATA
-from node.sync import MAX_BLOCKS_IN_FLIGHT, BlockSync, PeerState
-from node.tx import make_coinbase
+from node.primitives.block import Block
+from node.p2p.messages import INV_BLOCK, MSG_GETDATA
+from node.p2p.sync import MAX_BLOCKS_IN_FLIGHT, BlockSync, PeerState
+from node.primitives.tx import make_coinbase
 
 CHAIN_LENGTH = 150   # blocks: several rounds of MAX_BLOCKS_IN_FLIGHT for two peers
 

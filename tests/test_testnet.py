@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 
 from daemonutil import REPO_ROOT, Client, wait_until
-from node.crypto import decode_address
-from node.params import REGTEST
-from node.tx import OutPoint, TxOut, sign_transaction
+from node.primitives.crypto import decode_address
+from node.consensus.params import REGTEST
+from node.primitives.tx import OutPoint, TxOut, sign_transaction
 
 pytestmark = pytest.mark.system
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from node.errors import ObolError
-from node.tx import MAX_UINT32, MAX_UINT64, Transaction
+from node.primitives.errors import ObolError
+from node.primitives.tx import MAX_UINT32, MAX_UINT64, Transaction
 
 # values near every boundary the rules draw, and of every type the format has
 ints = st.sampled_from([0, 1, 7, MAX_UINT32, MAX_UINT32 + 1, MAX_UINT64, MAX_UINT64 + 1, -1, True])

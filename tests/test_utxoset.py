@@ -1,4 +1,4 @@
-"""UTXO set statistics and digest (node/utxoset.py)."""
+"""UTXO set statistics and digest (node/chain/connect.py)."""
 from __future__ import annotations
 
 import os
@@ -6,12 +6,12 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.encoding import encode, encode_uint
-from node.store import (COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key, coin_key_prefix,
+from node.primitives.encoding import encode, encode_uint
+from node.storage.store import (COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key, coin_key_prefix,
                         coin_value, encode_coin, outpoint_from_record, outpoint_key,
                         tx_location_position, tx_location_prefix, undo_entry)
-from node.tx import Coin, OutPoint
-from node.utxoset import UtxoStats, digest_term, stored_digest_term, utxo_digest
+from node.primitives.tx import Coin, OutPoint
+from node.chain.connect import UtxoStats, digest_term, stored_digest_term, utxo_digest
 
 
 def _record(amount: int) -> tuple[bytes, bytes, int]:

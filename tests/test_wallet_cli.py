@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from daemonutil import free_port
-from node.crypto import SigningKey, encode_address
-from node.tx import COIN
+from node.primitives.crypto import SigningKey, encode_address
+from node.primitives.tx import COIN
 from wallet.cli import main
 from wallet.keys import KeyChain, mnemonic_to_seed
 from wallet.service import format_amount, parse_amount
@@ -465,7 +465,7 @@ class _MemoryNode:
 
 @pytest.fixture
 def service(wallet, env):
-    from node.params import REGTEST
+    from node.consensus.params import REGTEST
     from wallet.keystore import Keystore
     from wallet.service import WalletService
     path, _, _ = wallet

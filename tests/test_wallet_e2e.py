@@ -13,9 +13,9 @@ import subprocess
 import pytest
 
 from daemonutil import Daemon, _env, wait_until
-from node.crypto import SigningKey, encode_address
-from node.params import REGTEST
-from node.tx import COIN
+from node.primitives.crypto import SigningKey, encode_address
+from node.consensus.params import REGTEST
+from node.primitives.tx import COIN
 from walletutil import PASSPHRASE, Result, run_wallet, wallet_command, wallet_env
 
 SUBSIDY = REGTEST.initial_subsidy

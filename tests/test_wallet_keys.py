@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from node.crypto import decode_address, verify_schnorr
+from node.primitives.crypto import decode_address, verify_schnorr
 from wallet.errors import BadMnemonicError, BadPathError, UnknownNetworkError
 from wallet.keys import (CHANGE, HARDENED, MAIN, NETWORKS, RECEIVE, REGTEST, TESTNET,
                          ExtendedPrivateKey, KeyChain, derivation_path, format_path,

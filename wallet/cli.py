@@ -43,8 +43,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, TextIO
 
-from node.errors import ObolError
-from node.params import NETWORKS, get_params
+from node.primitives.errors import ObolError
+from node.consensus.params import NETWORKS, get_params
 
 from .client import NodeClient
 from .errors import WalletError

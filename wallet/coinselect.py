@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 
 from .errors import InsufficientFundsError
 
-# Upper bounds of the canonical msgpack encoding (node/tx.py), so that a fee of
+# Upper bounds of the canonical msgpack encoding (node/primitives/tx.py), so that a fee of
 # size * rate never falls short of the node's minimum for the real size:
 OVERHEAD = 17          # bytes per transaction: array headers (<= 3 each), version, lock time (<= 5 each)
 PER_INPUT = 140        # bytes per input: array 1, txid 34, index <= 5, signature 66, x-only key 34

@@ -24,7 +24,7 @@ code                   meaning
 """
 from __future__ import annotations
 
-from node.errors import ObolError
+from node.primitives.errors import ObolError
 
 
 class WalletError(ObolError):

@@ -24,7 +24,7 @@ Address of a key
     ``encode_address(hrp, address_hash(xonly))`` where ``xonly`` is the
     32-byte x coordinate of the key's public point (BIP-340), and ``hrp`` is
     the network's human-readable prefix (main ``obol``, testnet ``tobol``,
-    regtest ``robol``).  The key signs with ``node.crypto.SigningKey``.
+    regtest ``robol``).  The key signs with ``node.primitives.crypto.SigningKey``.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from types import MappingProxyType
 from coincurve import PrivateKey
 from mnemonic import Mnemonic
 
-from node.crypto import SigningKey, address_hash, encode_address
+from node.primitives.crypto import SigningKey, address_hash, encode_address
 
 from .errors import BadMnemonicError, BadPathError, InvalidChildKeyError, UnknownNetworkError
 
@@ -233,7 +233,7 @@ class WalletNetwork:
     """What the wallet needs to know about a network."""
 
     name: str       # "main", "testnet" or "regtest": the name stored in a keystore
-    hrp: str        # bech32m human-readable prefix of its addresses (see node/params.py)
+    hrp: str        # bech32m human-readable prefix of its addresses (see node/consensus/params.py)
     coin_type: int  # second (hardened) level of the derivation path
 
 

@@ -33,10 +33,10 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from node.crypto import SigningKey, address_hash, decode_address, tagged_hash, verify_schnorr
-from node.errors import AddressError
-from node.params import TX_VERSION, NetworkParams
-from node.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, sign_transaction
+from node.primitives.crypto import SigningKey, address_hash, decode_address, tagged_hash, verify_schnorr
+from node.primitives.errors import AddressError
+from node.consensus.params import TX_VERSION, NetworkParams
+from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, sign_transaction
 
 from .client import NodeClient
 from .coinselect import Selection, Utxo, select_coins

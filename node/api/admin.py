@@ -1,0 +1,243 @@
+"""Admin routes of the HTTP API and the write routes for transactions.
+
+Admin routes need ``Authorization: Bearer <token>`` (the token the daemon
+writes to ``<datadir>/api.token``): a missing or malformed header is 401
+``unauthorized``, a wrong token 403 ``forbidden``.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import ipaddress
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from node.api.public import (STOP_KEY, TOKEN_KEY, ApiError, address_hash, body_field, json_body, node_of, parse_hash,
+                         parse_hex, parse_host_port)
+from node.primitives.errors import ObolError
+from node.primitives.tx import Transaction
+
+MAX_TX_BATCH = 1_000         # transactions one POST /txs may carry
+MAX_MINE_BLOCKS = 10_000     # blocks one POST /mine may ask for
+MINE_CHUNK = 50              # blocks mined per chain-thread call: a stop request is seen between them
+MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def check_token(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="obol-node"'}
+    if not header:
+        raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <token>' "
+                       "(the token is in <datadir>/api.token)", challenge)
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'", challenge)
+    if not hmac.compare_digest(value.strip().encode(), request.app[TOKEN_KEY].encode()):
+        raise ApiError(403, "forbidden", "wrong API token")
+
+
+def admin(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        check_token(request)
+        return await handler(request)
+    wrapped.admin = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+# --- transactions (public) -----------------------------------------------------------------
+
+async def _tx_from_body(request: web.Request) -> Transaction:
+    body = await json_body(request)
+    raw = parse_hex(body.get("hex"), "hex")
+    return Transaction.from_bytes(raw)   # DecodeError -> 400 bad-encoding
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    tx = await _tx_from_body(request)
+    entry = await node_of(request).submit_tx(tx)
+    return web.json_response({"txid": tx.txid.hex(), "fee": entry.fee})
+
+
+async def post_txs(request: web.Request) -> web.Response:
+    """Several transactions in one request, accepted as one batch (one signature batch);
+    each gets its txid and fee or its own error, in the order given."""
+    body = await json_body(request)
+    hexes = body.get("txs")
+    if not isinstance(hexes, list) or not 1 <= len(hexes) <= MAX_TX_BATCH:
+        raise ApiError(400, "bad-param", f"'txs' must be a list of 1..{MAX_TX_BATCH} hex strings")
+    node = node_of(request)
+    results: list[dict | asyncio.Future] = []
+    for n, text in enumerate(hexes):
+        try:
+            tx = Transaction.from_bytes(parse_hex(text, f"txs[{n}]"))
+        except (ApiError, ObolError) as exc:
+            results.append({"txid": None, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        results.append(node.queue_tx(tx))          # the batcher checks them together
+    answers = []
+    for item in results:
+        if isinstance(item, dict):
+            answers.append(item)
+            continue
+        try:
+            entry = await item
+            answers.append({"txid": entry.txid.hex(), "fee": entry.fee})
+        except ObolError as exc:
+            answers.append({"txid": None, "error": {"code": exc.code, "message": exc.message}})
+    return web.json_response({"accepted": sum("fee" in a for a in answers), "results": answers})
+
+
+async def post_tx_test(request: web.Request) -> web.Response:
+    tx = await _tx_from_body(request)
+    entry = await node_of(request).submit_tx(tx, test_only=True)
+    return web.json_response({"txid": tx.txid.hex(), "fee": entry.fee, "size": tx.size,
+                              "fee_rate": round(entry.fee / tx.size, 3), "allowed": True})
+
+
+# --- mining --------------------------------------------------------------------------------
+
+@admin
+async def post_mine(request: web.Request) -> web.Response:
+    node = node_of(request)
+    if not node.params.mine_on_demand:
+        raise ApiError(409, "not-regtest", f"blocks are mined on request only on regtest, "
+                       f"not on {node.params.name}")
+    body = await json_body(request)
+    count = body_field(body, "blocks", int)
+    if not 1 <= count <= MAX_MINE_BLOCKS:
+        raise ApiError(400, "bad-param", f"'blocks' must be in 1..{MAX_MINE_BLOCKS}")
+    address = body_field(body, "address", str, required=node.miner_address is None)
+    addr = address_hash(node, address) if address is not None else node.miner_address
+    stop = request.app[STOP_KEY]
+    hashes: list[str] = []
+    while len(hashes) < count and not stop.is_set():
+        blocks = await node.generate(min(MINE_CHUNK, count - len(hashes)), addr)
+        hashes.extend(b.hash.hex() for b in blocks)
+    return web.json_response({"hashes": hashes, "height": node.chain.height})
+
+
+@admin
+async def post_miner(request: web.Request) -> web.Response:
+    node = node_of(request)
+    body = await json_body(request)
+    enabled = body_field(body, "enabled", bool)
+    if enabled:
+        if node.miner_address is None:
+            raise ApiError(409, "no-miner-address", "start the node with --miner-address to mine")
+        node.start_miner()
+    else:
+        await node.miner.stop()
+    return web.json_response({"enabled": node.miner.running})
+
+
+# --- peers and bans ------------------------------------------------------------------------
+
+@admin
+async def post_peers(request: web.Request) -> web.Response:
+    node = node_of(request)
+    body = await json_body(request)
+    host, port = parse_host_port(body.get("connect"), "connect")
+    peer = await node.peers.connect(host, port)   # NetworkError -> 409 with its code
+    return web.json_response(peer.info())
+
+
+@admin
+async def delete_peer(request: web.Request) -> web.Response:
+    node = node_of(request)
+    host, port = parse_host_port(request.match_info["address"], "address")
+    count = node.peers.disconnect((host, port))
+    if count == 0:
+        raise ApiError(404, "peer-not-found", f"no connection to {request.match_info['address']}")
+    return web.json_response({"disconnected": count})
+
+
+@admin
+async def get_bans(request: web.Request) -> web.Response:
+    return web.json_response([b.to_json() for b in node_of(request).peers.bans()])
+
+
+@admin
+async def post_bans(request: web.Request) -> web.Response:
+    node = node_of(request)
+    body = await json_body(request)
+    host = body_field(body, "host", str)
+    try:
+        host = ipaddress.ip_address(host.strip().strip("[]")).compressed
+    except ValueError:
+        raise ApiError(400, "bad-param", "'host' must be an IPv4 or IPv6 address") from None
+    seconds = body_field(body, "seconds", (int, float), required=False)
+    if seconds is not None and not 0 < seconds <= MAX_BAN_SECONDS:
+        raise ApiError(400, "bad-param", f"'seconds' must be in (0, {MAX_BAN_SECONDS}]")
+    reason = body_field(body, "reason", str, required=False, default="manual")[:100]
+    ban = node.peers.ban(host, seconds, reason)
+    return web.json_response(ban.to_json())
+
+
+@admin
+async def delete_bans(request: web.Request) -> web.Response:
+    return web.json_response({"cleared": node_of(request).peers.clear_bans()})
+
+
+@admin
+async def delete_ban(request: web.Request) -> web.Response:
+    host = request.match_info["host"].strip("[]")
+    if not node_of(request).peers.unban(host):
+        raise ApiError(404, "ban-not-found", f"{host} is not banned")
+    return web.json_response({"unbanned": host})
+
+
+# --- chain control -------------------------------------------------------------------------
+
+async def _change_chain(request: web.Request, action: str) -> web.Response:
+    node = node_of(request)
+    block_hash = parse_hash(request.match_info["hash"])
+    try:
+        result = await node.change_chain(action, block_hash)
+    except KeyError:
+        raise ApiError(404, "block-not-found", f"unknown block {block_hash.hex()}") from None
+    except ValueError as exc:
+        raise ApiError(400, "cannot-invalidate-genesis", str(exc)) from None
+    tip = node.chain.tip
+    return web.json_response({"height": tip.height, "tip": tip.hash.hex(),
+                              "connected": [b.hash.hex() for b in result.connected],
+                              "disconnected": [b.hash.hex() for b in result.disconnected]})
+
+
+@admin
+async def invalidate_block(request: web.Request) -> web.Response:
+    return await _change_chain(request, "invalidate")
+
+
+@admin
+async def reconsider_block(request: web.Request) -> web.Response:
+    return await _change_chain(request, "reconsider")
+
+
+@admin
+async def post_stop(request: web.Request) -> web.Response:
+    request.app[STOP_KEY].set()
+    return web.json_response({"stopping": True})
+
+
+def admin_routes() -> list[tuple[str, str, Handler]]:
+    return [
+        ("POST", "/tx", post_tx),
+        ("POST", "/txs", post_txs),
+        ("POST", "/tx/test", post_tx_test),
+        ("POST", "/mine", post_mine),
+        ("POST", "/miner", post_miner),
+        ("POST", "/peers", post_peers),
+        ("DELETE", "/peers/{address}", delete_peer),
+        ("GET", "/bans", get_bans),
+        ("POST", "/bans", post_bans),
+        ("DELETE", "/bans", delete_bans),
+        ("DELETE", "/bans/{host}", delete_ban),
+        ("POST", "/blocks/{hash}/invalidate", invalidate_block),
+        ("POST", "/blocks/{hash}/reconsider", reconsider_block),
+        ("POST", "/stop", post_stop),
+    ]

@@ -1,0 +1,1 @@
+"""Unconfirmed transactions: the pool (conflicts, fee-rate order, eviction, reorg repair) and its entries."""

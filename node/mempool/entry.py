@@ -1,0 +1,132 @@
+"""One mempool transaction, kept compact, and what the pool's memory costs.
+
+A pool of tens of thousands of transactions must not hold each as a tree of
+Python objects (a decoded ``Transaction`` is ~900 bytes of heap for ~200 bytes
+of encoding).  An entry keeps the canonical bytes and the few numbers the pool
+sorts and sums by; the transaction is decoded again when it is needed whole
+(block templates, API views, relay), which is rare next to holding it.
+
+The pool is capped by its estimated memory footprint (Bitcoin Core's
+``-maxmempool`` counts ``DynamicMemoryUsage`` the same way), so a full pool
+is bounded in RSS whatever the transactions look like.  The estimate is
+checked against ``tracemalloc`` in the tests.
+"""
+from __future__ import annotations
+
+import struct
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+from node.primitives.encoding import decode_stored
+from node.primitives.tx import Coin, Transaction, TxOut
+
+SPENT_COIN = struct.Struct(">Q20sI?")   # a spent coin: amount, addr_hash, height, coinbase (33 bytes)
+
+# Heap cost estimates in bytes (CPython 3.11, 64-bit; pymalloc rounds every block up to 16).
+ALLOC_GRAIN = 16          # bytes: pymalloc's size classes
+DICT_SLOT = 64            # bytes: one key in a large dict (hash index + entry + growth headroom)
+INT_BYTES = 32            # bytes: an int below 2^60 (28, rounded)
+FLOAT_BYTES = 32          # bytes: a float (24, rounded)
+
+
+BYTES_HEADER = sys.getsizeof(b"")   # bytes: a bytes object's size beyond its contents (33)
+
+
+def _heap(obj: object) -> int:
+    """``sys.getsizeof`` rounded up to the allocator's grain."""
+    return _grain(sys.getsizeof(obj))
+
+
+def _grain(size: int) -> int:
+    return -(-size // ALLOC_GRAIN) * ALLOC_GRAIN
+
+
+def _heap_bytes(length: int) -> int:
+    """Heap bytes of a bytes object of ``length`` (without calling getsizeof on one)."""
+    return _grain(BYTES_HEADER + length)
+
+
+def outpoint_key(txid: bytes, index: int) -> bytes:
+    """The 36-byte key naming output ``index`` of ``txid`` (cheaper than an OutPoint tuple)."""
+    return txid + index.to_bytes(4, "big")
+
+
+def pack_coins(coins: Sequence[Coin]) -> bytes:
+    return b"".join(SPENT_COIN.pack(c.amount, c.addr_hash, c.height, c.coinbase) for c in coins)
+
+
+def unpack_coins(packed: bytes) -> list[Coin]:
+    return [Coin(*fields) for fields in SPENT_COIN.iter_unpack(packed)]
+
+
+@dataclass(slots=True, eq=False)
+class MempoolEntry:
+    raw: bytes                        # the transaction's canonical encoding
+    txid: bytes                       # sha256d(raw); also its key in the pool
+    fee: int                          # base units: inputs minus outputs
+    spent_packed: bytes               # the coins its inputs spend, SPENT_COIN each, in input order
+    time: float                       # unix seconds when it entered
+    parent_set: set[bytes] | None = None   # txids of pool transactions it spends (None: none)
+    child_set: set[bytes] | None = None    # txids of pool transactions spending it (None: none)
+
+    @classmethod
+    def create(cls, tx: Transaction, fee: int, spent: Sequence[Coin], time: float,
+               parents: set[bytes]) -> "MempoolEntry":
+        return cls(tx.raw, tx.txid, fee, pack_coins(spent), time, parents or None)
+
+    @property
+    def tx(self) -> Transaction:
+        """The transaction, decoded again from the bytes the pool checked when it entered."""
+        return Transaction.from_list(decode_stored(self.raw), self.raw)
+
+    @property
+    def spent(self) -> list[Coin]:
+        return unpack_coins(self.spent_packed)
+
+    @property
+    def parents(self) -> set[bytes] | frozenset[bytes]:
+        return self.parent_set if self.parent_set is not None else frozenset()
+
+    @property
+    def children(self) -> set[bytes] | frozenset[bytes]:
+        return self.child_set if self.child_set is not None else frozenset()
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    @property
+    def fee_rate(self) -> float:
+        return self.fee / len(self.raw)
+
+    def output(self, index: int) -> TxOut | None:
+        """Output ``index`` of the transaction, or None if it has no such output."""
+        outputs = decode_stored(self.raw)[2]
+        return TxOut(*outputs[index]) if index < len(outputs) else None
+
+    def input_keys(self) -> list[bytes]:
+        """The outpoint keys its inputs spend."""
+        return [outpoint_key(txid, index) for txid, index, _, _ in decode_stored(self.raw)[1]]
+
+    def may_touch(self, addr_hash: bytes) -> bool:
+        """False if it certainly neither pays nor spends from ``addr_hash`` (a byte search;
+        a True must be confirmed on the decoded transaction)."""
+        return addr_hash in self.raw or addr_hash in self.spent_packed
+
+    def usage(self) -> int:
+        """Estimated heap bytes this entry holds, with its keys in the pool's two dicts."""
+        inputs = len(self.spent_packed) // SPENT_COIN.size
+        size = (ENTRY_BYTES + _heap_bytes(len(self.raw)) + _heap_bytes(len(self.spent_packed))
+                + inputs * (_heap_bytes(len(self.txid) + 4) + DICT_SLOT))   # spenders' keys
+        if self.parent_set is not None:
+            size += _heap(self.parent_set)
+        if self.child_set is not None:
+            size += _heap(self.child_set)
+        return size
+
+
+# The parts of every entry's usage that do not depend on the transaction: the entry
+# object, its txid, fee and time, and its slot in the pool's dict of entries.
+ENTRY_BYTES = (_heap(MempoolEntry(b"", bytes(32), 0, b"", 0.0)) + _heap_bytes(32)
+               + INT_BYTES + FLOAT_BYTES + DICT_SLOT)

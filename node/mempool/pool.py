@@ -1,0 +1,426 @@
+"""The pool of valid unconfirmed transactions.
+
+A transaction enters only if it is valid against the UTXO set plus the pool
+(unconfirmed parents allowed), pays at least the minimum fee rate and spends
+nothing another pool transaction spends, unless it replaces those
+transactions with a strictly higher fee rate and a higher total fee
+(replace-by-fee).  The pool is capped by its estimated memory use (as
+Bitcoin Core's ``-maxmempool``): the lowest fee rates are evicted first, with
+their descendants, and the fee rate a newcomer must pay rises above the
+evicted rate, decaying back by half every ROLLING_FEE_HALFLIFE (faster while
+the pool is less than half full), so a full pool is not churned by one
+eviction scan per cheap transaction.  Entries expire after a time.  Entries are compact (see
+``mempool_entry``).
+
+Fee rates are in base units per byte of the transaction's encoding.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterable
+
+from node.consensus import rules
+from node.primitives.block import Block
+from node.chain.chainstate import ChainState
+from node.primitives.errors import (MempoolConflictError, MissingInputsError, ObolError, PolicyError,
+                     TxValidationError)
+from node.mempool.entry import MempoolEntry, outpoint_key
+from node.consensus.sigcheck import JOB_CHUNK, SignatureVerifier, VerifyJob
+from node.primitives.tx import Coin, OutPoint, Transaction
+
+log = logging.getLogger("obol.mempool")
+
+MIN_FEE_RATE = 1                   # base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
+MAX_MEMPOOL_USAGE = 32_000_000     # bytes of memory the pool may use (Bitcoin: maxmempool, 300 MB)
+MEMPOOL_EXPIRY = 14 * 24 * 3600    # seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
+ROLLING_FEE_HALFLIFE = 12 * 3600   # seconds for the post-eviction fee floor to halve (Bitcoin: same)
+
+
+class Mempool:
+    """Unconfirmed transactions, checked against a ``ChainState``."""
+
+    def __init__(self, chain: ChainState, verifier: SignatureVerifier | None = None,
+                 min_fee_rate: int = MIN_FEE_RATE, max_usage: int = MAX_MEMPOOL_USAGE,
+                 expiry: int = MEMPOOL_EXPIRY, clock: Callable[[], float] = time.time,
+                 after_read: Callable[[], object] | None = None) -> None:
+        self.chain = chain
+        self.params = chain.params
+        self.verifier = verifier or chain.verifier
+        self.min_fee_rate = min_fee_rate
+        self.max_usage = max_usage
+        self.expiry = expiry
+        self.clock = clock
+        self.after_read = after_read or (lambda: None)   # called after each tx's UTXO reads
+        self.entries: dict[bytes, MempoolEntry] = {}
+        self.spenders: dict[bytes, bytes] = {}   # outpoint_key -> txid of the pool tx spending it
+        self._tip_time: tuple = (None, 0)       # (tip entry, its median time past), see _prepare
+        self.rolling_fee_rate = 0.0              # floor raised by evictions (base units/byte)
+        self.rolling_updated = clock()           # unix seconds when it was last decayed
+        self.bytes = 0                           # sum of the entries' encoded sizes
+        self.usage = 0                           # estimated heap bytes of the entries (the cap's measure)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, txid: bytes) -> bool:
+        return txid in self.entries
+
+    def get(self, txid: bytes) -> MempoolEntry | None:
+        return self.entries.get(txid)
+
+    def spender(self, outpoint: OutPoint) -> bytes | None:
+        """The txid of the pool transaction spending ``outpoint``, if any."""
+        return self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
+
+    # --- acceptance --------------------------------------------------------------------
+
+    def accept(self, tx: Transaction, test_only: bool = False) -> MempoolEntry:
+        """Validate ``tx`` and add it (unless ``test_only``); raise with a reject code otherwise."""
+        entry, checks, replaced = self._prepare(tx)
+        self.verifier.verify(checks)
+        if test_only:
+            return entry
+        for txid in replaced:
+            self._remove(txid)
+        self._add(entry, tx)
+        if replaced:
+            log.info("tx %s replaced %d transaction(s)", tx.txid.hex()[:16], len(replaced))
+        self._trim()
+        if tx.txid not in self.entries:
+            raise PolicyError("mempool-full", "fee rate too low to enter the full mempool")
+        return entry
+
+    def accept_many(self, txs: list[Transaction]) -> list[MempoolEntry | ObolError]:
+        """Accept several transactions, verifying their signatures as ONE parallel batch.
+
+        Each gets its entry or the error it raised.  A transaction is added
+        before its signatures are checked (so a child later in the batch finds
+        its parent) and taken out again, with its descendants, if they fail.
+        Replacements (RBF) are checked at once instead: they evict others.
+        """
+        outcomes: list[MempoolEntry | ObolError] = []
+        pending: list[tuple[int, MempoolEntry, list]] = []
+        jobs: list[VerifyJob] = []              # verifying on the pool while the rest is prepared
+        unstarted: list = []                    # checks not yet handed to a job
+        with self.chain.reading() as txn:       # one snapshot for the batch's coin reads
+            for tx in txs:
+                try:
+                    entry, checks, replaced = self._prepare(tx, txn)
+                    if replaced:
+                        outcomes.append(self.accept(tx))
+                        continue
+                except ObolError as exc:
+                    outcomes.append(exc)
+                    continue
+                self._add(entry, tx)
+                pending.append((len(outcomes), entry, checks))
+                outcomes.append(entry)
+                unstarted.extend(checks)
+                if len(unstarted) >= JOB_CHUNK:
+                    jobs.append(self.verifier.start(unstarted))
+                    unstarted = []
+        try:
+            self.verifier.verify(unstarted)
+            for job in jobs:
+                job.help()
+            for job in jobs:
+                job.wait()
+        except TxValidationError:
+            for job in jobs:
+                job.cancel()
+            orphaned: set[bytes] = set()   # children of a transaction whose signature failed
+            for i, entry, checks in pending:
+                if entry.txid in orphaned:
+                    outcomes[i] = MissingInputsError(message="spends a transaction refused in the same batch")
+                    continue
+                try:
+                    self.verifier.verify(checks)
+                except TxValidationError as exc:
+                    outcomes[i] = exc
+                    orphaned.update(tx.txid for tx in self.remove_with_descendants([entry.txid]))
+        self._trim()
+        for i, entry, _ in pending:
+            if outcomes[i] is entry and entry.txid not in self.entries:
+                outcomes[i] = PolicyError("mempool-full", "fee rate too low to enter the full mempool")
+        return outcomes
+
+    def _prepare(self, tx: Transaction, txn=None) -> tuple[MempoolEntry, list, set[bytes]]:
+        """Every check but the signatures: the entry, its signature checks and the
+        txids it would replace; coins are read in ``txn`` if given.  Raises with a
+        reject code."""
+        if tx.txid in self.entries:
+            raise PolicyError("txn-already-in-mempool", "transaction already in the mempool")
+        rules.check_transaction(tx)
+        if tx.is_coinbase:
+            raise TxValidationError("coinbase", "a coinbase cannot be relayed")
+        tip, median_time = self._tip_and_median_time()
+        next_height = tip.height + 1
+        rules.check_tx_final(tx, next_height, median_time)
+        conflicts: set[bytes] = set()
+        parents: set[bytes] = set()
+        coins: list[Coin | None] = []
+        outpoints = [txin.outpoint for txin in tx.inputs]
+        chain_coins = self.chain.get_coins(outpoints, txn)
+        self.after_read()
+        for outpoint, chain_coin in zip(outpoints, chain_coins):
+            spender = self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
+            if spender is not None:
+                conflicts.add(spender)
+            parent = self.entries.get(outpoint.txid)
+            if parent is not None:
+                parents.add(outpoint.txid)
+                coins.append(self._pool_coin(parent, outpoint.index, next_height))
+            else:
+                coins.append(chain_coin)
+        # A confirmed transaction's inputs are spent (by itself): only then is the
+        # transaction index worth a look, off the path of every new transaction.
+        if None in coins and self.chain.get_tx_location(tx.txid) is not None:
+            raise PolicyError("txn-already-known", "transaction already confirmed")
+        fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
+        if fee < self.min_fee_rate * tx.size:
+            raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")
+        floor = self.current_min_fee_rate()
+        if fee < floor * tx.size:
+            raise PolicyError("mempool-min-fee-not-met",
+                              f"the pool is full: fee {fee} < {floor:.3f} per byte × {tx.size} bytes")
+        replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
+        checks = rules.signature_checks(tx, coins, self.params.network_id)
+        return MempoolEntry.create(tx, fee, coins, self.clock(), parents), checks, replaced
+
+    def _tip_and_median_time(self):
+        """The tip and its median time past, computed once per tip (not per transaction)."""
+        tip = self.chain.tip
+        if self._tip_time[0] is not tip:
+            self._tip_time = (tip, self.chain.median_time_past(tip))
+        return self._tip_time
+
+    @staticmethod
+    def _pool_coin(parent: MempoolEntry, index: int, next_height: int) -> Coin | None:
+        """Output ``index`` of a pool transaction as the coin a child spends (None if absent)."""
+        out = parent.output(index)
+        return Coin(out.amount, out.addr_hash, next_height, False) if out is not None else None
+
+    def _check_replacement(self, tx: Transaction, fee: int, conflicts: set[bytes],
+                           parents: set[bytes]) -> set[bytes]:
+        """The txids ``tx`` evicts by replace-by-fee, or raise txn-mempool-conflict."""
+        replaced = self._with_descendants(conflicts)
+        if replaced & parents:
+            raise MempoolConflictError(message="spends an output of a transaction it replaces")
+        rate = fee / tx.size
+        for txid in conflicts:
+            if rate <= self.entries[txid].fee_rate:
+                raise MempoolConflictError(message=f"conflicts with {txid.hex()} and does not pay a higher fee rate")
+        replaced_fees = sum(self.entries[t].fee for t in replaced)
+        if fee < replaced_fees + self.min_fee_rate * tx.size:
+            raise MempoolConflictError(message="replacement does not pay for the fees it replaces")
+        return replaced
+
+    def _add(self, entry: MempoolEntry, tx: Transaction) -> None:
+        txid = entry.txid
+        self.entries[txid] = entry
+        for txin in tx.inputs:
+            self.spenders[outpoint_key(txin.prev_txid, txin.prev_index)] = txid
+        for parent in entry.parents:
+            self._link(self.entries[parent], "child_set", txid, add=True)
+        self.bytes += entry.size
+        self.usage += entry.usage()
+
+    def _remove(self, txid: bytes, tx: Transaction | None = None) -> MempoolEntry | None:
+        """Take ``txid`` out of the pool; ``tx`` (its decoding) spares decoding it again."""
+        entry = self.entries.get(txid)
+        if entry is None:
+            return None
+        self.usage -= entry.usage()
+        del self.entries[txid]
+        keys = (entry.input_keys() if tx is None
+                else [outpoint_key(i.prev_txid, i.prev_index) for i in tx.inputs])
+        for key in keys:
+            if self.spenders.get(key) == txid:
+                del self.spenders[key]
+        for parent in entry.parents:
+            if parent in self.entries:
+                self._link(self.entries[parent], "child_set", txid, add=False)
+        for child in entry.children:
+            if child in self.entries:
+                self._link(self.entries[child], "parent_set", txid, add=False)
+        self.bytes -= entry.size
+        return entry
+
+    def _link(self, entry: MempoolEntry, which: str, txid: bytes, add: bool) -> None:
+        """Add ``txid`` to (or drop it from) ``entry``'s parent or child set, keeping the
+        pool's usage right; an empty set is dropped (most entries have none)."""
+        self.usage -= entry.usage()
+        members = getattr(entry, which)
+        if add:
+            if members is None:
+                members = set()
+                setattr(entry, which, members)
+            members.add(txid)
+        elif members is not None:
+            members.discard(txid)
+            if not members:
+                setattr(entry, which, None)
+        self.usage += entry.usage()
+
+    def _with_descendants(self, txids: Iterable[bytes]) -> set[bytes]:
+        result: set[bytes] = set()
+        todo = list(txids)
+        while todo:
+            txid = todo.pop()
+            if txid in result or txid not in self.entries:
+                continue
+            result.add(txid)
+            todo.extend(self.entries[txid].children)
+        return result
+
+    def remove_with_descendants(self, txids: Iterable[bytes]) -> list[Transaction]:
+        removed = []
+        for txid in self._with_descendants(txids):
+            entry = self._remove(txid)
+            if entry is not None:
+                removed.append(entry.tx)
+        return removed
+
+    def _trim(self) -> None:
+        """Evict the lowest fee rates (with their descendants) until under ``max_usage``;
+        newcomers must then pay more than the evicted rate (the rolling floor)."""
+        while self.usage > self.max_usage and self.entries:
+            worst = min(self.entries.values(), key=lambda e: e.fee_rate)
+            removed = self.remove_with_descendants([worst.txid])
+            self.current_min_fee_rate()   # decay first, then raise
+            self.rolling_fee_rate = max(self.rolling_fee_rate, worst.fee_rate + self.min_fee_rate)
+            log.info("mempool full: evicted %d tx(s) at fee rate %.2f; new ones must pay %.2f",
+                     len(removed), worst.fee_rate, self.rolling_fee_rate)
+
+    def current_min_fee_rate(self) -> float:
+        """The fee rate (base units/byte) a new transaction must pay: the minimum, or the
+        floor the last evictions raised, halving every ROLLING_FEE_HALFLIFE (every half or
+        quarter of it while the pool is under a half or a quarter of its cap)."""
+        now = self.clock()
+        if self.rolling_fee_rate > 0:
+            halflife = ROLLING_FEE_HALFLIFE
+            if self.usage < self.max_usage / 4:
+                halflife /= 4
+            elif self.usage < self.max_usage / 2:
+                halflife /= 2
+            self.rolling_fee_rate *= 0.5 ** ((now - self.rolling_updated) / halflife)
+            if self.rolling_fee_rate < self.min_fee_rate / 2:
+                self.rolling_fee_rate = 0.0
+        self.rolling_updated = now
+        return max(float(self.min_fee_rate), self.rolling_fee_rate)
+
+    def expire(self) -> list[Transaction]:
+        """Drop transactions older than ``expiry`` seconds (with their descendants)."""
+        cutoff = self.clock() - self.expiry
+        return self.remove_with_descendants([t for t, e in self.entries.items() if e.time < cutoff])
+
+    # --- following the chain -----------------------------------------------------------
+
+    def block_connected(self, block: Block) -> None:
+        """Remove the block's transactions and every pool transaction that now conflicts."""
+        conflicts = []
+        for tx in block.txs:
+            entry = self._remove(tx.txid, tx)
+            if entry is None and not tx.is_coinbase:
+                for txin in tx.inputs:
+                    spender = self.spenders.get(outpoint_key(txin.prev_txid, txin.prev_index))
+                    if spender is not None:
+                        conflicts.append(spender)
+        if conflicts:
+            removed = self.remove_with_descendants(conflicts)
+            log.info("dropped %d mempool tx(s) conflicting with block %s", len(removed), block.hash.hex()[:16])
+
+    def update_for_chain(self, connected: list[Block], disconnected: list[Block]) -> None:
+        """Follow a tip change: blocks connected and (in a reorg) disconnected, tip first."""
+        if not disconnected:
+            for block in connected:
+                self.block_connected(block)
+            return
+        # A reorg: the transactions of disconnected blocks come back, oldest block first,
+        # then everything is re-checked against the new chain.
+        previous = sorted(self.entries.values(), key=lambda e: e.time)
+        returning = [tx for block in reversed(disconnected) for tx in block.txs[1:]]
+        self.entries.clear()
+        self.spenders.clear()
+        self.bytes = self.usage = 0
+        arrived = {e.txid: e.time for e in previous}
+        dropped = 0
+        floor, self.rolling_fee_rate = self.rolling_fee_rate, 0.0   # they were here before it rose
+        for tx in returning + [e.tx for e in previous]:
+            try:
+                entry = self.accept(tx)
+            except (TxValidationError, PolicyError, MissingInputsError):
+                dropped += 1
+                continue
+            if tx.txid in arrived:   # keep the arrival time: expiry counts from it
+                entry.time = arrived[tx.txid]
+        self.rolling_fee_rate = max(self.rolling_fee_rate, floor)
+        log.info("mempool after reorg: %d tx(s), %d dropped", len(self.entries), dropped)
+
+    # --- block template ------------------------------------------------------------------
+
+    def select_for_block(self, max_bytes: int) -> tuple[list[Transaction], int]:
+        """Transactions by fee rate, each after its pool parents, within ``max_bytes``; and their fees."""
+        chosen: list[Transaction] = []
+        included: set[bytes] = set()
+        used = 0
+        fees = 0
+        for entry in sorted(self.entries.values(), key=lambda e: e.fee_rate, reverse=True):
+            if entry.txid in included:
+                continue
+            package = self._ancestors_first(entry, included)
+            size = sum(e.size for e in package)
+            if used + size > max_bytes:
+                continue
+            for e in package:
+                chosen.append(e.tx)
+                included.add(e.txid)
+                fees += e.fee
+            used += size
+        return chosen, fees
+
+    def _ancestors_first(self, entry: MempoolEntry, included: set[bytes]) -> list[MempoolEntry]:
+        """``entry`` preceded by its not-yet-included pool ancestors, parents before children.
+
+        Iterative (a post-order walk with an explicit stack): a chain of thousands of
+        unconfirmed transactions must not exhaust Python's recursion limit."""
+        order: list[MempoolEntry] = []
+        seen: set[bytes] = {entry.txid}
+        stack: list[tuple[MempoolEntry, list[bytes]]] = [(entry, sorted(entry.parents))]
+        while stack:
+            current, parents = stack[-1]
+            while parents:
+                parent = parents.pop(0)
+                if parent not in included and parent not in seen and parent in self.entries:
+                    seen.add(parent)
+                    stack.append((self.entries[parent], sorted(self.entries[parent].parents)))
+                    break
+            else:
+                order.append(current)
+                stack.pop()
+        return order
+
+    # --- views ---------------------------------------------------------------------------
+
+    def touching(self, addr_hash: bytes) -> list[tuple[MempoolEntry, Transaction, list[Coin]]]:
+        """Pool transactions paying or spending from ``addr_hash``, newest first, decoded
+        with the coins they spend (a byte search picks the few worth decoding)."""
+        found = []
+        for entry in sorted((e for e in self.entries.values() if e.may_touch(addr_hash)),
+                            key=lambda e: e.time, reverse=True):
+            tx, spent = entry.tx, entry.spent
+            if any(o.addr_hash == addr_hash for o in tx.outputs) or any(c.addr_hash == addr_hash for c in spent):
+                found.append((entry, tx, spent))
+        return found
+
+    # --- statistics ----------------------------------------------------------------------
+
+    def fee_rate_histogram(self, edges: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+                           ) -> list[dict]:
+        buckets = [{"from": lo, "count": 0, "bytes": 0} for lo in (0,) + edges]
+        for e in self.entries.values():
+            i = sum(1 for edge in edges if e.fee_rate >= edge)
+            buckets[i]["count"] += 1
+            buckets[i]["bytes"] += e.size
+        return buckets

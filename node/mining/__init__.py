@@ -1,0 +1,1 @@
+"""Block templates and the proof-of-work miner (worker processes)."""

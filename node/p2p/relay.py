@@ -1,0 +1,244 @@
+"""What ``inv``, ``getdata``, ``notfound``, ``tx``, ``block`` and ``powblock`` messages mean; gossip policy.
+
+* Transactions are relayed only once validated: announced by ``inv`` to peers
+  not known to have them, and sent on ``getdata``.
+* A block that joins the active chain is pushed whole, at once, to every peer
+  not known to have it (saving the inv/getdata round trip); peers may also
+  fetch any stored block with ``getdata``.
+* A new block that extends the tip is pushed on as ``powblock`` before it is
+  validated, once its header and context-free checks hold (``early_relay.py``).
+* A peer that sends something invalid under consensus rules, or malformed, is
+  punished (``Misbehaviour``); one whose data merely arrives late, whose
+  transaction conflicts with our mempool, or whose ``powblock`` failed only
+  checks its sender could not make before relaying it, is not.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from network import Misbehaviour
+
+from node.primitives.block import Block
+from node.chain.chainstate import STATUS_INVALID, short
+from node.p2p.early_relay import EarlyRelay
+from node.primitives.encoding import DecodeError
+from node.primitives.errors import MissingInputsError, PolicyError, ValidationError
+from node.p2p.messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV, MSG_MEMPOOL,
+                       MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block, parse_empty, parse_inv,
+                       parse_tx, payload_around)
+from node.p2p.sync import HEADER_ERRORS_NOT_PUNISHED, BoundedSet
+from node.primitives.tx import Transaction
+
+if TYPE_CHECKING:
+    from network.peer import Peer
+
+    from node.runtime.node import Node
+
+log = logging.getLogger("obol.relay")
+
+# Rejections that depend on our own tip: an honest peer a block ahead of us may send these.
+TX_ERRORS_NOT_PUNISHED = frozenset({"bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"})
+RECENT_REJECTS = 20_000          # txids remembered as invalid, not fetched again
+MAX_BLOCKS_ANNOUNCED = 8         # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
+
+
+def block_payload(raw_block: bytes) -> bytes:
+    """The ``block`` message payload built from stored bytes, without re-encoding."""
+    return payload_around(MSG_BLOCK, raw_block)
+
+
+class Relay:
+    """Transaction and block gossip for one node."""
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.rejects = BoundedSet(RECENT_REJECTS)
+        self.early = EarlyRelay(node)
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    async def handle_inv(self, peer: "Peer", body: object) -> None:
+        items = _parse(parse_inv, body)
+        state = self.node.sync.state(peer)
+        if state is None:
+            return
+        wanted = []
+        unknown_block = False
+        for item in items:
+            state.known.add(item.hash)
+            if item.kind == INV_TX:
+                if item.hash not in self.node.mempool and item.hash not in self.rejects:
+                    wanted.append(item)
+            else:
+                entry = self.node.chain.index.get(item.hash)
+                if entry is None:
+                    unknown_block = True
+                else:
+                    self.node.sync.saw_block(peer, entry)
+        if wanted:
+            peer.send(MSG_GETDATA, inv_body(wanted))
+        if unknown_block:
+            self.node.sync.request_headers(peer)
+        else:
+            self.node.sync.schedule()
+
+    async def handle_getdata(self, peer: "Peer", body: object) -> None:
+        items = _parse(parse_inv, body)
+        missing = []
+        for item in items:
+            if item.kind == INV_BLOCK:
+                index_entry = self.node.chain.index.get(item.hash)
+                raw = self.node.chain.get_block_raw(item.hash)
+                if raw is None or (index_entry is not None and index_entry.status == STATUS_INVALID):
+                    missing.append(item)     # never hand on a block known to break a rule
+                else:
+                    peer.send_frame(self.node.frame(block_payload(raw)))
+            else:
+                entry = self.node.mempool.get(item.hash)
+                if entry is None:
+                    missing.append(item)
+                else:                        # the pool keeps the checked bytes: send them as they are
+                    peer.send_frame(self.node.frame(payload_around(MSG_TX, entry.raw)))
+        if missing:
+            peer.send(MSG_NOTFOUND, inv_body(missing))
+
+    async def handle_notfound(self, peer: "Peer", body: object) -> None:
+        items = _parse(parse_inv, body)
+        self.node.sync.not_found(peer, [i.hash for i in items if i.kind == INV_BLOCK])
+
+    async def handle_tx(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+        tx = _parse(parse_tx, body, raw)
+        state = self.node.sync.state(peer)
+        if state is not None:
+            state.known.add(tx.txid)
+        if tx.txid in self.node.mempool or tx.txid in self.rejects:
+            return
+        # Validated without holding the peer's next message, so a stream of
+        # transactions is checked in batches (signatures in parallel).
+        self.node.queue_tx(tx, source=peer, on_outcome=lambda outcome: self._tx_outcome(peer, tx, outcome))
+
+    def _tx_outcome(self, peer: "Peer", tx: Transaction, outcome: object) -> None:
+        if not isinstance(outcome, BaseException):
+            return
+        exc = outcome
+        if isinstance(exc, (PolicyError, MissingInputsError)):
+            log.debug("tx %s from %s not accepted: %s", tx.txid.hex()[:16], peer.label, exc)
+        elif isinstance(exc, ValidationError):
+            if exc.code in TX_ERRORS_NOT_PUNISHED:
+                log.debug("tx %s from %s not accepted yet: %s", tx.txid.hex()[:16], peer.label, exc)
+                return
+            self.rejects.add(tx.txid)
+            self.node.peers.misbehaving(peer, 100, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}")
+        else:
+            log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
+
+    async def handle_block(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+        """A block its sender validated (or that we asked for): any invalidity is its fault."""
+        await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=True)
+
+    async def handle_powblock(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+        """A block relayed to us before its sender validated it (``early_relay.py``)."""
+        await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=False)
+
+    async def _receive_block(self, peer: "Peer", block: Block, sender_validated: bool) -> None:
+        sync = self.node.sync
+        requested = sync.block_arrived(peer, block.hash)
+        state = sync.state(peer)
+        if state is not None:
+            state.known.add(block.hash)
+        excused = self.early.on_block(block, sender_validated)
+        validated = self.node.queue_block(block)
+        validated.add_done_callback(lambda done: self._block_outcome(peer, block, excused, done))
+        if requested:
+            # A download: don't hold this peer's next message until it is validated, so
+            # blocks arriving meanwhile are accepted together in one batch.
+            sync.schedule()
+        else:
+            await asyncio.wait([validated])
+
+    def _block_outcome(self, peer: "Peer", block: Block, excused: bool, done: asyncio.Future) -> None:
+        """The validation of ``block`` from ``peer`` ended: punish the peer if the block is
+        invalid, unless it is ``excused`` (relayed early, and failed only what its sender
+        could not check before relaying); else learn what the peer has."""
+        sync = self.node.sync
+        sync.block_validated(block.hash)
+        sync.schedule()
+        if done.cancelled() or isinstance(done.exception(), asyncio.CancelledError):
+            return   # the node is stopping
+        exc = done.exception()
+        if isinstance(exc, ValidationError):
+            if exc.code in HEADER_ERRORS_NOT_PUNISHED:
+                log.info("block %s from %s not accepted: %s", short(block.hash), peer.label, exc)
+            elif excused:
+                log.info("block %s relayed early by %s is invalid: %s (peer not punished: it "
+                         "relayed the block before it could validate it)",
+                         short(block.hash), peer.label, exc)
+            else:
+                self.node.peers.misbehaving(peer, 100, exc.code,
+                                            f"invalid block {block.hash.hex()}: {exc.message}")
+            return
+        if exc is not None:
+            log.error("block %s from %s: internal error: %r", short(block.hash), peer.label, exc)
+            return
+        entry = self.node.chain.index.get(block.hash)
+        if entry is not None:
+            sync.saw_block(peer, entry)
+        status = done.result().status
+        if status == "connected":
+            state = sync.state(peer)
+            if state is not None:
+                state.last_new_block = time.monotonic()   # early relay prefers such peers
+        elif status == "orphan":
+            sync.request_headers(peer)
+
+    # --- outbound ---------------------------------------------------------------------------
+
+    def announce_blocks(self, blocks: list[Block]) -> None:
+        """Push newly connected blocks to every peer that does not have them."""
+        for block in blocks[-MAX_BLOCKS_ANNOUNCED:]:
+            frame = self.node.frame(block_payload(block.raw))
+            for state in self.node.sync.states.values():
+                if block.hash not in state.known:
+                    state.known.add(block.hash)
+                    state.peer.send_frame(frame)
+
+    async def on_established(self, peer: "Peer") -> None:
+        """Ask a new peer what its mempool holds (pools meet again after a partition)."""
+        peer.send(MSG_MEMPOOL, [])
+
+    def request_mempools(self) -> None:
+        """After catching up with the chain: ask every peer for its mempool again
+        (transactions offered while we were behind could not be checked then)."""
+        for state in self.node.sync.states.values():
+            state.peer.send(MSG_MEMPOOL, [])
+
+    async def handle_mempool(self, peer: "Peer", body: object) -> None:
+        """Answer ``mempool`` with ``inv`` of every transaction in ours (Bitcoin: BIP35)."""
+        _parse(parse_empty, body)
+        txids = list(self.node.mempool.entries)
+        state = self.node.sync.state(peer)
+        for start in range(0, len(txids), MAX_INV):
+            chunk = txids[start:start + MAX_INV]
+            if state is not None:
+                for txid in chunk:
+                    state.known.add(txid)
+            peer.send(MSG_INV, inv_body([InvItem(INV_TX, t) for t in chunk]))
+
+    def announce_tx(self, tx: Transaction, exclude: "Peer | None" = None) -> None:
+        body = None     # built for the first peer that needs it
+        for state in self.node.sync.states.values():
+            if state.peer is not exclude and tx.txid not in state.known:
+                state.known.add(tx.txid)
+                body = body or inv_body([InvItem(INV_TX, tx.txid)])
+                state.peer.send(MSG_INV, body)
+
+
+def _parse(parser, body, *extra):
+    """Run a body parser; a malformed body is misbehaviour."""
+    try:
+        return parser(body, *extra)
+    except (DecodeError, ValidationError) as exc:
+        raise Misbehaviour(100, exc.code, exc.message) from None

@@ -1,0 +1,337 @@
+"""Headers-first block download.
+
+On every new connection both sides send ``getheaders`` with a block locator.
+Headers are validated and stored as they come (``ChainState.accept_headers``);
+a full batch (MAX_HEADERS) asks for the next one.  Blocks on the branch with
+the most work are then downloaded from every peer that has them, at most
+MAX_BLOCKS_IN_FLIGHT per peer, within a moving window of DOWNLOAD_WINDOW
+blocks above the tip.  A peer that has not delivered a requested block within
+STALL_TIMEOUT seconds is disconnected (not banned: slow is not malicious) and
+its requests go to other peers.
+
+Scheduling costs O(1) per block: each peer keeps a cursor into the branch it
+can serve, at the first block it never considered requesting.  A block whose
+request came to nothing (its peer stalled, left or answered ``notfound``, or
+the body did not match the header) is *released* and asked of the next peer
+that has it, before anything new.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from network import Misbehaviour
+
+from node.chain.chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry, short
+from node.primitives.encoding import DecodeError
+from node.primitives.errors import ValidationError
+from node.p2p.messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, NO_STOP,
+                       InvItem, inv_body, parse_getheaders, parse_headers)
+
+if TYPE_CHECKING:
+    from network.peer import Peer
+
+    from node.runtime.node import Node
+
+log = logging.getLogger("obol.sync")
+
+MAX_BLOCKS_IN_FLIGHT = 32      # blocks requested from one peer and not yet received
+DOWNLOAD_WINDOW = 1024         # blocks above the tip that may be requested (Bitcoin: BLOCK_DOWNLOAD_WINDOW)
+STALL_TIMEOUT = 10.0           # seconds a requested block may take before its peer is replaced
+PROGRESS_INTERVAL = 5.0        # seconds between sync progress log lines
+KNOWN_INVENTORY = 50_000       # hashes remembered per peer as "it has this"
+HEADER_ERRORS_NOT_PUNISHED = frozenset({"time-too-new", "prev-blk-not-found"})
+
+
+class BoundedSet:
+    """A set that forgets its oldest members beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: bytes) -> bool:
+        return item in self._items
+
+
+@dataclass(eq=False)
+class PeerState:
+    """What the node knows of one established peer."""
+    peer: "Peer"                                          # the connection
+    best_known: BlockIndexEntry | None = None             # most-work header the peer is known to have
+    in_flight: dict[bytes, float] = field(default_factory=dict)  # block hash -> monotonic time requested
+    known: BoundedSet = field(default_factory=lambda: BoundedSet(KNOWN_INVENTORY))  # txids/hashes it has
+    path: list[BlockIndexEntry] = field(default_factory=list)    # branch to download, fork+1 .. best_known
+    path_for: BlockIndexEntry | None = None               # best_known the path was computed for
+    cursor: int = 0                 # path[:cursor] were requested, arrived or had data when considered
+    lacks: set[bytes] = field(default_factory=set)        # blocks it answered ``notfound`` for
+    last_new_block: float = 0.0     # monotonic time it last sent a block that became our tip
+
+
+class BlockSync:
+    """Header exchange, block download scheduling, stall handling, progress."""
+
+    def __init__(self, node: "Node", stall_timeout: float = STALL_TIMEOUT) -> None:
+        self.node = node
+        self.chain = node.chain
+        self.stall_timeout = stall_timeout
+        self.states: dict[int, PeerState] = {}
+        self.in_flight: dict[bytes, int] = {}   # block hash -> peer id it was asked of
+        self.validating: set[bytes] = set()      # arrived, queued for validation: not asked again
+        # requests that came to nothing (stall, disconnect, notfound, mutated body): ask again first
+        self.released: dict[bytes, BlockIndexEntry] = {}
+        self._progress_at = 0.0
+        self._progress_height = 0
+        self._task: asyncio.Task | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="sync-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def on_established(self, peer: "Peer") -> None:
+        self.states[peer.id] = PeerState(peer)
+        # Start from our best header's parent so the reply holds at least that header
+        # if the peer has it: it tells us the peer can serve our best branch (as Bitcoin).
+        best = self.chain.best_header
+        self.request_headers(peer, best.parent or best)
+
+    async def on_disconnected(self, peer: "Peer") -> None:
+        state = self.states.pop(peer.id, None)
+        if state is not None:
+            for h in list(state.in_flight):
+                self._release(h, f"{peer.label} disconnected")
+            if state.in_flight:
+                self.schedule()
+
+    def state(self, peer: "Peer") -> PeerState | None:
+        return self.states.get(peer.id)
+
+    # --- headers -------------------------------------------------------------------------
+
+    @property
+    def syncing(self) -> bool:
+        """True while some peer has announced headers with more work than the tip."""
+        tip_work = self.chain.tip.chain_work
+        return any(s.best_known is not None and s.best_known.chain_work > tip_work
+                   for s in self.states.values())
+
+    def request_headers(self, peer: "Peer", start: BlockIndexEntry | None = None) -> None:
+        locator = self.chain.locator(start or self.chain.best_header)
+        peer.send(MSG_GETHEADERS, [locator, NO_STOP])
+
+    async def handle_getheaders(self, peer: "Peer", body: object) -> None:
+        try:
+            locator, stop = parse_getheaders(body)
+        except DecodeError as exc:
+            raise Misbehaviour(100, exc.code, exc.message) from None
+        headers = self.chain.headers_after(locator, stop, MAX_HEADERS)
+        peer.send(MSG_HEADERS, [h.to_list() for h in headers])
+
+    async def handle_headers(self, peer: "Peer", body: object) -> None:
+        try:
+            headers = parse_headers(body)
+        except DecodeError as exc:
+            raise Misbehaviour(100, exc.code, exc.message) from None
+        state = self.states.get(peer.id)
+        if not headers or state is None:
+            return
+        for prev, header in zip(headers, headers[1:]):
+            if header.prev_hash != prev.hash:
+                raise Misbehaviour(100, "non-continuous-headers", "headers do not form a chain")
+        if headers[0].prev_hash not in self.chain.index:
+            # Not connecting to what we know: ask from our best header (Bitcoin does the same).
+            self.request_headers(peer)
+            return
+        try:
+            entries = await self.node.in_chain(self.chain.accept_headers, headers)
+        except ValidationError as exc:
+            if exc.code in HEADER_ERRORS_NOT_PUNISHED:
+                log.info("headers from %s not accepted: %s", peer.label, exc)
+                return
+            raise Misbehaviour(100, exc.code, exc.message) from None
+        last = entries[-1]
+        if state.best_known is None or last.chain_work > state.best_known.chain_work:
+            state.best_known = last
+        peer.best_height = max(peer.best_height, last.height)
+        if len(headers) == MAX_HEADERS:
+            self.request_headers(peer, last)
+        self.schedule()
+
+    def saw_block(self, peer: "Peer", entry: BlockIndexEntry) -> None:
+        """``peer`` has the block of ``entry`` (it sent or announced it)."""
+        state = self.states.get(peer.id)
+        if state is not None and (state.best_known is None
+                                  or entry.chain_work > state.best_known.chain_work):
+            state.best_known = entry
+            peer.best_height = max(peer.best_height, entry.height)
+
+    # --- block download ---------------------------------------------------------------------
+
+    def block_arrived(self, peer: "Peer", block_hash: bytes) -> bool:
+        """Forget the request for ``block_hash`` (it is being validated until
+        ``block_validated``); True if it had been requested from ``peer``."""
+        self.validating.add(block_hash)
+        owner = self.in_flight.pop(block_hash, None)
+        if owner is not None and owner in self.states:
+            self.states[owner].in_flight.pop(block_hash, None)
+        return owner == peer.id
+
+    def block_validated(self, block_hash: bytes) -> None:
+        """The block's validation ended (stored, or refused): if we still lack its data
+        (the body did not match its header), it is asked for again."""
+        self.validating.discard(block_hash)
+        entry = self.chain.index.get(block_hash)
+        if entry is not None and entry.status == STATUS_HEADER:
+            log.debug("block %s: body did not match its header; asking for it again", short(block_hash))
+            self.released[block_hash] = entry
+
+    def not_found(self, peer: "Peer", hashes: list[bytes]) -> None:
+        state = self.states.get(peer.id)
+        for h in hashes:
+            if state is not None and h in state.in_flight:
+                state.lacks.add(h)
+                self._release(h, f"{peer.label} does not have it")
+        self.schedule()
+
+    def _release(self, block_hash: bytes, why: str) -> None:
+        """A request came to nothing: forget it and ask the next peer that has the block."""
+        owner = self.in_flight.pop(block_hash, None)
+        if owner is not None and owner in self.states:
+            self.states[owner].in_flight.pop(block_hash, None)
+        entry = self.chain.index.get(block_hash)
+        if entry is not None:
+            log.debug("block %s: request came to nothing (%s); asking another peer",
+                      short(block_hash), why)
+            self.released[block_hash] = entry
+
+    def schedule(self) -> None:
+        """Ask every peer for the blocks it can give us, within the window and caps."""
+        tip = self.chain.tip
+        for state in list(self.states.values()):
+            best = state.best_known
+            if best is None or best.chain_work <= tip.chain_work or best.status == STATUS_INVALID:
+                continue
+            room = MAX_BLOCKS_IN_FLIGHT - len(state.in_flight)
+            if room <= 0:
+                continue
+            wanted = self._next_blocks(state, room, tip.height + DOWNLOAD_WINDOW)
+            if not wanted:
+                continue
+            now = time.monotonic()
+            for entry in wanted:
+                state.in_flight[entry.hash] = now
+                self.in_flight[entry.hash] = state.peer.id
+            state.peer.send(MSG_GETDATA, inv_body([InvItem(INV_BLOCK, e.hash) for e in wanted]))
+        if self.released:
+            self._forget_unservable()
+
+    def _forget_unservable(self) -> None:
+        """Drop released blocks on no peer's branch: a peer that later has them gets a new
+        branch whose cursor starts at its beginning, and finds them there."""
+        for h, entry in list(self.released.items()):
+            if not any(_on_path(s.path, entry) for s in self.states.values()):
+                del self.released[h]
+
+    def _wanted(self, entry: BlockIndexEntry) -> bool:
+        """We lack the block and nobody is fetching or validating it."""
+        return (entry.status == STATUS_HEADER and entry.hash not in self.in_flight
+                and entry.hash not in self.validating)
+
+    def _next_blocks(self, state: PeerState, room: int, max_height: int) -> list[BlockIndexEntry]:
+        """Up to ``room`` blocks to ask ``state``'s peer for, lowest first: released
+        requests it can serve, then new blocks from its cursor on."""
+        path = self._path(state)
+        wanted = self._released_for(state, path, room, max_height) if self.released else []
+        while state.cursor < len(path) and len(wanted) < room:
+            entry = path[state.cursor]
+            if entry.height > max_height:
+                break
+            state.cursor += 1
+            if self._wanted(entry):
+                wanted.append(entry)
+        return wanted
+
+    def _path(self, state: PeerState) -> list[BlockIndexEntry]:
+        """The peer's branch from the fork with the active chain to its best block.
+
+        When the peer's best block extends the branch computed before, the branch
+        is extended and the cursor kept; otherwise it is computed afresh."""
+        if state.path_for is not state.best_known:
+            new = []
+            entry = state.best_known
+            while (entry is not None and entry is not state.path_for
+                   and not self.chain.on_active_chain(entry)):
+                new.append(entry)
+                entry = entry.parent
+            new.reverse()
+            if entry is not None and entry is state.path_for and not self.chain.on_active_chain(entry):
+                state.path.extend(new)
+            else:   # a new branch, or the old one is all connected: start afresh at the fork
+                state.path, state.cursor = new, 0
+            state.path_for = state.best_known
+        return state.path
+
+    def _released_for(self, state: PeerState, path: list[BlockIndexEntry], room: int,
+                      max_height: int) -> list[BlockIndexEntry]:
+        """Released blocks on ``path`` that the peer did not say it lacks, lowest first
+        (taken out of ``released``); released blocks no longer needed are dropped."""
+        wanted = []
+        for entry in sorted(self.released.values(), key=lambda e: e.height):
+            if len(wanted) >= room or entry.height > max_height:
+                break
+            if not self._wanted(entry):
+                del self.released[entry.hash]   # arrived meanwhile, or no longer needed
+            elif _on_path(path, entry) and entry.hash not in state.lacks:
+                del self.released[entry.hash]
+                wanted.append(entry)
+        return wanted
+
+    # --- stalls and progress ------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for state in list(self.states.values()):
+                stalled = [h for h, t in state.in_flight.items() if now - t > self.stall_timeout]
+                if stalled:
+                    log.info("peer %s stalled on %d block(s): disconnecting", state.peer.label, len(stalled))
+                    state.peer.close("stalling")
+                    await self.on_disconnected(state.peer)
+            self.schedule()
+            self._log_progress(now)
+
+    def _log_progress(self, now: float) -> None:
+        if not self.syncing or now - self._progress_at < PROGRESS_INTERVAL:
+            return
+        target = max(s.best_known.height for s in self.states.values() if s.best_known is not None)
+        height = self.chain.height
+        rate = (height - self._progress_height) / (now - self._progress_at) if self._progress_at else 0.0
+        log.info("sync: height=%d of %d (%.1f%%) %.0f blocks/s, %d in flight", height, target,
+                 100.0 * height / max(target, 1), rate, len(self.in_flight))
+        self._progress_at, self._progress_height = now, height
+
+
+def _on_path(path: list[BlockIndexEntry], entry: BlockIndexEntry) -> bool:
+    """``entry`` is on ``path`` (a branch: one entry per height, consecutive)."""
+    index = entry.height - path[0].height if path else -1
+    return 0 <= index < len(path) and path[index] is entry

@@ -1,0 +1,315 @@
+"""A full node's parts wired together: chain state, mempool, P2P, relay, sync, miner.
+
+Every change to the chain state or mempool runs on ONE thread (``in_chain``),
+so those objects need no locks; the event loop stays free for I/O.  The
+daemon (``daemon.py``) builds a Node from its configuration and adds the API.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from network import NetConfig, PeerManager
+from network.frames import encode_frame
+
+from node.primitives import encoding
+from node.runtime.batcher import Batcher
+from node.primitives.block import Block
+from node.chain.chainstate import AcceptResult, BatchResult, ChainState
+from node.runtime.events import EventHub
+from node.storage.mapbudget import MapBudget
+from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
+from node.p2p.messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
+                       MSG_NOTFOUND, MSG_POWBLOCK, MSG_TX)
+from node.mining.miner import Miner, create_block_template, mine_blocks
+from node.consensus.params import NetworkParams
+from node.p2p.relay import Relay
+from node.consensus.sigcheck import SignatureVerifier
+from node.p2p.sync import BlockSync
+from node.primitives.tx import Transaction
+
+log = logging.getLogger("obol.node")
+
+T = TypeVar("T")
+
+MEMPOOL_EXPIRY_INTERVAL = 600.0   # seconds between mempool expiry sweeps
+MAX_BLOCK_BATCH = 128             # blocks accepted in one chain-thread call (one commit)
+MAX_TX_BATCH = 1024               # transactions checked in one chain-thread call (one signature batch)
+
+
+def _report_failure(future: "asyncio.Future") -> None:
+    """Done callback of chain work nobody awaits: log its exception."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("chain thread task failed", exc_info=future.exception())
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What a node is told at start-up (the daemon fills it from flags, file and env)."""
+    params: NetworkParams                       # which network
+    datadir: Path                               # LMDB, peers, bans, api.token live here
+    net: NetConfig = field(default_factory=NetConfig)        # P2P options
+    peers: tuple[tuple[str, int], ...] = ()     # persistent outbound peers
+    mine: bool = False                          # run the miner from the start
+    miner_address: bytes | None = None          # 20-byte hash the miner pays to
+    miner_threads: int = 0                      # miner processes; 0 = one per core
+    sig_threads: int = 0                        # signature-check threads; 0 = one per core
+    stall_timeout: float = 10.0                 # seconds before a block download is re-requested
+    max_mempool: int = MAX_MEMPOOL_USAGE        # bytes of memory the mempool may use
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.params = config.params
+        self.verifier = SignatureVerifier(config.sig_threads or None)
+        self.chain = ChainState(config.datadir, self.params, self.verifier)
+        self.map_budget = MapBudget(config.datadir / "chain.lmdb" / "data.mdb",
+                                    syncing=lambda: self.sync.syncing)
+        self.mempool = Mempool(self.chain, self.verifier, max_usage=config.max_mempool,
+                               after_read=self.map_budget.check)
+        self.events = EventHub()
+        self._chain_thread = ThreadPoolExecutor(1, thread_name_prefix="chain")
+        self.peers = PeerManager(magic=self.params.magic, genesis_hash=self.params.genesis_hash,
+                                 codec=encoding, best_height=lambda: self.chain.height,
+                                 datadir=config.datadir, config=config.net)
+        self.sync = BlockSync(self, config.stall_timeout)
+        self.relay = Relay(self)
+        self.miner = Miner(self._miner_template, self.submit_block,
+                           config.miner_threads or os.cpu_count() or 1)
+        self.miner_address = config.miner_address
+        self.started = time.time()
+        self.blocks_validated = 0
+        self.txs_validated = 0
+        self.reorgs = 0
+        # called (on the chain thread) with the seconds each block submission took to validate
+        self.block_timers: list[Callable[[float], None]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
+        self._was_syncing = False   # a peer had more work at the last tip change
+        self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs", finish=self._finish_txs)
+        self._register()
+
+    def _register(self) -> None:
+        p, s, r = self.peers, self.sync, self.relay
+        p.register(MSG_GETHEADERS, s.handle_getheaders)
+        p.register(MSG_HEADERS, s.handle_headers)
+        p.register(MSG_INV, r.handle_inv)
+        p.register(MSG_GETDATA, r.handle_getdata)
+        p.register(MSG_NOTFOUND, r.handle_notfound)
+        p.register(MSG_TX, r.handle_tx, with_bytes=True)          # ids hashed from the bytes
+        p.register(MSG_BLOCK, r.handle_block, with_bytes=True)    # as they came, not re-encoded
+        p.register(MSG_POWBLOCK, r.handle_powblock, with_bytes=True)
+        p.register(MSG_MEMPOOL, r.handle_mempool)
+        p.on_established.append(s.on_established)
+        p.on_established.append(r.on_established)
+        p.on_disconnected.append(s.on_disconnected)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.peers.start()
+        for host, port in self.config.peers:
+            self.peers.add_persistent_peer(host, port)
+        self.sync.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._expire_loop()))
+        if self.config.mine:
+            self.start_miner()
+
+    async def stop(self) -> None:
+        await self.miner.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sync.stop()
+        await self.peers.stop()
+        # Let a block being connected finish: its LMDB transaction commits or aborts whole.
+        self._chain_thread.shutdown(wait=True)
+        self.chain.close()
+        self.verifier.close()
+
+    def start_miner(self) -> None:
+        if self.miner_address is None:
+            raise ValueError("the miner needs an address (--miner-address)")
+        self.miner.start()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MEMPOOL_EXPIRY_INTERVAL)
+            await self.in_chain(self.mempool.expire)
+
+    # --- the chain thread ------------------------------------------------------------------
+
+    async def in_chain(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the chain thread (the only one that changes chain state or mempool)."""
+        return await self.chain_future(fn, *args)
+
+    def chain_future(self, fn: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+        """``in_chain`` that queues ``fn`` for the chain thread now, not when first awaited."""
+        return asyncio.get_running_loop().run_in_executor(self._chain_thread, self._chain_call,
+                                                          fn, *args)
+
+    def _chain_call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        finally:
+            self.map_budget.check()   # chain work reads the LMDB map: keep its resident pages bounded
+
+    def frame(self, payload: bytes) -> bytes:
+        return encode_frame(self.params.magic, payload)
+
+    # --- blocks and transactions -----------------------------------------------------------
+
+    def _accept_blocks(self, blocks: list[Block]) -> BatchResult:
+        """On the chain thread: accept a batch, then bring the mempool along."""
+        started = time.perf_counter()
+        try:
+            result = self.chain.accept_blocks(blocks)
+        finally:
+            elapsed = (time.perf_counter() - started) / len(blocks)
+            for timer in self.block_timers:
+                for _ in blocks:
+                    timer(elapsed)
+        if result.connected or result.disconnected:
+            self.mempool.update_for_chain(result.connected, result.disconnected)
+        return result
+
+    async def submit_block(self, block: Block, source: Any = None) -> AcceptResult:
+        """Validate and store a block from any source (peer, miner, API); react to tip changes.
+
+        Blocks submitted while the chain thread is busy are accepted together in
+        one batch (one LMDB commit when they extend the chain): during initial
+        sync this is what keeps up with the download.  Raises the block's
+        ValidationError if it is invalid.
+        """
+        return await self.queue_block(block)
+
+    def queue_block(self, block: Block) -> asyncio.Future:
+        """``submit_block`` without waiting (no task per block): the future holds the
+        AcceptResult or the ValidationError."""
+        return self._blocks.enqueue(block)
+
+    async def _process_blocks(self, blocks: list[Block]) -> list:
+        result = await self.in_chain(self._accept_blocks, blocks)
+        self._after_blocks(result)
+        self._merge_txindex_later(result)
+        for outcome in result.outcomes:
+            if isinstance(outcome, AcceptResult):
+                outcome.connected, outcome.disconnected = result.connected, result.disconnected
+        return result.outcomes
+
+    def _merge_txindex_later(self, result: AcceptResult | BatchResult) -> None:
+        """After a change is relayed: ``ChainState.merge_recent_txindex`` (a no-op unless
+        due), queued behind the chain thread's work."""
+        if not result.connected:
+            return
+        try:
+            self.chain_future(self.chain.merge_recent_txindex).add_done_callback(_report_failure)
+        except RuntimeError:
+            # stopping: the chain thread takes no more work.  Nothing is lost: readers find
+            # txrecent's entries, and it is merged after a block connects next time.
+            return
+
+    def _after_blocks(self, result: AcceptResult | BatchResult) -> None:
+        """React to a tip change: counters, relay, miner, mempool event subscribers."""
+        if not result.connected and not result.disconnected:
+            return
+        self.blocks_validated += len(result.connected)
+        self.txs_validated += sum(len(b.txs) for b in result.connected)
+        if result.disconnected:
+            self.reorgs += 1
+            # Transactions of the branch that lost and are back in the mempool: tell peers again.
+            for block in result.disconnected:
+                for tx in block.txs[1:]:
+                    if tx.txid in self.mempool:
+                        self.relay.announce_tx(tx)
+        syncing = self.sync.syncing
+        if result.connected and not syncing:
+            self.relay.announce_blocks(result.connected)
+        if self._was_syncing and not syncing:
+            self.relay.request_mempools()   # caught up: now their transactions can be checked
+        self._was_syncing = syncing
+        self.miner.notify()
+        tip = self.chain.tip
+        self.events.publish({
+            "type": "tip", "height": tip.height, "hash": tip.hash.hex(),
+            "connected": [b.hash.hex() for b in result.connected],
+            "disconnected": [b.hash.hex() for b in result.disconnected],
+        })
+
+    async def change_chain(self, action: str, block_hash: bytes) -> AcceptResult:
+        """``invalidate`` or ``reconsider`` a block (Bitcoin: invalidateblock/reconsiderblock).
+
+        Raises KeyError for an unknown block, ValueError for the genesis block.
+        """
+        method = {"invalidate": self.chain.invalidate_block,
+                  "reconsider": self.chain.reconsider_block}[action]
+
+        def work() -> AcceptResult:
+            result = method(block_hash)
+            if result.connected or result.disconnected:
+                self.mempool.update_for_chain(result.connected, result.disconnected)
+            return result
+
+        result = await self.in_chain(work)
+        self._after_blocks(result)
+        self._merge_txindex_later(result)
+        return result
+
+    async def submit_tx(self, tx: Transaction, source: Any = None, test_only: bool = False):
+        """Validate a transaction against chain + mempool; add and relay it unless ``test_only``.
+
+        Transactions submitted while the chain thread is busy are checked as
+        one batch, their signatures verified in parallel.  Raises with the
+        reject code if refused.
+        """
+        if test_only:
+            return await self.in_chain(self.mempool.accept, tx, True)
+        return await self.queue_tx(tx, source)
+
+    def queue_tx(self, tx: Transaction, source: Any = None,
+                 on_outcome: Callable[[Any], None] | None = None) -> asyncio.Future | None:
+        """``submit_tx`` without waiting: the future holds the mempool entry or the error
+        (or, given ``on_outcome``, that is called with it instead).  An accepted
+        transaction is announced to peers (other than ``source``)."""
+        return self._txs.enqueue((tx, source), on_outcome)
+
+    def _process_txs(self, items: list[tuple[Transaction, Any]]) -> "asyncio.Future[list]":
+        # queued for the chain thread at once: the batcher calls this before it finishes
+        # the previous batch on the event loop
+        return self.chain_future(self.mempool.accept_many, [tx for tx, _ in items])
+
+    def _finish_txs(self, items: list[tuple[Transaction, Any]], outcomes: list) -> None:
+        """Relay and announce a processed batch (while the chain thread takes the next)."""
+        for (tx, source), outcome in zip(items, outcomes):
+            if not isinstance(outcome, BaseException):
+                self.relay.announce_tx(tx, exclude=source)
+        accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+        self.txs_validated += len(accepted)
+        if accepted:
+            self.miner.notify(tip=False)   # a new template only once the current one is MIN_TEMPLATE_AGE old
+        if self.events.listened:
+            for entry in accepted:
+                self.events.publish({"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee,
+                                     "size": entry.size})
+
+    async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
+        """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""
+        def work() -> list[Block]:
+            return mine_blocks(self.chain, self.mempool, addr_hash, count)
+        tip_before = self.chain.tip
+        blocks = await self.in_chain(work)
+        if self.chain.tip is not tip_before:
+            self._after_blocks(AcceptResult(b"", "connected", connected=blocks))
+        return blocks
+
+    async def _miner_template(self) -> Block:
+        addr = self.miner_address
+        return await self.in_chain(lambda: create_block_template(self.chain, self.mempool, addr,
+                                                                 extra=os.urandom(4)))
