@@ -21,12 +21,11 @@ from typing import Any, Callable
 from aiohttp import web
 
 from node.primitives.block import MAX_BLOCK_SIZE, Block
-from node.chain.chainstate import STATUS_NAMES, BlockIndexEntry, ChainState
+from node.chain.chainstate import ChainState
+from node.chain.index import BlockIndexEntry, chain_tips
 from node.primitives.crypto import decode_address, encode_address
-from node.primitives.encoding import decode
 from node.mempool.pool import MempoolEntry
 from node.consensus.pow import bits_to_target
-from node.storage.store import COIN_KEY_SIZE, coin_from_record
 from node.primitives.tx import Coin, OutPoint, Transaction
 
 
@@ -162,17 +161,8 @@ def header_json(node, entry: BlockIndexEntry) -> dict:
         "prev_hash": h.prev_hash.hex(), "merkle_root": h.merkle_root.hex(),
         "timestamp": h.timestamp, "bits": h.bits, "nonce": h.nonce,
         "difficulty": difficulty(node.params, h.bits), "chain_work": hex_work(entry.chain_work),
-        "confirmations": confirmations(node.chain, entry), "status": STATUS_NAMES[entry.status],
+        "confirmations": confirmations(node.chain, entry), "status": entry.status.label,
     }
-
-
-def read_undo(chain: ChainState, block_hash: bytes) -> list[Coin] | None:
-    """The coins a block's inputs spent, in order (undo data), or None if never connected."""
-    with chain.store.env.begin() as txn:
-        raw = txn.get(block_hash, db=chain.db["undo"])
-    if raw is None:
-        return None
-    return [coin_from_record(entry[:COIN_KEY_SIZE], entry[COIN_KEY_SIZE:]) for entry in decode(raw)]
 
 
 def spent_in_block(block: Block, undo: list[Coin] | None, pos: int) -> list[Coin | None] | None:
@@ -235,7 +225,7 @@ def block_json(node, entry: BlockIndexEntry, block: Block | None, full: bool) ->
         return view
     view.update(size=block.size, tx_count=len(block.txs), txids=[tx.txid.hex() for tx in block.txs])
     if full:
-        undo = read_undo(node.chain, block.hash)
+        undo = node.chain.reader.get_undo(block.hash)
         view["txs"] = [tx_json(node, tx, spent_in_block(block, undo, pos), entry=entry, pos=pos)
                        for pos, tx in enumerate(block.txs)]
     return view
@@ -294,7 +284,7 @@ async def get_utxoset(request: web.Request) -> web.Response:
     # a scan of one snapshot (tip and coins from the same read transaction), off the
     # event loop and off the chain thread, as Bitcoin Core's gettxoutsetinfo
     node = node_of(request)
-    info = await asyncio.to_thread(node.chain.utxo_set_info,
+    info = await asyncio.to_thread(node.chain.reader.utxo_set_info,
                                    lambda: node.map_budget.check(force=True))
     return web.json_response({"height": info["height"], "tip": info["tip"].hex(),
                               "count": info["count"], "amount": info["amount"],
@@ -319,7 +309,7 @@ async def get_block(request: web.Request) -> web.Response:
     if mode not in ("ids", "full"):
         raise ApiError(400, "bad-param", "query parameter 'tx' must be 'ids' or 'full'")
     entry = find_block_entry(node, request.match_info["id"])
-    block = node.chain.get_block(entry.hash)
+    block = node.chain.reader.get_block(entry.hash)
     return web.json_response(block_json(node, entry, block, mode == "full"))
 
 
@@ -329,13 +319,13 @@ async def get_tx(request: web.Request) -> web.Response:
     mentry = node.mempool.get(txid)
     if mentry is not None:
         return web.json_response(tx_json(node, mentry.tx, mentry.spent, mempool_entry=mentry))
-    loc = node.chain.get_tx_location(txid)
+    loc = node.chain.reader.get_tx_location(txid)
     if loc is not None:
         block_hash, pos = loc
-        block = node.chain.get_block(block_hash)
+        block = node.chain.reader.get_block(block_hash)
         entry = node.chain.index.get(block_hash)
         if block is not None and entry is not None and pos < len(block.txs):
-            spent = spent_in_block(block, read_undo(node.chain, block_hash), pos)
+            spent = spent_in_block(block, node.chain.reader.get_undo(block_hash), pos)
             return web.json_response(tx_json(node, block.txs[pos], spent, entry=entry, pos=pos))
     raise ApiError(404, "tx-not-found", f"no transaction {txid.hex()} in the active chain or the mempool")
 
@@ -347,7 +337,7 @@ async def get_address(request: web.Request) -> web.Response:
     chain, mempool, params = node.chain, node.mempool, node.params
 
     def read():   # one consistent view: no block connects between the chain and mempool reads
-        coins = chain.address_coins(addr)
+        coins = chain.reader.address_coins(addr)
         pending = mempool.touching(addr)
         outpoints = [op for op, _ in coins] + [OutPoint(tx.txid, n) for _, tx, _ in pending
                                                for n in range(len(tx.outputs))]
@@ -398,7 +388,7 @@ async def get_address_history(request: web.Request) -> web.Response:
             txs.append({"txid": tx.txid.hex(), "height": None, "position": None,
                         "confirmations": 0, "block_hash": None})
     chain = node.chain
-    items, next_before = chain.address_history_page(addr, limit, before)
+    items, next_before = chain.reader.address_history_page(addr, limit, before)
     active = chain.chain
     for height, pos, txid in items:
         txs.append({"txid": txid.hex(), "height": height, "position": pos,
@@ -409,7 +399,7 @@ async def get_address_history(request: web.Request) -> web.Response:
 
 async def get_chaintips(request: web.Request) -> web.Response:
     node = node_of(request)
-    tips = await node.in_chain(node.chain.chain_tips)
+    tips = await node.in_chain(lambda: chain_tips(node.chain.index, node.chain.chain))
     for tip in tips:
         tip["work"] = hex_work(tip["work"])
     return web.json_response(tips)
@@ -459,7 +449,7 @@ async def get_peers(request: web.Request) -> web.Response:
     result = []
     for peer in node.peers.peers():
         info = peer.info()
-        state = node.sync.state(peer)
+        state = node.peer_states.get(peer)
         info["best_known_height"] = (state.best_known.height
                                      if state is not None and state.best_known is not None else None)
         result.append(info)

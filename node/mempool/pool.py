@@ -103,7 +103,7 @@ class Mempool:
         pending: list[tuple[int, MempoolEntry, list]] = []
         jobs: list[VerifyJob] = []              # verifying on the pool while the rest is prepared
         unstarted: list = []                    # checks not yet handed to a job
-        with self.chain.reading() as txn:       # one snapshot for the batch's coin reads
+        with self.chain.reader.reading() as txn:       # one snapshot for the batch's coin reads
             for tx in txs:
                 try:
                     entry, checks, replaced = self._prepare(tx, txn)
@@ -161,7 +161,7 @@ class Mempool:
         parents: set[bytes] = set()
         coins: list[Coin | None] = []
         outpoints = [txin.outpoint for txin in tx.inputs]
-        chain_coins = self.chain.get_coins(outpoints, txn)
+        chain_coins = self.chain.reader.get_coins(outpoints, txn)
         self.after_read()
         for outpoint, chain_coin in zip(outpoints, chain_coins):
             spender = self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
@@ -175,7 +175,7 @@ class Mempool:
                 coins.append(chain_coin)
         # A confirmed transaction's inputs are spent (by itself): only then is the
         # transaction index worth a look, off the path of every new transaction.
-        if None in coins and self.chain.get_tx_location(tx.txid) is not None:
+        if None in coins and self.chain.reader.get_tx_location(tx.txid) is not None:
             raise PolicyError("txn-already-known", "transaction already confirmed")
         fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
         if fee < self.min_fee_rate * tx.size:

@@ -42,17 +42,16 @@ lookup and these checks), and can make us relay at most one block per height.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from node.chain.chainstate import ChainState
+from node.chain.index import BlockIndexEntry, BlockStatus
 from node.consensus import rules
-from node.primitives.block import Block
-from node.chain.chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry, ChainState, short
-from node.primitives.errors import BlockValidationError, ValidationError
 from node.p2p.messages import MSG_POWBLOCK, payload_around
-
-if TYPE_CHECKING:
-    from node.runtime.node import Node
-    from node.p2p.sync import PeerState
+from node.p2p.peerstate import PeerState, PeerTable
+from node.p2p.ports import NodePort
+from node.primitives.block import Block, short_hash
+from node.primitives.errors import BlockValidationError, ValidationError
 
 log = logging.getLogger("obol.relay")
 
@@ -71,7 +70,7 @@ def check_before_relay(chain: ChainState, block: Block) -> BlockIndexEntry:
     parent = chain.index.get(block.header.prev_hash)
     if parent is None:
         raise BlockValidationError("prev-blk-not-found", "parent header unknown")
-    if parent.status == STATUS_INVALID:
+    if parent.status == BlockStatus.INVALID:
         raise BlockValidationError("bad-prevblk", "parent is invalid")
     rules.validate_header(block.header, chain.header_context(parent), chain.params)
     rules.check_block(block)
@@ -82,8 +81,12 @@ class EarlyRelay:
     """Decides, per arriving block, whether to push it on before validation, and whether
     its sender is excused for failures found later."""
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
+    def __init__(self, chain: ChainState, peers: PeerTable, syncing: Callable[[], bool],
+                 port: NodePort) -> None:
+        self.chain = chain
+        self.peers = peers
+        self.syncing = syncing      # True while a peer is known to have more work than our tip
+        self.port = port
         self.highest_height = -1   # height of the newest block relayed early (one per height)
 
     def on_block(self, block: Block, sender_validated: bool) -> bool:
@@ -94,37 +97,37 @@ class EarlyRelay:
         if not targets and sender_validated:
             return False   # nothing to relay early, nothing to excuse: skip the checks
         try:
-            parent = check_before_relay(self.node.chain, block)
+            parent = check_before_relay(self.chain, block)
         except ValidationError as exc:
-            log.debug("block %s not relayed early: %s", short(block.hash), exc)
+            log.debug("block %s not relayed early: %s", short_hash(block.hash), exc)
             return False
         if targets:
             self._push(block, parent.height + 1, targets)
         return not sender_validated
 
-    def _targets(self, block: Block) -> "list[PeerState]":
+    def _targets(self, block: Block) -> list[PeerState]:
         """The peers to push ``block`` to before validating it (none if it does not qualify)."""
-        chain, sync = self.node.chain, self.node.sync
+        chain = self.chain
         tip = chain.tip
         if block.header.prev_hash != tip.hash or tip.height + 1 <= self.highest_height:
             return []
         entry = chain.index.get(block.hash)
-        if entry is not None and entry.status != STATUS_HEADER:
+        if entry is not None and entry.status != BlockStatus.HEADER:
             return []   # stored already: being validated, valid, or invalid
-        targets = [s for s in sync.states.values()
+        targets = [s for s in self.peers.values()
                    if block.hash not in s.known
                    and (s.peer.protocol_version or 0) >= EARLY_RELAY_VERSION]
-        if targets and sync.syncing:
+        if targets and self.syncing():
             return []   # a peer has more work: this block is not news to the network
         # the peers that last gave us a new tip first (a stable sort: ties in connection order)
         targets.sort(key=lambda s: s.last_new_block, reverse=True)
         return targets[:EARLY_RELAY_PEERS]
 
-    def _push(self, block: Block, height: int, targets: "list[PeerState]") -> None:
-        frame = self.node.frame(payload_around(MSG_POWBLOCK, block.raw))
+    def _push(self, block: Block, height: int, targets: list[PeerState]) -> None:
+        frame = self.port.frame(payload_around(MSG_POWBLOCK, block.raw))
         for state in targets:
             state.known.add(block.hash)
             state.peer.send_frame(frame)
         self.highest_height = height
         log.debug("block %s height=%d relayed early (before validation) to %d peer(s)",
-                  short(block.hash), height, len(targets))
+                  short_hash(block.hash), height, len(targets))

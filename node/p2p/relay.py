@@ -17,31 +17,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from network import Misbehaviour
-
-from node.primitives.block import Block
-from node.chain.chainstate import STATUS_INVALID, short
+from network.peer import Peer
+from node.chain.chainstate import AcceptResult, AcceptStatus, ChainState
+from node.chain.index import BlockStatus
+from node.mempool.pool import Mempool
+from node.p2p import punish
 from node.p2p.early_relay import EarlyRelay
+from node.p2p.messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV,
+                               MSG_MEMPOOL, MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block,
+                               parse_empty, parse_inv, parse_tx, payload_around)
+from node.p2p.peerstate import BoundedSet, PeerTable
+from node.p2p.ports import NodePort, Punisher
+from node.p2p.sync import BlockSync
+from node.primitives.block import Block, short_hash
 from node.primitives.encoding import DecodeError
-from node.primitives.errors import MissingInputsError, PolicyError, ValidationError
-from node.p2p.messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV, MSG_MEMPOOL,
-                       MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block, parse_empty, parse_inv,
-                       parse_tx, payload_around)
-from node.p2p.sync import HEADER_ERRORS_NOT_PUNISHED, BoundedSet
+from node.primitives.errors import ObolError, ValidationError
 from node.primitives.tx import Transaction
-
-if TYPE_CHECKING:
-    from network.peer import Peer
-
-    from node.runtime.node import Node
 
 log = logging.getLogger("obol.relay")
 
-# Rejections that depend on our own tip: an honest peer a block ahead of us may send these.
-TX_ERRORS_NOT_PUNISHED = frozenset({"bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"})
 RECENT_REJECTS = 20_000          # txids remembered as invalid, not fetched again
+P = TypeVar("P")
 MAX_BLOCKS_ANNOUNCED = 8         # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
 
 
@@ -53,16 +52,22 @@ def block_payload(raw_block: bytes) -> bytes:
 class Relay:
     """Transaction and block gossip for one node."""
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
+    def __init__(self, chain: ChainState, mempool: Mempool, peers: PeerTable, sync: BlockSync,
+                 early: EarlyRelay, port: NodePort, punisher: Punisher) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.peers = peers
+        self.sync = sync
+        self.early = early
+        self.port = port
+        self.punisher = punisher
         self.rejects = BoundedSet(RECENT_REJECTS)
-        self.early = EarlyRelay(node)
 
     # --- inbound ---------------------------------------------------------------------------
 
-    async def handle_inv(self, peer: "Peer", body: object) -> None:
+    async def handle_inv(self, peer: Peer, body: object) -> None:
         items = _parse(parse_inv, body)
-        state = self.node.sync.state(peer)
+        state = self.peers.get(peer)
         if state is None:
             return
         wanted = []
@@ -70,87 +75,88 @@ class Relay:
         for item in items:
             state.known.add(item.hash)
             if item.kind == INV_TX:
-                if item.hash not in self.node.mempool and item.hash not in self.rejects:
+                if item.hash not in self.mempool and item.hash not in self.rejects:
                     wanted.append(item)
             else:
-                entry = self.node.chain.index.get(item.hash)
+                entry = self.chain.index.get(item.hash)
                 if entry is None:
                     unknown_block = True
                 else:
-                    self.node.sync.saw_block(peer, entry)
+                    self.sync.saw_block(peer, entry)
         if wanted:
             peer.send(MSG_GETDATA, inv_body(wanted))
         if unknown_block:
-            self.node.sync.request_headers(peer)
+            self.sync.request_headers(peer)
         else:
-            self.node.sync.schedule()
+            self.sync.schedule()
 
-    async def handle_getdata(self, peer: "Peer", body: object) -> None:
+    async def handle_getdata(self, peer: Peer, body: object) -> None:
         items = _parse(parse_inv, body)
         missing = []
         for item in items:
             if item.kind == INV_BLOCK:
-                index_entry = self.node.chain.index.get(item.hash)
-                raw = self.node.chain.get_block_raw(item.hash)
-                if raw is None or (index_entry is not None and index_entry.status == STATUS_INVALID):
+                index_entry = self.chain.index.get(item.hash)
+                raw = self.chain.reader.get_block_raw(item.hash)
+                if raw is None or (index_entry is not None and index_entry.status == BlockStatus.INVALID):
                     missing.append(item)     # never hand on a block known to break a rule
                 else:
-                    peer.send_frame(self.node.frame(block_payload(raw)))
+                    peer.send_frame(self.port.frame(block_payload(raw)))
             else:
-                entry = self.node.mempool.get(item.hash)
+                entry = self.mempool.get(item.hash)
                 if entry is None:
                     missing.append(item)
                 else:                        # the pool keeps the checked bytes: send them as they are
-                    peer.send_frame(self.node.frame(payload_around(MSG_TX, entry.raw)))
+                    peer.send_frame(self.port.frame(payload_around(MSG_TX, entry.raw)))
         if missing:
             peer.send(MSG_NOTFOUND, inv_body(missing))
 
-    async def handle_notfound(self, peer: "Peer", body: object) -> None:
+    async def handle_notfound(self, peer: Peer, body: object) -> None:
         items = _parse(parse_inv, body)
-        self.node.sync.not_found(peer, [i.hash for i in items if i.kind == INV_BLOCK])
+        self.sync.not_found(peer, [i.hash for i in items if i.kind == INV_BLOCK])
 
-    async def handle_tx(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+    async def handle_tx(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         tx = _parse(parse_tx, body, raw)
-        state = self.node.sync.state(peer)
+        state = self.peers.get(peer)
         if state is not None:
             state.known.add(tx.txid)
-        if tx.txid in self.node.mempool or tx.txid in self.rejects:
+        if tx.txid in self.mempool or tx.txid in self.rejects:
             return
         # Validated without holding the peer's next message, so a stream of
         # transactions is checked in batches (signatures in parallel).
-        self.node.queue_tx(tx, source=peer, on_outcome=lambda outcome: self._tx_outcome(peer, tx, outcome))
+        self.port.queue_tx(tx, source=peer, on_outcome=lambda outcome: self._tx_outcome(peer, tx, outcome))
 
-    def _tx_outcome(self, peer: "Peer", tx: Transaction, outcome: object) -> None:
+    def _tx_outcome(self, peer: Peer, tx: Transaction, outcome: object) -> None:
         if not isinstance(outcome, BaseException):
             return
         exc = outcome
-        if isinstance(exc, (PolicyError, MissingInputsError)):
-            log.debug("tx %s from %s not accepted: %s", tx.txid.hex()[:16], peer.label, exc)
-        elif isinstance(exc, ValidationError):
-            if exc.code in TX_ERRORS_NOT_PUNISHED:
-                log.debug("tx %s from %s not accepted yet: %s", tx.txid.hex()[:16], peer.label, exc)
-                return
-            self.rejects.add(tx.txid)
-            self.node.peers.misbehaving(peer, 100, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}")
-        else:
+        if not isinstance(exc, ObolError):
             log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
+            return
+        verdict = punish.for_tx(exc)
+        if not verdict.score:
+            log.debug("tx %s from %s not accepted: %s (%s)", tx.txid.hex()[:16], peer.label, exc,
+                      verdict.reason)
+            return
+        self.rejects.add(tx.txid)
+        self.punisher.misbehaving(peer, verdict.score, exc.code,
+                                  f"invalid tx {tx.txid.hex()}: {exc.message}")
 
-    async def handle_block(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+    async def handle_block(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block its sender validated (or that we asked for): any invalidity is its fault."""
         await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=True)
 
-    async def handle_powblock(self, peer: "Peer", body: object, raw: bytes | None = None) -> None:
+    async def handle_powblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block relayed to us before its sender validated it (``early_relay.py``)."""
         await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=False)
 
-    async def _receive_block(self, peer: "Peer", block: Block, sender_validated: bool) -> None:
-        sync = self.node.sync
+    async def _receive_block(self, peer: Peer, block: Block, sender_validated: bool) -> None:
+        sync = self.sync
         requested = sync.block_arrived(peer, block.hash)
-        state = sync.state(peer)
+        state = self.peers.get(peer)
         if state is not None:
             state.known.add(block.hash)
         excused = self.early.on_block(block, sender_validated)
-        validated = self.node.queue_block(block)
+        validated = self.port.queue_block(block)
         validated.add_done_callback(lambda done: self._block_outcome(peer, block, excused, done))
         if requested:
             # A download: don't hold this peer's next message until it is validated, so
@@ -159,39 +165,38 @@ class Relay:
         else:
             await asyncio.wait([validated])
 
-    def _block_outcome(self, peer: "Peer", block: Block, excused: bool, done: asyncio.Future) -> None:
+    def _block_outcome(self, peer: Peer, block: Block, excused: bool,
+                       done: asyncio.Future[AcceptResult]) -> None:
         """The validation of ``block`` from ``peer`` ended: punish the peer if the block is
         invalid, unless it is ``excused`` (relayed early, and failed only what its sender
         could not check before relaying); else learn what the peer has."""
-        sync = self.node.sync
+        sync = self.sync
         sync.block_validated(block.hash)
         sync.schedule()
         if done.cancelled() or isinstance(done.exception(), asyncio.CancelledError):
             return   # the node is stopping
         exc = done.exception()
         if isinstance(exc, ValidationError):
-            if exc.code in HEADER_ERRORS_NOT_PUNISHED:
-                log.info("block %s from %s not accepted: %s", short(block.hash), peer.label, exc)
-            elif excused:
-                log.info("block %s relayed early by %s is invalid: %s (peer not punished: it "
-                         "relayed the block before it could validate it)",
-                         short(block.hash), peer.label, exc)
+            verdict = punish.for_block(exc, relayed_early=excused)
+            if verdict.score:
+                self.punisher.misbehaving(peer, verdict.score, exc.code,
+                                          f"invalid block {block.hash.hex()}: {exc.message}")
             else:
-                self.node.peers.misbehaving(peer, 100, exc.code,
-                                            f"invalid block {block.hash.hex()}: {exc.message}")
+                log.info("block %s from %s not accepted: %s (peer not punished: %s)",
+                         short_hash(block.hash), peer.label, exc, verdict.reason)
             return
         if exc is not None:
-            log.error("block %s from %s: internal error: %r", short(block.hash), peer.label, exc)
+            log.error("block %s from %s: internal error: %r", short_hash(block.hash), peer.label, exc)
             return
-        entry = self.node.chain.index.get(block.hash)
+        entry = self.chain.index.get(block.hash)
         if entry is not None:
             sync.saw_block(peer, entry)
         status = done.result().status
-        if status == "connected":
-            state = sync.state(peer)
+        if status == AcceptStatus.CONNECTED:
+            state = self.peers.get(peer)
             if state is not None:
                 state.last_new_block = time.monotonic()   # early relay prefers such peers
-        elif status == "orphan":
+        elif status == AcceptStatus.ORPHAN:
             sync.request_headers(peer)
 
     # --- outbound ---------------------------------------------------------------------------
@@ -199,27 +204,27 @@ class Relay:
     def announce_blocks(self, blocks: list[Block]) -> None:
         """Push newly connected blocks to every peer that does not have them."""
         for block in blocks[-MAX_BLOCKS_ANNOUNCED:]:
-            frame = self.node.frame(block_payload(block.raw))
-            for state in self.node.sync.states.values():
+            frame = self.port.frame(block_payload(block.raw))
+            for state in self.peers.values():
                 if block.hash not in state.known:
                     state.known.add(block.hash)
                     state.peer.send_frame(frame)
 
-    async def on_established(self, peer: "Peer") -> None:
+    async def on_established(self, peer: Peer) -> None:
         """Ask a new peer what its mempool holds (pools meet again after a partition)."""
         peer.send(MSG_MEMPOOL, [])
 
     def request_mempools(self) -> None:
         """After catching up with the chain: ask every peer for its mempool again
         (transactions offered while we were behind could not be checked then)."""
-        for state in self.node.sync.states.values():
+        for state in self.peers.values():
             state.peer.send(MSG_MEMPOOL, [])
 
-    async def handle_mempool(self, peer: "Peer", body: object) -> None:
+    async def handle_mempool(self, peer: Peer, body: object) -> None:
         """Answer ``mempool`` with ``inv`` of every transaction in ours (Bitcoin: BIP35)."""
         _parse(parse_empty, body)
-        txids = list(self.node.mempool.entries)
-        state = self.node.sync.state(peer)
+        txids = list(self.mempool.entries)
+        state = self.peers.get(peer)
         for start in range(0, len(txids), MAX_INV):
             chunk = txids[start:start + MAX_INV]
             if state is not None:
@@ -227,18 +232,18 @@ class Relay:
                     state.known.add(txid)
             peer.send(MSG_INV, inv_body([InvItem(INV_TX, t) for t in chunk]))
 
-    def announce_tx(self, tx: Transaction, exclude: "Peer | None" = None) -> None:
+    def announce_tx(self, tx: Transaction, exclude: Peer | None = None) -> None:
         body = None     # built for the first peer that needs it
-        for state in self.node.sync.states.values():
+        for state in self.peers.values():
             if state.peer is not exclude and tx.txid not in state.known:
                 state.known.add(tx.txid)
                 body = body or inv_body([InvItem(INV_TX, tx.txid)])
                 state.peer.send(MSG_INV, body)
 
 
-def _parse(parser, body, *extra):
+def _parse(parser: Callable[..., P], body: object, *extra: Any) -> P:
     """Run a body parser; a malformed body is misbehaviour."""
     try:
         return parser(body, *extra)
     except (DecodeError, ValidationError) as exc:
-        raise Misbehaviour(100, exc.code, exc.message) from None
+        raise punish.malformed(exc) from None

@@ -20,22 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from network import Misbehaviour
-
-from node.chain.chainstate import STATUS_HEADER, STATUS_INVALID, BlockIndexEntry, short
+from network.peer import Peer
+from node.chain.chainstate import ChainState
+from node.chain.index import BlockIndexEntry, BlockStatus, headers_after, locator
+from node.p2p import punish
+from node.p2p.messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS,
+                               NO_STOP, InvItem, inv_body, parse_getheaders, parse_headers)
+from node.p2p.peerstate import PeerState, PeerTable
+from node.p2p.ports import NodePort
+from node.primitives.block import short_hash
 from node.primitives.encoding import DecodeError
 from node.primitives.errors import ValidationError
-from node.p2p.messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, NO_STOP,
-                       InvItem, inv_body, parse_getheaders, parse_headers)
-
-if TYPE_CHECKING:
-    from network.peer import Peer
-
-    from node.runtime.node import Node
 
 log = logging.getLogger("obol.sync")
 
@@ -43,49 +40,17 @@ MAX_BLOCKS_IN_FLIGHT = 32      # blocks requested from one peer and not yet rece
 DOWNLOAD_WINDOW = 1024         # blocks above the tip that may be requested (Bitcoin: BLOCK_DOWNLOAD_WINDOW)
 STALL_TIMEOUT = 10.0           # seconds a requested block may take before its peer is replaced
 PROGRESS_INTERVAL = 5.0        # seconds between sync progress log lines
-KNOWN_INVENTORY = 50_000       # hashes remembered per peer as "it has this"
-HEADER_ERRORS_NOT_PUNISHED = frozenset({"time-too-new", "prev-blk-not-found"})
-
-
-class BoundedSet:
-    """A set that forgets its oldest members beyond ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[bytes, None] = OrderedDict()
-
-    def add(self, item: bytes) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        if len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def __contains__(self, item: bytes) -> bool:
-        return item in self._items
-
-
-@dataclass(eq=False)
-class PeerState:
-    """What the node knows of one established peer."""
-    peer: "Peer"                                          # the connection
-    best_known: BlockIndexEntry | None = None             # most-work header the peer is known to have
-    in_flight: dict[bytes, float] = field(default_factory=dict)  # block hash -> monotonic time requested
-    known: BoundedSet = field(default_factory=lambda: BoundedSet(KNOWN_INVENTORY))  # txids/hashes it has
-    path: list[BlockIndexEntry] = field(default_factory=list)    # branch to download, fork+1 .. best_known
-    path_for: BlockIndexEntry | None = None               # best_known the path was computed for
-    cursor: int = 0                 # path[:cursor] were requested, arrived or had data when considered
-    lacks: set[bytes] = field(default_factory=set)        # blocks it answered ``notfound`` for
-    last_new_block: float = 0.0     # monotonic time it last sent a block that became our tip
 
 
 class BlockSync:
     """Header exchange, block download scheduling, stall handling, progress."""
 
-    def __init__(self, node: "Node", stall_timeout: float = STALL_TIMEOUT) -> None:
-        self.node = node
-        self.chain = node.chain
+    def __init__(self, chain: ChainState, peers: PeerTable, port: NodePort,
+                 stall_timeout: float = STALL_TIMEOUT) -> None:
+        self.chain = chain
+        self.peers = peers
+        self.port = port
         self.stall_timeout = stall_timeout
-        self.states: dict[int, PeerState] = {}
         self.in_flight: dict[bytes, int] = {}   # block hash -> peer id it was asked of
         self.validating: set[bytes] = set()      # arrived, queued for validation: not asked again
         # requests that came to nothing (stall, disconnect, notfound, mutated body): ask again first
@@ -107,23 +72,20 @@ class BlockSync:
             except asyncio.CancelledError:
                 pass
 
-    async def on_established(self, peer: "Peer") -> None:
-        self.states[peer.id] = PeerState(peer)
+    async def on_established(self, peer: Peer) -> None:
+        self.peers.add(peer)
         # Start from our best header's parent so the reply holds at least that header
         # if the peer has it: it tells us the peer can serve our best branch (as Bitcoin).
         best = self.chain.best_header
         self.request_headers(peer, best.parent or best)
 
-    async def on_disconnected(self, peer: "Peer") -> None:
-        state = self.states.pop(peer.id, None)
+    async def on_disconnected(self, peer: Peer) -> None:
+        state = self.peers.remove(peer)
         if state is not None:
             for h in list(state.in_flight):
                 self._release(h, f"{peer.label} disconnected")
             if state.in_flight:
                 self.schedule()
-
-    def state(self, peer: "Peer") -> PeerState | None:
-        return self.states.get(peer.id)
 
     # --- headers -------------------------------------------------------------------------
 
@@ -132,42 +94,42 @@ class BlockSync:
         """True while some peer has announced headers with more work than the tip."""
         tip_work = self.chain.tip.chain_work
         return any(s.best_known is not None and s.best_known.chain_work > tip_work
-                   for s in self.states.values())
+                   for s in self.peers.values())
 
-    def request_headers(self, peer: "Peer", start: BlockIndexEntry | None = None) -> None:
-        locator = self.chain.locator(start or self.chain.best_header)
-        peer.send(MSG_GETHEADERS, [locator, NO_STOP])
+    def request_headers(self, peer: Peer, start: BlockIndexEntry | None = None) -> None:
+        peer.send(MSG_GETHEADERS, [locator(start or self.chain.best_header), NO_STOP])
 
-    async def handle_getheaders(self, peer: "Peer", body: object) -> None:
+    async def handle_getheaders(self, peer: Peer, body: object) -> None:
         try:
-            locator, stop = parse_getheaders(body)
+            locator_hashes, stop = parse_getheaders(body)
         except DecodeError as exc:
-            raise Misbehaviour(100, exc.code, exc.message) from None
-        headers = self.chain.headers_after(locator, stop, MAX_HEADERS)
+            raise punish.malformed(exc) from None
+        headers = headers_after(self.chain.index, self.chain.chain, locator_hashes, stop, MAX_HEADERS)
         peer.send(MSG_HEADERS, [h.to_list() for h in headers])
 
-    async def handle_headers(self, peer: "Peer", body: object) -> None:
+    async def handle_headers(self, peer: Peer, body: object) -> None:
         try:
             headers = parse_headers(body)
         except DecodeError as exc:
-            raise Misbehaviour(100, exc.code, exc.message) from None
-        state = self.states.get(peer.id)
+            raise punish.malformed(exc) from None
+        state = self.peers.get(peer)
         if not headers or state is None:
             return
         for prev, header in zip(headers, headers[1:]):
             if header.prev_hash != prev.hash:
-                raise Misbehaviour(100, "non-continuous-headers", "headers do not form a chain")
+                raise Misbehaviour(punish.MISBEHAVING, "non-continuous-headers", "headers do not form a chain")
         if headers[0].prev_hash not in self.chain.index:
             # Not connecting to what we know: ask from our best header (Bitcoin does the same).
             self.request_headers(peer)
             return
         try:
-            entries = await self.node.in_chain(self.chain.accept_headers, headers)
+            entries = await self.port.in_chain(self.chain.accept_headers, headers)
         except ValidationError as exc:
-            if exc.code in HEADER_ERRORS_NOT_PUNISHED:
-                log.info("headers from %s not accepted: %s", peer.label, exc)
+            verdict = punish.for_headers(exc)
+            if not verdict.score:
+                log.info("headers from %s not accepted: %s (%s)", peer.label, exc, verdict.reason)
                 return
-            raise Misbehaviour(100, exc.code, exc.message) from None
+            raise Misbehaviour(verdict.score, exc.code, exc.message) from None
         last = entries[-1]
         if state.best_known is None or last.chain_work > state.best_known.chain_work:
             state.best_known = last
@@ -176,9 +138,9 @@ class BlockSync:
             self.request_headers(peer, last)
         self.schedule()
 
-    def saw_block(self, peer: "Peer", entry: BlockIndexEntry) -> None:
+    def saw_block(self, peer: Peer, entry: BlockIndexEntry) -> None:
         """``peer`` has the block of ``entry`` (it sent or announced it)."""
-        state = self.states.get(peer.id)
+        state = self.peers.get(peer)
         if state is not None and (state.best_known is None
                                   or entry.chain_work > state.best_known.chain_work):
             state.best_known = entry
@@ -186,13 +148,14 @@ class BlockSync:
 
     # --- block download ---------------------------------------------------------------------
 
-    def block_arrived(self, peer: "Peer", block_hash: bytes) -> bool:
+    def block_arrived(self, peer: Peer, block_hash: bytes) -> bool:
         """Forget the request for ``block_hash`` (it is being validated until
         ``block_validated``); True if it had been requested from ``peer``."""
         self.validating.add(block_hash)
         owner = self.in_flight.pop(block_hash, None)
-        if owner is not None and owner in self.states:
-            self.states[owner].in_flight.pop(block_hash, None)
+        owner_state = self.peers.by_id(owner) if owner is not None else None
+        if owner_state is not None:
+            owner_state.in_flight.pop(block_hash, None)
         return owner == peer.id
 
     def block_validated(self, block_hash: bytes) -> None:
@@ -200,12 +163,12 @@ class BlockSync:
         (the body did not match its header), it is asked for again."""
         self.validating.discard(block_hash)
         entry = self.chain.index.get(block_hash)
-        if entry is not None and entry.status == STATUS_HEADER:
-            log.debug("block %s: body did not match its header; asking for it again", short(block_hash))
+        if entry is not None and entry.status == BlockStatus.HEADER:
+            log.debug("block %s: body did not match its header; asking for it again", short_hash(block_hash))
             self.released[block_hash] = entry
 
-    def not_found(self, peer: "Peer", hashes: list[bytes]) -> None:
-        state = self.states.get(peer.id)
+    def not_found(self, peer: Peer, hashes: list[bytes]) -> None:
+        state = self.peers.get(peer)
         for h in hashes:
             if state is not None and h in state.in_flight:
                 state.lacks.add(h)
@@ -215,20 +178,21 @@ class BlockSync:
     def _release(self, block_hash: bytes, why: str) -> None:
         """A request came to nothing: forget it and ask the next peer that has the block."""
         owner = self.in_flight.pop(block_hash, None)
-        if owner is not None and owner in self.states:
-            self.states[owner].in_flight.pop(block_hash, None)
+        owner_state = self.peers.by_id(owner) if owner is not None else None
+        if owner_state is not None:
+            owner_state.in_flight.pop(block_hash, None)
         entry = self.chain.index.get(block_hash)
         if entry is not None:
             log.debug("block %s: request came to nothing (%s); asking another peer",
-                      short(block_hash), why)
+                      short_hash(block_hash), why)
             self.released[block_hash] = entry
 
     def schedule(self) -> None:
         """Ask every peer for the blocks it can give us, within the window and caps."""
         tip = self.chain.tip
-        for state in list(self.states.values()):
+        for state in list(self.peers.values()):
             best = state.best_known
-            if best is None or best.chain_work <= tip.chain_work or best.status == STATUS_INVALID:
+            if best is None or best.chain_work <= tip.chain_work or best.status == BlockStatus.INVALID:
                 continue
             room = MAX_BLOCKS_IN_FLIGHT - len(state.in_flight)
             if room <= 0:
@@ -248,12 +212,12 @@ class BlockSync:
         """Drop released blocks on no peer's branch: a peer that later has them gets a new
         branch whose cursor starts at its beginning, and finds them there."""
         for h, entry in list(self.released.items()):
-            if not any(_on_path(s.path, entry) for s in self.states.values()):
+            if not any(_on_path(s.path, entry) for s in self.peers.values()):
                 del self.released[h]
 
     def _wanted(self, entry: BlockIndexEntry) -> bool:
         """We lack the block and nobody is fetching or validating it."""
-        return (entry.status == STATUS_HEADER and entry.hash not in self.in_flight
+        return (entry.status == BlockStatus.HEADER and entry.hash not in self.in_flight
                 and entry.hash not in self.validating)
 
     def _next_blocks(self, state: PeerState, room: int, max_height: int) -> list[BlockIndexEntry]:
@@ -311,7 +275,7 @@ class BlockSync:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for state in list(self.states.values()):
+            for state in list(self.peers.values()):
                 stalled = [h for h, t in state.in_flight.items() if now - t > self.stall_timeout]
                 if stalled:
                     log.info("peer %s stalled on %d block(s): disconnecting", state.peer.label, len(stalled))
@@ -323,7 +287,7 @@ class BlockSync:
     def _log_progress(self, now: float) -> None:
         if not self.syncing or now - self._progress_at < PROGRESS_INTERVAL:
             return
-        target = max(s.best_known.height for s in self.states.values() if s.best_known is not None)
+        target = max(s.best_known.height for s in self.peers.values() if s.best_known is not None)
         height = self.chain.height
         rate = (height - self._progress_height) / (now - self._progress_at) if self._progress_at else 0.0
         log.info("sync: height=%d of %d (%.1f%%) %.0f blocks/s, %d in flight", height, target,

@@ -151,3 +151,8 @@ def merkle_root(txids: Sequence[bytes]) -> bytes:
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+def short_hash(block_hash: bytes) -> str:
+    """A block hash as logs show it: its first 8 bytes in hex and an ellipsis."""
+    return block_hash.hex()[:16] + "…"

@@ -21,7 +21,7 @@ from network.frames import encode_frame
 from node.primitives import encoding
 from node.runtime.batcher import Batcher
 from node.primitives.block import Block
-from node.chain.chainstate import AcceptResult, BatchResult, ChainState
+from node.chain.chainstate import AcceptResult, AcceptStatus, BatchResult, ChainState
 from node.runtime.events import EventHub
 from node.storage.mapbudget import MapBudget
 from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
@@ -29,6 +29,8 @@ from node.p2p.messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADE
                        MSG_NOTFOUND, MSG_POWBLOCK, MSG_TX)
 from node.mining.miner import Miner, create_block_template, mine_blocks
 from node.consensus.params import NetworkParams
+from node.p2p.early_relay import EarlyRelay
+from node.p2p.peerstate import PeerTable
 from node.p2p.relay import Relay
 from node.consensus.sigcheck import SignatureVerifier
 from node.p2p.sync import BlockSync
@@ -79,8 +81,11 @@ class Node:
         self.peers = PeerManager(magic=self.params.magic, genesis_hash=self.params.genesis_hash,
                                  codec=encoding, best_height=lambda: self.chain.height,
                                  datadir=config.datadir, config=config.net)
-        self.sync = BlockSync(self, config.stall_timeout)
-        self.relay = Relay(self)
+        self.peer_states = PeerTable()
+        self.sync = BlockSync(self.chain, self.peer_states, self, config.stall_timeout)
+        early = EarlyRelay(self.chain, self.peer_states, lambda: self.sync.syncing, self)
+        self.relay = Relay(self.chain, self.mempool, self.peer_states, self.sync, early, self,
+                           self.peers)
         self.miner = Miner(self._miner_template, self.submit_block,
                            config.miner_threads or os.cpu_count() or 1)
         self.miner_address = config.miner_address
@@ -306,7 +311,7 @@ class Node:
         tip_before = self.chain.tip
         blocks = await self.in_chain(work)
         if self.chain.tip is not tip_before:
-            self._after_blocks(AcceptResult(b"", "connected", connected=blocks))
+            self._after_blocks(AcceptResult(b"", AcceptStatus.CONNECTED, connected=blocks))
         return blocks
 
     async def _miner_template(self) -> Block:

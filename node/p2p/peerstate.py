@@ -1,0 +1,76 @@
+"""What the node knows of each established peer, in one table that sync and relay share.
+
+The network layer (``network.Peer``) knows a connection; this is what the node's
+P2P code adds to it: the best header the peer is known to have, the blocks
+asked of it, the inventory it is known to have, its download branch.  Bitcoin
+Core keeps the same in ``CNodeState`` (net_processing), apart from ``CNode``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import ValuesView
+from dataclasses import dataclass, field
+
+from network.peer import Peer
+from node.chain.index import BlockIndexEntry
+
+KNOWN_INVENTORY = 50_000       # hashes remembered per peer as "it has this"
+
+
+class BoundedSet:
+    """A set that forgets its oldest members beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+
+@dataclass(eq=False)
+class PeerState:
+    """What the node knows of one established peer."""
+    peer: Peer                                            # the connection
+    best_known: BlockIndexEntry | None = None             # most-work header the peer is known to have
+    in_flight: dict[bytes, float] = field(default_factory=dict)  # block hash -> monotonic time requested
+    known: BoundedSet = field(default_factory=lambda: BoundedSet(KNOWN_INVENTORY))  # txids/hashes it has
+    path: list[BlockIndexEntry] = field(default_factory=list)    # branch to download, fork+1 .. best_known
+    path_for: BlockIndexEntry | None = None               # best_known the path was computed for
+    cursor: int = 0                 # path[:cursor] were requested, arrived or had data when considered
+    lacks: set[bytes] = field(default_factory=set)        # blocks it answered ``notfound`` for
+    last_new_block: float = 0.0     # monotonic time it last sent a block that became our tip
+
+
+class PeerTable:
+    """The established peers' states by peer id.  ``BlockSync`` adds a state when a
+    handshake completes and removes it on disconnect (after releasing its requests)."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, PeerState] = {}
+
+    def add(self, peer: Peer) -> PeerState:
+        state = self._states[peer.id] = PeerState(peer)
+        return state
+
+    def remove(self, peer: Peer) -> PeerState | None:
+        return self._states.pop(peer.id, None)
+
+    def get(self, peer: Peer) -> PeerState | None:
+        return self._states.get(peer.id)
+
+    def by_id(self, peer_id: int) -> PeerState | None:
+        return self._states.get(peer_id)
+
+    def values(self) -> ValuesView[PeerState]:
+        """The states, live: take ``list(...)`` to change the table while iterating."""
+        return self._states.values()
+
+    def __len__(self) -> int:
+        return len(self._states)
