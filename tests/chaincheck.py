@@ -60,22 +60,22 @@ def extend(chain: ChainState, addr: bytes, count: int, time_step: int = NEUTRAL_
 
 
 def utxo_set(chain: ChainState) -> list:
-    return sorted(chain.iter_utxos())
+    return sorted(chain.reader.iter_utxos())
 
 
 def stats_tuple(chain: ChainState) -> tuple[int, int, bytes]:
-    return chain.utxo_stats.count, chain.utxo_stats.amount, chain.utxo_digest()
+    return chain.utxo_stats.count, chain.utxo_stats.amount, chain.reader.utxo_digest()
 
 
 def recompute_stats(chain: ChainState) -> UtxoStats:
     """The UTXO statistics recomputed from the stored coins themselves."""
-    coins = [coin for _, coin in chain.iter_utxos()]
+    coins = [coin for _, coin in chain.reader.iter_utxos()]
     return UtxoStats(len(coins), sum(coin.amount for coin in coins))
 
 
 def active_blocks(chain: ChainState) -> list[Block]:
     """The stored blocks of the active chain after genesis, in order."""
-    return [chain.get_block(e.hash) for e in chain.chain[1:]]
+    return [chain.reader.get_block(e.hash) for e in chain.chain[1:]]
 
 
 def replay(chain: ChainState, path: Path) -> ChainState:
@@ -89,12 +89,12 @@ def replay(chain: ChainState, path: Path) -> ChainState:
 
 def assert_chain_db_matches(chain: ChainState) -> None:
     """The ``chain`` db maps every height to the tip's branch, and nothing above the tip."""
-    with chain.store.env.begin() as txn:
-        for height, entry in enumerate(chain.chain):
-            assert txn.get(height_key(height), db=chain.db["chain"]) == entry.hash, height
-        assert txn.get(height_key(chain.height + 1), db=chain.db["chain"]) is None
-        assert txn.get(b"tip", db=chain.db["meta"]) == chain.tip.hash
-        stored_heights = sum(1 for _ in txn.cursor(db=chain.db["chain"]))
+    read = chain.reader
+    for height, entry in enumerate(chain.chain):
+        assert read.db_get("chain", height_key(height)) == entry.hash, height
+    assert read.db_get("chain", height_key(chain.height + 1)) is None
+    assert read.db_get("meta", b"tip") == chain.tip.hash
+    stored_heights = read.db_entries("chain")
     assert stored_heights == chain.height + 1
     entry = chain.tip
     for height in range(chain.height, -1, -1):
@@ -115,7 +115,7 @@ def assert_matches_replay(chain: ChainState, path: Path) -> None:
         assert utxo_set(fresh) == utxo_set(chain)
         # the address index agrees with the UTXO set
         for addr in {coin.addr_hash for _, coin in utxo_set(fresh)}:
-            assert sorted(fresh.address_coins(addr)) == sorted(chain.address_coins(addr))
+            assert sorted(fresh.reader.address_coins(addr)) == sorted(chain.reader.address_coins(addr))
     finally:
         fresh.close()
 

@@ -40,7 +40,7 @@ def fill_pool(chain, pool, key, rng) -> None:
     """Spend mature wallet coins into the pool: 1-2 inputs, 1-3 outputs, some chained."""
     params = chain.params
     next_height = chain.height + 1
-    coins = [(op, coin) for op, coin in chain.address_coins(key.address_hash)
+    coins = [(op, coin) for op, coin in chain.reader.address_coins(key.address_hash)
              if pool.spender(op) is None
              and (not coin.coinbase or next_height - coin.height >= params.coinbase_maturity)]
     rng.shuffle(coins)

@@ -9,12 +9,12 @@ import pytest
 from chaincheck import (NEUTRAL_STEP, assert_chain_db_matches, assert_matches_replay, build_block,
                         coinbase_outpoint, extend, open_chain, recompute_stats, stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
-from node.chain.chainstate import (MAX_LOCATOR_ENTRIES, STATUS_DATA, STATUS_HEADER, STATUS_INVALID,
-                             STATUS_VALID, ChainState)
+from node.chain.chainstate import ChainState
 from node.primitives.errors import BlockValidationError
 from node.consensus.params import REGTEST
 from node.storage.store import StoreError
 from node.primitives.tx import OutPoint, TxOut
+from node.chain.index import BlockStatus, MAX_LOCATOR_ENTRIES, chain_tips, find_fork, headers_after, locator
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def chain(tmp_path, uparams):
 
 
 def tips_by_hash(chain):
-    return {bytes.fromhex(t["hash"]): t for t in chain.chain_tips()}
+    return {bytes.fromhex(t["hash"]): t for t in chain_tips(chain.index, chain.chain)}
 
 
 # --- genesis, connecting, reopening ------------------------------------------------
@@ -39,13 +39,13 @@ def test_genesis_on_fresh_datadir(chain, uparams):
     """A fresh datadir holds only the genesis block: height 0, empty UTXO set."""
     assert chain.height == 0
     assert chain.tip.hash == uparams.genesis_hash
-    assert chain.tip.status == STATUS_VALID and chain.tip.parent is None
+    assert chain.tip.status == BlockStatus.VALID and chain.tip.parent is None
     assert stats_tuple(chain) == (0, 0, bytes(32))
-    assert list(chain.iter_utxos()) == []
-    assert chain.get_block_raw(uparams.genesis_hash) == uparams.genesis.raw
+    assert list(chain.reader.iter_utxos()) == []
+    assert chain.reader.get_block_raw(uparams.genesis_hash) == uparams.genesis.raw
     # the genesis coinbase is not spendable and not indexed
-    assert chain.get_coin(OutPoint(uparams.genesis.txs[0].txid, 0)) is None
-    assert chain.chain_tips() == [{"hash": uparams.genesis_hash.hex(), "height": 0,
+    assert chain.reader.get_coin(OutPoint(uparams.genesis.txs[0].txid, 0)) is None
+    assert chain_tips(chain.index, chain.chain) == [{"hash": uparams.genesis_hash.hex(), "height": 0,
                                    "work": chain.tip.chain_work, "branchlen": 0, "status": "active"}]
     assert_chain_db_matches(chain)
 
@@ -63,7 +63,7 @@ def test_connect_updates_tip_height_and_utxo_stats(chain, uparams, tmp_path):
         assert chain.tip.hash == block.hash and chain.height == n
         assert chain.utxo_stats.count == n
         assert chain.utxo_stats.amount == sum(uparams.subsidy(h) for h in range(1, n + 1))
-        coin = chain.get_coin(coinbase_outpoint(block)[0])
+        coin = chain.reader.get_coin(coinbase_outpoint(block)[0])
         assert coin.height == n and coin.coinbase and coin.addr_hash == wallet.addr
     # spend the first coinbase (mature at height 3) into two outputs, 1000 fee
     op, out = coinbase_outpoint(blocks[0])
@@ -71,9 +71,9 @@ def test_connect_updates_tip_height_and_utxo_stats(chain, uparams, tmp_path):
                                                 TxOut(out.amount - 2000, wallet.addr)])
     block = build_block(chain, chain.tip, wallet.addr, [tx], fees=1000)
     assert chain.accept_block(block).status == "connected"
-    assert chain.get_coin(op) is None
-    assert chain.get_coin(OutPoint(tx.txid, 1)).amount == out.amount - 2000
-    assert not chain.get_coin(OutPoint(tx.txid, 0)).coinbase
+    assert chain.reader.get_coin(op) is None
+    assert chain.reader.get_coin(OutPoint(tx.txid, 1)).amount == out.amount - 2000
+    assert not chain.reader.get_coin(OutPoint(tx.txid, 0)).coinbase
     # 5 coinbases + 2 outputs - 1 spent; fees are paid to the miner: the amount equals all subsidies
     assert chain.utxo_stats.count == 5 + 2 - 1
     assert chain.utxo_stats.amount == sum(uparams.subsidy(h) for h in range(1, 6))
@@ -95,15 +95,15 @@ def test_reopen_gives_same_tip_stats_and_digest(tmp_path, uparams):
     assert chain.accept_block(side).status == "stored"
     before = (chain.tip.hash, chain.height, stats_tuple(chain), utxo_set(chain),
               {h: (e.status, e.height, e.chain_work, e.seq) for h, e in chain.index.items()},
-              chain.chain_tips())
+              chain_tips(chain.index, chain.chain))
     chain.close()
     again = open_chain(tmp_path / "c", uparams)
     try:
         after = (again.tip.hash, again.height, stats_tuple(again), utxo_set(again),
                  {h: (e.status, e.height, e.chain_work, e.seq) for h, e in again.index.items()},
-                 again.chain_tips())
+                 chain_tips(again.index, again.chain))
         assert after == before
-        assert again.utxo_digest() == before[2][2] != bytes(32)
+        assert again.reader.utxo_digest() == before[2][2] != bytes(32)
         assert_chain_db_matches(again)
         # new blocks get a later arrival sequence than anything loaded
         nxt = build_block(again, again.tip, wallet.addr)
@@ -121,32 +121,32 @@ def test_get_transaction(chain):
     tx = spend(chain, [(op, out)], wallet.key, [TxOut(out.amount - 500, wallet.addr)])
     block = build_block(chain, chain.tip, wallet.addr, [tx], fees=500)
     chain.accept_block(block)
-    found, entry = chain.get_transaction(tx.txid)
+    found, entry = chain.reader.get_transaction(tx.txid)
     assert found == tx and found.txid == tx.txid and found.raw == tx.raw
     assert entry.hash == block.hash and entry.height == 4
-    assert chain.get_tx_location(tx.txid) == (block.hash, 1)
-    cb, cb_entry = chain.get_transaction(blocks[1].txs[0].txid)
+    assert chain.reader.get_tx_location(tx.txid) == (block.hash, 1)
+    cb, cb_entry = chain.reader.get_transaction(blocks[1].txs[0].txid)
     assert cb.is_coinbase and cb_entry.hash == blocks[1].hash
-    assert chain.get_transaction(os.urandom(32)) is None
+    assert chain.reader.get_transaction(os.urandom(32)) is None
 
 
 def test_address_coins(chain):
     """address_coins lists exactly the unspent outputs paying an address."""
     alice, bob = Wallet(), Wallet()
     blocks = extend(chain, alice.addr, 3)
-    coins = dict(chain.address_coins(alice.addr))
+    coins = dict(chain.reader.address_coins(alice.addr))
     assert set(coins) == {coinbase_outpoint(b)[0] for b in blocks}
     assert all(c.addr_hash == alice.addr and c.coinbase for c in coins.values())
     op, out = coinbase_outpoint(blocks[0])
     tx = spend(chain, [(op, out)], alice.key, [TxOut(7000, bob.addr), TxOut(out.amount - 8000, alice.addr)])
     chain.accept_block(build_block(chain, chain.tip, b"\x02" * 20, [tx]))
-    alice_coins = dict(chain.address_coins(alice.addr))
+    alice_coins = dict(chain.reader.address_coins(alice.addr))
     assert op not in alice_coins
     assert alice_coins[OutPoint(tx.txid, 1)].amount == out.amount - 8000
     assert len(alice_coins) == 3
-    assert chain.address_coins(bob.addr) == [(OutPoint(tx.txid, 0), chain.get_coin(OutPoint(tx.txid, 0)))]
-    assert chain.address_coins(Wallet().addr) == []
-    assert chain.address_coins(b"\xff" * 20) == []
+    assert chain.reader.address_coins(bob.addr) == [(OutPoint(tx.txid, 0), chain.reader.get_coin(OutPoint(tx.txid, 0)))]
+    assert chain.reader.address_coins(Wallet().addr) == []
+    assert chain.reader.address_coins(b"\xff" * 20) == []
 
 
 def test_address_history_newest_first_with_paging(chain):
@@ -157,27 +157,27 @@ def test_address_history_newest_first_with_paging(chain):
     tx = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
     chain.accept_block(build_block(chain, chain.tip, b"\x03" * 20, [tx]))   # height 5
     extend(chain, b"\x03" * 20, 1)                              # height 6: not alice
-    full = chain.address_history(alice.addr)
+    full = chain.reader.address_history(alice.addr)
     assert full == [(5, 1, tx.txid)] + [(h, 0, blocks[h - 1].txs[0].txid) for h in (4, 3, 2, 1)]
-    assert chain.address_history(alice.addr, limit=2) == full[:2]
-    assert chain.address_history(alice.addr, before_height=4) == full[2:]
-    assert chain.address_history(alice.addr, limit=1, before_height=3) == [full[3]]
-    assert chain.address_history(alice.addr, before_height=1) == []
-    assert chain.address_history(alice.addr, before_height=100) == full
+    assert chain.reader.address_history(alice.addr, limit=2) == full[:2]
+    assert chain.reader.address_history(alice.addr, before_height=4) == full[2:]
+    assert chain.reader.address_history(alice.addr, limit=1, before_height=3) == [full[3]]
+    assert chain.reader.address_history(alice.addr, before_height=1) == []
+    assert chain.reader.address_history(alice.addr, before_height=100) == full
     # paging: each page continues below the last height seen
     pages, before = [], None
     while True:
-        page = chain.address_history(alice.addr, limit=2, before_height=before)
+        page = chain.reader.address_history(alice.addr, limit=2, before_height=before)
         if not page:
             break
         pages.extend(page)
         before = page[-1][0]
     assert pages == full
-    assert chain.address_history(bob.addr) == [(5, 1, tx.txid)]
-    miner_cbs = [chain.get_block(chain.chain[h].hash).txs[0].txid for h in (6, 5)]
-    assert chain.address_history(b"\x03" * 20) == [(6, 0, miner_cbs[0]), (5, 0, miner_cbs[1])]
+    assert chain.reader.address_history(bob.addr) == [(5, 1, tx.txid)]
+    miner_cbs = [chain.reader.get_block(chain.chain[h].hash).txs[0].txid for h in (6, 5)]
+    assert chain.reader.address_history(b"\x03" * 20) == [(6, 0, miner_cbs[0]), (5, 0, miner_cbs[1])]
     for unknown in (b"\x00" * 20, b"\xff" * 20, Wallet().addr):
-        assert chain.address_history(unknown) == []
+        assert chain.reader.address_history(unknown) == []
 
 
 def test_datadir_of_another_network_is_refused(tmp_path, uparams):
@@ -206,9 +206,9 @@ def test_datadir_of_another_network_is_refused(tmp_path, uparams):
 
 def test_locator_shape(chain, uparams):
     """The locator starts at the tip, steps by 1 ten times, then doubles, and ends at genesis."""
-    assert chain.locator() == [uparams.genesis_hash]
+    assert locator(chain.tip) == [uparams.genesis_hash]
     extend(chain, b"\x04" * 20, 60)
-    loc = chain.locator()
+    loc = locator(chain.tip)
     heights = [chain.index[h].height for h in loc]
     assert loc[0] == chain.tip.hash and loc[-1] == uparams.genesis_hash
     assert len(loc) <= MAX_LOCATOR_ENTRIES and len(set(loc)) == len(loc)
@@ -219,7 +219,7 @@ def test_locator_shape(chain, uparams):
     assert all(chain.on_active_chain(chain.index[h]) for h in loc)
     # a locator of an earlier entry starts there
     mid = chain.chain[5]
-    assert chain.locator(mid) == [chain.chain[h].hash for h in (5, 4, 3, 2, 1, 0)]
+    assert locator(mid) == [chain.chain[h].hash for h in (5, 4, 3, 2, 1, 0)]
 
 
 def test_find_fork_and_headers_after(tmp_path, uparams):
@@ -232,19 +232,19 @@ def test_find_fork_and_headers_after(tmp_path, uparams):
             b.accept_block(block)
         extend(a, b"\x05" * 20, 8)
         extend(b, b"\x06" * 20, 3)
-        fork = a.find_fork(b.locator())
+        fork = find_fork(a.index, a.chain, locator(b.tip))
         assert fork.hash == shared[-1].hash and fork.height == 10
-        assert b.find_fork(a.locator()).hash == shared[-1].hash
-        headers = a.headers_after(b.locator(), bytes(32), 5)
+        assert find_fork(b.index, b.chain, locator(a.tip)).hash == shared[-1].hash
+        headers = headers_after(a.index, a.chain, locator(b.tip), bytes(32), 5)
         assert [h.hash for h in headers] == [e.hash for e in a.chain[11:16]]
         stop = a.chain[12].hash
-        assert [h.hash for h in a.headers_after(b.locator(), stop, 100)] == [a.chain[11].hash, stop]
-        assert len(a.headers_after(b.locator(), bytes(32), 100)) == 8
+        assert [h.hash for h in headers_after(a.index, a.chain, locator(b.tip), stop, 100)] == [a.chain[11].hash, stop]
+        assert len(headers_after(a.index, a.chain, locator(b.tip), bytes(32), 100)) == 8
         # an unknown locator falls back to genesis
-        assert a.find_fork([os.urandom(32)]).height == 0
-        assert [h.hash for h in a.headers_after([], bytes(32), 3)] == [e.hash for e in a.chain[1:4]]
+        assert find_fork(a.index, a.chain, [os.urandom(32)]).height == 0
+        assert [h.hash for h in headers_after(a.index, a.chain, [], bytes(32), 3)] == [e.hash for e in a.chain[1:4]]
         # a peer already at our tip gets nothing
-        assert a.headers_after(a.locator(), bytes(32), 10) == []
+        assert headers_after(a.index, a.chain, locator(a.tip), bytes(32), 10) == []
     finally:
         a.close()
         b.close()
@@ -259,7 +259,7 @@ def test_headers_first_then_blocks(tmp_path, uparams):
         local = extend(dst, b"\x08" * 20, 2)             # dst's own, shorter branch
         entries = dst.accept_headers([b.header for b in remote])
         assert [e.hash for e in entries] == [b.hash for b in remote]
-        assert all(e.status == STATUS_HEADER for e in entries)
+        assert all(e.status == BlockStatus.HEADER for e in entries)
         assert dst.tip.hash == local[-1].hash                 # headers alone move nothing
         assert dst.accept_headers([b.header for b in remote]) == entries   # idempotent
         tips = tips_by_hash(dst)
@@ -278,7 +278,7 @@ def test_headers_first_then_blocks(tmp_path, uparams):
         assert dst.tip.hash == remote[2].hash
         assert dst.accept_block(remote[3]).status == "connected"
         assert dst.tip.hash == remote[4].hash
-        assert all(dst.index[b.hash].status == STATUS_VALID for b in remote)
+        assert all(dst.index[b.hash].status == BlockStatus.VALID for b in remote)
         assert tips_by_hash(dst)[local[-1].hash]["status"] == "valid-fork"
         assert_matches_replay(dst, tmp_path / "replay")
         assert stats_tuple(dst) == stats_tuple(src) and utxo_set(dst) == utxo_set(src)
@@ -305,7 +305,7 @@ def test_accept_headers_rejects_bad_headers(tmp_path, uparams):
         assert blocks[0].hash in dst.index and bad.hash not in dst.index
         dst.close()
         dst = open_chain(tmp_path / "dst", uparams)               # the good header was persisted
-        assert dst.index[blocks[0].hash].status == STATUS_HEADER
+        assert dst.index[blocks[0].hash].status == BlockStatus.HEADER
         assert dst.tip.height == 0
     finally:
         src.close()
@@ -342,9 +342,9 @@ def test_chain_tips_statuses(tmp_path, uparams):
             h3.hash: ("headers-only", 3, 2),
             bad.hash: ("invalid", 4, 1),
         }
-        assert chain.chain_tips()[0]["status"] == "active"
+        assert chain_tips(chain.index, chain.chain)[0]["status"] == "active"
         assert tips[a3.hash]["work"] == chain.tip.chain_work
-        assert chain.index[bad.hash].status == STATUS_INVALID
+        assert chain.index[bad.hash].status == BlockStatus.INVALID
         assert chain.index[bad.hash].failure == "bad-cb-amount"
         # resubmitting a known invalid block fails fast with the same code
         with pytest.raises(BlockValidationError) as exc:
@@ -380,7 +380,7 @@ def test_check_block_failure_marks_invalid_but_mutation_does_not(chain, uparams)
     with pytest.raises(BlockValidationError) as exc:
         chain.accept_block(nocb)
     assert exc.value.code == "bad-cb-missing"
-    assert chain.index[nocb.hash].status == STATUS_INVALID
+    assert chain.index[nocb.hash].status == BlockStatus.INVALID
     assert chain.tip.hash == good.hash
 
 
@@ -405,17 +405,17 @@ def test_invalidate_and_reconsider(tmp_path, uparams):
     chain = open_chain(tmp_path / "c", uparams)
     try:
         blocks = _chain_with_txs(chain, wallet, 6)
-        snapshot = (stats_tuple(chain), utxo_set(chain), chain.address_history(wallet.addr))
+        snapshot = (stats_tuple(chain), utxo_set(chain), chain.reader.address_history(wallet.addr))
         result = chain.invalidate_block(blocks[3].hash)           # height 4
         assert [b.hash for b in result.disconnected] == [blocks[5].hash, blocks[4].hash, blocks[3].hash]
         assert result.connected == []
         assert chain.tip.hash == blocks[2].hash and chain.height == 3
-        assert chain.index[blocks[3].hash].status == STATUS_INVALID
+        assert chain.index[blocks[3].hash].status == BlockStatus.INVALID
         assert chain.index[blocks[3].hash].failure == "manually-invalidated"
-        assert chain.index[blocks[5].hash].status == STATUS_INVALID
+        assert chain.index[blocks[5].hash].status == BlockStatus.INVALID
         assert chain.index[blocks[5].hash].failure == "bad-prevblk"
-        assert all(h < 4 for h, _, _ in chain.address_history(wallet.addr))
-        assert chain.get_transaction(blocks[4].txs[1].txid) is None
+        assert all(h < 4 for h, _, _ in chain.reader.address_history(wallet.addr))
+        assert chain.reader.get_transaction(blocks[4].txs[1].txid) is None
         assert tips_by_hash(chain)[blocks[5].hash]["status"] == "invalid"
         assert_matches_replay(chain, tmp_path / "replay1")
         with pytest.raises(BlockValidationError):
@@ -423,12 +423,12 @@ def test_invalidate_and_reconsider(tmp_path, uparams):
         chain.close()
         chain = open_chain(tmp_path / "c", uparams)               # persisted
         assert chain.tip.hash == blocks[2].hash
-        assert chain.index[blocks[4].hash].status == STATUS_INVALID
+        assert chain.index[blocks[4].hash].status == BlockStatus.INVALID
         result = chain.reconsider_block(blocks[3].hash)
         assert [b.hash for b in result.connected] == [b.hash for b in blocks[3:]]
         assert chain.tip.hash == blocks[5].hash
-        assert (stats_tuple(chain), utxo_set(chain), chain.address_history(wallet.addr)) == snapshot
-        assert all(chain.index[b.hash].status == STATUS_VALID for b in blocks)
+        assert (stats_tuple(chain), utxo_set(chain), chain.reader.address_history(wallet.addr)) == snapshot
+        assert all(chain.index[b.hash].status == BlockStatus.VALID for b in blocks)
         assert_matches_replay(chain, tmp_path / "replay2")
         with pytest.raises(ValueError):
             chain.invalidate_block(uparams.genesis_hash)
@@ -476,7 +476,7 @@ def test_reconsider_of_truly_invalid_block_fails_again(chain, uparams):
     result = chain.reconsider_block(bad.hash)
     assert result.invalid == [(bad.hash, "bad-cb-amount")]
     assert chain.tip.hash == tip
-    assert chain.index[bad.hash].status == STATUS_INVALID
+    assert chain.index[bad.hash].status == BlockStatus.INVALID
     assert chain.index[bad.hash].failure == "bad-cb-amount"
 
 
@@ -495,7 +495,7 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
     chain.close()
     chain = open_chain(tmp_path / "c", uparams)
     try:
-        assert chain.index[block.hash].status in (STATUS_DATA, STATUS_VALID)
+        assert chain.index[block.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
         assert chain.tip.hash == block.hash and chain.height == 3
         # a competing block arriving later with equal work does not displace it
         rival = build_block(chain, chain.index[block.header.prev_hash], b"\x14" * 20)
@@ -515,7 +515,7 @@ def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
     import pathlib
     import re
     trusted_readers = {"node/storage/store.py", "node/storage/upgrade.py", "node/chain/chainstate.py",
-                       "node/chain/connect.py", "node/primitives/block.py", "node/primitives/tx.py",
+                       "node/chain/connect.py", "node/chain/reader.py", "node/primitives/block.py", "node/primitives/tx.py",
                        "node/primitives/encoding.py", "node/mempool/entry.py"}
     root = pathlib.Path(__file__).resolve().parent.parent
     for path in [*root.glob("node/**/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
@@ -530,12 +530,12 @@ def test_utxo_set_info_is_one_snapshot_remembered_per_tip(tmp_path, uparams):
     chain = open_chain(tmp_path / "d", uparams)
     try:
         extend(chain, wallet.addr, 3)
-        first = chain.utxo_set_info()
+        first = chain.reader.utxo_set_info()
         assert first["tip"] == chain.tip.hash and first["height"] == 3
         assert (first["count"], first["amount"]) == (chain.utxo_stats.count, chain.utxo_stats.amount)
-        assert chain.utxo_set_info() is first
+        assert chain.reader.utxo_set_info() is first
         extend(chain, wallet.addr, 1)
-        second = chain.utxo_set_info()
+        second = chain.reader.utxo_set_info()
         assert second["tip"] == chain.tip.hash and second["count"] == first["count"] + 1
         assert second["digest"] != first["digest"]
     finally:

@@ -13,8 +13,9 @@ from pathlib import Path
 from chaincheck import assert_matches_replay, open_chain
 from chainutil import make_params
 from crash_worker import worker_key
-from node.chain.chainstate import STATUS_VALID
+
 from node.primitives.encoding import decode_stored
+from node.chain.index import BlockStatus
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 KILLS = 5
@@ -40,23 +41,22 @@ def check_consistent(datadir: Path, replay_dir: Path, params, addr: bytes) -> in
     chain = open_chain(datadir, params)
     try:
         assert_matches_replay(chain, replay_dir)     # chain db, stats, UTXO set, address coins
-        blocks = [chain.get_block(e.hash) for e in chain.chain[1:]]
-        assert all(e.status == STATUS_VALID for e in chain.chain)
-        with chain.store.env.begin() as txn:
-            # every active block has its undo data and every confirmed tx is indexed; entries
-            # left by disconnected blocks point off the active chain and are not counted
-            assert all(txn.get(e.hash, db=chain.db["undo"]) is not None for e in chain.chain[1:])
-            entries = dict(txn.cursor(db=chain.db["txindex"]))
-            entries.update(txn.cursor(db=chain.db["txrecent"]))   # the newer entry of a txid
-            indexed = [decode_stored(v)[0] for v in entries.values()]
+        blocks = [chain.reader.get_block(e.hash) for e in chain.chain[1:]]
+        assert all(e.status == BlockStatus.VALID for e in chain.chain)
+        # every active block has its undo data and every confirmed tx is indexed; entries
+        # left by disconnected blocks point off the active chain and are not counted
+        assert all(chain.reader.db_get("undo", e.hash) is not None for e in chain.chain[1:])
+        entries = dict(chain.reader.db_items("txindex"))
+        entries.update(chain.reader.db_items("txrecent"))   # the newer entry of a txid
+        indexed = [decode_stored(v)[0] for v in entries.values()]
         active = {e.hash for e in chain.chain}
         assert sum(1 for h in indexed if h in active) == sum(len(b.txs) for b in blocks)
         for block in blocks:
             for pos, tx in enumerate(block.txs):
-                assert chain.get_tx_location(tx.txid) == (block.hash, pos)
+                assert chain.reader.get_tx_location(tx.txid) == (block.hash, pos)
         fresh = open_chain(replay_dir, params)
         try:
-            assert chain.address_history(addr, limit=10**6) == fresh.address_history(addr, limit=10**6)
+            assert chain.reader.address_history(addr, limit=10**6) == fresh.reader.address_history(addr, limit=10**6)
         finally:
             fresh.close()
         return chain.height

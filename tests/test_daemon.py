@@ -170,13 +170,13 @@ def replayed_stats(datadir: Path, params: NetworkParams, scratch: Path):
     try:
         for entry in chain.chain[1:]:
             assert entry.parent is chain.chain[entry.height - 1]     # an intact tip chain
-            block = chain.get_block(entry.hash)
+            block = chain.reader.get_block(entry.hash)
             assert block is not None, f"block data of height {entry.height} missing"
             assert fresh.accept_block(block).status == "connected"
         assert fresh.tip.hash == chain.tip.hash
         assert fresh.utxo_stats == chain.utxo_stats
         # regtest/testnet here only mine coinbases: one output per block above genesis
-        outputs = sum(len(tx.outputs) for e in chain.chain[1:] for tx in chain.get_block(e.hash).txs)
+        outputs = sum(len(tx.outputs) for e in chain.chain[1:] for tx in chain.reader.get_block(e.hash).txs)
         assert chain.utxo_stats.count == outputs
         return chain.height, chain.utxo_stats
     finally:

@@ -82,9 +82,9 @@ def test_accepts_valid_spend(setup):
     assert entry.fee_rate == 1500 / tx.size
     assert tx.txid in pool and len(pool) == 1 and pool.get(tx.txid) is entry
     assert pool.spenders == {key(coins[0][0]): tx.txid}
-    assert pool.spender(coins[0][0]) == tx.txid and entry.spent == [chain.get_coin(coins[0][0])]
+    assert pool.spender(coins[0][0]) == tx.txid and entry.spent == [chain.reader.get_coin(coins[0][0])]
     assert pool.bytes == tx.size
-    assert chain.get_coin(coins[0][0]) is not None          # the chain is untouched
+    assert chain.reader.get_coin(coins[0][0]) is not None          # the chain is untouched
     assert_pool_consistent(pool)
 
 
@@ -530,7 +530,7 @@ def test_touching_finds_payments_and_spends_of_an_address(setup):
     assert [tx for _, tx, _ in pool.touching(other)] == [paying]
     found = pool.touching(wallet.addr)                     # the wallet spent in both
     assert [tx for _, tx, _ in found] == [unrelated, paying]
-    assert found[1][2] == [chain.get_coin(coins[0][0])]
+    assert found[1][2] == [chain.reader.get_coin(coins[0][0])]
     assert pool.touching(b"\x44" * 20) == []
 
 

@@ -63,7 +63,7 @@ def test_template_includes_mempool_txs_and_pays_fees(funded, uparams):
     assert result.status == "connected" and chain.tip.hash == block.hash
     pool.update_for_chain(result.connected, result.disconnected)
     assert len(pool) == 0
-    assert chain.get_coin(coinbase_outpoint(block)[0]).amount == uparams.subsidy(height) + 7500
+    assert chain.reader.get_coin(coinbase_outpoint(block)[0]).amount == uparams.subsidy(height) + 7500
 
 
 def test_template_time_is_above_median_time_past(funded):
@@ -154,7 +154,7 @@ def test_mine_blocks_confirms_mempool(funded):
     assert chain.height == height + 1 and [t.txid for t in block.txs[1:]] == [tx.txid]
     assert block.txs[0].outputs[0].amount == chain.params.subsidy(height + 1) + 2000
     assert len(pool) == 0
-    assert chain.get_transaction(tx.txid)[1].hash == block.hash
+    assert chain.reader.get_transaction(tx.txid)[1].hash == block.hash
 
 
 async def test_async_miner_finds_and_submits_block(tmp_path, uparams):

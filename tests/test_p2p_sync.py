@@ -8,8 +8,7 @@ from nodeutil import addr, start_node, wait_for, wait_synced
 
 def index_entries(node) -> tuple[int, int]:
     """(txrecent, txindex) entry counts of a node's store."""
-    with node.chain.store.env.begin() as txn:
-        return tuple(txn.stat(node.chain.db[name])["entries"] for name in ("txrecent", "txindex"))
+    return tuple(node.chain.reader.db_entries(name) for name in ("txrecent", "txindex"))
 
 
 async def test_line_of_three_syncs_chain_mined_at_one_end(tmp_path):
@@ -42,7 +41,7 @@ async def test_tx_reaches_far_end_mempool(tmp_path):
         await a.generate(1, w.addr)
         await a.generate(a.params.coinbase_maturity, Wallet().addr)
         await wait_synced([a, b, c])
-        block1 = a.chain.get_block(a.chain.chain[1].hash)
+        block1 = a.chain.reader.get_block(a.chain.chain[1].hash)
         from chainutil import coinbase_coin
         coin = coinbase_coin(block1)
         tx = spend(a.chain, [coin], w.key, [TxOut(coin[1].amount - 10_000, w.addr)])
@@ -66,15 +65,15 @@ async def test_new_node_syncs_long_chain_from_peers(tmp_path):
         nodes.append(c)
         await wait_synced([a, b, c], timeout=120)
         assert c.chain.height == 2100
-        assert c.chain.utxo_digest() == a.chain.utxo_digest()
+        assert c.chain.reader.utxo_digest() == a.chain.reader.utxo_digest()
         # more than TXRECENT_MERGE transactions: the node merged txrecent into txindex
         # after relaying, and every transaction is found wherever its entry is
         await wait_for(lambda: index_entries(c)[0] < TXRECENT_MERGE, what="txrecent merged")
         recent, merged = index_entries(c)
         assert merged >= TXRECENT_MERGE and recent + merged == 2100   # genesis is not indexed
         for entry in (c.chain.chain[1], c.chain.chain[-1]):
-            coinbase = c.chain.get_block(entry.hash).txs[0]
-            assert c.chain.get_tx_location(coinbase.txid) == (entry.hash, 0)
+            coinbase = c.chain.reader.get_block(entry.hash).txs[0]
+            assert c.chain.reader.get_tx_location(coinbase.txid) == (entry.hash, 0)
     finally:
         for n in nodes:
             await n.stop()
@@ -97,7 +96,7 @@ async def test_halves_mine_apart_then_converge_on_most_work(tmp_path):
         await b.peers.connect(*addr(c))
         await wait_synced(nodes)
         assert a.chain.height == 8
-        assert len({n.chain.utxo_digest() for n in nodes}) == 1
+        assert len({n.chain.reader.utxo_digest() for n in nodes}) == 1
         assert a.reorgs >= 1
     finally:
         for n in nodes:

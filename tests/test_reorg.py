@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from chaincheck import (assert_matches_replay, build_block, coinbase_outpoint, extend, open_chain,
                         stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
-from node.chain.chainstate import (MAX_ORPHANS, STATUS_DATA, STATUS_HEADER, STATUS_INVALID, STATUS_VALID)
+from node.chain.orphans import MAX_ORPHANS
 from node.primitives.errors import BlockValidationError, ValidationError
 from node.mempool.pool import Mempool
 from node.mining.miner import create_block_template, solve_block
 from node.primitives.tx import OutPoint, Transaction, TxIn, TxOut
+from node.chain.index import BlockStatus, chain_tips
 
 HYPO = settings(max_examples=15, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -111,11 +112,11 @@ def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order
     try:
         assert feed(chain, blocks) == []
         assert snapshot(chain) == a_snap
-        assert chain.orphans == {}
-        assert all(chain.index[x.hash].status in (STATUS_DATA, STATUS_VALID) for x in b)
+        assert len(chain.orphans) == 0
+        assert all(chain.index[x.hash].status in (BlockStatus.DATA, BlockStatus.VALID) for x in b)
         if order == "b-first":
             # B was fully active before A replaced it
-            assert all(chain.index[x.hash].status == STATUS_VALID for x in b)
+            assert all(chain.index[x.hash].status == BlockStatus.VALID for x in b)
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
@@ -132,7 +133,7 @@ def test_more_work_wins_any_arrival_order(uparams, heavy_and_long, order):
         try:
             assert feed(chain, blocks) == []
             assert snapshot(chain) == a_snap
-            assert chain.orphans == {}
+            assert len(chain.orphans) == 0
             assert all(x.hash in chain.index for x in a + b)
             assert chain.tip.chain_work == max(e.chain_work for e in chain.index.values())
         finally:
@@ -292,12 +293,12 @@ def valid_and_invalid(request, tmp_path_factory, uparams):
 def check_invalid_branch_outcome(chain, a_snap, b, code):
     assert snapshot(chain) == a_snap
     bad = chain.index[b[2].hash]
-    assert bad.status == STATUS_INVALID and bad.failure == code
+    assert bad.status == BlockStatus.INVALID and bad.failure == code
     for block in b[:2]:
-        assert chain.index[block.hash].status in (STATUS_DATA, STATUS_VALID)
+        assert chain.index[block.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
     for block in b[3:]:
         entry = chain.index.get(block.hash)
-        assert entry is None or (entry.status == STATUS_INVALID and entry.failure == "bad-prevblk")
+        assert entry is None or (entry.status == BlockStatus.INVALID and entry.failure == "bad-prevblk")
         # resubmitted, a descendant is refused, or (if its own parent was refused
         # before being indexed) parked as an orphan: never stored as valid
         try:
@@ -309,7 +310,7 @@ def check_invalid_branch_outcome(chain, a_snap, b, code):
     with pytest.raises(BlockValidationError) as exc:
         chain.accept_block(b[2])
     assert exc.value.code == code
-    statuses = {t["hash"]: t["status"] for t in chain.chain_tips()}
+    statuses = {t["hash"]: t["status"] for t in chain_tips(chain.index, chain.chain)}
     assert statuses[chain.tip.hash.hex()] == "active"
     assert "invalid" in statuses.values()
 
@@ -328,7 +329,7 @@ def test_heavier_branch_with_invalid_block_is_rejected(tmp_path, uparams, valid_
                 chain.accept_block(b[3])      # now B has more work: the switch is tried and abandoned
             assert exc.value.code == "bad-prevblk"
             assert snapshot(chain) == a_snap
-            assert chain.index[b[3].hash].status == STATUS_INVALID
+            assert chain.index[b[3].hash].status == BlockStatus.INVALID
             feed(chain, b[4:])
         elif order == "b-first":
             codes = feed(chain, b)
@@ -377,7 +378,7 @@ def test_random_block_tree_follows_most_work(uparams, plan):
         try:
             blocks = {}
             for pick, step in plan:
-                candidates = sorted((e for e in chain.index.values() if e.status != STATUS_INVALID),
+                candidates = sorted((e for e in chain.index.values() if e.status != BlockStatus.INVALID),
                                     key=lambda e: e.seq)
                 parent = candidates[pick % len(candidates)]
                 txs, fees = [], 0
@@ -414,18 +415,18 @@ def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
         feed(chain, other)
         assert chain.tip.hash == other[-1].hash
         extend(chain, wallet.addr, 2, parent=chain.index[main[-1].hash])   # main: heights 3-4, stored
-        before = (snapshot(chain), chain.chain_tips(),
+        before = (snapshot(chain), chain_tips(chain.index, chain.chain),
                   {h: (e.status, e.failure, e.chain_work, e.seq, e.height) for h, e in chain.index.items()})
         chain.close()
         chain = open_chain(tmp_path / "c", uparams)
-        after = (snapshot(chain), chain.chain_tips(),
+        after = (snapshot(chain), chain_tips(chain.index, chain.chain),
                  {h: (e.status, e.failure, e.chain_work, e.seq, e.height) for h, e in chain.index.items()})
         assert after == before
         # extend the losing branch after the reopen: it wins, with the undo data of the old one
-        main_tip = [t for t in chain.chain_tips() if t["status"] == "valid-headers"][0]
+        main_tip = [t for t in chain_tips(chain.index, chain.chain) if t["status"] == "valid-headers"][0]
         result = extend(chain, wallet.addr, 1, parent=chain.index[bytes.fromhex(main_tip["hash"])])
         assert chain.tip.hash == result[0].hash and chain.height == 5
-        assert chain.index[other[-1].hash].status == STATUS_VALID
+        assert chain.index[other[-1].hash].status == BlockStatus.VALID
         assert_matches_replay(chain, tmp_path / "replay")
         chain.close()
         chain = open_chain(tmp_path / "c", uparams)
@@ -449,16 +450,16 @@ def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
             assert result.status == "orphan" and result.connected == []
             assert block.hash not in dst.index
         assert set(dst.orphans) == {b.hash for b in blocks[1:]}
-        assert dst.orphan_root(blocks[-1].hash) == blocks[0].hash
-        assert dst.orphan_root(blocks[1].hash) == blocks[0].hash
-        assert dst.orphan_root(blocks[0].hash) is None                    # not an orphan
+        assert dst.orphans.root(blocks[-1].hash) == blocks[0].hash
+        assert dst.orphans.root(blocks[1].hash) == blocks[0].hash
+        assert dst.orphans.root(blocks[0].hash) is None                    # not an orphan
         assert dst.accept_block(blocks[3]).status == "orphan"              # duplicate orphan
         assert len(dst.orphans) == 4
         assert dst.height == 0
         result = dst.accept_block(blocks[0])
         assert result.status == "connected"
         assert [b.hash for b in result.connected] == [b.hash for b in blocks]
-        assert dst.orphans == {} and dst.tip.hash == blocks[-1].hash
+        assert len(dst.orphans) == 0 and dst.tip.hash == blocks[-1].hash
         assert snapshot(dst)[2:] == (stats_tuple(src), utxo_set(src))
     finally:
         src.close()
@@ -476,14 +477,14 @@ def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
         for block in kids + [grandkid]:
             assert dst.accept_block(block).status == "orphan"
         assert len(dst.orphans) == 4
-        assert {dst.orphan_root(k.hash) for k in kids + [grandkid]} == {parent.hash}
+        assert {dst.orphans.root(k.hash) for k in kids + [grandkid]} == {parent.hash}
         result = dst.accept_block(parent)
-        assert dst.orphans == {}
-        assert all(k.hash in dst.index and dst.index[k.hash].status in (STATUS_DATA, STATUS_VALID)
+        assert len(dst.orphans) == 0
+        assert all(k.hash in dst.index and dst.index[k.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
                    for k in kids)
         assert dst.tip.hash == grandkid.hash                 # the only branch of height 3
         assert {b.hash for b in result.connected} >= {parent.hash, kids[2].hash, grandkid.hash}
-        tips = {t["hash"]: t["status"] for t in dst.chain_tips()}
+        tips = {t["hash"]: t["status"] for t in chain_tips(dst.index, dst.chain)}
         assert len(tips) == 3
     finally:
         src.close()
@@ -504,10 +505,10 @@ def test_orphan_pool_is_bounded(tmp_path, uparams):
         assert len(dst.orphans) == MAX_ORPHANS
         assert set(dst.orphans) == {k.hash for k in kids[5:]}
         dst.accept_block(parent)
-        assert dst.orphans == {}
+        assert len(dst.orphans) == 0
         assert all(k.hash in dst.index for k in kids[5:])
         assert not any(k.hash in dst.index for k in kids[:5])
-        assert dst.index[kids[5].hash].status == STATUS_VALID      # first one processed wins the tie
+        assert dst.index[kids[5].hash].status == BlockStatus.VALID      # first one processed wins the tie
         assert dst.tip.hash == kids[5].hash
     finally:
         src.close()
@@ -522,8 +523,8 @@ def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
         blocks = extend(src, b"\x58" * 20, 2)
         dst.accept_headers([blocks[0].header])
         assert dst.accept_block(blocks[1]).status == "stored"
-        assert dst.orphans == {} and dst.index[blocks[1].hash].status == STATUS_DATA
-        assert dst.index[blocks[0].hash].status == STATUS_HEADER
+        assert len(dst.orphans) == 0 and dst.index[blocks[1].hash].status == BlockStatus.DATA
+        assert dst.index[blocks[0].hash].status == BlockStatus.HEADER
         assert dst.accept_block(blocks[0]).status == "connected"
         assert dst.tip.hash == blocks[1].hash
     finally:
@@ -552,7 +553,7 @@ def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
         with pytest.raises(BlockValidationError) as exc:
             dst.accept_block(Block.create(easy, good.txs))
         assert exc.value.code == "bad-diffbits"
-        assert dst.orphans == {}
+        assert len(dst.orphans) == 0
         assert dst.accept_block(good).status == "orphan"
     finally:
         src.close()
@@ -583,19 +584,19 @@ def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
         only_ours = to_self(chain, alice, coins[1])
         ours = build_block(chain, fork, alice.addr, [both, only_ours], fees=2000)
         chain.accept_block(ours)
-        assert chain.get_tx_location(only_ours.txid) == (ours.hash, 2)
+        assert chain.reader.get_tx_location(only_ours.txid) == (ours.hash, 2)
         theirs1 = build_block(chain, fork, alice.addr, [both], fees=1000, time_step=1)
         chain.accept_block(theirs1)
         theirs2 = build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1)
         result = chain.accept_block(theirs2)
         assert [b.hash for b in result.disconnected] == [ours.hash]
-        assert chain.get_tx_location(only_ours.txid) is None
-        assert chain.get_transaction(only_ours.txid) is None
-        assert chain.get_tx_location(both.txid) == (theirs1.hash, 1)
+        assert chain.reader.get_tx_location(only_ours.txid) is None
+        assert chain.reader.get_transaction(only_ours.txid) is None
+        assert chain.reader.get_tx_location(both.txid) == (theirs1.hash, 1)
         chain.invalidate_block(theirs1.hash)
         assert chain.tip.hash == ours.hash
-        assert chain.get_tx_location(only_ours.txid) == (ours.hash, 2)
-        assert chain.get_tx_location(both.txid) == (ours.hash, 1)
+        assert chain.reader.get_tx_location(only_ours.txid) == (ours.hash, 2)
+        assert chain.reader.get_tx_location(both.txid) == (ours.hash, 1)
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
@@ -616,21 +617,21 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
         theirs1 = build_block(chain, fork, alice.addr, [won], fees=1000, time_step=1)
         chain.accept_block(theirs1)
         chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
-        assert chain.get_tx_location(won.txid) == (theirs1.hash, 1)   # where ``lost`` was
+        assert chain.reader.get_tx_location(won.txid) == (theirs1.hash, 1)   # where ``lost`` was
         lost_coin = (OutPoint(lost.txid, 0), lost.outputs[0])
         won_coin = (OutPoint(won.txid, 0), won.outputs[0])
-        assert chain.get_coins([lost_coin[0], won_coin[0]]) == [None, chain.get_coin(won_coin[0])]
-        assert chain.get_coin(won_coin[0]).amount == won.outputs[0].amount
+        assert chain.reader.get_coins([lost_coin[0], won_coin[0]]) == [None, chain.reader.get_coin(won_coin[0])]
+        assert chain.reader.get_coin(won_coin[0]).amount == won.outputs[0].amount
         tip = chain.tip
         bad = to_self(chain, alice, lost_coin)
         block = build_block(chain, tip, alice.addr, [bad], fees=1000)
         with pytest.raises(BlockValidationError) as err:
             chain.accept_block(block)
         assert err.value.code == chain.index[block.hash].failure == "bad-txns-inputs-missingorspent"
-        assert chain.tip is tip and chain.get_coin(won_coin[0]) is not None
+        assert chain.tip is tip and chain.reader.get_coin(won_coin[0]) is not None
         good = to_self(chain, alice, won_coin)
         chain.accept_block(build_block(chain, tip, alice.addr, [good], fees=1000))
-        assert chain.get_coin(won_coin[0]) is None and chain.get_coin(OutPoint(good.txid, 0)) is not None
+        assert chain.reader.get_coin(won_coin[0]) is None and chain.reader.get_coin(OutPoint(good.txid, 0)) is not None
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()
@@ -651,22 +652,22 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
         assert chain.merge_recent_txindex(threshold=10**6) == 0       # not due: nothing moves
         assert chain.merge_recent_txindex(threshold=1) == 6           # 4 coinbases, 2 txs
         assert chain.merge_recent_txindex(threshold=1) == 0
-        assert chain.get_tx_location(both.txid) == (ours.hash, 2)
+        assert chain.reader.get_tx_location(both.txid) == (ours.hash, 2)
         theirs1 = build_block(chain, fork, alice.addr, [both], fees=1000, time_step=1)
         chain.accept_block(theirs1)
         chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
         assert chain.tip.height == 5
         # txindex says ``ours`` (stale) for both txs; txrecent says theirs1 for ``both``
-        answers = [chain.get_tx_location(both.txid), chain.get_tx_location(lost.txid),
-                   chain.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])]
+        answers = [chain.reader.get_tx_location(both.txid), chain.reader.get_tx_location(lost.txid),
+                   chain.reader.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])]
         assert answers[:2] == [(theirs1.hash, 1), None]
         assert answers[2][0].amount == both.outputs[0].amount and answers[2][1] is None
         assert chain.merge_recent_txindex(threshold=1) == 3
-        assert [chain.get_tx_location(both.txid), chain.get_tx_location(lost.txid),
-                chain.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])] == answers
+        assert [chain.reader.get_tx_location(both.txid), chain.reader.get_tx_location(lost.txid),
+                chain.reader.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])] == answers
         onward = to_self(chain, alice, (OutPoint(both.txid, 0), both.outputs[0]))
         chain.accept_block(build_block(chain, chain.tip, alice.addr, [onward], fees=1000))
-        assert chain.get_coin(OutPoint(both.txid, 0)) is None
+        assert chain.reader.get_coin(OutPoint(both.txid, 0)) is None
         assert_matches_replay(chain, tmp_path / "replay")
     finally:
         chain.close()

@@ -13,9 +13,10 @@ import os
 import pytest
 
 from chainutil import Wallet, coinbase_coin, make_params, mature_coins, mine, mine_block, new_chain, spend
+from node.chain.index import BlockStatus
 from node.consensus import rules
 from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
-from node.chain.chainstate import STATUS_INVALID
+
 from node.primitives.crypto import SigningKey
 from node.primitives.errors import TxValidationError, ValidationError
 from node.mempool.pool import Mempool
@@ -98,12 +99,12 @@ def assert_rejected(chain, block, code, *, marked):
     assert chain.utxo_stats == stats
     entry = chain.index.get(block.hash)
     if marked:
-        assert entry is not None and entry.status == STATUS_INVALID and entry.failure == code
+        assert entry is not None and entry.status == BlockStatus.INVALID and entry.failure == code
         with pytest.raises(ValidationError) as again:   # known invalid: refused at once
             chain.accept_block(block)
         assert again.value.code == code
     else:
-        assert entry is None or entry.status != STATUS_INVALID
+        assert entry is None or entry.status != BlockStatus.INVALID
 
 
 def assert_connects(chain, block):
@@ -287,9 +288,9 @@ def test_missing_inputs_double_spend_in_one_block(node):
     second = node.pay([coin], amount=coin[1].amount - 2 * FEE)
     block = build_block(chain, [first, second], fees=3 * FEE)
     assert_rejected(chain, block, "bad-txns-inputs-missingorspent", marked=True)
-    assert chain.get_coin(coin[0]) is not None
+    assert chain.reader.get_coin(coin[0]) is not None
     assert_connects(chain, build_block(chain, [first], fees=FEE))
-    assert chain.get_coin(coin[0]) is None
+    assert chain.reader.get_coin(coin[0]) is None
 
 
 def test_missing_inputs_spent_in_an_earlier_block(node):
@@ -310,8 +311,8 @@ def test_spending_an_output_created_earlier_in_the_same_block_is_allowed(node):
     child_coin = (OutPoint(parent.txid, 0), parent.outputs[0])
     child = node.pay([child_coin])
     assert_connects(chain, build_block(chain, [parent, child], fees=2 * FEE))
-    assert chain.get_coin(child_coin[0]) is None
-    assert chain.get_coin(OutPoint(child.txid, 0)) is not None
+    assert chain.reader.get_coin(child_coin[0]) is None
+    assert chain.reader.get_coin(OutPoint(child.txid, 0)) is not None
 
 
 def test_spending_an_output_created_later_in_the_same_block_is_refused(node):
@@ -544,7 +545,7 @@ def test_empty_body_does_not_mark_the_header_invalid(node):
     with pytest.raises(ValidationError) as err:
         chain.accept_block(empty)
     assert err.value.code in rules.MUTATION_CODES
-    assert block.hash not in chain.index or chain.index[block.hash].status != STATUS_INVALID
+    assert block.hash not in chain.index or chain.index[block.hash].status != BlockStatus.INVALID
     assert_connects(chain, block)
 
 
@@ -555,7 +556,7 @@ def test_mutated_body_after_headers_first_does_not_mark_the_header_invalid(node)
     chain.accept_headers([block.header])
     assert_rejected(chain, with_body(block, [block.txs[0], block.txs[0]]), "bad-txnmrklroot", marked=False)
     assert_rejected(chain, with_body(block, []), "bad-txnmrklroot", marked=False)
-    assert chain.index[block.hash].status != STATUS_INVALID
+    assert chain.index[block.hash].status != BlockStatus.INVALID
     assert_connects(chain, block)
 
 
@@ -643,7 +644,7 @@ def test_descendants_of_a_block_found_invalid_are_marked_bad_prevblk(node):
     assert chain.index[bad.hash].failure == "bad-cb-amount"
     for block in (child, grandchild):
         entry = chain.index[block.hash]
-        assert entry.status == STATUS_INVALID and entry.failure == "bad-prevblk"
+        assert entry.status == BlockStatus.INVALID and entry.failure == "bad-prevblk"
     assert_rejected(chain, build_block(chain, parent=chain.index[grandchild.hash]), "bad-prevblk", marked=False)
 
 

@@ -16,7 +16,7 @@ def test_spend_confirm_and_reopen(tmp_path, chain, wallet):
     block = mine_block(chain, wallet.addr, txs=txs, mempool=pool)
     assert chain.tip.hash == block.hash
     assert len(pool) == 0
-    assert chain.get_coin(coin[0]) is None
+    assert chain.reader.get_coin(coin[0]) is None
     stats = chain.utxo_stats
     chain.close()
     from node.chain.chainstate import ChainState

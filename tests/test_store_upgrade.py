@@ -9,7 +9,6 @@ import pytest
 from chaincheck import (assert_matches_replay, build_block, coinbase_outpoint, extend, open_chain,
                         stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
-from node.api.public import read_undo
 from node.primitives.encoding import decode, encode
 from node.storage.store import (ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin,
                         outpoint_from_record, outpoint_key)
@@ -64,9 +63,9 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
     chain.accept_block(build_block(chain, chain.index[winner.hash], alice.addr, time_step=1))
     assert chain.tip.height == 5 and not chain.on_active_chain(chain.index[losing.hash])
     before = {"coins": utxo_set(chain), "stats": stats_tuple(chain),
-              "addr": {a: chain.address_coins(a) for a in (alice.addr, bob.addr)},
-              "undo": {e.hash: read_undo(chain, e.hash) for e in chain.chain}}
-    assert read_undo(chain, losing.hash) is not None
+              "addr": {a: chain.reader.address_coins(a) for a in (alice.addr, bob.addr)},
+              "undo": {e.hash: chain.reader.get_undo(e.hash) for e in chain.chain}}
+    assert chain.reader.get_undo(losing.hash) is not None
     chain.close()
 
     env = open_lmdb(tmp_path / "d")
@@ -77,18 +76,17 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
 
     again = open_chain(tmp_path / "d", uparams)
     try:
-        with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 5
-            assert all(len(k) == COIN_KEY_SIZE for k, _ in txn.cursor(db=again.db["utxo"]))
+        assert decode(again.reader.db_get("meta", b"schema")) == SCHEMA_VERSION == 5
+        assert all(len(k) == COIN_KEY_SIZE for k, _ in again.reader.db_items("utxo"))
         assert utxo_set(again) == before["coins"] and stats_tuple(again) == before["stats"]
-        assert {a: again.address_coins(a) for a in (alice.addr, bob.addr)} == before["addr"]
-        assert {e.hash: read_undo(again, e.hash) for e in again.chain} == before["undo"]
-        assert read_undo(again, losing.hash) is None
-        assert again.get_coin(OutPoint(lost.txid, 0)) is None
+        assert {a: again.reader.address_coins(a) for a in (alice.addr, bob.addr)} == before["addr"]
+        assert {e.hash: again.reader.get_undo(e.hash) for e in again.chain} == before["undo"]
+        assert again.reader.get_undo(losing.hash) is None
+        assert again.reader.get_coin(OutPoint(lost.txid, 0)) is None
         bob_coin = (OutPoint(pay.txid, 0), pay.outputs[0])
         onward = spend(again, [bob_coin], bob.key, [TxOut(6000, alice.addr)])
         again.accept_block(build_block(again, again.tip, alice.addr, [onward], fees=1000))
-        assert again.get_coin(bob_coin[0]) is None
+        assert again.reader.get_coin(bob_coin[0]) is None
         extend(again, alice.addr, 2)
         assert_matches_replay(again, tmp_path / "replay")
     finally:
@@ -106,8 +104,8 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
     op, out = coinbase_outpoint(blocks[0])
     pay = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
     chain.accept_block(build_block(chain, chain.tip, alice.addr, [pay], fees=1000))
-    history = {a: chain.address_history(a) for a in (alice.addr, bob.addr)}
-    coins = {a: chain.address_coins(a) for a in (alice.addr, bob.addr)}
+    history = {a: chain.reader.address_history(a) for a in (alice.addr, bob.addr)}
+    coins = {a: chain.reader.address_coins(a) for a in (alice.addr, bob.addr)}
     assert len(history[alice.addr]) == 5 and len(coins[alice.addr]) == 4
     chain.close()
 
@@ -131,18 +129,21 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
 
     again = open_chain(tmp_path / "d", uparams)
     try:
-        with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION == 5
-            assert b"addrutxo" not in {key for key, _ in txn.cursor()}   # the named databases
+        assert decode(again.reader.db_get("meta", b"schema")) == SCHEMA_VERSION == 5
+
         for addr in (alice.addr, bob.addr):
-            assert again.address_history(addr) == history[addr]
-            assert again.address_coins(addr) == coins[addr]
+            assert again.reader.address_history(addr) == history[addr]
+            assert again.reader.address_coins(addr) == coins[addr]
         extend(again, alice.addr, 2)
-        assert len(again.address_coins(alice.addr)) == 6
-        assert len(again.address_history(alice.addr)) == 7
+        assert len(again.reader.address_coins(alice.addr)) == 6
+        assert len(again.reader.address_history(alice.addr)) == 7
         assert_matches_replay(again, tmp_path / "replay")
     finally:
         again.close()
+    env = open_lmdb(tmp_path / "d")   # the chain is closed: read the file's named databases
+    with env.begin() as txn:
+        assert b"addrutxo" not in {key for key, _ in txn.cursor()}
+    env.close()
 
 
 def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path, uparams):
@@ -162,9 +163,8 @@ def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path,
     env.close()
     again = open_chain(tmp_path / "d", uparams)
     try:
-        with again.store.env.begin() as txn:
-            assert decode(txn.get(b"schema", db=again.db["meta"])) == SCHEMA_VERSION
-            assert decode(txn.get(b"utxostats", db=again.db["meta"])) == list(before[:2])
+        assert decode(again.reader.db_get("meta", b"schema")) == SCHEMA_VERSION
+        assert decode(again.reader.db_get("meta", b"utxostats")) == list(before[:2])
         assert stats_tuple(again) == before
     finally:
         again.close()

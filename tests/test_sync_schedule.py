@@ -5,17 +5,24 @@ another peer that has the block."""
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
 
 from chainutil import Wallet, mine, new_chain
 from node.primitives.block import Block
 from node.p2p.messages import INV_BLOCK, MSG_GETDATA
-from node.p2p.sync import MAX_BLOCKS_IN_FLIGHT, BlockSync, PeerState
+from node.p2p.peerstate import PeerTable
+from node.p2p.sync import MAX_BLOCKS_IN_FLIGHT, BlockSync
 from node.primitives.tx import make_coinbase
 
 CHAIN_LENGTH = 150   # blocks: several rounds of MAX_BLOCKS_IN_FLIGHT for two peers
+
+
+class UnusedPort:
+    """The scheduler needs nothing of the node: any use of it fails the test."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"the download scheduler used the node's {name}")
 
 
 class FakePeer:
@@ -51,10 +58,10 @@ def downloader(tmp_path, source_blocks):
     that have them all."""
     chain = new_chain(tmp_path / "dest")
     chain.accept_headers([b.header for b in source_blocks])
-    sync = BlockSync(SimpleNamespace(chain=chain))
+    sync = BlockSync(chain, PeerTable(), UnusedPort())
     peers = [FakePeer(1), FakePeer(2)]
     for peer in peers:
-        sync.states[peer.id] = PeerState(peer, best_known=chain.index[source_blocks[-1].hash])
+        sync.peers.add(peer).best_known = chain.index[source_blocks[-1].hash]
     yield chain, sync, peers
     chain.close()
 
