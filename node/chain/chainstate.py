@@ -40,7 +40,8 @@ from node.consensus.sigcheck import SignatureVerifier, VerifyJob
 from node.primitives.block import Block, BlockHeader, short_hash
 from node.primitives.encoding import decode, decode_stored
 from node.primitives.errors import BlockValidationError, ValidationError
-from node.storage.store import Store, height_key
+from node.storage.schema import height_key
+from node.storage.store import Store
 
 log = logging.getLogger("obol.chain")
 

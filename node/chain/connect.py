@@ -28,10 +28,7 @@ from node.primitives.block import Block
 from node.primitives.encoding import decode_stored, encode, encode_array, encode_uint
 from node.primitives.errors import BlockValidationError, ValidationError
 from node.consensus.params import NetworkParams
-from node.storage.store import (COIN_KEY_SIZE, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record,
-                    coin_key, coin_key_prefix, coin_value, encode_coin, height_key,
-                    outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix,
-                    undo_entry)
+from node.storage.schema import COIN_KEY_SIZE, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record, coin_key, coin_key_prefix, coin_value, encode_coin, height_key, outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix, undo_entry
 from node.primitives.tx import Coin
 
 _U32 = struct.Struct(">I")

@@ -20,8 +20,8 @@ from node.chain.index import BlockIndex, BlockIndexEntry
 from node.primitives.block import Block
 from node.primitives.encoding import decode, decode_stored
 from node.primitives.tx import Coin, OutPoint, Transaction
-from node.storage.store import (COIN_KEY_SIZE, Store, coin_fields, coin_from_record,
-                                coin_key_prefix, height_key, outpoint_from_record, parse_addr_hist)
+from node.storage.schema import COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key_prefix, height_key, outpoint_from_record, parse_addr_hist
+from node.storage.store import Store
 
 SCAN_CALLBACK_COINS = 4096  # coins of a UTXO-set scan between two calls of its callback
 NO_HEIGHT_LIMIT = 2**64 - 1  # ``before_height`` of an address history read from the newest

@@ -1,4 +1,4 @@
-"""Bringing a datadir of an older schema to ``store.SCHEMA_VERSION``, in place.
+"""Bringing a datadir of an older schema to ``schema.SCHEMA_VERSION``, in place.
 
 Each step runs inside the write transaction that opens the datadir, so an
 upgrade either completes or leaves the old datadir as it was.
@@ -15,32 +15,32 @@ upgrade either completes or leaves the old datadir as it was.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import lmdb
 
 from node.primitives.block import Block
 from node.primitives.encoding import decode, decode_stored, encode, encode_array
-from node.storage.store import (DROPPED_DBS, SCHEMA_VERSION, coin_key, coin_value, tx_location_position,
-                    undo_entry)
+from node.storage.schema import (DROPPED_DBS, SCHEMA_VERSION, coin_key, coin_value,
+                                 tx_location_position, undo_entry)
 
-if TYPE_CHECKING:
-    from node.storage.store import Store
+Databases = dict[str, "lmdb._Database"]   # the store's open sub-databases by name
 
 
-def upgrade(store: "Store", txn, schema: int) -> None:
-    """Apply every step from ``schema`` to ``SCHEMA_VERSION`` inside ``txn``."""
+def upgrade(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction, schema: int) -> None:
+    """Apply every step from ``schema`` to ``SCHEMA_VERSION`` inside ``txn`` (of ``env``,
+    whose sub-databases are ``db``)."""
     if schema < 2:
-        _to_2(store, txn)
+        _to_2(env, db, txn)
     if schema < 3:
-        _to_3(store, txn)
+        _to_3(db, txn)
     if schema < 4:
-        _to_4(store, txn)
-    txn.put(b"schema", encode(SCHEMA_VERSION), db=store.db["meta"])
+        _to_4(db, txn)
+    txn.put(b"schema", encode(SCHEMA_VERSION), db=db["meta"])
 
 
-def _to_2(store: "Store", txn) -> None:
+def _to_2(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction) -> None:
     for name in DROPPED_DBS:
-        txn.drop(store.env.open_db(name.encode(), txn=txn), delete=True)
-    hist = store.db["addrhist"]
+        txn.drop(env.open_db(name.encode(), txn=txn), delete=True)
+    hist = db["addrhist"]
     grouped: dict[bytes, list[bytes]] = {}
     for old_key in txn.cursor(db=hist).iternext(values=False):   # sorted: position order
         grouped.setdefault(old_key[:28], []).append(old_key[28:])
@@ -50,15 +50,14 @@ def _to_2(store: "Store", txn) -> None:
         cursor.put(key, b"".join(entries), append=True)
 
 
-def _to_3(store: "Store", txn) -> None:
-    meta = store.db["meta"]
+def _to_3(db: Databases, txn: lmdb.Transaction) -> None:
+    meta = db["meta"]
     stats = txn.get(b"utxostats", db=meta)
     if stats is not None:
         txn.put(b"utxostats", encode(decode(stats)[:2]), db=meta)
 
 
-def _to_4(store: "Store", txn) -> None:
-    db = store.db
+def _to_4(db: Databases, txn: lmdb.Transaction) -> None:
     txindex = db["txindex"]
 
     def position(txid: bytes) -> int:
