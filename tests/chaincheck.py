@@ -13,7 +13,7 @@ from node.primitives.block import Block, BlockHeader, merkle_root
 from node.chain.chainstate import ChainState, UtxoStats
 from node.mining.miner import NONCE_START, solve_block
 from node.consensus.params import GENESIS_TIME, NetworkParams
-from node.storage.store import height_key
+from node.storage.schema import height_key
 from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase
 
 FAR_FUTURE = GENESIS_TIME + 10**8

@@ -10,8 +10,7 @@ from chaincheck import (assert_matches_replay, build_block, coinbase_outpoint, e
                         stats_tuple, utxo_set)
 from chainutil import Wallet, make_params, spend
 from node.primitives.encoding import decode, encode
-from node.storage.store import (ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin,
-                        outpoint_from_record, outpoint_key)
+from node.storage.schema import ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin, outpoint_from_record, outpoint_key
 from node.primitives.tx import OutPoint, TxOut
 
 

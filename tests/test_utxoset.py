@@ -7,9 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.primitives.encoding import encode, encode_uint
-from node.storage.store import (COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key, coin_key_prefix,
-                        coin_value, encode_coin, outpoint_from_record, outpoint_key,
-                        tx_location_position, tx_location_prefix, undo_entry)
+from node.storage.schema import COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key, coin_key_prefix, coin_value, encode_coin, outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix, undo_entry
 from node.primitives.tx import Coin, OutPoint
 from node.chain.connect import UtxoStats, digest_term, stored_digest_term, utxo_digest
 
