@@ -1,4 +1,4 @@
-"""Admin routes of the HTTP API and the write routes for transactions.
+"""Admin routes of the HTTP API: mining, peers, bans, invalidate/reconsider, stop.
 
 Admin routes need ``Authorization: Bearer <token>`` (the token the daemon
 writes to ``<datadir>/api.token``): a missing or malformed header is 401
@@ -6,7 +6,6 @@ writes to ``<datadir>/api.token``): a missing or malformed header is 401
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 import ipaddress
@@ -14,12 +13,9 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from node.api.public import (STOP_KEY, TOKEN_KEY, ApiError, address_hash, body_field, json_body, node_of, parse_hash,
-                         parse_hex, parse_host_port)
-from node.primitives.errors import ObolError
-from node.primitives.tx import Transaction
+from node.api.common import (STOP_KEY, TOKEN_KEY, ApiError, address_hash, body_field, json_body,
+                             node_of, parse_hash, parse_host_port)
 
-MAX_TX_BATCH = 1_000         # transactions one POST /txs may carry
 MAX_MINE_BLOCKS = 10_000     # blocks one POST /mine may ask for
 MINE_CHUNK = 50              # blocks mined per chain-thread call: a stop request is seen between them
 MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
@@ -47,56 +43,6 @@ def admin(handler: Handler) -> Handler:
         return await handler(request)
     wrapped.admin = True  # type: ignore[attr-defined]
     return wrapped
-
-
-# --- transactions (public) -----------------------------------------------------------------
-
-async def _tx_from_body(request: web.Request) -> Transaction:
-    body = await json_body(request)
-    raw = parse_hex(body.get("hex"), "hex")
-    return Transaction.from_bytes(raw)   # DecodeError -> 400 bad-encoding
-
-
-async def post_tx(request: web.Request) -> web.Response:
-    tx = await _tx_from_body(request)
-    entry = await node_of(request).submit_tx(tx)
-    return web.json_response({"txid": tx.txid.hex(), "fee": entry.fee})
-
-
-async def post_txs(request: web.Request) -> web.Response:
-    """Several transactions in one request, accepted as one batch (one signature batch);
-    each gets its txid and fee or its own error, in the order given."""
-    body = await json_body(request)
-    hexes = body.get("txs")
-    if not isinstance(hexes, list) or not 1 <= len(hexes) <= MAX_TX_BATCH:
-        raise ApiError(400, "bad-param", f"'txs' must be a list of 1..{MAX_TX_BATCH} hex strings")
-    node = node_of(request)
-    results: list[dict | asyncio.Future] = []
-    for n, text in enumerate(hexes):
-        try:
-            tx = Transaction.from_bytes(parse_hex(text, f"txs[{n}]"))
-        except (ApiError, ObolError) as exc:
-            results.append({"txid": None, "error": {"code": exc.code, "message": exc.message}})
-            continue
-        results.append(node.queue_tx(tx))          # the batcher checks them together
-    answers = []
-    for item in results:
-        if isinstance(item, dict):
-            answers.append(item)
-            continue
-        try:
-            entry = await item
-            answers.append({"txid": entry.txid.hex(), "fee": entry.fee})
-        except ObolError as exc:
-            answers.append({"txid": None, "error": {"code": exc.code, "message": exc.message}})
-    return web.json_response({"accepted": sum("fee" in a for a in answers), "results": answers})
-
-
-async def post_tx_test(request: web.Request) -> web.Response:
-    tx = await _tx_from_body(request)
-    entry = await node_of(request).submit_tx(tx, test_only=True)
-    return web.json_response({"txid": tx.txid.hex(), "fee": entry.fee, "size": tx.size,
-                              "fee_rate": round(entry.fee / tx.size, 3), "allowed": True})
 
 
 # --- mining --------------------------------------------------------------------------------
@@ -226,9 +172,6 @@ async def post_stop(request: web.Request) -> web.Response:
 
 def admin_routes() -> list[tuple[str, str, Handler]]:
     return [
-        ("POST", "/tx", post_tx),
-        ("POST", "/txs", post_txs),
-        ("POST", "/tx/test", post_tx_test),
         ("POST", "/mine", post_mine),
         ("POST", "/miner", post_miner),
         ("POST", "/peers", post_peers),

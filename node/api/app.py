@@ -23,9 +23,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from network.errors import NetworkError
 from node import __version__
 
-from node.api.public import (API_PREFIX, NODE_KEY, STOP_KEY, TOKEN_KEY, VERSION_KEY, ApiError,
-                         difficulty, public_routes)
 from node.api.admin import admin_routes
+from node.api.common import API_PREFIX, NODE_KEY, STOP_KEY, TOKEN_KEY, VERSION_KEY, ApiError
+from node.api.public import public_routes
+from node.api.txs import tx_routes
+from node.api.views import difficulty
 from node.primitives.errors import MissingInputsError, ObolError, PolicyError, ValidationError
 from node.api.openapi import openapi_spec
 
@@ -211,7 +213,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 def api_routes() -> list[tuple[str, str, Any]]:
     """(method, path under /api/v1, handler) of every route."""
-    return public_routes() + admin_routes() + [
+    return public_routes() + tx_routes() + admin_routes() + [
         ("GET", "/events", get_events),
         ("GET", "/metrics", get_metrics),
         ("GET", "/openapi.json", get_openapi),
