@@ -8,7 +8,7 @@ the index and writes it to the ``index`` database; everything here is in memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from node.consensus.params import MEDIAN_TIME_SPAN, NetworkParams
@@ -31,6 +31,15 @@ class BlockStatus(IntEnum):
     def label(self) -> str:
         """The name the API shows (``GET /block``'s ``status``)."""
         return _STATUS_LABELS[self]
+
+
+class TipStatus(StrEnum):
+    """What a branch tip is (Bitcoin: getchaintips' ``status``)."""
+    ACTIVE = "active"                # the tip of the active chain
+    INVALID = "invalid"              # the branch holds an invalid block
+    HEADERS_ONLY = "headers-only"    # some block of the branch was never stored
+    VALID_HEADERS = "valid-headers"  # all stored, some never connected
+    VALID_FORK = "valid-fork"        # all connected once: a fully valid side branch
 
 
 _STATUS_LABELS = {BlockStatus.HEADER: "header-only", BlockStatus.DATA: "data",
@@ -208,18 +217,18 @@ def chain_tips(index: BlockIndex, active: Sequence[BlockIndexEntry]) -> list[dic
             assert fork.parent is not None
             fork = fork.parent
         if e is tip:
-            status = "active"
+            status = TipStatus.ACTIVE
         elif e.status == BlockStatus.INVALID or _branch_has(e, fork, BlockStatus.INVALID):
-            status = "invalid"
+            status = TipStatus.INVALID
         elif _branch_has(e, fork, BlockStatus.HEADER):
-            status = "headers-only"
+            status = TipStatus.HEADERS_ONLY
         elif _branch_has(e, fork, BlockStatus.DATA):
-            status = "valid-headers"
+            status = TipStatus.VALID_HEADERS
         else:
-            status = "valid-fork"
+            status = TipStatus.VALID_FORK
         out.append({"hash": e.hash.hex(), "height": e.height, "work": e.chain_work,
                     "branchlen": e.height - fork.height, "status": status})
-    out.sort(key=lambda t: (t["status"] != "active", -t["height"]))
+    out.sort(key=lambda t: (t["status"] != TipStatus.ACTIVE, -t["height"]))
     return out
 
 
