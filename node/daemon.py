@@ -18,6 +18,7 @@ import secrets
 import signal
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ KEYS = ("network", "datadir", "listen", "api", "peer", "discover", "mine", "mine
 
 def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> Settings:
     args = build_parser().parse_args(argv)
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     merged: dict[str, Any] = {}
     if args.config:
         try:
@@ -117,7 +118,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
                 raise StartupError(f"unknown key {key!r} in config file {args.config}")
             merged[norm] = value
     for key in KEYS:
-        value = env.get("OBOL_" + key.upper())
+        value = environ.get("OBOL_" + key.upper())
         if value is not None:
             merged[key] = value.split(",") if key == "peer" else value
     for key in KEYS:
@@ -318,7 +319,7 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
 
 
 def _port_message(what: str, address: tuple[str, int] | None, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
+    if exc.errno == errno.EADDRINUSE and address is not None:
         return f"{what} port {address[0]}:{address[1]} is already in use"
     return f"cannot listen for {what} on {address}: {exc.strerror or exc}"
 

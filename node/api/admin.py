@@ -59,6 +59,7 @@ async def post_mine(request: web.Request) -> web.Response:
         raise ApiError(400, "bad-param", f"'blocks' must be in 1..{MAX_MINE_BLOCKS}")
     address = body_field(body, "address", str, required=node.miner_address is None)
     addr = address_hash(node, address) if address is not None else node.miner_address
+    assert addr is not None    # 'address' is required when the node has no miner address
     stop = request.app[STOP_KEY]
     hashes: list[str] = []
     while len(hashes) < count and not stop.is_set():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -34,8 +35,8 @@ from node.api.openapi import openapi_spec
 log = logging.getLogger("obol.api")
 
 METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
-TIMER_KEY = web.AppKey("block_timer", object)
-SOCKETS_KEY = web.AppKey("websockets", set)
+TIMER_KEY: web.AppKey[Callable[[float], None]] = web.AppKey("block_timer")
+SOCKETS_KEY = web.AppKey("websockets", set[web.WebSocketResponse])
 OPENAPI_KEY = web.AppKey("openapi", dict)
 MAX_BODY = 2 * 1024 * 1024          # bytes of a request body (413 beyond)
 CONFLICT_CODES = frozenset({"txn-mempool-conflict", "txn-already-in-mempool", "txn-already-known"})
@@ -166,7 +167,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         if not wanted <= {"tip", "tx"}:
             raise ApiError(400, "bad-param", "'types' must list 'tip' and/or 'tx'")
     queue = node.events.subscribe()
-    sockets: set = request.app[SOCKETS_KEY]
+    sockets = request.app[SOCKETS_KEY]
     try:
         await ws.prepare(request)
         sockets.add(ws)
@@ -195,7 +196,8 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_websockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS_KEY]):
+    sockets: set[web.WebSocketResponse] = app[SOCKETS_KEY]
+    for ws in list(sockets):
         await ws.close(code=1001, message=b"node stopping")
 
 

@@ -5,13 +5,15 @@ the middleware in ``app.py`` turns them into JSON.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 
 from node.primitives.crypto import decode_address
+from node.runtime.node import Node
 
 API_PREFIX = "/api/v1"
 HASH_RE = re.compile(r"[0-9a-fA-F]{64}")    # a block hash or txid in hex
@@ -20,9 +22,9 @@ _INT_RE = re.compile(r"-?[0-9]{1,20}")
 
 
 # application keys (aiohttp AppKey: typed, no warnings)
-NODE_KEY = web.AppKey("node", object)
+NODE_KEY = web.AppKey("node", Node)
 TOKEN_KEY = web.AppKey("token", str)
-STOP_KEY = web.AppKey("stop", object)
+STOP_KEY = web.AppKey("stop", asyncio.Event)
 VERSION_KEY = web.AppKey("version", str)
 
 
@@ -40,7 +42,7 @@ class ApiError(Exception):
 
 # --- request parsing ---------------------------------------------------------------------
 
-def node_of(request: web.Request):
+def node_of(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
@@ -57,6 +59,14 @@ def parse_hex(text: Any, field: str = "hex") -> bytes:
     if not _HEX_RE.fullmatch(text):
         raise ApiError(400, "bad-hex", f"'{field}' is not an even number of hexadecimal digits")
     return bytes.fromhex(text)
+
+
+@overload
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int: ...
+
+
+@overload
+def query_int(request: web.Request, name: str, default: None, lo: int, hi: int) -> int | None: ...
 
 
 def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:

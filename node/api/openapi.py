@@ -19,6 +19,11 @@ ADDRESS = {"type": "string", "description": "bech32m address of this network"}
 
 
 def obj(required: bool = True, **props: Any) -> dict:
+    return props_obj(props, required)
+
+
+def props_obj(props: dict[str, Any], required: bool = True) -> dict:
+    """An object schema of ``props`` (for property names that are Python keywords)."""
     schema: dict[str, Any] = {"type": "object", "properties": props}
     if required:
         schema["required"] = sorted(props)
@@ -83,9 +88,9 @@ SCHEMAS: dict[str, dict] = {
                    min_fee_rate={**NUM, "description": "the fixed minimum (base units per byte)"},
                    mempool_min_fee_rate={**NUM, "description": "what a new transaction must pay now: "
                                          "the minimum, or more after evictions (decays)"},
-                   fee_histogram=arr(obj(**{"from": NUM, "count": INT, "bytes": INT})),
+                   fee_histogram=arr(props_obj({"from": NUM, "count": INT, "bytes": INT})),
                    txids=arr(HASH)),
-    "Fees": obj(**{"1": NUM, "3": NUM, "6": NUM, "unit": STR}),
+    "Fees": props_obj({"1": NUM, "3": NUM, "6": NUM, "unit": STR}),
     "Peer": obj(required=False, id=INT, address=STR, direction=STR, kind=STR, established=BOOL,
                 version=NULLABLE_INT, user_agent=STR, height=INT, ping_ms={**NUM, "nullable": True},
                 bytes_in=INT, bytes_out=INT, messages_in=INT, messages_out=INT, ban_score=INT,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from node.api.common import HASH_RE, ApiError
 from node.chain.chainstate import ChainState
@@ -50,11 +51,11 @@ def spent_in_block(block: Block, undo: list[Coin] | None, pos: int) -> list[Coin
     if undo is None:
         return [None] * n
     offset = sum(len(tx.inputs) for tx in block.txs[1:pos])
-    coins = undo[offset:offset + n]
+    coins: list[Coin | None] = list(undo[offset:offset + n])
     return coins if len(coins) == n else [None] * n
 
 
-def tx_json(node, tx: Transaction, spent: list[Coin | None] | None, *,
+def tx_json(node, tx: Transaction, spent: Sequence[Coin | None] | None, *,
             entry: BlockIndexEntry | None = None, pos: int | None = None,
             mempool_entry: MempoolEntry | None = None) -> dict:
     """A transaction with its place (block or mempool), fee, inputs and outputs."""

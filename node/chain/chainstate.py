@@ -121,6 +121,7 @@ class ChainState:
         if not records:
             self._write_genesis()
             return
+        assert tip_hash is not None and stats is not None, "a store with an index has a tip"
         records.sort(key=lambda r: r[1])
         for header_list, height, work, status, seq, failure in records:
             header = BlockHeader.from_list(header_list)
@@ -285,7 +286,7 @@ class ChainState:
 
     def _accept_batch(self, blocks: list[Block]) -> "BatchResult":
         outcomes: list[AcceptResult | ValidationError] = []
-        stored: list[tuple[int, BlockIndexEntry]] = []
+        stored: list[tuple[int, BlockIndexEntry, AcceptResult]] = []
         for block in blocks:
             try:
                 outcome = self._store_block(block)
@@ -293,8 +294,9 @@ class ChainState:
                 outcomes.append(exc)
                 continue
             if isinstance(outcome, BlockIndexEntry):
-                stored.append((len(outcomes), outcome))
-                outcomes.append(AcceptResult(block.hash, AcceptStatus.STORED))
+                result = AcceptResult(block.hash, AcceptStatus.STORED)
+                stored.append((len(outcomes), outcome, result))
+                outcomes.append(result)
             else:
                 outcomes.append(outcome)
         batch = BatchResult(outcomes)
@@ -308,11 +310,11 @@ class ChainState:
                 self._recent.clear()
             batch.connected, batch.disconnected = activation.connected, activation.disconnected
             batch.invalid = activation.invalid
-        for i, entry in stored:
+        for i, entry, result in stored:
             if entry.status == BlockStatus.INVALID:
                 outcomes[i] = BlockValidationError(entry.failure, "block failed to connect")
             elif self.on_active_chain(entry):
-                outcomes[i].status = AcceptStatus.CONNECTED
+                result.status = AcceptStatus.CONNECTED
         return batch
 
     def _store_block(self, block: Block) -> "BlockIndexEntry | AcceptResult":
@@ -348,7 +350,7 @@ class ChainState:
         self._update_have_chain(entry)
         return entry
 
-    def _write_unsaved(self, txn) -> None:
+    def _write_unsaved(self, txn: lmdb.Transaction[bytes]) -> None:
         for h, entry in self._unsaved.items():
             txn.put(h, entry.record(), db=self._db["index"])
             txn.put(h, self._recent[h].raw, db=self._db["blocks"])
@@ -427,15 +429,18 @@ class ChainState:
                 self._mark_invalid(best, "bad-prevblk")
                 return None, entry
             path.append(entry)
+            assert entry.parent is not None, "genesis is on the active chain"
             entry = entry.parent
         path.reverse()
         return path, entry
 
-    def _load_block(self, txn, entry: BlockIndexEntry) -> Block:
+    def _load_block(self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry) -> Block:
         """A stored block: from this call, the cache, or (decoded as our own) the database."""
         block = self._recent.get(entry.hash) or self._decoded.get(entry.hash)
         if block is None:
-            block = Block.from_stored(txn.get(entry.hash, db=self._db["blocks"]))
+            raw = txn.get(entry.hash, db=self._db["blocks"])
+            assert raw is not None, "a block on a branch being connected is stored"
+            block = Block.from_stored(raw)
             self._decoded.put(block)
         return block
 
@@ -482,7 +487,7 @@ class ChainState:
         self.utxo_stats = stats
         return connected, disconnected
 
-    def _connect_block(self, txn: lmdb.Transaction, entry: BlockIndexEntry, block: Block,
+    def _connect_block(self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry, block: Block,
                        stats: UtxoStats) -> list:
         """Apply ``block`` inside ``txn`` (``connect.connect_block``); its signature checks."""
         return connect_block(txn, self._db, block, entry.hash, entry.height,
@@ -504,7 +509,8 @@ class ChainState:
                 raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
         return 0
 
-    def _disconnect_block(self, txn, entry: BlockIndexEntry, block: Block, stats: UtxoStats) -> None:
+    def _disconnect_block(self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry, block: Block,
+                          stats: UtxoStats) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""
         disconnect_block(txn, self._db, block, entry.hash, entry.height, stats)
 
@@ -535,6 +541,7 @@ class ChainState:
         result = AcceptResult(block_hash, AcceptStatus.STORED)
         if self.on_active_chain(entry):
             parent = entry.parent
+            assert parent is not None    # not genesis
             # Every entry with data and more work than the fork point may now win.
             connected, disconnected = self._switch_back(parent)
             result.disconnected.extend(disconnected)

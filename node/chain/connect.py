@@ -21,14 +21,16 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
+
+import lmdb
 
 from node.consensus import rules
 from node.primitives.block import Block
 from node.primitives.encoding import decode_stored, encode, encode_array, encode_uint
 from node.primitives.errors import BlockValidationError, ValidationError
 from node.consensus.params import NetworkParams
-from node.storage.schema import COIN_KEY_SIZE, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record, coin_key, coin_key_prefix, coin_value, encode_coin, height_key, outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix, undo_entry
+from node.storage.schema import COIN_KEY_SIZE, Databases, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record, coin_key, coin_key_prefix, coin_value, encode_coin, height_key, outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix, undo_entry
 from node.primitives.tx import Coin
 
 _U32 = struct.Struct(">I")
@@ -78,7 +80,7 @@ class TxLocator:
     """Reads ``txindex`` entries inside one LMDB transaction: ``txrecent`` first, which
     holds the entries connected since the last merge and so the newer of two."""
 
-    def __init__(self, txn, db: dict) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes], db: Databases) -> None:
         recent, index = txn.cursor(db=db["txrecent"]), txn.cursor(db=db["txindex"])
         self._find_recent, self._recent = recent.set_key, recent.value
         self._find_index, self._index = index.set_key, index.value
@@ -98,7 +100,7 @@ class CoinFinder:
     (None if unknown), and the key (height, position, index) the coin, whose value must
     repeat the txid (``txindex`` keeps entries of disconnected blocks)."""
 
-    def __init__(self, txn, db: dict, height_of: Callable[[bytes], int | None]) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes], db: Databases, height_of: Callable[[bytes], int | None]) -> None:
         self._locate = TxLocator(txn, db).raw
         self._height_of = height_of
 
@@ -113,7 +115,7 @@ class CoinFinder:
         return coin_key(height, tx_location_position(location), index)
 
 
-def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
+def connect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, block_hash: bytes, height: int,
                   median_time_past: int, params: NetworkParams, stats: UtxoStats,
                   height_of: Callable[[bytes], int | None]) -> list:
     """Apply ``block`` at ``height`` inside ``txn``; raise if it breaks a rule.
@@ -143,10 +145,11 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
                 # (in this block) then finds nothing, and a failure aborts the transaction.
                 key = find(txin.prev_txid, txin.prev_index)
                 value = utxo_pop(key) if key is not None else None
-                if value is not None and value[-32:] != txin.prev_txid:
+                if key is None or value is None:
+                    coins.append(None)
+                    continue
+                if value[-32:] != txin.prev_txid:
                     utxo_put(key, value)     # another tx's coin, found through a stale entry
-                    value = None
-                if value is None:
                     coins.append(None)
                     continue
                 coin = coin_from_record(key, value)
@@ -158,7 +161,8 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
                 fees += rules.check_tx_inputs(tx, coins, height, params)
             except ValidationError as exc:
                 raise BlockValidationError(exc.code, f"tx {txid.hex()}: {exc.message}") from None
-            checks.extend(rules.signature_checks(tx, coins, params.network_id))
+            found = cast(list[Coin], coins)    # check_tx_inputs raised if one was missing
+            checks.extend(rules.signature_checks(tx, found, params.network_id))
             spent += len(coins)
         created += len(tx.outputs)
         prefix = coin_key_prefix(height, pos)
@@ -180,12 +184,14 @@ def connect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
     return checks
 
 
-def disconnect_block(txn, db: dict, block: Block, block_hash: bytes, height: int,
+def disconnect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, block_hash: bytes, height: int,
                      stats: UtxoStats) -> None:
     """Undo ``block`` (at ``height``) inside ``txn`` with its stored undo data."""
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    undo = decode_stored(txn.get(block_hash, db=db["undo"]))   # key + value of each spent coin
+    raw_undo = txn.get(block_hash, db=db["undo"])
+    assert raw_undo is not None, "a connected block has undo data"
+    undo = decode_stored(raw_undo)   # key + value of each spent coin
     removed = removed_amount = 0
     restored = restored_amount = 0
     touched: set[bytes] = set()                      # every address with an addrhist record here

@@ -63,7 +63,7 @@ class BlockIndexEntry:
         self.parent = parent            # parent entry (None for genesis)
         self.failure = failure          # reject code if invalid
         # ASERT anchor: the branch's block at height 1 (None below height 1)
-        self.anchor = self if height == 1 else (parent.anchor if parent is not None else None)
+        self.anchor: BlockIndexEntry | None = self if height == 1 else (parent.anchor if parent is not None else None)
         # True if this block and all its ancestors have data stored
         self.have_chain = False
 
@@ -137,7 +137,7 @@ class BlockIndex:
 
 def median_time_past(entry: BlockIndexEntry | None) -> int:
     """Median timestamp of the MEDIAN_TIME_SPAN blocks ending at ``entry``."""
-    times = []
+    times: list[int] = []
     while entry is not None and len(times) < MEDIAN_TIME_SPAN:
         times.append(entry.header.timestamp)
         entry = entry.parent
@@ -167,7 +167,7 @@ def on_chain(active: Sequence[BlockIndexEntry], entry: BlockIndexEntry) -> bool:
 
 def locator(entry: BlockIndexEntry) -> list[bytes]:
     """Hashes going back from ``entry`` with doubling steps, ending at genesis."""
-    hashes = []
+    hashes: list[bytes] = []
     step = 1
     current: BlockIndexEntry = entry
     while len(hashes) < MAX_LOCATOR_ENTRIES - 1:
@@ -210,7 +210,7 @@ def chain_tips(index: BlockIndex, active: Sequence[BlockIndexEntry]) -> list[dic
     tips = [e for e in index.values() if index.is_leaf(e)]
     if tip not in tips:
         tips.append(tip)
-    out = []
+    out: list[dict[str, Any]] = []
     for e in tips:
         fork = e
         while not on_chain(active, fork):

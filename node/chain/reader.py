@@ -8,8 +8,7 @@ which only ``ChainState`` changes; the reader is given a view of it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Callable, Generator, Iterator
 from itertools import islice
 from typing import Any
 
@@ -38,7 +37,7 @@ class ChainReader:
         self._on_active_chain = on_active_chain
         self._utxo_info: dict[str, Any] | None = None   # the last utxo_set_info (for its tip)
 
-    def reading(self) -> lmdb.Transaction:
+    def reading(self) -> lmdb.Transaction[bytes]:
         """A read transaction to share among many reads (``with reader.reading() as txn``):
         one snapshot, begun once.  Only on the chain thread, and not across a change."""
         return self._env.begin()
@@ -74,7 +73,7 @@ class ChainReader:
     def get_coin(self, outpoint: OutPoint) -> Coin | None:
         return self.get_coins([outpoint])[0]
 
-    def get_coins(self, outpoints: list[OutPoint], txn: lmdb.Transaction | None = None
+    def get_coins(self, outpoints: list[OutPoint], txn: lmdb.Transaction[bytes] | None = None
                   ) -> list[Coin | None]:
         """The unspent coins at ``outpoints`` (None where spent or unknown), read in ``txn``
         if given (see ``reading``), else in a read transaction of their own."""
@@ -114,6 +113,7 @@ class ChainReader:
         a scan maps the whole ``utxo`` tree, and with it most of the file)."""
         with self._env.begin() as txn:
             tip = txn.get(b"tip", db=self._db["meta"])
+            assert tip is not None, "a store always has a tip"
             cached = self._utxo_info
             if cached is not None and cached["tip"] == tip:
                 return cached
@@ -180,7 +180,8 @@ class ChainReader:
         return sorted(found.items())
 
     def _history(self, addr_hash: bytes, before_height: int | None,
-                 txn: lmdb.Transaction | None = None) -> Iterator[tuple[int, int, bytes]]:
+                 txn: lmdb.Transaction[bytes] | None = None
+                 ) -> Generator[tuple[int, int, bytes], None, None]:
         """(height, position, txid) touching an address below ``before_height``, newest
         first; in ``txn`` if given, else in a read transaction of its own."""
         if txn is None:
@@ -197,19 +198,25 @@ class ChainReader:
     def address_history(self, addr_hash: bytes, limit: int = 50,
                         before_height: int | None = None) -> list[tuple[int, int, bytes]]:
         """Up to ``limit`` confirmed transactions touching an address, newest first."""
-        with closing(self._history(addr_hash, before_height)) as items:
+        items = self._history(addr_hash, before_height)
+        try:
             return list(islice(items, limit))
+        finally:
+            items.close()   # ends the read transaction now, not when the generator is collected
 
     def address_history_page(self, addr_hash: bytes, limit: int, before_height: int | None
                              ) -> tuple[list[tuple[int, int, bytes]], int | None]:
         """A page of ``address_history`` completed to a block boundary (so paging by
         height skips nothing), and the ``before_height`` of the next page (None if last)."""
         page: list[tuple[int, int, bytes]] = []
-        with closing(self._history(addr_hash, before_height)) as items:
+        items = self._history(addr_hash, before_height)
+        try:
             for item in items:
                 if len(page) >= limit and item[0] != page[-1][0]:
                     return page, page[-1][0]
                 page.append(item)
+        finally:
+            items.close()   # ends the read transaction now, not when the generator is collected
         return page, None
 
     # --- raw sub-database reads, for consistency checks and tests ----------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
 
 from node.consensus import rules
 from node.primitives.block import Block
@@ -185,8 +185,9 @@ class Mempool:
             raise PolicyError("mempool-min-fee-not-met",
                               f"the pool is full: fee {fee} < {floor:.3f} per byte × {tx.size} bytes")
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
-        checks = rules.signature_checks(tx, coins, self.params.network_id)
-        return MempoolEntry.create(tx, fee, coins, self.clock(), parents), checks, replaced
+        found = cast(list[Coin], coins)    # check_tx_inputs raised if one was missing
+        checks = rules.signature_checks(tx, found, self.params.network_id)
+        return MempoolEntry.create(tx, fee, found, self.clock(), parents), checks, replaced
 
     def _tip_and_median_time(self):
         """The tip and its median time past, computed once per tip (not per transaction)."""
@@ -299,7 +300,7 @@ class Mempool:
         quarter of it while the pool is under a half or a quarter of its cap)."""
         now = self.clock()
         if self.rolling_fee_rate > 0:
-            halflife = ROLLING_FEE_HALFLIFE
+            halflife: float = ROLLING_FEE_HALFLIFE
             if self.usage < self.max_usage / 4:
                 halflife /= 4
             elif self.usage < self.max_usage / 2:

@@ -23,10 +23,11 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable
+from collections.abc import Awaitable, Callable
 
 from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.chain.chainstate import ChainState
+from node.chain.index import BlockIndexEntry
 from node.mempool.pool import Mempool
 from node.consensus.params import BLOCK_VERSION, MEDIAN_TIME_SPAN
 from node.consensus.pow import bits_to_target
@@ -119,12 +120,12 @@ def mine_blocks(chain: ChainState, mempool: Mempool | None, addr_hash: bytes, co
     blocks: list[Block] = []
     batch_size = 1 if chain.params.retarget else MINE_BATCH
     while len(blocks) < count:
-        chunk = [solve_block(create_block_template(chain, mempool, addr_hash, extra=os.urandom(4)))]
+        chunk = [_solved(create_block_template(chain, mempool, addr_hash, extra=os.urandom(4)))]
         recent = _recent_times(chain) + [chunk[0].header.timestamp]
         while len(chunk) < min(batch_size, count - len(blocks)):
             recent = recent[-MEDIAN_TIME_SPAN:]
             mtp = sorted(recent)[len(recent) // 2]
-            chunk.append(solve_block(_empty_child(chain, chunk[-1], addr_hash, mtp)))
+            chunk.append(_solved(_empty_child(chain, chunk[-1], addr_hash, mtp)))
             recent.append(chunk[-1].header.timestamp)
         result = chain.accept_blocks(chunk)
         for outcome in result.outcomes:
@@ -136,9 +137,18 @@ def mine_blocks(chain: ChainState, mempool: Mempool | None, addr_hash: bytes, co
     return blocks
 
 
+def _solved(block: Block) -> Block:
+    """``solve_block`` where a nonce must exist (regtest's target is trivial)."""
+    solved = solve_block(block)
+    if solved is None:
+        raise RuntimeError("no nonce of the whole range meets the block's target")
+    return solved
+
+
 def _recent_times(chain: ChainState) -> list[int]:
     """Timestamps of the tip and its ancestors, oldest first (up to MEDIAN_TIME_SPAN)."""
-    times, entry = [], chain.tip
+    times: list[int] = []
+    entry: BlockIndexEntry | None = chain.tip
     while entry is not None and len(times) < MEDIAN_TIME_SPAN:
         times.append(entry.header.timestamp)
         entry = entry.parent
@@ -165,8 +175,8 @@ class Miner:
     the template is MIN_TEMPLATE_AGE old.
     """
 
-    def __init__(self, template: Callable[[], "asyncio.Future[Block]"],
-                 submit: Callable[[Block], "asyncio.Future[None]"], processes: int | None = None) -> None:
+    def __init__(self, template: Callable[[], Awaitable[Block]],
+                 submit: Callable[[Block], Awaitable[object]], processes: int | None = None) -> None:
         self.template = template
         self.submit = submit
         self.processes = processes or os.cpu_count() or 1
@@ -242,10 +252,12 @@ class Miner:
         next_nonce = NONCE_START
         found = None
         in_flight: set[asyncio.Future] = set()
+        pool = self._pool
+        assert pool is not None, "a running miner has its worker processes"
         try:
             while found is None and not self._outdated(*generations, built):
                 while len(in_flight) < self.processes * QUEUED_CHUNKS and next_nonce < NONCE_END:
-                    in_flight.add(asyncio.wrap_future(self._pool.submit(
+                    in_flight.add(asyncio.wrap_future(pool.submit(
                         search_nonce, prefix, target, next_nonce, CHUNK_NONCES)))
                     next_nonce += CHUNK_NONCES
                 if not in_flight:

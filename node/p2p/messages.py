@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from node.primitives.block import Block, BlockHeader
-from node.primitives.encoding import DecodeError, encode, expect_bytes, expect_int, expect_list
+from node.primitives.encoding import encode, expect_bytes, expect_int, expect_list
+from node.primitives.errors import DecodeError
 from node.primitives.tx import Transaction
 
 INV_TX = 1            # inventory kind: a transaction, by txid

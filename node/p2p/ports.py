@@ -28,10 +28,9 @@ class NodePort(Protocol):
         """Queue a block for validation; the future holds its outcome or ValidationError."""
         ...
 
-    def queue_tx(self, tx: Transaction, source: Any = None,
-                 on_outcome: Callable[[Any], None] | None = None) -> asyncio.Future[Any] | None:
+    def queue_tx(self, tx: Transaction, source: Any, on_outcome: Callable[[Any], None]) -> None:
         """Queue a transaction for the mempool (announced to peers other than ``source``
-        once accepted); the outcome goes to ``on_outcome`` if given, else the future."""
+        once accepted); ``on_outcome`` is called with the entry or the error."""
         ...
 
     def frame(self, payload: bytes) -> bytes:

@@ -33,8 +33,7 @@ from node.p2p.peerstate import BoundedSet, PeerTable
 from node.p2p.ports import NodePort, Punisher
 from node.p2p.sync import BlockSync
 from node.primitives.block import Block, short_hash
-from node.primitives.encoding import DecodeError
-from node.primitives.errors import ObolError, ValidationError
+from node.primitives.errors import DecodeError, ObolError, ValidationError
 from node.primitives.tx import Transaction
 
 log = logging.getLogger("obol.relay")

@@ -31,8 +31,7 @@ from node.p2p.messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADE
 from node.p2p.peerstate import PeerState, PeerTable
 from node.p2p.ports import NodePort
 from node.primitives.block import short_hash
-from node.primitives.encoding import DecodeError
-from node.primitives.errors import ValidationError
+from node.primitives.errors import DecodeError, ValidationError
 
 log = logging.getLogger("obol.sync")
 
@@ -258,7 +257,7 @@ class BlockSync:
                       max_height: int) -> list[BlockIndexEntry]:
         """Released blocks on ``path`` that the peer did not say it lacks, lowest first
         (taken out of ``released``); released blocks no longer needed are dropped."""
-        wanted = []
+        wanted: list[BlockIndexEntry] = []
         for entry in sorted(self.released.values(), key=lambda e: e.height):
             if len(wanted) >= room or entry.height > max_height:
                 break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar, overload
 
 log = logging.getLogger("obol.node")
 Item = TypeVar("Item")
@@ -37,18 +37,28 @@ class Batcher(Generic[Item]):
         self._queue: list[tuple[Item, asyncio.Future | Callable[[Any], None]]] = []
         self._draining = False
 
+    @overload
+    def enqueue(self, item: Item, on_outcome: None = None) -> asyncio.Future[Any]: ...
+
+    @overload
+    def enqueue(self, item: Item, on_outcome: Callable[[Any], None]) -> None: ...
+
     def enqueue(self, item: Item, on_outcome: Callable[[Any], None] | None = None
-                ) -> asyncio.Future | None:
+                ) -> asyncio.Future[Any] | None:
         """Queue ``item`` and return the future of its outcome (no task per item); or, with
         ``on_outcome``, no future: it is called with the outcome (a value or an exception)
         as soon as the batch is done (a flood of P2P transactions needs no future each)."""
         loop = asyncio.get_running_loop()
-        waiter = on_outcome if on_outcome is not None else loop.create_future()
-        self._queue.append((item, waiter))
+        future: asyncio.Future[Any] | None = None
+        if on_outcome is None:
+            future = loop.create_future()
+            self._queue.append((item, future))
+        else:
+            self._queue.append((item, on_outcome))
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain(), name=self.name)
-        return waiter if on_outcome is None else None
+        return future
 
     def _start(self) -> tuple[list, asyncio.Future]:
         """Take the next batch off the queue and start processing it."""

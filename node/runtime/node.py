@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, overload
 
 from network import NetConfig, PeerManager
 from network.frames import encode_frame
@@ -278,8 +278,15 @@ class Node:
             return await self.in_chain(self.mempool.accept, tx, True)
         return await self.queue_tx(tx, source)
 
+    @overload
+    def queue_tx(self, tx: Transaction, source: Any = None, on_outcome: None = None
+                 ) -> asyncio.Future[Any]: ...
+
+    @overload
+    def queue_tx(self, tx: Transaction, source: Any, on_outcome: Callable[[Any], None]) -> None: ...
+
     def queue_tx(self, tx: Transaction, source: Any = None,
-                 on_outcome: Callable[[Any], None] | None = None) -> asyncio.Future | None:
+                 on_outcome: Callable[[Any], None] | None = None) -> asyncio.Future[Any] | None:
         """``submit_tx`` without waiting: the future holds the mempool entry or the error
         (or, given ``on_outcome``, that is called with it instead).  An accepted
         transaction is announced to peers (other than ``source``)."""
@@ -316,5 +323,6 @@ class Node:
 
     async def _miner_template(self) -> Block:
         addr = self.miner_address
+        assert addr is not None, "start_miner checked it"
         return await self.in_chain(lambda: create_block_template(self.chain, self.mempool, addr,
                                                                  extra=os.urandom(4)))

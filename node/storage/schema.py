@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import struct
 
+import lmdb
+
 from node.primitives.encoding import encode, encode_uint
 from node.primitives.tx import Coin, OutPoint
 
@@ -47,6 +49,8 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _COIN_KEY = struct.Struct(">III")
 _new_tuple = tuple.__new__
+
+Databases = dict[str, "lmdb._Database"]   # a store's open sub-databases by name
 
 
 def outpoint_key(txid: bytes, index: int) -> bytes:

@@ -19,13 +19,12 @@ import lmdb
 
 from node.primitives.block import Block
 from node.primitives.encoding import decode, decode_stored, encode, encode_array
-from node.storage.schema import (DROPPED_DBS, SCHEMA_VERSION, coin_key, coin_value,
+from node.storage.schema import (DROPPED_DBS, Databases, SCHEMA_VERSION, coin_key, coin_value,
                                  tx_location_position, undo_entry)
 
-Databases = dict[str, "lmdb._Database"]   # the store's open sub-databases by name
 
 
-def upgrade(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction, schema: int) -> None:
+def upgrade(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction[bytes], schema: int) -> None:
     """Apply every step from ``schema`` to ``SCHEMA_VERSION`` inside ``txn`` (of ``env``,
     whose sub-databases are ``db``)."""
     if schema < 2:
@@ -37,7 +36,7 @@ def upgrade(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction, schema:
     txn.put(b"schema", encode(SCHEMA_VERSION), db=db["meta"])
 
 
-def _to_2(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction) -> None:
+def _to_2(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction[bytes]) -> None:
     for name in DROPPED_DBS:
         txn.drop(env.open_db(name.encode(), txn=txn), delete=True)
     hist = db["addrhist"]
@@ -50,20 +49,22 @@ def _to_2(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction) -> None:
         cursor.put(key, b"".join(entries), append=True)
 
 
-def _to_3(db: Databases, txn: lmdb.Transaction) -> None:
+def _to_3(db: Databases, txn: lmdb.Transaction[bytes]) -> None:
     meta = db["meta"]
     stats = txn.get(b"utxostats", db=meta)
     if stats is not None:
         txn.put(b"utxostats", encode(decode(stats)[:2]), db=meta)
 
 
-def _to_4(db: Databases, txn: lmdb.Transaction) -> None:
+def _to_4(db: Databases, txn: lmdb.Transaction[bytes]) -> None:
     txindex = db["txindex"]
 
     def position(txid: bytes) -> int:
         # the coin is unspent (or spent by an active block), so its transaction is on the
         # active chain and its txindex entry, written by the last connect, points there
-        return tx_location_position(txn.get(txid, db=txindex))
+        raw = txn.get(txid, db=txindex)
+        assert raw is not None, "an unspent coin's transaction is indexed"
+        return tx_location_position(raw)
 
     coins = list(txn.cursor(db=db["utxo"]))
     txn.drop(db["utxo"], delete=False)
@@ -79,8 +80,10 @@ def _to_4(db: Databases, txn: lmdb.Transaction) -> None:
         if block_hash not in active:       # written again if the block is ever reconnected
             txn.delete(block_hash, db=undo)
             continue
-        block = Block.from_stored(txn.get(block_hash, db=db["blocks"]))
-        spent = decode_stored(txn.get(block_hash, db=undo))
+        raw_block, raw_undo = txn.get(block_hash, db=db["blocks"]), txn.get(block_hash, db=undo)
+        assert raw_block is not None and raw_undo is not None, "an active block is stored"
+        block = Block.from_stored(raw_block)
+        spent = decode_stored(raw_undo)
         inputs = [txin for tx in block.txs[1:] for txin in tx.inputs]
         entries = [undo_entry(coin_key(height, position(txin.prev_txid), txin.prev_index),
                               coin_value(amount, addr_hash, txin.prev_txid))
