@@ -10,7 +10,7 @@ checks".
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from node.primitives.crypto import verify_schnorr
 
@@ -37,7 +37,11 @@ def _native() -> Callable[[Sequence[Check]], int] | None:
     except ImportError as exc:
         log.warning("node.consensus._sigbatch is not built (%s): verifying one signature per call", exc)
         return None
-    address = lambda p: int(ffi.cast("uintptr_t", p))  # noqa: E731
+
+    def address(pointer: object) -> int:
+        """The address a cffi pointer holds, as the C loop takes it."""
+        return int(ffi.cast("uintptr_t", pointer))
+
     ctx = address(GLOBAL_CONTEXT.ctx)
     parse = address(ffi.addressof(lib, "secp256k1_xonly_pubkey_parse"))
     verify = address(ffi.addressof(lib, "secp256k1_schnorrsig_verify"))

@@ -19,8 +19,9 @@ next level (no duplication, so no CVE-2012-2459 mutation).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any
 
 from node.primitives.crypto import sha256d
 from node.primitives.encoding import decode, decode_stored, element_bytes, encode, expect_bytes, expect_int, expect_list
@@ -68,7 +69,8 @@ class BlockHeader:
     def from_bytes(cls, data: bytes) -> "BlockHeader":
         return cls.from_list(decode(data))
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[Any]:
+        """The decoded form, ``[version, prev_hash, merkle_root, timestamp, bits, nonce]``."""
         return [self.version, self.prev_hash, self.merkle_root, self.timestamp, self.bits, self.nonce]
 
     def with_nonce(self, nonce: int) -> "BlockHeader":
@@ -126,7 +128,8 @@ class Block:
         txs = tuple([Transaction.from_stored(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw))])
         return cls(header, txs, data)
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[Any]:
+        """The decoded form, ``[header, [tx, ...]]``."""
         return [self.header.to_list(), [t.to_list() for t in self.txs]]
 
     @property

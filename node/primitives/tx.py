@@ -15,10 +15,12 @@ sync, immutable, and still read by field name.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple
 
-from node.primitives.crypto import ADDR_HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, sha256d, tagged_hash
+from node.primitives.crypto import (ADDR_HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, SigningKey, sha256d,
+                                    tagged_hash)
 from node.primitives.encoding import decode, encode, expect_bytes, expect_int, expect_list
 from node.primitives.errors import TxValidationError
 
@@ -37,7 +39,9 @@ _new_tuple = tuple.__new__   # builds a NamedTuple from a sequence of exactly it
 class OutPoint(NamedTuple):
     """Names one output of one transaction."""
     txid: bytes   # 32-byte id of the transaction that created the output
-    index: int    # position of the output in that transaction
+    # position of the output in that transaction (the protocol's name for it: it
+    # shadows the tuple method index(), which an outpoint never needs)
+    index: int  # type: ignore[assignment]
 
 
 class TxIn(NamedTuple):
@@ -155,14 +159,15 @@ class Transaction:
         return cls(version, tuple(inputs), tuple(outputs), locktime, raw, sha256d(raw))
 
     @classmethod
-    def from_stored(cls, obj: list, raw: bytes) -> "Transaction":
+    def from_stored(cls, obj: list[Any], raw: bytes) -> "Transaction":
         """Rebuild a transaction this node validated and stored (``obj`` decoded from
         ``raw`` by ``decode_stored``): no shape checks, which it passed when it came in."""
         version, ins, outs, locktime = obj
         return cls(version, tuple([TxIn(*i) for i in ins]), tuple([TxOut(*o) for o in outs]),
                    locktime, raw, sha256d(raw))
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[Any]:
+        """The decoded form, ``[version, [input, ...], [output, ...], locktime]``."""
         return [self.version, [list(i) for i in self.inputs],
                 [list(o) for o in self.outputs], self.locktime]
 
@@ -178,11 +183,13 @@ class Transaction:
         return sum(o.amount for o in self.outputs)
 
 
-def sighash_common(tx: Transaction, spent: Sequence[TxOut], network_id: bytes) -> bytes:
+def sighash_common(tx: Transaction, spent: Sequence[TxOut | Coin], network_id: bytes) -> bytes:
     """The part of the signature hash shared by every input of ``tx``.
 
     Commits to the network id, version, locktime, every input's outpoint with
-    the amount and address hash it spends, and every output.
+    the amount and address hash it spends, and every output.  ``spent[i]`` is
+    what input ``i`` spends: a TxOut (a wallet signing) or a Coin (a node
+    checking), both of which begin with (amount, addr_hash).
     """
     # [prev_txid, prev_index, amount, addr_hash] per input: the first two fields of the
     # input and of the coin it spends (tuples encode as arrays, outputs as they are)
@@ -195,7 +202,7 @@ def input_sighash(common: bytes, index: int) -> bytes:
     return tagged_hash("Obol/sighash-input", common + index.to_bytes(4, "big"))
 
 
-def sign_transaction(version: int, inputs: Sequence[tuple[OutPoint, TxOut, "object"]],
+def sign_transaction(version: int, inputs: Sequence[tuple[OutPoint, TxOut, SigningKey]],
                      outputs: Sequence[TxOut], network_id: bytes, locktime: int = 0) -> Transaction:
     """Build and sign a transaction.
 
