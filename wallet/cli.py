@@ -300,9 +300,12 @@ def _first_line(path: str) -> str:
     """The first line of a passphrase file ("" if it is empty)."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise CliError("bad-passphrase-file",
                        f"cannot read passphrase file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:     # has no strerror
+        raise CliError("bad-passphrase-file",
+                       f"cannot read passphrase file {path}: {exc}") from None
     lines = text.splitlines()
     return lines[0] if lines else ""
 
