@@ -41,10 +41,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, NoReturn, TextIO
 
 from node.primitives.errors import ObolError
-from node.consensus.params import NETWORKS, get_params
+from node.consensus.params import NETWORKS, NetworkParams, get_params
 
 from .client import NodeClient
 from .errors import WalletError
@@ -73,7 +73,7 @@ class CliError(WalletError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # no usage dump, one line, our format
+    def error(self, message: str) -> NoReturn:  # no usage dump, one line, our format
         raise CliError("usage", f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
 
@@ -85,7 +85,8 @@ class Output:
         self.stdout = stdout
         self.stderr = stderr
 
-    def result(self, data: dict, human: Callable[[], str] | str) -> None:
+    def result(self, data: dict[str, Any], human: Callable[[], str] | str) -> None:
+        """``data`` as one JSON document (--json), else the text ``human`` gives."""
         if self.json:
             self.stdout.write(json.dumps(data, indent=None) + "\n")
         else:
@@ -114,7 +115,7 @@ def coins(units: int) -> str:
 # --- arguments ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     S = argparse.SUPPRESS   # given before or after the command, whichever is present wins
     common.add_argument("--wallet", metavar="FILE", default=S,
                         help="wallet file (default ~/.obol/<network>/wallet.json)")
@@ -199,7 +200,7 @@ class Context:
         self._keystore: Keystore | None = None
 
     @property
-    def params(self):
+    def params(self) -> NetworkParams:
         return get_params(self.network)
 
     @property
@@ -389,18 +390,18 @@ def cmd_address(ctx: Context) -> int:
 
 
 def cmd_addresses(ctx: Context) -> int:
-    scan = ctx.service().scan()
+    listed = ctx.service().scan().listed()
     rows = [{"address": a.address, "chain": a.chain, "index": a.index, "path": a.path,
              "used": a.used, "confirmed": a.confirmed, "unconfirmed": a.unconfirmed,
-             "immature": a.immature} for a in scan.listed()]
+             "immature": a.immature} for a in listed]
 
     def human() -> str:
         lines = [f"{'chain':<8} {'index':>5}  {'address':<46} {'confirmed':>18} "
                  f"{'unconfirmed':>18} {'immature':>18}"]
-        for r in rows:
-            lines.append(f"{r['chain']:<8} {r['index']:>5}  {r['address']:<46} "
-                         f"{format_amount(r['confirmed']):>18} {format_amount(r['unconfirmed']):>18} "
-                         f"{format_amount(r['immature']):>18}" + ("" if r["used"] else "  (unused)"))
+        for a in listed:
+            lines.append(f"{a.chain:<8} {a.index:>5}  {a.address:<46} "
+                         f"{format_amount(a.confirmed):>18} {format_amount(a.unconfirmed):>18} "
+                         f"{format_amount(a.immature):>18}" + ("" if a.used else "  (unused)"))
         return "\n".join(lines)
     ctx.out.result({"addresses": rows}, human)
     return 0

@@ -30,6 +30,8 @@ from urllib.parse import quote, urlsplit
 
 from .errors import WalletError
 
+JsonObject = dict[str, Any]       # a JSON object of the API, shaped as docs/api.md says
+
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0           # seconds for one request
 HISTORY_PAGE = 1000              # entries per history page (the API's maximum)
@@ -96,7 +98,7 @@ class NodeClient:
         self.base_url = normalize_url(base_url)
         parts = urlsplit(self.base_url)
         self._https = parts.scheme == "https"
-        self._host = parts.hostname
+        self._host = parts.hostname or ""    # never empty: normalize_url refuses such a URL
         self._port = parts.port
         self._path = parts.path
         self.timeout = timeout
@@ -118,8 +120,11 @@ class NodeClient:
             self._conn.close()
             self._conn = None
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """The JSON answer of ``method /api/v1/<path>``; an error answer raises."""
+    def request(self, method: str, path: str, body: object = None) -> Any:
+        """The JSON answer of ``method /api/v1/<path>``; an error answer raises.
+
+        ``Any``: the answer has the shape docs/api.md gives the route, which the
+        typed methods below declare."""
         url = self._path + API_PREFIX + "/" + path.lstrip("/")
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json"}
@@ -176,13 +181,13 @@ class NodeClient:
 
     # --- routes ---------------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> JsonObject:
         doc = self.request("GET", "status")
         if not isinstance(doc, dict) or not isinstance(doc.get("network"), str):
             raise NodeResponseError(message=f"{self.base_url}/api/v1/status has no 'network'")
         return doc
 
-    def check_network(self, network: str) -> dict:
+    def check_network(self, network: str) -> JsonObject:
         """The node's status; NodeNetworkError unless it serves ``network``."""
         status = self.status()
         if status["network"] != network:
@@ -191,18 +196,20 @@ class NodeClient:
                         f"this wallet is for {network} (see --node and --network)")
         return status
 
-    def address(self, address: str) -> dict:
+    def address(self, address: str) -> JsonObject:
         """``GET /address/{address}``: balance and unspent outputs."""
-        return self.request("GET", f"address/{quote(address, safe='')}")
+        doc: JsonObject = self.request("GET", f"address/{quote(address, safe='')}")
+        return doc
 
     def history_page(self, address: str, limit: int = HISTORY_PAGE,
-                     before: int | None = None) -> dict:
+                     before: int | None = None) -> JsonObject:
         query = f"?limit={limit}" + (f"&before={before}" if before is not None else "")
-        return self.request("GET", f"address/{quote(address, safe='')}/history{query}")
+        doc: JsonObject = self.request("GET", f"address/{quote(address, safe='')}/history{query}")
+        return doc
 
-    def history(self, address: str) -> list[dict]:
+    def history(self, address: str) -> list[JsonObject]:
         """Every history entry of ``address``, newest first (all pages)."""
-        entries: list[dict] = []
+        entries: list[JsonObject] = []
         seen: set[str] = set()
         before = None
         while True:
@@ -219,22 +226,25 @@ class NodeClient:
         """True if any transaction (mempool or chain) touches ``address``."""
         return bool(self.history_page(address, 1).get("txs"))
 
-    def fees(self) -> dict:
-        return self.request("GET", "fees")
+    def fees(self) -> JsonObject:
+        doc: JsonObject = self.request("GET", "fees")
+        return doc
 
-    def tx(self, txid: str) -> dict | None:
+    def tx(self, txid: str) -> JsonObject | None:
         """``GET /tx/{txid}``, or None if the node knows no such transaction."""
         try:
-            return self.request("GET", f"tx/{txid}")
+            doc: JsonObject = self.request("GET", f"tx/{txid}")
+            return doc
         except NodeApiError as exc:
             if exc.node_code == "tx-not-found":
                 return None
             raise
 
-    def submit_tx(self, raw_hex: str) -> dict:
+    def submit_tx(self, raw_hex: str) -> JsonObject:
         """``POST /tx``: {"txid", "fee"}; TxRejectedError with the node's reject code."""
         try:
-            return self.request("POST", "tx", {"hex": raw_hex})
+            doc: JsonObject = self.request("POST", "tx", {"hex": raw_hex})
+            return doc
         except NodeApiError as exc:
             if exc.status in (400, 409):
                 raise TxRejectedError(exc.node_code, exc.node_message) from None

@@ -62,7 +62,8 @@ def _english_words() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def _english_index() -> MappingProxyType:
+def _english_index() -> MappingProxyType[str, int]:
+    """Word -> its value (its index in the BIP-39 English list)."""
     return MappingProxyType({word: i for i, word in enumerate(_english_words())})
 
 

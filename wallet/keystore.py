@@ -44,7 +44,7 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -182,7 +182,7 @@ class Keystore:
     # --- create / open / save --------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, mnemonic: str, bip39_passphrase: str,
+    def create(cls, path: str | os.PathLike[str], mnemonic: str, bip39_passphrase: str,
                network: str, password: str, *, kdf_n: int = SCRYPT_N, kdf_r: int = SCRYPT_R,
                kdf_p: int = SCRYPT_P) -> Keystore:
         """Write a new keystore at ``path``; KeystoreExistsError if a file is there."""
@@ -204,7 +204,7 @@ class Keystore:
         return store
 
     @classmethod
-    def open(cls, path: str | os.PathLike, password: str) -> Keystore:
+    def open(cls, path: str | os.PathLike[str], password: str) -> Keystore:
         """Read and decrypt the keystore at ``path``.
 
         Raises the keystore errors listed in the module doc, and OSError
@@ -423,14 +423,18 @@ def _parse_file(raw: bytes) -> tuple[KdfParams, bytes, bytes]:
     return params, nonce, ciphertext
 
 
-def _field(obj: dict, name: str, kind: type, prefix: str = "") -> Any:
+_T = TypeVar("_T")
+
+
+def _field(obj: Mapping[str, object], name: str, kind: type[_T], prefix: str = "") -> _T:
+    """``obj[name]`` if it is a ``kind`` (never a bool where a number is wanted)."""
     value = obj.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise KeystoreDamagedError(message=f"field '{prefix}{name}' is missing or not {kind.__name__}")
     return value
 
 
-def _hex_field(obj: dict, name: str, prefix: str = "") -> bytes:
+def _hex_field(obj: Mapping[str, object], name: str, prefix: str = "") -> bytes:
     text = _field(obj, name, str, prefix)
     try:
         return bytes.fromhex(text)

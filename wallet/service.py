@@ -38,7 +38,7 @@ from node.primitives.errors import AddressError
 from node.consensus.params import TX_VERSION, NetworkParams
 from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, sign_transaction
 
-from .client import NodeClient
+from .client import JsonObject, NodeClient
 from .coinselect import Selection, Utxo, select_coins
 from .errors import InsufficientFundsError, WalletError
 from .keys import CHANGE, RECEIVE, KeyChain
@@ -124,7 +124,7 @@ class AddressState:
     confirmed: int = 0           # mature confirmed outputs, base units
     unconfirmed: int = 0         # net mempool change
     immature: int = 0            # coinbase outputs not yet spendable
-    utxos: list[dict] = field(default_factory=list)   # as GET /address lists them
+    utxos: list[JsonObject] = field(default_factory=list)   # as GET /address lists them
 
     @property
     def chain(self) -> str:
@@ -348,7 +348,7 @@ class WalletService:
         return SendPlan(tx, address, amount, fee, rate, change, change_address,
                         selection, unconfirmed_inputs, spendable)
 
-    def broadcast(self, plan: SendPlan) -> dict:
+    def broadcast(self, plan: SendPlan) -> JsonObject:
         """Send to the node; then the change address counts as used."""
         result = self.client.submit_tx(plan.tx.raw.hex())
         if plan.change_address is not None:
@@ -357,7 +357,7 @@ class WalletService:
 
     # --- history ----------------------------------------------------------------------------
 
-    def history(self) -> list[dict]:
+    def history(self) -> list[JsonObject]:
         """Transactions touching the wallet, newest first, with net amounts and fees."""
         scan = self.scan(balances=False)
         mine = scan.by_address
