@@ -40,18 +40,27 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
-from node.primitives.errors import ObolError
 from node.consensus.params import NETWORKS, NetworkParams, get_params
+from node.primitives.errors import ObolError
 
 from .client import NodeClient
 from .errors import WalletError
-from .keystore import SCRYPT_N, KdfParams, Keystore
 from .keys import CHANGE, RECEIVE, KeyChain, generate_mnemonic, validate_mnemonic
-from .service import (GAP_LIMIT, WalletService, check_address, discover, format_amount,
-                      parse_amount, sign_message, verify_message)
+from .keystore import SCRYPT_N, KdfParams, Keystore
+from .service import (
+    GAP_LIMIT,
+    WalletService,
+    check_address,
+    discover,
+    format_amount,
+    parse_amount,
+    sign_message,
+    verify_message,
+)
 
 PROG = "obol-wallet"
 UNIT = "OBOL"

@@ -24,8 +24,8 @@ Choice of inputs (fewer inputs first)
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from .errors import InsufficientFundsError
 

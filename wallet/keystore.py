@@ -41,19 +41,32 @@ import os
 import secrets
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from .errors import (KeystoreDamagedError, KeystoreExistsError, KeystoreUnsupportedError,
-                     WalletError, WrongPassphraseError)
-from .keys import CHANGE, RECEIVE, KeyChain, WalletNetwork, mnemonic_to_seed, network_by_name, \
-    validate_mnemonic
+from .errors import (
+    KeystoreDamagedError,
+    KeystoreExistsError,
+    KeystoreUnsupportedError,
+    WalletError,
+    WrongPassphraseError,
+)
+from .keys import (
+    CHANGE,
+    RECEIVE,
+    KeyChain,
+    WalletNetwork,
+    mnemonic_to_seed,
+    network_by_name,
+    validate_mnemonic,
+)
 
 FORMAT_NAME = "obol-keystore"       # value of the "format" field
 FORMAT_VERSION = 1                  # value of the "version" field (file layout)

@@ -33,9 +33,15 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from node.primitives.crypto import SigningKey, address_hash, decode_address, tagged_hash, verify_schnorr
-from node.primitives.errors import AddressError
 from node.consensus.params import TX_VERSION, NetworkParams
+from node.primitives.crypto import (
+    SigningKey,
+    address_hash,
+    decode_address,
+    tagged_hash,
+    verify_schnorr,
+)
+from node.primitives.errors import AddressError
 from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, sign_transaction
 
 from .client import JsonObject, NodeClient

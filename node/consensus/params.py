@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from node.consensus.pow import bits_to_target, hash_meets_target
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.crypto import tagged_hash
-from node.consensus.pow import bits_to_target, hash_meets_target
 from node.primitives.tx import COIN, TxOut, make_coinbase
 
 MEDIAN_TIME_SPAN = 11          # blocks in the median-time-past window (Bitcoin: same)

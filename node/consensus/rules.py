@@ -7,17 +7,25 @@ for unconfirmed transactions.  The codes follow Bitcoin Core where it has one.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
+from node.consensus.params import BLOCK_VERSION, NetworkParams
+from node.consensus.pow import bits_to_target, hash_meets_target
 from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.primitives.crypto import PUBKEY_SIZE, SIGNATURE_SIZE, address_hash
 from node.primitives.errors import BlockValidationError, MissingInputsError, TxValidationError
-from node.consensus.params import BLOCK_VERSION, NetworkParams
-from node.consensus.pow import bits_to_target, hash_meets_target
-from node.primitives.tx import (LOCKTIME_THRESHOLD, MAX_COINBASE_DATA, MAX_MONEY, MAX_TX_SIZE, NULL_TXID,
-                 Coin, Transaction, input_sighash, sighash_common)
-
+from node.primitives.tx import (
+    LOCKTIME_THRESHOLD,
+    MAX_COINBASE_DATA,
+    MAX_MONEY,
+    MAX_TX_SIZE,
+    NULL_TXID,
+    Coin,
+    Transaction,
+    input_sighash,
+    sighash_common,
+)
 
 # --- transactions, without context (Bitcoin: CheckTransaction) -----------------
 
@@ -73,7 +81,7 @@ def check_tx_inputs(tx: Transaction, coins: Sequence[Coin | None], spend_height:
     Signatures are checked separately (``signature_checks``), in parallel.
     """
     value_in = 0
-    for txin, coin in zip(tx.inputs, coins):
+    for txin, coin in zip(tx.inputs, coins, strict=True):
         if coin is None:
             raise MissingInputsError(message=f"{txin.prev_txid.hex()}:{txin.prev_index}")
         if coin.coinbase and spend_height - coin.height < params.coinbase_maturity:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
-from node.primitives.errors import TxValidationError
 from node.consensus.sigbatch import Check, first_invalid
+from node.primitives.errors import TxValidationError
 
 MIN_PARALLEL_BATCH = 8      # below this many signatures, verifying inline is cheaper
 JOB_CHUNK = 64              # signatures per chunk of a started job (~4 ms): one GIL round trip each

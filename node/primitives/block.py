@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.primitives.crypto import sha256d
-from node.primitives.encoding import decode, decode_stored, element_bytes, encode, expect_bytes, expect_int, expect_list
+from node.primitives.encoding import (
+    decode,
+    decode_stored,
+    element_bytes,
+    encode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+)
 from node.primitives.errors import BlockValidationError
 from node.primitives.tx import MAX_UINT32, MAX_UINT64, Transaction
 
@@ -47,12 +55,12 @@ class BlockHeader:
 
     @classmethod
     def create(cls, version: int, prev_hash: bytes, merkle_root: bytes, timestamp: int,
-               bits: int, nonce: int) -> "BlockHeader":
+               bits: int, nonce: int) -> BlockHeader:
         raw = encode([version, prev_hash, merkle_root, timestamp, bits, nonce])
         return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
     @classmethod
-    def from_list(cls, obj: object, raw: bytes | None = None) -> "BlockHeader":
+    def from_list(cls, obj: object, raw: bytes | None = None) -> BlockHeader:
         """Build from the decoded array; ``raw`` (its canonical bytes) if already known."""
         version, prev_hash, merkle_root, timestamp, bits, nonce = expect_list(obj, 6, "header")
         expect_int(version, 0, MAX_UINT32, "header.version")
@@ -66,14 +74,14 @@ class BlockHeader:
         return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "BlockHeader":
+    def from_bytes(cls, data: bytes) -> BlockHeader:
         return cls.from_list(decode(data))
 
     def to_list(self) -> list[Any]:
         """The decoded form, ``[version, prev_hash, merkle_root, timestamp, bits, nonce]``."""
         return [self.version, self.prev_hash, self.merkle_root, self.timestamp, self.bits, self.nonce]
 
-    def with_nonce(self, nonce: int) -> "BlockHeader":
+    def with_nonce(self, nonce: int) -> BlockHeader:
         return BlockHeader.create(self.version, self.prev_hash, self.merkle_root,
                                   self.timestamp, self.bits, nonce)
 
@@ -86,20 +94,20 @@ class Block:
     raw: bytes = field(default=b"", compare=False, repr=False)  # canonical encoding
 
     @classmethod
-    def create(cls, header: BlockHeader, txs: Sequence[Transaction]) -> "Block":
+    def create(cls, header: BlockHeader, txs: Sequence[Transaction]) -> Block:
         txs = tuple(txs)
         raw = encode([header.to_list(), [t.to_list() for t in txs]])
         return cls(header, txs, raw)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Block":
+    def from_bytes(cls, data: bytes) -> Block:
         """Strictly decode a block (DecodeError on any deviation, bad-blk-length if too big)."""
         if len(data) > MAX_BLOCK_SIZE:
             raise BlockValidationError("bad-blk-length", f"{len(data)} bytes > {MAX_BLOCK_SIZE}")
         return cls.from_list(decode(data), data)
 
     @classmethod
-    def from_list(cls, obj: object, raw: bytes | None = None) -> "Block":
+    def from_list(cls, obj: object, raw: bytes | None = None) -> Block:
         """Build from the decoded array (a P2P ``block`` body); ``raw`` if already known.
 
         The block is encoded (at most) once; the header's and each transaction's
@@ -112,11 +120,11 @@ class Block:
             raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
         header_raw, txs_raw = element_bytes(raw)
         header = BlockHeader.from_list(header_obj, header_raw)
-        txs = tuple(Transaction.from_list(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw)))
+        txs = tuple(Transaction.from_list(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True))
         return cls(header, txs, raw)
 
     @classmethod
-    def from_stored(cls, data: bytes) -> "Block":
+    def from_stored(cls, data: bytes) -> Block:
         """Rebuild a block from this node's own ``blocks`` database: it passed the strict
         decoding (``from_bytes``/``from_list``) and the block checks before it was
         written, so it is decoded without the canonical check or shape checks.
@@ -125,7 +133,7 @@ class Block:
         header_raw, txs_raw = element_bytes(data)
         header = BlockHeader(version, prev_hash, merkle, timestamp, bits, nonce, header_raw,
                              sha256d(header_raw))
-        txs = tuple([Transaction.from_stored(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw))])
+        txs = tuple([Transaction.from_stored(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True)])
         return cls(header, txs, data)
 
     def to_list(self) -> list[Any]:

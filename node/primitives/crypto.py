@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
+from functools import cache
 
 from coincurve import PrivateKey, PublicKeyXOnly
 
@@ -33,14 +33,14 @@ def sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tag_prefix(tag: str) -> bytes:
     tag_hash = hashlib.sha256(tag.encode()).digest()
     return tag_hash + tag_hash
 
 
-@lru_cache(maxsize=None)
-def _tag_midstate(tag: str) -> "hashlib._Hash":
+@cache
+def _tag_midstate(tag: str) -> hashlib._Hash:
     """sha256 after the tag prefix (one compression): only ever copied, never updated."""
     return hashlib.sha256(_tag_prefix(tag))
 
@@ -69,7 +69,7 @@ class SigningKey:
         self.pubkey: bytes = self._key.public_key_xonly.format()  # 32-byte x-only key
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         return cls(os.urandom(32))
 
     @property

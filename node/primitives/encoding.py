@@ -18,7 +18,7 @@ from node.primitives.errors import DecodeError
 
 MAX_DECODE_SIZE = 8 * 1024 * 1024  # bytes; larger than any block or message
 
-_packer_options = dict(use_bin_type=True, strict_types=False, autoreset=True)
+_packer_options = {"use_bin_type": True, "strict_types": False, "autoreset": True}
 # One Packer per thread, reused: msgpack.packb builds a new Packer per call, which was
 # half the cost of encoding a transaction (3.2 -> 1.4 µs); a Packer keeps a buffer, so
 # threads do not share one.  A failed pack leaves it empty (msgpack resets it).

@@ -19,8 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from node.primitives.crypto import (ADDR_HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, SigningKey, sha256d,
-                                    tagged_hash)
+from node.primitives.crypto import (
+    ADDR_HASH_SIZE,
+    PUBKEY_SIZE,
+    SIGNATURE_SIZE,
+    SigningKey,
+    sha256d,
+    tagged_hash,
+)
 from node.primitives.encoding import decode, encode, expect_bytes, expect_int, expect_list
 from node.primitives.errors import TxValidationError
 
@@ -82,20 +88,20 @@ class Transaction:
 
     @classmethod
     def create(cls, version: int, inputs: Sequence[TxIn], outputs: Sequence[TxOut],
-               locktime: int = 0) -> "Transaction":
+               locktime: int = 0) -> Transaction:
         inputs, outputs = tuple(inputs), tuple(outputs)
         raw = encode([version, [list(i) for i in inputs], [list(o) for o in outputs], locktime])
         return cls(version, inputs, outputs, locktime, raw, sha256d(raw))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Transaction":
+    def from_bytes(cls, data: bytes) -> Transaction:
         """Strictly decode one transaction (DecodeError on any deviation)."""
         if len(data) > MAX_TX_SIZE:
             raise TxValidationError("bad-txns-oversize", f"{len(data)} bytes > {MAX_TX_SIZE}")
         return cls.from_list(decode(data), data)
 
     @classmethod
-    def from_list(cls, obj: object, raw: bytes | None = None) -> "Transaction":
+    def from_list(cls, obj: object, raw: bytes | None = None) -> Transaction:
         """Build from the decoded array; ``raw`` may be given if already known.
 
         The common shape (every field of the expected type and in range) is built
@@ -135,7 +141,7 @@ class Transaction:
         return cls(version, tuple(inputs), tuple(outputs), locktime, raw, sha256d(raw))
 
     @classmethod
-    def _from_list_checked(cls, obj: object, raw: bytes | None = None) -> "Transaction":
+    def _from_list_checked(cls, obj: object, raw: bytes | None = None) -> Transaction:
         """``from_list`` field by field, with an error that names the field at fault."""
         version, ins, outs, locktime = expect_list(obj, 4, "tx")
         expect_int(version, 0, MAX_UINT32, "tx.version")
@@ -159,7 +165,7 @@ class Transaction:
         return cls(version, tuple(inputs), tuple(outputs), locktime, raw, sha256d(raw))
 
     @classmethod
-    def from_stored(cls, obj: list[Any], raw: bytes) -> "Transaction":
+    def from_stored(cls, obj: list[Any], raw: bytes) -> Transaction:
         """Rebuild a transaction this node validated and stored (``obj`` decoded from
         ``raw`` by ``decode_stored``): no shape checks, which it passed when it came in."""
         version, ins, outs, locktime = obj
@@ -193,7 +199,7 @@ def sighash_common(tx: Transaction, spent: Sequence[TxOut | Coin], network_id: b
     """
     # [prev_txid, prev_index, amount, addr_hash] per input: the first two fields of the
     # input and of the coin it spends (tuples encode as arrays, outputs as they are)
-    ins = [txin[:2] + coin[:2] for txin, coin in zip(tx.inputs, spent)]
+    ins = [txin[:2] + coin[:2] for txin, coin in zip(tx.inputs, spent, strict=True)]
     return tagged_hash("Obol/sighash", encode([network_id, tx.version, tx.locktime, ins, tx.outputs]))
 
 
