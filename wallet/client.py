@@ -19,6 +19,7 @@ code                     meaning
                          node's status and code
 =======================  ===================================================
 """
+
 from __future__ import annotations
 
 import http.client
@@ -30,11 +31,11 @@ from urllib.parse import quote, urlsplit
 
 from .errors import WalletError
 
-JsonObject = dict[str, Any]       # a JSON object of the API, shaped as docs/api.md says
+JsonObject = dict[str, Any]  # a JSON object of the API, shaped as docs/api.md says
 
 API_PREFIX = "/api/v1"
-DEFAULT_TIMEOUT = 30.0           # seconds for one request
-HISTORY_PAGE = 1000              # entries per history page (the API's maximum)
+DEFAULT_TIMEOUT = 30.0  # seconds for one request
+HISTORY_PAGE = 1000  # entries per history page (the API's maximum)
 
 
 class BadNodeUrlError(WalletError):
@@ -71,7 +72,9 @@ class TxRejectedError(WalletError):
     code = "tx-rejected"
 
     def __init__(self, reject_code: str, node_message: str) -> None:
-        super().__init__(message=f"the node rejected the transaction: {reject_code}: {node_message}")
+        super().__init__(
+            message=f"the node rejected the transaction: {reject_code}: {node_message}"
+        )
         self.reject_code = reject_code
 
 
@@ -87,7 +90,7 @@ def normalize_url(url: str) -> str:
         raise BadNodeUrlError(message=f"bad node URL {url!r}: expected http://HOST:PORT")
     path = parts.path.rstrip("/")
     if path.endswith(API_PREFIX):
-        path = path[:-len(API_PREFIX)]
+        path = path[: -len(API_PREFIX)]
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
@@ -98,7 +101,7 @@ class NodeClient:
         self.base_url = normalize_url(base_url)
         parts = urlsplit(self.base_url)
         self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""    # never empty: normalize_url refuses such a URL
+        self._host = parts.hostname or ""  # never empty: normalize_url refuses such a URL
         self._port = parts.port
         self._path = parts.path
         self.timeout = timeout
@@ -111,8 +114,9 @@ class NodeClient:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context()
+            )
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
     def close(self) -> None:
@@ -145,7 +149,7 @@ class NodeClient:
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
-                if reused and retry:       # the kept connection had gone stale: once more
+                if reused and retry:  # the kept connection had gone stale: once more
                     retry = False
                     continue
                 raise self._unreachable(exc) from None
@@ -173,11 +177,12 @@ class NodeClient:
         if status == 200 and doc is not None:
             return doc
         error = doc.get("error") if isinstance(doc, dict) else None
-        if (isinstance(error, dict) and isinstance(error.get("code"), str)):
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
             raise NodeApiError(status, error["code"], str(error.get("message") or error["code"]))
         raise NodeResponseError(
             message=f"{self.base_url} answered {status} to /{path.lstrip('/')} without the "
-                    f"node API's JSON (is it an obol-node API address?)")
+            f"node API's JSON (is it an obol-node API address?)"
+        )
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -193,7 +198,8 @@ class NodeClient:
         if status["network"] != network:
             raise NodeNetworkError(
                 message=f"the node at {self.base_url} is on {status['network']}, "
-                        f"this wallet is for {network} (see --node and --network)")
+                f"this wallet is for {network} (see --node and --network)"
+            )
         return status
 
     def address(self, address: str) -> JsonObject:
@@ -201,8 +207,9 @@ class NodeClient:
         doc: JsonObject = self.request("GET", f"address/{quote(address, safe='')}")
         return doc
 
-    def history_page(self, address: str, limit: int = HISTORY_PAGE,
-                     before: int | None = None) -> JsonObject:
+    def history_page(
+        self, address: str, limit: int = HISTORY_PAGE, before: int | None = None
+    ) -> JsonObject:
         query = f"?limit={limit}" + (f"&before={before}" if before is not None else "")
         doc: JsonObject = self.request("GET", f"address/{quote(address, safe='')}/history{query}")
         return doc
@@ -215,7 +222,7 @@ class NodeClient:
         while True:
             page = self.history_page(address, HISTORY_PAGE, before)
             for entry in page.get("txs", []):
-                if entry["txid"] not in seen:     # pages end on block boundaries: no repeats
+                if entry["txid"] not in seen:  # pages end on block boundaries: no repeats
                     seen.add(entry["txid"])
                     entries.append(entry)
             before = page.get("next_before")

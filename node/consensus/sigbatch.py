@@ -7,6 +7,7 @@ coincurve one call per signature otherwise; both give the same answers
 (tests/test_sigbatch.py).  Why the loop exists: docs/design.md, "Signature
 checks".
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,9 @@ def _native() -> Callable[[Sequence[Check]], int] | None:
 
         from node.consensus import _sigbatch
     except ImportError as exc:
-        log.warning("node.consensus._sigbatch is not built (%s): verifying one signature per call", exc)
+        log.warning(
+            "node.consensus._sigbatch is not built (%s): verifying one signature per call", exc
+        )
         return None
 
     def address(pointer: object) -> int:
@@ -54,5 +57,5 @@ def _native() -> Callable[[Sequence[Check]], int] | None:
     return first_invalid_native
 
 
-NATIVE = _native()                                  # None if the C loop is not built
-first_invalid = NATIVE or first_invalid_python      # what the verifier uses
+NATIVE = _native()  # None if the C loop is not built
+first_invalid = NATIVE or first_invalid_python  # what the verifier uses

@@ -16,6 +16,7 @@ Merkle tree, domain-separated so a leaf can never pass for an inner node::
 A level with an odd number of nodes promotes its last node unchanged to the
 next level (no duplication, so no CVE-2012-2459 mutation).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ from node.primitives.encoding import (
 from node.primitives.errors import BlockValidationError
 from node.primitives.tx import MAX_UINT32, MAX_UINT64, Transaction
 
-MAX_BLOCK_SIZE = 1_000_000   # bytes of one encoded block (Bitcoin: MAX_BLOCK_SERIALIZED_SIZE/4)
+MAX_BLOCK_SIZE = 1_000_000  # bytes of one encoded block (Bitcoin: MAX_BLOCK_SERIALIZED_SIZE/4)
 MERKLE_LEAF_PREFIX = b"\x00"
 MERKLE_NODE_PREFIX = b"\x01"
 
@@ -44,18 +45,26 @@ MERKLE_NODE_PREFIX = b"\x01"
 @dataclass(frozen=True, slots=True)
 class BlockHeader:
     """What proof of work commits to."""
-    version: int        # header format version (1)
-    prev_hash: bytes    # 32-byte hash of the parent header
+
+    version: int  # header format version (1)
+    prev_hash: bytes  # 32-byte hash of the parent header
     merkle_root: bytes  # 32-byte merkle root of the block's txids
-    timestamp: int      # unix seconds; > median of the previous 11, ≤ now + future limit
-    bits: int           # compact target (Bitcoin: nBits)
-    nonce: int          # free 64-bit field the miner varies
-    raw: bytes = field(default=b"", compare=False, repr=False)   # canonical encoding
+    timestamp: int  # unix seconds; > median of the previous 11, ≤ now + future limit
+    bits: int  # compact target (Bitcoin: nBits)
+    nonce: int  # free 64-bit field the miner varies
+    raw: bytes = field(default=b"", compare=False, repr=False)  # canonical encoding
     hash: bytes = field(default=b"", compare=False, repr=False)  # sha256d(raw)
 
     @classmethod
-    def create(cls, version: int, prev_hash: bytes, merkle_root: bytes, timestamp: int,
-               bits: int, nonce: int) -> BlockHeader:
+    def create(
+        cls,
+        version: int,
+        prev_hash: bytes,
+        merkle_root: bytes,
+        timestamp: int,
+        bits: int,
+        nonce: int,
+    ) -> BlockHeader:
         raw = encode([version, prev_hash, merkle_root, timestamp, bits, nonce])
         return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
@@ -79,18 +88,27 @@ class BlockHeader:
 
     def to_list(self) -> list[Any]:
         """The decoded form, ``[version, prev_hash, merkle_root, timestamp, bits, nonce]``."""
-        return [self.version, self.prev_hash, self.merkle_root, self.timestamp, self.bits, self.nonce]
+        return [
+            self.version,
+            self.prev_hash,
+            self.merkle_root,
+            self.timestamp,
+            self.bits,
+            self.nonce,
+        ]
 
     def with_nonce(self, nonce: int) -> BlockHeader:
-        return BlockHeader.create(self.version, self.prev_hash, self.merkle_root,
-                                  self.timestamp, self.bits, nonce)
+        return BlockHeader.create(
+            self.version, self.prev_hash, self.merkle_root, self.timestamp, self.bits, nonce
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Block:
     """A header and its transactions, coinbase first."""
-    header: BlockHeader                 # the proof-of-work part
-    txs: tuple[Transaction, ...]        # coinbase first
+
+    header: BlockHeader  # the proof-of-work part
+    txs: tuple[Transaction, ...]  # coinbase first
     raw: bytes = field(default=b"", compare=False, repr=False)  # canonical encoding
 
     @classmethod
@@ -120,7 +138,10 @@ class Block:
             raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
         header_raw, txs_raw = element_bytes(raw)
         header = BlockHeader.from_list(header_obj, header_raw)
-        txs = tuple(Transaction.from_list(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True))
+        txs = tuple(
+            Transaction.from_list(t, r)
+            for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True)
+        )
         return cls(header, txs, raw)
 
     @classmethod
@@ -131,9 +152,15 @@ class Block:
         Never for bytes from anyone else."""
         (version, prev_hash, merkle, timestamp, bits, nonce), txs_obj = decode_stored(data)
         header_raw, txs_raw = element_bytes(data)
-        header = BlockHeader(version, prev_hash, merkle, timestamp, bits, nonce, header_raw,
-                             sha256d(header_raw))
-        txs = tuple([Transaction.from_stored(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True)])
+        header = BlockHeader(
+            version, prev_hash, merkle, timestamp, bits, nonce, header_raw, sha256d(header_raw)
+        )
+        txs = tuple(
+            [
+                Transaction.from_stored(t, r)
+                for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True)
+            ]
+        )
         return cls(header, txs, data)
 
     def to_list(self) -> list[Any]:
@@ -156,8 +183,10 @@ def merkle_root(txids: Sequence[bytes]) -> bytes:
     sha = hashlib.sha256
     level = [sha(MERKLE_LEAF_PREFIX + t).digest() for t in txids]
     while len(level) > 1:
-        nxt = [sha(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
-               for i in range(0, len(level) - 1, 2)]
+        nxt = [
+            sha(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt

@@ -6,6 +6,7 @@ has exactly one encoding.  ``decode`` refuses any input that does not
 re-encode to the very same bytes: no maps, no floats, no non-minimal integers,
 no ``str`` where ``bin`` is expected, no trailing bytes.
 """
+
 from __future__ import annotations
 
 import threading
@@ -119,9 +120,9 @@ def encode_array(elements: list[bytes]) -> bytes:
     return header + b"".join(elements)
 
 
-_FORMAT_SCALARS = frozenset({int, bytes, str})   # exact types: bool (an int subclass) is not one
+_FORMAT_SCALARS = frozenset({int, bytes, str})  # exact types: bool (an int subclass) is not one
 _foreign_type: Callable[[object], str | None] | None
-try:   # the same walk in C (optional extension, built with the package)
+try:  # the same walk in C (optional extension, built with the package)
     from node.primitives._formatcheck import foreign_type as _foreign_type
 except ImportError:
     _foreign_type = None
@@ -138,19 +139,20 @@ def _reject_foreign_types(obj: object) -> None:
 
 
 def _reject_foreign_types_python(obj: object) -> None:
-    """``_reject_foreign_types`` where ``node.primitives._formatcheck`` is not built (same answers)."""
+    """``_reject_foreign_types`` without the C extension ``_formatcheck`` (the same answers)."""
     stack: list[list[object]] = [[obj]]
     while stack:
         for item in stack.pop():
             kind = type(item)
             if kind is list:
-                stack.append(cast("list[object]", item))   # mypy does not narrow through ``kind``
+                stack.append(cast("list[object]", item))  # mypy does not narrow through ``kind``
             elif kind not in _FORMAT_SCALARS:
                 name = "bool/nil" if kind is bool or item is None else kind.__name__
                 raise DecodeError(message=f"{name} is not part of the format")
 
 
 # --- shape helpers used by the typed decoders ----------------------------------
+
 
 def expect_list(obj: object, length: int | None = None, what: str = "value") -> list[Any]:
     """``obj`` if it is an array (of ``length`` elements if given); its elements are
@@ -171,8 +173,9 @@ def expect_int(obj: object, lo: int, hi: int, what: str = "value") -> int:
     return obj
 
 
-def expect_bytes(obj: object, size: int | None = None, max_size: int | None = None,
-                 what: str = "value") -> bytes:
+def expect_bytes(
+    obj: object, size: int | None = None, max_size: int | None = None, what: str = "value"
+) -> bytes:
     """``obj`` if it is a byte string of ``size`` bytes, or of at most ``max_size``."""
     if not isinstance(obj, bytes):
         raise DecodeError(message=f"{what}: expected bytes")
