@@ -20,11 +20,14 @@ $(STAMP): setup.cfg pyproject.toml setup.py node/consensus/_sigbatch.c node/prim
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# ruff (lint, import order, format) and mypy, all configured in pyproject.toml
+# ruff (lint, import order, format) and mypy, all configured in pyproject.toml; all three
+# run, and lint fails if any of them failed
 lint: $(STAMP)
-	$(BIN)/ruff check $(or $(LINT_PATHS),.)
-	$(BIN)/ruff format --check $(or $(LINT_PATHS),.)
-	$(BIN)/mypy $(LINT_PATHS)
+	@status=0; \
+	$(BIN)/ruff check $(or $(LINT_PATHS),.) || status=1; \
+	$(BIN)/ruff format --check $(or $(LINT_PATHS),.) || status=1; \
+	$(BIN)/mypy $(LINT_PATHS) || status=1; \
+	exit $$status
 
 # rewrite files the way `make lint` wants them (safe fixes and the formatter)
 format: $(STAMP)
