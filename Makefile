@@ -1,21 +1,38 @@
-# Quick start: `make run` (a local network that mines and moves coins) and `make test`.
+# Quick start: `make run` (a local network that mines and moves coins), `make test`, `make lint`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test run bench bench-quick clean
+# make lint LINT_PATHS="node/primitives wallet": the same checks, on those paths only
+LINT_PATHS ?=
+
+.PHONY: venv test lint format run bench bench-quick clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml setup.py node/consensus/_sigbatch.c node/primitives/_formatcheck.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff (lint, import order, format) and mypy, all configured in pyproject.toml; all three
+# run, and lint fails if any of them failed
+lint: $(STAMP)
+	@status=0; \
+	$(BIN)/ruff check $(or $(LINT_PATHS),.) || status=1; \
+	$(BIN)/ruff format --check $(or $(LINT_PATHS),.) || status=1; \
+	$(BIN)/mypy $(LINT_PATHS) || status=1; \
+	exit $$status
+
+# rewrite files the way `make lint` wants them (safe fixes and the formatter)
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(or $(LINT_PATHS),.)
+	$(BIN)/ruff format $(or $(LINT_PATHS),.)
 
 run: $(STAMP)
 	$(BIN)/obol-testnet run
@@ -28,5 +45,5 @@ bench-quick: $(STAMP)
 	$(BIN)/python scripts/bench.py --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) testnet build *.egg-info
+	rm -rf $(VENV) testnet build *.egg-info .mypy_cache .ruff_cache
 	find node -name "*.so" -delete

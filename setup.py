@@ -9,10 +9,22 @@ that both ways agree).
 - ``node.primitives._formatcheck`` is the strict decoder's last step, the walk that refuses
   nil, bool, float, maps and extension types (node/primitives/encoding.py).
 """
+
 from setuptools import Extension, setup
 
-setup(ext_modules=[
-    Extension("node.consensus._sigbatch", ["node/consensus/_sigbatch.c"], optional=True, extra_compile_args=["-O2"]),
-    Extension("node.primitives._formatcheck", ["node/primitives/_formatcheck.c"], optional=True,
-              extra_compile_args=["-O2"]),
-])
+setup(
+    ext_modules=[
+        Extension(
+            "node.consensus._sigbatch",
+            ["node/consensus/_sigbatch.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "node.primitives._formatcheck",
+            ["node/primitives/_formatcheck.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
+    ]
+)

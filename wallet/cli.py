@@ -31,6 +31,7 @@ Codes: those of wallet/errors.py and wallet/client.py, ``bad-address`` /
 ``wallet-network-mismatch``, ``not-mine``, ``bad-signature``, ``cancelled``,
 ``tx-dropped``, ``io-error``, ``interrupted``, ``internal-error``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,25 +41,34 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, NoReturn, TextIO
 
+from node.consensus.params import NETWORKS, NetworkParams, get_params
 from node.primitives.errors import ObolError
-from node.consensus.params import NETWORKS, get_params
 
 from .client import NodeClient
 from .errors import WalletError
-from .keystore import SCRYPT_N, KdfParams, Keystore
 from .keys import CHANGE, RECEIVE, KeyChain, generate_mnemonic, validate_mnemonic
-from .service import (GAP_LIMIT, WalletService, check_address, discover, format_amount,
-                      parse_amount, sign_message, verify_message)
+from .keystore import SCRYPT_N, KdfParams, Keystore
+from .service import (
+    GAP_LIMIT,
+    WalletService,
+    check_address,
+    discover,
+    format_amount,
+    parse_amount,
+    sign_message,
+    verify_message,
+)
 
 PROG = "obol-wallet"
 UNIT = "OBOL"
 PASSPHRASE_ENV = "OBOL_WALLET_PASSPHRASE"
-KDF_N_ENV = "OBOL_WALLET_KDF_N"          # tests only: scrypt n for new wallets
-DEBUG_ENV = "OBOL_WALLET_DEBUG"          # set: print tracebacks of internal errors
-WAIT_POLL = 0.5                          # seconds between confirmation checks of --wait
+KDF_N_ENV = "OBOL_WALLET_KDF_N"  # tests only: scrypt n for new wallets
+DEBUG_ENV = "OBOL_WALLET_DEBUG"  # set: print tracebacks of internal errors
+WAIT_POLL = 0.5  # seconds between confirmation checks of --wait
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -73,11 +83,12 @@ class CliError(WalletError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # no usage dump, one line, our format
+    def error(self, message: str) -> NoReturn:  # no usage dump, one line, our format
         raise CliError("usage", f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
 
 # --- output ---------------------------------------------------------------------------
+
 
 class Output:
     def __init__(self, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
@@ -85,7 +96,8 @@ class Output:
         self.stdout = stdout
         self.stderr = stderr
 
-    def result(self, data: dict, human: Callable[[], str] | str) -> None:
+    def result(self, data: dict[str, Any], human: Callable[[], str] | str) -> None:
+        """``data`` as one JSON document (--json), else the text ``human`` gives."""
         if self.json:
             self.stdout.write(json.dumps(data, indent=None) + "\n")
         else:
@@ -113,50 +125,75 @@ def coins(units: int) -> str:
 
 # --- arguments ---------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    S = argparse.SUPPRESS   # given before or after the command, whichever is present wins
-    common.add_argument("--wallet", metavar="FILE", default=S,
-                        help="wallet file (default ~/.obol/<network>/wallet.json)")
-    common.add_argument("--node", metavar="URL", default=S,
-                        help="node API base URL (default http://127.0.0.1:<network's API port>)")
-    common.add_argument("--network", metavar="NET", default=S,
-                        help="main (default), testnet or regtest")
-    common.add_argument("--json", action="store_true", default=S, help="JSON output for scripts")
-    common.add_argument("--passphrase-file", metavar="FILE", default=S,
-                        help=f"read the wallet passphrase from FILE (else ${PASSPHRASE_ENV}, "
-                             "else a prompt)")
 
-    parser = _Parser(prog=PROG, parents=[common],
-                     description="The Obol wallet: keys in an encrypted file, coins at a node.",
-                     epilog=f"environment: {PASSPHRASE_ENV} (the wallet passphrase); "
-                            f"{KDF_N_ENV} (for tests only: scrypt cost n of new wallet files, "
-                            f"default {SCRYPT_N}); {DEBUG_ENV}=1 (tracebacks of internal errors)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                parser_class=_Parser)
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    S = argparse.SUPPRESS  # given before or after the command, whichever is present wins
+    common.add_argument(
+        "--wallet",
+        metavar="FILE",
+        default=S,
+        help="wallet file (default ~/.obol/<network>/wallet.json)",
+    )
+    common.add_argument(
+        "--node",
+        metavar="URL",
+        default=S,
+        help="node API base URL (default http://127.0.0.1:<network's API port>)",
+    )
+    common.add_argument(
+        "--network", metavar="NET", default=S, help="main (default), testnet or regtest"
+    )
+    common.add_argument("--json", action="store_true", default=S, help="JSON output for scripts")
+    common.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        default=S,
+        help=f"read the wallet passphrase from FILE (else ${PASSPHRASE_ENV}, else a prompt)",
+    )
+
+    parser = _Parser(
+        prog=PROG,
+        parents=[common],
+        description="The Obol wallet: keys in an encrypted file, coins at a node.",
+        epilog=f"environment: {PASSPHRASE_ENV} (the wallet passphrase); "
+        f"{KDF_N_ENV} (for tests only: scrypt cost n of new wallet files, "
+        f"default {SCRYPT_N}); {DEBUG_ENV}=1 (tracebacks of internal errors)",
+    )
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
-    bip39_help = ("extend the recovery phrase with a BIP-39 passphrase, the first line of FILE "
-                  "(other words, other wallet: restoring needs it too)")
+    bip39_help = (
+        "extend the recovery phrase with a BIP-39 passphrase, the first line of FILE "
+        "(other words, other wallet: restoring needs it too)"
+    )
     p = add("create", "create a new wallet and show its recovery phrase once")
     p.add_argument("--words", default="24", help="12 or 24 words (default 24)")
     p.add_argument("--bip39-passphrase-file", metavar="FILE", help=bip39_help)
     p = add("restore", "restore a wallet from its recovery phrase (read from stdin)")
-    p.add_argument("--offline", action="store_true",
-                   help="do not scan the node for addresses in use")
+    p.add_argument(
+        "--offline", action="store_true", help="do not scan the node for addresses in use"
+    )
     p.add_argument("--bip39-passphrase-file", metavar="FILE", help=bip39_help)
     p = add("address", "show the current unused receive address")
     p.add_argument("--new", action="store_true", help="move on to a new address")
-    p.add_argument("--offline", action="store_true",
-                   help="do not ask the node whether the address has been used")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not ask the node whether the address has been used",
+    )
     add("addresses", "list the wallet's addresses with their balances")
     add("balance", "confirmed, unconfirmed and immature balance")
     p = add("send", "send coins to an address")
     p.add_argument("address", metavar="ADDRESS")
     p.add_argument("amount", metavar="AMOUNT", help="in coins, e.g. 1.25")
-    p.add_argument("--fee-rate", metavar="R", help="base units per byte (default: the node's estimate)")
+    p.add_argument(
+        "--fee-rate", metavar="R", help="base units per byte (default: the node's estimate)"
+    )
     p.add_argument("--wait", metavar="N", default="0", help="wait for N confirmations")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add("history", "incoming and outgoing transactions")
@@ -184,22 +221,26 @@ def _int_option(text: str, name: str, code: str, minimum: int = 0) -> int:
 
 # --- context: network, files, passphrase, node ---------------------------------------------
 
+
 class Context:
-    def __init__(self, args: argparse.Namespace, out: Output, stdin: TextIO,
-                 env: dict[str, str]) -> None:
+    def __init__(
+        self, args: argparse.Namespace, out: Output, stdin: TextIO, env: dict[str, str]
+    ) -> None:
         self.args = args
         self.out = out
         self.stdin = stdin
         self.env = env
         self.explicit_network = getattr(args, "network", None)
         if self.explicit_network is not None and self.explicit_network not in NETWORKS:
-            raise CliError("unknown-network", f"unknown network {self.explicit_network!r}; "
-                                              f"expected one of {', '.join(NETWORKS)}")
+            raise CliError(
+                "unknown-network",
+                f"unknown network {self.explicit_network!r}; expected one of {', '.join(NETWORKS)}",
+            )
         self.network = self.explicit_network or "main"
         self._keystore: Keystore | None = None
 
     @property
-    def params(self):
+    def params(self) -> NetworkParams:
         return get_params(self.network)
 
     @property
@@ -233,8 +274,10 @@ class Context:
             if new and getpass.getpass("Repeat the passphrase: ") != value:
                 raise CliError("passphrase-mismatch", "the two passphrases differ")
         else:
-            raise CliError("passphrase-required",
-                           f"no passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV}")
+            raise CliError(
+                "passphrase-required",
+                f"no passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV}",
+            )
         if new and not value:
             raise CliError("empty-passphrase", "the wallet passphrase must not be empty")
         return value
@@ -267,8 +310,10 @@ class Context:
         if self._keystore is None:
             path = self.wallet_path
             if not path.exists():
-                raise CliError("no-wallet", f"no wallet at {path}; create one with "
-                                            f"'{PROG} create' or give --wallet FILE")
+                raise CliError(
+                    "no-wallet",
+                    f"no wallet at {path}; create one with '{PROG} create' or give --wallet FILE",
+                )
             try:
                 store = Keystore.open(path, self.passphrase())
             except IsADirectoryError:
@@ -276,8 +321,10 @@ class Context:
             except PermissionError:
                 raise CliError("no-wallet", f"cannot read {path}: permission denied") from None
             if self.explicit_network is not None and store.network_name != self.explicit_network:
-                raise CliError("wallet-network-mismatch",
-                               f"{path} is a {store.network_name} wallet, not {self.explicit_network}")
+                raise CliError(
+                    "wallet-network-mismatch",
+                    f"{path} is a {store.network_name} wallet, not {self.explicit_network}",
+                )
             self.network = store.network_name
             self._keystore = store
         return self._keystore
@@ -300,14 +347,20 @@ def _first_line(path: str) -> str:
     """The first line of a passphrase file ("" if it is empty)."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError("bad-passphrase-file",
-                       f"cannot read passphrase file {path}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise CliError(
+            "bad-passphrase-file", f"cannot read passphrase file {path}: {exc.strerror or exc}"
+        ) from None
+    except UnicodeDecodeError as exc:  # has no strerror
+        raise CliError(
+            "bad-passphrase-file", f"cannot read passphrase file {path}: {exc}"
+        ) from None
     lines = text.splitlines()
     return lines[0] if lines else ""
 
 
 # --- commands ------------------------------------------------------------------------------
+
 
 def cmd_create(ctx: Context) -> int:
     words = _int_option(ctx.args.words, "--words", "bad-option")
@@ -320,28 +373,37 @@ def cmd_create(ctx: Context) -> int:
     mnemonic = generate_mnemonic(words)
     store = Keystore.create(path, mnemonic, bip39, ctx.network, passphrase, kdf_n=kdf_n)
     address = store.keychain.address(RECEIVE, 0)
-    data = {"wallet": str(path), "network": ctx.network, "mnemonic": mnemonic,
-            "bip39_passphrase": bool(bip39), "address": address}
+    data = {
+        "wallet": str(path),
+        "network": ctx.network,
+        "mnemonic": mnemonic,
+        "bip39_passphrase": bool(bip39),
+        "address": address,
+    }
 
     def human() -> str:
         listed = mnemonic.split()
         rows = []
         for i in range(0, len(listed), 4):
-            rows.append("  " + "".join(f"{n + 1:>3}. {w:<10}" for n, w in
-                                       enumerate(listed[i:i + 4], start=i)).rstrip())
-        return "\n".join([
-            f"Created a {ctx.network} wallet in {path}",
-            "",
-            "WARNING: write these words down, in order, and keep them offline and private.",
-            "They are the only way to restore this wallet, and they are shown only this once.",
-            "Anyone who has them can spend the coins.",
-            *(["The words alone are not enough: restoring also needs the BIP-39 passphrase "
-               "given with them."] if bip39 else []),
-            "",
-            *rows,
-            "",
-            f"Receive address: {address}",
-        ])
+            words = enumerate(listed[i : i + 4], start=i)
+            rows.append("  " + "".join(f"{n + 1:>3}. {w:<10}" for n, w in words).rstrip())
+        bip39_note = "The words alone are not enough: restoring also needs the BIP-39 passphrase "
+        bip39_note += "given with them."
+        return "\n".join(
+            [
+                f"Created a {ctx.network} wallet in {path}",
+                "",
+                "WARNING: write these words down, in order, and keep them offline and private.",
+                "They are the only way to restore this wallet, and they are shown only this once.",
+                "Anyone who has them can spend the coins.",
+                *([bip39_note] if bip39 else []),
+                "",
+                *rows,
+                "",
+                f"Receive address: {address}",
+            ]
+        )
+
     ctx.out.result(data, human)
     return 0
 
@@ -364,16 +426,29 @@ def cmd_restore(ctx: Context) -> int:
     store.advance(RECEIVE, found[RECEIVE])
     store.advance(CHANGE, found[CHANGE])
     address = store.keychain.address(RECEIVE, store.next_receive_index)
-    data = {"wallet": str(path), "network": ctx.network, "scanned": not ctx.args.offline,
-            "next_receive_index": store.next_receive_index,
-            "next_change_index": store.next_change_index, "address": address}
-    ctx.out.result(data, lambda: "\n".join([
-        f"Restored a {ctx.network} wallet in {path}",
-        (f"Addresses in use: {found[RECEIVE]} receive, {found[CHANGE]} change "
-         f"(scanned up to {GAP_LIMIT} unused in a row)") if not ctx.args.offline
-        else "Not scanned (--offline): 'balance' will find coins on first use",
-        f"Receive address: {address}",
-    ]))
+    data = {
+        "wallet": str(path),
+        "network": ctx.network,
+        "scanned": not ctx.args.offline,
+        "next_receive_index": store.next_receive_index,
+        "next_change_index": store.next_change_index,
+        "address": address,
+    }
+    ctx.out.result(
+        data,
+        lambda: "\n".join(
+            [
+                f"Restored a {ctx.network} wallet in {path}",
+                (
+                    f"Addresses in use: {found[RECEIVE]} receive, {found[CHANGE]} change "
+                    f"(scanned up to {GAP_LIMIT} unused in a row)"
+                )
+                if not ctx.args.offline
+                else "Not scanned (--offline): 'balance' will find coins on first use",
+                f"Receive address: {address}",
+            ]
+        ),
+    )
     return 0
 
 
@@ -386,44 +461,66 @@ def cmd_address(ctx: Context) -> int:
 
 
 def cmd_addresses(ctx: Context) -> int:
-    scan = ctx.service().scan()
-    rows = [{"address": a.address, "chain": a.chain, "index": a.index, "path": a.path,
-             "used": a.used, "confirmed": a.confirmed, "unconfirmed": a.unconfirmed,
-             "immature": a.immature} for a in scan.listed()]
+    listed = ctx.service().scan().listed()
+    rows = [
+        {
+            "address": a.address,
+            "chain": a.chain,
+            "index": a.index,
+            "path": a.path,
+            "used": a.used,
+            "confirmed": a.confirmed,
+            "unconfirmed": a.unconfirmed,
+            "immature": a.immature,
+        }
+        for a in listed
+    ]
 
     def human() -> str:
-        lines = [f"{'chain':<8} {'index':>5}  {'address':<46} {'confirmed':>18} "
-                 f"{'unconfirmed':>18} {'immature':>18}"]
-        for r in rows:
-            lines.append(f"{r['chain']:<8} {r['index']:>5}  {r['address']:<46} "
-                         f"{format_amount(r['confirmed']):>18} {format_amount(r['unconfirmed']):>18} "
-                         f"{format_amount(r['immature']):>18}" + ("" if r["used"] else "  (unused)"))
+        lines = [
+            f"{'chain':<8} {'index':>5}  {'address':<46} {'confirmed':>18} "
+            f"{'unconfirmed':>18} {'immature':>18}"
+        ]
+        for a in listed:
+            lines.append(
+                f"{a.chain:<8} {a.index:>5}  {a.address:<46} "
+                f"{format_amount(a.confirmed):>18} {format_amount(a.unconfirmed):>18} "
+                f"{format_amount(a.immature):>18}" + ("" if a.used else "  (unused)")
+            )
         return "\n".join(lines)
+
     ctx.out.result({"addresses": rows}, human)
     return 0
 
 
 def cmd_balance(ctx: Context) -> int:
     scan = ctx.service().scan()
-    data = {"confirmed": scan.confirmed, "unconfirmed": scan.unconfirmed,
-            "immature": scan.immature}
+    data = {"confirmed": scan.confirmed, "unconfirmed": scan.unconfirmed, "immature": scan.immature}
     total = scan.confirmed + scan.unconfirmed + scan.immature
-    ctx.out.result(data, lambda: "\n".join([
-        f"confirmed:   {coins(scan.confirmed):>26}",
-        f"unconfirmed: {coins(scan.unconfirmed):>26}",
-        f"immature:    {coins(scan.immature):>26}",
-        f"total:       {coins(total):>26}",
-    ]))
+    ctx.out.result(
+        data,
+        lambda: "\n".join(
+            [
+                f"confirmed:   {coins(scan.confirmed):>26}",
+                f"unconfirmed: {coins(scan.unconfirmed):>26}",
+                f"immature:    {coins(scan.immature):>26}",
+                f"total:       {coins(total):>26}",
+            ]
+        ),
+    )
     return 0
 
 
 def cmd_send(ctx: Context) -> int:
     args = ctx.args
-    service = ctx.service(node=False)       # the address and amount are checked before the node
+    service = ctx.service(node=False)  # the address and amount are checked before the node
     check_address(service.params.hrp, args.address)
     amount = parse_amount(args.amount)
-    fee_rate = (_int_option(args.fee_rate, "--fee-rate", "bad-fee-rate")
-                if args.fee_rate is not None else None)
+    fee_rate = (
+        _int_option(args.fee_rate, "--fee-rate", "bad-fee-rate")
+        if args.fee_rate is not None
+        else None
+    )
     wait = _int_option(args.wait, "--wait", "bad-option")
     service.client.check_network(ctx.network)
     plan = service.plan_send(args.address, amount, fee_rate)
@@ -432,8 +529,11 @@ def cmd_send(ctx: Context) -> int:
         f"  fee     {coins(plan.fee)} ({plan.fee_rate} per byte, {plan.tx.size} bytes)",
         f"  inputs  {len(plan.selection.inputs)} worth {coins(plan.selection.total_in)}"
         + (f" ({plan.unconfirmed_inputs} unconfirmed change)" if plan.unconfirmed_inputs else ""),
-        (f"  change  {coins(plan.change)} to {plan.change_address}" if plan.change_address
-         else "  change  none"),
+        (
+            f"  change  {coins(plan.change)} to {plan.change_address}"
+            if plan.change_address
+            else "  change  none"
+        ),
     ]
     if not args.yes:
         ctx.out.info("\n".join(summary))
@@ -443,9 +543,10 @@ def cmd_send(ctx: Context) -> int:
     txid = result.get("txid") or plan.tx.txid.hex()
     fee = result.get("fee", plan.fee)
     data = {"txid": txid, "fee": fee}
-    if not ctx.out.json:      # the txid at once; JSON is one document, written at the end
-        ctx.out.result(data, f"Sent {coins(plan.amount)} to {plan.address}, fee {coins(fee)}\n"
-                             f"txid {txid}")
+    if not ctx.out.json:  # the txid at once; JSON is one document, written at the end
+        ctx.out.result(
+            data, f"Sent {coins(plan.amount)} to {plan.address}, fee {coins(fee)}\ntxid {txid}"
+        )
     if wait:
         try:
             wait_confirmations(ctx, service.client, txid, wait)
@@ -472,8 +573,11 @@ def wait_confirmations(ctx: Context, client: NodeClient, txid: str, wanted: int)
     while True:
         tx = client.tx(txid)
         if tx is None:
-            raise CliError("tx-dropped", f"the node no longer knows {txid} "
-                                         "(replaced, or a conflicting transaction was mined)")
+            raise CliError(
+                "tx-dropped",
+                f"the node no longer knows {txid} "
+                "(replaced, or a conflicting transaction was mined)",
+            )
         seen = max(0, tx.get("confirmations") or 0)
         if seen != last:
             ctx.out.info(f"confirmations: {min(seen, wanted)}/{wanted}")
@@ -493,9 +597,12 @@ def cmd_history(ctx: Context) -> int:
         for r in rows:
             height = str(r["height"]) if r["height"] is not None else "mempool"
             fee = format_amount(r["fee"]) if r["fee"] is not None else ""
-            lines.append(f"{height:>7} {r['confirmations']:>6}  {r['type']:<8} "
-                         f"{format_amount(r['amount']):>20} {fee:>12}  {r['txid']}")
+            lines.append(
+                f"{height:>7} {r['confirmations']:>6}  {r['type']:<8} "
+                f"{format_amount(r['amount']):>20} {fee:>12}  {r['txid']}"
+            )
         return "\n".join(lines)
+
     ctx.out.result({"transactions": rows}, human)
     return 0
 
@@ -504,15 +611,24 @@ def cmd_export_address_key(ctx: Context) -> int:
     service = ctx.service(node=False)
     change, index = service.locate(ctx.args.address)
     key = service.keychain.key(change, index)
-    data = {"address": ctx.args.address, "private_key": key.secret.hex(),
-            "public_key": key.pubkey.hex(), "path": service.keychain.path(change, index)}
-    ctx.out.result(data, lambda: "\n".join([
-        "WARNING: anyone who sees this key can spend what this address holds.",
-        f"address      {data['address']}",
-        f"path         {data['path']}",
-        f"public key   {data['public_key']}",
-        f"private key  {data['private_key']}",
-    ]))
+    data = {
+        "address": ctx.args.address,
+        "private_key": key.secret.hex(),
+        "public_key": key.pubkey.hex(),
+        "path": service.keychain.path(change, index),
+    }
+    ctx.out.result(
+        data,
+        lambda: "\n".join(
+            [
+                "WARNING: anyone who sees this key can spend what this address holds.",
+                f"address      {data['address']}",
+                f"path         {data['path']}",
+                f"public key   {data['public_key']}",
+                f"private key  {data['private_key']}",
+            ]
+        ),
+    )
     return 0
 
 
@@ -524,18 +640,27 @@ def cmd_sign_message(ctx: Context) -> int:
 
 
 def cmd_verify_message(ctx: Context) -> int:
-    valid, reason = verify_message(ctx.params.hrp, ctx.args.address, ctx.args.signature,
-                                   ctx.args.message)
-    ctx.out.result({"valid": valid, "reason": reason},
-                   "signature is valid" if valid else f"signature is NOT valid: {reason}")
+    valid, reason = verify_message(
+        ctx.params.hrp, ctx.args.address, ctx.args.signature, ctx.args.message
+    )
+    ctx.out.result(
+        {"valid": valid, "reason": reason},
+        "signature is valid" if valid else f"signature is NOT valid: {reason}",
+    )
     return 0 if valid else EXIT_ERROR
 
 
 COMMANDS: dict[str, Callable[[Context], int]] = {
-    "create": cmd_create, "restore": cmd_restore, "address": cmd_address,
-    "addresses": cmd_addresses, "balance": cmd_balance, "send": cmd_send,
-    "history": cmd_history, "export-address-key": cmd_export_address_key,
-    "sign-message": cmd_sign_message, "verify-message": cmd_verify_message,
+    "create": cmd_create,
+    "restore": cmd_restore,
+    "address": cmd_address,
+    "addresses": cmd_addresses,
+    "balance": cmd_balance,
+    "send": cmd_send,
+    "history": cmd_history,
+    "export-address-key": cmd_export_address_key,
+    "sign-message": cmd_sign_message,
+    "verify-message": cmd_verify_message,
 }
 
 
@@ -549,9 +674,14 @@ def _network_for_verify(ctx: Context) -> None:
                 ctx.network = name
 
 
-def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
-         stdout: TextIO | None = None, stderr: TextIO | None = None,
-         env: dict[str, str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     """Run one command; the exit status (the console script passes it to sys.exit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     stdin = stdin or sys.stdin
@@ -569,7 +699,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     except CliError as exc:
         out.error(exc.code, exc.message)
         return exc.exit_code
-    except ObolError as exc:          # WalletError, AddressError ...: a code and a message
+    except ObolError as exc:  # WalletError, AddressError ...: a code and a message
         out.error(exc.code, exc.message)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -577,7 +707,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
         return 130
     except BrokenPipeError:
         return EXIT_ERROR
-    except OSError as exc:            # the wallet file or its directory
+    except OSError as exc:  # the wallet file or its directory
         where = f"{exc.filename}: " if exc.filename else ""
         out.error("io-error", f"{where}{exc.strerror or exc}")
         return EXIT_ERROR

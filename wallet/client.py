@@ -19,6 +19,7 @@ code                     meaning
                          node's status and code
 =======================  ===================================================
 """
+
 from __future__ import annotations
 
 import http.client
@@ -30,9 +31,11 @@ from urllib.parse import quote, urlsplit
 
 from .errors import WalletError
 
+JsonObject = dict[str, Any]  # a JSON object of the API, shaped as docs/api.md says
+
 API_PREFIX = "/api/v1"
-DEFAULT_TIMEOUT = 30.0           # seconds for one request
-HISTORY_PAGE = 1000              # entries per history page (the API's maximum)
+DEFAULT_TIMEOUT = 30.0  # seconds for one request
+HISTORY_PAGE = 1000  # entries per history page (the API's maximum)
 
 
 class BadNodeUrlError(WalletError):
@@ -69,7 +72,9 @@ class TxRejectedError(WalletError):
     code = "tx-rejected"
 
     def __init__(self, reject_code: str, node_message: str) -> None:
-        super().__init__(message=f"the node rejected the transaction: {reject_code}: {node_message}")
+        super().__init__(
+            message=f"the node rejected the transaction: {reject_code}: {node_message}"
+        )
         self.reject_code = reject_code
 
 
@@ -85,7 +90,7 @@ def normalize_url(url: str) -> str:
         raise BadNodeUrlError(message=f"bad node URL {url!r}: expected http://HOST:PORT")
     path = parts.path.rstrip("/")
     if path.endswith(API_PREFIX):
-        path = path[:-len(API_PREFIX)]
+        path = path[: -len(API_PREFIX)]
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
@@ -96,7 +101,7 @@ class NodeClient:
         self.base_url = normalize_url(base_url)
         parts = urlsplit(self.base_url)
         self._https = parts.scheme == "https"
-        self._host = parts.hostname
+        self._host = parts.hostname or ""  # never empty: normalize_url refuses such a URL
         self._port = parts.port
         self._path = parts.path
         self.timeout = timeout
@@ -109,8 +114,9 @@ class NodeClient:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context()
+            )
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
     def close(self) -> None:
@@ -118,8 +124,11 @@ class NodeClient:
             self._conn.close()
             self._conn = None
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """The JSON answer of ``method /api/v1/<path>``; an error answer raises."""
+    def request(self, method: str, path: str, body: object = None) -> Any:
+        """The JSON answer of ``method /api/v1/<path>``; an error answer raises.
+
+        ``Any``: the answer has the shape docs/api.md gives the route, which the
+        typed methods below declare."""
         url = self._path + API_PREFIX + "/" + path.lstrip("/")
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json"}
@@ -140,7 +149,7 @@ class NodeClient:
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
-                if reused and retry:       # the kept connection had gone stale: once more
+                if reused and retry:  # the kept connection had gone stale: once more
                     retry = False
                     continue
                 raise self._unreachable(exc) from None
@@ -168,47 +177,52 @@ class NodeClient:
         if status == 200 and doc is not None:
             return doc
         error = doc.get("error") if isinstance(doc, dict) else None
-        if (isinstance(error, dict) and isinstance(error.get("code"), str)):
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
             raise NodeApiError(status, error["code"], str(error.get("message") or error["code"]))
         raise NodeResponseError(
             message=f"{self.base_url} answered {status} to /{path.lstrip('/')} without the "
-                    f"node API's JSON (is it an obol-node API address?)")
+            f"node API's JSON (is it an obol-node API address?)"
+        )
 
     # --- routes ---------------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> JsonObject:
         doc = self.request("GET", "status")
         if not isinstance(doc, dict) or not isinstance(doc.get("network"), str):
             raise NodeResponseError(message=f"{self.base_url}/api/v1/status has no 'network'")
         return doc
 
-    def check_network(self, network: str) -> dict:
+    def check_network(self, network: str) -> JsonObject:
         """The node's status; NodeNetworkError unless it serves ``network``."""
         status = self.status()
         if status["network"] != network:
             raise NodeNetworkError(
                 message=f"the node at {self.base_url} is on {status['network']}, "
-                        f"this wallet is for {network} (see --node and --network)")
+                f"this wallet is for {network} (see --node and --network)"
+            )
         return status
 
-    def address(self, address: str) -> dict:
+    def address(self, address: str) -> JsonObject:
         """``GET /address/{address}``: balance and unspent outputs."""
-        return self.request("GET", f"address/{quote(address, safe='')}")
+        doc: JsonObject = self.request("GET", f"address/{quote(address, safe='')}")
+        return doc
 
-    def history_page(self, address: str, limit: int = HISTORY_PAGE,
-                     before: int | None = None) -> dict:
+    def history_page(
+        self, address: str, limit: int = HISTORY_PAGE, before: int | None = None
+    ) -> JsonObject:
         query = f"?limit={limit}" + (f"&before={before}" if before is not None else "")
-        return self.request("GET", f"address/{quote(address, safe='')}/history{query}")
+        doc: JsonObject = self.request("GET", f"address/{quote(address, safe='')}/history{query}")
+        return doc
 
-    def history(self, address: str) -> list[dict]:
+    def history(self, address: str) -> list[JsonObject]:
         """Every history entry of ``address``, newest first (all pages)."""
-        entries: list[dict] = []
+        entries: list[JsonObject] = []
         seen: set[str] = set()
         before = None
         while True:
             page = self.history_page(address, HISTORY_PAGE, before)
             for entry in page.get("txs", []):
-                if entry["txid"] not in seen:     # pages end on block boundaries: no repeats
+                if entry["txid"] not in seen:  # pages end on block boundaries: no repeats
                     seen.add(entry["txid"])
                     entries.append(entry)
             before = page.get("next_before")
@@ -219,22 +233,25 @@ class NodeClient:
         """True if any transaction (mempool or chain) touches ``address``."""
         return bool(self.history_page(address, 1).get("txs"))
 
-    def fees(self) -> dict:
-        return self.request("GET", "fees")
+    def fees(self) -> JsonObject:
+        doc: JsonObject = self.request("GET", "fees")
+        return doc
 
-    def tx(self, txid: str) -> dict | None:
+    def tx(self, txid: str) -> JsonObject | None:
         """``GET /tx/{txid}``, or None if the node knows no such transaction."""
         try:
-            return self.request("GET", f"tx/{txid}")
+            doc: JsonObject = self.request("GET", f"tx/{txid}")
+            return doc
         except NodeApiError as exc:
             if exc.node_code == "tx-not-found":
                 return None
             raise
 
-    def submit_tx(self, raw_hex: str) -> dict:
+    def submit_tx(self, raw_hex: str) -> JsonObject:
         """``POST /tx``: {"txid", "fee"}; TxRejectedError with the node's reject code."""
         try:
-            return self.request("POST", "tx", {"hex": raw_hex})
+            doc: JsonObject = self.request("POST", "tx", {"hex": raw_hex})
+            return doc
         except NodeApiError as exc:
             if exc.status in (400, 409):
                 raise TxRejectedError(exc.node_code, exc.node_message) from None

@@ -22,18 +22,19 @@ Choice of inputs (fewer inputs first)
        required fee depends only on k, so if no prefix covers, no set does:
        InsufficientFundsError then means the wallet really cannot pay.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from .errors import InsufficientFundsError
 
 # Upper bounds of the canonical msgpack encoding (node/primitives/tx.py), so that a fee of
 # size * rate never falls short of the node's minimum for the real size:
-OVERHEAD = 17          # bytes per transaction: array headers (<= 3 each), version, lock time (<= 5 each)
-PER_INPUT = 140        # bytes per input: array 1, txid 34, index <= 5, signature 66, x-only key 34
-PER_OUTPUT = 32        # bytes per output: array 1, amount <= 9, address hash 22
+OVERHEAD = 17  # bytes per transaction: array headers (<= 3 each), version, lock time (<= 5 each)
+PER_INPUT = 140  # bytes per input: array 1, txid 34, index <= 5, signature 66, x-only key 34
+PER_OUTPUT = 32  # bytes per output: array 1, amount <= 9, address hash 22
 DUST_THRESHOLD = 1000  # base units: no change output smaller than this is made
 
 SizeEstimator = Callable[[int, int], int]  # (n_inputs, n_outputs) -> estimated bytes
@@ -43,8 +44,8 @@ SizeEstimator = Callable[[int, int], int]  # (n_inputs, n_outputs) -> estimated 
 class SizeModel:
     """Linear transaction size estimate; callable as a SizeEstimator."""
 
-    overhead: int = OVERHEAD      # bytes per transaction
-    per_input: int = PER_INPUT    # bytes per input
+    overhead: int = OVERHEAD  # bytes per transaction
+    per_input: int = PER_INPUT  # bytes per input
     per_output: int = PER_OUTPUT  # bytes per output
 
     def __call__(self, n_inputs: int, n_outputs: int) -> int:
@@ -58,10 +59,10 @@ DEFAULT_SIZE_MODEL = SizeModel()
 class Utxo:
     """An unspent output the wallet can spend."""
 
-    txid: bytes    # id of the transaction that created it
-    index: int     # position of the output in that transaction
-    amount: int    # value, base units
-    address: str   # the wallet address it pays to (selects the signing key)
+    txid: bytes  # id of the transaction that created it
+    index: int  # position of the output in that transaction
+    amount: int  # value, base units
+    address: str  # the wallet address it pays to (selects the signing key)
 
     def __post_init__(self) -> None:
         if self.index < 0 or self.amount < 0:
@@ -77,10 +78,10 @@ class Selection:
     """The result of coin selection."""
 
     inputs: tuple[Utxo, ...]  # outputs to spend, in the order chosen
-    amount: int               # paid to the recipients, base units
-    fee: int                  # base units; >= size * fee_rate
-    change: int               # base units back to the wallet; 0 (no change output) or >= dust
-    size: int                 # estimated size in bytes, counting the change output if any
+    amount: int  # paid to the recipients, base units
+    fee: int  # base units; >= size * fee_rate
+    change: int  # base units back to the wallet; 0 (no change output) or >= dust
+    size: int  # estimated size in bytes, counting the change output if any
 
     @property
     def total_in(self) -> int:
@@ -88,10 +89,15 @@ class Selection:
         return sum(u.amount for u in self.inputs)
 
 
-def select_coins(utxos: Iterable[Utxo], amount: int, fee_rate: int, *,
-                 size: SizeEstimator = DEFAULT_SIZE_MODEL,
-                 dust_threshold: int = DUST_THRESHOLD,
-                 payment_outputs: int = 1) -> Selection:
+def select_coins(
+    utxos: Iterable[Utxo],
+    amount: int,
+    fee_rate: int,
+    *,
+    size: SizeEstimator = DEFAULT_SIZE_MODEL,
+    dust_threshold: int = DUST_THRESHOLD,
+    payment_outputs: int = 1,
+) -> Selection:
     """Choose inputs paying ``amount`` to ``payment_outputs`` outputs at ``fee_rate``.
 
     ``fee_rate`` is in base units per byte.  Raises InsufficientFundsError
@@ -138,4 +144,5 @@ def select_coins(utxos: Iterable[Utxo], amount: int, fee_rate: int, *,
     need = amount + size(max(len(coins), 1), payment_outputs) * fee_rate
     raise InsufficientFundsError(
         message=f"need {need}, spendable {spendable} "
-                f"(amount {amount} plus fee at {fee_rate}/byte for {max(len(coins), 1)} inputs)")
+        f"(amount {amount} plus fee at {fee_rate}/byte for {max(len(coins), 1)} inputs)"
+    )

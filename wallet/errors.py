@@ -22,6 +22,7 @@ code                   meaning
 ``insufficient-funds`` the spendable outputs cannot pay amount plus fee
 =====================  ======================================================
 """
+
 from __future__ import annotations
 
 from node.primitives.errors import ObolError

@@ -26,6 +26,7 @@ Address of a key
     the network's human-readable prefix (main ``obol``, testnet ``tobol``,
     regtest ``robol``).  The key signs with ``node.primitives.crypto.SigningKey``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,12 +46,12 @@ from .errors import BadMnemonicError, BadPathError, InvalidChildKeyError, Unknow
 
 # --- BIP-39 ------------------------------------------------------------------
 
-MNEMONIC_WORD_COUNTS = (12, 15, 18, 21, 24)   # accepted phrase lengths, words
-GENERATED_WORD_COUNTS = (12, 24)               # phrase lengths this wallet creates, words
-BITS_PER_WORD = 11                             # bits: each word indexes a 2048-word list
-SEED_SIZE = 64                                 # bytes: BIP-39 seed
-PBKDF2_ROUNDS = 2048                           # BIP-39 key stretching iterations
-PBKDF2_SALT_PREFIX = "mnemonic"                # BIP-39 salt = prefix + passphrase
+MNEMONIC_WORD_COUNTS = (12, 15, 18, 21, 24)  # accepted phrase lengths, words
+GENERATED_WORD_COUNTS = (12, 24)  # phrase lengths this wallet creates, words
+BITS_PER_WORD = 11  # bits: each word indexes a 2048-word list
+SEED_SIZE = 64  # bytes: BIP-39 seed
+PBKDF2_ROUNDS = 2048  # BIP-39 key stretching iterations
+PBKDF2_SALT_PREFIX = "mnemonic"  # BIP-39 salt = prefix + passphrase
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +63,8 @@ def _english_words() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def _english_index() -> MappingProxyType:
+def _english_index() -> MappingProxyType[str, int]:
+    """Word -> its value (its index in the BIP-39 English list)."""
     return MappingProxyType({word: i for i, word in enumerate(_english_words())})
 
 
@@ -90,12 +92,12 @@ def validate_mnemonic(mnemonic: str) -> str:
     words = normalize_mnemonic(mnemonic).split()
     if len(words) not in MNEMONIC_WORD_COUNTS:
         raise BadMnemonicError(
-            message=f"a recovery phrase has 12, 15, 18, 21 or 24 words, this one has {len(words)}")
+            message=f"a recovery phrase has 12, 15, 18, 21 or 24 words, this one has {len(words)}"
+        )
     index = _english_index()
     unknown = [f"#{i + 1} '{w}'" for i, w in enumerate(words) if w not in index]
     if unknown:
-        raise BadMnemonicError(
-            message="not in the BIP-39 English word list: " + ", ".join(unknown))
+        raise BadMnemonicError(message="not in the BIP-39 English word list: " + ", ".join(unknown))
     total_bits = len(words) * BITS_PER_WORD
     checksum_bits = total_bits // 33
     entropy_bits = total_bits - checksum_bits
@@ -107,7 +109,8 @@ def validate_mnemonic(mnemonic: str) -> str:
     expected = hashlib.sha256(entropy).digest()[0] >> (8 - checksum_bits)
     if checksum != expected:
         raise BadMnemonicError(
-            message="checksum mismatch: a word is wrong or two words are swapped")
+            message="checksum mismatch: a word is wrong or two words are swapped"
+        )
     return " ".join(words)
 
 
@@ -115,18 +118,19 @@ def mnemonic_to_seed(mnemonic: str, passphrase: str = "") -> bytes:
     """The 64-byte BIP-39 seed of a (validated) phrase and optional passphrase."""
     phrase = validate_mnemonic(mnemonic)
     salt = unicodedata.normalize("NFKD", PBKDF2_SALT_PREFIX + passphrase)
-    return hashlib.pbkdf2_hmac("sha512", phrase.encode("utf-8"), salt.encode("utf-8"),
-                               PBKDF2_ROUNDS, SEED_SIZE)
+    return hashlib.pbkdf2_hmac(
+        "sha512", phrase.encode("utf-8"), salt.encode("utf-8"), PBKDF2_ROUNDS, SEED_SIZE
+    )
 
 
 # --- BIP-32 ------------------------------------------------------------------
 
 CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # secp256k1 n
-HARDENED = 1 << 31                 # child indexes at or above this are hardened
-MAX_CHILD_INDEX = (1 << 32) - 1    # child indexes are 32-bit
+HARDENED = 1 << 31  # child indexes at or above this are hardened
+MAX_CHILD_INDEX = (1 << 32) - 1  # child indexes are 32-bit
 MASTER_HMAC_KEY = b"Bitcoin seed"  # BIP-32 master key generation
-MIN_SEED_SIZE = 16                 # bytes (128 bits), BIP-32 lower bound
-MAX_SEED_SIZE = 64                 # bytes (512 bits), BIP-32 upper bound
+MIN_SEED_SIZE = 16  # bytes (128 bits), BIP-32 lower bound
+MAX_SEED_SIZE = 64  # bytes (512 bits), BIP-32 upper bound
 
 _PATH_STEP = re.compile(r"([0-9]+)(['hH]?)")
 
@@ -135,7 +139,7 @@ _PATH_STEP = re.compile(r"([0-9]+)(['hH]?)")
 class ExtendedPrivateKey:
     """A BIP-32 extended private key: a secret scalar and its chain code."""
 
-    secret: bytes      # 32 bytes: the private key k, 0 < k < CURVE_ORDER, big-endian
+    secret: bytes  # 32 bytes: the private key k, 0 < k < CURVE_ORDER, big-endian
     chain_code: bytes  # 32 bytes: extra entropy that keys the child derivations
 
     def __repr__(self) -> str:  # never print secrets by accident
@@ -145,8 +149,9 @@ class ExtendedPrivateKey:
     def from_seed(cls, seed: bytes) -> ExtendedPrivateKey:
         """The master key: I = HMAC-SHA512(b"Bitcoin seed", seed); k = I_L, c = I_R."""
         if not MIN_SEED_SIZE <= len(seed) <= MAX_SEED_SIZE:
-            raise ValueError(f"a BIP-32 seed is {MIN_SEED_SIZE} to {MAX_SEED_SIZE} bytes, "
-                             f"not {len(seed)}")
+            raise ValueError(
+                f"a BIP-32 seed is {MIN_SEED_SIZE} to {MAX_SEED_SIZE} bytes, not {len(seed)}"
+            )
         digest = hmac.digest(MASTER_HMAC_KEY, seed, "sha512")
         key = int.from_bytes(digest[:32], "big")
         if not 0 < key < CURVE_ORDER:
@@ -220,20 +225,20 @@ def format_path(indexes: tuple[int, ...]) -> str:
 
 # --- Obol wallet layout --------------------------------------------------------
 
-PURPOSE = 86            # first path level (the BIP-86 single-key x-only layout)
-ACCOUNT = 0             # third path level: the only account this wallet uses
-RECEIVE = 0             # CHANGE level value for receive addresses
-CHANGE = 1              # CHANGE level value for change addresses
-COIN_TYPE_MAIN = 7337   # second path level on the main network
-COIN_TYPE_TEST = 1      # second path level on every test network (BIP-44 convention)
+PURPOSE = 86  # first path level (the BIP-86 single-key x-only layout)
+ACCOUNT = 0  # third path level: the only account this wallet uses
+RECEIVE = 0  # CHANGE level value for receive addresses
+CHANGE = 1  # CHANGE level value for change addresses
+COIN_TYPE_MAIN = 7337  # second path level on the main network
+COIN_TYPE_TEST = 1  # second path level on every test network (BIP-44 convention)
 
 
 @dataclass(frozen=True)
 class WalletNetwork:
     """What the wallet needs to know about a network."""
 
-    name: str       # "main", "testnet" or "regtest": the name stored in a keystore
-    hrp: str        # bech32m human-readable prefix of its addresses (see node/consensus/params.py)
+    name: str  # "main", "testnet" or "regtest": the name stored in a keystore
+    hrp: str  # bech32m human-readable prefix of its addresses (see node/consensus/params.py)
     coin_type: int  # second (hardened) level of the derivation path
 
 
@@ -249,7 +254,8 @@ def network_by_name(name: str) -> WalletNetwork:
         return NETWORKS[name]
     except (KeyError, TypeError):
         raise UnknownNetworkError(
-            message=f"unknown network {name!r}; expected one of {', '.join(NETWORKS)}") from None
+            message=f"unknown network {name!r}; expected one of {', '.join(NETWORKS)}"
+        ) from None
 
 
 def derivation_path(coin_type: int, change: int, index: int) -> str:
@@ -284,11 +290,11 @@ class KeyChain:
     def __init__(self, seed: bytes, hrp: str, coin_type: int) -> None:
         account_path = (PURPOSE + HARDENED, coin_type + HARDENED, ACCOUNT + HARDENED)
         account = ExtendedPrivateKey.from_seed(seed).derive(account_path)
-        self.hrp = hrp                    # bech32m prefix of the addresses made
-        self.coin_type = coin_type        # second level of every path
+        self.hrp = hrp  # bech32m prefix of the addresses made
+        self.coin_type = coin_type  # second level of every path
         self._chains = {c: account.child(c) for c in (RECEIVE, CHANGE)}  # m/86'/COIN'/0'/c
-        self._keys: dict[tuple[int, int], SigningKey] = {}    # (change, index) -> key
-        self._addresses: dict[tuple[int, int], str] = {}      # (change, index) -> address
+        self._keys: dict[tuple[int, int], SigningKey] = {}  # (change, index) -> key
+        self._addresses: dict[tuple[int, int], str] = {}  # (change, index) -> address
 
     def __repr__(self) -> str:
         return f"KeyChain(hrp={self.hrp!r}, coin_type={self.coin_type})"
@@ -301,8 +307,9 @@ class KeyChain:
         return cls(seed, network.hrp, network.coin_type)
 
     @classmethod
-    def from_mnemonic(cls, mnemonic: str, passphrase: str,
-                      network: WalletNetwork | str) -> KeyChain:
+    def from_mnemonic(
+        cls, mnemonic: str, passphrase: str, network: WalletNetwork | str
+    ) -> KeyChain:
         """The key chain of a recovery phrase (+ BIP-39 passphrase) on a network."""
         return cls.for_network(mnemonic_to_seed(mnemonic, passphrase), network)
 

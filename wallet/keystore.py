@@ -33,6 +33,7 @@ Writes are atomic and private: a temporary file in the same directory is
 created with mode 0600, written, fsynced, renamed over the wallet file, and
 the directory is fsynced.  A crash leaves the old file or the new one.
 """
+
 from __future__ import annotations
 
 import errno
@@ -41,59 +42,76 @@ import os
 import secrets
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from .errors import (KeystoreDamagedError, KeystoreExistsError, KeystoreUnsupportedError,
-                     WalletError, WrongPassphraseError)
-from .keys import CHANGE, RECEIVE, KeyChain, WalletNetwork, mnemonic_to_seed, network_by_name, \
-    validate_mnemonic
+from .errors import (
+    KeystoreDamagedError,
+    KeystoreExistsError,
+    KeystoreUnsupportedError,
+    WalletError,
+    WrongPassphraseError,
+)
+from .keys import (
+    CHANGE,
+    RECEIVE,
+    KeyChain,
+    WalletNetwork,
+    mnemonic_to_seed,
+    network_by_name,
+    validate_mnemonic,
+)
 
-FORMAT_NAME = "obol-keystore"       # value of the "format" field
-FORMAT_VERSION = 1                  # value of the "version" field (file layout)
-PAYLOAD_VERSION = 1                 # "version" inside the encrypted payload
+FORMAT_NAME = "obol-keystore"  # value of the "format" field
+FORMAT_VERSION = 1  # value of the "version" field (file layout)
+PAYLOAD_VERSION = 1  # "version" inside the encrypted payload
 KDF_NAME = "scrypt"
 CIPHER_NAME = "chacha20-poly1305"
 
-SCRYPT_N = 2 ** 15                  # default CPU/memory cost (128 * n * r bytes = 32 MiB)
-SCRYPT_R = 8                        # default block size
-SCRYPT_P = 1                        # default parallelism
-SALT_SIZE = 16                      # bytes of random scrypt salt
-KEY_SIZE = 32                       # bytes: ChaCha20-Poly1305 key
-NONCE_SIZE = 12                     # bytes: ChaCha20-Poly1305 nonce
-TAG_SIZE = 16                       # bytes: Poly1305 tag at the end of the ciphertext
+SCRYPT_N = 2**15  # default CPU/memory cost (128 * n * r bytes = 32 MiB)
+SCRYPT_R = 8  # default block size
+SCRYPT_P = 1  # default parallelism
+SALT_SIZE = 16  # bytes of random scrypt salt
+KEY_SIZE = 32  # bytes: ChaCha20-Poly1305 key
+NONCE_SIZE = 12  # bytes: ChaCha20-Poly1305 nonce
+TAG_SIZE = 16  # bytes: Poly1305 tag at the end of the ciphertext
 
 # Bounds checked before running scrypt, so an edited file cannot make the
 # wallet allocate gigabytes or spin for hours.
-SCRYPT_MIN_N = 2 ** 1
-SCRYPT_MAX_N = 2 ** 20
+SCRYPT_MIN_N = 2**1
+SCRYPT_MAX_N = 2**20
 SCRYPT_MAX_R = 32
 SCRYPT_MAX_P = 16
-SCRYPT_MAX_MEMORY = 1 << 30         # bytes: 128 * n * r must not exceed this
-MAX_FILE_SIZE = 16 << 20            # bytes: refuse to read a larger "keystore"
+SCRYPT_MAX_MEMORY = 1 << 30  # bytes: 128 * n * r must not exceed this
+MAX_FILE_SIZE = 16 << 20  # bytes: refuse to read a larger "keystore"
 
 
 @dataclass(frozen=True)
 class KdfParams:
     """How the encryption key is derived from the user's password."""
 
-    n: int       # scrypt CPU/memory cost, a power of two
-    r: int       # scrypt block size
-    p: int       # scrypt parallelism
+    n: int  # scrypt CPU/memory cost, a power of two
+    r: int  # scrypt block size
+    p: int  # scrypt parallelism
     salt: bytes  # SALT_SIZE random bytes, fresh for each keystore
 
     def check(self) -> None:
         """KeystoreDamagedError unless the parameters are within the safe bounds."""
-        if not (isinstance(self.n, int) and SCRYPT_MIN_N <= self.n <= SCRYPT_MAX_N
-                and self.n & (self.n - 1) == 0):
+        if not (
+            isinstance(self.n, int)
+            and SCRYPT_MIN_N <= self.n <= SCRYPT_MAX_N
+            and self.n & (self.n - 1) == 0
+        ):
             raise KeystoreDamagedError(
-                message=f"scrypt n={self.n!r} is not a power of two in [2, 2**20]")
+                message=f"scrypt n={self.n!r} is not a power of two in [2, 2**20]"
+            )
         if not (isinstance(self.r, int) and 1 <= self.r <= SCRYPT_MAX_R):
             raise KeystoreDamagedError(message=f"scrypt r={self.r!r} is not in [1, {SCRYPT_MAX_R}]")
         if not (isinstance(self.p, int) and 1 <= self.p <= SCRYPT_MAX_P):
@@ -117,14 +135,14 @@ class KdfParams:
 class WalletContents:
     """The plaintext payload of a keystore."""
 
-    network: str                               # "main", "testnet" or "regtest"
-    mnemonic: str = field(repr=False)          # normalised BIP-39 recovery phrase
+    network: str  # "main", "testnet" or "regtest"
+    mnemonic: str = field(repr=False)  # normalised BIP-39 recovery phrase
     bip39_passphrase: str = field(repr=False)  # optional BIP-39 passphrase ("" if none)
-    next_receive_index: int                    # next receive address index to give out
-    next_change_index: int                     # next change address index to use
-    labels: Mapping[str, str]                  # user labels, keyed by address or txid
-    metadata: Mapping[str, Any]                # other JSON-serialisable wallet state
-    created: int                               # creation time, unix seconds
+    next_receive_index: int  # next receive address index to give out
+    next_change_index: int  # next change address index to use
+    labels: Mapping[str, str]  # user labels, keyed by address or txid
+    metadata: Mapping[str, Any]  # other JSON-serialisable wallet state
+    created: int  # creation time, unix seconds
 
     def __post_init__(self) -> None:
         # Private read-only copies: the record cannot change behind the keystore's back.
@@ -144,10 +162,18 @@ class WalletContents:
             raise KeystoreDamagedError(message="payload is not a JSON object")
         if type(body.get("version")) is not int or body["version"] != PAYLOAD_VERSION:
             raise KeystoreUnsupportedError(
-                message=f"payload version {body.get('version')!r} is not {PAYLOAD_VERSION}")
-        kinds = {"network": str, "mnemonic": str, "bip39_passphrase": str,
-                 "next_receive_index": int, "next_change_index": int,
-                 "labels": dict, "metadata": dict, "created": int}
+                message=f"payload version {body.get('version')!r} is not {PAYLOAD_VERSION}"
+            )
+        kinds = {
+            "network": str,
+            "mnemonic": str,
+            "bip39_passphrase": str,
+            "next_receive_index": int,
+            "next_change_index": int,
+            "labels": dict,
+            "metadata": dict,
+            "created": int,
+        }
         for name, kind in kinds.items():
             _field(body, name, kind, "payload.")
         if body["next_receive_index"] < 0 or body["next_change_index"] < 0:
@@ -170,10 +196,10 @@ class Keystore:
     """
 
     def __init__(self, path: Path, kdf: KdfParams, key: bytes, contents: WalletContents) -> None:
-        self._path = path              # the wallet file
-        self._kdf = kdf                # parameters and salt that produced _key
-        self._key = key                # KEY_SIZE-byte ChaCha20-Poly1305 key
-        self._contents = contents      # decrypted payload, replaced on every change
+        self._path = path  # the wallet file
+        self._kdf = kdf  # parameters and salt that produced _key
+        self._key = key  # KEY_SIZE-byte ChaCha20-Poly1305 key
+        self._contents = contents  # decrypted payload, replaced on every change
         self._keychain: KeyChain | None = None  # derived on first use
 
     def __repr__(self) -> str:
@@ -182,18 +208,33 @@ class Keystore:
     # --- create / open / save --------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, mnemonic: str, bip39_passphrase: str,
-               network: str, password: str, *, kdf_n: int = SCRYPT_N, kdf_r: int = SCRYPT_R,
-               kdf_p: int = SCRYPT_P) -> Keystore:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        mnemonic: str,
+        bip39_passphrase: str,
+        network: str,
+        password: str,
+        *,
+        kdf_n: int = SCRYPT_N,
+        kdf_r: int = SCRYPT_R,
+        kdf_p: int = SCRYPT_P,
+    ) -> Keystore:
         """Write a new keystore at ``path``; KeystoreExistsError if a file is there."""
         path = Path(path)
         network_by_name(network)
         if not isinstance(bip39_passphrase, str) or not isinstance(password, str):
             raise TypeError("the BIP-39 passphrase and the password are text")
         contents = WalletContents(
-            network=network, mnemonic=validate_mnemonic(mnemonic),
-            bip39_passphrase=bip39_passphrase, next_receive_index=0, next_change_index=0,
-            labels={}, metadata={}, created=int(time.time()))
+            network=network,
+            mnemonic=validate_mnemonic(mnemonic),
+            bip39_passphrase=bip39_passphrase,
+            next_receive_index=0,
+            next_change_index=0,
+            labels={},
+            metadata={},
+            created=int(time.time()),
+        )
         kdf = KdfParams(kdf_n, kdf_r, kdf_p, secrets.token_bytes(SALT_SIZE))
         try:
             kdf.check()
@@ -204,7 +245,7 @@ class Keystore:
         return store
 
     @classmethod
-    def open(cls, path: str | os.PathLike, password: str) -> Keystore:
+    def open(cls, path: str | os.PathLike[str], password: str) -> Keystore:
         """Read and decrypt the keystore at ``path``.
 
         Raises the keystore errors listed in the module doc, and OSError
@@ -222,7 +263,8 @@ class Keystore:
         except InvalidTag:
             raise WrongPassphraseError(
                 message="cannot decrypt the keystore: the passphrase is wrong, "
-                        "or the file has been altered") from None
+                "or the file has been altered"
+            ) from None
         try:
             body = json.loads(plaintext.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -235,8 +277,9 @@ class Keystore:
 
     def change_password(self, new_password: str, *, kdf_n: int | None = None) -> None:
         """Re-encrypt under ``new_password`` with a fresh salt (and optionally a new n)."""
-        kdf = KdfParams(kdf_n or self._kdf.n, self._kdf.r, self._kdf.p,
-                        secrets.token_bytes(SALT_SIZE))
+        kdf = KdfParams(
+            kdf_n or self._kdf.n, self._kdf.r, self._kdf.p, secrets.token_bytes(SALT_SIZE)
+        )
         previous = self._kdf, self._key
         self._kdf, self._key = kdf, kdf.derive_key(new_password)
         try:
@@ -324,7 +367,9 @@ class Keystore:
             index = self._contents.next_change_index
             updated = replace(self._contents, next_change_index=index + 1)
         else:
-            raise ValueError(f"change must be {RECEIVE} (receive) or {CHANGE} (change), not {change}")
+            raise ValueError(
+                f"change must be {RECEIVE} (receive) or {CHANGE} (change), not {change}"
+            )
         address = self.keychain.address(change, index)
         self._update(updated)
         return address
@@ -346,7 +391,9 @@ class Keystore:
                 return False
             updated = replace(self._contents, next_change_index=index)
         else:
-            raise ValueError(f"change must be {RECEIVE} (receive) or {CHANGE} (change), not {change}")
+            raise ValueError(
+                f"change must be {RECEIVE} (receive) or {CHANGE} (change), not {change}"
+            )
         self._update(updated)
         return True
 
@@ -381,15 +428,21 @@ class Keystore:
 
 # --- file format -------------------------------------------------------------------
 
+
 def _header_fields(kdf: KdfParams, nonce: bytes) -> dict[str, Any]:
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kdf": kdf.to_json(),
-            "cipher": {"name": CIPHER_NAME, "nonce": nonce.hex()}}
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "kdf": kdf.to_json(),
+        "cipher": {"name": CIPHER_NAME, "nonce": nonce.hex()},
+    }
 
 
 def _header(kdf: KdfParams, nonce: bytes) -> bytes:
     """Associated data: canonical JSON of every field but the ciphertext."""
-    return json.dumps(_header_fields(kdf, nonce), sort_keys=True,
-                      separators=(",", ":")).encode("utf-8")
+    return json.dumps(_header_fields(kdf, nonce), sort_keys=True, separators=(",", ":")).encode(
+        "utf-8"
+    )
 
 
 def _parse_file(raw: bytes) -> tuple[KdfParams, bytes, bytes]:
@@ -403,16 +456,20 @@ def _parse_file(raw: bytes) -> tuple[KdfParams, bytes, bytes]:
     version = document.get("version")
     if type(version) is not int or version != FORMAT_VERSION:
         raise KeystoreUnsupportedError(
-            message=f"keystore version {version!r}; this program reads "
-                    f"version {FORMAT_VERSION}")
+            message=f"keystore version {version!r}; this program reads version {FORMAT_VERSION}"
+        )
     kdf = _field(document, "kdf", dict)
     cipher = _field(document, "cipher", dict)
     if _field(kdf, "name", str, "kdf.") != KDF_NAME:
         raise KeystoreUnsupportedError(message=f"key derivation {kdf['name']!r} is not {KDF_NAME}")
     if _field(cipher, "name", str, "cipher.") != CIPHER_NAME:
         raise KeystoreUnsupportedError(message=f"cipher {cipher['name']!r} is not {CIPHER_NAME}")
-    params = KdfParams(n=_field(kdf, "n", int, "kdf."), r=_field(kdf, "r", int, "kdf."),
-                       p=_field(kdf, "p", int, "kdf."), salt=_hex_field(kdf, "salt", "kdf."))
+    params = KdfParams(
+        n=_field(kdf, "n", int, "kdf."),
+        r=_field(kdf, "r", int, "kdf."),
+        p=_field(kdf, "p", int, "kdf."),
+        salt=_hex_field(kdf, "salt", "kdf."),
+    )
     params.check()
     nonce = _hex_field(cipher, "nonce", "cipher.")
     if len(nonce) != NONCE_SIZE:
@@ -423,14 +480,20 @@ def _parse_file(raw: bytes) -> tuple[KdfParams, bytes, bytes]:
     return params, nonce, ciphertext
 
 
-def _field(obj: dict, name: str, kind: type, prefix: str = "") -> Any:
+_T = TypeVar("_T")
+
+
+def _field(obj: Mapping[str, object], name: str, kind: type[_T], prefix: str = "") -> _T:
+    """``obj[name]`` if it is a ``kind`` (never a bool where a number is wanted)."""
     value = obj.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise KeystoreDamagedError(message=f"field '{prefix}{name}' is missing or not {kind.__name__}")
+        raise KeystoreDamagedError(
+            message=f"field '{prefix}{name}' is missing or not {kind.__name__}"
+        )
     return value
 
 
-def _hex_field(obj: dict, name: str, prefix: str = "") -> bytes:
+def _hex_field(obj: Mapping[str, object], name: str, prefix: str = "") -> bytes:
     text = _field(obj, name, str, prefix)
     try:
         return bytes.fromhex(text)
@@ -439,6 +502,7 @@ def _hex_field(obj: dict, name: str, prefix: str = "") -> bytes:
 
 
 # --- atomic private writes --------------------------------------------------------
+
 
 def write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
     """Atomically make ``path`` hold ``data``, readable by the owner only (0600).
@@ -457,7 +521,7 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -476,14 +540,17 @@ def _link_new(temp: Path, path: Path) -> None:
     try:
         os.link(temp, path)
     except FileExistsError:
-        raise KeystoreExistsError(message=f"{path} exists; refusing to overwrite a wallet") from None
+        raise KeystoreExistsError(
+            message=f"{path} exists; refusing to overwrite a wallet"
+        ) from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
             raise
         # A file system without hard links: fall back to check-then-rename.
         if os.path.lexists(path):
             raise KeystoreExistsError(
-                message=f"{path} exists; refusing to overwrite a wallet") from None
+                message=f"{path} exists; refusing to overwrite a wallet"
+            ) from None
         os.replace(temp, path)
 
 

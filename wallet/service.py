@@ -26,6 +26,7 @@ Message signatures
     form is hex(x-only pubkey (32 bytes) || signature (64 bytes)) and a
     signature verifies for an address if the key hashes to the address.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,20 +34,26 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from node.primitives.crypto import SigningKey, address_hash, decode_address, tagged_hash, verify_schnorr
-from node.primitives.errors import AddressError
 from node.consensus.params import TX_VERSION, NetworkParams
+from node.primitives.crypto import (
+    SigningKey,
+    address_hash,
+    decode_address,
+    tagged_hash,
+    verify_schnorr,
+)
+from node.primitives.errors import AddressError
 from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, sign_transaction
 
-from .client import NodeClient
+from .client import JsonObject, NodeClient
 from .coinselect import Selection, Utxo, select_coins
 from .errors import InsufficientFundsError, WalletError
 from .keys import CHANGE, RECEIVE, KeyChain
 from .keystore import Keystore
 
-GAP_LIMIT = 20            # consecutive unused addresses that end a scan
-DECIMALS = 8              # digits after the point in a coin amount (COIN = 10**8)
-FEE_TARGET = "1"          # blocks ahead the default fee rate aims at (a key of GET /fees)
+GAP_LIMIT = 20  # consecutive unused addresses that end a scan
+DECIMALS = 8  # digits after the point in a coin amount (COIN = 10**8)
+FEE_TARGET = "1"  # blocks ahead the default fee rate aims at (a key of GET /fees)
 MESSAGE_TAG = "Obol/message"
 CHAIN_NAMES = {RECEIVE: "receive", CHANGE: "change"}
 
@@ -71,6 +78,7 @@ class WalletStateError(WalletError):
 
 # --- amounts -------------------------------------------------------------------------
 
+
 def parse_amount(text: str) -> int:
     """Coins as text ("1.25") -> base units; BadAmountError saying what is wrong."""
     raw = text.strip() if isinstance(text, str) else ""
@@ -85,7 +93,8 @@ def parse_amount(text: str) -> int:
     units = value * COIN
     if units != units.to_integral_value():
         raise BadAmountError(
-            message=f"amount {text!r} has more than {DECIMALS} decimals (1 base unit = 0.00000001)")
+            message=f"amount {text!r} has more than {DECIMALS} decimals (1 base unit = 0.00000001)"
+        )
     if units == 0:
         raise BadAmountError(message="amount is zero; send a positive amount")
     if units > MAX_MONEY:
@@ -112,19 +121,20 @@ def check_address(hrp: str, address: str) -> bytes:
 
 # --- scans ------------------------------------------------------------------------------
 
+
 @dataclass
 class AddressState:
     """One wallet address as the node sees it."""
 
     address: str
-    change: int                  # RECEIVE or CHANGE
+    change: int  # RECEIVE or CHANGE
     index: int
     path: str
-    used: bool = False           # some transaction touches it
-    confirmed: int = 0           # mature confirmed outputs, base units
-    unconfirmed: int = 0         # net mempool change
-    immature: int = 0            # coinbase outputs not yet spendable
-    utxos: list[dict] = field(default_factory=list)   # as GET /address lists them
+    used: bool = False  # some transaction touches it
+    confirmed: int = 0  # mature confirmed outputs, base units
+    unconfirmed: int = 0  # net mempool change
+    immature: int = 0  # coinbase outputs not yet spendable
+    utxos: list[JsonObject] = field(default_factory=list)  # as GET /address lists them
 
     @property
     def chain(self) -> str:
@@ -133,8 +143,8 @@ class AddressState:
 
 @dataclass
 class WalletScan:
-    addresses: list[AddressState]           # receive chain, then change chain, by index
-    handed_out: dict[int, int]              # chain -> addresses given out (shown by `addresses`)
+    addresses: list[AddressState]  # receive chain, then change chain, by index
+    handed_out: dict[int, int]  # chain -> addresses given out (shown by `addresses`)
 
     def __post_init__(self) -> None:
         self.by_address = {a.address: a for a in self.addresses}
@@ -156,8 +166,14 @@ class WalletScan:
         return [a for a in self.addresses if a.used or a.index < self.handed_out[a.change]]
 
 
-def scan_chain(keychain: KeyChain, client: NodeClient, change: int, start: int,
-               gap_limit: int = GAP_LIMIT, balances: bool = True) -> list[AddressState]:
+def scan_chain(
+    keychain: KeyChain,
+    client: NodeClient,
+    change: int,
+    start: int,
+    gap_limit: int = GAP_LIMIT,
+    balances: bool = True,
+) -> list[AddressState]:
     """Addresses 0..start-1 of a chain, then on until ``gap_limit`` unused in a row."""
     states: list[AddressState] = []
     index = gap = 0
@@ -193,22 +209,27 @@ class SendPlan:
     """A signed transaction ready to go to the node."""
 
     tx: Transaction
-    address: str                 # paid
+    address: str  # paid
     amount: int
     fee: int
     fee_rate: int
     change: int
     change_address: str | None
     selection: Selection
-    unconfirmed_inputs: int      # inputs that are unconfirmed change of ours
-    spendable: int               # what the wallet could spend before this send
+    unconfirmed_inputs: int  # inputs that are unconfirmed change of ours
+    spendable: int  # what the wallet could spend before this send
 
 
 class WalletService:
     """A keystore plus a node client on one network."""
 
-    def __init__(self, keystore: Keystore, client: NodeClient, params: NetworkParams,
-                 gap_limit: int = GAP_LIMIT) -> None:
+    def __init__(
+        self,
+        keystore: Keystore,
+        client: NodeClient,
+        params: NetworkParams,
+        gap_limit: int = GAP_LIMIT,
+    ) -> None:
         self.keystore = keystore
         self.client = client
         self.params = params
@@ -220,15 +241,21 @@ class WalletService:
 
     def starts(self) -> dict[int, int]:
         """Addresses given out per chain: receive up to and including the current one."""
-        return {RECEIVE: self.keystore.next_receive_index + 1, CHANGE: self.keystore.next_change_index}
+        return {
+            RECEIVE: self.keystore.next_receive_index + 1,
+            CHANGE: self.keystore.next_change_index,
+        }
 
-    def scan(self, chains: tuple[int, ...] = (RECEIVE, CHANGE), balances: bool = True) -> WalletScan:
+    def scan(
+        self, chains: tuple[int, ...] = (RECEIVE, CHANGE), balances: bool = True
+    ) -> WalletScan:
         """Scan the chains (see the module doc); moves stored indices past used addresses."""
         states: list[AddressState] = []
         starts = self.starts()
         for change in chains:
-            found = scan_chain(self.keychain, self.client, change, starts[change],
-                               self.gap_limit, balances)
+            found = scan_chain(
+                self.keychain, self.client, change, starts[change], self.gap_limit, balances
+            )
             last_used = max((s.index for s in found if s.used), default=-1)
             self.keystore.advance(change, last_used + 1)
             states.extend(found)
@@ -316,8 +343,8 @@ class WalletService:
                 notes.append(f"{format_amount(waiting)} more awaits confirmation")
             raise InsufficientFundsError(
                 message=f"cannot send {format_amount(amount)} plus the fee at {rate}/byte: "
-                        f"spendable {format_amount(spendable)}"
-                        + "".join(f"; {n}" for n in notes)) from None
+                f"spendable {format_amount(spendable)}" + "".join(f"; {n}" for n in notes)
+            ) from None
         outputs = [TxOut(amount, pay_hash)]
         change_address = None
         if selection.change:
@@ -328,27 +355,46 @@ class WalletService:
         for coin in selection.inputs:
             state = scan.by_address[coin.address]
             key = self.keychain.key(state.change, state.index)
-            inputs.append((OutPoint(coin.txid, coin.index), TxOut(coin.amount, key.address_hash), key))
-            if any(u["txid"] == coin.txid.hex() and u["index"] == coin.index
-                   and u["confirmations"] == 0 for u in state.utxos):
+            inputs.append(
+                (OutPoint(coin.txid, coin.index), TxOut(coin.amount, key.address_hash), key)
+            )
+            if any(
+                u["txid"] == coin.txid.hex()
+                and u["index"] == coin.index
+                and u["confirmations"] == 0
+                for u in state.utxos
+            ):
                 unconfirmed_inputs += 1
         tx = sign_transaction(TX_VERSION, inputs, outputs, self.params.network_id)
         fee, change = selection.fee, selection.change
-        if fee < tx.size * rate:     # the size model is an upper bound: cannot happen
+        if fee < tx.size * rate:  # the size model is an upper bound: cannot happen
             raise WalletStateError(message=f"fee {fee} is below {rate}/byte for {tx.size} bytes")
         if change and fee > tx.size * rate:
             # The estimate is a worst case: pay the rate on the real size, the rest is change.
             exact_fee = tx.size * rate
             exact_change = change + fee - exact_fee
-            refined = sign_transaction(TX_VERSION, inputs,
-                                       [outputs[0], TxOut(exact_change, outputs[1].addr_hash)],
-                                       self.params.network_id)
+            refined = sign_transaction(
+                TX_VERSION,
+                inputs,
+                [outputs[0], TxOut(exact_change, outputs[1].addr_hash)],
+                self.params.network_id,
+            )
             if refined.size * rate <= exact_fee:
                 tx, fee, change = refined, exact_fee, exact_change
-        return SendPlan(tx, address, amount, fee, rate, change, change_address,
-                        selection, unconfirmed_inputs, spendable)
+        return SendPlan(
+            tx,
+            address,
+            amount,
+            fee,
+            rate,
+            change,
+            change_address,
+            selection,
+            unconfirmed_inputs,
+            spendable,
+        )
 
-    def broadcast(self, plan: SendPlan) -> dict:
+    def broadcast(self, plan: SendPlan) -> JsonObject:
         """Send to the node; then the change address counts as used."""
         result = self.client.submit_tx(plan.tx.raw.hex())
         if plan.change_address is not None:
@@ -357,7 +403,7 @@ class WalletService:
 
     # --- history ----------------------------------------------------------------------------
 
-    def history(self) -> list[dict]:
+    def history(self) -> list[JsonObject]:
         """Transactions touching the wallet, newest first, with net amounts and fees."""
         scan = self.scan(balances=False)
         mine = scan.by_address
@@ -369,7 +415,7 @@ class WalletService:
         rows = []
         for txid in txids:
             tx = self.client.tx(txid)
-            if tx is None:        # left the mempool or the active chain meanwhile
+            if tx is None:  # left the mempool or the active chain meanwhile
                 continue
             received = sum(o["amount"] for o in tx["outputs"] if o["address"] in mine)
             sent = sum(i.get("amount") or 0 for i in tx["inputs"] if i.get("address") in mine)
@@ -388,17 +434,27 @@ class WalletService:
                 counterparties = sorted({i["address"] for i in tx["inputs"] if i.get("address")})
             else:
                 counterparties = []
-            rows.append({
-                "txid": txid, "type": kind, "amount": received - sent,
-                "fee": tx["fee"] if sent else None,
-                "confirmations": tx["confirmations"], "height": tx["height"], "time": tx["time"],
-                "position": tx["position"], "addresses": counterparties,
-            })
-        rows.sort(key=lambda r: (r["height"] is not None, -(r["height"] or 0), -(r["position"] or 0)))
+            rows.append(
+                {
+                    "txid": txid,
+                    "type": kind,
+                    "amount": received - sent,
+                    "fee": tx["fee"] if sent else None,
+                    "confirmations": tx["confirmations"],
+                    "height": tx["height"],
+                    "time": tx["time"],
+                    "position": tx["position"],
+                    "addresses": counterparties,
+                }
+            )
+        rows.sort(
+            key=lambda r: (r["height"] is not None, -(r["height"] or 0), -(r["position"] or 0))
+        )
         return rows
 
 
 # --- messages ------------------------------------------------------------------------------
+
 
 def message_hash(message: str) -> bytes:
     return tagged_hash(MESSAGE_TAG, message.encode("utf-8"))
@@ -417,8 +473,9 @@ def verify_message(hrp: str, address: str, signature: str, message: str) -> tupl
     try:
         raw = bytes.fromhex(text)
     except ValueError:
-        raise BadSignatureError(message="a signature is 192 hexadecimal digits "
-                                        "(public key and signature)") from None
+        raise BadSignatureError(
+            message="a signature is 192 hexadecimal digits (public key and signature)"
+        ) from None
     if len(raw) != 96:
         raise BadSignatureError(message=f"a signature is 96 bytes (192 hex digits), not {len(raw)}")
     pubkey, sig = raw[:32], raw[32:]

@@ -1,5 +1,5 @@
 /*
- * node._sigbatch: verify a list of BIP340 signatures in ONE release of the GIL.
+ * node.consensus._sigbatch: verify a list of BIP340 signatures in ONE release of the GIL.
  *
  * coincurve verifies one signature per call and releases the GIL for each; a
  * verifying thread must then win the GIL back after every signature (~65 us),
@@ -14,7 +14,7 @@
  *     secp256k1_xonly_pubkey_parse and secp256k1_schnorrsig_verify;
  *   checks: a sequence of (x-only pubkey (32 bytes), signature (64), message (32)).
  * A check whose fields are not bytes of those sizes is invalid, as in
- * node.crypto.verify_schnorr.
+ * node.primitives.crypto.verify_schnorr.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

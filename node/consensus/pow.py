@@ -9,12 +9,13 @@ uses it), in integer arithmetic only.  The anchor is the block at height 1,
 so a network's clock starts when its first block is mined, not at its genesis
 timestamp.  See docs/protocol.md, "Proof of work".
 """
+
 from __future__ import annotations
 
 from node.primitives.errors import BlockValidationError
 
-MAX_TARGET_BITS = 256        # a target is a 256-bit unsigned integer
-ASERT_RADIX_BITS = 16        # fixed-point precision of the ASERT exponent
+MAX_TARGET_BITS = 256  # a target is a 256-bit unsigned integer
+ASERT_RADIX_BITS = 16  # fixed-point precision of the ASERT exponent
 
 
 def bits_to_target(bits: int) -> int:
@@ -58,8 +59,14 @@ def hash_meets_target(block_hash: bytes, target: int) -> bool:
     return int.from_bytes(block_hash, "big") <= target
 
 
-def asert_target(anchor_target: int, time_diff: int, height_diff: int,
-                 spacing: int, half_life: int, pow_limit: int) -> int:
+def asert_target(
+    anchor_target: int,
+    time_diff: int,
+    height_diff: int,
+    spacing: int,
+    half_life: int,
+    pow_limit: int,
+) -> int:
     """ASERT: the target of a block whose parent is ``height_diff`` blocks and
     ``time_diff`` seconds after the anchor block (height 1).
 
@@ -71,8 +78,8 @@ def asert_target(anchor_target: int, time_diff: int, height_diff: int,
     exponent = ((time_diff - spacing * height_diff) << ASERT_RADIX_BITS) // half_life
     shifts = exponent >> ASERT_RADIX_BITS
     frac = exponent & 0xFFFF
-    factor = 65536 + ((195766423245049 * frac + 971821376 * frac * frac
-                       + 5127 * frac * frac * frac + (1 << 47)) >> 48)
+    poly = 195766423245049 * frac + 971821376 * frac * frac + 5127 * frac * frac * frac
+    factor = 65536 + ((poly + (1 << 47)) >> 48)
     target = anchor_target * factor
     if shifts < 0:
         target >>= -shifts

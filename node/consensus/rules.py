@@ -5,21 +5,31 @@ given and raise a ``ValidationError`` subclass, or return.  Chain state
 (``chainstate.py``) gathers the context; the mempool reuses the same rules
 for unconfirmed transactions.  The codes follow Bitcoin Core where it has one.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
+from node.consensus.params import BLOCK_VERSION, NetworkParams
+from node.consensus.pow import bits_to_target, hash_meets_target
 from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.primitives.crypto import PUBKEY_SIZE, SIGNATURE_SIZE, address_hash
 from node.primitives.errors import BlockValidationError, MissingInputsError, TxValidationError
-from node.consensus.params import BLOCK_VERSION, NetworkParams
-from node.consensus.pow import bits_to_target, hash_meets_target
-from node.primitives.tx import (LOCKTIME_THRESHOLD, MAX_COINBASE_DATA, MAX_MONEY, MAX_TX_SIZE, NULL_TXID,
-                 Coin, Transaction, input_sighash, sighash_common)
-
+from node.primitives.tx import (
+    LOCKTIME_THRESHOLD,
+    MAX_COINBASE_DATA,
+    MAX_MONEY,
+    MAX_TX_SIZE,
+    NULL_TXID,
+    Coin,
+    Transaction,
+    input_sighash,
+    sighash_common,
+)
 
 # --- transactions, without context (Bitcoin: CheckTransaction) -----------------
+
 
 def check_transaction(tx: Transaction) -> None:
     if not tx.inputs:
@@ -49,12 +59,17 @@ def check_transaction(tx: Transaction) -> None:
         if txin.prev_txid == NULL_TXID:
             raise TxValidationError("bad-txns-prevout-null", "null outpoint outside a coinbase")
         if len(txin.signature) != SIGNATURE_SIZE:
-            raise TxValidationError("bad-txns-sig-size", f"signature must be {SIGNATURE_SIZE} bytes")
+            raise TxValidationError(
+                "bad-txns-sig-size", f"signature must be {SIGNATURE_SIZE} bytes"
+            )
         if len(txin.pubkey) != PUBKEY_SIZE:
-            raise TxValidationError("bad-txns-pubkey-size", f"public key must be {PUBKEY_SIZE} bytes")
+            raise TxValidationError(
+                "bad-txns-pubkey-size", f"public key must be {PUBKEY_SIZE} bytes"
+            )
 
 
 # --- transactions, against the coins they spend (Bitcoin: CheckTxInputs) -------
+
 
 def check_tx_final(tx: Transaction, height: int, median_time_past: int) -> None:
     """A locktime below LOCKTIME_THRESHOLD is a height, above it a time (Bitcoin: IsFinalTx)."""
@@ -62,25 +77,32 @@ def check_tx_final(tx: Transaction, height: int, median_time_past: int) -> None:
         return
     limit = height if tx.locktime < LOCKTIME_THRESHOLD else median_time_past
     if tx.locktime >= limit:
-        raise TxValidationError("bad-txns-nonfinal", f"locktime {tx.locktime} not reached ({limit})")
+        raise TxValidationError(
+            "bad-txns-nonfinal", f"locktime {tx.locktime} not reached ({limit})"
+        )
 
 
-def check_tx_inputs(tx: Transaction, coins: Sequence[Coin | None], spend_height: int,
-                    params: NetworkParams) -> int:
+def check_tx_inputs(
+    tx: Transaction, coins: Sequence[Coin | None], spend_height: int, params: NetworkParams
+) -> int:
     """Check a non-coinbase transaction against the coins it spends; return its fee.
 
     ``coins[i]`` is the coin input ``i`` spends, or None if unknown or spent.
     Signatures are checked separately (``signature_checks``), in parallel.
     """
     value_in = 0
-    for txin, coin in zip(tx.inputs, coins):
+    for txin, coin in zip(tx.inputs, coins, strict=True):
         if coin is None:
             raise MissingInputsError(message=f"{txin.prev_txid.hex()}:{txin.prev_index}")
         if coin.coinbase and spend_height - coin.height < params.coinbase_maturity:
-            raise TxValidationError("bad-txns-premature-spend-of-coinbase",
-                                    f"coinbase from height {coin.height} spent at {spend_height}")
+            raise TxValidationError(
+                "bad-txns-premature-spend-of-coinbase",
+                f"coinbase from height {coin.height} spent at {spend_height}",
+            )
         if address_hash(txin.pubkey) != coin.addr_hash:
-            raise TxValidationError("bad-txns-pubkey-mismatch", "key does not hash to the spent address")
+            raise TxValidationError(
+                "bad-txns-pubkey-mismatch", "key does not hash to the spent address"
+            )
         value_in += coin.amount
         if value_in > MAX_MONEY:
             raise TxValidationError("bad-txns-inputvalues-outofrange", "inputs sum above MAX_MONEY")
@@ -92,12 +114,14 @@ def check_tx_inputs(tx: Transaction, coins: Sequence[Coin | None], spend_height:
 
 # --- headers (Bitcoin: CheckBlockHeader + ContextualCheckBlockHeader) -----------
 
+
 @dataclass(frozen=True, slots=True)
 class HeaderContext:
     """What a header is checked against: facts about its parent's branch."""
-    expected_bits: int      # compact target the retarget rule demands at this height
-    median_time_past: int   # median timestamp of the 11 blocks ending at the parent
-    now: int                # local clock, unix seconds
+
+    expected_bits: int  # compact target the retarget rule demands at this height
+    median_time_past: int  # median timestamp of the 11 blocks ending at the parent
+    now: int  # local clock, unix seconds
 
 
 def validate_header(header: BlockHeader, ctx: HeaderContext, params: NetworkParams) -> None:
@@ -107,11 +131,15 @@ def validate_header(header: BlockHeader, ctx: HeaderContext, params: NetworkPara
     if not hash_meets_target(header.hash, target):
         raise BlockValidationError("high-hash", "proof of work does not meet the target")
     if header.bits != ctx.expected_bits:
-        raise BlockValidationError("bad-diffbits", f"bits {header.bits:#x} != expected {ctx.expected_bits:#x}")
+        raise BlockValidationError(
+            "bad-diffbits", f"bits {header.bits:#x} != expected {ctx.expected_bits:#x}"
+        )
     if header.version < BLOCK_VERSION:
         raise BlockValidationError("bad-version", f"version {header.version} < {BLOCK_VERSION}")
     if header.timestamp <= ctx.median_time_past:
-        raise BlockValidationError("time-too-old", "timestamp not above the median of the last 11 blocks")
+        raise BlockValidationError(
+            "time-too-old", "timestamp not above the median of the last 11 blocks"
+        )
     if header.timestamp > ctx.now + params.max_future_block_time:
         raise BlockValidationError("time-too-new", "timestamp too far in the future")
 
@@ -152,11 +180,14 @@ def check_block(block: Block) -> None:
 
 # --- blocks, in their place in the chain (Bitcoin: ContextualCheckBlock) --------
 
+
 def check_block_contextual(block: Block, height: int, median_time_past: int) -> None:
     coinbase = block.txs[0]
     if coinbase.inputs[0].prev_index != height:
-        raise BlockValidationError("bad-cb-height", f"coinbase says height "
-                                   f"{coinbase.inputs[0].prev_index}, block is at {height}")
+        raise BlockValidationError(
+            "bad-cb-height",
+            f"coinbase says height {coinbase.inputs[0].prev_index}, block is at {height}",
+        )
     for tx in block.txs:
         try:
             check_tx_final(tx, height, median_time_past)
@@ -168,17 +199,22 @@ def check_coinbase_amount(block: Block, height: int, fees: int, params: NetworkP
     allowed = params.subsidy(height) + fees
     paid = block.txs[0].total_out()
     if paid > allowed:
-        raise BlockValidationError("bad-cb-amount", f"coinbase pays {paid} > subsidy + fees {allowed}")
+        raise BlockValidationError(
+            "bad-cb-amount", f"coinbase pays {paid} > subsidy + fees {allowed}"
+        )
 
 
 # --- signatures ----------------------------------------------------------------
 
-def signature_checks(tx: Transaction, coins: Sequence[Coin], network_id: bytes
-                     ) -> list[tuple[bytes, bytes, bytes]]:
+
+def signature_checks(
+    tx: Transaction, coins: Sequence[Coin], network_id: bytes
+) -> list[tuple[bytes, bytes, bytes]]:
     """The (pubkey, signature, message) triples that make ``tx``'s signatures valid.
 
     Returned rather than checked so a block's checks can run as one parallel batch.
     """
     common = sighash_common(tx, coins, network_id)
-    return [(txin.pubkey, txin.signature, input_sighash(common, n))
-            for n, txin in enumerate(tx.inputs)]
+    return [
+        (txin.pubkey, txin.signature, input_sighash(common, n)) for n, txin in enumerate(tx.inputs)
+    ]

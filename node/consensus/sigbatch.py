@@ -7,10 +7,11 @@ coincurve one call per signature otherwise; both give the same answers
 (tests/test_sigbatch.py).  Why the loop exists: docs/design.md, "Signature
 checks".
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from node.primitives.crypto import verify_schnorr
 
@@ -35,9 +36,15 @@ def _native() -> Callable[[Sequence[Check]], int] | None:
 
         from node.consensus import _sigbatch
     except ImportError as exc:
-        log.warning("node.consensus._sigbatch is not built (%s): verifying one signature per call", exc)
+        log.warning(
+            "node.consensus._sigbatch is not built (%s): verifying one signature per call", exc
+        )
         return None
-    address = lambda p: int(ffi.cast("uintptr_t", p))  # noqa: E731
+
+    def address(pointer: object) -> int:
+        """The address a cffi pointer holds, as the C loop takes it."""
+        return int(ffi.cast("uintptr_t", pointer))
+
     ctx = address(GLOBAL_CONTEXT.ctx)
     parse = address(ffi.addressof(lib, "secp256k1_xonly_pubkey_parse"))
     verify = address(ffi.addressof(lib, "secp256k1_schnorrsig_verify"))
@@ -50,5 +57,5 @@ def _native() -> Callable[[Sequence[Check]], int] | None:
     return first_invalid_native
 
 
-NATIVE = _native()                                  # None if the C loop is not built
-first_invalid = NATIVE or first_invalid_python      # what the verifier uses
+NATIVE = _native()  # None if the C loop is not built
+first_invalid = NATIVE or first_invalid_python  # what the verifier uses

@@ -7,22 +7,23 @@ returns at once (connecting the next block overlaps the checks of this one);
 ``VerifyJob.wait`` then verifies whatever chunks are still unclaimed in the
 calling thread and waits for the rest.  ``verify`` is both in one call.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
-from node.primitives.errors import TxValidationError
 from node.consensus.sigbatch import Check, first_invalid
+from node.primitives.errors import TxValidationError
 
-MIN_PARALLEL_BATCH = 8      # below this many signatures, verifying inline is cheaper
-JOB_CHUNK = 64              # signatures per chunk of a started job (~4 ms): one GIL round trip each
+MIN_PARALLEL_BATCH = 8  # below this many signatures, verifying inline is cheaper
+JOB_CHUNK = 64  # signatures per chunk of a started job (~4 ms): one GIL round trip each
 # A verifying thread needs the GIL back after each chunk; while another thread runs
 # Python it waits for the switch interval (CPython's default 5 ms, longer than a chunk).
-SWITCH_INTERVAL = 0.001     # seconds
+SWITCH_INTERVAL = 0.001  # seconds
 
 
 class VerifyJob:
@@ -30,11 +31,11 @@ class VerifyJob:
 
     def __init__(self, checks: Sequence[Check], chunk: int) -> None:
         # (offset, chunk) pairs, last first so that pop() hands them out in order
-        self._todo = [(i, checks[i:i + chunk]) for i in range(0, len(checks), chunk)][::-1]
+        self._todo = [(i, checks[i : i + chunk]) for i in range(0, len(checks), chunk)][::-1]
         self._lock = threading.Lock()
-        self._running = 0                 # chunks claimed and not finished
+        self._running = 0  # chunks claimed and not finished
         self._idle = threading.Condition(self._lock)
-        self.bad = -1                     # offset of an invalid check, once one is found
+        self.bad = -1  # offset of an invalid check, once one is found
 
     def _drain(self) -> None:
         """Verify unclaimed chunks until none is left (or one fails)."""
@@ -81,10 +82,13 @@ class SignatureVerifier:
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="sigcheck") \
-            if self.threads > 1 else None
+        self._pool = (
+            ThreadPoolExecutor(self.threads - 1, thread_name_prefix="sigcheck")
+            if self.threads > 1
+            else None
+        )
         if self._pool is not None and sys.getswitchinterval() > SWITCH_INTERVAL:
-            sys.setswitchinterval(SWITCH_INTERVAL)   # process-wide: see SWITCH_INTERVAL
+            sys.setswitchinterval(SWITCH_INTERVAL)  # process-wide: see SWITCH_INTERVAL
 
     def start(self, checks: Sequence[Check], chunk: int = JOB_CHUNK) -> VerifyJob:
         """Begin verifying ``checks`` on the pool; ``wait()`` on the job for the outcome."""

@@ -1,5 +1,5 @@
 /*
- * node._formatcheck: the last step of the strict decoder, in C.
+ * node.primitives._formatcheck: the last step of the strict decoder, in C.
  *
  * After msgpack decoded a payload and it re-encoded to the same bytes, only
  * int, bytes, str and arrays may remain (node/primitives/encoding.py): not nil, bool,

@@ -16,18 +16,28 @@ Merkle tree, domain-separated so a leaf can never pass for an inner node::
 A level with an odd number of nodes promotes its last node unchanged to the
 next level (no duplication, so no CVE-2012-2459 mutation).
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any
 
 from node.primitives.crypto import sha256d
-from node.primitives.encoding import decode, decode_stored, element_bytes, encode, expect_bytes, expect_int, expect_list
+from node.primitives.encoding import (
+    decode,
+    decode_stored,
+    element_bytes,
+    encode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+)
 from node.primitives.errors import BlockValidationError
 from node.primitives.tx import MAX_UINT32, MAX_UINT64, Transaction
 
-MAX_BLOCK_SIZE = 1_000_000   # bytes of one encoded block (Bitcoin: MAX_BLOCK_SERIALIZED_SIZE/4)
+MAX_BLOCK_SIZE = 1_000_000  # bytes of one encoded block (Bitcoin: MAX_BLOCK_SERIALIZED_SIZE/4)
 MERKLE_LEAF_PREFIX = b"\x00"
 MERKLE_NODE_PREFIX = b"\x01"
 
@@ -35,23 +45,31 @@ MERKLE_NODE_PREFIX = b"\x01"
 @dataclass(frozen=True, slots=True)
 class BlockHeader:
     """What proof of work commits to."""
-    version: int        # header format version (1)
-    prev_hash: bytes    # 32-byte hash of the parent header
+
+    version: int  # header format version (1)
+    prev_hash: bytes  # 32-byte hash of the parent header
     merkle_root: bytes  # 32-byte merkle root of the block's txids
-    timestamp: int      # unix seconds; > median of the previous 11, ≤ now + future limit
-    bits: int           # compact target (Bitcoin: nBits)
-    nonce: int          # free 64-bit field the miner varies
-    raw: bytes = field(default=b"", compare=False, repr=False)   # canonical encoding
+    timestamp: int  # unix seconds; > median of the previous 11, ≤ now + future limit
+    bits: int  # compact target (Bitcoin: nBits)
+    nonce: int  # free 64-bit field the miner varies
+    raw: bytes = field(default=b"", compare=False, repr=False)  # canonical encoding
     hash: bytes = field(default=b"", compare=False, repr=False)  # sha256d(raw)
 
     @classmethod
-    def create(cls, version: int, prev_hash: bytes, merkle_root: bytes, timestamp: int,
-               bits: int, nonce: int) -> "BlockHeader":
+    def create(
+        cls,
+        version: int,
+        prev_hash: bytes,
+        merkle_root: bytes,
+        timestamp: int,
+        bits: int,
+        nonce: int,
+    ) -> BlockHeader:
         raw = encode([version, prev_hash, merkle_root, timestamp, bits, nonce])
         return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
     @classmethod
-    def from_list(cls, obj: object, raw: bytes | None = None) -> "BlockHeader":
+    def from_list(cls, obj: object, raw: bytes | None = None) -> BlockHeader:
         """Build from the decoded array; ``raw`` (its canonical bytes) if already known."""
         version, prev_hash, merkle_root, timestamp, bits, nonce = expect_list(obj, 6, "header")
         expect_int(version, 0, MAX_UINT32, "header.version")
@@ -65,39 +83,49 @@ class BlockHeader:
         return cls(version, prev_hash, merkle_root, timestamp, bits, nonce, raw, sha256d(raw))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "BlockHeader":
+    def from_bytes(cls, data: bytes) -> BlockHeader:
         return cls.from_list(decode(data))
 
-    def to_list(self) -> list:
-        return [self.version, self.prev_hash, self.merkle_root, self.timestamp, self.bits, self.nonce]
+    def to_list(self) -> list[Any]:
+        """The decoded form, ``[version, prev_hash, merkle_root, timestamp, bits, nonce]``."""
+        return [
+            self.version,
+            self.prev_hash,
+            self.merkle_root,
+            self.timestamp,
+            self.bits,
+            self.nonce,
+        ]
 
-    def with_nonce(self, nonce: int) -> "BlockHeader":
-        return BlockHeader.create(self.version, self.prev_hash, self.merkle_root,
-                                  self.timestamp, self.bits, nonce)
+    def with_nonce(self, nonce: int) -> BlockHeader:
+        return BlockHeader.create(
+            self.version, self.prev_hash, self.merkle_root, self.timestamp, self.bits, nonce
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Block:
     """A header and its transactions, coinbase first."""
-    header: BlockHeader                 # the proof-of-work part
-    txs: tuple[Transaction, ...]        # coinbase first
+
+    header: BlockHeader  # the proof-of-work part
+    txs: tuple[Transaction, ...]  # coinbase first
     raw: bytes = field(default=b"", compare=False, repr=False)  # canonical encoding
 
     @classmethod
-    def create(cls, header: BlockHeader, txs: Sequence[Transaction]) -> "Block":
+    def create(cls, header: BlockHeader, txs: Sequence[Transaction]) -> Block:
         txs = tuple(txs)
         raw = encode([header.to_list(), [t.to_list() for t in txs]])
         return cls(header, txs, raw)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Block":
+    def from_bytes(cls, data: bytes) -> Block:
         """Strictly decode a block (DecodeError on any deviation, bad-blk-length if too big)."""
         if len(data) > MAX_BLOCK_SIZE:
             raise BlockValidationError("bad-blk-length", f"{len(data)} bytes > {MAX_BLOCK_SIZE}")
         return cls.from_list(decode(data), data)
 
     @classmethod
-    def from_list(cls, obj: object, raw: bytes | None = None) -> "Block":
+    def from_list(cls, obj: object, raw: bytes | None = None) -> Block:
         """Build from the decoded array (a P2P ``block`` body); ``raw`` if already known.
 
         The block is encoded (at most) once; the header's and each transaction's
@@ -110,23 +138,33 @@ class Block:
             raise BlockValidationError("bad-blk-length", f"{len(raw)} bytes > {MAX_BLOCK_SIZE}")
         header_raw, txs_raw = element_bytes(raw)
         header = BlockHeader.from_list(header_obj, header_raw)
-        txs = tuple(Transaction.from_list(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw)))
+        txs = tuple(
+            Transaction.from_list(t, r)
+            for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True)
+        )
         return cls(header, txs, raw)
 
     @classmethod
-    def from_stored(cls, data: bytes) -> "Block":
+    def from_stored(cls, data: bytes) -> Block:
         """Rebuild a block from this node's own ``blocks`` database: it passed the strict
         decoding (``from_bytes``/``from_list``) and the block checks before it was
         written, so it is decoded without the canonical check or shape checks.
         Never for bytes from anyone else."""
         (version, prev_hash, merkle, timestamp, bits, nonce), txs_obj = decode_stored(data)
         header_raw, txs_raw = element_bytes(data)
-        header = BlockHeader(version, prev_hash, merkle, timestamp, bits, nonce, header_raw,
-                             sha256d(header_raw))
-        txs = tuple([Transaction.from_stored(t, r) for t, r in zip(txs_obj, element_bytes(txs_raw))])
+        header = BlockHeader(
+            version, prev_hash, merkle, timestamp, bits, nonce, header_raw, sha256d(header_raw)
+        )
+        txs = tuple(
+            [
+                Transaction.from_stored(t, r)
+                for t, r in zip(txs_obj, element_bytes(txs_raw), strict=True)
+            ]
+        )
         return cls(header, txs, data)
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[Any]:
+        """The decoded form, ``[header, [tx, ...]]``."""
         return [self.header.to_list(), [t.to_list() for t in self.txs]]
 
     @property
@@ -145,8 +183,10 @@ def merkle_root(txids: Sequence[bytes]) -> bytes:
     sha = hashlib.sha256
     level = [sha(MERKLE_LEAF_PREFIX + t).digest() for t in txids]
     while len(level) > 1:
-        nxt = [sha(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
-               for i in range(0, len(level) - 1, 2)]
+        nxt = [
+            sha(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt

@@ -8,20 +8,21 @@
 * An address is the bech32m (BIP350) encoding of a 20-byte hash of the x-only
   public key, behind a human-readable prefix that names the network.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
+from functools import cache
 
 from coincurve import PrivateKey, PublicKeyXOnly
 
 from node.primitives.errors import AddressError
 
-PUBKEY_SIZE = 32       # bytes: BIP340 x-only public key
-SIGNATURE_SIZE = 64    # bytes: BIP340 signature
-ADDR_HASH_SIZE = 20    # bytes: hash of a public key that an output pays to
-ADDRESS_VERSION = 0    # first 5-bit group of the address payload
+PUBKEY_SIZE = 32  # bytes: BIP340 x-only public key
+SIGNATURE_SIZE = 64  # bytes: BIP340 signature
+ADDR_HASH_SIZE = 20  # bytes: hash of a public key that an output pays to
+ADDRESS_VERSION = 0  # first 5-bit group of the address payload
 
 
 def sha256(data: bytes) -> bytes:
@@ -33,14 +34,14 @@ def sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tag_prefix(tag: str) -> bytes:
     tag_hash = hashlib.sha256(tag.encode()).digest()
     return tag_hash + tag_hash
 
 
-@lru_cache(maxsize=None)
-def _tag_midstate(tag: str) -> "hashlib._Hash":
+@cache
+def _tag_midstate(tag: str) -> hashlib._Hash:
     """sha256 after the tag prefix (one compression): only ever copied, never updated."""
     return hashlib.sha256(_tag_prefix(tag))
 
@@ -59,6 +60,7 @@ def address_hash(pubkey: bytes) -> bytes:
 
 # --- keys and signatures ------------------------------------------------------
 
+
 class SigningKey:
     """A secp256k1 private key that signs with BIP340 Schnorr."""
 
@@ -69,7 +71,7 @@ class SigningKey:
         self.pubkey: bytes = self._key.public_key_xonly.format()  # 32-byte x-only key
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         return cls(os.urandom(32))
 
     @property
@@ -146,10 +148,10 @@ def bech32_decode(text: str) -> tuple[str, list[int], int]:
     pos = text.rfind("1")
     if pos < 1 or pos + 7 > len(text) or len(text) > MAX_BECH32_LENGTH:
         raise AddressError(message="bad separator position or length")
-    if not all(c in _CHARSET_REV for c in text[pos + 1:]):
+    if not all(c in _CHARSET_REV for c in text[pos + 1 :]):
         raise AddressError(message="invalid data character")
     hrp = text[:pos]
-    data = [_CHARSET_REV[c] for c in text[pos + 1:]]
+    data = [_CHARSET_REV[c] for c in text[pos + 1 :]]
     const = _polymod(_hrp_expand(hrp) + data)
     if const not in (BECH32_CONST, BECH32M_CONST):
         raise AddressError(message="checksum mismatch (typo?)")
@@ -190,7 +192,9 @@ def decode_address(hrp: str, address: str) -> bytes:
         raise AddressError(message="address must be a non-empty string")
     found_hrp, data, const = bech32_decode(address)
     if found_hrp != hrp:
-        raise AddressError("wrong-network", f"address is for '{found_hrp}', this network uses '{hrp}'")
+        raise AddressError(
+            "wrong-network", f"address is for '{found_hrp}', this network uses '{hrp}'"
+        )
     if const != BECH32M_CONST:
         raise AddressError(message="bech32 checksum where bech32m is required")
     if not data or data[0] != ADDRESS_VERSION:

@@ -6,10 +6,12 @@ has exactly one encoding.  ``decode`` refuses any input that does not
 re-encode to the very same bytes: no maps, no floats, no non-minimal integers,
 no ``str`` where ``bin`` is expected, no trailing bytes.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import msgpack
 
@@ -17,24 +19,28 @@ from node.primitives.errors import DecodeError
 
 MAX_DECODE_SIZE = 8 * 1024 * 1024  # bytes; larger than any block or message
 
-_packer_options = dict(use_bin_type=True, strict_types=False, autoreset=True)
+_packer_options = {"use_bin_type": True, "strict_types": False, "autoreset": True}
 # One Packer per thread, reused: msgpack.packb builds a new Packer per call, which was
 # half the cost of encoding a transaction (3.2 -> 1.4 µs); a Packer keeps a buffer, so
 # threads do not share one.  A failed pack leaves it empty (msgpack resets it).
 _packers = threading.local()
 
 
-def encode(obj: Any) -> bytes:
+def encode(obj: object) -> bytes:
     """Canonical bytes of ``obj`` (tuples and lists both become arrays)."""
     try:
         packer = _packers.packer
     except AttributeError:
         packer = _packers.packer = msgpack.Packer(**_packer_options)
-    return packer.pack(obj)
+    data: bytes = packer.pack(obj)
+    return data
 
 
 def decode(data: bytes) -> Any:
-    """Strictly decode canonical msgpack; raise DecodeError on anything else."""
+    """Strictly decode canonical msgpack; raise DecodeError on anything else.
+
+    The value is ``Any`` on purpose: it has the shape the sender chose, and the
+    caller checks it field by field (``expect_*``, the typed decoders) before use."""
     if len(data) > MAX_DECODE_SIZE:
         raise DecodeError(message=f"{len(data)} bytes exceeds {MAX_DECODE_SIZE}")
     try:
@@ -114,14 +120,15 @@ def encode_array(elements: list[bytes]) -> bytes:
     return header + b"".join(elements)
 
 
-_FORMAT_SCALARS = frozenset({int, bytes, str})   # exact types: bool (an int subclass) is not one
-try:   # the same walk in C (optional extension, built with the package)
+_FORMAT_SCALARS = frozenset({int, bytes, str})  # exact types: bool (an int subclass) is not one
+_foreign_type: Callable[[object], str | None] | None
+try:  # the same walk in C (optional extension, built with the package)
     from node.primitives._formatcheck import foreign_type as _foreign_type
 except ImportError:
     _foreign_type = None
 
 
-def _reject_foreign_types(obj: Any) -> None:
+def _reject_foreign_types(obj: object) -> None:
     """Only int, bytes, str, bool-free nil-free arrays are part of the format."""
     if _foreign_type is not None:
         name = _foreign_type(obj)
@@ -131,14 +138,14 @@ def _reject_foreign_types(obj: Any) -> None:
     _reject_foreign_types_python(obj)
 
 
-def _reject_foreign_types_python(obj: Any) -> None:
-    """``_reject_foreign_types`` where ``node.primitives._formatcheck`` is not built (same answers)."""
-    stack = [[obj]]
+def _reject_foreign_types_python(obj: object) -> None:
+    """``_reject_foreign_types`` without the C extension ``_formatcheck`` (the same answers)."""
+    stack: list[list[object]] = [[obj]]
     while stack:
         for item in stack.pop():
             kind = type(item)
             if kind is list:
-                stack.append(item)
+                stack.append(cast("list[object]", item))  # mypy does not narrow through ``kind``
             elif kind not in _FORMAT_SCALARS:
                 name = "bool/nil" if kind is bool or item is None else kind.__name__
                 raise DecodeError(message=f"{name} is not part of the format")
@@ -146,7 +153,10 @@ def _reject_foreign_types_python(obj: Any) -> None:
 
 # --- shape helpers used by the typed decoders ----------------------------------
 
-def expect_list(obj: Any, length: int | None = None, what: str = "value") -> list:
+
+def expect_list(obj: object, length: int | None = None, what: str = "value") -> list[Any]:
+    """``obj`` if it is an array (of ``length`` elements if given); its elements are
+    still unchecked decoded values (``Any``, as ``decode`` returns)."""
     if not isinstance(obj, list):
         raise DecodeError(message=f"{what}: expected array")
     if length is not None and len(obj) != length:
@@ -154,7 +164,8 @@ def expect_list(obj: Any, length: int | None = None, what: str = "value") -> lis
     return obj
 
 
-def expect_int(obj: Any, lo: int, hi: int, what: str = "value") -> int:
+def expect_int(obj: object, lo: int, hi: int, what: str = "value") -> int:
+    """``obj`` if it is an integer (not a bool) in [lo, hi]."""
     if not isinstance(obj, int) or isinstance(obj, bool):
         raise DecodeError(message=f"{what}: expected integer")
     if not lo <= obj <= hi:
@@ -162,8 +173,10 @@ def expect_int(obj: Any, lo: int, hi: int, what: str = "value") -> int:
     return obj
 
 
-def expect_bytes(obj: Any, size: int | None = None, max_size: int | None = None,
-                 what: str = "value") -> bytes:
+def expect_bytes(
+    obj: object, size: int | None = None, max_size: int | None = None, what: str = "value"
+) -> bytes:
+    """``obj`` if it is a byte string of ``size`` bytes, or of at most ``max_size``."""
     if not isinstance(obj, bytes):
         raise DecodeError(message=f"{what}: expected bytes")
     if size is not None and len(obj) != size:
@@ -173,7 +186,8 @@ def expect_bytes(obj: Any, size: int | None = None, max_size: int | None = None,
     return obj
 
 
-def expect_str(obj: Any, max_size: int, what: str = "value") -> str:
+def expect_str(obj: object, max_size: int, what: str = "value") -> str:
+    """``obj`` if it is text of at most ``max_size`` characters."""
     if not isinstance(obj, str):
         raise DecodeError(message=f"{what}: expected text")
     if len(obj) > max_size:

@@ -4,6 +4,7 @@ Every consensus or policy rule raises one of these with a short, stable
 ``code`` (the same strings Bitcoin Core uses where a counterpart exists).
 Tests assert on the code; the API and logs report it.
 """
+
 from __future__ import annotations
 
 
