@@ -558,3 +558,23 @@ def test_eviction_raises_a_decaying_fee_floor(setup):
     clock.now += 10 * ROLLING_FEE_HALFLIFE
     assert pool.current_min_fee_rate() == pool.min_fee_rate        # decayed away
     assert pool.rolling_fee_rate == 0.0
+
+
+def test_accept_many_judges_a_conflict_again_after_a_forged_spend_fails(setup):
+    """A forged transaction (zero signature, higher fee rate) ahead of a valid one that
+    spends the same coin in one batch: the forgery is refused for its signature and the
+    valid one is accepted, not refused as a conflict with it."""
+    chain, wallet, coins = setup
+    pool = Mempool(chain)
+    forged = pay(chain, wallet, [coins[0]], 50_000, to=b"\x66" * 20)
+    body = forged.to_list()
+    body[1][0][2] = bytes(64)
+    forged = Transaction.from_list(body)
+    real = pay(chain, wallet, [coins[0]], 1000)
+    other = pay(chain, wallet, [coins[1]], 1000)
+    outcomes = pool.accept_many([forged, real, other])
+    assert outcomes[0].code == "bad-txns-signature"
+    assert getattr(outcomes[1], "txid", None) == real.txid
+    assert getattr(outcomes[2], "txid", None) == other.txid
+    assert set(pool.entries) == {real.txid, other.txid}
+    assert_pool_consistent(pool)

@@ -98,6 +98,9 @@ class Mempool:
         before its signatures are checked (so a child later in the batch finds
         its parent) and taken out again, with its descendants, if they fail.
         Replacements (RBF) are checked at once instead: they evict others.
+        A transaction refused as a conflict while the batch held one whose
+        signatures then failed is judged again once that one is gone: a forged
+        spend must not shut out the real one behind it.
         """
         outcomes: list[MempoolEntry | ObolError] = []
         pending: list[tuple[int, MempoolEntry, list]] = []
@@ -139,11 +142,23 @@ class Mempool:
                 except TxValidationError as exc:
                     outcomes[i] = exc
                     orphaned.update(tx.txid for tx in self.remove_with_descendants([entry.txid]))
+            self._retry_conflicts(txs, outcomes)
         self._trim()
         for i, entry, _ in pending:
             if outcomes[i] is entry and entry.txid not in self.entries:
                 outcomes[i] = PolicyError("mempool-full", "fee rate too low to enter the full mempool")
         return outcomes
+
+    def _retry_conflicts(self, txs: list[Transaction],
+                         outcomes: list[MempoolEntry | ObolError]) -> None:
+        """After a batch lost transactions to bad signatures: judge again, in order, each
+        one refused as a conflict (its conflict may have been one of those)."""
+        for i, (tx, outcome) in enumerate(zip(txs, outcomes, strict=True)):
+            if isinstance(outcome, MempoolConflictError):
+                try:
+                    outcomes[i] = self.accept(tx)
+                except ObolError as exc:
+                    outcomes[i] = exc
 
     def _prepare(self, tx: Transaction, txn=None) -> tuple[MempoolEntry, list, set[bytes]]:
         """Every check but the signatures: the entry, its signature checks and the
