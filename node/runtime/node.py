@@ -24,6 +24,7 @@ from node.primitives.block import Block
 from node.chain.chainstate import AcceptResult, AcceptStatus, BatchResult, ChainState
 from node.runtime.events import EventHub
 from node.storage.mapbudget import MapBudget
+from node.mempool.persist import MEMPOOL_FILE, load_mempool, save_mempool
 from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
 from node.p2p.messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
                        MSG_NOTFOUND, MSG_POWBLOCK, MSG_TX)
@@ -64,6 +65,7 @@ class NodeConfig:
     sig_threads: int = 0                        # signature-check threads; 0 = one per core
     stall_timeout: float = 10.0                 # seconds before a block download is re-requested
     max_mempool: int = MAX_MEMPOOL_USAGE        # bytes of memory the mempool may use
+    persist_mempool: bool = True                # save the mempool on stop, load it at start
 
 
 class Node:
@@ -119,6 +121,8 @@ class Node:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.persist_mempool:
+            await self.in_chain(self._load_mempool)
         await self.peers.start()
         for host, port in self.config.peers:
             self.peers.add_persistent_peer(host, port)
@@ -134,6 +138,8 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sync.stop()
         await self.peers.stop()
+        if self.config.persist_mempool:
+            await self.in_chain(self._save_mempool)
         # Let a block being connected finish: its LMDB transaction commits or aborts whole.
         self._chain_thread.shutdown(wait=True)
         self.chain.close()
@@ -143,6 +149,25 @@ class Node:
         if self.miner_address is None:
             raise ValueError("the miner needs an address (--miner-address)")
         self.miner.start()
+
+    def _load_mempool(self) -> None:
+        """On the chain thread: the mempool saved at the last clean stop, validated anew."""
+        path = self.config.datadir / MEMPOOL_FILE
+        started = time.perf_counter()
+        accepted, dropped = load_mempool(self.mempool, path)
+        if accepted or dropped:
+            log.info("loaded %d mempool transaction(s) from %s, %d dropped (%.0f ms)", accepted,
+                     path.name, dropped, (time.perf_counter() - started) * 1000)
+
+    def _save_mempool(self) -> None:
+        """On the chain thread, once no peer can add more: the mempool to ``mempool.dat``."""
+        path = self.config.datadir / MEMPOOL_FILE
+        try:
+            count = save_mempool(self.mempool, path)
+        except OSError as exc:
+            log.error("cannot save the mempool to %s: %s", path, exc)
+            return
+        log.info("saved %d mempool transaction(s) to %s", count, path.name)
 
     async def _expire_loop(self) -> None:
         while True:
