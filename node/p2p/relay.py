@@ -26,6 +26,7 @@ from node.chain.index import BlockStatus
 from node.mempool.pool import Mempool
 from node.p2p import punish
 from node.p2p.early_relay import EarlyRelay
+from node.p2p.frames import FrameCache
 from node.p2p.messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV,
                                MSG_MEMPOOL, MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block,
                                parse_empty, parse_inv, parse_tx, payload_around)
@@ -41,6 +42,8 @@ log = logging.getLogger("obol.relay")
 RECENT_REJECTS = 20_000          # txids remembered as invalid, not fetched again
 P = TypeVar("P")
 MAX_BLOCKS_ANNOUNCED = 8         # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
+GETDATA_SEND_PAUSE = 4 * 1024 * 1024   # bytes queued to a peer above which getdata waits (Core: 5 MB)
+GETDATA_TXS_PER_TURN = 200       # transactions served from one getdata between two turns of the loop
 
 
 def block_payload(raw_block: bytes) -> bytes:
@@ -61,6 +64,7 @@ class Relay:
         self.port = port
         self.punisher = punisher
         self.rejects = BoundedSet(RECENT_REJECTS)
+        self.frames = FrameCache()
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -90,24 +94,50 @@ class Relay:
             self.sync.schedule()
 
     async def handle_getdata(self, peer: Peer, body: object) -> None:
+        """Serve a ``getdata`` incrementally (Bitcoin Core: ``ProcessGetData``): one block per
+        turn of the event loop, waiting while the peer's send queue holds GETDATA_SEND_PAUSE
+        bytes or more, and stopping as soon as the peer is gone.  The peer's next message
+        is read only once this one is served, as in Core."""
         items = _parse(parse_inv, body)
         missing = []
+        since_yield = 0
         for item in items:
+            if peer.closed:
+                return
             if item.kind == INV_BLOCK:
-                index_entry = self.chain.index.get(item.hash)
-                raw = self.chain.reader.get_block_raw(item.hash)
-                if raw is None or (index_entry is not None and index_entry.status == BlockStatus.INVALID):
-                    missing.append(item)     # never hand on a block known to break a rule
-                else:
-                    peer.send_frame(self.port.frame(block_payload(raw)))
-            else:
-                entry = self.mempool.get(item.hash)
-                if entry is None:
+                await peer.wait_send_below(GETDATA_SEND_PAUSE)
+                frame = self._block_frame(item.hash)
+                if frame is None:
                     missing.append(item)
-                else:                        # the pool keeps the checked bytes: send them as they are
-                    peer.send_frame(self.port.frame(payload_around(MSG_TX, entry.raw)))
-        if missing:
+                else:
+                    peer.send_frame(frame)
+                await asyncio.sleep(0)       # one block per turn: the loop serves everyone else
+                since_yield = 0
+                continue
+            entry = self.mempool.get(item.hash)
+            if entry is None:
+                missing.append(item)
+            else:                            # the pool keeps the checked bytes: send them as they are
+                peer.send_frame(self.port.frame(payload_around(MSG_TX, entry.raw)))
+            since_yield += 1
+            if since_yield >= GETDATA_TXS_PER_TURN:
+                await peer.wait_send_below(GETDATA_SEND_PAUSE)
+                await asyncio.sleep(0)
+                since_yield = 0
+        if missing and not peer.closed:
             peer.send(MSG_NOTFOUND, inv_body(missing))
+
+    def _block_frame(self, block_hash: bytes) -> bytes | None:
+        """The frame of a stored block to serve, from the cache of recent frames; None if
+        it is not stored or known to break a rule (never hand such a block on)."""
+        index_entry = self.chain.index.get(block_hash)
+        if index_entry is not None and index_entry.status == BlockStatus.INVALID:
+            return None
+
+        def make() -> bytes | None:
+            raw = self.chain.reader.get_block_raw(block_hash)
+            return self.port.frame(block_payload(raw)) if raw is not None else None
+        return self.frames.get(block_hash, make)
 
     async def handle_notfound(self, peer: Peer, body: object) -> None:
         items = _parse(parse_inv, body)
@@ -204,6 +234,7 @@ class Relay:
         """Push newly connected blocks to every peer that does not have them."""
         for block in blocks[-MAX_BLOCKS_ANNOUNCED:]:
             frame = self.port.frame(block_payload(block.raw))
+            self.frames.put(block.hash, frame)     # the peers that lacked it may ask again
             for state in self.peers.values():
                 if block.hash not in state.known:
                     state.known.add(block.hash)
