@@ -110,6 +110,7 @@ class Peer:
         self._send_queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0  # bytes queued or being written, not yet drained
         self._send_ready = asyncio.Event()  # the writer has work (or must exit)
+        self._drained = asyncio.Event()  # the writer handed bytes to the OS (or the peer closed)
         self._closed_event = asyncio.Event()
         self._handshake_done = asyncio.Event()  # established, or closed before that
         self._writer_task: asyncio.Task[None] | None = None
@@ -252,6 +253,14 @@ class Peer:
         self._send_ready.set()
         return True
 
+    async def wait_send_below(self, limit: int) -> None:
+        """Return once fewer than ``limit`` bytes are queued for this peer, or it closed: a
+        handler with much to send (a ``getdata`` of many blocks) waits here instead of
+        filling the queue up to ``max_send_queue`` (Bitcoin Core: ``fPauseSend``)."""
+        while self._queued_bytes >= limit and not self.closed:
+            self._drained.clear()
+            await self._drained.wait()
+
     async def _write_loop(self) -> None:
         """Drain the send queue into the socket, batching frames."""
         try:
@@ -269,6 +278,7 @@ class Peer:
                     self.bytes_out += size
                     await self._writer.drain()
                     self._queued_bytes -= size
+                    self._drained.set()
         except (ConnectionError, OSError) as exc:
             if not self.closed:
                 log.info("peer %s write failed: %s", self.label, exc)
@@ -325,6 +335,7 @@ class Peer:
         self._send_queue.clear()
         self._writer.transport.abort()
         self._send_ready.set()
+        self._drained.set()
         self._handshake_done.set()
         self._closed_event.set()
         for _, future in self._pings.values():

@@ -33,6 +33,9 @@ class BoundedSet:
     def __contains__(self, item: object) -> bool:
         return item in self._items
 
+    def clear(self) -> None:
+        self._items.clear()
+
 
 @dataclass(eq=False)
 class PeerState:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from network.peer import Peer
 from node.chain.chainstate import AcceptResult, AcceptStatus, ChainState
 from node.chain.index import BlockStatus
+from node.mempool.orphans import OrphanTxPool
 from node.mempool.pool import Mempool
 from node.p2p import punish
 from node.p2p.early_relay import EarlyRelay
@@ -34,7 +35,7 @@ from node.p2p.peerstate import BoundedSet, PeerTable
 from node.p2p.ports import NodePort, Punisher
 from node.p2p.sync import BlockSync
 from node.primitives.block import Block, short_hash
-from node.primitives.errors import DecodeError, ObolError, ValidationError
+from node.primitives.errors import DecodeError, MissingInputsError, ObolError, ValidationError
 from node.primitives.tx import Transaction
 
 log = logging.getLogger("obol.relay")
@@ -63,7 +64,11 @@ class Relay:
         self.early = early
         self.port = port
         self.punisher = punisher
-        self.rejects = BoundedSet(RECENT_REJECTS)
+        self.rejects = BoundedSet(RECENT_REJECTS)          # invalid: never fetched again
+        self.recent_rejects = BoundedSet(RECENT_REJECTS)   # refused at this tip (Core: m_recent_rejects)
+        # an orphan pushed out or expired is refused until the tip moves, not validated again
+        self.orphans = OrphanTxPool(on_evict=self.recent_rejects.add)
+        self.validating: set[bytes] = set()   # txids queued for the mempool, not yet decided
         self.frames = FrameCache()
 
     # --- inbound ---------------------------------------------------------------------------
@@ -78,7 +83,7 @@ class Relay:
         for item in items:
             state.known.add(item.hash)
             if item.kind == INV_TX:
-                if item.hash not in self.mempool and item.hash not in self.rejects:
+                if not self._tx_known(item.hash):
                     wanted.append(item)
             else:
                 entry = self.chain.index.get(item.hash)
@@ -148,27 +153,82 @@ class Relay:
         state = self.peers.get(peer)
         if state is not None:
             state.known.add(tx.txid)
-        if tx.txid in self.mempool or tx.txid in self.rejects:
+        if self._tx_known(tx.txid):
             return
+        self._validate_tx(tx, peer)
+
+    def _tx_known(self, txid: bytes) -> bool:
+        """Seen before: in the pool, refused (for good, or since the tip last changed), or
+        waiting for a parent.  Such a transaction is neither fetched nor validated again."""
+        return (txid in self.mempool or txid in self.validating or txid in self.rejects
+                or txid in self.recent_rejects or txid in self.orphans)
+
+    def _validate_tx(self, tx: Transaction, peer: Peer) -> None:
         # Validated without holding the peer's next message, so a stream of
         # transactions is checked in batches (signatures in parallel).
-        self.port.queue_tx(tx, source=peer, on_outcome=lambda outcome: self._tx_outcome(peer, tx, outcome))
+        self.validating.add(tx.txid)
+        self.port.queue_tx(tx, peer, lambda outcome: self._tx_outcome(peer, tx, outcome))
 
     def _tx_outcome(self, peer: Peer, tx: Transaction, outcome: object) -> None:
+        self.validating.discard(tx.txid)
         if not isinstance(outcome, BaseException):
             return
         exc = outcome
         if not isinstance(exc, ObolError):
             log.error("tx %s from %s: internal error: %r", tx.txid.hex()[:16], peer.label, exc)
             return
+        if isinstance(exc, MissingInputsError):
+            self._keep_orphan(tx, peer)
+            return
         verdict = punish.for_tx(exc)
         if not verdict.score:
             log.debug("tx %s from %s not accepted: %s (%s)", tx.txid.hex()[:16], peer.label, exc,
                       verdict.reason)
+            self.recent_rejects.add(tx.txid)
             return
         self.rejects.add(tx.txid)
         self.punisher.misbehaving(peer, verdict.score, exc.code,
                                   f"invalid tx {tx.txid.hex()}: {exc.message}")
+
+    def _keep_orphan(self, tx: Transaction, peer: Peer) -> None:
+        """A transaction whose inputs are unknown: keep it for a while and ask its sender
+        for the parents we lack (Bitcoin Core does the same)."""
+        if peer.closed:
+            return
+        self.orphans.expire(time.monotonic())
+        if not self.orphans.add(tx, peer.id, time.monotonic()):
+            return
+        parents = {txin.prev_txid for txin in tx.inputs}
+        wanted = [InvItem(INV_TX, p) for p in sorted(parents) if not self._tx_known(p)]
+        log.debug("tx %s from %s is an orphan (%d orphans); asking for %d parent(s)",
+                  tx.txid.hex()[:16], peer.label, len(self.orphans), len(wanted))
+        if wanted:
+            peer.send(MSG_GETDATA, inv_body(wanted))
+
+    def tx_accepted(self, tx: Transaction, source: Peer | None) -> None:
+        """A transaction entered the mempool: announce it, and offer the orphans that spend
+        it to the mempool again."""
+        self.announce_tx(tx, exclude=source)
+        self._revisit_orphans([tx.txid])
+
+    def tip_changed(self, connected: list[Block]) -> None:
+        """The tip moved: what was refused against the old tip may be valid now, what a
+        block confirmed is no orphan, and an orphan whose parent it confirmed may fit."""
+        self.recent_rejects.clear()
+        txids = [tx.txid for block in connected for tx in block.txs]
+        self.orphans.forget(txids)
+        self._revisit_orphans(txids)
+
+    def _revisit_orphans(self, parents: list[bytes]) -> None:
+        for parent in parents:
+            for orphan in self.orphans.children_of(parent):
+                state = self.peers.by_id(orphan.peer)
+                if state is not None:     # its sender still answers for it
+                    self._validate_tx(orphan.tx, state.peer)
+
+    async def on_disconnected(self, peer: Peer) -> None:
+        """Forget a peer's orphans: nobody would answer for them."""
+        self.orphans.peer_gone(peer.id)
 
     async def handle_block(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block its sender validated (or that we asked for): any invalidity is its fault."""

@@ -117,6 +117,7 @@ class Node:
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)
         p.on_disconnected.append(s.on_disconnected)
+        p.on_disconnected.append(r.on_disconnected)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class Node:
                 for tx in block.txs[1:]:
                     if tx.txid in self.mempool:
                         self.relay.announce_tx(tx)
+        self.relay.tip_changed(result.connected)
         syncing = self.sync.syncing
         if result.connected and not syncing:
             self.relay.announce_blocks(result.connected)
@@ -324,9 +326,9 @@ class Node:
 
     def _finish_txs(self, items: list[tuple[Transaction, Any]], outcomes: list) -> None:
         """Relay and announce a processed batch (while the chain thread takes the next)."""
-        for (tx, source), outcome in zip(items, outcomes):
+        for (tx, source), outcome in zip(items, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
-                self.relay.announce_tx(tx, exclude=source)
+                self.relay.tx_accepted(tx, source)
         accepted = [o for o in outcomes if not isinstance(o, BaseException)]
         self.txs_validated += len(accepted)
         if accepted:
