@@ -13,11 +13,10 @@ from .frames import (CHECKSUM_SIZE, HEADER_SIZE, MAX_PAYLOAD_SIZE, FrameDecoder,
                      encode_frame)
 from .manager import Handler, NetCounters, PeerCallback, PeerManager
 from .peer import ConnectionKind, Direction, Peer
-from .protocol import (ADDR, GETADDR, MAX_ADDR, MAX_TYPE_LENGTH, MAX_USER_AGENT_LENGTH,
-                       MIN_PROTOCOL_VERSION, NETWORK_MESSAGE_TYPES, PING, PONG, PROTOCOL_VERSION,
-                       VERACK, VERSION, AddrEntry, Codec, VersionMessage, decode_envelope,
-                       encode_envelope)
-from .session import BAN_THRESHOLD
+from .protocol import (ADDR, BAN_THRESHOLD, GETADDR, MAX_ADDR, MAX_TYPE_LENGTH,
+                       MAX_USER_AGENT_LENGTH, MIN_PROTOCOL_VERSION, NETWORK_MESSAGE_TYPES, PING,
+                       PONG, PROTOCOL_VERSION, VERACK, VERSION, AddrEntry, Codec, VersionMessage,
+                       decode_envelope, encode_envelope)
 
 __all__ = [
     "ADDR", "AddrBook", "AddrEntry", "BAN_THRESHOLD", "Ban", "BanList", "CHECKSUM_SIZE",

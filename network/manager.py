@@ -34,10 +34,11 @@ from .errors import NetworkError
 from .frames import encode_frame
 from .outbound import Dialler
 from .peer import Address, ConnectionKind, Direction, Peer
-from .protocol import (GENESIS_HASH_SIZE, NETWORK_MESSAGE_TYPES, Codec, canonical_host,
-                       encode_envelope, format_address, is_valid_type_name)
+from .keepalive import ping
+from .protocol import (BAN_THRESHOLD, GENESIS_HASH_SIZE, NETWORK_MESSAGE_TYPES, NONCE_BITS, Codec,
+                       canonical_host, encode_envelope, format_address, is_valid_type_name)
 from .ratelimit import TokenBucket
-from .session import BAN_THRESHOLD, Session, ping
+from .session import Session
 
 log = logging.getLogger("obol.net")
 
@@ -76,7 +77,7 @@ class PeerManager:
         self.best_height = best_height  # our best height, announced in `version`
         self.config = config or NetConfig()
         self.datadir = Path(datadir) if datadir is not None else None
-        self.nonce = secrets.randbits(64)  # this instance's `version` nonce
+        self.nonce = secrets.randbits(NONCE_BITS)  # this instance's `version` nonce
         self.banlist = BanList(self.datadir / BANS_FILE if self.datadir else None)
         self.addrbook = AddrBook(self.datadir / PEERS_FILE if self.datadir else None)
         #: async callbacks run (in order) when a peer completes its handshake
@@ -332,7 +333,7 @@ class PeerManager:
             counters.closed_messages_out += peer.messages_out
 
     async def ping(self, peer: Peer, timeout: float | None = None) -> float:
-        """Ping ``peer`` now; return the round trip in seconds (see session.ping)."""
+        """Ping ``peer`` now; return the round trip in seconds (see keepalive.ping)."""
         return await ping(peer, timeout if timeout is not None else self.config.ping_timeout)
 
     # --- misbehaviour and bans ----------------------------------------------------
