@@ -22,27 +22,77 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
+from .addrman import AddrBook
+from .config import NetConfig
+from .counters import NetCounters
 from .errors import FrameError, MessageError, Misbehaviour, NetworkError
+from .handlers import MessageHandler, PeerCallback
 from .keepalive import ping_loop
+from .outbound import Dialler
 from .peer import Direction, Peer, ReceivedMessage
 from .protocol import (ADDR, BAN_THRESHOLD, GETADDR, MAX_ADDR, MIN_PROTOCOL_VERSION,
                        NETWORK_MESSAGE_TYPES, PING, PONG, VERACK, VERSION, AddrEntry,
                        VersionMessage, check_empty, decode_addr, encode_addr, ping_nonce)
-
-if TYPE_CHECKING:
-    from .manager import PeerCallback, PeerManager
 
 log = logging.getLogger("obol.net")
 
 MAX_LOOP_HOLD = 0.001  # seconds one peer's messages may run before other tasks get a turn
 
 
+class SessionHost(Protocol):
+    """What a Session needs of its owner (the PeerManager): exactly this, so the
+    session does not import the manager that creates it."""
+
+    @property
+    def config(self) -> NetConfig: ...
+
+    @property
+    def magic(self) -> bytes: ...  # our network magic, announced in `version`
+
+    @property
+    def genesis_hash(self) -> bytes: ...  # peers with another genesis are another network
+
+    @property
+    def nonce(self) -> int: ...  # our `version` nonce: meeting it again means ourselves
+
+    @property
+    def listen_port(self) -> int | None: ...
+
+    @property
+    def addrbook(self) -> AddrBook: ...
+
+    @property
+    def dialler(self) -> Dialler: ...
+
+    @property
+    def counters(self) -> NetCounters: ...
+
+    @property
+    def on_established(self) -> Sequence[PeerCallback]: ...
+
+    @property
+    def on_disconnected(self) -> Sequence[PeerCallback]: ...
+
+    def best_height(self) -> int: ...
+
+    def connections(self) -> list[Peer]: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
+
+    def handler(self, msg_type: str) -> MessageHandler | None: ...
+
+    def misbehaving(self, peer: Peer, score: int, code: str, message: str = "") -> None: ...
+
+    def forget(self, peer: Peer) -> None: ...
+
+
 class Session:
     """Runs the protocol of one connection on behalf of its PeerManager."""
 
-    def __init__(self, manager: PeerManager, peer: Peer) -> None:
+    def __init__(self, manager: SessionHost, peer: Peer) -> None:
         self.manager = manager  # owner: configuration, handlers, address book, bans
         self.peer = peer  # the connection this session drives
         self._ping_task: asyncio.Task[None] | None = None
@@ -227,10 +277,7 @@ class Session:
                 return
             peer.busy = True
             try:
-                if manager.wants_bytes(msg.type):
-                    await handler(peer, msg.body, msg.body_bytes())
-                else:
-                    await handler(peer, msg.body)
+                await handler(peer, msg)
             finally:
                 peer.busy = False
         except Misbehaviour as exc:
