@@ -11,21 +11,21 @@ from .config import NetConfig
 from .errors import FrameError, MessageError, Misbehaviour, NetworkError
 from .frames import (CHECKSUM_SIZE, HEADER_SIZE, MAX_PAYLOAD_SIZE, FrameDecoder, checksum,
                      encode_frame)
-from .manager import Handler, NetCounters, PeerCallback, PeerManager
+from .counters import NetCounters
+from .handlers import BytesHandler, Handler, PeerCallback
+from .manager import PeerManager
 from .peer import ConnectionKind, Direction, Peer
-from .protocol import (ADDR, GETADDR, MAX_ADDR, MAX_TYPE_LENGTH, MAX_USER_AGENT_LENGTH,
-                       MIN_PROTOCOL_VERSION, NETWORK_MESSAGE_TYPES, PING, PONG, PROTOCOL_VERSION,
-                       VERACK, VERSION, AddrEntry, Codec, VersionMessage, decode_envelope,
-                       encode_envelope)
-from .session import BAN_THRESHOLD
+from .protocol import (ADDR, BAN_THRESHOLD, GETADDR, MAX_ADDR, MAX_TYPE_LENGTH,
+                       MAX_USER_AGENT_LENGTH, MIN_PROTOCOL_VERSION, NETWORK_MESSAGE_TYPES, PING,
+                       PONG, PROTOCOL_VERSION, VERACK, VERSION, AddrEntry, Codec, VersionMessage,
+                       decode_envelope, encode_envelope)
 
 __all__ = [
-    "ADDR", "AddrBook", "AddrEntry", "BAN_THRESHOLD", "Ban", "BanList", "CHECKSUM_SIZE",
-    "Codec", "ConnectionKind", "Direction", "FrameDecoder", "FrameError", "GETADDR",
-    "HEADER_SIZE", "Handler", "KnownAddress", "MAX_ADDR", "MAX_PAYLOAD_SIZE",
+    "ADDR", "AddrBook", "AddrEntry", "BAN_THRESHOLD", "Ban", "BanList", "BytesHandler",
+    "CHECKSUM_SIZE", "Codec", "ConnectionKind", "Direction", "FrameDecoder", "FrameError",
+    "GETADDR", "HEADER_SIZE", "Handler", "KnownAddress", "MAX_ADDR", "MAX_PAYLOAD_SIZE",
     "MAX_TYPE_LENGTH", "MAX_USER_AGENT_LENGTH", "MIN_PROTOCOL_VERSION", "MessageError",
-    "Misbehaviour", "NETWORK_MESSAGE_TYPES", "NetConfig", "NetCounters", "NetworkError",
-    "PING", "PONG", "PROTOCOL_VERSION", "Peer", "PeerCallback", "PeerManager", "VERACK",
-    "VERSION", "VersionMessage", "checksum", "decode_envelope", "encode_envelope",
-    "encode_frame",
+    "Misbehaviour", "NETWORK_MESSAGE_TYPES", "NetConfig", "NetCounters", "NetworkError", "PING",
+    "PONG", "PROTOCOL_VERSION", "Peer", "PeerCallback", "PeerManager", "VERACK", "VERSION",
+    "VersionMessage", "checksum", "decode_envelope", "encode_envelope", "encode_frame",
 ]

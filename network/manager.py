@@ -23,41 +23,27 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .addrman import PEERS_FILE, AddrBook
 from .bans import BANS_FILE, Ban, BanList
 from .config import NetConfig
+from .counters import NetCounters
 from .errors import NetworkError
 from .frames import encode_frame
+from .handlers import BytesHandler, Handler, MessageHandler, PeerCallback
+from .keepalive import ping
 from .outbound import Dialler
-from .peer import Address, ConnectionKind, Direction, Peer
-from .protocol import (GENESIS_HASH_SIZE, NETWORK_MESSAGE_TYPES, Codec, canonical_host,
-                       encode_envelope, format_address, is_valid_type_name)
+from .peer import Address, ConnectionKind, Direction, Peer, ReceivedMessage
+from .protocol import (BAN_THRESHOLD, GENESIS_HASH_SIZE, NETWORK_MESSAGE_TYPES, NONCE_BITS, Codec,
+                       canonical_host, encode_envelope, format_address, is_valid_type_name)
 from .ratelimit import TokenBucket
-from .session import BAN_THRESHOLD, Session, ping
+from .session import Session
 
 log = logging.getLogger("obol.net")
 
 STOP_GRACE = 5.0  # seconds stop() lets closed connections finish before cancelling them
-
-Handler = Callable[[Peer, Any], Awaitable[None]]
-PeerCallback = Callable[[Peer], Awaitable[None]]
-
-
-@dataclass
-class NetCounters:
-    """Running totals since start, for metrics."""
-
-    closed_bytes_in: int = 0  # bytes read by connections that have since closed
-    closed_bytes_out: int = 0  # bytes written by connections that have since closed
-    closed_messages_in: int = 0  # messages received on connections that have since closed
-    closed_messages_out: int = 0  # messages sent on connections that have since closed
-    bans_issued: int = 0  # hosts banned for misbehaviour
-    unknown_messages: int = 0  # messages of a type nobody handles
-    handler_errors: int = 0  # unexpected exceptions raised by node/ handlers and callbacks
 
 
 class PeerManager:
@@ -76,15 +62,14 @@ class PeerManager:
         self.best_height = best_height  # our best height, announced in `version`
         self.config = config or NetConfig()
         self.datadir = Path(datadir) if datadir is not None else None
-        self.nonce = secrets.randbits(64)  # this instance's `version` nonce
+        self.nonce = secrets.randbits(NONCE_BITS)  # this instance's `version` nonce
         self.banlist = BanList(self.datadir / BANS_FILE if self.datadir else None)
         self.addrbook = AddrBook(self.datadir / PEERS_FILE if self.datadir else None)
         #: async callbacks run (in order) when a peer completes its handshake
         self.on_established: list[PeerCallback] = []
         #: async callbacks run when an established peer disconnects
         self.on_disconnected: list[PeerCallback] = []
-        self._handlers: dict[str, Handler] = {}  # node/ message type -> handler
-        self._with_bytes: set[str] = set()  # types whose handler also takes the body's bytes
+        self._handlers: dict[str, MessageHandler] = {}  # node/ message type -> its handler
         self._peers: dict[int, Peer] = {}  # every open connection by id
         self._next_id = 1
         self._server: asyncio.Server | None = None
@@ -166,7 +151,15 @@ class PeerManager:
 
     # --- registration (node/) -------------------------------------------------
 
-    def register(self, msg_type: str, handler: Handler, with_bytes: bool = False) -> None:
+    @overload
+    def register(self, msg_type: str, handler: Handler,
+                 with_bytes: Literal[False] = False) -> None: ...
+
+    @overload
+    def register(self, msg_type: str, handler: BytesHandler, with_bytes: Literal[True]) -> None: ...
+
+    def register(self, msg_type: str, handler: Callable[..., Awaitable[None]],
+                 with_bytes: bool = False) -> None:
         """Have ``await handler(peer, body)`` called for each ``msg_type`` message, or
         ``await handler(peer, body, body_bytes)`` with ``with_bytes``: the body's bytes as
         they came (its canonical encoding, as the codec accepts no other).
@@ -180,9 +173,8 @@ class PeerManager:
             raise ValueError(f"{msg_type!r} is handled by the network layer")
         if msg_type in self._handlers:
             raise ValueError(f"a handler for {msg_type!r} is already registered")
-        self._handlers[msg_type] = handler
-        if with_bytes:
-            self._with_bytes.add(msg_type)
+        self._handlers[msg_type] = (_with_body_bytes(handler) if with_bytes
+                                    else _with_body(handler))
 
     # --- connections ------------------------------------------------------------
 
@@ -314,13 +306,9 @@ class PeerManager:
 
     # --- used by the sessions ----------------------------------------------------
 
-    def handler(self, msg_type: str) -> Handler | None:
+    def handler(self, msg_type: str) -> MessageHandler | None:
         """The handler node/ registered for ``msg_type``, if any."""
         return self._handlers.get(msg_type)
-
-    def wants_bytes(self, msg_type: str) -> bool:
-        """Whether ``msg_type``'s handler takes the body's bytes too."""
-        return msg_type in self._with_bytes
 
     def forget(self, peer: Peer) -> None:
         """Drop a closed connection from the tables, keeping its traffic in the totals."""
@@ -332,7 +320,7 @@ class PeerManager:
             counters.closed_messages_out += peer.messages_out
 
     async def ping(self, peer: Peer, timeout: float | None = None) -> float:
-        """Ping ``peer`` now; return the round trip in seconds (see session.ping)."""
+        """Ping ``peer`` now; return the round trip in seconds (see keepalive.ping)."""
         return await ping(peer, timeout if timeout is not None else self.config.ping_timeout)
 
     # --- misbehaviour and bans ----------------------------------------------------
@@ -416,6 +404,20 @@ class PeerManager:
             "handler_errors": counters.handler_errors,
             "known_addresses": len(self.addrbook),
         }
+
+
+def _with_body(handler: Handler) -> MessageHandler:
+    """Deliver a message to ``handler(peer, body)``."""
+    def deliver(peer: Peer, msg: ReceivedMessage) -> Awaitable[None]:
+        return handler(peer, msg.body)
+    return deliver
+
+
+def _with_body_bytes(handler: BytesHandler) -> MessageHandler:
+    """Deliver a message to ``handler(peer, body, body_bytes)``."""
+    def deliver(peer: Peer, msg: ReceivedMessage) -> Awaitable[None]:
+        return handler(peer, msg.body, msg.body_bytes())
+    return deliver
 
 
 def _canonical(address: Address) -> Address:

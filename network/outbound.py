@@ -17,15 +17,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Iterator
+from typing import Any, Protocol
 
+from .addrman import AddrBook
+from .bans import BanList
+from .config import NetConfig
 from .errors import NetworkError
 from .peer import Address, ConnectionKind, Direction, Peer
 from .protocol import canonical_host, format_address
-
-if TYPE_CHECKING:
-    from .manager import PeerManager
 
 log = logging.getLogger("obol.net")
 
@@ -37,11 +37,38 @@ def _key(address: Address) -> Address:
     return (canonical_host(address[0]), int(address[1]))
 
 
+class DialHost(Protocol):
+    """What a Dialler needs of its owner (the PeerManager): exactly this, so the two
+    modules do not import each other and a test can dial through a stand-in."""
+
+    @property
+    def config(self) -> NetConfig: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def addrbook(self) -> AddrBook: ...
+
+    @property
+    def banlist(self) -> BanList: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
+
+    def connections(self) -> list[Peer]: ...
+
+    def find_connected(self, address: Address) -> Peer | None: ...
+
+    def busy_addresses(self) -> set[Address]: ...
+
+    async def dial(self, host: str, port: int, kind: ConnectionKind) -> Peer: ...
+
+
 class Dialler:
     """Keeps the outbound connections of one PeerManager."""
 
-    def __init__(self, manager: PeerManager) -> None:
-        self._manager = manager
+    def __init__(self, manager: DialHost) -> None:
+        self._manager = manager  # owner: configuration, address book, bans, the dial itself
         self._persistent: dict[Address, Address] = {}  # canonical key -> (host, port) as given
         self._persistent_tasks: dict[Address, asyncio.Task[None]] = {}  # key -> redial loop
         self._dialling: set[Address] = set()  # canonical targets with a dial in progress

@@ -205,7 +205,8 @@ class Peer:
                 self.messages_in += 1
                 # [type, body]: a one-byte array header, the type's encoding, then the body's
                 body_start = 1 + len(self._codec.encode(msg_type))
-                return ReceivedMessage(msg_type, body, len(payload) + HEADER_SIZE, payload, body_start)
+                return ReceivedMessage(msg_type, body, len(payload) + HEADER_SIZE, payload,
+                                       body_start)
             data = await self._reader.read(READ_CHUNK_SIZE)
             if not data:
                 return None

@@ -8,7 +8,8 @@ other type (``tx``, ``block``, ``headers``...) is owned by ``node/`` and
 reaches it through a registered handler.
 
 This module only converts between message bodies and typed values; what a
-node does with them (the handshake, pings, gossip) is in ``manager.py``.
+node does with them is in ``session.py`` (the handshake, gossip, dispatch) and
+``keepalive.py`` (pings).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ NONCE_BITS = 64  # size of version and ping nonces
 MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
 MAX_PORT = 65535
+BAN_THRESHOLD = 100  # misbehaviour score at which a peer is disconnected and banned
 
 VERSION = "version"
 VERACK = "verack"
@@ -180,15 +182,16 @@ def encode_addr(entries: list[AddrEntry]) -> list[Any]:
 def decode_addr(body: Any) -> list[AddrEntry]:
     """Entries of an ``addr`` body.
 
-    More than MAX_ADDR entries is Misbehaviour(100, ``oversized-addr``); an
-    entry of the wrong shape is MessageError ``bad-addr``.  Entries whose host
+    More than MAX_ADDR entries is Misbehaviour(BAN_THRESHOLD, ``oversized-addr``);
+    an entry of the wrong shape is MessageError ``bad-addr``.  Entries whose host
     is not an IP literal or whose port is 0 are shape-valid but unusable; the
     address book skips them.
     """
     if not isinstance(body, list):
         raise MessageError("bad-addr", "addr: expected array")
     if len(body) > MAX_ADDR:
-        raise Misbehaviour(100, "oversized-addr", f"addr carries {len(body)} > {MAX_ADDR} entries")
+        raise Misbehaviour(BAN_THRESHOLD, "oversized-addr",
+                           f"addr carries {len(body)} > {MAX_ADDR} entries")
     entries = []
     for item in body:
         f = _fields(item, ADDR, 3)

@@ -21,62 +21,78 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
+from .addrman import AddrBook
+from .config import NetConfig
+from .counters import NetCounters
 from .errors import FrameError, MessageError, Misbehaviour, NetworkError
+from .handlers import MessageHandler, PeerCallback
+from .keepalive import ping_loop
+from .outbound import Dialler
 from .peer import Direction, Peer, ReceivedMessage
-from .protocol import (ADDR, GETADDR, MAX_ADDR, MIN_PROTOCOL_VERSION, NETWORK_MESSAGE_TYPES, PING,
-                       PONG, VERACK, VERSION, AddrEntry, VersionMessage, check_empty, decode_addr,
-                       encode_addr, ping_nonce)
-
-if TYPE_CHECKING:
-    from .manager import PeerCallback, PeerManager
+from .protocol import (ADDR, BAN_THRESHOLD, GETADDR, MAX_ADDR, MIN_PROTOCOL_VERSION,
+                       NETWORK_MESSAGE_TYPES, PING, PONG, VERACK, VERSION, AddrEntry,
+                       VersionMessage, check_empty, decode_addr, encode_addr, ping_nonce)
 
 log = logging.getLogger("obol.net")
 
-BAN_THRESHOLD = 100  # misbehaviour score at which a peer is disconnected and banned
 MAX_LOOP_HOLD = 0.001  # seconds one peer's messages may run before other tasks get a turn
 
 
-async def ping(peer: Peer, timeout: float) -> float:
-    """Ping ``peer`` and return the round trip in seconds.
+class SessionHost(Protocol):
+    """What a Session needs of its owner (the PeerManager): exactly this, so the
+    session does not import the manager that creates it."""
 
-    A peer that does not answer within ``timeout`` is disconnected
-    (``ping-timeout``, never banned).  While one of our handlers is still busy
-    with this peer's messages the wait is extended: our own slowness is not
-    the peer's fault.  Raises NetworkError if the peer closes or times out.
-    """
-    if peer.closed or not peer.established:
-        raise NetworkError("not-connected", f"peer {peer.label} is not established")
-    nonce = secrets.randbits(64)
-    future = peer.expect_pong(nonce)
-    peer.send(PING, [nonce])
-    try:
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), timeout)
-            except TimeoutError:
-                if peer.busy and not peer.closed:
-                    continue
-                if not peer.closed:
-                    log.info("peer %s disconnected: no pong within %.1fs", peer.label, timeout)
-                    peer.close("ping-timeout")
-                raise NetworkError("ping-timeout", peer.label) from None
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if future.cancelled() and task is not None and not task.cancelling():
-                    raise NetworkError("peer-closed", peer.label) from None
-                raise
-    finally:
-        peer.forget_ping(nonce)
+    @property
+    def config(self) -> NetConfig: ...
+
+    @property
+    def magic(self) -> bytes: ...  # our network magic, announced in `version`
+
+    @property
+    def genesis_hash(self) -> bytes: ...  # peers with another genesis are another network
+
+    @property
+    def nonce(self) -> int: ...  # our `version` nonce: meeting it again means ourselves
+
+    @property
+    def listen_port(self) -> int | None: ...
+
+    @property
+    def addrbook(self) -> AddrBook: ...
+
+    @property
+    def dialler(self) -> Dialler: ...
+
+    @property
+    def counters(self) -> NetCounters: ...
+
+    @property
+    def on_established(self) -> Sequence[PeerCallback]: ...
+
+    @property
+    def on_disconnected(self) -> Sequence[PeerCallback]: ...
+
+    def best_height(self) -> int: ...
+
+    def connections(self) -> list[Peer]: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
+
+    def handler(self, msg_type: str) -> MessageHandler | None: ...
+
+    def misbehaving(self, peer: Peer, score: int, code: str, message: str = "") -> None: ...
+
+    def forget(self, peer: Peer) -> None: ...
 
 
 class Session:
     """Runs the protocol of one connection on behalf of its PeerManager."""
 
-    def __init__(self, manager: PeerManager, peer: Peer) -> None:
+    def __init__(self, manager: SessionHost, peer: Peer) -> None:
         self.manager = manager  # owner: configuration, handlers, address book, bans
         self.peer = peer  # the connection this session drives
         self._ping_task: asyncio.Task[None] | None = None
@@ -212,7 +228,9 @@ class Session:
         elif peer.listen_address is not None:
             host, port = peer.listen_address
             manager.addrbook.add([(host, port, time.time())], source=peer.host)
-        self._ping_task = manager.spawn(self._ping_loop(), f"peer-{peer.id}-ping")
+        cfg = manager.config
+        self._ping_task = manager.spawn(ping_loop(peer, cfg.ping_interval, cfg.ping_timeout),
+                                        f"peer-{peer.id}-ping")
         for callback in list(manager.on_established):
             await self._run_callback(callback, "on_established")
         manager.dialler.wake()
@@ -259,10 +277,7 @@ class Session:
                 return
             peer.busy = True
             try:
-                if manager.wants_bytes(msg.type):
-                    await handler(peer, msg.body, msg.body_bytes())
-                else:
-                    await handler(peer, msg.body)
+                await handler(peer, msg)
             finally:
                 peer.busy = False
         except Misbehaviour as exc:
@@ -307,16 +322,6 @@ class Session:
         known = self.manager.addrbook.for_gossip(MAX_ADDR, exclude=exclude)
         entries = [AddrEntry(k.host, k.port, int(max(k.last_seen, k.last_success))) for k in known]
         peer.send(ADDR, encode_addr(entries))
-
-    async def _ping_loop(self) -> None:
-        """Ping right after the handshake, then every ping_interval."""
-        cfg = self.manager.config
-        while not self.peer.closed:
-            try:
-                await ping(self.peer, cfg.ping_timeout)
-            except NetworkError:
-                return
-            await asyncio.sleep(cfg.ping_interval)
 
     # --- the end --------------------------------------------------------------------
 

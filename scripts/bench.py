@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import math
 import os
 import platform
 import shlex
@@ -37,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -46,87 +44,12 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
-from node.consensus.params import REGTEST  # noqa: E402
-from scripts import bench_chain as bc  # noqa: E402
-from scripts.bench_net import BenchError, NodeProc, Profiler, summarize_profile  # noqa: E402
+from scripts.bench_harness import QUICK, Bench, Figure, Sizes, log  # noqa: E402
+from scripts.bench_net import BenchError, Profiler, summarize_profile  # noqa: E402
 
 BENCHMARKS = ("signatures", "mempool", "sync", "empty", "propagation", "mining", "reorg", "memory")
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
-
-
-@dataclass(frozen=True)
-class Sizes:
-    sig_seconds: float = 2.0          # each signature-limit measurement
-    sig_repeats: int = 3
-    sig_near_seconds: float = 1.0     # single-core limit measured again next to a rate run
-    p2p_txs: int = 20_000             # per P2P run (2-3 s: 12,000 caught more of the machine's swings)
-    api_txs: int = 8_000              # per API run
-    mempool_repeats: int = 3
-    api_concurrency: int = 32
-    chain_height: int = 2_100         # blocks of the sync chain (100 before coinbases mature)
-    chain_txs: int = 100_000          # its 1-in/2-out transactions
-    sync_repeats: int = 3             # fresh nodes timed syncing it (the median counts)
-    empty_blocks: int = 5_000
-    propagation_blocks: int = 20
-    miner_seconds: float = 3.0
-    miner_repeats: int = 4
-    reorg_depths: tuple[int, ...] = (7, 10, 100)
-    reorg_repeats: int = 5            # switches timed per depth below 100 (their median counts)
-    reorg_block_txs: int = 50         # transactions per block on both branches
-    fill_mb: int = 0                  # memory node's --maxmempool in MB (0: the node's default)
-    fill_jobs: int = 8                # independent parent/child lists, one P2P peer each
-    idle_seconds: float = 5.0
-
-
-QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, sig_near_seconds=0.2, p2p_txs=1_000, api_txs=1_000,
-              mempool_repeats=1, sync_repeats=1, chain_height=200, chain_txs=2_000,
-              empty_blocks=300, propagation_blocks=5,
-              miner_seconds=1.0, miner_repeats=1, reorg_repeats=1, reorg_block_txs=5, fill_mb=5,
-              fill_jobs=2, idle_seconds=1.0)
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    limit: float | None = None        # the limit's value, same unit as ``value`` unless noted
-    limit_name: str | None = None
-    target: float | None = None       # threshold on ``target_of``
-    target_of: str = "ratio"          # "ratio" or "value"
-    op: str = ">="
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        return self.value / self.limit if self.limit else None
-
-    @property
-    def holds(self) -> bool | None:
-        if self.target is None:
-            return None
-        x = self.ratio if self.target_of == "ratio" else self.value
-        if x is None or math.isnan(x):
-            return False
-        return x >= self.target if self.op == ">=" else x <= self.target
-
-    @property
-    def target_text(self) -> str:
-        if self.target is None:
-            return "-"
-        what = "× limit" if self.target_of == "ratio" else self.unit
-        return f"{self.op} {self.target:g} {what}"
-
-    def to_json(self) -> dict:
-        return {"value": self.value, "unit": self.unit, "limit": self.limit, "limit_name": self.limit_name,
-                "ratio": self.ratio, "target": self.target, "target_of": self.target_of, "op": self.op,
-                "target_text": self.target_text if self.target is not None else None,
-                "holds": self.holds, "note": self.note}
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def machine() -> dict:
@@ -154,93 +77,24 @@ def machine() -> dict:
             "load_average": os.getloadavg()}
 
 
-class Bench:
-    def __init__(self, sizes: Sizes, workdir: Path, profiler: Profiler) -> None:
-        self.sizes = sizes
-        self.workdir = workdir
-        self.profiler = profiler
-        self.figures: dict[str, Figure] = {}
-        self.cores = os.cpu_count() or 1
-        self.seed = os.urandom(16)
-        self.nodes: list[NodeProc] = []
-        self.session: aiohttp.ClientSession | None = None
-        self._pool = None
-        self.chain_info: dict | None = None
-        self.sig_checks: list = []       # (pubkey, sig, msg) triples of the signature benchmark
-
-    # --- plumbing ------------------------------------------------------------------------
-
-    def add(self, name: str, value: float, unit: str, limit: float | None = None,
-            limit_name: str | None = None, **kw) -> Figure:
-        fig = Figure(name, float(value), unit, limit, limit_name if limit is not None else None, **kw)
-        self.figures[name] = fig
-        ratio = f" ratio {fig.ratio:.3f}" if fig.ratio is not None else ""
-        log(f"  {name} = {value:,.4g} {unit}{ratio}")
-        return fig
-
-    @staticmethod
-    def log(msg: str) -> None:
-        log(msg)
-
-    def limit(self, name: str) -> tuple[float | None, str | None]:
-        fig = self.figures.get(name)
-        return (fig.value, name) if fig else (None, None)
-
-    @property
-    def pool(self):
-        if self._pool is None:
-            self._pool = bc.signing_pool(self.cores)
-            list(self._pool.map(bc.warm, range(self.cores)))   # start-up is not signing
-        return self._pool
-
-    async def in_pool(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-
-    def node(self, name: str, **kw) -> NodeProc:
-        proc = NodeProc(self.workdir, name, self.session, **kw)
-        self.nodes.append(proc)
-        return proc
-
-    async def stop_nodes(self, *nodes: NodeProc) -> None:
-        await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
-
-    async def close(self) -> None:
-        await self.stop_nodes(*self.nodes)
-        for n in self.nodes:
-            n.kill()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def address(self, seed: bytes, key_no: int = 0) -> str:
-        from node.primitives.crypto import encode_address
-        return encode_address(REGTEST.hrp, bc.addr_for(seed, key_no))
-
-    async def sign_spends(self, seed: bytes, coins: list, chunks: int | None = None) -> list[bytes]:
-        chunks = chunks or self.cores * 4
-        size = max(1, -(-len(coins) // chunks))
-        parts = await asyncio.gather(*(self.in_pool(bc.sign_spends, REGTEST.network_id, seed,
-                                                    coins[i:i + size])
-                                       for i in range(0, len(coins), size)))
-        return [raw for part in parts for raw in part]
-
-    def profile(self, name: str | None, pid: int):
-        return self.profiler.attach(name, pid)
-
-    async def run(self, selected: list[str]) -> None:
-        from scripts import bench_suite as suite
-        async with aiohttp.ClientSession() as self.session:
-            try:
-                if NEEDS_SIG & set(selected) or "signatures" in selected:
-                    await suite.bench_signatures(self)   # every ratio needs this run's limit
-                for name in selected:
-                    if name == "signatures":
-                        continue
-                    started = time.perf_counter()
-                    log(f"{name}: starting")
-                    await getattr(suite, f"bench_{name}")(self)
-                    log(f"{name}: done in {time.perf_counter() - started:.1f}s")
-            finally:
-                await self.close()
+async def run(bench: Bench, selected: list[str]) -> None:
+    """Run the ``selected`` benchmarks (in dependency order) on ``bench``, then stop its nodes."""
+    # imported here, not at the top: worker processes started with spawn re-run this
+    # module's top level, and none of them needs the benchmarks themselves
+    from scripts import bench_suite as suite
+    async with aiohttp.ClientSession() as bench.session:
+        try:
+            if NEEDS_SIG & set(selected) or "signatures" in selected:
+                await suite.bench_signatures(bench)   # every ratio needs this run's limit
+            for name in selected:
+                if name == "signatures":
+                    continue
+                started = time.perf_counter()
+                log(f"{name}: starting")
+                await getattr(suite, f"bench_{name}")(bench)
+                log(f"{name}: done in {time.perf_counter() - started:.1f}s")
+        finally:
+            await bench.close()
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -297,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     failed: BaseException | None = None
     try:
-        asyncio.run(bench.run(selected))
+        asyncio.run(run(bench, selected))
     except (BenchError, AssertionError) as exc:
         failed = exc
         log(f"FAILED: {exc}")

@@ -18,7 +18,7 @@ import shutil
 import statistics
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import aiohttp
 
@@ -27,10 +27,8 @@ from node.chain.chainstate import ChainState
 from node.mining.miner import NONCE_START, Miner
 from node.consensus.params import REGTEST
 from scripts import bench_chain as bc
+from scripts.bench_harness import Bench
 from scripts.bench_net import BenchError, CpuMeter, NodeProc, WirePeer, tx_frame, wait_for
-
-if TYPE_CHECKING:
-    from scripts.bench import Bench
 
 SIG_1 = "signature_verify_1core"
 SIG_ALL = "signature_verify_all_cores"
@@ -85,7 +83,7 @@ def _verify_threads(checks: list, seconds: float, threads: int) -> float:
     return sum(rates)
 
 
-async def bench_signatures(b: "Bench") -> None:
+async def bench_signatures(b: Bench) -> None:
     from node.primitives.crypto import SigningKey
     keys = [SigningKey.generate() for _ in range(64)]
     checks = []
@@ -104,7 +102,7 @@ async def bench_signatures(b: "Bench") -> None:
           note=f"{b.cores} threads (coincurve releases the GIL); ratio = scaling")
 
 
-async def sig_rate_near(b: "Bench") -> float:
+async def sig_rate_near(b: Bench) -> float:
     """The single-core verification rate measured now, next to a rate run (the mean of one
     just before and one just after it is its limit): the machine's speed drifts within a
     run (docs/benchmarks.md), so a ratio to a limit measured minutes earlier can be off
@@ -115,7 +113,7 @@ async def sig_rate_near(b: "Bench") -> float:
 NEAR = SIG_1 + " next to the run"     # the limit_name of ratios to ``sig_rate_near``
 
 
-def add_rate_figure(b: "Bench", name: str, runs: list[tuple[float, object, float]],
+def add_rate_figure(b: Bench, name: str, runs: list[tuple[float, object, float]],
                     target: float | None, note: str) -> float:
     """A tx/s figure from (rate, cores used, limit measured next to it) per run: the run
     with the median ratio is reported (its rate returned), every run listed in the note."""
@@ -143,7 +141,7 @@ async def _mempool_count(node: NodeProc) -> int:
     return (await node.status())["mempool"]["count"]
 
 
-async def _p2p_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
+async def _p2p_run(b: Bench, node: NodeProc, raws: list[bytes], profile_as: str | None
                    ) -> tuple[float, str]:
     frames = [tx_frame(REGTEST, raw) for raw in raws]
     before = await _mempool_count(node)
@@ -169,7 +167,7 @@ async def _p2p_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: st
     return len(raws) / elapsed, cores
 
 
-async def _timed_clients(b: "Bench", node: NodeProc, profile_as: str | None, client, count: int
+async def _timed_clients(b: Bench, node: NodeProc, profile_as: str | None, client, count: int
                          ) -> tuple[float, str]:
     """Run ``count`` copies of ``client()`` at once: (seconds, cores the node used)."""
     prof = b.profile(profile_as, node.pid) if profile_as else None
@@ -182,7 +180,7 @@ async def _timed_clients(b: "Bench", node: NodeProc, profile_as: str | None, cli
         b.profiler.detach(prof)
 
 
-async def _post_all(b: "Bench", node: NodeProc, route: str, bodies: list[bytes], clients: int,
+async def _post_all(b: Bench, node: NodeProc, route: str, bodies: list[bytes], clients: int,
                     refusals: Callable[[int, bytes], list[str]], count: int,
                     profile_as: str | None) -> tuple[float, str]:
     """POST ``bodies`` to ``route`` from ``clients`` concurrent clients; the timed rate of
@@ -216,7 +214,7 @@ def _batch_refusals(status: int, body: bytes) -> list[str]:
     return [r["error"]["code"] for r in json.loads(body)["results"] if "error" in r]
 
 
-async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
+async def _api_run(b: Bench, node: NodeProc, raws: list[bytes], profile_as: str | None
                    ) -> tuple[float, str]:
     """``raws`` as one POST /tx each, from api_concurrency clients at a time."""
     bodies = [json.dumps({"hex": raw.hex()}).encode() for raw in raws]
@@ -224,7 +222,7 @@ async def _api_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: st
                            len(raws), profile_as)
 
 
-async def _api_batch_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_as: str | None
+async def _api_batch_run(b: Bench, node: NodeProc, raws: list[bytes], profile_as: str | None
                          ) -> tuple[float, str]:
     """``raws`` as POST /txs of API_BATCH transactions, API_BATCH_CLIENTS requests at a time."""
     bodies = [json.dumps({"txs": [raw.hex() for raw in raws[i:i + API_BATCH]]}).encode()
@@ -233,7 +231,7 @@ async def _api_batch_run(b: "Bench", node: NodeProc, raws: list[bytes], profile_
                            len(raws), profile_as)
 
 
-async def bench_mempool(b: "Bench") -> None:
+async def bench_mempool(b: Bench) -> None:
     s = b.sizes
     seed = b.seed + b"/mempool"
     address = b.address(seed)
@@ -311,7 +309,7 @@ def _build_chain(plan: bc.ChainPlan, forests: list, datadir, base_time: int) -> 
         chain.close()
 
 
-async def ensure_chain(b: "Bench") -> dict:
+async def ensure_chain(b: Bench) -> dict:
     """The sync chain (built once per run): a regtest datadir ``chain-source``."""
     if b.chain_info is not None:
         return b.chain_info
@@ -334,7 +332,7 @@ async def ensure_chain(b: "Bench") -> dict:
     return b.chain_info
 
 
-async def _timed_sync(b: "Bench", src: NodeProc, dst: NodeProc, height: int, profile_as: str | None
+async def _timed_sync(b: Bench, src: NodeProc, dst: NodeProc, height: int, profile_as: str | None
                       ) -> tuple[float, str]:
     profs = [b.profile(profile_as, dst.pid), b.profile(profile_as and profile_as + "_source", src.pid)]
     try:
@@ -352,7 +350,7 @@ async def _timed_sync(b: "Bench", src: NodeProc, dst: NodeProc, height: int, pro
     return finished - started, cores
 
 
-async def bench_sync(b: "Bench") -> None:
+async def bench_sync(b: Bench) -> None:
     """``sync_repeats`` fresh nodes sync the chain from one source, one after the other; the
     limit is measured between the syncs (each sync's is the mean of the two beside it)."""
     info = await ensure_chain(b)
@@ -383,7 +381,7 @@ async def bench_sync(b: "Bench") -> None:
                f"(heap), RssFile {peak['RssFile']:.0f} MB (mostly LMDB's map)")
 
 
-async def bench_empty(b: "Bench") -> None:
+async def bench_empty(b: Bench) -> None:
     n = b.sizes.empty_blocks
     src, dst = b.node("empty-source"), b.node("empty-dest")
     await asyncio.gather(src.start(), dst.start())
@@ -403,7 +401,7 @@ async def bench_empty(b: "Bench") -> None:
 
 # --- 4. propagation ---------------------------------------------------------------------------
 
-async def bench_propagation(b: "Bench") -> None:
+async def bench_propagation(b: Bench) -> None:
     nodes = [b.node(f"line-{i}") for i in range(4)]
     await asyncio.gather(*(n.start(peers=(nodes[i - 1],) if i else ()) for i, n in enumerate(nodes)))
 
@@ -475,13 +473,13 @@ async def bench_propagation(b: "Bench") -> None:
 
 # --- 5. mining --------------------------------------------------------------------------------
 
-async def _bare_rate(b: "Bench", prefix: bytes, target: int, seconds: float) -> float:
+async def _bare_rate(b: Bench, prefix: bytes, target: int, seconds: float) -> float:
     runs = await asyncio.gather(*(b.in_pool(bc.bare_sha256d_loop, prefix, target, seconds)
                                   for _ in range(b.cores)))
     return sum(r[0] for r in runs) / (max(r[2] for r in runs) - min(r[1] for r in runs))
 
 
-async def _miner_rate(b: "Bench", block: Block, seconds: float) -> float:
+async def _miner_rate(b: Bench, block: Block, seconds: float) -> float:
     async def template() -> Block:
         return block
 
@@ -504,7 +502,7 @@ async def _miner_rate(b: "Bench", block: Block, seconds: float) -> float:
     return (h1 - h0) / (t1 - t0)
 
 
-async def bench_mining(b: "Bench") -> None:
+async def bench_mining(b: Bench) -> None:
     from node.primitives.tx import TxOut, make_coinbase
     coinbase = make_coinbase(1, [TxOut(REGTEST.subsidy(1), bytes(20))], b"bench")
     header = BlockHeader.create(1, bytes(32), coinbase.txid, int(time.time()), 0x03000001, NONCE_START)
@@ -531,7 +529,7 @@ def _reorg_runs(depths: tuple[int, ...], repeats: int) -> list[int]:
     return [d for d in depths for _ in range(repeats if d < 100 else 1)]
 
 
-def _reorgs(b: "Bench", datadir, seed: bytes, raws: list[bytes], runs: list[int],
+def _reorgs(b: Bench, datadir, seed: bytes, raws: list[bytes], runs: list[int],
             per_block: int) -> list[tuple[int, float, int, int]]:
     """Time one switch per entry of ``runs`` (its depth), each from the tip the last left:
     a branch ``depth`` blocks long is connected, an equal-work rival stored, and the
@@ -584,7 +582,7 @@ def _reorgs(b: "Bench", datadir, seed: bytes, raws: list[bytes], runs: list[int]
     return out
 
 
-async def bench_reorg(b: "Bench") -> None:
+async def bench_reorg(b: Bench) -> None:
     info = await ensure_chain(b)
     s = b.sizes
     datadir = b.workdir / "reorg-chain"
@@ -613,7 +611,7 @@ async def bench_reorg(b: "Bench") -> None:
 
 # --- 7. memory --------------------------------------------------------------------------------
 
-async def bench_memory(b: "Bench") -> None:
+async def bench_memory(b: Bench) -> None:
     s = b.sizes
     idle = await b.node("idle").start()
     await asyncio.sleep(s.idle_seconds)

@@ -1,0 +1,17 @@
+"""NetCounters: the network layer's running totals, kept by the manager and its sessions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class NetCounters:
+    """Running totals since start, for metrics."""
+
+    closed_bytes_in: int = 0  # bytes read by connections that have since closed
+    closed_bytes_out: int = 0  # bytes written by connections that have since closed
+    closed_messages_in: int = 0  # messages received on connections that have since closed
+    closed_messages_out: int = 0  # messages sent on connections that have since closed
+    bans_issued: int = 0  # hosts banned for misbehaviour
+    unknown_messages: int = 0  # messages of a type nobody handles
+    handler_errors: int = 0  # unexpected exceptions raised by node/ handlers and callbacks
