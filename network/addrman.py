@@ -8,6 +8,7 @@ only after an exponential back-off, and dropped after too many failures.
 The book is capped in size (the worst entries are evicted) and persisted to
 ``peers.json`` by ``save()``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,19 +56,30 @@ class KnownAddress:
         return (self.host, self.port)
 
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "last_seen": self.last_seen,
-                "last_success": self.last_success, "last_attempt": self.last_attempt,
-                "failures": self.failures, "source": self.source}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "last_seen": self.last_seen,
+            "last_success": self.last_success,
+            "last_attempt": self.last_attempt,
+            "failures": self.failures,
+            "source": self.source,
+        }
 
 
 class AddrBook:
     """Known listening addresses; ``path`` None keeps the book in memory only."""
 
-    def __init__(self, path: Path | str | None = None, max_entries: int = MAX_ENTRIES,
-                 retry_base: float = RETRY_BASE, retry_max: float = RETRY_MAX,
-                 max_failures: int = MAX_FAILURES,
-                 clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        max_entries: int = MAX_ENTRIES,
+        retry_base: float = RETRY_BASE,
+        retry_max: float = RETRY_MAX,
+        max_failures: int = MAX_FAILURES,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
         self.path = Path(path) if path is not None else None  # JSON file, or None
         self.max_entries = max_entries  # size cap
         self.retry_base = retry_base  # seconds: back-off after one failure
@@ -110,8 +122,9 @@ class AddrBook:
                 seen = now
             current = self._entries.get(key)
             if current is None:
-                self._entries[key] = KnownAddress(host=key[0], port=port, last_seen=seen,
-                                                  source=source)
+                self._entries[key] = KnownAddress(
+                    host=key[0], port=port, last_seen=seen, source=source
+                )
                 added += 1
             elif seen > current.last_seen:
                 self._entries[key] = replace(current, last_seen=seen)
@@ -168,8 +181,9 @@ class AddrBook:
             value += 1.0
         return value / (1 + entry.failures)
 
-    def select(self, exclude: Collection[Address] = (),
-               is_banned: Callable[[str], bool] | None = None) -> Address | None:
+    def select(
+        self, exclude: Collection[Address] = (), is_banned: Callable[[str], bool] | None = None
+    ) -> Address | None:
         """A candidate for an outbound slot, or None if none is due.
 
         Skips ``exclude`` (connected or being dialled), banned hosts, and
@@ -179,7 +193,8 @@ class AddrBook:
         now = self._clock()
         excluded = {self._key(*address) for address in exclude}
         candidates = [
-            entry for key, entry in self._entries.items()
+            entry
+            for key, entry in self._entries.items()
             if key not in excluded
             and (is_banned is None or not is_banned(entry.host))
             and self.retry_at(entry) <= now
@@ -194,7 +209,8 @@ class AddrBook:
         now = self._clock()
         excluded = {self._key(*address) for address in exclude}
         usable = [
-            entry for key, entry in self._entries.items()
+            entry
+            for key, entry in self._entries.items()
             if key not in excluded
             and entry.failures < GOSSIP_MAX_FAILURES
             and now - max(entry.last_seen, entry.last_success) < GOSSIP_HORIZON
@@ -206,8 +222,10 @@ class AddrBook:
         """Write the book to its file if it changed since the last save."""
         if self.path is None or not self._dirty:
             return
-        data = {"version": FILE_FORMAT_VERSION,
-                "addresses": [entry.to_json() for entry in self._entries.values()]}
+        data = {
+            "version": FILE_FORMAT_VERSION,
+            "addresses": [entry.to_json() for entry in self._entries.values()],
+        }
         try:
             write_json_atomic(self.path, data)
             self._dirty = False
@@ -229,7 +247,7 @@ class AddrBook:
 
     def _evict(self, now: float) -> None:
         ranked = sorted(self._entries.values(), key=lambda e: -self.score(e, now))
-        for entry in ranked[self.max_entries:]:
+        for entry in ranked[self.max_entries :]:
             del self._entries[entry.address]
         self._dirty = True
 
@@ -242,11 +260,14 @@ class AddrBook:
         try:
             for item in data["addresses"]:
                 entry = KnownAddress(
-                    host=canonical_host(str(item["host"])), port=int(item["port"]),
+                    host=canonical_host(str(item["host"])),
+                    port=int(item["port"]),
                     last_seen=float(item["last_seen"]),
                     last_success=float(item["last_success"]),
                     last_attempt=float(item["last_attempt"]),
-                    failures=int(item["failures"]), source=str(item["source"]))
+                    failures=int(item["failures"]),
+                    source=str(item["source"]),
+                )
                 if is_ip_literal(entry.host) and 0 < entry.port <= MAX_PORT:
                     self._entries[entry.address] = entry
         except (KeyError, TypeError, ValueError) as exc:

@@ -4,6 +4,7 @@ A ban covers a host (IP address), every port of it.  Bans expire by
 themselves; expired entries drop out on the next look-up.  The list is saved
 to ``bans.json`` after every change (bans are rare; each write is atomic).
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,9 @@ class Ban:
 class BanList:
     """Banned hosts with expiry; ``path`` None keeps the list in memory only."""
 
-    def __init__(self, path: Path | str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path | str | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(path) if path is not None else None  # JSON file, or None
         self._clock = clock  # wall-clock unix seconds
         self._bans: dict[str, Ban] = {}  # canonical host -> ban
@@ -107,8 +109,11 @@ class BanList:
             return
         try:
             for item in data["bans"]:
-                entry = Ban(host=canonical_host(str(item["host"])), until=float(item["until"]),
-                            reason=str(item["reason"]))
+                entry = Ban(
+                    host=canonical_host(str(item["host"])),
+                    until=float(item["until"]),
+                    reason=str(item["reason"]),
+                )
                 self._bans[entry.host] = entry
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring malformed ban list %s: %s", self.path, exc)
@@ -118,8 +123,10 @@ class BanList:
     def _save(self) -> None:
         if self.path is None:
             return
-        data = {"version": FILE_FORMAT_VERSION,
-                "bans": [entry.to_json() for entry in self._bans.values()]}
+        data = {
+            "version": FILE_FORMAT_VERSION,
+            "bans": [entry.to_json() for entry in self._bans.values()],
+        }
         try:
             write_json_atomic(self.path, data)
         except OSError as exc:

@@ -1,4 +1,5 @@
 """NetConfig: every tunable of the peer-to-peer layer, with its default."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,10 +62,19 @@ class NetConfig:
             raise ValueError("connection limits must be non-negative")
         if len(self.user_agent) > MAX_USER_AGENT_LENGTH:
             raise ValueError(f"user_agent longer than {MAX_USER_AGENT_LENGTH} characters")
-        for name in ("handshake_timeout", "connect_timeout", "ping_interval", "ping_timeout",
-                     "ban_seconds", "max_messages_per_second", "max_bytes_per_second",
-                     "reconnect_initial", "reconnect_max", "outbound_retry_interval",
-                     "addr_save_interval"):
+        for name in (
+            "handshake_timeout",
+            "connect_timeout",
+            "ping_interval",
+            "ping_timeout",
+            "ban_seconds",
+            "max_messages_per_second",
+            "max_bytes_per_second",
+            "reconnect_initial",
+            "reconnect_max",
+            "outbound_retry_interval",
+            "addr_save_interval",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.byte_burst < HEADER_SIZE + self.max_payload:

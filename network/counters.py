@@ -1,4 +1,5 @@
 """NetCounters: the network layer's running totals, kept by the manager and its sessions."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

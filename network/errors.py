@@ -5,6 +5,7 @@ meaning.  The network layer knows nothing about blocks or transactions, so a
 handler registered by ``node/`` that finds a peer's message invalid raises
 :class:`Misbehaviour` to have that peer punished.
 """
+
 from __future__ import annotations
 
 

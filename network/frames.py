@@ -12,6 +12,7 @@ the socket returned and pops complete payloads.  The header is validated as
 soon as its 12 bytes are buffered, so a frame claiming a huge length is
 refused before any of its body is awaited or stored.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,7 +90,7 @@ class FrameDecoder:
         end = HEADER_SIZE + self._body_length
         if len(self._buffer) < end:
             return None
-        expected = bytes(self._buffer[MAGIC_SIZE + LENGTH_SIZE:HEADER_SIZE])
+        expected = bytes(self._buffer[MAGIC_SIZE + LENGTH_SIZE : HEADER_SIZE])
         payload = bytes(self._buffer[HEADER_SIZE:end])
         if checksum(payload) != expected:
             self._fail("bad-checksum", f"frame of {len(payload)} bytes fails its checksum")

@@ -6,6 +6,7 @@ appends :data:`PeerCallback` s to ``on_established``/``on_disconnected``.  At
 registration the manager wraps either kind of handler into a
 :data:`MessageHandler`, so a session delivers every message the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

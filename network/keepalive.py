@@ -5,6 +5,7 @@ Every session pings its peer right after the handshake and then every
 Both use :func:`ping`, which lives here rather than in the session or the
 manager so that neither has to import the other to reach it.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -16,6 +16,7 @@ Usage by node/::
     await net.start()
     net.broadcast("inv", [...])
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,17 @@ from .handlers import BytesHandler, Handler, MessageHandler, PeerCallback
 from .keepalive import ping
 from .outbound import Dialler
 from .peer import Address, ConnectionKind, Direction, Peer, ReceivedMessage
-from .protocol import (BAN_THRESHOLD, GENESIS_HASH_SIZE, NETWORK_MESSAGE_TYPES, NONCE_BITS, Codec,
-                       canonical_host, encode_envelope, format_address, is_valid_type_name)
+from .protocol import (
+    BAN_THRESHOLD,
+    GENESIS_HASH_SIZE,
+    NETWORK_MESSAGE_TYPES,
+    NONCE_BITS,
+    Codec,
+    canonical_host,
+    encode_envelope,
+    format_address,
+    is_valid_type_name,
+)
 from .ratelimit import TokenBucket
 from .session import Session
 
@@ -49,9 +59,15 @@ STOP_GRACE = 5.0  # seconds stop() lets closed connections finish before cancell
 class PeerManager:
     """All connections of one node.  Holds no global state: several may share a process."""
 
-    def __init__(self, magic: bytes, genesis_hash: bytes, codec: Codec,
-                 best_height: Callable[[], int], datadir: Path | str | None = None,
-                 config: NetConfig | None = None) -> None:
+    def __init__(
+        self,
+        magic: bytes,
+        genesis_hash: bytes,
+        codec: Codec,
+        best_height: Callable[[], int],
+        datadir: Path | str | None = None,
+        config: NetConfig | None = None,
+    ) -> None:
         if not isinstance(magic, bytes) or len(magic) != 4:
             raise ValueError("magic must be 4 bytes")
         if not isinstance(genesis_hash, bytes) or len(genesis_hash) != GENESIS_HASH_SIZE:
@@ -97,8 +113,9 @@ class PeerManager:
             raise RuntimeError("PeerManager already started")
         cfg = self.config
         if cfg.listen_port is not None:
-            self._server = await asyncio.start_server(self._on_inbound, cfg.listen_host,
-                                                      cfg.listen_port, reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._on_inbound, cfg.listen_host, cfg.listen_port, reuse_address=True
+            )
             self._listen_port = self._server.sockets[0].getsockname()[1]
             log.info("listening on %s", format_address(cfg.listen_host, self._listen_port))
         self._running = True
@@ -152,14 +169,16 @@ class PeerManager:
     # --- registration (node/) -------------------------------------------------
 
     @overload
-    def register(self, msg_type: str, handler: Handler,
-                 with_bytes: Literal[False] = False) -> None: ...
+    def register(
+        self, msg_type: str, handler: Handler, with_bytes: Literal[False] = False
+    ) -> None: ...
 
     @overload
     def register(self, msg_type: str, handler: BytesHandler, with_bytes: Literal[True]) -> None: ...
 
-    def register(self, msg_type: str, handler: Callable[..., Awaitable[None]],
-                 with_bytes: bool = False) -> None:
+    def register(
+        self, msg_type: str, handler: Callable[..., Awaitable[None]], with_bytes: bool = False
+    ) -> None:
         """Have ``await handler(peer, body)`` called for each ``msg_type`` message, or
         ``await handler(peer, body, body_bytes)`` with ``with_bytes``: the body's bytes as
         they came (its canonical encoding, as the codec accepts no other).
@@ -173,8 +192,7 @@ class PeerManager:
             raise ValueError(f"{msg_type!r} is handled by the network layer")
         if msg_type in self._handlers:
             raise ValueError(f"a handler for {msg_type!r} is already registered")
-        self._handlers[msg_type] = (_with_body_bytes(handler) if with_bytes
-                                    else _with_body(handler))
+        self._handlers[msg_type] = _with_body_bytes(handler) if with_bytes else _with_body(handler)
 
     # --- connections ------------------------------------------------------------
 
@@ -223,17 +241,20 @@ class PeerManager:
         if self.dialler.is_self(target):
             raise NetworkError("self-connection", f"{format_address(host, port)} is ourselves")
         if self.find_connected(target) is not None or self.dialler.is_dialling(target):
-            raise NetworkError("already-connected",
-                               f"already connected to {format_address(host, port)}")
+            raise NetworkError(
+                "already-connected", f"already connected to {format_address(host, port)}"
+            )
         with self.dialler.dialling(target):
             try:
                 source = (self.config.bind_host, 0) if self.config.bind_host else None
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port, local_addr=source),
-                    self.config.connect_timeout)
+                    self.config.connect_timeout,
+                )
             except (TimeoutError, OSError) as exc:
-                raise NetworkError("connect-failed",
-                                   f"{format_address(host, port)}: {exc or 'timeout'}") from None
+                raise NetworkError(
+                    "connect-failed", f"{format_address(host, port)}: {exc or 'timeout'}"
+                ) from None
         peer = self._add_peer(reader, writer, Direction.OUTBOUND, kind, target)
         if not self._running or self.banlist.is_banned(peer.host):
             peer.close("banned" if self._running else "shutdown")
@@ -277,8 +298,12 @@ class PeerManager:
             refusal = "shutting down"
         elif self.banlist.is_banned(str(peername[0])):
             refusal = "banned"
-        elif sum(1 for p in self._peers.values()
-                 if p.direction is Direction.INBOUND and not p.closed) >= self.config.max_inbound:
+        elif (
+            sum(
+                1 for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
+            )
+            >= self.config.max_inbound
+        ):
             refusal = f"inbound limit {self.config.max_inbound} reached"
         if refusal is not None:
             log.info("refused inbound %s: %s", label, refusal)
@@ -287,15 +312,29 @@ class PeerManager:
         peer = self._add_peer(reader, writer, Direction.INBOUND, ConnectionKind.INBOUND, None)
         log.info("peer %s connected (inbound)", peer.label)
 
-    def _add_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                  direction: Direction, kind: ConnectionKind, target: Address | None) -> Peer:
+    def _add_peer(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        direction: Direction,
+        kind: ConnectionKind,
+        target: Address | None,
+    ) -> Peer:
         cfg = self.config
-        peer = Peer(peer_id=self._next_id, reader=reader, writer=writer, direction=direction,
-                    kind=kind, magic=self.magic, codec=self.codec, max_payload=cfg.max_payload,
-                    max_send_queue=cfg.max_send_queue,
-                    message_limit=TokenBucket(cfg.max_messages_per_second, cfg.message_burst),
-                    byte_limit=TokenBucket(cfg.max_bytes_per_second, cfg.byte_burst),
-                    target=target)
+        peer = Peer(
+            peer_id=self._next_id,
+            reader=reader,
+            writer=writer,
+            direction=direction,
+            kind=kind,
+            magic=self.magic,
+            codec=self.codec,
+            max_payload=cfg.max_payload,
+            max_send_queue=cfg.max_send_queue,
+            message_limit=TokenBucket(cfg.max_messages_per_second, cfg.message_burst),
+            byte_limit=TokenBucket(cfg.max_bytes_per_second, cfg.byte_burst),
+            target=target,
+        )
         self._next_id += 1
         self._peers[peer.id] = peer
         peer.start()
@@ -330,8 +369,14 @@ class PeerManager:
         if peer.closed and peer.ban_score >= BAN_THRESHOLD:
             return
         peer.ban_score += score
-        log.warning("peer %s misbehaving (+%d = %d): %s%s", peer.label, score, peer.ban_score,
-                    code, f" ({message})" if message and message != code else "")
+        log.warning(
+            "peer %s misbehaving (+%d = %d): %s%s",
+            peer.label,
+            score,
+            peer.ban_score,
+            code,
+            f" ({message})" if message and message != code else "",
+        )
         if peer.ban_score < BAN_THRESHOLD:
             return
         if canonical_host(peer.host) in {canonical_host(h) for h in self.config.noban}:
@@ -348,8 +393,12 @@ class PeerManager:
         for peer in list(self._peers.values()):
             if canonical_host(peer.host) == entry.host:
                 peer.close("banned")
-        log.info("host %s banned until %s: %s", entry.host,
-                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.until)), reason)
+        log.info(
+            "host %s banned until %s: %s",
+            entry.host,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.until)),
+            reason,
+        )
         return entry
 
     def unban(self, host: str) -> bool:
@@ -372,8 +421,9 @@ class PeerManager:
 
     # --- sending ----------------------------------------------------------------
 
-    def broadcast(self, msg_type: str, body: Any,
-                  exclude: Peer | Iterable[Peer] | None = None) -> int:
+    def broadcast(
+        self, msg_type: str, body: Any, exclude: Peer | Iterable[Peer] | None = None
+    ) -> int:
         """Send one message to every established peer except ``exclude``; return the count."""
         skip = {exclude} if isinstance(exclude, Peer) else set(exclude or ())
         payload = encode_envelope(self.codec, msg_type, body)
@@ -408,15 +458,19 @@ class PeerManager:
 
 def _with_body(handler: Handler) -> MessageHandler:
     """Deliver a message to ``handler(peer, body)``."""
+
     def deliver(peer: Peer, msg: ReceivedMessage) -> Awaitable[None]:
         return handler(peer, msg.body)
+
     return deliver
 
 
 def _with_body_bytes(handler: BytesHandler) -> MessageHandler:
     """Deliver a message to ``handler(peer, body, body_bytes)``."""
+
     def deliver(peer: Peer, msg: ReceivedMessage) -> Awaitable[None]:
         return handler(peer, msg.body, msg.body_bytes())
+
     return deliver
 
 

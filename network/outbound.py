@@ -11,6 +11,7 @@
 * An address found to be ourselves (our own nonce came back) is never dialled
   again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -114,8 +115,10 @@ class Dialler:
     def self_connection(self, peer: Peer) -> None:
         """We met our own nonce: drop both ends of the link and never redial that address."""
         ends = [peer] + [
-            other for other in self._manager.connections()
-            if other is not peer and other.direction is Direction.OUTBOUND
+            other
+            for other in self._manager.connections()
+            if other is not peer
+            and other.direction is Direction.OUTBOUND
             and other.local_address == peer.address
         ]
         for end in ends:
@@ -168,7 +171,8 @@ class Dialler:
     def _start_persistent(self, key: Address) -> None:
         host, port = self._persistent[key]
         self._persistent_tasks[key] = self._manager.spawn(
-            self._persistent_loop(key), f"persistent-{format_address(host, port)}")
+            self._persistent_loop(key), f"persistent-{format_address(host, port)}"
+        )
 
     async def _persistent_loop(self, key: Address) -> None:
         """Keep one connection to a configured peer, redialling with back-off."""
@@ -195,16 +199,21 @@ class Dialler:
                     return
                 if peer.established:
                     delay = cfg.reconnect_initial
-                log.info("persistent peer %s dropped (%s); redialling in %.1fs",
-                         label, peer.close_reason, delay)
+                log.info(
+                    "persistent peer %s dropped (%s); redialling in %.1fs",
+                    label,
+                    peer.close_reason,
+                    delay,
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, cfg.reconnect_max)
 
     # --- address-book slots -----------------------------------------------------------
 
     def _automatic_count(self) -> int:
-        open_automatic = sum(1 for p in self._manager.connections()
-                             if p.kind is ConnectionKind.AUTOMATIC)
+        open_automatic = sum(
+            1 for p in self._manager.connections() if p.kind is ConnectionKind.AUTOMATIC
+        )
         return open_automatic + len(self._automatic_pending)
 
     async def _slot_loop(self) -> None:
@@ -214,16 +223,20 @@ class Dialler:
         while manager.running:
             self._wake.clear()
             while self._automatic_count() < cfg.max_outbound:
-                exclude = (manager.busy_addresses() | self._dialling | self._self_addresses
-                           | self._automatic_pending)
-                candidate = manager.addrbook.select(exclude=exclude,
-                                                    is_banned=manager.banlist.is_banned)
+                exclude = (
+                    manager.busy_addresses()
+                    | self._dialling
+                    | self._self_addresses
+                    | self._automatic_pending
+                )
+                candidate = manager.addrbook.select(
+                    exclude=exclude, is_banned=manager.banlist.is_banned
+                )
                 if candidate is None:
                     break
                 manager.addrbook.attempt(candidate)
                 self._automatic_pending.add(candidate)
-                manager.spawn(self._dial_automatic(candidate),
-                              f"dial-{format_address(*candidate)}")
+                manager.spawn(self._dial_automatic(candidate), f"dial-{format_address(*candidate)}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), cfg.outbound_retry_interval)
 
@@ -232,8 +245,12 @@ class Dialler:
         try:
             await self._manager.dial(*address, ConnectionKind.AUTOMATIC)
         except NetworkError as exc:
-            log.debug("dial %s failed after %.2fs: %s", format_address(*address),
-                      time.monotonic() - started, exc)
+            log.debug(
+                "dial %s failed after %.2fs: %s",
+                format_address(*address),
+                time.monotonic() - started,
+                exc,
+            )
             if exc.code == "connect-failed":
                 self._manager.addrbook.failed(address)
         finally:

@@ -8,6 +8,7 @@ that one writer task drains, several frames per socket write.  A peer that
 does not read fast enough to keep its queue under ``max_send_queue`` bytes is
 closed as ``send-queue-overflow`` (slow, not malicious: no ban).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,15 @@ from typing import Any
 
 from .errors import NetworkError
 from .frames import HEADER_SIZE, FrameDecoder, encode_frame
-from .protocol import (VERACK, VERSION, Codec, VersionMessage, decode_envelope, encode_envelope,
-                       format_address)
+from .protocol import (
+    VERACK,
+    VERSION,
+    Codec,
+    VersionMessage,
+    decode_envelope,
+    encode_envelope,
+    format_address,
+)
 from .ratelimit import TokenBucket
 
 log = logging.getLogger("obol.net")
@@ -62,17 +70,28 @@ class ReceivedMessage:
     def body_bytes(self) -> bytes:
         """The canonical encoding of ``body``: a slice of the checked payload, so a handler
         can hash or store it without encoding the body again."""
-        return self.payload[self.body_start:]
+        return self.payload[self.body_start :]
 
 
 class Peer:
     """One connection.  Created and driven by PeerManager; handed to node/ handlers."""
 
-    def __init__(self, *, peer_id: int, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, direction: Direction, kind: ConnectionKind,
-                 magic: bytes, codec: Codec, max_payload: int, max_send_queue: int,
-                 message_limit: TokenBucket, byte_limit: TokenBucket,
-                 target: Address | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        peer_id: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        direction: Direction,
+        kind: ConnectionKind,
+        magic: bytes,
+        codec: Codec,
+        max_payload: int,
+        max_send_queue: int,
+        message_limit: TokenBucket,
+        byte_limit: TokenBucket,
+        target: Address | None = None,
+    ) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         sockname = writer.get_extra_info("sockname") or ("?", 0)
         self.id = peer_id  # unique within the manager, increasing
@@ -205,8 +224,9 @@ class Peer:
                 self.messages_in += 1
                 # [type, body]: a one-byte array header, the type's encoding, then the body's
                 body_start = 1 + len(self._codec.encode(msg_type))
-                return ReceivedMessage(msg_type, body, len(payload) + HEADER_SIZE, payload,
-                                       body_start)
+                return ReceivedMessage(
+                    msg_type, body, len(payload) + HEADER_SIZE, payload, body_start
+                )
             data = await self._reader.read(READ_CHUNK_SIZE)
             if not data:
                 return None
@@ -220,7 +240,8 @@ class Peer:
         """Start the writer task (call once, from the event loop)."""
         if self._writer_task is None:
             self._writer_task = asyncio.get_running_loop().create_task(
-                self._write_loop(), name=f"peer-{self.id}-writer")
+                self._write_loop(), name=f"peer-{self.id}-writer"
+            )
 
     def send(self, msg_type: str, body: Any) -> bool:
         """Queue message ``msg_type`` with ``body``; False if the peer is closed.
@@ -235,8 +256,10 @@ class Peer:
             raise NetworkError("not-established", f"cannot send {msg_type} to {self.label} yet")
         payload = encode_envelope(self._codec, msg_type, body)
         if len(payload) > self._max_payload:
-            raise NetworkError("oversized-message",
-                               f"{msg_type} of {len(payload)} bytes exceeds {self._max_payload}")
+            raise NetworkError(
+                "oversized-message",
+                f"{msg_type} of {len(payload)} bytes exceeds {self._max_payload}",
+            )
         return self.send_frame(encode_frame(self._magic, payload))
 
     def send_frame(self, frame: bytes) -> bool:
@@ -247,8 +270,12 @@ class Peer:
         self._queued_bytes += len(frame)
         self.messages_out += 1
         if self._queued_bytes > self._max_send_queue:
-            log.info("peer %s disconnected: send queue %d bytes exceeds %d (too slow)",
-                     self.label, self._queued_bytes, self._max_send_queue)
+            log.info(
+                "peer %s disconnected: send queue %d bytes exceeds %d (too slow)",
+                self.label,
+                self._queued_bytes,
+                self._max_send_queue,
+            )
             self.close("send-queue-overflow")
             return False
         self._send_ready.set()

@@ -11,6 +11,7 @@ This module only converts between message bodies and typed values; what a
 node does with them is in ``session.py`` (the handshake, gossip, dispatch) and
 ``keepalive.py`` (pings).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -85,6 +86,7 @@ def decode_envelope(codec: Codec, payload: bytes) -> tuple[str, Any]:
 
 # --- field checks for network-layer bodies -------------------------------------
 
+
 def _fields(body: Any, msg_type: str, count: int, allow_more: bool = False) -> list[Any]:
     if not isinstance(body, list) or len(body) < count or (len(body) > count and not allow_more):
         raise MessageError(f"bad-{msg_type}", f"{msg_type}: expected {count} fields")
@@ -93,8 +95,9 @@ def _fields(body: Any, msg_type: str, count: int, allow_more: bool = False) -> l
 
 def _int(value: Any, lo: int, hi: int, msg_type: str, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise MessageError(f"bad-{msg_type}",
-                           f"{msg_type}.{field}: expected integer in [{lo}, {hi}]")
+        raise MessageError(
+            f"bad-{msg_type}", f"{msg_type}.{field}: expected integer in [{lo}, {hi}]"
+        )
     return value
 
 
@@ -106,12 +109,14 @@ def _bytes(value: Any, size: int, msg_type: str, field: str) -> bytes:
 
 def _str(value: Any, max_length: int, msg_type: str, field: str) -> str:
     if not isinstance(value, str) or len(value) > max_length:
-        raise MessageError(f"bad-{msg_type}",
-                           f"{msg_type}.{field}: expected text of <= {max_length} characters")
+        raise MessageError(
+            f"bad-{msg_type}", f"{msg_type}.{field}: expected text of <= {max_length} characters"
+        )
     return value
 
 
 # --- the messages -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class VersionMessage:
@@ -132,8 +137,16 @@ class VersionMessage:
     timestamp: int  # sender's clock, unix seconds
 
     def to_body(self) -> list[Any]:
-        return [self.protocol_version, self.magic, self.genesis_hash, self.best_height,
-                self.listen_port, self.nonce, self.user_agent, self.timestamp]
+        return [
+            self.protocol_version,
+            self.magic,
+            self.genesis_hash,
+            self.best_height,
+            self.listen_port,
+            self.nonce,
+            self.user_agent,
+            self.timestamp,
+        ]
 
     @classmethod
     def from_body(cls, body: Any) -> VersionMessage:
@@ -190,16 +203,19 @@ def decode_addr(body: Any) -> list[AddrEntry]:
     if not isinstance(body, list):
         raise MessageError("bad-addr", "addr: expected array")
     if len(body) > MAX_ADDR:
-        raise Misbehaviour(BAN_THRESHOLD, "oversized-addr",
-                           f"addr carries {len(body)} > {MAX_ADDR} entries")
+        raise Misbehaviour(
+            BAN_THRESHOLD, "oversized-addr", f"addr carries {len(body)} > {MAX_ADDR} entries"
+        )
     entries = []
     for item in body:
         f = _fields(item, ADDR, 3)
-        entries.append(AddrEntry(
-            host=_str(f[0], MAX_HOST_LENGTH, ADDR, "host"),
-            port=_int(f[1], 0, MAX_PORT, ADDR, "port"),
-            last_seen=_int(f[2], 0, MAX_INT64, ADDR, "last_seen"),
-        ))
+        entries.append(
+            AddrEntry(
+                host=_str(f[0], MAX_HOST_LENGTH, ADDR, "host"),
+                port=_int(f[1], 0, MAX_PORT, ADDR, "port"),
+                last_seen=_int(f[2], 0, MAX_INT64, ADDR, "last_seen"),
+            )
+        )
     return entries
 
 

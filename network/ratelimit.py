@@ -1,4 +1,5 @@
 """Token buckets: the per-peer flood limits on messages and bytes."""
+
 from __future__ import annotations
 
 import time
@@ -12,8 +13,9 @@ class TokenBucket:
     holds them and reports whether it did; tokens refill continuously.
     """
 
-    def __init__(self, rate: float, burst: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate <= 0 or burst <= 0:
             raise ValueError("token bucket rate and burst must be positive")
         self.rate = rate  # tokens added per second

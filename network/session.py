@@ -17,6 +17,7 @@ Faults of the peer (broken frames, malformed messages, Misbehaviour raised
 by a handler) punish it; a bug in a handler (any other exception) is logged
 and the connection kept.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,14 +29,29 @@ from typing import Any, Protocol
 from .addrman import AddrBook
 from .config import NetConfig
 from .counters import NetCounters
-from .errors import FrameError, MessageError, Misbehaviour, NetworkError
+from .errors import FrameError, MessageError, Misbehaviour
 from .handlers import MessageHandler, PeerCallback
 from .keepalive import ping_loop
 from .outbound import Dialler
 from .peer import Direction, Peer, ReceivedMessage
-from .protocol import (ADDR, BAN_THRESHOLD, GETADDR, MAX_ADDR, MIN_PROTOCOL_VERSION,
-                       NETWORK_MESSAGE_TYPES, PING, PONG, VERACK, VERSION, AddrEntry,
-                       VersionMessage, check_empty, decode_addr, encode_addr, ping_nonce)
+from .protocol import (
+    ADDR,
+    BAN_THRESHOLD,
+    GETADDR,
+    MAX_ADDR,
+    MIN_PROTOCOL_VERSION,
+    NETWORK_MESSAGE_TYPES,
+    PING,
+    PONG,
+    VERACK,
+    VERSION,
+    AddrEntry,
+    VersionMessage,
+    check_empty,
+    decode_addr,
+    encode_addr,
+    ping_nonce,
+)
 
 log = logging.getLogger("obol.net")
 
@@ -146,13 +162,19 @@ class Session:
                         check_empty(VERACK, msg.body)
                         peer.verack_received = True
                     else:
-                        raise Misbehaviour(BAN_THRESHOLD, "message-before-handshake",
-                                           f"{msg.type} before handshake")
+                        raise Misbehaviour(
+                            BAN_THRESHOLD,
+                            "message-before-handshake",
+                            f"{msg.type} before handshake",
+                        )
         except TimeoutError:
             if not timeout.expired():
                 raise
-            log.info("peer %s disconnected: no handshake within %.1fs",
-                     peer.label, self.manager.config.handshake_timeout)
+            log.info(
+                "peer %s disconnected: no handshake within %.1fs",
+                peer.label,
+                self.manager.config.handshake_timeout,
+            )
             peer.close("handshake-timeout")
             return False
         return not peer.closed
@@ -167,13 +189,19 @@ class Session:
             manager.dialler.self_connection(peer)
             return False
         if version.magic != manager.magic or version.genesis_hash != manager.genesis_hash:
-            log.info("peer %s disconnected: wrong network (genesis %s)",
-                     peer.label, version.genesis_hash.hex()[:16])
+            log.info(
+                "peer %s disconnected: wrong network (genesis %s)",
+                peer.label,
+                version.genesis_hash.hex()[:16],
+            )
             peer.close("wrong-network")
             return False
         if version.protocol_version < MIN_PROTOCOL_VERSION:
-            log.info("peer %s disconnected: obsolete protocol version %d",
-                     peer.label, version.protocol_version)
+            log.info(
+                "peer %s disconnected: obsolete protocol version %d",
+                peer.label,
+                version.protocol_version,
+            )
             peer.close("obsolete-version")
             return False
         peer.version = version
@@ -188,10 +216,15 @@ class Session:
     def _send_version(self) -> None:
         manager, cfg = self.manager, self.manager.config
         version = VersionMessage(
-            protocol_version=cfg.protocol_version, magic=manager.magic,
-            genesis_hash=manager.genesis_hash, best_height=manager.best_height(),
-            listen_port=manager.listen_port or 0, nonce=manager.nonce,
-            user_agent=cfg.user_agent, timestamp=int(time.time()))
+            protocol_version=cfg.protocol_version,
+            magic=manager.magic,
+            genesis_hash=manager.genesis_hash,
+            best_height=manager.best_height(),
+            listen_port=manager.listen_port or 0,
+            nonce=manager.nonce,
+            user_agent=cfg.user_agent,
+            timestamp=int(time.time()),
+        )
         self.peer.send(VERSION, version.to_body())
 
     def _keep_among_duplicates(self) -> bool:
@@ -220,8 +253,13 @@ class Session:
     async def _established(self) -> None:
         peer, manager = self.peer, self.manager
         peer.mark_established()
-        log.info("peer %s established (%s, %r, height %d)", peer.label, peer.direction.value,
-                 peer.user_agent, peer.best_height)
+        log.info(
+            "peer %s established (%s, %r, height %d)",
+            peer.label,
+            peer.direction.value,
+            peer.user_agent,
+            peer.best_height,
+        )
         if peer.direction is Direction.OUTBOUND:
             manager.dialler.handshake_succeeded(peer)
             peer.send(GETADDR, [])
@@ -229,8 +267,9 @@ class Session:
             host, port = peer.listen_address
             manager.addrbook.add([(host, port, time.time())], source=peer.host)
         cfg = manager.config
-        self._ping_task = manager.spawn(ping_loop(peer, cfg.ping_interval, cfg.ping_timeout),
-                                        f"peer-{peer.id}-ping")
+        self._ping_task = manager.spawn(
+            ping_loop(peer, cfg.ping_interval, cfg.ping_timeout), f"peer-{peer.id}-ping"
+        )
         for callback in list(manager.on_established):
             await self._run_callback(callback, "on_established")
         manager.dialler.wake()
@@ -306,8 +345,9 @@ class Session:
             self._answer_getaddr()
         elif msg.type == ADDR:
             entries = decode_addr(msg.body)
-            added = self.manager.addrbook.add(((e.host, e.port, e.last_seen) for e in entries),
-                                              source=peer.host)
+            added = self.manager.addrbook.add(
+                ((e.host, e.port, e.last_seen) for e in entries), source=peer.host
+            )
             log.debug("peer %s sent %d addresses (%d new)", peer.label, len(entries), added)
             if added:
                 self.manager.dialler.wake()

@@ -4,6 +4,7 @@ A write goes to a temporary file in the same directory, is fsynced, renamed
 over the old file, and the directory is fsynced: after a crash the file holds
 either the old or the new contents, never a mix.
 """
+
 from __future__ import annotations
 
 import contextlib

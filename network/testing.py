@@ -7,6 +7,7 @@
 * :class:`ManagerFactory` creates PeerManagers on 127.0.0.1 with fast test
   timings and stops them all at the end of a test.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,16 @@ from typing import Any
 from .config import NetConfig
 from .frames import FrameDecoder, encode_frame
 from .manager import PeerManager
-from .protocol import (PING, PONG, PROTOCOL_VERSION, VERACK, VERSION, Codec, VersionMessage,
-                       decode_envelope)
+from .protocol import (
+    PING,
+    PONG,
+    PROTOCOL_VERSION,
+    VERACK,
+    VERSION,
+    Codec,
+    VersionMessage,
+    decode_envelope,
+)
 
 LOCALHOST = "127.0.0.1"
 TEST_MAGIC = b"OBt\x01"  # network magic used by tests
@@ -30,13 +39,25 @@ DEFAULT_WAIT = 5.0  # seconds a test waits for a condition before failing
 
 #: Fast timings, no automatic dialling; each test overrides what it exercises.
 FAST_CONFIG = NetConfig(
-    listen_host=LOCALHOST, listen_port=0, handshake_timeout=3.0, connect_timeout=2.0,
-    ping_interval=60.0, ping_timeout=5.0, reconnect_initial=0.05, reconnect_max=0.5,
-    outbound_retry_interval=0.2, discover=False)
+    listen_host=LOCALHOST,
+    listen_port=0,
+    handshake_timeout=3.0,
+    connect_timeout=2.0,
+    ping_interval=60.0,
+    ping_timeout=5.0,
+    reconnect_initial=0.05,
+    reconnect_max=0.5,
+    outbound_retry_interval=0.2,
+    discover=False,
+)
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_WAIT,
-                     what: str = "condition", interval: float = 0.005) -> None:
+async def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = DEFAULT_WAIT,
+    what: str = "condition",
+    interval: float = 0.005,
+) -> None:
     """Poll ``predicate`` until it is truthy; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -48,8 +69,9 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_WAIT
 class RawPeer:
     """A hand-driven connection: sends exactly the bytes a test asks for."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 magic: bytes, codec: Codec) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, magic: bytes, codec: Codec
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.magic = magic
@@ -58,8 +80,9 @@ class RawPeer:
         self.nonce = secrets.randbits(64)  # our `version` nonce
 
     @classmethod
-    async def connect(cls, port: int, codec: Codec, magic: bytes = TEST_MAGIC,
-                      host: str = LOCALHOST) -> RawPeer:
+    async def connect(
+        cls, port: int, codec: Codec, magic: bytes = TEST_MAGIC, host: str = LOCALHOST
+    ) -> RawPeer:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer, magic, codec)
 
@@ -74,13 +97,23 @@ class RawPeer:
     async def send(self, msg_type: str, body: Any) -> None:
         await self.send_bytes(self.frame(msg_type, body))
 
-    def version_body(self, genesis_hash: bytes = TEST_GENESIS, listen_port: int = 0,
-                     nonce: int | None = None, best_height: int = 0) -> list[Any]:
+    def version_body(
+        self,
+        genesis_hash: bytes = TEST_GENESIS,
+        listen_port: int = 0,
+        nonce: int | None = None,
+        best_height: int = 0,
+    ) -> list[Any]:
         return VersionMessage(
-            protocol_version=PROTOCOL_VERSION, magic=self.magic, genesis_hash=genesis_hash,
-            best_height=best_height, listen_port=listen_port,
-            nonce=self.nonce if nonce is None else nonce, user_agent="/rawpeer/",
-            timestamp=int(time.time())).to_body()
+            protocol_version=PROTOCOL_VERSION,
+            magic=self.magic,
+            genesis_hash=genesis_hash,
+            best_height=best_height,
+            listen_port=listen_port,
+            nonce=self.nonce if nonce is None else nonce,
+            user_agent="/rawpeer/",
+            timestamp=int(time.time()),
+        ).to_body()
 
     async def receive(self, timeout: float = DEFAULT_WAIT) -> tuple[str, Any] | None:
         """The next message, or None at end of stream (or reset)."""
@@ -97,8 +130,9 @@ class RawPeer:
                     return None
                 self.decoder.feed(data)
 
-    async def handshake(self, genesis_hash: bytes = TEST_GENESIS,
-                        listen_port: int = 0) -> VersionMessage:
+    async def handshake(
+        self, genesis_hash: bytes = TEST_GENESIS, listen_port: int = 0
+    ) -> VersionMessage:
         """Play the dialling side of version/verack; return the remote `version`."""
         await self.send(VERSION, self.version_body(genesis_hash, listen_port))
         remote: VersionMessage | None = None
@@ -157,12 +191,18 @@ class ManagerFactory:
         self.base_config = base_config
         self.managers: list[PeerManager] = []
 
-    async def start(self, datadir: Path | None = None, genesis_hash: bytes = TEST_GENESIS,
-                    best_height: int = 0, **overrides: Any) -> PeerManager:
+    async def start(
+        self,
+        datadir: Path | None = None,
+        genesis_hash: bytes = TEST_GENESIS,
+        best_height: int = 0,
+        **overrides: Any,
+    ) -> PeerManager:
         """A started manager listening on 127.0.0.1 (port 0 unless overridden)."""
         config = dataclasses.replace(self.base_config, **overrides)
-        manager = PeerManager(TEST_MAGIC, genesis_hash, self.codec, lambda: best_height,
-                              datadir, config)
+        manager = PeerManager(
+            TEST_MAGIC, genesis_hash, self.codec, lambda: best_height, datadir, config
+        )
         self.managers.append(manager)
         await manager.start()
         return manager

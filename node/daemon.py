@@ -5,6 +5,7 @@ file (``--config``), ``OBOL_*`` environment variables, and flags.  The same
 key names work everywhere: flag ``--miner-threads`` = TOML ``miner-threads``
 (or ``miner_threads``) = env ``OBOL_MINER_THREADS``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,28 +26,27 @@ from typing import Any
 
 from network import NetConfig
 from node import __version__
-
+from node.consensus.params import NETWORKS, get_params
+from node.mempool.pool import MAX_MEMPOOL_USAGE
 from node.primitives.crypto import decode_address
 from node.primitives.errors import AddressError
-from node.mempool.pool import MAX_MEMPOOL_USAGE
 from node.runtime.node import Node, NodeConfig
-from node.consensus.params import NETWORKS, get_params
 from node.storage.store import StoreError
 
 log = logging.getLogger("obol.daemon")
 
-VERSION = __version__           # the package's one version (node/__init__.py)
-LOCK_FILE = "node.lock"         # holds the pid of the node using the datadir (flock'ed)
-TOKEN_FILE = "api.token"        # bearer token of the admin API, mode 0600
-EXIT_STARTUP_ERROR = 1          # exit status for any start-up failure
-API_SHUTDOWN_TIMEOUT = 5.0      # seconds the API waits for requests in progress when stopping
+VERSION = __version__  # the package's one version (node/__init__.py)
+LOCK_FILE = "node.lock"  # holds the pid of the node using the datadir (flock'ed)
+TOKEN_FILE = "api.token"  # bearer token of the admin API, mode 0600
+EXIT_STARTUP_ERROR = 1  # exit status for any start-up failure
+API_SHUTDOWN_TIMEOUT = 5.0  # seconds the API waits for requests in progress when stopping
 
 
 class StartupError(Exception):
     """A clear reason the node cannot start; printed without a traceback."""
 
 
-MIN_MAXMEMPOOL = 5   # MB: the least --maxmempool accepted (Bitcoin: 5 MB)
+MIN_MAXMEMPOOL = 5  # MB: the least --maxmempool accepted (Bitcoin: 5 MB)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Settings:
     mine: bool
     miner_address: str | None
     miner_threads: int
-    maxmempool: int          # MB of memory the mempool may use
+    maxmempool: int  # MB of memory the mempool may use
     log_level: str
     log_json: bool
 
@@ -78,24 +78,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="obol-node", description="Obol full node")
     p.add_argument("--network", choices=sorted(NETWORKS), help="main (default), testnet or regtest")
     p.add_argument("--datadir", help="data directory (default ~/.obol/<network>)")
-    p.add_argument("--listen", help="P2P HOST:PORT (default 0.0.0.0:<network port>); 'none' to not listen")
-    p.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:<network api port>); 'none' for no API")
+    p.add_argument(
+        "--listen", help="P2P HOST:PORT (default 0.0.0.0:<network port>); 'none' to not listen"
+    )
+    p.add_argument(
+        "--api", help="HTTP API HOST:PORT (default 127.0.0.1:<network api port>); 'none' for no API"
+    )
     p.add_argument("--peer", action="append", help="persistent peer HOST:PORT (repeatable)")
-    p.add_argument("--no-discover", dest="discover", action="store_false", default=None,
-                   help="connect only to --peer addresses, never to addresses learned by gossip")
+    p.add_argument(
+        "--no-discover",
+        dest="discover",
+        action="store_false",
+        default=None,
+        help="connect only to --peer addresses, never to addresses learned by gossip",
+    )
     p.add_argument("--mine", action="store_true", default=None, help="mine from the start")
     p.add_argument("--miner-address", help="address the miner pays to")
     p.add_argument("--miner-threads", type=int, help="miner processes (default: one per core)")
-    p.add_argument("--maxmempool", type=int, metavar="MB",
-                   help=f"memory the mempool may use, in MB (default {MAX_MEMPOOL_USAGE // 1_000_000})")
+    p.add_argument(
+        "--maxmempool",
+        type=int,
+        metavar="MB",
+        help=f"memory the mempool may use, in MB (default {MAX_MEMPOOL_USAGE // 1_000_000})",
+    )
     p.add_argument("--config", help="TOML file with the same keys as the flags")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
-    p.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+    p.add_argument(
+        "--log-json", action="store_true", default=None, help="log one JSON object per line"
+    )
     return p
 
 
-KEYS = ("network", "datadir", "listen", "api", "peer", "discover", "mine", "miner_address",
-        "miner_threads", "maxmempool", "log_level", "log_json")
+KEYS = (
+    "network",
+    "datadir",
+    "listen",
+    "api",
+    "peer",
+    "discover",
+    "mine",
+    "miner_address",
+    "miner_threads",
+    "maxmempool",
+    "log_level",
+    "log_json",
+)
 
 
 def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> Settings:
@@ -168,13 +195,18 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise StartupError(f"bad --log-level {level!r}")
     return Settings(
-        network=network, datadir=datadir,
+        network=network,
+        datadir=datadir,
         listen=hostport("listen", ("0.0.0.0", params.default_port)),
         api=hostport("api", ("127.0.0.1", params.api_port)),
         peers=tuple(parse_hostport(p, "peer") for p in peers),
         discover=_boolean(merged.get("discover", True)),
-        mine=mine, miner_address=miner_address, miner_threads=miner_threads, maxmempool=maxmempool,
-        log_level=level, log_json=_boolean(merged.get("log_json", False)),
+        mine=mine,
+        miner_address=miner_address,
+        miner_threads=miner_threads,
+        maxmempool=maxmempool,
+        log_level=level,
+        log_json=_boolean(merged.get("log_json", False)),
     )
 
 
@@ -186,14 +218,23 @@ def _boolean(value: Any) -> bool:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": round(record.created, 3), "level": record.levelname,
-                           "logger": record.name, "message": record.getMessage()})
+        return json.dumps(
+            {
+                "time": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
 
 
 def setup_logging(level: str, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if as_json else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if as_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -215,7 +256,9 @@ class DatadirLock:
         except OSError:
             other = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
             os.close(self.fd)
-            raise StartupError(f"datadir {datadir} is in use by another obol-node (pid {other or '?'})") from None
+            raise StartupError(
+                f"datadir {datadir} is in use by another obol-node (pid {other or '?'})"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
@@ -237,22 +280,36 @@ def write_token(datadir: Path) -> str:
 
 async def run(settings: Settings) -> int:
     params = get_params(settings.network)
-    stop = _install_signal_handlers()   # before the (possibly long) chain load
+    stop = _install_signal_handlers()  # before the (possibly long) chain load
     lock = DatadirLock(settings.datadir)
     try:
         listen = settings.listen
         # A node bound to one address (say 127.0.0.3 in a local testnet) also dials
         # from it, so peers see, and may ban, that address rather than the OS's choice.
         bind = listen[0] if listen and listen[0] not in ("0.0.0.0", "::", "") else None
-        net = NetConfig(listen_host=listen[0] if listen else "127.0.0.1",
-                        listen_port=listen[1] if listen else None,
-                        bind_host=bind, discover=settings.discover, user_agent=f"/obol:{VERSION}/")
-        miner_addr = decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
+        net = NetConfig(
+            listen_host=listen[0] if listen else "127.0.0.1",
+            listen_port=listen[1] if listen else None,
+            bind_host=bind,
+            discover=settings.discover,
+            user_agent=f"/obol:{VERSION}/",
+        )
+        miner_addr = (
+            decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
+        )
         try:
-            node = Node(NodeConfig(params=params, datadir=settings.datadir, net=net,
-                                   peers=settings.peers, mine=settings.mine, miner_address=miner_addr,
-                                   miner_threads=settings.miner_threads,
-                                   max_mempool=settings.maxmempool * 1_000_000))
+            node = Node(
+                NodeConfig(
+                    params=params,
+                    datadir=settings.datadir,
+                    net=net,
+                    peers=settings.peers,
+                    mine=settings.mine,
+                    miner_address=miner_addr,
+                    miner_threads=settings.miner_threads,
+                    max_mempool=settings.maxmempool * 1_000_000,
+                )
+            )
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -309,8 +366,14 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
                 raise StartupError(_port_message("API", settings.api, exc)) from None
             host, port = runner.addresses[0][:2] if runner.addresses else settings.api
             log.info("API on http://%s:%d/api/v1", host, port)
-        log.info("obol-node %s on %s: height=%d tip=%s, P2P port %s", VERSION, settings.network,
-                 node.chain.height, node.chain.tip.hash.hex()[:16], node.peers.listen_port)
+        log.info(
+            "obol-node %s on %s: height=%d tip=%s, P2P port %s",
+            VERSION,
+            settings.network,
+            node.chain.height,
+            node.chain.tip.hash.hex()[:16],
+            node.peers.listen_port,
+        )
         await stop.wait()
         return 0
     finally:

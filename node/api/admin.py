@@ -4,20 +4,31 @@ Admin routes need ``Authorization: Bearer <token>`` (the token the daemon
 writes to ``<datadir>/api.token``): a missing or malformed header is 401
 ``unauthorized``, a wrong token 403 ``forbidden``.
 """
+
 from __future__ import annotations
 
 import functools
 import hmac
 import ipaddress
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from node.api.common import (STOP_KEY, TOKEN_KEY, ApiError, address_hash, body_field, json_body,
-                             node_of, parse_hash, parse_host_port)
+from node.api.common import (
+    STOP_KEY,
+    TOKEN_KEY,
+    ApiError,
+    address_hash,
+    body_field,
+    json_body,
+    node_of,
+    parse_hash,
+    parse_host_port,
+)
 
-MAX_MINE_BLOCKS = 10_000     # blocks one POST /mine may ask for
-MINE_CHUNK = 50              # blocks mined per chain-thread call: a stop request is seen between them
+MAX_MINE_BLOCKS = 10_000  # blocks one POST /mine may ask for
+# blocks mined per chain-thread call: a stop request is seen between them
+MINE_CHUNK = 50
 MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -28,10 +39,17 @@ def check_token(request: web.Request) -> None:
     scheme, _, value = header.strip().partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="obol-node"'}
     if not header:
-        raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <token>' "
-                       "(the token is in <datadir>/api.token)", challenge)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this route needs 'Authorization: Bearer <token>' "
+            "(the token is in <datadir>/api.token)",
+            challenge,
+        )
     if scheme.lower() != "bearer" or not value.strip():
-        raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'", challenge)
+        raise ApiError(
+            401, "unauthorized", "the Authorization header must be 'Bearer <token>'", challenge
+        )
     if not hmac.compare_digest(value.strip().encode(), request.app[TOKEN_KEY].encode()):
         raise ApiError(403, "forbidden", "wrong API token")
 
@@ -41,25 +59,30 @@ def admin(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         check_token(request)
         return await handler(request)
+
     wrapped.admin = True  # type: ignore[attr-defined]
     return wrapped
 
 
 # --- mining --------------------------------------------------------------------------------
 
+
 @admin
 async def post_mine(request: web.Request) -> web.Response:
     node = node_of(request)
     if not node.params.mine_on_demand:
-        raise ApiError(409, "not-regtest", f"blocks are mined on request only on regtest, "
-                       f"not on {node.params.name}")
+        raise ApiError(
+            409,
+            "not-regtest",
+            f"blocks are mined on request only on regtest, not on {node.params.name}",
+        )
     body = await json_body(request)
     count = body_field(body, "blocks", int)
     if not 1 <= count <= MAX_MINE_BLOCKS:
         raise ApiError(400, "bad-param", f"'blocks' must be in 1..{MAX_MINE_BLOCKS}")
     address = body_field(body, "address", str, required=node.miner_address is None)
     addr = address_hash(node, address) if address is not None else node.miner_address
-    assert addr is not None    # 'address' is required when the node has no miner address
+    assert addr is not None  # 'address' is required when the node has no miner address
     stop = request.app[STOP_KEY]
     hashes: list[str] = []
     while len(hashes) < count and not stop.is_set():
@@ -84,12 +107,13 @@ async def post_miner(request: web.Request) -> web.Response:
 
 # --- peers and bans ------------------------------------------------------------------------
 
+
 @admin
 async def post_peers(request: web.Request) -> web.Response:
     node = node_of(request)
     body = await json_body(request)
     host, port = parse_host_port(body.get("connect"), "connect")
-    peer = await node.peers.connect(host, port)   # NetworkError -> 409 with its code
+    peer = await node.peers.connect(host, port)  # NetworkError -> 409 with its code
     return web.json_response(peer.info())
 
 
@@ -140,6 +164,7 @@ async def delete_ban(request: web.Request) -> web.Response:
 
 # --- chain control -------------------------------------------------------------------------
 
+
 async def _change_chain(request: web.Request, action: str) -> web.Response:
     node = node_of(request)
     block_hash = parse_hash(request.match_info["hash"])
@@ -150,9 +175,14 @@ async def _change_chain(request: web.Request, action: str) -> web.Response:
     except ValueError as exc:
         raise ApiError(400, "cannot-invalidate-genesis", str(exc)) from None
     tip = node.chain.tip
-    return web.json_response({"height": tip.height, "tip": tip.hash.hex(),
-                              "connected": [b.hash.hex() for b in result.connected],
-                              "disconnected": [b.hash.hex() for b in result.disconnected]})
+    return web.json_response(
+        {
+            "height": tip.height,
+            "tip": tip.hash.hex(),
+            "connected": [b.hash.hex() for b in result.connected],
+            "disconnected": [b.hash.hex() for b in result.disconnected],
+        }
+    )
 
 
 @admin

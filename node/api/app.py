@@ -9,6 +9,7 @@ Every error is ``{"error": {"code": "<stable-code>", "message": "..."}}``
 with a 4xx status: the middleware below maps the consensus code's
 exceptions (``ObolError``) and aiohttp's own errors (404, 405, 413) to it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,14 +24,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from network.errors import NetworkError
 from node import __version__
-
 from node.api.admin import admin_routes
 from node.api.common import API_PREFIX, NODE_KEY, STOP_KEY, TOKEN_KEY, VERSION_KEY, ApiError
+from node.api.openapi import openapi_spec
 from node.api.public import public_routes
 from node.api.txs import tx_routes
 from node.api.views import difficulty
 from node.primitives.errors import MissingInputsError, ObolError, PolicyError, ValidationError
-from node.api.openapi import openapi_spec
 
 log = logging.getLogger("obol.api")
 
@@ -38,26 +38,50 @@ METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
 TIMER_KEY: web.AppKey[Callable[[float], None]] = web.AppKey("block_timer")
 SOCKETS_KEY = web.AppKey("websockets", set[web.WebSocketResponse])
 OPENAPI_KEY = web.AppKey("openapi", dict)
-MAX_BODY = 2 * 1024 * 1024          # bytes of a request body (413 beyond)
+MAX_BODY = 2 * 1024 * 1024  # bytes of a request body (413 beyond)
 CONFLICT_CODES = frozenset({"txn-mempool-conflict", "txn-already-in-mempool", "txn-already-known"})
-HTTP_CODES = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-              405: "method-not-allowed", 413: "too-large", 414: "too-large", 431: "too-large"}
-VALIDATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+HTTP_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    414: "too-large",
+    431: "too-large",
+}
+VALIDATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-WS_HEARTBEAT = 30.0                 # seconds between WebSocket pings
+WS_HEARTBEAT = 30.0  # seconds between WebSocket pings
 
 
-def error_response(status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status,
-                             headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
 
 
 def status_for(exc: ObolError) -> int:
     """The HTTP status of a consensus/policy error."""
     if isinstance(exc, PolicyError):
         return 409 if exc.code in CONFLICT_CODES else 400
-    return 400   # ValidationError (MissingInputsError included), DecodeError, AddressError, ...
+    return 400  # ValidationError (MissingInputsError included), DecodeError, AddressError, ...
 
 
 @web.middleware
@@ -75,14 +99,19 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")
+        }
         message = exc.reason if exc.status != 413 else f"request body larger than {MAX_BODY} bytes"
         if exc.status == 405:
-            message = f"method {request.method} not allowed here (allowed: {headers.get('Allow', '')})"
+            message = (
+                f"method {request.method} not allowed here (allowed: {headers.get('Allow', '')})"
+            )
         elif exc.status == 404:
             message = f"no route {request.path}"
-        return error_response(exc.status, HTTP_CODES.get(exc.status, f"http-{exc.status}"),
-                              message, headers)
+        return error_response(
+            exc.status, HTTP_CODES.get(exc.status, f"http-{exc.status}"), message, headers
+        )
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -91,6 +120,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
 
 
 # --- metrics -----------------------------------------------------------------------------
+
 
 class NodeCollector:
     """Reads the node's counters at scrape time (registered in a per-app registry)."""
@@ -114,35 +144,59 @@ class NodeCollector:
 
         yield gauge("obol_height", "Height of the active chain", chain.height)
         yield gauge("obol_peers", "Established peer connections", stats["peers"])
-        yield gauge("obol_connections", "Open connections, handshaking included", stats["connections"])
+        yield gauge(
+            "obol_connections", "Open connections, handshaking included", stats["connections"]
+        )
         yield gauge("obol_mempool_transactions", "Transactions in the mempool", len(node.mempool))
-        yield gauge("obol_mempool_bytes", "Bytes of transactions in the mempool", node.mempool.bytes)
-        yield gauge("obol_mempool_usage_bytes", "Estimated memory the mempool uses", node.mempool.usage)
-        yield counter("obol_lmdb_map_trims", "Times the LMDB map's resident pages were dropped",
-                      node.map_budget.trims)
+        yield gauge(
+            "obol_mempool_bytes", "Bytes of transactions in the mempool", node.mempool.bytes
+        )
+        yield gauge(
+            "obol_mempool_usage_bytes", "Estimated memory the mempool uses", node.mempool.usage
+        )
+        yield counter(
+            "obol_lmdb_map_trims",
+            "Times the LMDB map's resident pages were dropped",
+            node.map_budget.trims,
+        )
         yield gauge("obol_utxo_count", "Unspent outputs", chain.utxo_stats.count)
-        yield gauge("obol_utxo_amount", "Base units held by unspent outputs", chain.utxo_stats.amount)
-        yield counter("obol_blocks_validated", "Blocks connected to the active chain", node.blocks_validated)
-        yield counter("obol_txs_validated", "Transactions validated (blocks and mempool)", node.txs_validated)
+        yield gauge(
+            "obol_utxo_amount", "Base units held by unspent outputs", chain.utxo_stats.amount
+        )
+        yield counter(
+            "obol_blocks_validated", "Blocks connected to the active chain", node.blocks_validated
+        )
+        yield counter(
+            "obol_txs_validated", "Transactions validated (blocks and mempool)", node.txs_validated
+        )
         yield counter("obol_reorgs", "Tip changes that disconnected blocks", node.reorgs)
         yield gauge("obol_bans", "Hosts currently banned", stats["bans"])
         yield counter("obol_bans_issued", "Bans issued for misbehaviour", stats["bans_issued"])
         yield counter("obol_network_received_bytes", "Bytes received from peers", stats["bytes_in"])
         yield counter("obol_network_sent_bytes", "Bytes sent to peers", stats["bytes_out"])
-        yield counter("obol_network_received_messages", "Messages received from peers", stats["messages_in"])
+        yield counter(
+            "obol_network_received_messages", "Messages received from peers", stats["messages_in"]
+        )
         yield counter("obol_network_sent_messages", "Messages sent to peers", stats["messages_out"])
         yield gauge("obol_syncing", "1 while downloading a better chain", int(node.sync.syncing))
         yield gauge("obol_miner_enabled", "1 while the miner runs", int(node.miner.running))
         yield gauge("obol_miner_hashrate", "Hashes per second of the miner", node.miner.hash_rate())
-        yield gauge("obol_difficulty", "Difficulty of the tip", difficulty(node.params, chain.tip.header.bits))
+        yield gauge(
+            "obol_difficulty",
+            "Difficulty of the tip",
+            difficulty(node.params, chain.tip.header.bits),
+        )
 
 
 def _make_metrics(app: web.Application, node) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(node))
-    histogram = Histogram("obol_block_validation_seconds",
-                          "Seconds to validate a submitted block (relay, miner)",
-                          registry=registry, buckets=VALIDATION_BUCKETS)
+    histogram = Histogram(
+        "obol_block_validation_seconds",
+        "Seconds to validate a submitted block (relay, miner)",
+        registry=registry,
+        buckets=VALIDATION_BUCKETS,
+    )
     app[METRICS_KEY] = registry
     app[TIMER_KEY] = histogram.observe
     node.block_timers.append(histogram.observe)
@@ -154,6 +208,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 # --- events ------------------------------------------------------------------------------
+
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     """WebSocket: one JSON text message per event (``hello`` first, then ``tip`` / ``tx``)."""
@@ -172,8 +227,14 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
         sockets.add(ws)
         tip = node.chain.tip
-        await ws.send_json({"type": "hello", "network": node.params.name,
-                            "height": tip.height, "hash": tip.hash.hex()})
+        await ws.send_json(
+            {
+                "type": "hello",
+                "network": node.params.name,
+                "height": tip.height,
+                "hash": tip.hash.hex(),
+            }
+        )
 
         async def pump() -> None:
             while True:
@@ -183,7 +244,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
         sender = asyncio.get_running_loop().create_task(pump())
         try:
-            async for msg in ws:   # the client says nothing we need; this notices it leave
+            async for msg in ws:  # the client says nothing we need; this notices it leave
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -213,16 +274,24 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 # --- the application ---------------------------------------------------------------------
 
+
 def api_routes() -> list[tuple[str, str, Any]]:
     """(method, path under /api/v1, handler) of every route."""
-    return public_routes() + tx_routes() + admin_routes() + [
-        ("GET", "/events", get_events),
-        ("GET", "/metrics", get_metrics),
-        ("GET", "/openapi.json", get_openapi),
-    ]
+    return (
+        public_routes()
+        + tx_routes()
+        + admin_routes()
+        + [
+            ("GET", "/events", get_events),
+            ("GET", "/metrics", get_metrics),
+            ("GET", "/openapi.json", get_openapi),
+        ]
+    )
 
 
-def create_app(node, token: str, stop_event: asyncio.Event, version: str | None = None) -> web.Application:
+def create_app(
+    node, token: str, stop_event: asyncio.Event, version: str | None = None
+) -> web.Application:
     """The API of ``node``; admin routes need ``token``; ``POST /stop`` sets ``stop_event``."""
     if version is None:
         version = __version__

@@ -3,6 +3,7 @@
 Errors are raised as ``ApiError`` (or an ``ObolError`` from the consensus code);
 the middleware in ``app.py`` turns them into JSON.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ from node.primitives.crypto import decode_address
 from node.runtime.node import Node
 
 API_PREFIX = "/api/v1"
-HASH_RE = re.compile(r"[0-9a-fA-F]{64}")    # a block hash or txid in hex
+HASH_RE = re.compile(r"[0-9a-fA-F]{64}")  # a block hash or txid in hex
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})*")
 _INT_RE = re.compile(r"-?[0-9]{1,20}")
 
@@ -31,8 +32,9 @@ VERSION_KEY = web.AppKey("version", str)
 class ApiError(Exception):
     """An error answered as ``{"error": {"code", "message"}}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, message: str = "",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str = "", headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -41,6 +43,7 @@ class ApiError(Exception):
 
 
 # --- request parsing ---------------------------------------------------------------------
+
 
 def node_of(request: web.Request) -> Node:
     return request.app[NODE_KEY]
@@ -75,7 +78,9 @@ def query_int(request: web.Request, name: str, default: int | None, lo: int, hi:
     if raw is None or raw == "":
         return default
     if not _INT_RE.fullmatch(raw) or not lo <= int(raw) <= hi:
-        raise ApiError(400, "bad-param", f"query parameter '{name}' must be an integer in [{lo}, {hi}]")
+        raise ApiError(
+            400, "bad-param", f"query parameter '{name}' must be an integer in [{lo}, {hi}]"
+        )
     return int(raw)
 
 
@@ -84,15 +89,16 @@ async def json_body(request: web.Request) -> dict:
     raw = await request.read()
     try:
         body = json.loads(raw.decode("utf-8")) if raw else None
-    except (ValueError, RecursionError):   # RecursionError: absurdly deep nesting
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ApiError(400, "bad-json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad-json", "the body must be a JSON object")
     return body
 
 
-def body_field(body: dict, name: str, kind: type | tuple, required: bool = True,
-               default: Any = None) -> Any:
+def body_field(
+    body: dict, name: str, kind: type | tuple, required: bool = True, default: Any = None
+) -> Any:
     """``body[name]`` checked to be of ``kind`` (bool is never an int); 400 ``bad-param``."""
     if name not in body or body[name] is None:
         if required:
@@ -113,8 +119,13 @@ def parse_host_port(text: Any, what: str = "address") -> tuple[str, int]:
         raise ApiError(400, "bad-param", f"'{what}' must be a HOST:PORT string")
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if (not sep or not host or any(c.isspace() or c == "/" for c in host)
-            or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535):
+    if (
+        not sep
+        or not host
+        or any(c.isspace() or c == "/" for c in host)
+        or not re.fullmatch(r"[0-9]{1,5}", port)
+        or not 1 <= int(port) <= 65535
+    ):
         raise ApiError(400, "bad-param", f"'{what}' must be HOST:PORT with a port in 1..65535")
     return host, int(port)
 
@@ -122,5 +133,3 @@ def parse_host_port(text: Any, what: str = "address") -> tuple[str, int]:
 def address_hash(node, text: str) -> bytes:
     """The 20-byte hash of a bech32m address of this network (AddressError -> 400)."""
     return decode_address(node.params.hrp, text)
-
-

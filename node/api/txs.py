@@ -3,6 +3,7 @@
 ``POST /tx`` submits one and relays it once accepted, ``POST /txs`` a batch (one
 signature batch), ``POST /tx/test`` only checks one (Bitcoin: testmempoolaccept).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ from node.api.common import ApiError, json_body, node_of, parse_hex
 from node.primitives.errors import ObolError
 from node.primitives.tx import Transaction
 
-MAX_TX_BATCH = 1_000         # transactions one POST /txs may carry
+MAX_TX_BATCH = 1_000  # transactions one POST /txs may carry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -22,7 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _tx_from_body(request: web.Request) -> Transaction:
     body = await json_body(request)
     raw = parse_hex(body.get("hex"), "hex")
-    return Transaction.from_bytes(raw)   # DecodeError -> 400 bad-encoding
+    return Transaction.from_bytes(raw)  # DecodeError -> 400 bad-encoding
 
 
 async def post_tx(request: web.Request) -> web.Response:
@@ -46,7 +47,7 @@ async def post_txs(request: web.Request) -> web.Response:
         except (ApiError, ObolError) as exc:
             results.append({"txid": None, "error": {"code": exc.code, "message": exc.message}})
             continue
-        results.append(node.queue_tx(tx))          # the batcher checks them together
+        results.append(node.queue_tx(tx))  # the batcher checks them together
     answers = []
     for item in results:
         if isinstance(item, dict):
@@ -63,9 +64,15 @@ async def post_txs(request: web.Request) -> web.Response:
 async def post_tx_test(request: web.Request) -> web.Response:
     tx = await _tx_from_body(request)
     entry = await node_of(request).submit_tx(tx, test_only=True)
-    return web.json_response({"txid": tx.txid.hex(), "fee": entry.fee, "size": tx.size,
-                              "fee_rate": round(entry.fee / tx.size, 3), "allowed": True})
-
+    return web.json_response(
+        {
+            "txid": tx.txid.hex(),
+            "fee": entry.fee,
+            "size": tx.size,
+            "fee_rate": round(entry.fee / tx.size, 3),
+            "allowed": True,
+        }
+    )
 
 
 def tx_routes() -> list[tuple[str, str, Handler]]:

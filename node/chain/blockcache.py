@@ -6,25 +6,27 @@ the last few decoded spares re-reading and re-decoding them from LMDB.  The
 cache is bounded by count and by serialized size (least recently used out
 first), so a node holding a few large blocks stays small.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from node.primitives.block import Block
 
-MAX_CACHED_BLOCKS = 32              # blocks: covers a 15-deep reorg of both branches
+MAX_CACHED_BLOCKS = 32  # blocks: covers a 15-deep reorg of both branches
 MAX_CACHED_BLOCK_BYTES = 2_000_000  # serialized bytes of the cached blocks (decoded: ~10x)
 
 
 class BlockCache:
     """Decoded blocks by hash; holds only blocks whose bytes are stored or about to be."""
 
-    def __init__(self, max_blocks: int = MAX_CACHED_BLOCKS,
-                 max_bytes: int = MAX_CACHED_BLOCK_BYTES) -> None:
+    def __init__(
+        self, max_blocks: int = MAX_CACHED_BLOCKS, max_bytes: int = MAX_CACHED_BLOCK_BYTES
+    ) -> None:
         self.max_blocks = max_blocks
         self.max_bytes = max_bytes
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
-        self._bytes = 0     # serialized size of the blocks held
+        self._bytes = 0  # serialized size of the blocks held
 
     def get(self, block_hash: bytes) -> Block | None:
         block = self._blocks.get(block_hash)

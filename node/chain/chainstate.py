@@ -16,6 +16,7 @@ layers above use as ``chain.reader``).
 Not thread-safe for writers: the daemon calls every mutating method from one
 thread.  Readers open their own LMDB read transactions.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,14 @@ import lmdb
 
 from node.chain.blockcache import BlockCache
 from node.chain.connect import UtxoStats, connect_block, disconnect_block
-from node.chain.index import (BlockIndex, BlockIndexEntry, BlockStatus, median_time_past,
-                              next_bits, on_chain)
+from node.chain.index import (
+    BlockIndex,
+    BlockIndexEntry,
+    BlockStatus,
+    median_time_past,
+    next_bits,
+    on_chain,
+)
 from node.chain.orphans import OrphanPool, check_orphan_pow
 from node.chain.reader import ChainReader
 from node.consensus import rules
@@ -45,24 +52,27 @@ from node.storage.store import Store
 
 log = logging.getLogger("obol.chain")
 
-SIGNATURE_BATCH = 16_384   # signature checks of connected blocks left running before waiting for them
-TXRECENT_MERGE = 2_000     # txrecent entries that make merge_recent_txindex move them into txindex
+# signature checks of connected blocks left running before waiting for them
+SIGNATURE_BATCH = 16_384
+TXRECENT_MERGE = 2_000  # txrecent entries that make merge_recent_txindex move them into txindex
 
 
 class AcceptStatus(StrEnum):
     """What became of one accepted block."""
-    CONNECTED = "connected"   # it is on the active chain
-    STORED = "stored"         # stored on a side branch (or its branch failed to connect)
-    ORPHAN = "orphan"         # its parent is unknown: kept in the orphan pool
-    DUPLICATE = "duplicate"   # already stored (or already in this batch)
+
+    CONNECTED = "connected"  # it is on the active chain
+    STORED = "stored"  # stored on a side branch (or its branch failed to connect)
+    ORPHAN = "orphan"  # its parent is unknown: kept in the orphan pool
+    DUPLICATE = "duplicate"  # already stored (or already in this batch)
 
 
 @dataclass
 class AcceptResult:
     """What ``accept_block`` did, so the mempool, miner, relay and wallet can react."""
-    block_hash: bytes                                        # the block accepted
-    status: AcceptStatus                                     # what became of it
-    connected: list[Block] = field(default_factory=list)     # joined the active chain, in order
+
+    block_hash: bytes  # the block accepted
+    status: AcceptStatus  # what became of it
+    connected: list[Block] = field(default_factory=list)  # joined the active chain, in order
     disconnected: list[Block] = field(default_factory=list)  # left it, tip first
     invalid: list[tuple[bytes, str]] = field(default_factory=list)  # blocks found invalid
 
@@ -75,8 +85,9 @@ class AcceptResult:
 @dataclass
 class BatchResult:
     """What ``accept_blocks`` did: each block's outcome and the batch's tip change."""
-    outcomes: list[AcceptResult | ValidationError]           # per block, in order
-    connected: list[Block] = field(default_factory=list)     # joined the active chain, in order
+
+    outcomes: list[AcceptResult | ValidationError]  # per block, in order
+    connected: list[Block] = field(default_factory=list)  # joined the active chain, in order
     disconnected: list[Block] = field(default_factory=list)  # left it, tip first
     invalid: list[tuple[bytes, str]] = field(default_factory=list)  # blocks found invalid
 
@@ -90,9 +101,13 @@ class _ConnectFailed(Exception):
 class ChainState:
     """The block index, the active chain and the UTXO set of one datadir."""
 
-    def __init__(self, datadir: Path, params: NetworkParams,
-                 verifier: SignatureVerifier | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        datadir: Path,
+        params: NetworkParams,
+        verifier: SignatureVerifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.params = params
         self._store = Store(Path(datadir), params.name)
         self._db = self._store.db
@@ -100,14 +115,15 @@ class ChainState:
         self._own_verifier = verifier is None
         self.clock = clock
         self.index = BlockIndex()
-        self.chain: list[BlockIndexEntry] = []   # the active chain by height, genesis first
+        self.chain: list[BlockIndexEntry] = []  # the active chain by height, genesis first
         self.reader = ChainReader(self._store, self.index, self.on_active_chain)
         self.utxo_stats = UtxoStats()
         self.orphans = OrphanPool()
         self._candidates: set[BlockIndexEntry] = set()
-        self._recent: dict[bytes, Block] = {}   # blocks accepted in this call: no re-decoding
-        self._decoded = BlockCache()            # blocks of earlier calls, for the next reorg
-        self._unsaved: dict[bytes, BlockIndexEntry] = {}  # stored in memory, written by the next commit
+        self._recent: dict[bytes, Block] = {}  # blocks accepted in this call: no re-decoding
+        self._decoded = BlockCache()  # blocks of earlier calls, for the next reorg
+        # stored in memory, written by the next commit
+        self._unsaved: dict[bytes, BlockIndexEntry] = {}
         self._seq = 0
         self._load()
 
@@ -126,11 +142,19 @@ class ChainState:
         for header_list, height, work, status, seq, failure in records:
             header = BlockHeader.from_list(header_list)
             parent = self.index.get(header.prev_hash)
-            entry = BlockIndexEntry(header, height, int.from_bytes(work, "big"), BlockStatus(status),
-                                    seq, parent, failure)
+            entry = BlockIndexEntry(
+                header,
+                height,
+                int.from_bytes(work, "big"),
+                BlockStatus(status),
+                seq,
+                parent,
+                failure,
+            )
             self.index.add(entry)
             entry.have_chain = entry.status in (BlockStatus.DATA, BlockStatus.VALID) and (
-                parent is None or parent.have_chain)
+                parent is None or parent.have_chain
+            )
             self._seq = max(self._seq, seq + 1)
         self.index.recompute_best_header()
         count, amount = decode(stats)
@@ -141,15 +165,23 @@ class ChainState:
             self.chain.append(self.chain[-1].parent)
         self.chain.reverse()
         for entry in self.index.values():
-            if (entry.have_chain and entry.status != BlockStatus.INVALID
-                    and entry.chain_work > tip.chain_work):
+            if (
+                entry.have_chain
+                and entry.status != BlockStatus.INVALID
+                and entry.chain_work > tip.chain_work
+            ):
                 self._candidates.add(entry)
         if self._candidates:
             # blocks stored with more work than the tip but not connected (a crash came
             # between storing and switching): connect them now, as Bitcoin Core does at start-up
             self.activate_best_chain()
-        log.info("loaded chain %s: height=%d tip=%s utxos=%d", self.params.name, self.height,
-                 short_hash(tip.hash), self.utxo_stats.count)
+        log.info(
+            "loaded chain %s: height=%d tip=%s utxos=%d",
+            self.params.name,
+            self.height,
+            short_hash(tip.hash),
+            self.utxo_stats.count,
+        )
 
     def _write_genesis(self) -> None:
         genesis = self.params.genesis
@@ -200,8 +232,9 @@ class ChainState:
         return next_bits(self.params, parent)
 
     def header_context(self, parent: BlockIndexEntry) -> rules.HeaderContext:
-        return rules.HeaderContext(next_bits(self.params, parent), median_time_past(parent),
-                                   int(self.clock()))
+        return rules.HeaderContext(
+            next_bits(self.params, parent), median_time_past(parent), int(self.clock())
+        )
 
     # --- headers -------------------------------------------------------------------
 
@@ -237,7 +270,9 @@ class ChainState:
             raise BlockValidationError("bad-prevblk", "parent is invalid")
         rules.validate_header(header, self.header_context(parent), self.params)
         work = parent.chain_work + block_work(bits_to_target(header.bits))
-        entry = BlockIndexEntry(header, parent.height + 1, work, BlockStatus.HEADER, self._seq, parent)
+        entry = BlockIndexEntry(
+            header, parent.height + 1, work, BlockStatus.HEADER, self._seq, parent
+        )
         self._seq += 1
         return entry
 
@@ -257,7 +292,7 @@ class ChainState:
         outcome.invalid = batch.invalid
         return outcome
 
-    def accept_blocks(self, blocks: list[Block]) -> "BatchResult":
+    def accept_blocks(self, blocks: list[Block]) -> BatchResult:
         """Accept several blocks with one activation: when they extend the active
         chain, all of them are connected (and stored) in ONE write transaction.
 
@@ -265,8 +300,12 @@ class ChainState:
         it raised); the tip change of the whole batch is in the BatchResult.
         """
         batch = self._accept_batch(blocks)
-        todo = [r.block_hash for r in batch.outcomes
-                if isinstance(r, AcceptResult) and r.status in (AcceptStatus.CONNECTED, AcceptStatus.STORED)]
+        todo = [
+            r.block_hash
+            for r in batch.outcomes
+            if isinstance(r, AcceptResult)
+            and r.status in (AcceptStatus.CONNECTED, AcceptStatus.STORED)
+        ]
         while todo and self.orphans:
             parent = todo.pop()
             children = self.orphans.take_children(parent)
@@ -276,7 +315,7 @@ class ChainState:
             batch.connected.extend(sub.connected)
             batch.disconnected.extend(sub.disconnected)
             batch.invalid.extend(sub.invalid)
-            for outcome, h in zip(sub.outcomes, (c.hash for c in children)):
+            for outcome, h in zip(sub.outcomes, (c.hash for c in children), strict=True):
                 if isinstance(outcome, ValidationError):
                     log.info("orphan block %s rejected: %s", short_hash(h), outcome)
                     batch.invalid.append((h, outcome.code))
@@ -284,7 +323,7 @@ class ChainState:
                     todo.append(h)
         return batch
 
-    def _accept_batch(self, blocks: list[Block]) -> "BatchResult":
+    def _accept_batch(self, blocks: list[Block]) -> BatchResult:
         outcomes: list[AcceptResult | ValidationError] = []
         stored: list[tuple[int, BlockIndexEntry, AcceptResult]] = []
         for block in blocks:
@@ -317,7 +356,7 @@ class ChainState:
                 result.status = AcceptStatus.CONNECTED
         return batch
 
-    def _store_block(self, block: Block) -> "BlockIndexEntry | AcceptResult":
+    def _store_block(self, block: Block) -> BlockIndexEntry | AcceptResult:
         """Check a block without its chain context and keep it in memory for the
         next activation, which writes it; returns its entry, or the outcome
         (orphan, duplicate) when there is nothing to activate."""
@@ -399,8 +438,12 @@ class ChainState:
             try:
                 connected, disconnected = self._switch(fork, path)
             except _ConnectFailed as failed:
-                log.warning("block %s height=%d invalid: %s", short_hash(failed.entry.hash),
-                            failed.entry.height, failed.error)
+                log.warning(
+                    "block %s height=%d invalid: %s",
+                    short_hash(failed.entry.hash),
+                    failed.entry.height,
+                    failed.error,
+                )
                 self._mark_invalid(failed.entry, failed.error.code)
                 total.invalid.append((failed.entry.hash, failed.error.code))
                 continue
@@ -408,19 +451,34 @@ class ChainState:
             total.disconnected.extend(disconnected)
             elapsed = (time.perf_counter() - started) * 1000
             if disconnected:
-                log.info("reorg: disconnected %d, connected %d blocks; tip %s height=%d (%.0f ms)",
-                         len(disconnected), len(connected), short_hash(self.tip.hash), self.height, elapsed)
+                log.info(
+                    "reorg: disconnected %d, connected %d blocks; tip %s height=%d (%.0f ms)",
+                    len(disconnected),
+                    len(connected),
+                    short_hash(self.tip.hash),
+                    self.height,
+                    elapsed,
+                )
             else:
                 for block in connected:
                     log.debug("connected block %s txs=%d", short_hash(block.hash), len(block.txs))
-                log.info("connected block %s height=%d txs=%d (%.0f ms)", short_hash(self.tip.hash),
-                         self.height, len(connected[-1].txs), elapsed)
-        self._candidates = {e for e in self._candidates
-                            if e.chain_work > self.tip.chain_work and e.status != BlockStatus.INVALID}
+                log.info(
+                    "connected block %s height=%d txs=%d (%.0f ms)",
+                    short_hash(self.tip.hash),
+                    self.height,
+                    len(connected[-1].txs),
+                    elapsed,
+                )
+        self._candidates = {
+            e
+            for e in self._candidates
+            if e.chain_work > self.tip.chain_work and e.status != BlockStatus.INVALID
+        }
         return total
 
-    def _path_from_fork(self, best: BlockIndexEntry
-                        ) -> tuple[list[BlockIndexEntry] | None, BlockIndexEntry]:
+    def _path_from_fork(
+        self, best: BlockIndexEntry
+    ) -> tuple[list[BlockIndexEntry] | None, BlockIndexEntry]:
         """Entries from just above the fork with the active chain up to ``best``."""
         path = []
         entry = best
@@ -444,17 +502,18 @@ class ChainState:
             self._decoded.put(block)
         return block
 
-    def _switch(self, fork: BlockIndexEntry, path: list[BlockIndexEntry]
-                ) -> tuple[list[Block], list[Block]]:
+    def _switch(
+        self, fork: BlockIndexEntry, path: list[BlockIndexEntry]
+    ) -> tuple[list[Block], list[Block]]:
         stats = self.utxo_stats.copy()
         connected: list[Block] = []
         disconnected: list[Block] = []
-        pending: list[tuple[BlockIndexEntry, VerifyJob, int]] = []   # signature checks running
-        outstanding = 0                                              # checks in ``pending``
+        pending: list[tuple[BlockIndexEntry, VerifyJob, int]] = []  # signature checks running
+        outstanding = 0  # checks in ``pending``
         try:
             with self._store.env.begin(write=True) as txn:
                 self._write_unsaved(txn)
-                for entry in reversed(self.chain[fork.height + 1:]):
+                for entry in reversed(self.chain[fork.height + 1 :]):
                     block = self._load_block(txn, entry)
                     self._disconnect_block(txn, entry, block, stats)
                     disconnected.append(block)
@@ -463,9 +522,10 @@ class ChainState:
                     try:
                         checks = self._connect_block(txn, entry, block, stats)
                     except ValidationError as exc:
-                        self._wait_pending(pending)   # a bad signature in an earlier block comes first
+                        # a bad signature in an earlier block comes first
+                        self._wait_pending(pending)
                         raise _ConnectFailed(entry, exc) from None
-                    if checks:    # verified on the pool while the next block connects
+                    if checks:  # verified on the pool while the next block connects
                         pending.append((entry, self.verifier.start(checks), len(checks)))
                         outstanding += len(checks)
                         if outstanding > SIGNATURE_BATCH:
@@ -477,21 +537,31 @@ class ChainState:
                 txn.put(b"tip", path[-1].hash, db=self._db["meta"])
                 txn.put(b"utxostats", stats.record(), db=self._db["meta"])
         finally:
-            for _, job, _ in pending:     # a failure abandoned the switch: stop their checks
+            for _, job, _ in pending:  # a failure abandoned the switch: stop their checks
                 job.cancel()
         # committed: now mirror it in memory
         self._unsaved.clear()
         for entry in path:
             entry.status = BlockStatus.VALID
-        self.chain = self.chain[:fork.height + 1] + path
+        self.chain = self.chain[: fork.height + 1] + path
         self.utxo_stats = stats
         return connected, disconnected
 
-    def _connect_block(self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry, block: Block,
-                       stats: UtxoStats) -> list:
+    def _connect_block(
+        self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry, block: Block, stats: UtxoStats
+    ) -> list:
         """Apply ``block`` inside ``txn`` (``connect.connect_block``); its signature checks."""
-        return connect_block(txn, self._db, block, entry.hash, entry.height,
-                             median_time_past(entry.parent), self.params, stats, self.reader.height_of)
+        return connect_block(
+            txn,
+            self._db,
+            block,
+            entry.hash,
+            entry.height,
+            median_time_past(entry.parent),
+            self.params,
+            stats,
+            self.reader.height_of,
+        )
 
     @staticmethod
     def _wait_pending(pending: list[tuple[BlockIndexEntry, VerifyJob, int]]) -> int:
@@ -509,8 +579,9 @@ class ChainState:
                 raise _ConnectFailed(entry, BlockValidationError(exc.code, exc.message)) from None
         return 0
 
-    def _disconnect_block(self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry, block: Block,
-                          stats: UtxoStats) -> None:
+    def _disconnect_block(
+        self, txn: lmdb.Transaction[bytes], entry: BlockIndexEntry, block: Block, stats: UtxoStats
+    ) -> None:
         """Undo ``block`` inside ``txn`` with its stored undo data."""
         disconnect_block(txn, self._db, block, entry.hash, entry.height, stats)
 
@@ -528,7 +599,10 @@ class ChainState:
         with self._store.env.begin(write=True) as txn:
             for e in marked:
                 txn.put(e.hash, e.record(), db=self._db["index"])
-        if self.index.best_header is not None and self.index.best_header.status == BlockStatus.INVALID:
+        if (
+            self.index.best_header is not None
+            and self.index.best_header.status == BlockStatus.INVALID
+        ):
             self.index.recompute_best_header()
 
     def invalidate_block(self, block_hash: bytes) -> AcceptResult:
@@ -541,13 +615,17 @@ class ChainState:
         result = AcceptResult(block_hash, AcceptStatus.STORED)
         if self.on_active_chain(entry):
             parent = entry.parent
-            assert parent is not None    # not genesis
+            assert parent is not None  # not genesis
             # Every entry with data and more work than the fork point may now win.
             connected, disconnected = self._switch_back(parent)
             result.disconnected.extend(disconnected)
         self._mark_invalid(entry, "manually-invalidated")
         for e in self.index.values():
-            if e.have_chain and e.status != BlockStatus.INVALID and e.chain_work > self.tip.chain_work:
+            if (
+                e.have_chain
+                and e.status != BlockStatus.INVALID
+                and e.chain_work > self.tip.chain_work
+            ):
                 self._candidates.add(e)
         result.merge(self.activate_best_chain())
         return result
@@ -556,12 +634,12 @@ class ChainState:
         stats = self.utxo_stats.copy()
         disconnected = []
         with self._store.env.begin(write=True) as txn:
-            for entry in reversed(self.chain[fork.height + 1:]):
+            for entry in reversed(self.chain[fork.height + 1 :]):
                 block = self._load_block(txn, entry)
                 self._disconnect_block(txn, entry, block, stats)
                 disconnected.append(block)
             txn.put(b"utxostats", stats.record(), db=self._db["meta"])
-        self.chain = self.chain[:fork.height + 1]
+        self.chain = self.chain[: fork.height + 1]
         self.utxo_stats = stats
         return [], disconnected
 
@@ -600,14 +678,18 @@ class ChainState:
         instead of lengthening it (docs/design.md, "Storage")."""
         recent = self._db["txrecent"]
         with self._store.env.begin() as txn:
-            if txn.stat(recent)["entries"] < max(1, TXRECENT_MERGE if threshold is None else threshold):
+            if txn.stat(recent)["entries"] < max(
+                1, TXRECENT_MERGE if threshold is None else threshold
+            ):
                 return 0
         started = time.perf_counter()
         with self._store.env.begin(write=True) as txn:
             entries = list(txn.cursor(db=recent))
             txn.cursor(db=self._db["txindex"]).putmulti(entries)
             txn.drop(recent, delete=False)
-        log.debug("merged %d txrecent entries into txindex (%.0f ms)", len(entries),
-                  (time.perf_counter() - started) * 1000)
+        log.debug(
+            "merged %d txrecent entries into txindex (%.0f ms)",
+            len(entries),
+            (time.perf_counter() - started) * 1000,
+        )
         return len(entries)
-

@@ -16,25 +16,44 @@ per block one ``addrhist`` record per address it touches: every write dirties a
 page that the synced commit flushes, so nothing is written that a reader does
 not need (docs/design.md, "Storage").
 """
+
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, cast
+from typing import cast
 
 import lmdb
 
 from node.consensus import rules
+from node.consensus.params import NetworkParams
 from node.primitives.block import Block
 from node.primitives.encoding import decode_stored, encode, encode_array, encode_uint
 from node.primitives.errors import BlockValidationError, ValidationError
-from node.consensus.params import NetworkParams
-from node.storage.schema import COIN_KEY_SIZE, Databases, addr_hist_entry, addr_hist_key, coin_fields, coin_from_record, coin_key, coin_key_prefix, coin_value, encode_coin, height_key, outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix, undo_entry
 from node.primitives.tx import Coin
+from node.storage.schema import (
+    COIN_KEY_SIZE,
+    Databases,
+    addr_hist_entry,
+    addr_hist_key,
+    coin_fields,
+    coin_from_record,
+    coin_key,
+    coin_key_prefix,
+    coin_value,
+    encode_coin,
+    height_key,
+    outpoint_from_record,
+    outpoint_key,
+    tx_location_position,
+    tx_location_prefix,
+    undo_entry,
+)
 
 _U32 = struct.Struct(">I")
-DIGEST_MODULUS = 1 << 256       # the UTXO digest is a sum of 256-bit hashes modulo this
+DIGEST_MODULUS = 1 << 256  # the UTXO digest is a sum of 256-bit hashes modulo this
 
 
 def digest_term(outpoint: bytes, coin: bytes) -> int:
@@ -45,8 +64,9 @@ def digest_term(outpoint: bytes, coin: bytes) -> int:
 
 def stored_digest_term(key: bytes, value: bytes) -> int:
     """``digest_term`` of the coin in a ``utxo`` record."""
-    return digest_term(outpoint_key(*outpoint_from_record(key, value)),
-                       encode_coin(coin_from_record(key, value)))
+    return digest_term(
+        outpoint_key(*outpoint_from_record(key, value)), encode_coin(coin_from_record(key, value))
+    )
 
 
 def utxo_digest(records: Iterable[tuple[bytes, bytes]]) -> int:
@@ -61,15 +81,16 @@ def utxo_digest(records: Iterable[tuple[bytes, bytes]]) -> int:
 @dataclass
 class UtxoStats:
     """Running totals of the UTXO set, updated with every block connected or disconnected."""
-    count: int = 0         # number of unspent outputs
-    amount: int = 0        # base units they hold
+
+    count: int = 0  # number of unspent outputs
+    amount: int = 0  # base units they hold
 
     def apply(self, created: int, created_amount: int, spent: int, spent_amount: int) -> None:
         """A block's worth of changes: ``created``/``spent`` coins and their amounts."""
         self.count += created - spent
         self.amount += created_amount - spent_amount
 
-    def copy(self) -> "UtxoStats":
+    def copy(self) -> UtxoStats:
         return UtxoStats(self.count, self.amount)
 
     def record(self) -> bytes:
@@ -100,7 +121,9 @@ class CoinFinder:
     (None if unknown), and the key (height, position, index) the coin, whose value must
     repeat the txid (``txindex`` keeps entries of disconnected blocks)."""
 
-    def __init__(self, txn: lmdb.Transaction[bytes], db: Databases, height_of: Callable[[bytes], int | None]) -> None:
+    def __init__(
+        self, txn: lmdb.Transaction[bytes], db: Databases, height_of: Callable[[bytes], int | None]
+    ) -> None:
         self._locate = TxLocator(txn, db).raw
         self._height_of = height_of
 
@@ -115,9 +138,17 @@ class CoinFinder:
         return coin_key(height, tx_location_position(location), index)
 
 
-def connect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, block_hash: bytes, height: int,
-                  median_time_past: int, params: NetworkParams, stats: UtxoStats,
-                  height_of: Callable[[bytes], int | None]) -> list:
+def connect_block(
+    txn: lmdb.Transaction[bytes],
+    db: Databases,
+    block: Block,
+    block_hash: bytes,
+    height: int,
+    median_time_past: int,
+    params: NetworkParams,
+    stats: UtxoStats,
+    height_of: Callable[[bytes], int | None],
+) -> list:
     """Apply ``block`` at ``height`` inside ``txn``; raise if it breaks a rule.
     ``height_of`` gives the height of a block hash (``CoinFinder``).
 
@@ -126,14 +157,14 @@ def connect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, blo
     rules.check_block_contextual(block, height, median_time_past)
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
-    txindex_put = txn.cursor(db=db["txrecent"]).put      # merged into txindex later
+    txindex_put = txn.cursor(db=db["txrecent"]).put  # merged into txindex later
     find = CoinFinder(txn, db, height_of).key
     fees = 0
     checks: list = []
     spent = spent_amount = 0
-    undo: list[bytes] = []          # the spent coins' undo entries, in spending order
+    undo: list[bytes] = []  # the spent coins' undo entries, in spending order
     created = created_amount = 0
-    history: dict[bytes, list[bytes]] = {}   # address -> addrhist entries of this block
+    history: dict[bytes, list[bytes]] = {}  # address -> addrhist entries of this block
     location = tx_location_prefix(block_hash)
     for pos, tx in enumerate(block.txs):
         txid = tx.txid
@@ -149,7 +180,7 @@ def connect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, blo
                     coins.append(None)
                     continue
                 if value[-32:] != txin.prev_txid:
-                    utxo_put(key, value)     # another tx's coin, found through a stale entry
+                    utxo_put(key, value)  # another tx's coin, found through a stale entry
                     coins.append(None)
                     continue
                 coin = coin_from_record(key, value)
@@ -161,7 +192,7 @@ def connect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, blo
                 fees += rules.check_tx_inputs(tx, coins, height, params)
             except ValidationError as exc:
                 raise BlockValidationError(exc.code, f"tx {txid.hex()}: {exc.message}") from None
-            found = cast(list[Coin], coins)    # check_tx_inputs raised if one was missing
+            found = cast(list[Coin], coins)  # check_tx_inputs raised if one was missing
             checks.extend(rules.signature_checks(tx, found, params.network_id))
             spent += len(coins)
         created += len(tx.outputs)
@@ -184,17 +215,23 @@ def connect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, blo
     return checks
 
 
-def disconnect_block(txn: lmdb.Transaction[bytes], db: Databases, block: Block, block_hash: bytes, height: int,
-                     stats: UtxoStats) -> None:
+def disconnect_block(
+    txn: lmdb.Transaction[bytes],
+    db: Databases,
+    block: Block,
+    block_hash: bytes,
+    height: int,
+    stats: UtxoStats,
+) -> None:
     """Undo ``block`` (at ``height``) inside ``txn`` with its stored undo data."""
     utxo = txn.cursor(db=db["utxo"])
     utxo_put, utxo_pop = utxo.put, utxo.pop
     raw_undo = txn.get(block_hash, db=db["undo"])
     assert raw_undo is not None, "a connected block has undo data"
-    undo = decode_stored(raw_undo)   # key + value of each spent coin
+    undo = decode_stored(raw_undo)  # key + value of each spent coin
     removed = removed_amount = 0
     restored = restored_amount = 0
-    touched: set[bytes] = set()                      # every address with an addrhist record here
+    touched: set[bytes] = set()  # every address with an addrhist record here
     for pos in range(len(block.txs) - 1, -1, -1):
         tx = block.txs[pos]
         prefix = coin_key_prefix(height, pos)

@@ -5,6 +5,7 @@ small one so that a block pushed ahead of its parent (a peer one block ahead, a
 reorder on the wire) is connected without a second download.  Only a block with
 valid proof of work on its own bits may enter: junk must not flush the pool.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,7 @@ from node.primitives.errors import BlockValidationError
 
 log = logging.getLogger("obol.chain")
 
-MAX_ORPHANS = 100          # blocks whose parent is unknown, kept until it arrives
+MAX_ORPHANS = 100  # blocks whose parent is unknown, kept until it arrives
 
 
 def check_orphan_pow(header: BlockHeader, params: NetworkParams) -> None:
@@ -35,7 +36,7 @@ class OrphanPool:
 
     def __init__(self, limit: int = MAX_ORPHANS) -> None:
         self.limit = limit
-        self._blocks: dict[bytes, tuple[Block, float]] = {}   # hash -> (block, time it came)
+        self._blocks: dict[bytes, tuple[Block, float]] = {}  # hash -> (block, time it came)
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -53,8 +54,11 @@ class OrphanPool:
             oldest = min(self._blocks, key=lambda k: self._blocks[k][1])
             del self._blocks[oldest]
         self._blocks[block.hash] = (block, now)
-        log.debug("orphan block %s (parent %s unknown)", short_hash(block.hash),
-                  short_hash(block.header.prev_hash))
+        log.debug(
+            "orphan block %s (parent %s unknown)",
+            short_hash(block.hash),
+            short_hash(block.header.prev_hash),
+        )
 
     def take_children(self, parent_hash: bytes) -> list[Block]:
         """Remove and return the orphans whose parent is ``parent_hash``."""

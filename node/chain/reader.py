@@ -6,6 +6,7 @@ transaction (any thread), unless given one (``reading``) to share a snapshot.
 Whether a stored transaction or block counts is judged against the active chain,
 which only ``ChainState`` changes; the reader is given a view of it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
@@ -19,7 +20,15 @@ from node.chain.index import BlockIndex, BlockIndexEntry
 from node.primitives.block import Block
 from node.primitives.encoding import decode, decode_stored
 from node.primitives.tx import Coin, OutPoint, Transaction
-from node.storage.schema import COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key_prefix, height_key, outpoint_from_record, parse_addr_hist
+from node.storage.schema import (
+    COIN_KEY_SIZE,
+    coin_fields,
+    coin_from_record,
+    coin_key_prefix,
+    height_key,
+    outpoint_from_record,
+    parse_addr_hist,
+)
 from node.storage.store import Store
 
 SCAN_CALLBACK_COINS = 4096  # coins of a UTXO-set scan between two calls of its callback
@@ -29,13 +38,14 @@ NO_HEIGHT_LIMIT = 2**64 - 1  # ``before_height`` of an address history read from
 class ChainReader:
     """Read-only access to one chain's store."""
 
-    def __init__(self, store: Store, index: BlockIndex,
-                 on_active_chain: Callable[[BlockIndexEntry], bool]) -> None:
+    def __init__(
+        self, store: Store, index: BlockIndex, on_active_chain: Callable[[BlockIndexEntry], bool]
+    ) -> None:
         self._env = store.env
         self._db = store.db
         self._index = index
         self._on_active_chain = on_active_chain
-        self._utxo_info: dict[str, Any] | None = None   # the last utxo_set_info (for its tip)
+        self._utxo_info: dict[str, Any] | None = None  # the last utxo_set_info (for its tip)
 
     def reading(self) -> lmdb.Transaction[bytes]:
         """A read transaction to share among many reads (``with reader.reading() as txn``):
@@ -73,8 +83,9 @@ class ChainReader:
     def get_coin(self, outpoint: OutPoint) -> Coin | None:
         return self.get_coins([outpoint])[0]
 
-    def get_coins(self, outpoints: list[OutPoint], txn: lmdb.Transaction[bytes] | None = None
-                  ) -> list[Coin | None]:
+    def get_coins(
+        self, outpoints: list[OutPoint], txn: lmdb.Transaction[bytes] | None = None
+    ) -> list[Coin | None]:
         """The unspent coins at ``outpoints`` (None where spent or unknown), read in ``txn``
         if given (see ``reading``), else in a read transaction of their own."""
         if txn is None:
@@ -118,15 +129,20 @@ class ChainReader:
             if cached is not None and cached["tip"] == tip:
                 return cached
             count = amount = total = 0
-            for key, value in txn.cursor(db=self._db["utxo"]):   # one coin at a time
+            for key, value in txn.cursor(db=self._db["utxo"]):  # one coin at a time
                 count += 1
                 if count % SCAN_CALLBACK_COINS == 0:
                     every_pages()
                 amount += coin_fields(value)[0]
                 total += stored_digest_term(key, value)
             digest = (total % DIGEST_MODULUS).to_bytes(32, "big")
-        info = {"tip": tip, "height": self._index[tip].height, "count": count, "amount": amount,
-                "digest": digest}
+        info = {
+            "tip": tip,
+            "height": self._index[tip].height,
+            "count": count,
+            "amount": amount,
+            "digest": digest,
+        }
         self._utxo_info = info
         return info
 
@@ -179,33 +195,40 @@ class ChainReader:
                         found[outpoint_from_record(key, value)] = coin_from_record(key, value)
         return sorted(found.items())
 
-    def _history(self, addr_hash: bytes, before_height: int | None,
-                 txn: lmdb.Transaction[bytes] | None = None
-                 ) -> Generator[tuple[int, int, bytes], None, None]:
+    def _history(
+        self,
+        addr_hash: bytes,
+        before_height: int | None,
+        txn: lmdb.Transaction[bytes] | None = None,
+    ) -> Generator[tuple[int, int, bytes], None, None]:
         """(height, position, txid) touching an address below ``before_height``, newest
         first; in ``txn`` if given, else in a read transaction of its own."""
         if txn is None:
             with self._env.begin() as own:
                 yield from self._history(addr_hash, before_height, own)
             return
-        upper = addr_hash + height_key(before_height if before_height is not None else NO_HEIGHT_LIMIT)
+        upper = addr_hash + height_key(
+            before_height if before_height is not None else NO_HEIGHT_LIMIT
+        )
         cursor = txn.cursor(db=self._db["addrhist"])
         found = cursor.prev() if cursor.set_range(upper) else cursor.last()
         while found and cursor.key().startswith(addr_hash):
             yield from reversed(parse_addr_hist(cursor.key(), cursor.value()))
             found = cursor.prev()
 
-    def address_history(self, addr_hash: bytes, limit: int = 50,
-                        before_height: int | None = None) -> list[tuple[int, int, bytes]]:
+    def address_history(
+        self, addr_hash: bytes, limit: int = 50, before_height: int | None = None
+    ) -> list[tuple[int, int, bytes]]:
         """Up to ``limit`` confirmed transactions touching an address, newest first."""
         items = self._history(addr_hash, before_height)
         try:
             return list(islice(items, limit))
         finally:
-            items.close()   # ends the read transaction now, not when the generator is collected
+            items.close()  # ends the read transaction now, not when the generator is collected
 
-    def address_history_page(self, addr_hash: bytes, limit: int, before_height: int | None
-                             ) -> tuple[list[tuple[int, int, bytes]], int | None]:
+    def address_history_page(
+        self, addr_hash: bytes, limit: int, before_height: int | None
+    ) -> tuple[list[tuple[int, int, bytes]], int | None]:
         """A page of ``address_history`` completed to a block boundary (so paging by
         height skips nothing), and the ``before_height`` of the next page (None if last)."""
         page: list[tuple[int, int, bytes]] = []
@@ -216,7 +239,7 @@ class ChainReader:
                     return page, page[-1][0]
                 page.append(item)
         finally:
-            items.close()   # ends the read transaction now, not when the generator is collected
+            items.close()  # ends the read transaction now, not when the generator is collected
         return page, None
 
     # --- raw sub-database reads, for consistency checks and tests ----------------------

@@ -1,1 +1,2 @@
-"""Unconfirmed transactions: the pool (conflicts, fee-rate order, eviction, reorg repair) and its entries."""
+"""Unconfirmed transactions: the pool (conflicts, fee-rate order, eviction, reorg repair), its
+entries, orphan transactions, and the pool saved across restarts."""

@@ -11,26 +11,28 @@ The pool is capped by its estimated memory footprint (Bitcoin Core's
 is bounded in RSS whatever the transactions look like.  The estimate is
 checked against ``tracemalloc`` in the tests.
 """
+
 from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from node.primitives.encoding import decode_stored
 from node.primitives.tx import Coin, Transaction, TxOut
 
-SPENT_COIN = struct.Struct(">Q20sI?")   # a spent coin: amount, addr_hash, height, coinbase (33 bytes)
+# a spent coin: amount, addr_hash, height, coinbase (33 bytes)
+SPENT_COIN = struct.Struct(">Q20sI?")
 
 # Heap cost estimates in bytes (CPython 3.11, 64-bit; pymalloc rounds every block up to 16).
-ALLOC_GRAIN = 16          # bytes: pymalloc's size classes
-DICT_SLOT = 64            # bytes: one key in a large dict (hash index + entry + growth headroom)
-INT_BYTES = 32            # bytes: an int below 2^60 (28, rounded)
-FLOAT_BYTES = 32          # bytes: a float (24, rounded)
+ALLOC_GRAIN = 16  # bytes: pymalloc's size classes
+DICT_SLOT = 64  # bytes: one key in a large dict (hash index + entry + growth headroom)
+INT_BYTES = 32  # bytes: an int below 2^60 (28, rounded)
+FLOAT_BYTES = 32  # bytes: a float (24, rounded)
 
 
-BYTES_HEADER = sys.getsizeof(b"")   # bytes: a bytes object's size beyond its contents (33)
+BYTES_HEADER = sys.getsizeof(b"")  # bytes: a bytes object's size beyond its contents (33)
 
 
 def _heap(obj: object) -> int:
@@ -62,17 +64,18 @@ def unpack_coins(packed: bytes) -> list[Coin]:
 
 @dataclass(slots=True, eq=False)
 class MempoolEntry:
-    raw: bytes                        # the transaction's canonical encoding
-    txid: bytes                       # sha256d(raw); also its key in the pool
-    fee: int                          # base units: inputs minus outputs
-    spent_packed: bytes               # the coins its inputs spend, SPENT_COIN each, in input order
-    time: float                       # unix seconds when it entered
-    parent_set: set[bytes] | None = None   # txids of pool transactions it spends (None: none)
-    child_set: set[bytes] | None = None    # txids of pool transactions spending it (None: none)
+    raw: bytes  # the transaction's canonical encoding
+    txid: bytes  # sha256d(raw); also its key in the pool
+    fee: int  # base units: inputs minus outputs
+    spent_packed: bytes  # the coins its inputs spend, SPENT_COIN each, in input order
+    time: float  # unix seconds when it entered
+    parent_set: set[bytes] | None = None  # txids of pool transactions it spends (None: none)
+    child_set: set[bytes] | None = None  # txids of pool transactions spending it (None: none)
 
     @classmethod
-    def create(cls, tx: Transaction, fee: int, spent: Sequence[Coin], time: float,
-               parents: set[bytes]) -> "MempoolEntry":
+    def create(
+        cls, tx: Transaction, fee: int, spent: Sequence[Coin], time: float, parents: set[bytes]
+    ) -> MempoolEntry:
         return cls(tx.raw, tx.txid, fee, pack_coins(spent), time, parents or None)
 
     @property
@@ -117,8 +120,12 @@ class MempoolEntry:
     def usage(self) -> int:
         """Estimated heap bytes this entry holds, with its keys in the pool's two dicts."""
         inputs = len(self.spent_packed) // SPENT_COIN.size
-        size = (ENTRY_BYTES + _heap_bytes(len(self.raw)) + _heap_bytes(len(self.spent_packed))
-                + inputs * (_heap_bytes(len(self.txid) + 4) + DICT_SLOT))   # spenders' keys
+        size = (
+            ENTRY_BYTES
+            + _heap_bytes(len(self.raw))
+            + _heap_bytes(len(self.spent_packed))
+            + inputs * (_heap_bytes(len(self.txid) + 4) + DICT_SLOT)
+        )  # spenders' keys
         if self.parent_set is not None:
             size += _heap(self.parent_set)
         if self.child_set is not None:
@@ -128,5 +135,10 @@ class MempoolEntry:
 
 # The parts of every entry's usage that do not depend on the transaction: the entry
 # object, its txid, fee and time, and its slot in the pool's dict of entries.
-ENTRY_BYTES = (_heap(MempoolEntry(b"", bytes(32), 0, b"", 0.0)) + _heap_bytes(32)
-               + INT_BYTES + FLOAT_BYTES + DICT_SLOT)
+ENTRY_BYTES = (
+    _heap(MempoolEntry(b"", bytes(32), 0, b"", 0.0))
+    + _heap_bytes(32)
+    + INT_BYTES
+    + FLOAT_BYTES
+    + DICT_SLOT
+)

@@ -10,6 +10,7 @@ loses one at random (an attacker cannot predict which to push out).  What is
 pushed out or expires is reported (``on_evict``), so that the relay can refuse
 it for a while rather than validate it again when it is sent again.
 """
+
 from __future__ import annotations
 
 import random
@@ -18,32 +19,36 @@ from dataclasses import dataclass
 
 from node.primitives.tx import MAX_TX_SIZE, Transaction
 
-MAX_ORPHAN_TXS = 100          # orphan transactions kept (Bitcoin: DEFAULT_MAX_ORPHAN_TRANSACTIONS)
-MAX_ORPHANS_PER_PEER = 25     # of those, from one peer
+MAX_ORPHAN_TXS = 100  # orphan transactions kept (Bitcoin: DEFAULT_MAX_ORPHAN_TRANSACTIONS)
+MAX_ORPHANS_PER_PEER = 25  # of those, from one peer
 MAX_ORPHAN_SIZE = MAX_TX_SIZE  # bytes: a larger transaction is not kept
-ORPHAN_EXPIRY = 20 * 60       # seconds an orphan is kept (Bitcoin: ORPHAN_TX_EXPIRE_TIME)
+ORPHAN_EXPIRY = 20 * 60  # seconds an orphan is kept (Bitcoin: ORPHAN_TX_EXPIRE_TIME)
 
 
 @dataclass(frozen=True, slots=True)
 class Orphan:
-    tx: Transaction     # the transaction
-    peer: int           # id of the peer it came from
-    expires: float      # clock time after which it is dropped
+    tx: Transaction  # the transaction
+    peer: int  # id of the peer it came from
+    expires: float  # clock time after which it is dropped
 
 
 class OrphanTxPool:
     """Orphans by txid, with an index from each txid they spend to the orphans spending it."""
 
-    def __init__(self, limit: int = MAX_ORPHAN_TXS, per_peer: int = MAX_ORPHANS_PER_PEER,
-                 rng: random.Random | None = None,
-                 on_evict: Callable[[bytes], None] = lambda txid: None) -> None:
+    def __init__(
+        self,
+        limit: int = MAX_ORPHAN_TXS,
+        per_peer: int = MAX_ORPHANS_PER_PEER,
+        rng: random.Random | None = None,
+        on_evict: Callable[[bytes], None] = lambda txid: None,
+    ) -> None:
         self.limit = limit
         self.per_peer = per_peer
-        self.on_evict = on_evict     # called with each txid pushed out or expired
+        self.on_evict = on_evict  # called with each txid pushed out or expired
         self._rng = rng or random.Random()
         self._orphans: dict[bytes, Orphan] = {}
-        self._by_parent: dict[bytes, set[bytes]] = {}   # txid spent -> orphan txids
-        self._per_peer: dict[int, list[bytes]] = {}     # peer id -> its orphans, oldest first
+        self._by_parent: dict[bytes, set[bytes]] = {}  # txid spent -> orphan txids
+        self._per_peer: dict[int, list[bytes]] = {}  # peer id -> its orphans, oldest first
 
     def __len__(self) -> int:
         return len(self._orphans)

@@ -13,6 +13,7 @@ against the chain as it is now: the file is trusted for nothing.  A transaction
 that no longer fits (confirmed meanwhile, conflicting, expired) is dropped; the
 others keep their arrival time, so expiry counts from when they first came.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,9 @@ from node.primitives.tx import Transaction
 log = logging.getLogger("obol.mempool")
 
 MEMPOOL_FILE = "mempool.dat"
-MEMPOOL_FORMAT = 1          # the file's first field: its layout
-LOAD_BATCH = 1024           # transactions validated together (one signature batch) when loading
-MS = 1000                   # milliseconds per second (times are stored as integer ms)
+MEMPOOL_FORMAT = 1  # the file's first field: its layout
+LOAD_BATCH = 1024  # transactions validated together (one signature batch) when loading
+MS = 1000  # milliseconds per second (times are stored as integer ms)
 
 
 def save_mempool(pool: Mempool, path: Path) -> int:
@@ -68,7 +69,7 @@ def load_mempool(pool: Mempool, path: Path) -> tuple[int, int]:
     fresh = [(tx, ms / MS) for tx, ms in records if ms / MS >= cutoff]
     accepted = 0
     for start in range(0, len(fresh), LOAD_BATCH):
-        batch = fresh[start:start + LOAD_BATCH]
+        batch = fresh[start : start + LOAD_BATCH]
         outcomes = pool.accept_many([tx for tx, _ in batch])
         for (tx, arrived), outcome in zip(batch, outcomes, strict=True):
             entry = pool.entries.get(tx.txid)
@@ -87,8 +88,13 @@ def _parse(raw: bytes) -> list[tuple[Transaction, int]]:
         raise ValueError("its records are not a list")
     records = []
     for record in doc[1]:
-        if (not isinstance(record, list) or len(record) != 2 or not isinstance(record[0], bytes)
-                or not isinstance(record[1], int) or record[1] < 0):
+        if (
+            not isinstance(record, list)
+            or len(record) != 2
+            or not isinstance(record[0], bytes)
+            or not isinstance(record[1], int)
+            or record[1] < 0
+        ):
             raise ValueError("a record is not [transaction bytes, arrival ms]")
         records.append((Transaction.from_bytes(record[0]), record[1]))
     return records
@@ -109,8 +115,11 @@ def _parents_first(pool: Mempool) -> list[bytes]:
                 order.append(txid)
                 continue
             todo.append((txid, True))
-            todo.extend((p, False) for p in pool.entries[txid].parents
-                        if p in pool.entries and p not in placed)
+            todo.extend(
+                (p, False)
+                for p in pool.entries[txid].parents
+                if p in pool.entries and p not in placed
+            )
     return order
 
 

@@ -14,36 +14,52 @@ eviction scan per cheap transaction.  Entries expire after a time.  Entries are 
 
 Fee rates are in base units per byte of the transaction's encoding.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, cast
+from collections.abc import Callable, Iterable
+from typing import cast
 
-from node.consensus import rules
-from node.primitives.block import Block
 from node.chain.chainstate import ChainState
-from node.primitives.errors import (MempoolConflictError, MissingInputsError, ObolError, PolicyError,
-                     TxValidationError)
-from node.mempool.entry import MempoolEntry, outpoint_key
+from node.consensus import rules
 from node.consensus.sigcheck import JOB_CHUNK, SignatureVerifier, VerifyJob
+from node.mempool.entry import MempoolEntry, outpoint_key
+from node.primitives.block import Block
+from node.primitives.errors import (
+    MempoolConflictError,
+    MissingInputsError,
+    ObolError,
+    PolicyError,
+    TxValidationError,
+)
 from node.primitives.tx import Coin, OutPoint, Transaction
 
 log = logging.getLogger("obol.mempool")
 
-MIN_FEE_RATE = 1                   # base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
-MAX_MEMPOOL_USAGE = 32_000_000     # bytes of memory the pool may use (Bitcoin: maxmempool, 300 MB)
-MEMPOOL_EXPIRY = 14 * 24 * 3600    # seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
-ROLLING_FEE_HALFLIFE = 12 * 3600   # seconds for the post-eviction fee floor to halve (Bitcoin: same)
+# base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
+MIN_FEE_RATE = 1
+MAX_MEMPOOL_USAGE = 32_000_000  # bytes of memory the pool may use (Bitcoin: maxmempool, 300 MB)
+# seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
+MEMPOOL_EXPIRY = 14 * 24 * 3600
+# seconds for the post-eviction fee floor to halve (Bitcoin: same)
+ROLLING_FEE_HALFLIFE = 12 * 3600
 
 
 class Mempool:
     """Unconfirmed transactions, checked against a ``ChainState``."""
 
-    def __init__(self, chain: ChainState, verifier: SignatureVerifier | None = None,
-                 min_fee_rate: int = MIN_FEE_RATE, max_usage: int = MAX_MEMPOOL_USAGE,
-                 expiry: int = MEMPOOL_EXPIRY, clock: Callable[[], float] = time.time,
-                 after_read: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        chain: ChainState,
+        verifier: SignatureVerifier | None = None,
+        min_fee_rate: int = MIN_FEE_RATE,
+        max_usage: int = MAX_MEMPOOL_USAGE,
+        expiry: int = MEMPOOL_EXPIRY,
+        clock: Callable[[], float] = time.time,
+        after_read: Callable[[], object] | None = None,
+    ) -> None:
         self.chain = chain
         self.params = chain.params
         self.verifier = verifier or chain.verifier
@@ -51,14 +67,15 @@ class Mempool:
         self.max_usage = max_usage
         self.expiry = expiry
         self.clock = clock
-        self.after_read = after_read or (lambda: None)   # called after each tx's UTXO reads
+        self.after_read = after_read or (lambda: None)  # called after each tx's UTXO reads
         self.entries: dict[bytes, MempoolEntry] = {}
-        self.spenders: dict[bytes, bytes] = {}   # outpoint_key -> txid of the pool tx spending it
-        self._tip_time: tuple = (None, 0)       # (tip entry, its median time past), see _prepare
-        self.rolling_fee_rate = 0.0              # floor raised by evictions (base units/byte)
-        self.rolling_updated = clock()           # unix seconds when it was last decayed
-        self.bytes = 0                           # sum of the entries' encoded sizes
-        self.usage = 0                           # estimated heap bytes of the entries (the cap's measure)
+        self.spenders: dict[bytes, bytes] = {}  # outpoint_key -> txid of the pool tx spending it
+        self._tip_time: tuple = (None, 0)  # (tip entry, its median time past), see _prepare
+        self.rolling_fee_rate = 0.0  # floor raised by evictions (base units/byte)
+        self.rolling_updated = clock()  # unix seconds when it was last decayed
+        self.bytes = 0  # sum of the entries' encoded sizes
+        # estimated heap bytes of the entries (the cap's measure)
+        self.usage = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -104,9 +121,9 @@ class Mempool:
         """
         outcomes: list[MempoolEntry | ObolError] = []
         pending: list[tuple[int, MempoolEntry, list]] = []
-        jobs: list[VerifyJob] = []              # verifying on the pool while the rest is prepared
-        unstarted: list = []                    # checks not yet handed to a job
-        with self.chain.reader.reading() as txn:       # one snapshot for the batch's coin reads
+        jobs: list[VerifyJob] = []  # verifying on the pool while the rest is prepared
+        unstarted: list = []  # checks not yet handed to a job
+        with self.chain.reader.reading() as txn:  # one snapshot for the batch's coin reads
             for tx in txs:
                 try:
                     entry, checks, replaced = self._prepare(tx, txn)
@@ -132,10 +149,12 @@ class Mempool:
         except TxValidationError:
             for job in jobs:
                 job.cancel()
-            orphaned: set[bytes] = set()   # children of a transaction whose signature failed
+            orphaned: set[bytes] = set()  # children of a transaction whose signature failed
             for i, entry, checks in pending:
                 if entry.txid in orphaned:
-                    outcomes[i] = MissingInputsError(message="spends a transaction refused in the same batch")
+                    outcomes[i] = MissingInputsError(
+                        message="spends a transaction refused in the same batch"
+                    )
                     continue
                 try:
                     self.verifier.verify(checks)
@@ -146,11 +165,14 @@ class Mempool:
         self._trim()
         for i, entry, _ in pending:
             if outcomes[i] is entry and entry.txid not in self.entries:
-                outcomes[i] = PolicyError("mempool-full", "fee rate too low to enter the full mempool")
+                outcomes[i] = PolicyError(
+                    "mempool-full", "fee rate too low to enter the full mempool"
+                )
         return outcomes
 
-    def _retry_conflicts(self, txs: list[Transaction],
-                         outcomes: list[MempoolEntry | ObolError]) -> None:
+    def _retry_conflicts(
+        self, txs: list[Transaction], outcomes: list[MempoolEntry | ObolError]
+    ) -> None:
         """After a batch lost transactions to bad signatures: judge again, in order, each
         one refused as a conflict (its conflict may have been one of those)."""
         for i, (tx, outcome) in enumerate(zip(txs, outcomes, strict=True)):
@@ -178,7 +200,7 @@ class Mempool:
         outpoints = [txin.outpoint for txin in tx.inputs]
         chain_coins = self.chain.reader.get_coins(outpoints, txn)
         self.after_read()
-        for outpoint, chain_coin in zip(outpoints, chain_coins):
+        for outpoint, chain_coin in zip(outpoints, chain_coins, strict=True):
             spender = self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
             if spender is not None:
                 conflicts.add(spender)
@@ -194,13 +216,17 @@ class Mempool:
             raise PolicyError("txn-already-known", "transaction already confirmed")
         fee = rules.check_tx_inputs(tx, coins, next_height, self.params)
         if fee < self.min_fee_rate * tx.size:
-            raise PolicyError("min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes")
+            raise PolicyError(
+                "min-fee-not-met", f"fee {fee} < {self.min_fee_rate} per byte × {tx.size} bytes"
+            )
         floor = self.current_min_fee_rate()
         if fee < floor * tx.size:
-            raise PolicyError("mempool-min-fee-not-met",
-                              f"the pool is full: fee {fee} < {floor:.3f} per byte × {tx.size} bytes")
+            raise PolicyError(
+                "mempool-min-fee-not-met",
+                f"the pool is full: fee {fee} < {floor:.3f} per byte × {tx.size} bytes",
+            )
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
-        found = cast(list[Coin], coins)    # check_tx_inputs raised if one was missing
+        found = cast(list[Coin], coins)  # check_tx_inputs raised if one was missing
         checks = rules.signature_checks(tx, found, self.params.network_id)
         return MempoolEntry.create(tx, fee, found, self.clock(), parents), checks, replaced
 
@@ -217,8 +243,9 @@ class Mempool:
         out = parent.output(index)
         return Coin(out.amount, out.addr_hash, next_height, False) if out is not None else None
 
-    def _check_replacement(self, tx: Transaction, fee: int, conflicts: set[bytes],
-                           parents: set[bytes]) -> set[bytes]:
+    def _check_replacement(
+        self, tx: Transaction, fee: int, conflicts: set[bytes], parents: set[bytes]
+    ) -> set[bytes]:
         """The txids ``tx`` evicts by replace-by-fee, or raise txn-mempool-conflict."""
         replaced = self._with_descendants(conflicts)
         if replaced & parents:
@@ -226,7 +253,9 @@ class Mempool:
         rate = fee / tx.size
         for txid in conflicts:
             if rate <= self.entries[txid].fee_rate:
-                raise MempoolConflictError(message=f"conflicts with {txid.hex()} and does not pay a higher fee rate")
+                raise MempoolConflictError(
+                    message=f"conflicts with {txid.hex()} and does not pay a higher fee rate"
+                )
         replaced_fees = sum(self.entries[t].fee for t in replaced)
         if fee < replaced_fees + self.min_fee_rate * tx.size:
             raise MempoolConflictError(message="replacement does not pay for the fees it replaces")
@@ -249,8 +278,11 @@ class Mempool:
             return None
         self.usage -= entry.usage()
         del self.entries[txid]
-        keys = (entry.input_keys() if tx is None
-                else [outpoint_key(i.prev_txid, i.prev_index) for i in tx.inputs])
+        keys = (
+            entry.input_keys()
+            if tx is None
+            else [outpoint_key(i.prev_txid, i.prev_index) for i in tx.inputs]
+        )
         for key in keys:
             if self.spenders.get(key) == txid:
                 del self.spenders[key]
@@ -304,10 +336,14 @@ class Mempool:
         while self.usage > self.max_usage and self.entries:
             worst = min(self.entries.values(), key=lambda e: e.fee_rate)
             removed = self.remove_with_descendants([worst.txid])
-            self.current_min_fee_rate()   # decay first, then raise
+            self.current_min_fee_rate()  # decay first, then raise
             self.rolling_fee_rate = max(self.rolling_fee_rate, worst.fee_rate + self.min_fee_rate)
-            log.info("mempool full: evicted %d tx(s) at fee rate %.2f; new ones must pay %.2f",
-                     len(removed), worst.fee_rate, self.rolling_fee_rate)
+            log.info(
+                "mempool full: evicted %d tx(s) at fee rate %.2f; new ones must pay %.2f",
+                len(removed),
+                worst.fee_rate,
+                self.rolling_fee_rate,
+            )
 
     def current_min_fee_rate(self) -> float:
         """The fee rate (base units/byte) a new transaction must pay: the minimum, or the
@@ -345,7 +381,11 @@ class Mempool:
                         conflicts.append(spender)
         if conflicts:
             removed = self.remove_with_descendants(conflicts)
-            log.info("dropped %d mempool tx(s) conflicting with block %s", len(removed), block.hash.hex()[:16])
+            log.info(
+                "dropped %d mempool tx(s) conflicting with block %s",
+                len(removed),
+                block.hash.hex()[:16],
+            )
 
     def update_for_chain(self, connected: list[Block], disconnected: list[Block]) -> None:
         """Follow a tip change: blocks connected and (in a reorg) disconnected, tip first."""
@@ -362,14 +402,14 @@ class Mempool:
         self.bytes = self.usage = 0
         arrived = {e.txid: e.time for e in previous}
         dropped = 0
-        floor, self.rolling_fee_rate = self.rolling_fee_rate, 0.0   # they were here before it rose
+        floor, self.rolling_fee_rate = self.rolling_fee_rate, 0.0  # they were here before it rose
         for tx in returning + [e.tx for e in previous]:
             try:
                 entry = self.accept(tx)
             except (TxValidationError, PolicyError, MissingInputsError):
                 dropped += 1
                 continue
-            if tx.txid in arrived:   # keep the arrival time: expiry counts from it
+            if tx.txid in arrived:  # keep the arrival time: expiry counts from it
                 entry.time = arrived[tx.txid]
         self.rolling_fee_rate = max(self.rolling_fee_rate, floor)
         log.info("mempool after reorg: %d tx(s), %d dropped", len(self.entries), dropped)
@@ -377,7 +417,8 @@ class Mempool:
     # --- block template ------------------------------------------------------------------
 
     def select_for_block(self, max_bytes: int) -> tuple[list[Transaction], int]:
-        """Transactions by fee rate, each after its pool parents, within ``max_bytes``; and their fees."""
+        """Transactions by fee rate, each after its pool parents, within ``max_bytes``; and
+        their fees."""
         chosen: list[Transaction] = []
         included: set[bytes] = set()
         used = 0
@@ -423,17 +464,23 @@ class Mempool:
         """Pool transactions paying or spending from ``addr_hash``, newest first, decoded
         with the coins they spend (a byte search picks the few worth decoding)."""
         found = []
-        for entry in sorted((e for e in self.entries.values() if e.may_touch(addr_hash)),
-                            key=lambda e: e.time, reverse=True):
+        for entry in sorted(
+            (e for e in self.entries.values() if e.may_touch(addr_hash)),
+            key=lambda e: e.time,
+            reverse=True,
+        ):
             tx, spent = entry.tx, entry.spent
-            if any(o.addr_hash == addr_hash for o in tx.outputs) or any(c.addr_hash == addr_hash for c in spent):
+            if any(o.addr_hash == addr_hash for o in tx.outputs) or any(
+                c.addr_hash == addr_hash for c in spent
+            ):
                 found.append((entry, tx, spent))
         return found
 
     # --- statistics ----------------------------------------------------------------------
 
-    def fee_rate_histogram(self, edges: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-                           ) -> list[dict]:
+    def fee_rate_histogram(
+        self, edges: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    ) -> list[dict]:
         buckets = [{"from": lo, "count": 0, "bytes": 0} for lo in (0,) + edges]
         for e in self.entries.values():
             i = sum(1 for edge in edges if e.fee_rate >= edge)

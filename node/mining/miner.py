@@ -14,51 +14,67 @@ template is older than MIN_TEMPLATE_AGE (Bitcoin Core refreshes templates
 for new transactions only every few seconds too: building one decodes and
 sorts the pool).
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 
-from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.chain.chainstate import ChainState
 from node.chain.index import BlockIndexEntry
-from node.mempool.pool import Mempool
 from node.consensus.params import BLOCK_VERSION, MEDIAN_TIME_SPAN
 from node.consensus.pow import bits_to_target
+from node.mempool.pool import Mempool
+from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
 from node.primitives.tx import TxOut, make_coinbase
 
 log = logging.getLogger("obol.miner")
 
-NONCE_START = 1 << 32          # first nonce tried: from here on a nonce encodes as 9 bytes
-NONCE_PREFIX = b"\xcf"         # msgpack marker of a uint64
-COINBASE_RESERVE = 1_000       # bytes of the block kept free for the coinbase and header
-MINE_BATCH = 256               # regtest blocks built ahead and accepted in one commit
-CHUNK_NONCES = 1 << 16         # nonces in one work unit (~0.1 s of one core)
-QUEUED_CHUNKS = 2              # work units in flight per process, so none waits for the next
-MIN_TEMPLATE_AGE = 2.0         # seconds a template is kept when only the mempool changed
-NONCE_END = 1 << 63            # past this a fresh template (new time, new extra nonce) is taken
-PR_SET_PDEATHSIG = 1           # prctl option: signal to receive when the parent dies
-MINER_RETRY_DELAY = 1.0        # seconds to wait after a failed round (template or submit raised)
+NONCE_START = 1 << 32  # first nonce tried: from here on a nonce encodes as 9 bytes
+NONCE_PREFIX = b"\xcf"  # msgpack marker of a uint64
+COINBASE_RESERVE = 1_000  # bytes of the block kept free for the coinbase and header
+MINE_BATCH = 256  # regtest blocks built ahead and accepted in one commit
+CHUNK_NONCES = 1 << 16  # nonces in one work unit (~0.1 s of one core)
+QUEUED_CHUNKS = 2  # work units in flight per process, so none waits for the next
+MIN_TEMPLATE_AGE = 2.0  # seconds a template is kept when only the mempool changed
+NONCE_END = 1 << 63  # past this a fresh template (new time, new extra nonce) is taken
+PR_SET_PDEATHSIG = 1  # prctl option: signal to receive when the parent dies
+MINER_RETRY_DELAY = 1.0  # seconds to wait after a failed round (template or submit raised)
 
 
-def create_block_template(chain: ChainState, mempool: Mempool | None, addr_hash: bytes,
-                          extra: bytes = b"", now: float | None = None) -> Block:
+def create_block_template(
+    chain: ChainState,
+    mempool: Mempool | None,
+    addr_hash: bytes,
+    extra: bytes = b"",
+    now: float | None = None,
+) -> Block:
     """An unsolved block on the current tip paying subsidy + fees to ``addr_hash``."""
     tip = chain.tip
     height = tip.height + 1
-    txs, fees = (mempool.select_for_block(MAX_BLOCK_SIZE - COINBASE_RESERVE)
-                 if mempool is not None else ([], 0))
+    txs, fees = (
+        mempool.select_for_block(MAX_BLOCK_SIZE - COINBASE_RESERVE)
+        if mempool is not None
+        else ([], 0)
+    )
     coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height) + fees, addr_hash)], extra)
     all_txs = [coinbase] + txs
     timestamp = max(int(now if now is not None else chain.clock()), chain.median_time_past(tip) + 1)
-    header = BlockHeader.create(BLOCK_VERSION, tip.hash, merkle_root([t.txid for t in all_txs]),
-                                timestamp, chain.next_bits(tip), NONCE_START)
+    header = BlockHeader.create(
+        BLOCK_VERSION,
+        tip.hash,
+        merkle_root([t.txid for t in all_txs]),
+        timestamp,
+        chain.next_bits(tip),
+        NONCE_START,
+    )
     return Block.create(header, all_txs)
 
 
@@ -68,10 +84,11 @@ def _die_with_node() -> None:
     try:
         import ctypes
         import signal
+
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):   # not Linux: workers end when their pipe closes
+    except (OSError, AttributeError):  # not Linux: workers end when their pipe closes
         return
-    if os.getppid() == 1:               # the node died before the line above ran
+    if os.getppid() == 1:  # the node died before the line above ran
         os._exit(1)
 
 
@@ -106,11 +123,13 @@ def solve_block(block: Block, max_tries: int = 1 << 40) -> Block | None:
 def _with_nonce_raw(block: Block, nonce: int) -> bytes:
     # The block's encoding starts with [header, ...]: swap the 8 nonce bytes in place.
     header_len = len(block.header.raw)
-    start = 1 + header_len - 8   # 1 byte: the outer array marker
-    return block.raw[:start] + nonce.to_bytes(8, "big") + block.raw[start + 8:]
+    start = 1 + header_len - 8  # 1 byte: the outer array marker
+    return block.raw[:start] + nonce.to_bytes(8, "big") + block.raw[start + 8 :]
 
 
-def mine_blocks(chain: ChainState, mempool: Mempool | None, addr_hash: bytes, count: int) -> list[Block]:
+def mine_blocks(
+    chain: ChainState, mempool: Mempool | None, addr_hash: bytes, count: int
+) -> list[Block]:
     """Mine ``count`` blocks in this process and accept them (regtest's ``generate``).
 
     Where the target does not retarget, blocks are built ahead on one another
@@ -155,13 +174,23 @@ def _recent_times(chain: ChainState) -> list[int]:
     return times[::-1]
 
 
-def _empty_child(chain: ChainState, parent: Block, addr_hash: bytes, median_time_past: int) -> Block:
+def _empty_child(
+    chain: ChainState, parent: Block, addr_hash: bytes, median_time_past: int
+) -> Block:
     """An unsolved block with only a coinbase on ``parent`` (not yet in the chain state)."""
     height = parent.txs[0].inputs[0].prev_index + 1
-    coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height), addr_hash)], os.urandom(4))
+    coinbase = make_coinbase(
+        height, [TxOut(chain.params.subsidy(height), addr_hash)], os.urandom(4)
+    )
     timestamp = max(int(chain.clock()), median_time_past + 1)
-    header = BlockHeader.create(BLOCK_VERSION, parent.hash, merkle_root([coinbase.txid]), timestamp,
-                                chain.params.genesis_bits, NONCE_START)
+    header = BlockHeader.create(
+        BLOCK_VERSION,
+        parent.hash,
+        merkle_root([coinbase.txid]),
+        timestamp,
+        chain.params.genesis_bits,
+        NONCE_START,
+    )
     return Block.create(header, [coinbase])
 
 
@@ -175,13 +204,17 @@ class Miner:
     the template is MIN_TEMPLATE_AGE old.
     """
 
-    def __init__(self, template: Callable[[], Awaitable[Block]],
-                 submit: Callable[[Block], Awaitable[object]], processes: int | None = None) -> None:
+    def __init__(
+        self,
+        template: Callable[[], Awaitable[Block]],
+        submit: Callable[[Block], Awaitable[object]],
+        processes: int | None = None,
+    ) -> None:
         self.template = template
         self.submit = submit
         self.processes = processes or os.cpu_count() or 1
-        self._tip_generation = 0       # bumped when the tip changes
-        self._pool_generation = 0      # bumped when the mempool changes
+        self._tip_generation = 0  # bumped when the tip changes
+        self._pool_generation = 0  # bumped when the mempool changes
         self._task: asyncio.Task | None = None
         self._pool: ProcessPoolExecutor | None = None
         self.hashes = 0
@@ -203,9 +236,10 @@ class Miner:
             self._pool_generation += 1
 
     def _outdated(self, tip_generation: int, pool_generation: int, built: float) -> bool:
-        return (tip_generation != self._tip_generation
-                or (pool_generation != self._pool_generation
-                    and time.monotonic() - built >= MIN_TEMPLATE_AGE))
+        return tip_generation != self._tip_generation or (
+            pool_generation != self._pool_generation
+            and time.monotonic() - built >= MIN_TEMPLATE_AGE
+        )
 
     def start(self) -> None:
         if self.running:
@@ -221,10 +255,9 @@ class Miner:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            # a round that failed has logged its error already
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         pool, self._pool = self._pool, None
         if pool is not None:
             # wait (off the loop) for the workers to finish their chunk and exit:
@@ -257,18 +290,22 @@ class Miner:
         try:
             while found is None and not self._outdated(*generations, built):
                 while len(in_flight) < self.processes * QUEUED_CHUNKS and next_nonce < NONCE_END:
-                    in_flight.add(asyncio.wrap_future(pool.submit(
-                        search_nonce, prefix, target, next_nonce, CHUNK_NONCES)))
+                    in_flight.add(
+                        asyncio.wrap_future(
+                            pool.submit(search_nonce, prefix, target, next_nonce, CHUNK_NONCES)
+                        )
+                    )
                     next_nonce += CHUNK_NONCES
                 if not in_flight:
-                    break   # nonce space used up: a fresh template (new time) comes next
+                    break  # nonce space used up: a fresh template (new time) comes next
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
                     self.hashes += CHUNK_NONCES
                     if future.result() is not None and found is None:
                         found = future.result()
         finally:
-            for future in in_flight:   # not yet started: dropped; running: they end with their chunk
+            # not yet started: dropped; running: they end with their chunk
+            for future in in_flight:
                 future.cancel()
         if found is not None:
             # Submitted even if the template became outdated meanwhile: a block on a

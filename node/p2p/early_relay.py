@@ -39,6 +39,7 @@ peer; the honest peers that passed it on early are not.  A sender that uses
 on a block we know (or resends one already known invalid, which costs us a
 lookup and these checks), and can make us relay at most one block per height.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,8 @@ from node.primitives.errors import BlockValidationError, ValidationError
 
 log = logging.getLogger("obol.relay")
 
-EARLY_RELAY_VERSION = 2     # lowest peer protocol version that understands ``powblock``
-EARLY_RELAY_PEERS = 3       # most peers a block is pushed to before it is validated
+EARLY_RELAY_VERSION = 2  # lowest peer protocol version that understands ``powblock``
+EARLY_RELAY_PEERS = 3  # most peers a block is pushed to before it is validated
 
 
 def check_before_relay(chain: ChainState, block: Block) -> BlockIndexEntry:
@@ -81,13 +82,14 @@ class EarlyRelay:
     """Decides, per arriving block, whether to push it on before validation, and whether
     its sender is excused for failures found later."""
 
-    def __init__(self, chain: ChainState, peers: PeerTable, syncing: Callable[[], bool],
-                 port: NodePort) -> None:
+    def __init__(
+        self, chain: ChainState, peers: PeerTable, syncing: Callable[[], bool], port: NodePort
+    ) -> None:
         self.chain = chain
         self.peers = peers
-        self.syncing = syncing      # True while a peer is known to have more work than our tip
+        self.syncing = syncing  # True while a peer is known to have more work than our tip
         self.port = port
-        self.highest_height = -1   # height of the newest block relayed early (one per height)
+        self.highest_height = -1  # height of the newest block relayed early (one per height)
 
     def on_block(self, block: Block, sender_validated: bool) -> bool:
         """A new ``block`` (``sender_validated``) or ``powblock`` arrived: relay it on at once
@@ -95,7 +97,7 @@ class EarlyRelay:
         here on: it came as ``powblock`` and passed ``check_before_relay``."""
         targets = self._targets(block)
         if not targets and sender_validated:
-            return False   # nothing to relay early, nothing to excuse: skip the checks
+            return False  # nothing to relay early, nothing to excuse: skip the checks
         try:
             parent = check_before_relay(self.chain, block)
         except ValidationError as exc:
@@ -113,12 +115,14 @@ class EarlyRelay:
             return []
         entry = chain.index.get(block.hash)
         if entry is not None and entry.status != BlockStatus.HEADER:
-            return []   # stored already: being validated, valid, or invalid
-        targets = [s for s in self.peers.values()
-                   if block.hash not in s.known
-                   and (s.peer.protocol_version or 0) >= EARLY_RELAY_VERSION]
+            return []  # stored already: being validated, valid, or invalid
+        targets = [
+            s
+            for s in self.peers.values()
+            if block.hash not in s.known and (s.peer.protocol_version or 0) >= EARLY_RELAY_VERSION
+        ]
         if targets and self.syncing():
-            return []   # a peer has more work: this block is not news to the network
+            return []  # a peer has more work: this block is not news to the network
         # the peers that last gave us a new tip first (a stable sort: ties in connection order)
         targets.sort(key=lambda s: s.last_new_block, reverse=True)
         return targets[:EARLY_RELAY_PEERS]
@@ -129,5 +133,9 @@ class EarlyRelay:
             state.known.add(block.hash)
             state.peer.send_frame(frame)
         self.highest_height = height
-        log.debug("block %s height=%d relayed early (before validation) to %d peer(s)",
-                  short_hash(block.hash), height, len(targets))
+        log.debug(
+            "block %s height=%d relayed early (before validation) to %d peer(s)",
+            short_hash(block.hash),
+            height,
+            len(targets),
+        )

@@ -6,12 +6,13 @@ by the others, and a hostile peer may ask for one block thousands of times in
 one ``getdata``; Bitcoin Core keeps the most recent block serialized for the
 same reason (``m_most_recent_block``).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
 
-FRAME_CACHE_BYTES = 8 * 1024 * 1024   # bytes of block frames kept (eight blocks of 1 MB)
+FRAME_CACHE_BYTES = 8 * 1024 * 1024  # bytes of block frames kept (eight blocks of 1 MB)
 
 
 class FrameCache:

@@ -10,14 +10,15 @@ type            body
 ``inv``         [[kind, hash], ...]          kind 1 = tx, 2 = block; ≤ MAX_INV
 ``getdata``     [[kind, hash], ...]          same shape as inv
 ``notfound``    [[kind, hash], ...]          answer to getdata for unknown items
-``getheaders``  [[locator hash, ...], stop]  ≤ MAX_LOCATOR hashes; stop = 32 zero bytes for "no limit"
+``getheaders``  [[locator hash, ...], stop]  ≤ MAX_LOCATOR hashes; stop = 32 zero bytes: no limit
 ``headers``     [header, ...]                ≤ MAX_HEADERS headers, each in chain order
 ``block``       block                        [header, [tx, ...]]; the sender validated it
-``powblock``    block                        the same, relayed before full validation (early_relay.py)
+``powblock``    block                        the same, relayed before full validation (early_relay)
 ``tx``          tx                           [version, inputs, outputs, locktime]
 ``mempool``     []                           "send me inv of your mempool" (Bitcoin: BIP35)
 ==============  ===========================================================
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -27,23 +28,23 @@ from node.primitives.encoding import encode, expect_bytes, expect_int, expect_li
 from node.primitives.errors import DecodeError
 from node.primitives.tx import Transaction
 
-INV_TX = 1            # inventory kind: a transaction, by txid
-INV_BLOCK = 2         # inventory kind: a block, by block hash
-MAX_INV = 50_000      # entries in one inv/getdata/notfound (Bitcoin: MAX_INV_SZ)
-MAX_HEADERS = 2_000   # headers in one headers message (Bitcoin: MAX_HEADERS_RESULTS)
-MAX_LOCATOR = 101     # hashes in a getheaders locator (Bitcoin: MAX_LOCATOR_SZ)
-NO_STOP = bytes(32)   # getheaders stop hash meaning "as many as allowed"
-ENVELOPE_PREFIX = b"\x92"   # msgpack fixarray(2): the [type, body] envelope
+INV_TX = 1  # inventory kind: a transaction, by txid
+INV_BLOCK = 2  # inventory kind: a block, by block hash
+MAX_INV = 50_000  # entries in one inv/getdata/notfound (Bitcoin: MAX_INV_SZ)
+MAX_HEADERS = 2_000  # headers in one headers message (Bitcoin: MAX_HEADERS_RESULTS)
+MAX_LOCATOR = 101  # hashes in a getheaders locator (Bitcoin: MAX_LOCATOR_SZ)
+NO_STOP = bytes(32)  # getheaders stop hash meaning "as many as allowed"
+ENVELOPE_PREFIX = b"\x92"  # msgpack fixarray(2): the [type, body] envelope
 
 MSG_INV, MSG_GETDATA, MSG_NOTFOUND = "inv", "getdata", "notfound"
 MSG_GETHEADERS, MSG_HEADERS, MSG_BLOCK, MSG_TX = "getheaders", "headers", "block", "tx"
 MSG_MEMPOOL = "mempool"
-MSG_POWBLOCK = "powblock"   # a block pushed on before full validation (node/p2p/early_relay.py)
+MSG_POWBLOCK = "powblock"  # a block pushed on before full validation (node/p2p/early_relay.py)
 
 
 class InvItem(NamedTuple):
-    kind: int     # INV_TX or INV_BLOCK
-    hash: bytes   # txid or block hash
+    kind: int  # INV_TX or INV_BLOCK
+    hash: bytes  # txid or block hash
 
 
 def parse_inv(body: object) -> list[InvItem]:

@@ -5,6 +5,7 @@ P2P code adds to it: the best header the peer is known to have, the blocks
 asked of it, the inventory it is known to have, its download branch.  Bitcoin
 Core keeps the same in ``CNodeState`` (net_processing), apart from ``CNode``.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from network.peer import Peer
 from node.chain.index import BlockIndexEntry
 
-KNOWN_INVENTORY = 50_000       # hashes remembered per peer as "it has this"
+KNOWN_INVENTORY = 50_000  # hashes remembered per peer as "it has this"
 
 
 class BoundedSet:
@@ -40,15 +41,21 @@ class BoundedSet:
 @dataclass(eq=False)
 class PeerState:
     """What the node knows of one established peer."""
-    peer: Peer                                            # the connection
-    best_known: BlockIndexEntry | None = None             # most-work header the peer is known to have
-    in_flight: dict[bytes, float] = field(default_factory=dict)  # block hash -> monotonic time requested
-    known: BoundedSet = field(default_factory=lambda: BoundedSet(KNOWN_INVENTORY))  # txids/hashes it has
-    path: list[BlockIndexEntry] = field(default_factory=list)    # branch to download, fork+1 .. best_known
-    path_for: BlockIndexEntry | None = None               # best_known the path was computed for
-    cursor: int = 0                 # path[:cursor] were requested, arrived or had data when considered
-    lacks: set[bytes] = field(default_factory=set)        # blocks it answered ``notfound`` for
-    last_new_block: float = 0.0     # monotonic time it last sent a block that became our tip
+
+    peer: Peer  # the connection
+    # most-work header the peer is known to have
+    best_known: BlockIndexEntry | None = None
+    # block hash -> monotonic time requested
+    in_flight: dict[bytes, float] = field(default_factory=dict)
+    # txids/hashes it has
+    known: BoundedSet = field(default_factory=lambda: BoundedSet(KNOWN_INVENTORY))
+    # branch to download, fork+1 .. best_known
+    path: list[BlockIndexEntry] = field(default_factory=list)
+    path_for: BlockIndexEntry | None = None  # best_known the path was computed for
+    # path[:cursor] were requested, arrived or had data when considered
+    cursor: int = 0
+    lacks: set[bytes] = field(default_factory=set)  # blocks it answered ``notfound`` for
+    last_new_block: float = 0.0  # monotonic time it last sent a block that became our tip
 
 
 class PeerTable:

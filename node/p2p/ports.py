@@ -3,6 +3,7 @@ gets collaborators rather than the whole ``Node`` (btcd: ``netsync.Config``).
 
 ``runtime.Node`` provides ``NodePort``; ``network.PeerManager`` provides ``Punisher``.
 """
+
 from __future__ import annotations
 
 import asyncio

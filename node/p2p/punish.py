@@ -9,6 +9,7 @@ policy refusals and missing inputs (an honest peer's mempool may differ), and a
 block relayed to us before its sender could validate it (``early_relay``),
 for the failures its sender could not have checked.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from network import Misbehaviour
 from node.primitives.errors import MissingInputsError, ObolError, PolicyError, ValidationError
 
-MISBEHAVING = 100   # points for a broken rule or a malformed message: enough to ban
+MISBEHAVING = 100  # points for a broken rule or a malformed message: enough to ban
 
 # Header / block rejections that depend on our clock or on what we know: not the sender's fault.
 HEADER_ERRORS_NOT_PUNISHED = frozenset({"time-too-new", "prev-blk-not-found"})
@@ -27,8 +28,9 @@ TX_ERRORS_NOT_PUNISHED = frozenset({"bad-txns-nonfinal", "bad-txns-premature-spe
 @dataclass(frozen=True)
 class Verdict:
     """What a failure costs the peer that sent the data."""
-    score: int      # misbehaviour points (0: not punished)
-    reason: str     # why, for the log line
+
+    score: int  # misbehaviour points (0: not punished)
+    reason: str  # why, for the log line
 
 
 NOT_ITS_FAULT = Verdict(0, "depends on what this node knows or its clock")

@@ -1,4 +1,4 @@
-"""What ``inv``, ``getdata``, ``notfound``, ``tx``, ``block`` and ``powblock`` messages mean; gossip policy.
+"""What ``inv``, ``getdata``, ``notfound``, ``tx``, ``block``, ``powblock`` mean; gossip policy.
 
 * Transactions are relayed only once validated: announced by ``inv`` to peers
   not known to have them, and sent on ``getdata``.
@@ -12,6 +12,7 @@
   transaction conflicts with our mempool, or whose ``powblock`` failed only
   checks its sender could not make before relaying it, is not.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,9 +29,24 @@ from node.mempool.pool import Mempool
 from node.p2p import punish
 from node.p2p.early_relay import EarlyRelay
 from node.p2p.frames import FrameCache
-from node.p2p.messages import (INV_BLOCK, INV_TX, MAX_INV, MSG_BLOCK, MSG_GETDATA, MSG_INV,
-                               MSG_MEMPOOL, MSG_NOTFOUND, MSG_TX, InvItem, inv_body, parse_block,
-                               parse_empty, parse_inv, parse_tx, payload_around)
+from node.p2p.messages import (
+    INV_BLOCK,
+    INV_TX,
+    MAX_INV,
+    MSG_BLOCK,
+    MSG_GETDATA,
+    MSG_INV,
+    MSG_MEMPOOL,
+    MSG_NOTFOUND,
+    MSG_TX,
+    InvItem,
+    inv_body,
+    parse_block,
+    parse_empty,
+    parse_inv,
+    parse_tx,
+    payload_around,
+)
 from node.p2p.peerstate import BoundedSet, PeerTable
 from node.p2p.ports import NodePort, Punisher
 from node.p2p.sync import BlockSync
@@ -40,11 +56,14 @@ from node.primitives.tx import Transaction
 
 log = logging.getLogger("obol.relay")
 
-RECENT_REJECTS = 20_000          # txids remembered as invalid, not fetched again
+RECENT_REJECTS = 20_000  # txids remembered as invalid, not fetched again
 P = TypeVar("P")
-MAX_BLOCKS_ANNOUNCED = 8         # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
-GETDATA_SEND_PAUSE = 4 * 1024 * 1024   # bytes queued to a peer above which getdata waits (Core: 5 MB)
-GETDATA_TXS_PER_TURN = 200       # transactions served from one getdata between two turns of the loop
+# blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
+MAX_BLOCKS_ANNOUNCED = 8
+# bytes queued to a peer above which getdata waits (Core: 5 MB)
+GETDATA_SEND_PAUSE = 4 * 1024 * 1024
+# transactions served from one getdata between two turns of the loop
+GETDATA_TXS_PER_TURN = 200
 
 
 def block_payload(raw_block: bytes) -> bytes:
@@ -55,8 +74,16 @@ def block_payload(raw_block: bytes) -> bytes:
 class Relay:
     """Transaction and block gossip for one node."""
 
-    def __init__(self, chain: ChainState, mempool: Mempool, peers: PeerTable, sync: BlockSync,
-                 early: EarlyRelay, port: NodePort, punisher: Punisher) -> None:
+    def __init__(
+        self,
+        chain: ChainState,
+        mempool: Mempool,
+        peers: PeerTable,
+        sync: BlockSync,
+        early: EarlyRelay,
+        port: NodePort,
+        punisher: Punisher,
+    ) -> None:
         self.chain = chain
         self.mempool = mempool
         self.peers = peers
@@ -64,11 +91,12 @@ class Relay:
         self.early = early
         self.port = port
         self.punisher = punisher
-        self.rejects = BoundedSet(RECENT_REJECTS)          # invalid: never fetched again
-        self.recent_rejects = BoundedSet(RECENT_REJECTS)   # refused at this tip (Core: m_recent_rejects)
+        self.rejects = BoundedSet(RECENT_REJECTS)  # invalid: never fetched again
+        # refused at this tip (Core: m_recent_rejects)
+        self.recent_rejects = BoundedSet(RECENT_REJECTS)
         # an orphan pushed out or expired is refused until the tip moves, not validated again
         self.orphans = OrphanTxPool(on_evict=self.recent_rejects.add)
-        self.validating: set[bytes] = set()   # txids queued for the mempool, not yet decided
+        self.validating: set[bytes] = set()  # txids queued for the mempool, not yet decided
         self.frames = FrameCache()
 
     # --- inbound ---------------------------------------------------------------------------
@@ -116,13 +144,14 @@ class Relay:
                     missing.append(item)
                 else:
                     peer.send_frame(frame)
-                await asyncio.sleep(0)       # one block per turn: the loop serves everyone else
+                await asyncio.sleep(0)  # one block per turn: the loop serves everyone else
                 since_yield = 0
                 continue
             entry = self.mempool.get(item.hash)
             if entry is None:
                 missing.append(item)
-            else:                            # the pool keeps the checked bytes: send them as they are
+            # the pool keeps the checked bytes: send them as they are
+            else:
                 peer.send_frame(self.port.frame(payload_around(MSG_TX, entry.raw)))
             since_yield += 1
             if since_yield >= GETDATA_TXS_PER_TURN:
@@ -142,6 +171,7 @@ class Relay:
         def make() -> bytes | None:
             raw = self.chain.reader.get_block_raw(block_hash)
             return self.port.frame(block_payload(raw)) if raw is not None else None
+
         return self.frames.get(block_hash, make)
 
     async def handle_notfound(self, peer: Peer, body: object) -> None:
@@ -160,8 +190,13 @@ class Relay:
     def _tx_known(self, txid: bytes) -> bool:
         """Seen before: in the pool, refused (for good, or since the tip last changed), or
         waiting for a parent.  Such a transaction is neither fetched nor validated again."""
-        return (txid in self.mempool or txid in self.validating or txid in self.rejects
-                or txid in self.recent_rejects or txid in self.orphans)
+        return (
+            txid in self.mempool
+            or txid in self.validating
+            or txid in self.rejects
+            or txid in self.recent_rejects
+            or txid in self.orphans
+        )
 
     def _validate_tx(self, tx: Transaction, peer: Peer) -> None:
         # Validated without holding the peer's next message, so a stream of
@@ -182,13 +217,19 @@ class Relay:
             return
         verdict = punish.for_tx(exc)
         if not verdict.score:
-            log.debug("tx %s from %s not accepted: %s (%s)", tx.txid.hex()[:16], peer.label, exc,
-                      verdict.reason)
+            log.debug(
+                "tx %s from %s not accepted: %s (%s)",
+                tx.txid.hex()[:16],
+                peer.label,
+                exc,
+                verdict.reason,
+            )
             self.recent_rejects.add(tx.txid)
             return
         self.rejects.add(tx.txid)
-        self.punisher.misbehaving(peer, verdict.score, exc.code,
-                                  f"invalid tx {tx.txid.hex()}: {exc.message}")
+        self.punisher.misbehaving(
+            peer, verdict.score, exc.code, f"invalid tx {tx.txid.hex()}: {exc.message}"
+        )
 
     def _keep_orphan(self, tx: Transaction, peer: Peer) -> None:
         """A transaction whose inputs are unknown: keep it for a while and ask its sender
@@ -200,8 +241,13 @@ class Relay:
             return
         parents = {txin.prev_txid for txin in tx.inputs}
         wanted = [InvItem(INV_TX, p) for p in sorted(parents) if not self._tx_known(p)]
-        log.debug("tx %s from %s is an orphan (%d orphans); asking for %d parent(s)",
-                  tx.txid.hex()[:16], peer.label, len(self.orphans), len(wanted))
+        log.debug(
+            "tx %s from %s is an orphan (%d orphans); asking for %d parent(s)",
+            tx.txid.hex()[:16],
+            peer.label,
+            len(self.orphans),
+            len(wanted),
+        )
         if wanted:
             peer.send(MSG_GETDATA, inv_body(wanted))
 
@@ -223,7 +269,7 @@ class Relay:
         for parent in parents:
             for orphan in self.orphans.children_of(parent):
                 state = self.peers.by_id(orphan.peer)
-                if state is not None:     # its sender still answers for it
+                if state is not None:  # its sender still answers for it
                     self._validate_tx(orphan.tx, state.peer)
 
     async def on_disconnected(self, peer: Peer) -> None:
@@ -254,8 +300,9 @@ class Relay:
         else:
             await asyncio.wait([validated])
 
-    def _block_outcome(self, peer: Peer, block: Block, excused: bool,
-                       done: asyncio.Future[AcceptResult]) -> None:
+    def _block_outcome(
+        self, peer: Peer, block: Block, excused: bool, done: asyncio.Future[AcceptResult]
+    ) -> None:
         """The validation of ``block`` from ``peer`` ended: punish the peer if the block is
         invalid, unless it is ``excused`` (relayed early, and failed only what its sender
         could not check before relaying); else learn what the peer has."""
@@ -263,19 +310,30 @@ class Relay:
         sync.block_validated(block.hash)
         sync.schedule()
         if done.cancelled() or isinstance(done.exception(), asyncio.CancelledError):
-            return   # the node is stopping
+            return  # the node is stopping
         exc = done.exception()
         if isinstance(exc, ValidationError):
             verdict = punish.for_block(exc, relayed_early=excused)
             if verdict.score:
-                self.punisher.misbehaving(peer, verdict.score, exc.code,
-                                          f"invalid block {block.hash.hex()}: {exc.message}")
+                self.punisher.misbehaving(
+                    peer,
+                    verdict.score,
+                    exc.code,
+                    f"invalid block {block.hash.hex()}: {exc.message}",
+                )
             else:
-                log.info("block %s from %s not accepted: %s (peer not punished: %s)",
-                         short_hash(block.hash), peer.label, exc, verdict.reason)
+                log.info(
+                    "block %s from %s not accepted: %s (peer not punished: %s)",
+                    short_hash(block.hash),
+                    peer.label,
+                    exc,
+                    verdict.reason,
+                )
             return
         if exc is not None:
-            log.error("block %s from %s: internal error: %r", short_hash(block.hash), peer.label, exc)
+            log.error(
+                "block %s from %s: internal error: %r", short_hash(block.hash), peer.label, exc
+            )
             return
         entry = self.chain.index.get(block.hash)
         if entry is not None:
@@ -284,7 +342,7 @@ class Relay:
         if status == AcceptStatus.CONNECTED:
             state = self.peers.get(peer)
             if state is not None:
-                state.last_new_block = time.monotonic()   # early relay prefers such peers
+                state.last_new_block = time.monotonic()  # early relay prefers such peers
         elif status == AcceptStatus.ORPHAN:
             sync.request_headers(peer)
 
@@ -294,7 +352,7 @@ class Relay:
         """Push newly connected blocks to every peer that does not have them."""
         for block in blocks[-MAX_BLOCKS_ANNOUNCED:]:
             frame = self.port.frame(block_payload(block.raw))
-            self.frames.put(block.hash, frame)     # the peers that lacked it may ask again
+            self.frames.put(block.hash, frame)  # the peers that lacked it may ask again
             for state in self.peers.values():
                 if block.hash not in state.known:
                     state.known.add(block.hash)
@@ -316,14 +374,14 @@ class Relay:
         txids = list(self.mempool.entries)
         state = self.peers.get(peer)
         for start in range(0, len(txids), MAX_INV):
-            chunk = txids[start:start + MAX_INV]
+            chunk = txids[start : start + MAX_INV]
             if state is not None:
                 for txid in chunk:
                     state.known.add(txid)
             peer.send(MSG_INV, inv_body([InvItem(INV_TX, t) for t in chunk]))
 
     def announce_tx(self, tx: Transaction, exclude: Peer | None = None) -> None:
-        body = None     # built for the first peer that needs it
+        body = None  # built for the first peer that needs it
         for state in self.peers.values():
             if state.peer is not exclude and tx.txid not in state.known:
                 state.known.add(tx.txid)

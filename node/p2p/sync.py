@@ -15,19 +15,32 @@ request came to nothing (its peer stalled, left or answered ``notfound``, or
 the body did not match the header) is *released* and asked of the next peer
 that has it, before anything new.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from itertools import pairwise
 
 from network import Misbehaviour
 from network.peer import Peer
 from node.chain.chainstate import ChainState
 from node.chain.index import BlockIndexEntry, BlockStatus, headers_after, locator
 from node.p2p import punish
-from node.p2p.messages import (INV_BLOCK, MAX_HEADERS, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS,
-                               NO_STOP, InvItem, inv_body, parse_getheaders, parse_headers)
+from node.p2p.messages import (
+    INV_BLOCK,
+    MAX_HEADERS,
+    MSG_GETDATA,
+    MSG_GETHEADERS,
+    MSG_HEADERS,
+    NO_STOP,
+    InvItem,
+    inv_body,
+    parse_getheaders,
+    parse_headers,
+)
 from node.p2p.peerstate import PeerState, PeerTable
 from node.p2p.ports import NodePort
 from node.primitives.block import short_hash
@@ -35,23 +48,29 @@ from node.primitives.errors import DecodeError, ValidationError
 
 log = logging.getLogger("obol.sync")
 
-MAX_BLOCKS_IN_FLIGHT = 32      # blocks requested from one peer and not yet received
-DOWNLOAD_WINDOW = 1024         # blocks above the tip that may be requested (Bitcoin: BLOCK_DOWNLOAD_WINDOW)
-STALL_TIMEOUT = 10.0           # seconds a requested block may take before its peer is replaced
-PROGRESS_INTERVAL = 5.0        # seconds between sync progress log lines
+MAX_BLOCKS_IN_FLIGHT = 32  # blocks requested from one peer and not yet received
+# blocks above the tip that may be requested (Bitcoin: BLOCK_DOWNLOAD_WINDOW)
+DOWNLOAD_WINDOW = 1024
+STALL_TIMEOUT = 10.0  # seconds a requested block may take before its peer is replaced
+PROGRESS_INTERVAL = 5.0  # seconds between sync progress log lines
 
 
 class BlockSync:
     """Header exchange, block download scheduling, stall handling, progress."""
 
-    def __init__(self, chain: ChainState, peers: PeerTable, port: NodePort,
-                 stall_timeout: float = STALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        chain: ChainState,
+        peers: PeerTable,
+        port: NodePort,
+        stall_timeout: float = STALL_TIMEOUT,
+    ) -> None:
         self.chain = chain
         self.peers = peers
         self.port = port
         self.stall_timeout = stall_timeout
-        self.in_flight: dict[bytes, int] = {}   # block hash -> peer id it was asked of
-        self.validating: set[bytes] = set()      # arrived, queued for validation: not asked again
+        self.in_flight: dict[bytes, int] = {}  # block hash -> peer id it was asked of
+        self.validating: set[bytes] = set()  # arrived, queued for validation: not asked again
         # requests that came to nothing (stall, disconnect, notfound, mutated body): ask again first
         self.released: dict[bytes, BlockIndexEntry] = {}
         self._progress_at = 0.0
@@ -66,10 +85,8 @@ class BlockSync:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def on_established(self, peer: Peer) -> None:
         self.peers.add(peer)
@@ -92,8 +109,10 @@ class BlockSync:
     def syncing(self) -> bool:
         """True while some peer has announced headers with more work than the tip."""
         tip_work = self.chain.tip.chain_work
-        return any(s.best_known is not None and s.best_known.chain_work > tip_work
-                   for s in self.peers.values())
+        return any(
+            s.best_known is not None and s.best_known.chain_work > tip_work
+            for s in self.peers.values()
+        )
 
     def request_headers(self, peer: Peer, start: BlockIndexEntry | None = None) -> None:
         peer.send(MSG_GETHEADERS, [locator(start or self.chain.best_header), NO_STOP])
@@ -103,7 +122,9 @@ class BlockSync:
             locator_hashes, stop = parse_getheaders(body)
         except DecodeError as exc:
             raise punish.malformed(exc) from None
-        headers = headers_after(self.chain.index, self.chain.chain, locator_hashes, stop, MAX_HEADERS)
+        headers = headers_after(
+            self.chain.index, self.chain.chain, locator_hashes, stop, MAX_HEADERS
+        )
         peer.send(MSG_HEADERS, [h.to_list() for h in headers])
 
     async def handle_headers(self, peer: Peer, body: object) -> None:
@@ -114,9 +135,11 @@ class BlockSync:
         state = self.peers.get(peer)
         if not headers or state is None:
             return
-        for prev, header in zip(headers, headers[1:]):
+        for prev, header in pairwise(headers):
             if header.prev_hash != prev.hash:
-                raise Misbehaviour(punish.MISBEHAVING, "non-continuous-headers", "headers do not form a chain")
+                raise Misbehaviour(
+                    punish.MISBEHAVING, "non-continuous-headers", "headers do not form a chain"
+                )
         if headers[0].prev_hash not in self.chain.index:
             # Not connecting to what we know: ask from our best header (Bitcoin does the same).
             self.request_headers(peer)
@@ -140,8 +163,9 @@ class BlockSync:
     def saw_block(self, peer: Peer, entry: BlockIndexEntry) -> None:
         """``peer`` has the block of ``entry`` (it sent or announced it)."""
         state = self.peers.get(peer)
-        if state is not None and (state.best_known is None
-                                  or entry.chain_work > state.best_known.chain_work):
+        if state is not None and (
+            state.best_known is None or entry.chain_work > state.best_known.chain_work
+        ):
             state.best_known = entry
             peer.best_height = max(peer.best_height, entry.height)
 
@@ -163,7 +187,10 @@ class BlockSync:
         self.validating.discard(block_hash)
         entry = self.chain.index.get(block_hash)
         if entry is not None and entry.status == BlockStatus.HEADER:
-            log.debug("block %s: body did not match its header; asking for it again", short_hash(block_hash))
+            log.debug(
+                "block %s: body did not match its header; asking for it again",
+                short_hash(block_hash),
+            )
             self.released[block_hash] = entry
 
     def not_found(self, peer: Peer, hashes: list[bytes]) -> None:
@@ -182,8 +209,11 @@ class BlockSync:
             owner_state.in_flight.pop(block_hash, None)
         entry = self.chain.index.get(block_hash)
         if entry is not None:
-            log.debug("block %s: request came to nothing (%s); asking another peer",
-                      short_hash(block_hash), why)
+            log.debug(
+                "block %s: request came to nothing (%s); asking another peer",
+                short_hash(block_hash),
+                why,
+            )
             self.released[block_hash] = entry
 
     def schedule(self) -> None:
@@ -191,7 +221,11 @@ class BlockSync:
         tip = self.chain.tip
         for state in list(self.peers.values()):
             best = state.best_known
-            if best is None or best.chain_work <= tip.chain_work or best.status == BlockStatus.INVALID:
+            if (
+                best is None
+                or best.chain_work <= tip.chain_work
+                or best.status == BlockStatus.INVALID
+            ):
                 continue
             room = MAX_BLOCKS_IN_FLIGHT - len(state.in_flight)
             if room <= 0:
@@ -216,8 +250,11 @@ class BlockSync:
 
     def _wanted(self, entry: BlockIndexEntry) -> bool:
         """We lack the block and nobody is fetching or validating it."""
-        return (entry.status == BlockStatus.HEADER and entry.hash not in self.in_flight
-                and entry.hash not in self.validating)
+        return (
+            entry.status == BlockStatus.HEADER
+            and entry.hash not in self.in_flight
+            and entry.hash not in self.validating
+        )
 
     def _next_blocks(self, state: PeerState, room: int, max_height: int) -> list[BlockIndexEntry]:
         """Up to ``room`` blocks to ask ``state``'s peer for, lowest first: released
@@ -241,20 +278,28 @@ class BlockSync:
         if state.path_for is not state.best_known:
             new = []
             entry = state.best_known
-            while (entry is not None and entry is not state.path_for
-                   and not self.chain.on_active_chain(entry)):
+            while (
+                entry is not None
+                and entry is not state.path_for
+                and not self.chain.on_active_chain(entry)
+            ):
                 new.append(entry)
                 entry = entry.parent
             new.reverse()
-            if entry is not None and entry is state.path_for and not self.chain.on_active_chain(entry):
+            if (
+                entry is not None
+                and entry is state.path_for
+                and not self.chain.on_active_chain(entry)
+            ):
                 state.path.extend(new)
-            else:   # a new branch, or the old one is all connected: start afresh at the fork
+            else:  # a new branch, or the old one is all connected: start afresh at the fork
                 state.path, state.cursor = new, 0
             state.path_for = state.best_known
         return state.path
 
-    def _released_for(self, state: PeerState, path: list[BlockIndexEntry], room: int,
-                      max_height: int) -> list[BlockIndexEntry]:
+    def _released_for(
+        self, state: PeerState, path: list[BlockIndexEntry], room: int, max_height: int
+    ) -> list[BlockIndexEntry]:
         """Released blocks on ``path`` that the peer did not say it lacks, lowest first
         (taken out of ``released``); released blocks no longer needed are dropped."""
         wanted: list[BlockIndexEntry] = []
@@ -262,7 +307,7 @@ class BlockSync:
             if len(wanted) >= room or entry.height > max_height:
                 break
             if not self._wanted(entry):
-                del self.released[entry.hash]   # arrived meanwhile, or no longer needed
+                del self.released[entry.hash]  # arrived meanwhile, or no longer needed
             elif _on_path(path, entry) and entry.hash not in state.lacks:
                 del self.released[entry.hash]
                 wanted.append(entry)
@@ -277,7 +322,11 @@ class BlockSync:
             for state in list(self.peers.values()):
                 stalled = [h for h, t in state.in_flight.items() if now - t > self.stall_timeout]
                 if stalled:
-                    log.info("peer %s stalled on %d block(s): disconnecting", state.peer.label, len(stalled))
+                    log.info(
+                        "peer %s stalled on %d block(s): disconnecting",
+                        state.peer.label,
+                        len(stalled),
+                    )
                     state.peer.close("stalling")
                     await self.on_disconnected(state.peer)
             self.schedule()
@@ -288,9 +337,19 @@ class BlockSync:
             return
         target = max(s.best_known.height for s in self.peers.values() if s.best_known is not None)
         height = self.chain.height
-        rate = (height - self._progress_height) / (now - self._progress_at) if self._progress_at else 0.0
-        log.info("sync: height=%d of %d (%.1f%%) %.0f blocks/s, %d in flight", height, target,
-                 100.0 * height / max(target, 1), rate, len(self.in_flight))
+        rate = (
+            (height - self._progress_height) / (now - self._progress_at)
+            if self._progress_at
+            else 0.0
+        )
+        log.info(
+            "sync: height=%d of %d (%.1f%%) %.0f blocks/s, %d in flight",
+            height,
+            target,
+            100.0 * height / max(target, 1),
+            rate,
+            len(self.in_flight),
+        )
         self._progress_at, self._progress_height = now, height
 
 

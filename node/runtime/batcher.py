@@ -5,11 +5,13 @@ idle node processes a lone item at once, and a busy one (initial sync, a
 flood of transactions) amortises per-batch costs (an LMDB commit, a parallel
 signature check) over many items.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Generic, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar, overload
 
 log = logging.getLogger("obol.node")
 Item = TypeVar("Item")
@@ -23,12 +25,18 @@ class Batcher(Generic[Item]):
     two-stage pipeline: as soon as ``process`` returns for one batch, the items queued
     meanwhile go to ``process`` as the next batch, and only then is the first one
     finished and its submitters told.  ``process`` should then start its work when
-    called (return a future, as ``Node.chain_future``), not when first awaited.  The chain thread behind ``process`` never waits
-    for the event loop to relay a finished batch, and each batch is everything that
-    arrived while the previous one was processed."""
+    called (return a future, as ``Node.chain_future``), not when first awaited.  The
+    chain thread behind ``process`` never waits for the event loop to relay a finished
+    batch, and each batch is everything that arrived while the previous one was
+    processed."""
 
-    def __init__(self, process: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int,
-                 name: str, finish: Callable[[list[Item], list[Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        process: Callable[[list[Item]], Awaitable[list[Any]]],
+        max_batch: int,
+        name: str,
+        finish: Callable[[list[Item], list[Any]], None] | None = None,
+    ) -> None:
         self.process = process
         self.max_batch = max_batch
         self.name = name
@@ -36,6 +44,7 @@ class Batcher(Generic[Item]):
         # each item with its future, or with the function to call with its outcome
         self._queue: list[tuple[Item, asyncio.Future | Callable[[Any], None]]] = []
         self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None  # the task draining the queue
 
     @overload
     def enqueue(self, item: Item, on_outcome: None = None) -> asyncio.Future[Any]: ...
@@ -43,8 +52,9 @@ class Batcher(Generic[Item]):
     @overload
     def enqueue(self, item: Item, on_outcome: Callable[[Any], None]) -> None: ...
 
-    def enqueue(self, item: Item, on_outcome: Callable[[Any], None] | None = None
-                ) -> asyncio.Future[Any] | None:
+    def enqueue(
+        self, item: Item, on_outcome: Callable[[Any], None] | None = None
+    ) -> asyncio.Future[Any] | None:
         """Queue ``item`` and return the future of its outcome (no task per item); or, with
         ``on_outcome``, no future: it is called with the outcome (a value or an exception)
         as soon as the batch is done (a flood of P2P transactions needs no future each)."""
@@ -57,13 +67,14 @@ class Batcher(Generic[Item]):
             self._queue.append((item, on_outcome))
         if not self._draining:
             self._draining = True
-            loop.create_task(self._drain(), name=self.name)
+            # kept: the loop holds only a weak reference to a task
+            self._drain_task = loop.create_task(self._drain(), name=self.name)
         return future
 
     def _start(self) -> tuple[list, asyncio.Future]:
         """Take the next batch off the queue and start processing it."""
-        batch = self._queue[:self.max_batch]
-        del self._queue[:self.max_batch]
+        batch = self._queue[: self.max_batch]
+        del self._queue[: self.max_batch]
         return batch, asyncio.ensure_future(self.process([item for item, _ in batch]))
 
     async def _drain(self) -> None:
@@ -84,7 +95,7 @@ class Batcher(Generic[Item]):
                 running = None
                 following = self._start() if self._queue and self.finish is not None else None
                 if following is not None:
-                    running = following[1]      # processing while this batch is finished
+                    running = following[1]  # processing while this batch is finished
                 if outcomes is not None:
                     self._complete(batch, outcomes)
                 if following is None:
@@ -104,7 +115,7 @@ class Batcher(Generic[Item]):
                 self.finish([item for item, _ in batch], outcomes)
             except Exception:
                 log.exception("%s: finishing a batch of %d failed", self.name, len(batch))
-        for (_, waiter), outcome in zip(batch, outcomes):
+        for (_, waiter), outcome in zip(batch, outcomes, strict=True):
             self._tell(waiter, outcome)
 
     def _tell(self, waiter: asyncio.Future | Callable[[Any], None], outcome: Any) -> None:
@@ -113,7 +124,7 @@ class Batcher(Generic[Item]):
                 waiter(outcome)
             except Exception:
                 log.exception("%s: an outcome callback failed", self.name)
-        elif waiter.done():        # its submitter gave up (cancelled): nobody to tell
+        elif waiter.done():  # its submitter gave up (cancelled): nobody to tell
             return
         elif isinstance(outcome, BaseException):
             waiter.set_exception(outcome)

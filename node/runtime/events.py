@@ -3,12 +3,13 @@
 Each subscriber gets its own bounded asyncio queue; a subscriber that does not
 keep up loses its oldest events rather than slowing the node down.
 """
+
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-SUBSCRIBER_QUEUE = 1000   # events buffered per subscriber
+SUBSCRIBER_QUEUE = 1000  # events buffered per subscriber
 
 
 class EventHub:

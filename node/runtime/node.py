@@ -4,49 +4,60 @@ Every change to the chain state or mempool runs on ONE thread (``in_chain``),
 so those objects need no locks; the event loop stays free for I/O.  The
 daemon (``daemon.py``) builds a Node from its configuration and adds the API.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from network import NetConfig, PeerManager
 from network.frames import encode_frame
-
-from node.primitives import encoding
-from node.runtime.batcher import Batcher
-from node.primitives.block import Block
 from node.chain.chainstate import AcceptResult, AcceptStatus, BatchResult, ChainState
-from node.runtime.events import EventHub
-from node.storage.mapbudget import MapBudget
+from node.consensus.params import NetworkParams
+from node.consensus.sigcheck import SignatureVerifier
 from node.mempool.persist import MEMPOOL_FILE, load_mempool, save_mempool
 from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
-from node.p2p.messages import (MSG_BLOCK, MSG_GETDATA, MSG_GETHEADERS, MSG_HEADERS, MSG_INV, MSG_MEMPOOL,
-                       MSG_NOTFOUND, MSG_POWBLOCK, MSG_TX)
 from node.mining.miner import Miner, create_block_template, mine_blocks
-from node.consensus.params import NetworkParams
 from node.p2p.early_relay import EarlyRelay
+from node.p2p.messages import (
+    MSG_BLOCK,
+    MSG_GETDATA,
+    MSG_GETHEADERS,
+    MSG_HEADERS,
+    MSG_INV,
+    MSG_MEMPOOL,
+    MSG_NOTFOUND,
+    MSG_POWBLOCK,
+    MSG_TX,
+)
 from node.p2p.peerstate import PeerTable
 from node.p2p.relay import Relay
-from node.consensus.sigcheck import SignatureVerifier
 from node.p2p.sync import BlockSync
+from node.primitives import encoding
+from node.primitives.block import Block
 from node.primitives.tx import Transaction
+from node.runtime.batcher import Batcher
+from node.runtime.events import EventHub
+from node.storage.mapbudget import MapBudget
 
 log = logging.getLogger("obol.node")
 
 T = TypeVar("T")
 
-MEMPOOL_EXPIRY_INTERVAL = 600.0   # seconds between mempool expiry sweeps
-MAX_BLOCK_BATCH = 128             # blocks accepted in one chain-thread call (one commit)
-MAX_TX_BATCH = 1024               # transactions checked in one chain-thread call (one signature batch)
+MEMPOOL_EXPIRY_INTERVAL = 600.0  # seconds between mempool expiry sweeps
+MAX_BLOCK_BATCH = 128  # blocks accepted in one chain-thread call (one commit)
+# transactions checked in one chain-thread call (one signature batch)
+MAX_TX_BATCH = 1024
 
 
-def _report_failure(future: "asyncio.Future") -> None:
+def _report_failure(future: asyncio.Future) -> None:
     """Done callback of chain work nobody awaits: log its exception."""
     if not future.cancelled() and future.exception() is not None:
         log.error("chain thread task failed", exc_info=future.exception())
@@ -55,17 +66,18 @@ def _report_failure(future: "asyncio.Future") -> None:
 @dataclass(frozen=True)
 class NodeConfig:
     """What a node is told at start-up (the daemon fills it from flags, file and env)."""
-    params: NetworkParams                       # which network
-    datadir: Path                               # LMDB, peers, bans, api.token live here
-    net: NetConfig = field(default_factory=NetConfig)        # P2P options
-    peers: tuple[tuple[str, int], ...] = ()     # persistent outbound peers
-    mine: bool = False                          # run the miner from the start
-    miner_address: bytes | None = None          # 20-byte hash the miner pays to
-    miner_threads: int = 0                      # miner processes; 0 = one per core
-    sig_threads: int = 0                        # signature-check threads; 0 = one per core
-    stall_timeout: float = 10.0                 # seconds before a block download is re-requested
-    max_mempool: int = MAX_MEMPOOL_USAGE        # bytes of memory the mempool may use
-    persist_mempool: bool = True                # save the mempool on stop, load it at start
+
+    params: NetworkParams  # which network
+    datadir: Path  # LMDB, peers, bans, api.token live here
+    net: NetConfig = field(default_factory=NetConfig)  # P2P options
+    peers: tuple[tuple[str, int], ...] = ()  # persistent outbound peers
+    mine: bool = False  # run the miner from the start
+    miner_address: bytes | None = None  # 20-byte hash the miner pays to
+    miner_threads: int = 0  # miner processes; 0 = one per core
+    sig_threads: int = 0  # signature-check threads; 0 = one per core
+    stall_timeout: float = 10.0  # seconds before a block download is re-requested
+    max_mempool: int = MAX_MEMPOOL_USAGE  # bytes of memory the mempool may use
+    persist_mempool: bool = True  # save the mempool on stop, load it at start
 
 
 class Node:
@@ -74,22 +86,34 @@ class Node:
         self.params = config.params
         self.verifier = SignatureVerifier(config.sig_threads or None)
         self.chain = ChainState(config.datadir, self.params, self.verifier)
-        self.map_budget = MapBudget(config.datadir / "chain.lmdb" / "data.mdb",
-                                    syncing=lambda: self.sync.syncing)
-        self.mempool = Mempool(self.chain, self.verifier, max_usage=config.max_mempool,
-                               after_read=self.map_budget.check)
+        self.map_budget = MapBudget(
+            config.datadir / "chain.lmdb" / "data.mdb", syncing=lambda: self.sync.syncing
+        )
+        self.mempool = Mempool(
+            self.chain,
+            self.verifier,
+            max_usage=config.max_mempool,
+            after_read=self.map_budget.check,
+        )
         self.events = EventHub()
         self._chain_thread = ThreadPoolExecutor(1, thread_name_prefix="chain")
-        self.peers = PeerManager(magic=self.params.magic, genesis_hash=self.params.genesis_hash,
-                                 codec=encoding, best_height=lambda: self.chain.height,
-                                 datadir=config.datadir, config=config.net)
+        self.peers = PeerManager(
+            magic=self.params.magic,
+            genesis_hash=self.params.genesis_hash,
+            codec=encoding,
+            best_height=lambda: self.chain.height,
+            datadir=config.datadir,
+            config=config.net,
+        )
         self.peer_states = PeerTable()
         self.sync = BlockSync(self.chain, self.peer_states, self, config.stall_timeout)
         early = EarlyRelay(self.chain, self.peer_states, lambda: self.sync.syncing, self)
-        self.relay = Relay(self.chain, self.mempool, self.peer_states, self.sync, early, self,
-                           self.peers)
-        self.miner = Miner(self._miner_template, self.submit_block,
-                           config.miner_threads or os.cpu_count() or 1)
+        self.relay = Relay(
+            self.chain, self.mempool, self.peer_states, self.sync, early, self, self.peers
+        )
+        self.miner = Miner(
+            self._miner_template, self.submit_block, config.miner_threads or os.cpu_count() or 1
+        )
         self.miner_address = config.miner_address
         self.started = time.time()
         self.blocks_validated = 0
@@ -99,7 +123,7 @@ class Node:
         self.block_timers: list[Callable[[float], None]] = []
         self._tasks: list[asyncio.Task] = []
         self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
-        self._was_syncing = False   # a peer had more work at the last tip change
+        self._was_syncing = False  # a peer had more work at the last tip change
         self._txs = Batcher(self._process_txs, MAX_TX_BATCH, "accept-txs", finish=self._finish_txs)
         self._register()
 
@@ -110,8 +134,8 @@ class Node:
         p.register(MSG_INV, r.handle_inv)
         p.register(MSG_GETDATA, r.handle_getdata)
         p.register(MSG_NOTFOUND, r.handle_notfound)
-        p.register(MSG_TX, r.handle_tx, with_bytes=True)          # ids hashed from the bytes
-        p.register(MSG_BLOCK, r.handle_block, with_bytes=True)    # as they came, not re-encoded
+        p.register(MSG_TX, r.handle_tx, with_bytes=True)  # ids hashed from the bytes
+        p.register(MSG_BLOCK, r.handle_block, with_bytes=True)  # as they came, not re-encoded
         p.register(MSG_POWBLOCK, r.handle_powblock, with_bytes=True)
         p.register(MSG_MEMPOOL, r.handle_mempool)
         p.on_established.append(s.on_established)
@@ -157,8 +181,13 @@ class Node:
         started = time.perf_counter()
         accepted, dropped = load_mempool(self.mempool, path)
         if accepted or dropped:
-            log.info("loaded %d mempool transaction(s) from %s, %d dropped (%.0f ms)", accepted,
-                     path.name, dropped, (time.perf_counter() - started) * 1000)
+            log.info(
+                "loaded %d mempool transaction(s) from %s, %d dropped (%.0f ms)",
+                accepted,
+                path.name,
+                dropped,
+                (time.perf_counter() - started) * 1000,
+            )
 
     def _save_mempool(self) -> None:
         """On the chain thread, once no peer can add more: the mempool to ``mempool.dat``."""
@@ -181,16 +210,18 @@ class Node:
         """Run ``fn`` on the chain thread (the only one that changes chain state or mempool)."""
         return await self.chain_future(fn, *args)
 
-    def chain_future(self, fn: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+    def chain_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``in_chain`` that queues ``fn`` for the chain thread now, not when first awaited."""
-        return asyncio.get_running_loop().run_in_executor(self._chain_thread, self._chain_call,
-                                                          fn, *args)
+        return asyncio.get_running_loop().run_in_executor(
+            self._chain_thread, self._chain_call, fn, *args
+        )
 
     def _chain_call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(*args)
         finally:
-            self.map_budget.check()   # chain work reads the LMDB map: keep its resident pages bounded
+            # chain work reads the LMDB map: keep its resident pages bounded
+            self.map_budget.check()
 
     def frame(self, payload: bytes) -> bytes:
         return encode_frame(self.params.magic, payload)
@@ -265,23 +296,29 @@ class Node:
         if result.connected and not syncing:
             self.relay.announce_blocks(result.connected)
         if self._was_syncing and not syncing:
-            self.relay.request_mempools()   # caught up: now their transactions can be checked
+            self.relay.request_mempools()  # caught up: now their transactions can be checked
         self._was_syncing = syncing
         self.miner.notify()
         tip = self.chain.tip
-        self.events.publish({
-            "type": "tip", "height": tip.height, "hash": tip.hash.hex(),
-            "connected": [b.hash.hex() for b in result.connected],
-            "disconnected": [b.hash.hex() for b in result.disconnected],
-        })
+        self.events.publish(
+            {
+                "type": "tip",
+                "height": tip.height,
+                "hash": tip.hash.hex(),
+                "connected": [b.hash.hex() for b in result.connected],
+                "disconnected": [b.hash.hex() for b in result.disconnected],
+            }
+        )
 
     async def change_chain(self, action: str, block_hash: bytes) -> AcceptResult:
         """``invalidate`` or ``reconsider`` a block (Bitcoin: invalidateblock/reconsiderblock).
 
         Raises KeyError for an unknown block, ValueError for the genesis block.
         """
-        method = {"invalidate": self.chain.invalidate_block,
-                  "reconsider": self.chain.reconsider_block}[action]
+        method = {
+            "invalidate": self.chain.invalidate_block,
+            "reconsider": self.chain.reconsider_block,
+        }[action]
 
         def work() -> AcceptResult:
             result = method(block_hash)
@@ -306,20 +343,22 @@ class Node:
         return await self.queue_tx(tx, source)
 
     @overload
-    def queue_tx(self, tx: Transaction, source: Any = None, on_outcome: None = None
-                 ) -> asyncio.Future[Any]: ...
+    def queue_tx(
+        self, tx: Transaction, source: Any = None, on_outcome: None = None
+    ) -> asyncio.Future[Any]: ...
 
     @overload
     def queue_tx(self, tx: Transaction, source: Any, on_outcome: Callable[[Any], None]) -> None: ...
 
-    def queue_tx(self, tx: Transaction, source: Any = None,
-                 on_outcome: Callable[[Any], None] | None = None) -> asyncio.Future[Any] | None:
+    def queue_tx(
+        self, tx: Transaction, source: Any = None, on_outcome: Callable[[Any], None] | None = None
+    ) -> asyncio.Future[Any] | None:
         """``submit_tx`` without waiting: the future holds the mempool entry or the error
         (or, given ``on_outcome``, that is called with it instead).  An accepted
         transaction is announced to peers (other than ``source``)."""
         return self._txs.enqueue((tx, source), on_outcome)
 
-    def _process_txs(self, items: list[tuple[Transaction, Any]]) -> "asyncio.Future[list]":
+    def _process_txs(self, items: list[tuple[Transaction, Any]]) -> asyncio.Future[list]:
         # queued for the chain thread at once: the batcher calls this before it finishes
         # the previous batch on the event loop
         return self.chain_future(self.mempool.accept_many, [tx for tx, _ in items])
@@ -332,16 +371,20 @@ class Node:
         accepted = [o for o in outcomes if not isinstance(o, BaseException)]
         self.txs_validated += len(accepted)
         if accepted:
-            self.miner.notify(tip=False)   # a new template only once the current one is MIN_TEMPLATE_AGE old
+            # a new template only once the current one is MIN_TEMPLATE_AGE old
+            self.miner.notify(tip=False)
         if self.events.listened:
             for entry in accepted:
-                self.events.publish({"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee,
-                                     "size": entry.size})
+                self.events.publish(
+                    {"type": "tx", "txid": entry.txid.hex(), "fee": entry.fee, "size": entry.size}
+                )
 
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
         """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""
+
         def work() -> list[Block]:
             return mine_blocks(self.chain, self.mempool, addr_hash, count)
+
         tip_before = self.chain.tip
         blocks = await self.in_chain(work)
         if self.chain.tip is not tip_before:
@@ -351,5 +394,6 @@ class Node:
     async def _miner_template(self) -> Block:
         addr = self.miner_address
         assert addr is not None, "start_miner checked it"
-        return await self.in_chain(lambda: create_block_template(self.chain, self.mempool, addr,
-                                                                 extra=os.urandom(4)))
+        return await self.in_chain(
+            lambda: create_block_template(self.chain, self.mempool, addr, extra=os.urandom(4))
+        )

@@ -19,6 +19,7 @@ unchanged: for a shared file mapping ``MADV_DONTNEED`` refills from the file.
 LMDB writes through ``pwrite`` (no ``MDB_WRITEMAP``), so the map holds no
 dirty pages to lose.  Linux only; elsewhere ``check`` does nothing.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -26,36 +27,40 @@ import ctypes.util
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger("obol.store")
 
-MAP_RSS_BUDGET = 8 * 1024**2    # bytes of file-backed resident memory tolerated above start-up
+MAP_RSS_BUDGET = 8 * 1024**2  # bytes of file-backed resident memory tolerated above start-up
 # ... while the node catches up with a peer (initial sync): every trim is followed by
 # page faults on the pages the next blocks touch, ~10 % of the sync's speed at 8 MB
 SYNC_MAP_RSS_BUDGET = 64 * 1024**2
-CHECK_INTERVAL = 0.01          # seconds between two looks at the resident size
-MADV_DONTNEED = 4               # <sys/mman.h> on Linux
+CHECK_INTERVAL = 0.01  # seconds between two looks at the resident size
+MADV_DONTNEED = 4  # <sys/mman.h> on Linux
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class MapBudget:
     """Bounds the resident pages of the memory map of one file (``data.mdb``)."""
 
-    def __init__(self, data_file: Path, budget: int = MAP_RSS_BUDGET,
-                 syncing: Callable[[], bool] = lambda: False,
-                 sync_budget: int = SYNC_MAP_RSS_BUDGET) -> None:
+    def __init__(
+        self,
+        data_file: Path,
+        budget: int = MAP_RSS_BUDGET,
+        syncing: Callable[[], bool] = lambda: False,
+        sync_budget: int = SYNC_MAP_RSS_BUDGET,
+    ) -> None:
         self.data_file = str(Path(data_file).resolve())
         self.budget = budget
-        self.syncing = syncing              # asked at each look: is the node catching up?
-        self.sync_budget = sync_budget      # the budget while it is
-        self.trims = 0                      # how often the map was dropped
+        self.syncing = syncing  # asked at each look: is the node catching up?
+        self.sync_budget = sync_budget  # the budget while it is
+        self.trims = 0  # how often the map was dropped
         self._madvise = _libc_madvise()
         self._read_statm = _statm_reader()
-        self._baseline = _file_resident(self._read_statm)   # libraries, whatever is mapped at start
+        self._baseline = _file_resident(self._read_statm)  # libraries, whatever is mapped at start
         self._ranges: list[tuple[int, int]] | None = None
-        self._next_check = 0.0              # monotonic seconds
+        self._next_check = 0.0  # monotonic seconds
 
     def check(self, force: bool = False) -> bool:
         """Drop the map's resident pages if over budget; True if it did.  Looks at most
@@ -76,8 +81,11 @@ class MapBudget:
             self._madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_DONTNEED)
         self.trims += 1
         after = _file_resident(self._read_statm) or 0
-        log.debug("dropped %.1f MB of LMDB map pages from memory (trim %d)",
-                  (resident - after) / 1e6, self.trims)
+        log.debug(
+            "dropped %.1f MB of LMDB map pages from memory (trim %d)",
+            (resident - after) / 1e6,
+            self.trims,
+        )
         return True
 
 
@@ -104,11 +112,14 @@ def _statm_reader() -> Callable[[], bytes | None] | None:
         return None
     c_open, c_read, c_close = libc.open, libc.read, libc.close
     c_open.argtypes, c_open.restype = (ctypes.c_char_p, ctypes.c_int), ctypes.c_int
-    c_read.argtypes, c_read.restype = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t), ctypes.c_ssize_t
+    c_read.argtypes, c_read.restype = (
+        (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t),
+        ctypes.c_ssize_t,
+    )
     c_close.argtypes, c_close.restype = (ctypes.c_int,), ctypes.c_int
 
     def read() -> bytes | None:
-        buffer = ctypes.create_string_buffer(256)   # one per call: two threads may look at once
+        buffer = ctypes.create_string_buffer(256)  # one per call: two threads may look at once
         fd = c_open(b"/proc/self/statm", os.O_RDONLY)
         if fd < 0:
             return None

@@ -2,19 +2,19 @@
 
 Sub-databases and their keys (all integers big-endian, so keys sort in order):
 
-===========  ==========================================  ==========================================
-name         key                                         value (canonical msgpack)
-===========  ==========================================  ==========================================
-meta         b"schema", b"network", b"tip", b"utxostats"  int / str / hash / [count, amount]
-index        block hash (32)                              [header, height, chain_work, status, seq, failure]
-blocks       block hash (32)                              the block's canonical bytes
-undo         block hash (32)                              [utxo key (12) + utxo value of each coin spent, ...]
-chain        height (8)                                   block hash of the active chain
-utxo         height (4) + position (4) + index (4)        [amount, addr_hash, txid]
-txindex      txid (32)                                    [block hash, position in block]
-txrecent     txid (32)                                    as txindex: the entries of recent connects
-addrhist     addr_hash (20) + height (8)                  (pos (4) + txid (32)) for each tx of that block touching it
-===========  ==========================================  ==========================================
+=========  ======================================  =============================================
+name       key                                     value (canonical msgpack)
+=========  ======================================  =============================================
+meta       schema, network, tip, utxostats         int / str / hash / [count, amount]
+index      block hash (32)                         [header, height, work, status, seq, failure]
+blocks     block hash (32)                         the block's canonical bytes
+undo       block hash (32)                         [utxo key (12) + value of each spent coin, ...]
+chain      height (8)                              block hash of the active chain
+utxo       height (4) + position (4) + index (4)   [amount, addr_hash, txid]
+txindex    txid (32)                               [block hash, position in block]
+txrecent   txid (32)                               as txindex: the entries of recent connects
+addrhist   addr_hash (20) + height (8)             pos (4) + txid (32) per block tx touching it
+=========  ======================================  =============================================
 
 A coin is keyed by where its transaction sits in the active chain (height,
 position in block, output index), not by its outpoint: the outputs a block
@@ -31,6 +31,7 @@ transaction of its own once there are TXRECENT_MERGE of them: a block's
 entries then dirty a few pages of the small tree instead of one page of the
 large one each.  Readers look in ``txrecent`` first (it holds the newer entry).
 """
+
 from __future__ import annotations
 
 import struct
@@ -43,14 +44,14 @@ from node.primitives.tx import Coin, OutPoint
 SCHEMA_VERSION = 5
 DB_NAMES = ("meta", "index", "blocks", "undo", "chain", "utxo", "txindex", "txrecent", "addrhist")
 DROPPED_DBS = ("addrutxo",)  # schema 1's per-address coin index, removed by the upgrade to 2
-ADDR_HIST_ENTRY = 36         # bytes of one addrhist entry: position (4) + txid (32)
-COIN_KEY_SIZE = 12           # bytes of a utxo key: height, position, index (u32 each)
+ADDR_HIST_ENTRY = 36  # bytes of one addrhist entry: position (4) + txid (32)
+COIN_KEY_SIZE = 12  # bytes of a utxo key: height, position, index (u32 each)
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _COIN_KEY = struct.Struct(">III")
 _new_tuple = tuple.__new__
 
-Databases = dict[str, "lmdb._Database"]   # a store's open sub-databases by name
+Databases = dict[str, "lmdb._Database"]  # a store's open sub-databases by name
 
 
 def outpoint_key(txid: bytes, index: int) -> bytes:
@@ -73,8 +74,10 @@ def addr_hist_entry(position: int, txid: bytes) -> bytes:
 def parse_addr_hist(key: bytes, value: bytes) -> list[tuple[int, int, bytes]]:
     """(height, position, txid) of each entry of an addrhist record, in block order."""
     height = _U64.unpack_from(key, 20)[0]
-    return [(height, _U32.unpack_from(value, at)[0], value[at + 4:at + ADDR_HIST_ENTRY])
-            for at in range(0, len(value), ADDR_HIST_ENTRY)]
+    return [
+        (height, _U32.unpack_from(value, at)[0], value[at + 4 : at + ADDR_HIST_ENTRY])
+        for at in range(0, len(value), ADDR_HIST_ENTRY)
+    ]
 
 
 def encode_coin(coin: Coin) -> bytes:
@@ -110,7 +113,7 @@ def coin_from_record(key: bytes, value: bytes) -> Coin:
     """The coin of a ``utxo`` record (a coin at position 0 is a coinbase output)."""
     height, position, _ = _COIN_KEY.unpack(key)
     amount, addr_hash, _ = coin_fields(value)
-    return _new_tuple(Coin, (amount, addr_hash, height, position == 0))   # Coin(...), in C
+    return _new_tuple(Coin, (amount, addr_hash, height, position == 0))  # Coin(...), in C
 
 
 def outpoint_from_record(key: bytes, value: bytes) -> OutPoint:
@@ -132,4 +135,4 @@ def tx_location_position(raw: bytes) -> int:
 def tx_location_prefix(block_hash: bytes) -> bytes:
     """The ``txindex`` value ``encode([block_hash, position])`` without its last field:
     append ``encode_uint(position)``."""
-    return b"\x92\xc4\x20" + block_hash      # a 2-element array, then a 32-byte bin
+    return b"\x92\xc4\x20" + block_hash  # a 2-element array, then a 32-byte bin

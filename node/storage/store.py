@@ -6,6 +6,7 @@ crash at any instant leaves either the old or the new state on disk.  The
 sub-databases, their keys and values are in ``schema``; a datadir of an older
 schema is brought up to date by ``upgrade`` in the transaction that opens it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ from node.primitives.encoding import decode, encode
 from node.storage.schema import DB_NAMES, DROPPED_DBS, SCHEMA_VERSION
 from node.storage.upgrade import upgrade
 
-MAP_SIZE = 64 * 1024**3      # bytes of address space reserved for the database (sparse)
+MAP_SIZE = 64 * 1024**3  # bytes of address space reserved for the database (sparse)
 
 
 class StoreError(Exception):
@@ -32,17 +33,26 @@ class Store:
         # metasync=False: one fdatasync per commit (the data pages), the meta page is
         # flushed by the next commit or the OS; LMDB keeps the database intact, and only
         # an OS crash (never a process crash) can lose the last commit (docs/design.md)
-        self.env = lmdb.open(str(path / "chain.lmdb"), map_size=MAP_SIZE,
-                             max_dbs=len(DB_NAMES) + len(DROPPED_DBS),
-                             subdir=True, sync=True, metasync=False, readahead=False,
-                             max_readers=256, readonly=readonly)
+        self.env = lmdb.open(
+            str(path / "chain.lmdb"),
+            map_size=MAP_SIZE,
+            max_dbs=len(DB_NAMES) + len(DROPPED_DBS),
+            subdir=True,
+            sync=True,
+            metasync=False,
+            readahead=False,
+            max_readers=256,
+            readonly=readonly,
+        )
         try:
-            if readonly:    # an older schema may lack sub-databases: refuse before opening them
+            if readonly:  # an older schema may lack sub-databases: refuse before opening them
                 with self.env.begin() as txn:
                     raw = txn.get(b"schema", db=self.env.open_db(b"meta", txn=txn, create=False))
                 if raw is not None and decode(raw) < SCHEMA_VERSION:
-                    raise StoreError(f"datadir {path} has schema {decode(raw)}, older than "
-                                     f"{SCHEMA_VERSION}: open it once read-write to upgrade it")
+                    raise StoreError(
+                        f"datadir {path} has schema {decode(raw)}, older than "
+                        f"{SCHEMA_VERSION}: open it once read-write to upgrade it"
+                    )
             self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
             with self.env.begin(write=not readonly) as txn:
                 found = txn.get(b"network", db=self.db["meta"])
@@ -50,11 +60,15 @@ class Store:
                     txn.put(b"network", network.encode(), db=self.db["meta"])
                     txn.put(b"schema", encode(SCHEMA_VERSION), db=self.db["meta"])
                 elif found is not None and found.decode() != network:
-                    raise StoreError(f"datadir {path} holds the '{found.decode()}' network, not '{network}'")
+                    raise StoreError(
+                        f"datadir {path} holds the '{found.decode()}' network, not '{network}'"
+                    )
                 raw_schema = txn.get(b"schema", db=self.db["meta"])
                 schema = decode(raw_schema) if raw_schema is not None else SCHEMA_VERSION
                 if schema > SCHEMA_VERSION:
-                    raise StoreError(f"datadir {path} has schema {schema}, newer than {SCHEMA_VERSION}")
+                    raise StoreError(
+                        f"datadir {path} has schema {schema}, newer than {SCHEMA_VERSION}"
+                    )
                 if schema < SCHEMA_VERSION:
                     upgrade(self.env, self.db, txn, schema)
         except BaseException:

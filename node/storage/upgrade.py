@@ -13,18 +13,27 @@ upgrade either completes or leaves the old datadir as it was.
 * 4 -> 5: connects write their ``txindex`` entries to ``txrecent`` first; the
   new sub-database starts empty (the store creates it), so nothing is rewritten.
 """
+
 from __future__ import annotations
 
 import lmdb
 
 from node.primitives.block import Block
 from node.primitives.encoding import decode, decode_stored, encode, encode_array
-from node.storage.schema import (DROPPED_DBS, Databases, SCHEMA_VERSION, coin_key, coin_value,
-                                 tx_location_position, undo_entry)
+from node.storage.schema import (
+    DROPPED_DBS,
+    SCHEMA_VERSION,
+    Databases,
+    coin_key,
+    coin_value,
+    tx_location_position,
+    undo_entry,
+)
 
 
-
-def upgrade(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction[bytes], schema: int) -> None:
+def upgrade(
+    env: lmdb.Environment, db: Databases, txn: lmdb.Transaction[bytes], schema: int
+) -> None:
     """Apply every step from ``schema`` to ``SCHEMA_VERSION`` inside ``txn`` (of ``env``,
     whose sub-databases are ``db``)."""
     if schema < 2:
@@ -41,7 +50,7 @@ def _to_2(env: lmdb.Environment, db: Databases, txn: lmdb.Transaction[bytes]) ->
         txn.drop(env.open_db(name.encode(), txn=txn), delete=True)
     hist = db["addrhist"]
     grouped: dict[bytes, list[bytes]] = {}
-    for old_key in txn.cursor(db=hist).iternext(values=False):   # sorted: position order
+    for old_key in txn.cursor(db=hist).iternext(values=False):  # sorted: position order
         grouped.setdefault(old_key[:28], []).append(old_key[28:])
     txn.drop(hist, delete=False)
     cursor = txn.cursor(db=hist)
@@ -77,7 +86,7 @@ def _to_4(db: Databases, txn: lmdb.Transaction[bytes]) -> None:
     active = set(txn.cursor(db=db["chain"]).iternext(keys=False))
     undo = db["undo"]
     for block_hash in list(txn.cursor(db=undo).iternext(values=False)):
-        if block_hash not in active:       # written again if the block is ever reconnected
+        if block_hash not in active:  # written again if the block is ever reconnected
             txn.delete(block_hash, db=undo)
             continue
         raw_block, raw_undo = txn.get(block_hash, db=db["blocks"]), txn.get(block_hash, db=undo)
@@ -85,7 +94,11 @@ def _to_4(db: Databases, txn: lmdb.Transaction[bytes]) -> None:
         block = Block.from_stored(raw_block)
         spent = decode_stored(raw_undo)
         inputs = [txin for tx in block.txs[1:] for txin in tx.inputs]
-        entries = [undo_entry(coin_key(height, position(txin.prev_txid), txin.prev_index),
-                              coin_value(amount, addr_hash, txin.prev_txid))
-                   for txin, (amount, addr_hash, height, _) in zip(inputs, spent)]
+        entries = [
+            undo_entry(
+                coin_key(height, position(txin.prev_txid), txin.prev_index),
+                coin_value(amount, addr_hash, txin.prev_txid),
+            )
+            for txin, (amount, addr_hash, height, _) in zip(inputs, spent, strict=True)
+        ]
         txn.put(block_hash, encode_array(entries), db=undo)
