@@ -19,6 +19,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypedDict
 
 from .testnet_lib import (COINBASE_MATURITY, HOST_BASE, MAX_NODES, STOP_TIMEOUT, TOPOLOGIES, ApiError,
                           NodeInfo, State, Testnet, TestnetError, WalletCliError, edges_for_new_node,
@@ -27,7 +28,17 @@ from .testnet_lib import (COINBASE_MATURITY, HOST_BASE, MAX_NODES, STOP_TIMEOUT,
 from .testnet_ops import (Traffic, after_start, agree, bootstrap, collect_status, heal, launch, mine,
                           parse_groups, partition, running, tips, wait_links, wanted_links)
 
-DEFAULTS = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
+
+class Defaults(TypedDict):
+    """What `up` creates when its flags are not given."""
+
+    nodes: int
+    miners: int
+    topology: str
+    network: str
+
+
+DEFAULTS: Defaults = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
 REGTEST_BLOCK_INTERVAL = 2.0      # seconds between the blocks `traffic`/`run` mine on regtest
 STATUS_INTERVAL = 2.0             # seconds between refreshes of `status --watch` and `run`
 
@@ -246,12 +257,15 @@ def cmd_wait_converged(tn: Testnet, args: argparse.Namespace) -> int:
         state = tn.load()
         rows = tips(tn, state)
         if agree(rows):
+            first = rows[0]
+            # agree() holds only when every node answered a tip and one UTXO set hash
+            assert first.tip is not None and first.utxo_hash is not None
             if args.json:
-                print(json.dumps({"converged": True, "height": rows[0].height, "tip": rows[0].tip,
-                                  "utxo_hash": rows[0].utxo_hash, "nodes": [r.index for r in rows]}))
+                print(json.dumps({"converged": True, "height": first.height, "tip": first.tip,
+                                  "utxo_hash": first.utxo_hash, "nodes": [r.index for r in rows]}))
             else:
-                say(f"converged: {len(rows)} running node(s) at height {rows[0].height}, "
-                    f"tip {rows[0].tip[:16]}, UTXO set {rows[0].utxo_hash[:16]}")
+                say(f"converged: {len(rows)} running node(s) at height {first.height}, "
+                    f"tip {first.tip[:16]}, UTXO set {first.utxo_hash[:16]}")
             return 0
         time.sleep(0.25)
     if args.json:

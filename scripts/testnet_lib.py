@@ -192,15 +192,15 @@ def topology_edges(kind: str, n: int, rng: random.Random | None = None) -> list[
         return [[a, b] for a in range(n) for b in range(a + 1, n)]
     if kind == "random":
         rng = rng or random.Random()
-        edges = {(rng.randrange(i), i) for i in range(1, n)}       # a random spanning tree
+        links = {(rng.randrange(i), i) for i in range(1, n)}       # a random spanning tree
         extra = max(0, n // 2)                                       # and a few more links
         for _ in range(extra * 4):
-            if len(edges) >= n - 1 + extra:
+            if len(links) >= n - 1 + extra:
                 break
             a, b = sorted(rng.sample(range(n), 2)) if n >= 2 else (0, 0)
             if a != b:
-                edges.add((a, b))
-        return sorted([a, b] for a, b in edges)
+                links.add((a, b))
+        return sorted([a, b] for a, b in links)
     raise TestnetError(f"unknown topology {kind!r} (choose from {', '.join(TOPOLOGIES)})")
 
 
@@ -438,13 +438,14 @@ def wait_ready(tn: Testnet, node: NodeInfo, timeout: float = STARTUP_TIMEOUT) ->
 
 def signal_node(node: NodeInfo, sig: int) -> bool:
     """Send ``sig`` to the node (SIGKILL: to its whole process group, miner workers included)."""
-    if not node_running(node):
+    pid = node.pid
+    if pid is None or not node_running(node):
         return False
     try:
         if sig == signal.SIGKILL:
-            os.killpg(node.pid, sig)       # the node leads its own session (start_new_session)
+            os.killpg(pid, sig)       # the node leads its own session (start_new_session)
         else:
-            os.kill(node.pid, sig)
+            os.kill(pid, sig)
     except ProcessLookupError:
         return False
     return True

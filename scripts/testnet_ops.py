@@ -282,6 +282,7 @@ def bootstrap(tn: Testnet, state: State, say: Callable[[str], None]) -> None:
         answer = mine(tn, node, min(BOOTSTRAP_BATCH, target - height))
         tip, height = answer["hashes"][-1], answer["height"]
         turn += 1
+    assert tip is not None      # target > start: the loop mined at least one batch
     for node in running(state):
         wait_tip(tn, node, tip)
 
