@@ -61,7 +61,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    libs = {}
+    libs: dict[str, str | None] = {}     # distribution -> version, None: not installed
     for name in ("coincurve", "cryptography", "msgpack", "lmdb", "aiohttp"):
         try:
             libs[name] = metadata.version(name)

@@ -212,7 +212,7 @@ class ChainPlan:
 def spendable(leftovers: list[list[tuple[Coin, int]]], next_height: int) -> list[Coin]:
     """Coins that a transaction in block ``next_height`` may spend, interleaved across workers."""
     lists = [[c for c, h in lo if h <= next_height] for lo in leftovers]
-    out = []
+    out: list[Coin] = []
     for i in range(max((len(x) for x in lists), default=0)):
         out.extend(x[i] for x in lists if i < len(x))
     return out

@@ -11,14 +11,16 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import aiohttp
 
 from node.consensus.params import REGTEST
 from scripts import bench_chain as bc
-from scripts.bench_net import NodeProc, Profiler
+from scripts.bench_net import BenchError, NodeProc, Profiler
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,17 @@ class Figure:
                 "holds": self.holds, "note": self.note}
 
 
+class ChainInfo(TypedDict):
+    """The sync chain, built once per run by ``ensure_chain`` for sync, reorg and memory."""
+
+    datadir: Path                              # a regtest datadir holding it
+    seed: bytes                                # the seed its keys derive from
+    height: int                                # blocks
+    txs: int                                   # 1-in/2-out transactions in it
+    utxos: int                                 # unspent outputs at its tip
+    leftovers: list[list[tuple[bc.Coin, int]]]  # per worker: unspent coin, height spendable at
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -107,8 +120,8 @@ class Bench:
         self.seed = os.urandom(16)
         self.nodes: list[NodeProc] = []
         self.session: aiohttp.ClientSession | None = None
-        self._pool = None
-        self.chain_info: dict | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self.chain_info: ChainInfo | None = None
         self.sig_checks: list = []       # (pubkey, sig, msg) triples of the signature benchmark
 
     # --- plumbing ------------------------------------------------------------------------
@@ -130,7 +143,14 @@ class Bench:
         return (fig.value, name) if fig else (None, None)
 
     @property
-    def pool(self):
+    def client(self) -> aiohttp.ClientSession:
+        """The run's HTTP session, which ``bench.py`` opens around all the benchmarks."""
+        if self.session is None:
+            raise BenchError("the benchmarks run inside bench.run(), which opens the HTTP session")
+        return self.session
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = bc.signing_pool(self.cores)
             list(self._pool.map(bc.warm, range(self.cores)))   # start-up is not signing
@@ -140,7 +160,7 @@ class Bench:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def node(self, name: str, **kw) -> NodeProc:
-        proc = NodeProc(self.workdir, name, self.session, **kw)
+        proc = NodeProc(self.workdir, name, self.client, **kw)
         self.nodes.append(proc)
         return proc
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import os
 import signal
 import socket
@@ -134,14 +135,15 @@ class NodeProc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OBOL_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(program("obol-node", "node.daemon") + args, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
-        await wait_for(self._ready, START_TIMEOUT, f"node {self.name} to start")
+            proc = subprocess.Popen(program("obol-node", "node.daemon") + args, stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
+        self.proc = proc
+        await wait_for(functools.partial(self._ready, proc), START_TIMEOUT, f"node {self.name} to start")
         return self
 
-    async def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise BenchError(f"node {self.name} exited with {self.proc.returncode}: "
+    async def _ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        if proc.poll() is not None:
+            raise BenchError(f"node {self.name} exited with {proc.returncode}: "
                              f"{self.log_path.read_text(errors='replace')[-2000:]}")
         token = self.datadir / "api.token"
         if not token.exists():

@@ -7,6 +7,7 @@ transactions are signed and frames encoded before the clock starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import gc
 import hashlib
@@ -18,6 +19,8 @@ import shutil
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Callable
 
 import aiohttp
@@ -27,7 +30,7 @@ from node.chain.chainstate import ChainState
 from node.mining.miner import NONCE_START, Miner
 from node.consensus.params import REGTEST
 from scripts import bench_chain as bc
-from scripts.bench_harness import Bench
+from scripts.bench_harness import Bench, ChainInfo
 from scripts.bench_net import BenchError, CpuMeter, NodeProc, WirePeer, tx_frame, wait_for
 
 SIG_1 = "signature_verify_1core"
@@ -43,6 +46,10 @@ API_BATCH_CLIENTS = 2            # POST /txs requests in flight at once
 FILL_WINDOW = 5_000              # mempool fill: transactions sent but not yet in the mempool
 FILL_TX_USAGE = 600              # bytes: mempool usage per fill tx, on the low side (~690 measured)
 FILL_TO = 0.99                   # the mempool counts as full at this share of its cap
+
+# One timed run of a rate figure: (tx/s, cores used as CpuMeter.stop() lists them,
+# single-core signature limit measured next to it in verify/s).
+RateRun = tuple[float, str, float]
 
 
 def _p90(xs: list[float]) -> float:
@@ -113,7 +120,7 @@ async def sig_rate_near(b: Bench) -> float:
 NEAR = SIG_1 + " next to the run"     # the limit_name of ratios to ``sig_rate_near``
 
 
-def add_rate_figure(b: Bench, name: str, runs: list[tuple[float, object, float]],
+def add_rate_figure(b: Bench, name: str, runs: list[RateRun],
                     target: float | None, note: str) -> float:
     """A tx/s figure from (rate, cores used, limit measured next to it) per run: the run
     with the median ratio is reported (its rate returned), every run listed in the note."""
@@ -248,7 +255,9 @@ async def bench_mempool(b: Bench) -> None:
         coins.extend((tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs))
     await _clear_mempool(node, address)
     raws = await b.sign_spends(seed, coins)
-    p2p, api, api_batch = [], [], []
+    p2p: list[RateRun] = []
+    api: list[RateRun] = []
+    api_batch: list[RateRun] = []
     trims_before = (await node.metrics()).get("obol_lmdb_map_trims_total", 0)
     before = await sig_rate_near(b)
     for r in range(s.mempool_repeats):
@@ -291,7 +300,8 @@ def _accept(chain: ChainState, blocks: list[Block]) -> float:
     return elapsed
 
 
-def _build_chain(plan: bc.ChainPlan, forests: list, datadir, base_time: int) -> tuple[float, int]:
+def _build_chain(plan: bc.ChainPlan, forests: list[dict[int, list[bytes]]], datadir: Path,
+                 base_time: int) -> tuple[float, int]:
     chain = ChainState(datadir, REGTEST)
     try:
         seconds, batch = 0.0, []
@@ -309,7 +319,7 @@ def _build_chain(plan: bc.ChainPlan, forests: list, datadir, base_time: int) -> 
         chain.close()
 
 
-async def ensure_chain(b: Bench) -> dict:
+async def ensure_chain(b: Bench) -> ChainInfo:
     """The sync chain (built once per run): a regtest datadir ``chain-source``."""
     if b.chain_info is not None:
         return b.chain_info
@@ -356,20 +366,22 @@ async def bench_sync(b: Bench) -> None:
     info = await ensure_chain(b)
     src = b.node("chain-source")
     await src.start()
-    runs, times, peak = [], [], None
+    runs: list[RateRun] = []
+    times: list[float] = []
+    mems: list[dict[str, float]] = []
     before = await sig_rate_near(b)
     for r in range(b.sizes.sync_repeats):
         dst = b.node("sync-dest" if r == 0 else f"sync-dest-{r}")
         await dst.start()
         seconds, cores = await _timed_sync(b, src, dst, info["height"], "sync" if r == 0 else None)
-        mem = dst.memory_mb()
+        mems.append(dst.memory_mb())
         await b.stop_nodes(dst)
         after = await sig_rate_near(b)
         runs.append((info["txs"] / seconds, cores, (before + after) / 2))
         times.append(seconds)
-        peak = mem if peak is None or mem["VmHWM"] > peak["VmHWM"] else peak
         before = after
     await b.stop_nodes(src)
+    peak = max(mems, key=lambda mem: mem["VmHWM"])      # the first of equal peaks
     size = (f"{info['height']:,} blocks, {info['txs']:,} txs in "
             + ", ".join(f"{t:.1f}" for t in times) + " s")
     tx_rate = add_rate_figure(b, "sync_tx_per_s", runs, 0.5, size)
@@ -413,7 +425,7 @@ async def bench_propagation(b: Bench) -> None:
     await nodes[0].mine(1, address)
     await asyncio.gather(*(n.wait_height(1, 30) for n in nodes))
     seen: dict[str, list[float | None]] = {}
-    sockets = [await b.session.ws_connect(n.url + "events?types=tip") for n in nodes]
+    sockets = [await b.client.ws_connect(n.url + "events?types=tip") for n in nodes]
 
     async def listen(i: int, ws) -> None:
         async for msg in ws:
@@ -424,7 +436,8 @@ async def bench_propagation(b: Bench) -> None:
                 seen.setdefault(event["hash"], [None] * 4)[i] = time.perf_counter()
     readers = [asyncio.get_running_loop().create_task(listen(i, ws)) for i, ws in enumerate(sockets)]
     prof = b.profile("propagation_relay", nodes[1].pid)
-    totals, hops = [], [[], [], []]
+    totals: list[float] = []                   # seconds from the first node's tip event to the last's
+    hops: list[list[float]] = [[], [], []]     # seconds from each node's tip event to the next's
     before = [await n.metrics() for n in nodes[1:]]
     try:
         for _ in range(b.sizes.propagation_blocks):
@@ -433,7 +446,7 @@ async def bench_propagation(b: Bench) -> None:
             async def everywhere() -> bool:
                 return all(t is not None for t in seen.get(block, [None]))
             await wait_for(everywhere, 30, f"block {block[:16]} at every node", 0.001)
-            t = seen[block]
+            t = [at for at in seen[block] if at is not None]      # all 4: everywhere() held
             totals.append(t[3] - t[0])
             for i in range(3):
                 hops[i].append(t[i + 1] - t[i])
@@ -529,7 +542,25 @@ def _reorg_runs(depths: tuple[int, ...], repeats: int) -> list[int]:
     return [d for d in depths for _ in range(repeats if d < 100 else 1)]
 
 
-def _reorgs(b: Bench, datadir, seed: bytes, raws: list[bytes], runs: list[int],
+@contextlib.contextmanager
+def _cprofiled(outdir: Path | None, name: str) -> Iterator[None]:
+    """cProfile the block into ``outdir/<name>.cprofile.txt`` (the 30 functions with the most
+    cumulative time); without ``--profile`` (no ``outdir``) it runs unprofiled.  A reorg
+    switch runs in this process, out of reach of the py-spy recordings of nodes."""
+    if outdir is None:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    yield
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(30)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / f"{name}.cprofile.txt").write_text(text.getvalue())
+
+
+def _reorgs(b: Bench, datadir: Path, seed: bytes, raws: list[bytes], runs: list[int],
             per_block: int) -> list[tuple[int, float, int, int]]:
     """Time one switch per entry of ``runs`` (its depth), each from the tip the last left:
     a branch ``depth`` blocks long is connected, an equal-work rival stored, and the
@@ -560,18 +591,10 @@ def _reorgs(b: Bench, datadir, seed: bytes, raws: list[bytes], runs: list[int],
             _accept(chain, theirs[:-1])                  # as much work as ours: stored, no switch
             if chain.tip.hash != ours[-1].hash:
                 raise BenchError("the equal-work branch took over")
-            profile = cProfile.Profile() if b.profiler.outdir is not None else None
-            if profile is not None:
-                profile.enable()
-            started = time.perf_counter()
-            result = chain.accept_blocks([theirs[-1]])
-            elapsed = time.perf_counter() - started
-            if profile is not None:
-                profile.disable()
-                text = io.StringIO()
-                pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(30)
-                b.profiler.outdir.mkdir(parents=True, exist_ok=True)
-                (b.profiler.outdir / f"reorg_{depth}_{run}.cprofile.txt").write_text(text.getvalue())
+            with _cprofiled(b.profiler.outdir, f"reorg_{depth}_{run}"):
+                started = time.perf_counter()
+                result = chain.accept_blocks([theirs[-1]])
+                elapsed = time.perf_counter() - started
             if chain.tip.hash != theirs[-1].hash or len(result.disconnected) != depth:
                 raise BenchError(f"reorg {depth}: the node did not switch branches")
             chain.merge_recent_txindex()    # the node's next step, after relaying the switch
