@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else Sizes()
     info = machine()
     command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:]))
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     log(f"obol bench ({'quick' if args.quick else 'full'}): {', '.join(selected)}")
     log(f"machine: {info['nproc']} × {info['cpu']}, Python {info['python']}, {info['libraries']}")
     workdir = Path(tempfile.mkdtemp(prefix="obol-bench-"))

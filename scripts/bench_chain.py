@@ -15,14 +15,14 @@ import hashlib
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
-from typing import Iterable
+from functools import cache
 
+from node.consensus.params import BLOCK_VERSION, NetworkParams
+from node.mining.miner import NONCE_START, solve_block
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.crypto import SigningKey
-from node.mining.miner import NONCE_START, solve_block
-from node.consensus.params import BLOCK_VERSION, NetworkParams
 from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
 
 FEE = 1_000                 # base units per 1-in/2-out transaction (~5 per byte)
@@ -32,7 +32,7 @@ COINBASE_TAG = b"obol-bench"
 Coin = tuple[bytes, int, int, int]   # (txid, index, amount, key_no)
 
 
-@lru_cache(maxsize=None)
+@cache
 def key_for(seed: bytes, key_no: int) -> SigningKey:
     return SigningKey(hashlib.sha256(seed + key_no.to_bytes(4, "big")).digest())
 

@@ -15,14 +15,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
 from network.frames import FrameDecoder, encode_frame
-from node.primitives import encoding
 from node.consensus.params import NetworkParams
+from node.primitives import encoding
 from scripts.bench_chain import die_with_parent
 from scripts.testnet_lib import program
 
@@ -126,7 +127,7 @@ class NodeProc:
     def p2p(self) -> str:
         return f"127.0.0.1:{self.p2p_port}"
 
-    async def start(self, peers: tuple["NodeProc", ...] = ()) -> "NodeProc":
+    async def start(self, peers: tuple[NodeProc, ...] = ()) -> NodeProc:
         self.datadir.mkdir(parents=True, exist_ok=True)
         (self.datadir / "api.token").unlink(missing_ok=True)
         args = ["--network", self.network, "--datadir", str(self.datadir),
@@ -209,7 +210,7 @@ class NodeProc:
             return
         try:
             await self.post("stop", timeout=10.0)
-        except (aiohttp.ClientError, OSError, BenchError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError, BenchError):
             self.proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
@@ -243,7 +244,7 @@ class WirePeer:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    async def connect(cls, params: NetworkParams, port: int, timeout: float = 10.0) -> "WirePeer":
+    async def connect(cls, params: NetworkParams, port: int, timeout: float = 10.0) -> WirePeer:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
         peer = cls(params, reader, writer)
         peer._task = asyncio.get_running_loop().create_task(peer._read())
@@ -297,7 +298,7 @@ class WirePeer:
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         if self._task is not None:
             self._task.cancel()
@@ -326,7 +327,7 @@ class Profiler:
         self.files: dict[str, tuple[Path, float]] = {}   # name -> (raw stacks, seconds recorded)
         self._running: dict[int, tuple[str, float]] = {}
 
-    def attach(self, name: str | None, pid: int) -> "subprocess.Popen | None":
+    def attach(self, name: str | None, pid: int) -> subprocess.Popen | None:
         if self.outdir is None or name is None:
             return None
         self.outdir.mkdir(parents=True, exist_ok=True)
@@ -342,7 +343,7 @@ class Profiler:
         self.files[name] = (out, 0.0)
         return proc
 
-    def detach(self, proc: "subprocess.Popen | None") -> None:
+    def detach(self, proc: subprocess.Popen | None) -> None:
         if proc is None:
             return
         name, started = self._running.pop(proc.pid)

@@ -19,16 +19,15 @@ import shutil
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import aiohttp
 
-from node.primitives.block import Block, BlockHeader
 from node.chain.chainstate import ChainState
-from node.mining.miner import NONCE_START, Miner
 from node.consensus.params import REGTEST
+from node.mining.miner import NONCE_START, Miner
+from node.primitives.block import Block, BlockHeader
 from scripts import bench_chain as bc
 from scripts.bench_harness import Bench, ChainInfo
 from scripts.bench_net import BenchError, CpuMeter, NodeProc, WirePeer, tx_frame, wait_for

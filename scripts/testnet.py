@@ -21,12 +21,43 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypedDict
 
-from .testnet_lib import (COINBASE_MATURITY, HOST_BASE, MAX_NODES, STOP_TIMEOUT, TOPOLOGIES, ApiError,
-                          NodeInfo, State, Testnet, TestnetError, WalletCliError, edges_for_new_node,
-                          free_port, host_of, kill_node, log_tail, node_running, stop_nodes,
-                          topology_edges)
-from .testnet_ops import (Traffic, after_start, agree, bootstrap, collect_status, heal, launch, mine,
-                          parse_groups, partition, running, tips, wait_links, wanted_links)
+from .testnet_lib import (
+    COINBASE_MATURITY,
+    HOST_BASE,
+    MAX_NODES,
+    STOP_TIMEOUT,
+    TOPOLOGIES,
+    ApiError,
+    NodeInfo,
+    State,
+    Testnet,
+    TestnetError,
+    WalletCliError,
+    edges_for_new_node,
+    free_port,
+    host_of,
+    kill_node,
+    log_tail,
+    node_running,
+    stop_nodes,
+    topology_edges,
+)
+from .testnet_ops import (
+    Traffic,
+    after_start,
+    agree,
+    bootstrap,
+    collect_status,
+    heal,
+    launch,
+    mine,
+    parse_groups,
+    partition,
+    running,
+    tips,
+    wait_links,
+    wanted_links,
+)
 
 
 class Defaults(TypedDict):

@@ -30,9 +30,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 STATE_FILE = "testnet.json"
 LOCK_FILE = ".lock"
@@ -107,7 +108,7 @@ class State:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "State":
+    def from_json(cls, data: dict[str, Any]) -> State:
         data = dict(data)
         data["nodes"] = [NodeInfo(**n) for n in data["nodes"]]
         return cls(**data)
@@ -170,10 +171,10 @@ class Testnet:
                 fh.write(secrets.token_hex(16) + "\n")
         return path.read_text().strip()
 
-    def client(self, node: NodeInfo, timeout: float = 10.0) -> "Api":
+    def client(self, node: NodeInfo, timeout: float = 10.0) -> Api:
         return Api(node.api_port, Path(node.datadir), timeout)
 
-    def wallet(self, state: State, node: NodeInfo) -> "WalletCli":
+    def wallet(self, state: State, node: NodeInfo) -> WalletCli:
         return WalletCli(Path(node.wallet), state.network, node.api_url, self.passphrase())
 
 

@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from .testnet_lib import (BAN_SECONDS, COIN, COINBASE_MATURITY, Api, ApiError, NodeInfo, PortInUse,
-                          State, Testnet, TestnetError, WalletCliError, connected_components,
-                          free_port, host_of, node_running, spawn_node, try_get, wait_for,
-                          wait_ready)
+from .testnet_lib import (
+    BAN_SECONDS,
+    COIN,
+    COINBASE_MATURITY,
+    Api,
+    ApiError,
+    NodeInfo,
+    PortInUse,
+    State,
+    Testnet,
+    TestnetError,
+    WalletCliError,
+    connected_components,
+    free_port,
+    host_of,
+    node_running,
+    spawn_node,
+    try_get,
+    wait_for,
+    wait_ready,
+)
 
 PARTITION_REASON = "testnet-partition"     # the reason of the bans `partition` sets
 LINK_TIMEOUT = 30.0                        # seconds for the links of a topology to handshake
