@@ -111,7 +111,8 @@ class NodeProc:
         self.session = session
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
-        self.p2p_port, self.api_port = free_port(), free_port()   # known before start: lines of nodes
+        # chosen now, before start: a node of a line names the one before it in --peer
+        self.p2p_port, self.api_port = free_port(), free_port()
         self.token = ""
 
     @property
@@ -322,8 +323,9 @@ class Profiler:
 
     def __init__(self, outdir: Path | None, mode: str = "cpu") -> None:
         self.outdir = outdir
-        self.mode = mode   # cpu: running threads; gil: the thread holding the GIL; wall: every
-                           # thread; native: running threads with their C frames
+        # cpu: running threads; gil: the thread holding the GIL; wall: every thread;
+        # native: running threads with their C frames
+        self.mode = mode
         self.files: dict[str, tuple[Path, float]] = {}   # name -> (raw stacks, seconds recorded)
         self._running: dict[int, tuple[str, float]] = {}
 

@@ -37,9 +37,10 @@ SIG_ALL = "signature_verify_all_cores"
 FAN_OUT = 2_000                  # outputs of one funding transaction (~64 KB)
 FAN_FEE = 1_000_000              # its fee (~15 base units per byte)
 ACCEPT_BATCH = 128               # blocks per accept_blocks call when building (the node's MAX_BLOCK_BATCH)
-P2P_POLL_FAR = 0.1               # seconds between /status polls while P2P txs go in, until 90 % are
-P2P_POLL_NEAR = 0.01             # in, then this: each poll costs the node's event loop ~0.5 ms, and
-                                 # the figure may be one near poll (10 ms) late
+# Seconds between /status polls while P2P txs go in: FAR until 90 % are in, then NEAR.
+# Each poll costs the node's event loop ~0.5 ms; the figure may be one near poll (10 ms) late.
+P2P_POLL_FAR = 0.1
+P2P_POLL_NEAR = 0.01
 API_BATCH = 500                  # transactions per POST /txs in the batch-route figure
 API_BATCH_CLIENTS = 2            # POST /txs requests in flight at once
 FILL_WINDOW = 5_000              # mempool fill: transactions sent but not yet in the mempool
