@@ -16,6 +16,7 @@ docs/testnet.md).  The API of every node is on 127.0.0.1 (a free port).
 This module talks to running programs only (``obol-node`` processes through
 their HTTP API, ``obol-wallet`` as a subprocess); it imports nothing of node/.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,13 +39,13 @@ from typing import Any
 STATE_FILE = "testnet.json"
 LOCK_FILE = ".lock"
 PASSPHRASE_FILE = "passphrase"
-HOST_BASE = 10                  # node i listens on 127.0.0.(HOST_BASE + i)
-MAX_NODES = 200                 # 127.0.0.10 .. 127.0.0.209
+HOST_BASE = 10  # node i listens on 127.0.0.(HOST_BASE + i)
+MAX_NODES = 200  # 127.0.0.10 .. 127.0.0.209
 API_HOST = "127.0.0.1"
-WALLET_KDF_N = 2 ** 12          # scrypt cost of the testnet wallets (throwaway keys, fast CLI)
-BAN_SECONDS = 30 * 24 * 3600    # a partition's bans last until `heal` lifts them
-STARTUP_TIMEOUT = 60.0          # seconds for a node's API to answer after start
-STOP_TIMEOUT = 30.0             # seconds for a node to exit after SIGTERM before SIGKILL
+WALLET_KDF_N = 2**12  # scrypt cost of the testnet wallets (throwaway keys, fast CLI)
+BAN_SECONDS = 30 * 24 * 3600  # a partition's bans last until `heal` lifts them
+STARTUP_TIMEOUT = 60.0  # seconds for a node's API to answer after start
+STOP_TIMEOUT = 30.0  # seconds for a node to exit after SIGTERM before SIGKILL
 COIN = 100_000_000
 COINBASE_MATURITY = {"testnet": 20, "regtest": 100, "main": 100}
 TOPOLOGIES = ("line", "ring", "mesh", "random")
@@ -72,16 +73,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 # --- state -----------------------------------------------------------------------------------
 
+
 @dataclass
 class NodeInfo:
     index: int
-    host: str                   # P2P listen (and dial) address
+    host: str  # P2P listen (and dial) address
     p2p_port: int
     api_port: int
     datadir: str
     log: str
     wallet: str
-    address: str                # the wallet's receive address (the miner pays to it)
+    address: str  # the wallet's receive address (the miner pays to it)
     miner: bool
     pid: int | None = None
 
@@ -136,7 +138,9 @@ class Testnet:
         try:
             return State.from_json(json.loads(self.state_path.read_text()))
         except FileNotFoundError:
-            raise TestnetError(f"no test network in {self.dir} (start one with `obol-testnet up`)") from None
+            raise TestnetError(
+                f"no test network in {self.dir} (start one with `obol-testnet up`)"
+            ) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise TestnetError(f"{self.state_path} is damaged: {exc}") from None
 
@@ -180,6 +184,7 @@ class Testnet:
 
 # --- topologies ------------------------------------------------------------------------------
 
+
 def topology_edges(kind: str, n: int, rng: random.Random | None = None) -> list[list[int]]:
     """Edges [a, b] (a < b) of ``kind`` over nodes 0..n-1; every topology is connected."""
     if kind == "line":
@@ -193,8 +198,8 @@ def topology_edges(kind: str, n: int, rng: random.Random | None = None) -> list[
         return [[a, b] for a in range(n) for b in range(a + 1, n)]
     if kind == "random":
         rng = rng or random.Random()
-        links = {(rng.randrange(i), i) for i in range(1, n)}       # a random spanning tree
-        extra = max(0, n // 2)                                       # and a few more links
+        links = {(rng.randrange(i), i) for i in range(1, n)}  # a random spanning tree
+        extra = max(0, n // 2)  # and a few more links
         for _ in range(extra * 4):
             if len(links) >= n - 1 + extra:
                 break
@@ -239,6 +244,7 @@ def connected_components(members: list[int], edges: list[list[int]]) -> list[lis
 
 # --- ports -----------------------------------------------------------------------------------
 
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -246,6 +252,7 @@ def free_port(host: str) -> int:
 
 
 # --- the HTTP API ----------------------------------------------------------------------------
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -269,8 +276,14 @@ class Api:
         except OSError:
             raise ApiError(0, "no-token", f"no API token in {self.datadir}") from None
 
-    def request(self, method: str, path: str, body: Any = None, admin: bool = False,
-                timeout: float | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        admin: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
         """The JSON answer of ``METHOD /api/v1/path``; ApiError for 4xx/5xx, OSError if unreachable."""
         headers = {}
         data = None
@@ -294,8 +307,11 @@ class Api:
             answer = None
         if resp.status >= 400:
             err = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
-            raise ApiError(resp.status, err.get("code", f"http-{resp.status}"),
-                           err.get("message", raw[:200].decode(errors="replace")))
+            raise ApiError(
+                resp.status,
+                err.get("code", f"http-{resp.status}"),
+                err.get("message", raw[:200].decode(errors="replace")),
+            )
         return answer
 
     def get(self, path: str, **kw) -> Any:
@@ -317,6 +333,7 @@ def try_get(api: Api, path: str) -> Any:
 
 
 # --- processes -------------------------------------------------------------------------------
+
 
 def program(name: str, module: str) -> list[str]:
     """The console script ``name`` beside this interpreter, else ``python -m module``."""
@@ -374,10 +391,20 @@ def node_running(node: NodeInfo) -> bool:
 
 
 def node_args(state: State, node: NodeInfo) -> list[str]:
-    args = ["--network", state.network, "--datadir", node.datadir,
-            "--listen", node.p2p, "--api", f"{API_HOST}:{node.api_port}", "--log-level", "INFO"]
+    args = [
+        "--network",
+        state.network,
+        "--datadir",
+        node.datadir,
+        "--listen",
+        node.p2p,
+        "--api",
+        f"{API_HOST}:{node.api_port}",
+        "--log-level",
+        "INFO",
+    ]
     for other in state.neighbours(node.index):
-        if other < node.index:          # the later node of a link dials the earlier one
+        if other < node.index:  # the later node of a link dials the earlier one
             args += ["--peer", state.nodes[other].p2p]
     if node.miner and state.network != "regtest":
         args += ["--mine", "--miner-address", node.address, "--miner-threads", "1"]
@@ -389,14 +416,21 @@ def node_args(state: State, node: NodeInfo) -> list[str]:
 def spawn_node(state: State, node: NodeInfo) -> subprocess.Popen:
     """Start ``obol-node`` detached (own session), output appended to its log."""
     Path(node.datadir).mkdir(parents=True, exist_ok=True)
-    (Path(node.datadir) / "api.token").unlink(missing_ok=True)      # wait for this run's token
+    (Path(node.datadir) / "api.token").unlink(missing_ok=True)  # wait for this run's token
     with open(node.log, "ab") as log:
-        log.write(f"--- obol-testnet: starting node {node.index} at "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        log.write(
+            f"--- obol-testnet: starting node {node.index} at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode()
+        )
         log.flush()
-        proc = subprocess.Popen(program("obol-node", "node.daemon") + node_args(state, node),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=clean_env())
+        proc = subprocess.Popen(
+            program("obol-node", "node.daemon") + node_args(state, node),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=clean_env(),
+        )
     node.pid = proc.pid
     return proc
 
@@ -432,8 +466,10 @@ def wait_ready(tn: Testnet, node: NodeInfo, timeout: float = STARTUP_TIMEOUT) ->
             except (OSError, ApiError):
                 pass
         if time.monotonic() > deadline:
-            raise TestnetError(f"node {node.index} did not answer within {timeout:g}s; its log ends:\n"
-                               f"{log_tail(node)}")
+            raise TestnetError(
+                f"node {node.index} did not answer within {timeout:g}s; its log ends:\n"
+                f"{log_tail(node)}"
+            )
         time.sleep(0.1)
 
 
@@ -444,7 +480,7 @@ def signal_node(node: NodeInfo, sig: int) -> bool:
         return False
     try:
         if sig == signal.SIGKILL:
-            os.killpg(pid, sig)       # the node leads its own session (start_new_session)
+            os.killpg(pid, sig)  # the node leads its own session (start_new_session)
         else:
             os.kill(pid, sig)
     except ProcessLookupError:
@@ -488,6 +524,7 @@ def kill_node(node: NodeInfo) -> bool:
 
 # --- wallets ---------------------------------------------------------------------------------
 
+
 class WalletCliError(TestnetError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"obol-wallet: {code}: {message}")
@@ -506,13 +543,27 @@ class WalletCli:
 
     def run(self, *args: str, timeout: float = 120.0) -> Any:
         cmd = program("obol-wallet", "wallet.cli") + [
-            "--wallet", str(self.path), "--node", self.node_url, "--network", self.network,
-            "--json", *args]
-        env = clean_env({"OBOL_WALLET_PASSPHRASE": self.passphrase,
-                         "OBOL_WALLET_KDF_N": str(WALLET_KDF_N)})
+            "--wallet",
+            str(self.path),
+            "--node",
+            self.node_url,
+            "--network",
+            self.network,
+            "--json",
+            *args,
+        ]
+        env = clean_env(
+            {"OBOL_WALLET_PASSPHRASE": self.passphrase, "OBOL_WALLET_KDF_N": str(WALLET_KDF_N)}
+        )
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             raise WalletCliError("no-wallet-cli", "obol-wallet is not installed") from None
         except subprocess.TimeoutExpired:
@@ -552,6 +603,6 @@ def _wallet_error(proc: subprocess.CompletedProcess) -> tuple[str, str]:
             err = data.get("error", data)
             if isinstance(err, dict) and "code" in err:
                 return str(err["code"]), str(err.get("message", ""))
-    text = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}")
+    text = proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
     code = "insufficient-funds" if "insufficient" in text.lower() else "wallet-failed"
     return code, text.splitlines()[-1][:300]
