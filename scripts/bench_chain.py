@@ -80,7 +80,9 @@ def _spend(
 
 
 def _outputs(tx: Transaction, out_keys: tuple[int, int]) -> list[Coin]:
-    return [(tx.txid, n, out.amount, k) for n, (out, k) in enumerate(zip(tx.outputs, out_keys))]
+    """The two outputs of a ``_spend`` as coins, with the keys it paid them to."""
+    pairs = zip(tx.outputs, out_keys, strict=True)
+    return [(tx.txid, n, out.amount, k) for n, (out, k) in enumerate(pairs)]
 
 
 def fan_out(network_id: bytes, seed: bytes, coin: Coin, parts: int, fee: int) -> Transaction:
@@ -97,7 +99,7 @@ def fan_out(network_id: bytes, seed: bytes, coin: Coin, parts: int, fee: int) ->
 def sign_spends(network_id: bytes, seed: bytes, coins: list[Coin]) -> list[bytes]:
     """One independent 1-in/2-out spend of each coin (worker function)."""
     raws = []
-    for n, coin in enumerate(coins):
+    for coin in coins:
         k = coin[3]
         raws.append(_spend(network_id, seed, coin, (k, k ^ 1)).raw)
     return raws

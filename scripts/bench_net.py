@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import os
 import signal
@@ -16,9 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -239,10 +240,8 @@ class NodeProc:
         for line in text.splitlines():
             if line and not line.startswith("#"):
                 name, _, value = line.rpartition(" ")
-                try:
+                with contextlib.suppress(ValueError):
                     out[name] = float(value)
-                except ValueError:
-                    pass
         return out
 
     async def stop(self) -> None:
@@ -263,10 +262,8 @@ class NodeProc:
         """Last resort at exit: SIGKILL this node's own process."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 class WirePeer:
@@ -349,10 +346,8 @@ class WirePeer:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (TimeoutError, OSError):
-            pass
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -370,11 +365,11 @@ class Profiler:
 
     # native: C frames too (msgpack, hashlib, LMDB, the GIL); py-spy then pauses the process
     # for each sample, so its timings are slower than the others'
-    MODES = {
-        "cpu": ["--nonblocking"],
-        "gil": ["--gil", "--nonblocking"],
-        "wall": ["--idle", "--nonblocking"],
-        "native": ["--native"],
+    MODES: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "cpu": ("--nonblocking",),
+        "gil": ("--gil", "--nonblocking"),
+        "wall": ("--idle", "--nonblocking"),
+        "native": ("--native",),
     }
 
     def __init__(self, outdir: Path | None, mode: str = "cpu") -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
+import functools
 import gc
 import hashlib
 import io
@@ -487,8 +488,9 @@ async def bench_sync(b: Bench) -> None:
         "sync_peak_rss",
         peak["VmHWM"],
         "MB",
-        note=f"highest VmHWM of the syncing nodes; after its sync: RssAnon {peak['RssAnon']:.0f} MB "
-        f"(heap), RssFile {peak['RssFile']:.0f} MB (mostly LMDB's map)",
+        note=f"highest VmHWM of the syncing nodes; after its sync: "
+        f"RssAnon {peak['RssAnon']:.0f} MB (heap), "
+        f"RssFile {peak['RssFile']:.0f} MB (mostly LMDB's map)",
     )
 
 
@@ -557,14 +559,15 @@ async def bench_propagation(b: Bench) -> None:
     totals: list[float] = []  # seconds from the first node's tip event to the last's
     hops: list[list[float]] = [[], [], []]  # seconds from each node's tip event to the next's
     before = [await n.metrics() for n in nodes[1:]]
+
+    async def everywhere(block: str) -> bool:
+        return all(t is not None for t in seen.get(block, [None]))
+
     try:
         for _ in range(b.sizes.propagation_blocks):
             block = (await nodes[0].mine(1, address))["hashes"][0]
-
-            async def everywhere() -> bool:
-                return all(t is not None for t in seen.get(block, [None]))
-
-            await wait_for(everywhere, 30, f"block {block[:16]} at every node", 0.001)
+            arrived = functools.partial(everywhere, block)
+            await wait_for(arrived, 30, f"block {block[:16]} at every node", 0.001)
             t = [at for at in seen[block] if at is not None]  # all 4: everywhere() held
             totals.append(t[3] - t[0])
             for i in range(3):
@@ -605,11 +608,13 @@ async def bench_propagation(b: Bench) -> None:
             f"propagation_hop{i + 1}_median",
             statistics.median(hs) * 1000,
             "ms",
-            note="tip event at this node minus at the previous one (may be <= 0: validations overlap)",
+            note="tip event at this node minus at the previous one "
+            "(may be <= 0: validations overlap)",
         )
     key = "obol_block_validation_seconds_{}"
-    seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in zip(after, before))
-    count = sum(a[key.format("count")] - o[key.format("count")] for a, o in zip(after, before))
+    relays = list(zip(after, before, strict=True))  # each relaying node's metrics: after, before
+    seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in relays)
+    count = sum(a[key.format("count")] - o[key.format("count")] for a, o in relays)
     if not count:
         raise BenchError("the relaying nodes validated no block")
     b.add(
@@ -668,7 +673,7 @@ async def bench_mining(b: Bench) -> None:
     for _ in range(b.sizes.miner_repeats):  # interleaved: the machine's load drifts
         bare.append(await _bare_rate(b, prefix, target, b.sizes.miner_seconds))
         node.append(await _miner_rate(b, block, b.sizes.miner_seconds))
-    pairs = ", ".join(f"{n / r:.2f}" for n, r in zip(node, bare))
+    pairs = ", ".join(f"{n / r:.2f}" for n, r in zip(node, bare, strict=True))
     b.add(
         "bare_midstate_loop",
         statistics.median(bare),
@@ -898,7 +903,8 @@ async def bench_memory(b: Bench) -> None:
         "memory_node_rss_anon",
         mem["RssAnon"],
         "MB",
-        note=f"of which heap (RssAnon) at the end; RssFile {mem['RssFile']:.0f} MB (LMDB map, code)",
+        note="of which heap (RssAnon) at the end; "
+        f"RssFile {mem['RssFile']:.0f} MB (LMDB map, code)",
     )
     b.add("memory_node_utxos", utxos, "UTXOs")
     b.add("memory_node_mempool_txs", pool["count"], "txs")
