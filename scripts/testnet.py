@@ -187,8 +187,8 @@ def print_nodes(state: State) -> None:
     say(f"{'node':<5} {'p2p':<20} {'api':<24} {'pid':>7}  {'miner':<5}  wallet address")
     for n in state.nodes:
         say(
-            f"{n.index:<5} {n.p2p:<20} {n.api_url:<24} {n.pid or '-':>7}  {'yes' if n.miner else 'no':<5}  "
-            f"{n.address}"
+            f"{n.index:<5} {n.p2p:<20} {n.api_url:<24} {n.pid or '-':>7}  "
+            f"{'yes' if n.miner else 'no':<5}  {n.address}"
         )
 
 
@@ -288,7 +288,8 @@ def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
     say(
         f"stopped {len(live)} node(s)"
         + (
-            f" (killed {', '.join(map(str, killed))}: still running {STOP_TIMEOUT:g}s after SIGTERM)"
+            f" (killed {', '.join(map(str, killed))}: "
+            f"still running {STOP_TIMEOUT:g}s after SIGTERM)"
             if killed
             else ""
         )
@@ -299,7 +300,8 @@ def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
             say(f"removed {tn.dir}")
     else:
         say(
-            f"kept {tn.dir} (chains, wallets, logs): `obol-testnet up` restarts it, `down --clean` removes it"
+            f"kept {tn.dir} (chains, wallets, logs): "
+            "`obol-testnet up` restarts it, `down --clean` removes it"
         )
     return 0
 
@@ -382,8 +384,8 @@ def cmd_send(tn: Testnet, args: argparse.Namespace) -> int:
         print(json.dumps(answer))
     else:
         say(
-            f"node {source.index} -> node {target.index}: {args.amount} coins, txid {answer['txid']}, "
-            f"fee {answer.get('fee')}"
+            f"node {source.index} -> node {target.index}: {args.amount} coins, "
+            f"txid {answer['txid']}, fee {answer.get('fee')}"
         )
     return 0
 
@@ -431,8 +433,8 @@ def cmd_traffic(tn: Testnet, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     say(
-        f"traffic: {traffic.sent} transaction(s) sent, {traffic.failed} refused, {traffic.skipped} skipped "
-        f"(no spendable coins), {traffic.blocks} block(s) mined"
+        f"traffic: {traffic.sent} transaction(s) sent, {traffic.failed} refused, "
+        f"{traffic.skipped} skipped (no spendable coins), {traffic.blocks} block(s) mined"
         + (f"; last error: {traffic.last_error}" if traffic.last_error else "")
     )
     return 0
@@ -488,11 +490,13 @@ def render_status(info: dict) -> str:
         lines.append("no node is running")
     elif info["agree"]:
         lines.append(
-            f"all {len(live)} running node(s) agree: height {live[0]['height']}, tip {live[0]['tip'][:16]}"
+            f"all {len(live)} running node(s) agree: "
+            f"height {live[0]['height']}, tip {live[0]['tip'][:16]}"
         )
     else:
         lines.append(
-            f"nodes DISAGREE: {len({r['tip'] for r in live})} different tips among {len(live)} running node(s)"
+            f"nodes DISAGREE: {len({r['tip'] for r in live})} different tips "
+            f"among {len(live)} running node(s)"
         )
     lines.append("(* = miner)")
     return "\n".join(lines)

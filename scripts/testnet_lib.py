@@ -284,7 +284,10 @@ class Api:
         admin: bool = False,
         timeout: float | None = None,
     ) -> Any:
-        """The JSON answer of ``METHOD /api/v1/path``; ApiError for 4xx/5xx, OSError if unreachable."""
+        """The JSON answer of ``METHOD /api/v1/path``.
+
+        Raises ApiError for a 4xx/5xx answer, OSError if the node is unreachable.
+        """
         headers = {}
         data = None
         if admin:

@@ -7,6 +7,7 @@ Everything goes through the nodes' HTTP API (``testnet_lib.Api``) and the
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -207,7 +208,7 @@ def partition(tn: Testnet, state: State, groups: list[list[int]]) -> None:
     extra = []
     for members in groups:
         pieces = connected_components([i for i in members if i in live_ids], state.edges)
-        for left, right in zip(pieces, pieces[1:]):
+        for left, right in itertools.pairwise(pieces):
             extra.append((state.nodes[left[0]], state.nodes[right[0]]))
     wait_links(tn, state, wanted_links(state) + extra)
     wait_for(lambda: not cross_links(tn, state), 10, "connections across the partition to close")
