@@ -22,6 +22,7 @@ Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
 are taken within one run.  Results and analysis: docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,20 +62,30 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    libs = {}
+    libs: dict[str, str | None] = {}  # distribution -> version, None: not installed
     for name in ("coincurve", "cryptography", "msgpack", "lmdb", "aiohttp"):
         try:
             libs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             libs[name] = None
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "platform": platform.platform(), "libraries": libs, "commit": commit or None,
-            "load_average": os.getloadavg()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "libraries": libs,
+        "commit": commit or None,
+        "load_average": os.getloadavg(),
+    }
 
 
 async def run(bench: Bench, selected: list[str]) -> None:
@@ -82,10 +93,11 @@ async def run(bench: Bench, selected: list[str]) -> None:
     # imported here, not at the top: worker processes started with spawn re-run this
     # module's top level, and none of them needs the benchmarks themselves
     from scripts import bench_suite as suite
+
     async with aiohttp.ClientSession() as bench.session:
         try:
             if NEEDS_SIG & set(selected) or "signatures" in selected:
-                await suite.bench_signatures(bench)   # every ratio needs this run's limit
+                await suite.bench_signatures(bench)  # every ratio needs this run's limit
             for name in selected:
                 if name == "signatures":
                     continue
@@ -99,6 +111,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
 
 # --- reporting ------------------------------------------------------------------------------
 
+
 def fmt(x: float | None) -> str:
     if x is None:
         return "-"
@@ -111,12 +124,20 @@ def fmt(x: float | None) -> str:
 
 def table(figures: dict[str, Figure]) -> str:
     head = ["figure", "value", "unit", "limit", "ratio", "target", "holds"]
-    rows = [[f.name, fmt(f.value), f.unit,
-             f"{fmt(f.limit)} ({f.limit_name})" if f.limit is not None else "-",
-             fmt(f.ratio), f.target_text,
-             "-" if f.holds is None else ("yes" if f.holds else "NO")] for f in figures.values()]
+    rows = [
+        [
+            f.name,
+            fmt(f.value),
+            f.unit,
+            f"{fmt(f.limit)} ({f.limit_name})" if f.limit is not None else "-",
+            fmt(f.ratio),
+            f.target_text,
+            "-" if f.holds is None else ("yes" if f.holds else "NO"),
+        ]
+        for f in figures.values()
+    ]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(head), sep] + [line(r) for r in rows])
 
@@ -126,28 +147,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (CI)")
     parser.add_argument("--only", help=f"comma-separated benchmarks: {','.join(BENCHMARKS)}")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="record the node under test with py-spy (raw stacks) into DIR")
-    parser.add_argument("--profile-mode", choices=sorted(Profiler.MODES), default="cpu",
-                        help="with --profile: sample running threads (cpu, default), only the thread "
-                             "holding the GIL (gil), or every thread, waiting or not (wall)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, datadirs)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record the node under test with py-spy (raw stacks) into DIR",
+    )
+    parser.add_argument(
+        "--profile-mode",
+        choices=sorted(Profiler.MODES),
+        default="cpu",
+        help="with --profile: sample running threads (cpu, default), only the thread "
+        "holding the GIL (gil), or every thread, waiting or not (wall)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, datadirs)"
+    )
     args = parser.parse_args(argv)
     selected = list(BENCHMARKS)
     if args.only:
         selected = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = [s for s in selected if s not in BENCHMARKS]
         if unknown:
-            parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-        selected = [b for b in BENCHMARKS if b in selected]   # dependency order
+            parser.error(
+                f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+            )
+        selected = [b for b in BENCHMARKS if b in selected]  # dependency order
     sizes = QUICK if args.quick else Sizes()
     info = machine()
-    command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:]))
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(
+        shlex.quote(a) for a in [Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:])
+    )
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     log(f"obol bench ({'quick' if args.quick else 'full'}): {', '.join(selected)}")
     log(f"machine: {info['nproc']} × {info['cpu']}, Python {info['python']}, {info['libraries']}")
     workdir = Path(tempfile.mkdtemp(prefix="obol-bench-"))
-    bench = Bench(sizes, workdir, Profiler(Path(args.profile) if args.profile else None, args.profile_mode))
+    bench = Bench(
+        sizes, workdir, Profiler(Path(args.profile) if args.profile else None, args.profile_mode)
+    )
     started = time.perf_counter()
     failed: BaseException | None = None
     try:
@@ -161,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
-    print(f"\nObol benchmarks, {date}: {info['nproc']} × {info['cpu']}, Python {info['python']}, "
-          f"commit {info['commit']}")
+    print(
+        f"\nObol benchmarks, {date}: {info['nproc']} × {info['cpu']}, Python {info['python']}, "
+        f"commit {info['commit']}"
+    )
     print(f"command: {command}  ({elapsed:.0f} s)\n")
     print(table(bench.figures))
     if args.profile:
@@ -171,10 +209,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nprofile {name} ({path}, {seconds:.1f}s at {Profiler.RATE} Hz)")
                 print("\n".join(summarize_profile(path, seconds)))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "date": date, "command": command, "mode": "quick" if args.quick else "full",
-            "seconds": round(elapsed, 1), "machine": info,
-            "figures": {n: f.to_json() for n, f in bench.figures.items()}}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "date": date,
+                    "command": command,
+                    "mode": "quick" if args.quick else "full",
+                    "seconds": round(elapsed, 1),
+                    "machine": info,
+                    "figures": {n: f.to_json() for n, f in bench.figures.items()},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 1 if failed is not None else 0
 
 

@@ -9,30 +9,31 @@ run's seed (``key_for``), so every process knows every key without sending
 secrets around.  Transactions are 1 input / 2 outputs (about 197 bytes),
 paying ``FEE`` (about 5 base units per byte).
 """
+
 from __future__ import annotations
 
 import hashlib
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
-from typing import Iterable
+from functools import cache
 
+from node.consensus.params import BLOCK_VERSION, NetworkParams
+from node.mining.miner import NONCE_START, solve_block
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.crypto import SigningKey
-from node.mining.miner import NONCE_START, solve_block
-from node.consensus.params import BLOCK_VERSION, NetworkParams
 from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
 
-FEE = 1_000                 # base units per 1-in/2-out transaction (~5 per byte)
-KEYS_PER_WORKER = 16        # outputs rotate over this many keys per worker
-MIN_SPLIT = 20 * FEE        # a coin smaller than this is not split further
+FEE = 1_000  # base units per 1-in/2-out transaction (~5 per byte)
+KEYS_PER_WORKER = 16  # outputs rotate over this many keys per worker
+MIN_SPLIT = 20 * FEE  # a coin smaller than this is not split further
 COINBASE_TAG = b"obol-bench"
-Coin = tuple[bytes, int, int, int]   # (txid, index, amount, key_no)
+Coin = tuple[bytes, int, int, int]  # (txid, index, amount, key_no)
 
 
-@lru_cache(maxsize=None)
+@cache
 def key_for(seed: bytes, key_no: int) -> SigningKey:
     return SigningKey(hashlib.sha256(seed + key_no.to_bytes(4, "big")).digest())
 
@@ -47,30 +48,41 @@ def die_with_parent() -> None:
     try:
         import ctypes
         import signal
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG = 1
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
         pass
 
 
 def signing_pool(workers: int | None = None) -> ProcessPoolExecutor:
     """Worker processes (spawned: the parent runs an event loop and threads)."""
-    return ProcessPoolExecutor(workers or os.cpu_count() or 1, initializer=die_with_parent,
-                               mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        workers or os.cpu_count() or 1,
+        initializer=die_with_parent,
+        mp_context=multiprocessing.get_context("spawn"),
+    )
 
 
-def _spend(network_id: bytes, seed: bytes, coin: Coin, out_keys: tuple[int, int],
-           fee: int = FEE) -> Transaction:
+def _spend(
+    network_id: bytes, seed: bytes, coin: Coin, out_keys: tuple[int, int], fee: int = FEE
+) -> Transaction:
     txid, index, amount, key_no = coin
     rest = amount - fee
     half = rest // 2
-    outputs = [TxOut(half, addr_for(seed, out_keys[0])), TxOut(rest - half, addr_for(seed, out_keys[1]))]
+    outputs = [
+        TxOut(half, addr_for(seed, out_keys[0])),
+        TxOut(rest - half, addr_for(seed, out_keys[1])),
+    ]
     spent = TxOut(amount, addr_for(seed, key_no))
-    return sign_transaction(1, [(OutPoint(txid, index), spent, key_for(seed, key_no))], outputs,
-                            network_id)
+    return sign_transaction(
+        1, [(OutPoint(txid, index), spent, key_for(seed, key_no))], outputs, network_id
+    )
 
 
 def _outputs(tx: Transaction, out_keys: tuple[int, int]) -> list[Coin]:
-    return [(tx.txid, n, out.amount, k) for n, (out, k) in enumerate(zip(tx.outputs, out_keys))]
+    """The two outputs of a ``_spend`` as coins, with the keys it paid them to."""
+    pairs = zip(tx.outputs, out_keys, strict=True)
+    return [(tx.txid, n, out.amount, k) for n, (out, k) in enumerate(pairs)]
 
 
 def fan_out(network_id: bytes, seed: bytes, coin: Coin, parts: int, fee: int) -> Transaction:
@@ -79,21 +91,23 @@ def fan_out(network_id: bytes, seed: bytes, coin: Coin, parts: int, fee: int) ->
     each = (amount - fee) // parts
     outputs = [TxOut(each, addr_for(seed, n % KEYS_PER_WORKER)) for n in range(parts)]
     spent = TxOut(amount, addr_for(seed, key_no))
-    return sign_transaction(1, [(OutPoint(txid, index), spent, key_for(seed, key_no))], outputs,
-                            network_id)
+    return sign_transaction(
+        1, [(OutPoint(txid, index), spent, key_for(seed, key_no))], outputs, network_id
+    )
 
 
 def sign_spends(network_id: bytes, seed: bytes, coins: list[Coin]) -> list[bytes]:
     """One independent 1-in/2-out spend of each coin (worker function)."""
     raws = []
-    for n, coin in enumerate(coins):
+    for coin in coins:
         k = coin[3]
         raws.append(_spend(network_id, seed, coin, (k, k ^ 1)).raw)
     return raws
 
 
-def sign_chained(network_id: bytes, seed: bytes, coins: list[Coin], count: int,
-                 max_bytes: int) -> tuple[list[bytes], int]:
+def sign_chained(
+    network_id: bytes, seed: bytes, coins: list[Coin], count: int, max_bytes: int
+) -> tuple[list[bytes], int]:
     """Up to ``count`` spends (at most ``max_bytes`` in all), first of ``coins`` then of
     the outputs of those spends, oldest first: a mempool of parents and children.
     Returns the raw transactions, parents before children, and their total size."""
@@ -111,8 +125,13 @@ def sign_chained(network_id: bytes, seed: bytes, coins: list[Coin], count: int,
     return raws, used
 
 
-def build_forest(network_id: bytes, seed: bytes, worker: int, roots: list[tuple[Coin, int]],
-                 schedule: list[tuple[int, int]]) -> tuple[dict[int, list[bytes]], list[tuple[Coin, int]]]:
+def build_forest(
+    network_id: bytes,
+    seed: bytes,
+    worker: int,
+    roots: list[tuple[Coin, int]],
+    schedule: list[tuple[int, int]],
+) -> tuple[dict[int, list[bytes]], list[tuple[Coin, int]]]:
     """One worker's share of a chain's transactions (worker function).
 
     ``roots`` are (coin, first height it may be spent at), e.g. this worker's
@@ -154,16 +173,29 @@ def build_forest(network_id: bytes, seed: bytes, worker: int, roots: list[tuple[
 
 # --- blocks (in the parent process) ---------------------------------------------------------
 
-def coinbase_for(params: NetworkParams, seed: bytes, height: int, key_no: int,
-                 tag: bytes = COINBASE_TAG) -> Transaction:
+
+def coinbase_for(
+    params: NetworkParams, seed: bytes, height: int, key_no: int, tag: bytes = COINBASE_TAG
+) -> Transaction:
     return make_coinbase(height, [TxOut(params.subsidy(height), addr_for(seed, key_no))], tag)
 
 
-def make_block(params: NetworkParams, parent_hash: bytes, timestamp: int, coinbase: Transaction,
-               raws: Iterable[bytes]) -> Block:
+def make_block(
+    params: NetworkParams,
+    parent_hash: bytes,
+    timestamp: int,
+    coinbase: Transaction,
+    raws: Iterable[bytes],
+) -> Block:
     txs = [coinbase] + [Transaction.from_bytes(r) for r in raws]
-    header = BlockHeader.create(BLOCK_VERSION, parent_hash, merkle_root([t.txid for t in txs]),
-                                timestamp, params.genesis_bits, NONCE_START)
+    header = BlockHeader.create(
+        BLOCK_VERSION,
+        parent_hash,
+        merkle_root([t.txid for t in txs]),
+        timestamp,
+        params.genesis_bits,
+        NONCE_START,
+    )
     block = solve_block(Block.create(header, txs))
     assert block is not None
     return block
@@ -177,13 +209,23 @@ class ChainPlan:
     shared between the workers.
     """
 
-    def __init__(self, params: NetworkParams, seed: bytes, height: int, txs: int, workers: int) -> None:
-        self.params, self.seed, self.height, self.txs, self.workers = params, seed, height, txs, workers
+    def __init__(
+        self, params: NetworkParams, seed: bytes, height: int, txs: int, workers: int
+    ) -> None:
+        self.params, self.seed, self.height, self.txs, self.workers = (
+            params,
+            seed,
+            height,
+            txs,
+            workers,
+        )
         self.maturity = params.coinbase_maturity
         if height <= self.maturity:
             raise ValueError("the chain must be longer than coinbase maturity")
-        self.coinbases = {h: coinbase_for(params, seed, h, (h % workers) * KEYS_PER_WORKER)
-                          for h in range(1, height + 1)}
+        self.coinbases = {
+            h: coinbase_for(params, seed, h, (h % workers) * KEYS_PER_WORKER)
+            for h in range(1, height + 1)
+        }
 
     def jobs(self) -> list[tuple]:
         """Arguments of ``build_forest`` for each worker."""
@@ -193,9 +235,14 @@ class ChainPlan:
             share = self.txs // self.workers + (1 if w < self.txs % self.workers else 0)
             per, extra = divmod(share, len(spend_heights))
             schedule = [(h, per + (1 if i < extra else 0)) for i, h in enumerate(spend_heights)]
-            roots = [((cb.txid, 0, cb.outputs[0].amount, (h % self.workers) * KEYS_PER_WORKER),
-                      h + self.maturity)
-                     for h, cb in self.coinbases.items() if h % self.workers == w]
+            roots = [
+                (
+                    (cb.txid, 0, cb.outputs[0].amount, (h % self.workers) * KEYS_PER_WORKER),
+                    h + self.maturity,
+                )
+                for h, cb in self.coinbases.items()
+                if h % self.workers == w
+            ]
             jobs.append((self.params.network_id, self.seed, w, roots, schedule))
         return jobs
 
@@ -212,7 +259,7 @@ class ChainPlan:
 def spendable(leftovers: list[list[tuple[Coin, int]]], next_height: int) -> list[Coin]:
     """Coins that a transaction in block ``next_height`` may spend, interleaved across workers."""
     lists = [[c for c, h in lo if h <= next_height] for lo in leftovers]
-    out = []
+    out: list[Coin] = []
     for i in range(max((len(x) for x in lists), default=0)):
         out.extend(x[i] for x in lists if i < len(x))
     return out
@@ -220,10 +267,12 @@ def spendable(leftovers: list[list[tuple[Coin, int]]], next_height: int) -> list
 
 # --- mining (worker function) ----------------------------------------------------------------
 
+
 def bare_sha256d_loop(prefix: bytes, target: int, seconds: float) -> tuple[int, float, float]:
     """The bare nonce loop of ../shared/machine-limits.md (sha256 midstate ``.copy()``, one
     process per core) for ``seconds``: (hashes tried, monotonic start, monotonic end)."""
     import time
+
     sha256 = hashlib.sha256
     midstate = sha256(prefix)
     target_bytes = target.to_bytes(32, "big")

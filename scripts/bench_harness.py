@@ -4,6 +4,7 @@
 ``bench_<name>(b)`` of ``bench_suite.py``; both import it from here, so neither imports
 the other.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,45 +12,62 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import aiohttp
 
 from node.consensus.params import REGTEST
 from scripts import bench_chain as bc
-from scripts.bench_net import NodeProc, Profiler
+from scripts.bench_net import BenchError, NodeProc, Profiler
 
 
 @dataclass(frozen=True)
 class Sizes:
-    sig_seconds: float = 2.0          # each signature-limit measurement
+    sig_seconds: float = 2.0  # each signature-limit measurement
     sig_repeats: int = 3
-    sig_near_seconds: float = 1.0     # single-core limit measured again next to a rate run
-    p2p_txs: int = 20_000             # per P2P run (2-3 s: 12,000 caught more of the machine's swings)
-    api_txs: int = 8_000              # per API run
+    sig_near_seconds: float = 1.0  # single-core limit measured again next to a rate run
+    p2p_txs: int = 20_000  # per P2P run (2-3 s: 12,000 caught more of the machine's swings)
+    api_txs: int = 8_000  # per API run
     mempool_repeats: int = 3
     api_concurrency: int = 32
-    chain_height: int = 2_100         # blocks of the sync chain (100 before coinbases mature)
-    chain_txs: int = 100_000          # its 1-in/2-out transactions
-    sync_repeats: int = 3             # fresh nodes timed syncing it (the median counts)
+    chain_height: int = 2_100  # blocks of the sync chain (100 before coinbases mature)
+    chain_txs: int = 100_000  # its 1-in/2-out transactions
+    sync_repeats: int = 3  # fresh nodes timed syncing it (the median counts)
     empty_blocks: int = 5_000
     propagation_blocks: int = 20
     miner_seconds: float = 3.0
     miner_repeats: int = 4
     reorg_depths: tuple[int, ...] = (7, 10, 100)
-    reorg_repeats: int = 5            # switches timed per depth below 100 (their median counts)
-    reorg_block_txs: int = 50         # transactions per block on both branches
-    fill_mb: int = 0                  # memory node's --maxmempool in MB (0: the node's default)
-    fill_jobs: int = 8                # independent parent/child lists, one P2P peer each
+    reorg_repeats: int = 5  # switches timed per depth below 100 (their median counts)
+    reorg_block_txs: int = 50  # transactions per block on both branches
+    fill_mb: int = 0  # memory node's --maxmempool in MB (0: the node's default)
+    fill_jobs: int = 8  # independent parent/child lists, one P2P peer each
     idle_seconds: float = 5.0
 
 
-QUICK = Sizes(sig_seconds=0.3, sig_repeats=1, sig_near_seconds=0.2, p2p_txs=1_000, api_txs=1_000,
-              mempool_repeats=1, sync_repeats=1, chain_height=200, chain_txs=2_000,
-              empty_blocks=300, propagation_blocks=5,
-              miner_seconds=1.0, miner_repeats=1, reorg_repeats=1, reorg_block_txs=5, fill_mb=5,
-              fill_jobs=2, idle_seconds=1.0)
+QUICK = Sizes(
+    sig_seconds=0.3,
+    sig_repeats=1,
+    sig_near_seconds=0.2,
+    p2p_txs=1_000,
+    api_txs=1_000,
+    mempool_repeats=1,
+    sync_repeats=1,
+    chain_height=200,
+    chain_txs=2_000,
+    empty_blocks=300,
+    propagation_blocks=5,
+    miner_seconds=1.0,
+    miner_repeats=1,
+    reorg_repeats=1,
+    reorg_block_txs=5,
+    fill_mb=5,
+    fill_jobs=2,
+    idle_seconds=1.0,
+)
 
 
 @dataclass
@@ -57,10 +75,10 @@ class Figure:
     name: str
     value: float
     unit: str
-    limit: float | None = None        # the limit's value, same unit as ``value`` unless noted
+    limit: float | None = None  # the limit's value, same unit as ``value`` unless noted
     limit_name: str | None = None
-    target: float | None = None       # threshold on ``target_of``
-    target_of: str = "ratio"          # "ratio" or "value"
+    target: float | None = None  # threshold on ``target_of``
+    target_of: str = "ratio"  # "ratio" or "value"
     op: str = ">="
     note: str = ""
 
@@ -85,10 +103,30 @@ class Figure:
         return f"{self.op} {self.target:g} {what}"
 
     def to_json(self) -> dict:
-        return {"value": self.value, "unit": self.unit, "limit": self.limit, "limit_name": self.limit_name,
-                "ratio": self.ratio, "target": self.target, "target_of": self.target_of, "op": self.op,
-                "target_text": self.target_text if self.target is not None else None,
-                "holds": self.holds, "note": self.note}
+        return {
+            "value": self.value,
+            "unit": self.unit,
+            "limit": self.limit,
+            "limit_name": self.limit_name,
+            "ratio": self.ratio,
+            "target": self.target,
+            "target_of": self.target_of,
+            "op": self.op,
+            "target_text": self.target_text if self.target is not None else None,
+            "holds": self.holds,
+            "note": self.note,
+        }
+
+
+class ChainInfo(TypedDict):
+    """The sync chain, built once per run by ``ensure_chain`` for sync, reorg and memory."""
+
+    datadir: Path  # a regtest datadir holding it
+    seed: bytes  # the seed its keys derive from
+    height: int  # blocks
+    txs: int  # 1-in/2-out transactions in it
+    utxos: int  # unspent outputs at its tip
+    leftovers: list[list[tuple[bc.Coin, int]]]  # per worker: unspent coin, height spendable at
 
 
 def log(msg: str) -> None:
@@ -107,15 +145,24 @@ class Bench:
         self.seed = os.urandom(16)
         self.nodes: list[NodeProc] = []
         self.session: aiohttp.ClientSession | None = None
-        self._pool = None
-        self.chain_info: dict | None = None
-        self.sig_checks: list = []       # (pubkey, sig, msg) triples of the signature benchmark
+        self._pool: ProcessPoolExecutor | None = None
+        self.chain_info: ChainInfo | None = None
+        self.sig_checks: list = []  # (pubkey, sig, msg) triples of the signature benchmark
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def add(self, name: str, value: float, unit: str, limit: float | None = None,
-            limit_name: str | None = None, **kw) -> Figure:
-        fig = Figure(name, float(value), unit, limit, limit_name if limit is not None else None, **kw)
+    def add(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        limit: float | None = None,
+        limit_name: str | None = None,
+        **kw,
+    ) -> Figure:
+        fig = Figure(
+            name, float(value), unit, limit, limit_name if limit is not None else None, **kw
+        )
         self.figures[name] = fig
         ratio = f" ratio {fig.ratio:.3f}" if fig.ratio is not None else ""
         log(f"  {name} = {value:,.4g} {unit}{ratio}")
@@ -130,17 +177,24 @@ class Bench:
         return (fig.value, name) if fig else (None, None)
 
     @property
-    def pool(self):
+    def client(self) -> aiohttp.ClientSession:
+        """The run's HTTP session, which ``bench.py`` opens around all the benchmarks."""
+        if self.session is None:
+            raise BenchError("the benchmarks run inside bench.run(), which opens the HTTP session")
+        return self.session
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = bc.signing_pool(self.cores)
-            list(self._pool.map(bc.warm, range(self.cores)))   # start-up is not signing
+            list(self._pool.map(bc.warm, range(self.cores)))  # start-up is not signing
         return self._pool
 
     async def in_pool(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def node(self, name: str, **kw) -> NodeProc:
-        proc = NodeProc(self.workdir, name, self.session, **kw)
+        proc = NodeProc(self.workdir, name, self.client, **kw)
         self.nodes.append(proc)
         return proc
 
@@ -156,14 +210,18 @@ class Bench:
 
     def address(self, seed: bytes, key_no: int = 0) -> str:
         from node.primitives.crypto import encode_address
+
         return encode_address(REGTEST.hrp, bc.addr_for(seed, key_no))
 
     async def sign_spends(self, seed: bytes, coins: list, chunks: int | None = None) -> list[bytes]:
         chunks = chunks or self.cores * 4
         size = max(1, -(-len(coins) // chunks))
-        parts = await asyncio.gather(*(self.in_pool(bc.sign_spends, REGTEST.network_id, seed,
-                                                    coins[i:i + size])
-                                       for i in range(0, len(coins), size)))
+        parts = await asyncio.gather(
+            *(
+                self.in_pool(bc.sign_spends, REGTEST.network_id, seed, coins[i : i + size])
+                for i in range(0, len(coins), size)
+            )
+        )
         return [raw for part in parts for raw in part]
 
     def profile(self, name: str | None, pid: int):

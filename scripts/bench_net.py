@@ -4,30 +4,34 @@ Everything listens on 127.0.0.1 on free ports.  A node's output goes to a log
 file next to its datadir.  Every wait has a deadline; every process started
 here is stopped here, by its own pid.
 """
+
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, ClassVar
 
 import aiohttp
 
 from network.frames import FrameDecoder, encode_frame
-from node.primitives import encoding
 from node.consensus.params import NetworkParams
+from node.primitives import encoding
 from scripts.bench_chain import die_with_parent
 from scripts.testnet_lib import program
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 60.0    # seconds for a node's API to answer
-STOP_TIMEOUT = 60.0     # seconds for a node to exit after POST /stop or SIGTERM
+START_TIMEOUT = 60.0  # seconds for a node's API to answer
+STOP_TIMEOUT = 60.0  # seconds for a node to exit after POST /stop or SIGTERM
 
 
 class BenchError(RuntimeError):
@@ -38,8 +42,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
 
 
 def proc_status_kb(pid: int, key: str) -> int:
@@ -54,7 +56,9 @@ def proc_status_kb(pid: int, key: str) -> int:
 def memory_mb(pid: int) -> dict[str, float]:
     """Peak and current resident memory of a process, and the current split between
     anonymous memory (the heap) and file pages (LMDB's memory map) in MB."""
-    return {key: proc_status_kb(pid, key) / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
+    return {
+        key: proc_status_kb(pid, key) / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile")
+    }
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -84,8 +88,9 @@ class CpuMeter:
         return ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
 
 
-async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what: str,
-                   interval: float = 0.02) -> Any:
+async def wait_for(
+    predicate: Callable[[], Awaitable[Any]], timeout: float, what: str, interval: float = 0.02
+) -> Any:
     """Await ``predicate()`` until truthy (returned); BenchError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -100,16 +105,23 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float, what
 class NodeProc:
     """One ``obol-node --network regtest`` process and its HTTP API."""
 
-    def __init__(self, workdir: Path, name: str, session: aiohttp.ClientSession,
-                 network: str = "regtest", args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        session: aiohttp.ClientSession,
+        network: str = "regtest",
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.datadir = workdir / name
         self.network = network
-        self.args = ["--no-discover", *args]   # only the --peer links we ask for
+        self.args = ["--no-discover", *args]  # only the --peer links we ask for
         self.session = session
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
-        self.p2p_port, self.api_port = free_port(), free_port()   # known before start: lines of nodes
+        # chosen now, before start: a node of a line names the one before it in --peer
+        self.p2p_port, self.api_port = free_port(), free_port()
         self.token = ""
 
     @property
@@ -125,24 +137,46 @@ class NodeProc:
     def p2p(self) -> str:
         return f"127.0.0.1:{self.p2p_port}"
 
-    async def start(self, peers: tuple["NodeProc", ...] = ()) -> "NodeProc":
+    async def start(self, peers: tuple[NodeProc, ...] = ()) -> NodeProc:
         self.datadir.mkdir(parents=True, exist_ok=True)
         (self.datadir / "api.token").unlink(missing_ok=True)
-        args = ["--network", self.network, "--datadir", str(self.datadir),
-                "--listen", self.p2p, "--api", f"127.0.0.1:{self.api_port}", "--log-level", "WARNING",
-                *[a for p in peers for a in ("--peer", p.p2p)], *self.args]
+        args = [
+            "--network",
+            self.network,
+            "--datadir",
+            str(self.datadir),
+            "--listen",
+            self.p2p,
+            "--api",
+            f"127.0.0.1:{self.api_port}",
+            "--log-level",
+            "WARNING",
+            *[a for p in peers for a in ("--peer", p.p2p)],
+            *self.args,
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("OBOL_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(program("obol-node", "node.daemon") + args, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
-        await wait_for(self._ready, START_TIMEOUT, f"node {self.name} to start")
+            proc = subprocess.Popen(
+                program("obol-node", "node.daemon") + args,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=die_with_parent,
+            )
+        self.proc = proc
+        await wait_for(
+            functools.partial(self._ready, proc), START_TIMEOUT, f"node {self.name} to start"
+        )
         return self
 
-    async def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise BenchError(f"node {self.name} exited with {self.proc.returncode}: "
-                             f"{self.log_path.read_text(errors='replace')[-2000:]}")
+    async def _ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        if proc.poll() is not None:
+            raise BenchError(
+                f"node {self.name} exited with {proc.returncode}: "
+                f"{self.log_path.read_text(errors='replace')[-2000:]}"
+            )
         token = self.datadir / "api.token"
         if not token.exists():
             return False
@@ -153,10 +187,17 @@ class NodeProc:
         except (aiohttp.ClientError, OSError):
             return False
 
-    async def request(self, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
+    async def request(
+        self, method: str, path: str, body: Any = None, timeout: float = 120.0
+    ) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with self.session.request(method, self.url + path, json=body, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with self.session.request(
+            method,
+            self.url + path,
+            json=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
             data = await resp.json(content_type=None)
             if resp.status != 200:
                 raise BenchError(f"{self.name}: {method} {path} -> {resp.status} {data}")
@@ -173,8 +214,10 @@ class NodeProc:
 
     async def wait_height(self, height: int, timeout: float, interval: float = 0.02) -> float:
         """Poll /status until the tip is at ``height``; the monotonic time it was seen."""
+
         async def reached():
             return (await self.status())["height"] >= height
+
         await wait_for(reached, timeout, f"{self.name} to reach height {height}", interval)
         return time.perf_counter()
 
@@ -189,16 +232,16 @@ class NodeProc:
 
     async def metrics(self) -> dict[str, float]:
         """The Prometheus text of /metrics as {sample name: value} (labels kept in the name)."""
-        async with self.session.get(self.url + "metrics", timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        async with self.session.get(
+            self.url + "metrics", timeout=aiohttp.ClientTimeout(total=30)
+        ) as resp:
             text = await resp.text()
         out = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):
                 name, _, value = line.rpartition(" ")
-                try:
+                with contextlib.suppress(ValueError):
                     out[name] = float(value)
-                except ValueError:
-                    pass
         return out
 
     async def stop(self) -> None:
@@ -207,7 +250,7 @@ class NodeProc:
             return
         try:
             await self.post("stop", timeout=10.0)
-        except (aiohttp.ClientError, OSError, BenchError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError, BenchError):
             self.proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.to_thread(self.proc.wait, STOP_TIMEOUT)
@@ -219,10 +262,8 @@ class NodeProc:
         """Last resort at exit: SIGKILL this node's own process."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 class WirePeer:
@@ -231,8 +272,9 @@ class WirePeer:
     A reader task answers pings and counts (and drops) everything else the node sends.
     """
 
-    def __init__(self, params: NetworkParams, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, params: NetworkParams, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.params = params
         self.reader, self.writer = reader, writer
         self.decoder = FrameDecoder(params.magic, 8 * 1024 * 1024)
@@ -241,12 +283,23 @@ class WirePeer:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    async def connect(cls, params: NetworkParams, port: int, timeout: float = 10.0) -> "WirePeer":
+    async def connect(cls, params: NetworkParams, port: int, timeout: float = 10.0) -> WirePeer:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
         peer = cls(params, reader, writer)
         peer._task = asyncio.get_running_loop().create_task(peer._read())
-        peer.send("version", [1, params.magic, params.genesis_hash, 0, 0,
-                              int.from_bytes(os.urandom(8), "big"), "/obol-bench:0/", int(time.time())])
+        peer.send(
+            "version",
+            [
+                1,
+                params.magic,
+                params.genesis_hash,
+                0,
+                0,
+                int.from_bytes(os.urandom(8), "big"),
+                "/obol-bench:0/",
+                int(time.time()),
+            ],
+        )
         await asyncio.wait_for(peer._handshake, timeout)
         return peer
 
@@ -258,7 +311,7 @@ class WirePeer:
 
     async def send_frames(self, frames: list[bytes], batch: int = 256) -> None:
         for i in range(0, len(frames), batch):
-            self.writer.write(b"".join(frames[i:i + batch]))
+            self.writer.write(b"".join(frames[i : i + batch]))
             await self.writer.drain()
 
     async def _read(self) -> None:
@@ -293,10 +346,8 @@ class WirePeer:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (OSError, asyncio.TimeoutError):
-            pass
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -310,37 +361,56 @@ def tx_frame(params: NetworkParams, raw_tx: bytes) -> bytes:
 class Profiler:
     """``py-spy record`` of one process while a phase runs (``--profile DIR``); else nothing."""
 
-    RATE = 250   # samples per second per thread
+    RATE = 250  # samples per second per thread
 
     # native: C frames too (msgpack, hashlib, LMDB, the GIL); py-spy then pauses the process
     # for each sample, so its timings are slower than the others'
-    MODES = {"cpu": ["--nonblocking"], "gil": ["--gil", "--nonblocking"],
-             "wall": ["--idle", "--nonblocking"], "native": ["--native"]}
+    MODES: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "cpu": ("--nonblocking",),
+        "gil": ("--gil", "--nonblocking"),
+        "wall": ("--idle", "--nonblocking"),
+        "native": ("--native",),
+    }
 
     def __init__(self, outdir: Path | None, mode: str = "cpu") -> None:
         self.outdir = outdir
-        self.mode = mode   # cpu: running threads; gil: the thread holding the GIL; wall: every
-                           # thread; native: running threads with their C frames
-        self.files: dict[str, tuple[Path, float]] = {}   # name -> (raw stacks, seconds recorded)
+        # cpu: running threads; gil: the thread holding the GIL; wall: every thread;
+        # native: running threads with their C frames
+        self.mode = mode
+        self.files: dict[str, tuple[Path, float]] = {}  # name -> (raw stacks, seconds recorded)
         self._running: dict[int, tuple[str, float]] = {}
 
-    def attach(self, name: str | None, pid: int) -> "subprocess.Popen | None":
+    def attach(self, name: str | None, pid: int) -> subprocess.Popen | None:
         if self.outdir is None or name is None:
             return None
         self.outdir.mkdir(parents=True, exist_ok=True)
         out = self.outdir / f"{name}.txt"
         pyspy = Path(sys.executable).with_name("py-spy")
-        cmd = [str(pyspy) if pyspy.exists() else "py-spy", "record", "--pid", str(pid), "--format", "raw",
-               "--rate", str(self.RATE), "--threads", "--output", str(out),
-               "--duration", "900", *self.MODES[self.mode]]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=die_with_parent)
-        time.sleep(1.0)   # py-spy attaches (not timed)
+        cmd = [
+            str(pyspy) if pyspy.exists() else "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            str(self.RATE),
+            "--threads",
+            "--output",
+            str(out),
+            "--duration",
+            "900",
+            *self.MODES[self.mode],
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+        time.sleep(1.0)  # py-spy attaches (not timed)
         self._running[proc.pid] = (name, time.perf_counter())
         self.files[name] = (out, 0.0)
         return proc
 
-    def detach(self, proc: "subprocess.Popen | None") -> None:
+    def detach(self, proc: subprocess.Popen | None) -> None:
         if proc is None:
             return
         name, started = self._running.pop(proc.pid)
@@ -359,7 +429,9 @@ def _function(frame: str) -> str:
     return f"{where.rsplit(':', 1)[0]}:{name}" if name else frame
 
 
-def summarize_profile(path: Path, seconds: float, rate: float = Profiler.RATE, top: int = 8) -> list[str]:
+def summarize_profile(
+    path: Path, seconds: float, rate: float = Profiler.RATE, top: int = 8
+) -> list[str]:
     """py-spy's raw stacks, per thread group (sigcheck_0 and sigcheck_1 are one group): how busy
     the threads were (samples / (rate × seconds): 1.0 = one core all the time), and the
     functions with the most samples of their own, as shares of the group's samples."""

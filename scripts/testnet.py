@@ -6,6 +6,7 @@ The network's state (ports, pids, wallets, logs) is kept in DIR (default
 ``./testnet``); nodes run in the background, so every command is a separate
 run of this program.  See docs/testnet.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,17 +20,59 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypedDict
 
-from .testnet_lib import (COINBASE_MATURITY, HOST_BASE, MAX_NODES, STOP_TIMEOUT, TOPOLOGIES, ApiError,
-                          NodeInfo, State, Testnet, TestnetError, WalletCliError, edges_for_new_node,
-                          free_port, host_of, kill_node, log_tail, node_running, stop_nodes,
-                          topology_edges)
-from .testnet_ops import (Traffic, after_start, agree, bootstrap, collect_status, heal, launch, mine,
-                          parse_groups, partition, running, tips, wait_links, wanted_links)
+from .testnet_lib import (
+    COINBASE_MATURITY,
+    HOST_BASE,
+    MAX_NODES,
+    STOP_TIMEOUT,
+    TOPOLOGIES,
+    ApiError,
+    NodeInfo,
+    State,
+    Testnet,
+    TestnetError,
+    WalletCliError,
+    edges_for_new_node,
+    free_port,
+    host_of,
+    kill_node,
+    log_tail,
+    node_running,
+    stop_nodes,
+    topology_edges,
+)
+from .testnet_ops import (
+    Traffic,
+    after_start,
+    agree,
+    bootstrap,
+    collect_status,
+    heal,
+    launch,
+    mine,
+    parse_groups,
+    partition,
+    running,
+    tips,
+    wait_links,
+    wanted_links,
+)
 
-DEFAULTS = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
-REGTEST_BLOCK_INTERVAL = 2.0      # seconds between the blocks `traffic`/`run` mine on regtest
-STATUS_INTERVAL = 2.0             # seconds between refreshes of `status --watch` and `run`
+
+class Defaults(TypedDict):
+    """What `up` creates when its flags are not given."""
+
+    nodes: int
+    miners: int
+    topology: str
+    network: str
+
+
+DEFAULTS: Defaults = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
+REGTEST_BLOCK_INTERVAL = 2.0  # seconds between the blocks `traffic`/`run` mine on regtest
+STATUS_INTERVAL = 2.0  # seconds between refreshes of `status --watch` and `run`
 
 
 def say(text: str) -> None:
@@ -37,6 +80,7 @@ def say(text: str) -> None:
 
 
 # --- up / add / start ------------------------------------------------------------------------
+
 
 def new_node(tn: Testnet, state: State, index: int, miner: bool) -> NodeInfo:
     if index >= MAX_NODES:
@@ -48,13 +92,22 @@ def new_node(tn: Testnet, state: State, index: int, miner: bool) -> NodeInfo:
         p2p, api = state.base_port + 2 * index, state.base_port + 2 * index + 1
     else:
         p2p, api = free_port(host), free_port("127.0.0.1")
-    return NodeInfo(index=index, host=host, p2p_port=p2p, api_port=api,
-                    datadir=str(home / "data"), log=str(home / "node.log"),
-                    wallet=str(home / "wallet.json"), address="", miner=miner)
+    return NodeInfo(
+        index=index,
+        host=host,
+        p2p_port=p2p,
+        api_port=api,
+        datadir=str(home / "data"),
+        log=str(home / "node.log"),
+        wallet=str(home / "wallet.json"),
+        address="",
+        miner=miner,
+    )
 
 
 def make_wallets(tn: Testnet, state: State, nodes: list[NodeInfo]) -> None:
     """Create each node's wallet (if missing) and note its receive address."""
+
     def one(node: NodeInfo) -> None:
         wallet = tn.wallet(state, node)
         if not Path(node.wallet).exists():
@@ -73,32 +126,46 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
             state = tn.load()
             live = running(state)
             if live:
-                say(f"the test network in {tn.dir} is already running "
+                say(
+                    f"the test network in {tn.dir} is already running "
                     f"({len(live)} of {len(state.nodes)} nodes up): see `obol-testnet status`, "
-                    f"or `obol-testnet down` first")
+                    f"or `obol-testnet down` first"
+                )
                 return 1
-            conflicts = [f"--{k}" for k, v in (("nodes", len(state.nodes)), ("network", state.network),
-                                               ("topology", state.topology),
-                                               ("miners", sum(n.miner for n in state.nodes)))
-                         if getattr(args, k) is not None and getattr(args, k) != v]
+            conflicts = [
+                f"--{k}"
+                for k, v in (
+                    ("nodes", len(state.nodes)),
+                    ("network", state.network),
+                    ("topology", state.topology),
+                    ("miners", sum(n.miner for n in state.nodes)),
+                )
+                if getattr(args, k) is not None and getattr(args, k) != v
+            ]
             if conflicts:
-                raise TestnetError(f"{tn.dir} holds a stopped {len(state.nodes)}-node {state.network} "
-                                   f"network; {', '.join(conflicts)} differ: `obol-testnet down --clean` "
-                                   f"first for a new one")
+                raise TestnetError(
+                    f"{tn.dir} holds a stopped {len(state.nodes)}-node {state.network} "
+                    f"network; {', '.join(conflicts)} differ: `obol-testnet down --clean` "
+                    f"first for a new one"
+                )
             say(f"restarting the {state.network} network in {tn.dir} ({len(state.nodes)} nodes)")
             fresh = False
         else:
             state = create_state(tn, args)
             fresh = True
-            say(f"creating a {len(state.nodes)}-node {state.network} network in {tn.dir} "
-                f"({state.topology} topology)")
+            say(
+                f"creating a {len(state.nodes)}-node {state.network} network in {tn.dir} "
+                f"({state.topology} topology)"
+            )
             make_wallets(tn, state, state.nodes)
             tn.save(state)
         try:
             launch(tn, state, state.nodes)
         except TestnetError as exc:
-            raise TestnetError(f"{exc}\n(nodes that started are still running: "
-                               f"`obol-testnet --dir {tn.dir} down` stops them)") from None
+            raise TestnetError(
+                f"{exc}\n(nodes that started are still running: "
+                f"`obol-testnet --dir {tn.dir} down` stops them)"
+            ) from None
         finally:
             tn.save(state)
         for node in state.nodes:
@@ -109,16 +176,20 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
     if state.network == "regtest" and fresh:
         bootstrap(tn, state, say)
     print_nodes(state)
-    say(f"all {len(state.nodes)} nodes up and linked.  Next: obol-testnet --dir {tn.dir} "
-        f"status | traffic | partition 0,1 2,3 | heal | down")
+    say(
+        f"all {len(state.nodes)} nodes up and linked.  Next: obol-testnet --dir {tn.dir} "
+        f"status | traffic | partition 0,1 2,3 | heal | down"
+    )
     return 0
 
 
 def print_nodes(state: State) -> None:
     say(f"{'node':<5} {'p2p':<20} {'api':<24} {'pid':>7}  {'miner':<5}  wallet address")
     for n in state.nodes:
-        say(f"{n.index:<5} {n.p2p:<20} {n.api_url:<24} {n.pid or '-':>7}  {'yes' if n.miner else 'no':<5}  "
-            f"{n.address}")
+        say(
+            f"{n.index:<5} {n.p2p:<20} {n.api_url:<24} {n.pid or '-':>7}  "
+            f"{'yes' if n.miner else 'no':<5}  {n.address}"
+        )
 
 
 def create_state(tn: Testnet, args: argparse.Namespace) -> State:
@@ -135,7 +206,9 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
     tn.dir.mkdir(parents=True, exist_ok=True)
     tn.passphrase()
     edges = topology_edges(topology, n, random.Random(args.seed))
-    state = State(network=network, topology=topology, edges=edges, nodes=[], base_port=args.base_port)
+    state = State(
+        network=network, topology=topology, edges=edges, nodes=[], base_port=args.base_port
+    )
     state.nodes = [new_node(tn, state, i, i < miners) for i in range(n)]
     return state
 
@@ -147,7 +220,7 @@ def cmd_add(tn: Testnet, args: argparse.Namespace) -> int:
         edges = edges_for_new_node(state.topology, node.index, random.Random(args.seed))
         live = [n.index for n in running(state)]
         if live and not any(a in live for a, _b in edges):
-            edges.append([live[-1], node.index])     # its topology neighbours are down: link it anyway
+            edges.append([live[-1], node.index])  # its topology neighbours are down: link it anyway
         state.edges += edges
         state.nodes.append(node)
         tn.save(state)
@@ -155,8 +228,10 @@ def cmd_add(tn: Testnet, args: argparse.Namespace) -> int:
         tn.save(state)
         after_start(tn, state, node)
         wait_links(tn, state, [link for link in wanted_links(state) if node in link])
-    say(f"node {node.index} started on {node.p2p} (API {node.api_url}), linked to "
-        f"{', '.join(map(str, state.neighbours(node.index))) or 'nobody'}")
+    say(
+        f"node {node.index} started on {node.p2p} (API {node.api_url}), linked to "
+        f"{', '.join(map(str, state.neighbours(node.index))) or 'nobody'}"
+    )
     return 0
 
 
@@ -184,7 +259,10 @@ def cmd_stop(tn: Testnet, args: argparse.Namespace) -> int:
             return 1
         pid = node.pid
         killed = stop_nodes([node])
-    say(f"node {node.index} (pid {pid}) " + ("did not stop in time: killed" if killed else "stopped"))
+    say(
+        f"node {node.index} (pid {pid}) "
+        + ("did not stop in time: killed" if killed else "stopped")
+    )
     return 0
 
 
@@ -207,19 +285,29 @@ def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
     with tn.update() as state:
         live = running(state)
         killed = stop_nodes(state.nodes)
-    say(f"stopped {len(live)} node(s)"
-        + (f" (killed {', '.join(map(str, killed))}: still running {STOP_TIMEOUT:g}s after SIGTERM)"
-           if killed else ""))
+    say(
+        f"stopped {len(live)} node(s)"
+        + (
+            f" (killed {', '.join(map(str, killed))}: "
+            f"still running {STOP_TIMEOUT:g}s after SIGTERM)"
+            if killed
+            else ""
+        )
+    )
     if args.clean:
         if (tn.dir / "testnet.json").exists():
             shutil.rmtree(tn.dir)
             say(f"removed {tn.dir}")
     else:
-        say(f"kept {tn.dir} (chains, wallets, logs): `obol-testnet up` restarts it, `down --clean` removes it")
+        say(
+            f"kept {tn.dir} (chains, wallets, logs): "
+            "`obol-testnet up` restarts it, `down --clean` removes it"
+        )
     return 0
 
 
 # --- partition / heal / wait-converged --------------------------------------------------------
+
 
 def cmd_partition(tn: Testnet, args: argparse.Namespace) -> int:
     with tn.update() as state:
@@ -246,12 +334,26 @@ def cmd_wait_converged(tn: Testnet, args: argparse.Namespace) -> int:
         state = tn.load()
         rows = tips(tn, state)
         if agree(rows):
+            first = rows[0]
+            # agree() holds only when every node answered a tip and one UTXO set hash
+            assert first.tip is not None and first.utxo_hash is not None
             if args.json:
-                print(json.dumps({"converged": True, "height": rows[0].height, "tip": rows[0].tip,
-                                  "utxo_hash": rows[0].utxo_hash, "nodes": [r.index for r in rows]}))
+                print(
+                    json.dumps(
+                        {
+                            "converged": True,
+                            "height": first.height,
+                            "tip": first.tip,
+                            "utxo_hash": first.utxo_hash,
+                            "nodes": [r.index for r in rows],
+                        }
+                    )
+                )
             else:
-                say(f"converged: {len(rows)} running node(s) at height {rows[0].height}, "
-                    f"tip {rows[0].tip[:16]}, UTXO set {rows[0].utxo_hash[:16]}")
+                say(
+                    f"converged: {len(rows)} running node(s) at height {first.height}, "
+                    f"tip {first.tip[:16]}, UTXO set {first.utxo_hash[:16]}"
+                )
             return 0
         time.sleep(0.25)
     if args.json:
@@ -260,14 +362,17 @@ def cmd_wait_converged(tn: Testnet, args: argparse.Namespace) -> int:
         say(f"not converged after {args.timeout:g}s:")
         say(f"{'node':<5} {'height':>7}  {'tip':<16}  {'utxo set':<16}")
         for r in rows:
-            say(f"{r.index:<5} {r.height if r.height is not None else '-':>7}  "
-                f"{(r.tip or 'unreachable')[:16]:<16}  {(r.utxo_hash or '-')[:16]:<16}")
+            say(
+                f"{r.index:<5} {r.height if r.height is not None else '-':>7}  "
+                f"{(r.tip or 'unreachable')[:16]:<16}  {(r.utxo_hash or '-')[:16]:<16}"
+            )
         if not rows:
             say("(no node is running)")
     return 1
 
 
 # --- coins ------------------------------------------------------------------------------------
+
 
 def cmd_send(tn: Testnet, args: argparse.Namespace) -> int:
     state = tn.load()
@@ -278,8 +383,10 @@ def cmd_send(tn: Testnet, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer))
     else:
-        say(f"node {source.index} -> node {target.index}: {args.amount} coins, txid {answer['txid']}, "
-            f"fee {answer.get('fee')}")
+        say(
+            f"node {source.index} -> node {target.index}: {args.amount} coins, "
+            f"txid {answer['txid']}, fee {answer.get('fee')}"
+        )
     return 0
 
 
@@ -299,16 +406,23 @@ def cmd_mine(tn: Testnet, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer))
     else:
-        say(f"node {node.index} mined {len(answer['hashes'])} block(s): height {answer['height']}, "
-            f"tip {answer['hashes'][-1][:16] if answer['hashes'] else '-'}")
+        say(
+            f"node {node.index} mined {len(answer['hashes'])} block(s): height {answer['height']}, "
+            f"tip {answer['hashes'][-1][:16] if answer['hashes'] else '-'}"
+        )
     return 0
 
 
 def cmd_traffic(tn: Testnet, args: argparse.Namespace) -> int:
     state = tn.load()
     interval = block_interval(state, args.block_interval)
-    traffic = Traffic(tn, args.rate, interval, say if not args.quiet else (lambda _t: None),
-                      random.Random(args.seed))
+    traffic = Traffic(
+        tn,
+        args.rate,
+        interval,
+        say if not args.quiet else (lambda _t: None),
+        random.Random(args.seed),
+    )
     end = time.monotonic() + args.duration if args.duration else None
     try:
         while end is None or time.monotonic() < end:
@@ -318,9 +432,11 @@ def cmd_traffic(tn: Testnet, args: argparse.Namespace) -> int:
             time.sleep(wait)
     except KeyboardInterrupt:
         pass
-    say(f"traffic: {traffic.sent} transaction(s) sent, {traffic.failed} refused, {traffic.skipped} skipped "
-        f"(no spendable coins), {traffic.blocks} block(s) mined"
-        + (f"; last error: {traffic.last_error}" if traffic.last_error else ""))
+    say(
+        f"traffic: {traffic.sent} transaction(s) sent, {traffic.failed} refused, "
+        f"{traffic.skipped} skipped (no spendable coins), {traffic.blocks} block(s) mined"
+        + (f"; last error: {traffic.last_error}" if traffic.last_error else "")
+    )
     return 0
 
 
@@ -331,6 +447,7 @@ def block_interval(state: State, requested: float | None) -> float | None:
 
 
 # --- status / logs ----------------------------------------------------------------------------
+
 
 def fmt_rate(h: float | None) -> str:
     if h is None:
@@ -352,25 +469,35 @@ def fmt_age(age: float | None) -> str:
 
 def render_status(info: dict) -> str:
     parts = " | ".join("{" + ",".join(map(str, g)) + "}" for g in info["partition"] or [])
-    lines = [f"obol {info['network']} network in {info['dir']} ({info['topology']}, "
-             f"{len(info['nodes'])} nodes)" + (f"  PARTITIONED {parts}" if parts else ""),
-             f"{'node':<5} {'p2p':<18} {'state':<11} {'height':>6}  {'tip':<12} {'peers':>5} "
-             f"{'mempool':>7}  {'hashrate':>10}  {'last block':<10}"]
+    lines = [
+        f"obol {info['network']} network in {info['dir']} ({info['topology']}, "
+        f"{len(info['nodes'])} nodes)" + (f"  PARTITIONED {parts}" if parts else ""),
+        f"{'node':<5} {'p2p':<18} {'state':<11} {'height':>6}  {'tip':<12} {'peers':>5} "
+        f"{'mempool':>7}  {'hashrate':>10}  {'last block':<10}",
+    ]
     for r in info["nodes"]:
         name = f"{r['index']}{'*' if r['miner'] else ''}"
         if r["state"] == "running":
-            lines.append(f"{name:<5} {r['p2p']:<18} {'running':<11} {r['height']:>6}  {r['tip'][:12]:<12} "
-                         f"{r['peers']:>5} {r['mempool']:>7}  {fmt_rate(r['hashrate']):>10}  "
-                         f"{fmt_age(r['last_block_age']):<10}" + ("  syncing" if r.get("syncing") else ""))
+            lines.append(
+                f"{name:<5} {r['p2p']:<18} {'running':<11} {r['height']:>6}  {r['tip'][:12]:<12} "
+                f"{r['peers']:>5} {r['mempool']:>7}  {fmt_rate(r['hashrate']):>10}  "
+                f"{fmt_age(r['last_block_age']):<10}" + ("  syncing" if r.get("syncing") else "")
+            )
         else:
             lines.append(f"{name:<5} {r['p2p']:<18} {r['state']:<11}")
     live = [r for r in info["nodes"] if r["state"] == "running"]
     if not live:
         lines.append("no node is running")
     elif info["agree"]:
-        lines.append(f"all {len(live)} running node(s) agree: height {live[0]['height']}, tip {live[0]['tip'][:16]}")
+        lines.append(
+            f"all {len(live)} running node(s) agree: "
+            f"height {live[0]['height']}, tip {live[0]['tip'][:16]}"
+        )
     else:
-        lines.append(f"nodes DISAGREE: {len({r['tip'] for r in live})} different tips among {len(live)} running node(s)")
+        lines.append(
+            f"nodes DISAGREE: {len({r['tip'] for r in live})} different tips "
+            f"among {len(live)} running node(s)"
+        )
     lines.append("(* = miner)")
     return "\n".join(lines)
 
@@ -422,6 +549,7 @@ def cmd_logs(tn: Testnet, args: argparse.Namespace) -> int:
 
 # --- run --------------------------------------------------------------------------------------
 
+
 def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
     """up, then live status and traffic until Ctrl-C (or SIGTERM), then down."""
     try:
@@ -445,8 +573,9 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    traffic = Traffic(tn, args.rate, block_interval(state, args.block_interval), note,
-                      random.Random(args.seed))
+    traffic = Traffic(
+        tn, args.rate, block_interval(state, args.block_interval), note, random.Random(args.seed)
+    )
     next_status = 0.0
     try:
         while True:
@@ -455,27 +584,39 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
                 next_status = now + STATUS_INTERVAL
                 info = collect_status(tn, tn.load())
                 text = render_status(info)
-                footer = (f"traffic: {traffic.sent} tx sent, {traffic.failed} refused"
-                          + (f" (last: {traffic.last_error})" if traffic.last_error else "")
-                          + (f", {traffic.blocks} blocks mined" if traffic.blocks else ""))
+                footer = (
+                    f"traffic: {traffic.sent} tx sent, {traffic.failed} refused"
+                    + (f" (last: {traffic.last_error})" if traffic.last_error else "")
+                    + (f", {traffic.blocks} blocks mined" if traffic.blocks else "")
+                )
                 if not traffic.sent and (info["height"] or 0) <= maturity:
-                    footer += (f"\npayments start once the first coinbase has {maturity} "
-                               f"confirmations (height {maturity + 1})")
+                    footer += (
+                        f"\npayments start once the first coinbase has {maturity} "
+                        f"confirmations (height {maturity + 1})"
+                    )
                 if tty:
-                    sys.stdout.write("\x1b[H\x1b[J" + text + "\n" + footer + "\n\n"
-                                     + "\n".join(messages) + "\n\nCtrl-C stops the network.\n")
+                    sys.stdout.write(
+                        "\x1b[H\x1b[J"
+                        + text
+                        + "\n"
+                        + footer
+                        + "\n\n"
+                        + "\n".join(messages)
+                        + "\n\nCtrl-C stops the network.\n"
+                    )
                     sys.stdout.flush()
                 else:
                     say(text + "\n" + footer)
             wait = traffic.step()
             time.sleep(max(0.0, min(wait, next_status - time.monotonic())))
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)   # let `down` finish
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let `down` finish
         say("\nstopping the network...")
     return cmd_down(tn, argparse.Namespace(clean=False))
 
 
 # --- the command line -------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="obol-testnet", description="Run a local Obol test network.")
@@ -484,11 +625,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     def up_options(q: argparse.ArgumentParser) -> None:
         q.add_argument("--nodes", type=int, help=f"number of nodes (default {DEFAULTS['nodes']})")
-        q.add_argument("--miners", type=int, help=f"how many of the first nodes mine (default {DEFAULTS['miners']})")
+        q.add_argument(
+            "--miners",
+            type=int,
+            help=f"how many of the first nodes mine (default {DEFAULTS['miners']})",
+        )
         q.add_argument("--topology", choices=TOPOLOGIES, help="how nodes are linked (default line)")
-        q.add_argument("--network", choices=("testnet", "regtest"), help="default testnet (real proof of work)")
-        q.add_argument("--base-port", type=int, help="node i uses P2P port P+2i and API port P+2i+1 "
-                       "(default: free ports)")
+        q.add_argument(
+            "--network", choices=("testnet", "regtest"), help="default testnet (real proof of work)"
+        )
+        q.add_argument(
+            "--base-port",
+            type=int,
+            help="node i uses P2P port P+2i and API port P+2i+1 (default: free ports)",
+        )
         q.add_argument("--seed", type=int, help="seed of the random topology and traffic")
 
     q = sub.add_parser("up", help="create (or restart) and start the network")
@@ -498,13 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("run", help="up, live status and traffic until Ctrl-C, then down")
     up_options(q)
     q.add_argument("--rate", type=float, default=0.5, help="transactions per second (default 0.5)")
-    q.add_argument("--block-interval", type=float, help="regtest: seconds between blocks (default 2)")
+    q.add_argument(
+        "--block-interval", type=float, help="regtest: seconds between blocks (default 2)"
+    )
     q.set_defaults(func=cmd_run)
 
     q = sub.add_parser("status", help="one row per node, and whether they agree")
     q.add_argument("--json", action="store_true")
     q.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
-    q.add_argument("--interval", type=float, default=STATUS_INTERVAL, help="seconds between refreshes")
+    q.add_argument(
+        "--interval", type=float, default=STATUS_INTERVAL, help="seconds between refreshes"
+    )
     q.set_defaults(func=cmd_status)
 
     q = sub.add_parser("send", help="pay AMOUNT coins from node FROM's wallet to node TO's")
@@ -518,7 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("traffic", help="random payments between the wallets (regtest: and blocks)")
     q.add_argument("--rate", type=float, default=1.0, help="transactions per second (default 1)")
     q.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
-    q.add_argument("--block-interval", type=float, help="regtest: seconds between blocks (default 2, 0: none)")
+    q.add_argument(
+        "--block-interval", type=float, help="regtest: seconds between blocks (default 2, 0: none)"
+    )
     q.add_argument("--seed", type=int)
     q.add_argument("--quiet", action="store_true", help="only the summary")
     q.set_defaults(func=cmd_traffic)
@@ -529,8 +685,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_mine)
 
-    for name, func, text in (("kill", cmd_kill, "SIGKILL node I"), ("stop", cmd_stop, "SIGTERM node I"),
-                             ("start", cmd_start, "start node I again")):
+    for name, func, text in (
+        ("kill", cmd_kill, "SIGKILL node I"),
+        ("stop", cmd_stop, "SIGTERM node I"),
+        ("start", cmd_start, "start node I again"),
+    ):
         q = sub.add_parser(name, help=text)
         q.add_argument("index", type=int, metavar="I")
         q.set_defaults(func=func)
@@ -547,7 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("heal", help="undo the partition")
     q.set_defaults(func=cmd_heal)
 
-    q = sub.add_parser("wait-converged", help="wait for one tip and one UTXO set on every running node")
+    q = sub.add_parser(
+        "wait-converged", help="wait for one tip and one UTXO set on every running node"
+    )
     q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_wait_converged)

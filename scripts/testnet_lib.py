@@ -16,6 +16,7 @@ docs/testnet.md).  The API of every node is on 127.0.0.1 (a free port).
 This module talks to running programs only (``obol-node`` processes through
 their HTTP API, ``obol-wallet`` as a subprocess); it imports nothing of node/.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,20 +31,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 STATE_FILE = "testnet.json"
 LOCK_FILE = ".lock"
 PASSPHRASE_FILE = "passphrase"
-HOST_BASE = 10                  # node i listens on 127.0.0.(HOST_BASE + i)
-MAX_NODES = 200                 # 127.0.0.10 .. 127.0.0.209
+HOST_BASE = 10  # node i listens on 127.0.0.(HOST_BASE + i)
+MAX_NODES = 200  # 127.0.0.10 .. 127.0.0.209
 API_HOST = "127.0.0.1"
-WALLET_KDF_N = 2 ** 12          # scrypt cost of the testnet wallets (throwaway keys, fast CLI)
-BAN_SECONDS = 30 * 24 * 3600    # a partition's bans last until `heal` lifts them
-STARTUP_TIMEOUT = 60.0          # seconds for a node's API to answer after start
-STOP_TIMEOUT = 30.0             # seconds for a node to exit after SIGTERM before SIGKILL
+WALLET_KDF_N = 2**12  # scrypt cost of the testnet wallets (throwaway keys, fast CLI)
+BAN_SECONDS = 30 * 24 * 3600  # a partition's bans last until `heal` lifts them
+STARTUP_TIMEOUT = 60.0  # seconds for a node's API to answer after start
+STOP_TIMEOUT = 30.0  # seconds for a node to exit after SIGTERM before SIGKILL
 COIN = 100_000_000
 COINBASE_MATURITY = {"testnet": 20, "regtest": 100, "main": 100}
 TOPOLOGIES = ("line", "ring", "mesh", "random")
@@ -71,16 +73,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 # --- state -----------------------------------------------------------------------------------
 
+
 @dataclass
 class NodeInfo:
     index: int
-    host: str                   # P2P listen (and dial) address
+    host: str  # P2P listen (and dial) address
     p2p_port: int
     api_port: int
     datadir: str
     log: str
     wallet: str
-    address: str                # the wallet's receive address (the miner pays to it)
+    address: str  # the wallet's receive address (the miner pays to it)
     miner: bool
     pid: int | None = None
 
@@ -107,7 +110,7 @@ class State:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "State":
+    def from_json(cls, data: dict[str, Any]) -> State:
         data = dict(data)
         data["nodes"] = [NodeInfo(**n) for n in data["nodes"]]
         return cls(**data)
@@ -135,7 +138,9 @@ class Testnet:
         try:
             return State.from_json(json.loads(self.state_path.read_text()))
         except FileNotFoundError:
-            raise TestnetError(f"no test network in {self.dir} (start one with `obol-testnet up`)") from None
+            raise TestnetError(
+                f"no test network in {self.dir} (start one with `obol-testnet up`)"
+            ) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise TestnetError(f"{self.state_path} is damaged: {exc}") from None
 
@@ -170,14 +175,15 @@ class Testnet:
                 fh.write(secrets.token_hex(16) + "\n")
         return path.read_text().strip()
 
-    def client(self, node: NodeInfo, timeout: float = 10.0) -> "Api":
+    def client(self, node: NodeInfo, timeout: float = 10.0) -> Api:
         return Api(node.api_port, Path(node.datadir), timeout)
 
-    def wallet(self, state: State, node: NodeInfo) -> "WalletCli":
+    def wallet(self, state: State, node: NodeInfo) -> WalletCli:
         return WalletCli(Path(node.wallet), state.network, node.api_url, self.passphrase())
 
 
 # --- topologies ------------------------------------------------------------------------------
+
 
 def topology_edges(kind: str, n: int, rng: random.Random | None = None) -> list[list[int]]:
     """Edges [a, b] (a < b) of ``kind`` over nodes 0..n-1; every topology is connected."""
@@ -192,15 +198,15 @@ def topology_edges(kind: str, n: int, rng: random.Random | None = None) -> list[
         return [[a, b] for a in range(n) for b in range(a + 1, n)]
     if kind == "random":
         rng = rng or random.Random()
-        edges = {(rng.randrange(i), i) for i in range(1, n)}       # a random spanning tree
-        extra = max(0, n // 2)                                       # and a few more links
+        links = {(rng.randrange(i), i) for i in range(1, n)}  # a random spanning tree
+        extra = max(0, n // 2)  # and a few more links
         for _ in range(extra * 4):
-            if len(edges) >= n - 1 + extra:
+            if len(links) >= n - 1 + extra:
                 break
             a, b = sorted(rng.sample(range(n), 2)) if n >= 2 else (0, 0)
             if a != b:
-                edges.add((a, b))
-        return sorted([a, b] for a, b in edges)
+                links.add((a, b))
+        return sorted([a, b] for a, b in links)
     raise TestnetError(f"unknown topology {kind!r} (choose from {', '.join(TOPOLOGIES)})")
 
 
@@ -238,6 +244,7 @@ def connected_components(members: list[int], edges: list[list[int]]) -> list[lis
 
 # --- ports -----------------------------------------------------------------------------------
 
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -245,6 +252,7 @@ def free_port(host: str) -> int:
 
 
 # --- the HTTP API ----------------------------------------------------------------------------
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -268,9 +276,18 @@ class Api:
         except OSError:
             raise ApiError(0, "no-token", f"no API token in {self.datadir}") from None
 
-    def request(self, method: str, path: str, body: Any = None, admin: bool = False,
-                timeout: float | None = None) -> Any:
-        """The JSON answer of ``METHOD /api/v1/path``; ApiError for 4xx/5xx, OSError if unreachable."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        admin: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """The JSON answer of ``METHOD /api/v1/path``.
+
+        Raises ApiError for a 4xx/5xx answer, OSError if the node is unreachable.
+        """
         headers = {}
         data = None
         if admin:
@@ -293,8 +310,11 @@ class Api:
             answer = None
         if resp.status >= 400:
             err = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
-            raise ApiError(resp.status, err.get("code", f"http-{resp.status}"),
-                           err.get("message", raw[:200].decode(errors="replace")))
+            raise ApiError(
+                resp.status,
+                err.get("code", f"http-{resp.status}"),
+                err.get("message", raw[:200].decode(errors="replace")),
+            )
         return answer
 
     def get(self, path: str, **kw) -> Any:
@@ -316,6 +336,7 @@ def try_get(api: Api, path: str) -> Any:
 
 
 # --- processes -------------------------------------------------------------------------------
+
 
 def program(name: str, module: str) -> list[str]:
     """The console script ``name`` beside this interpreter, else ``python -m module``."""
@@ -373,10 +394,20 @@ def node_running(node: NodeInfo) -> bool:
 
 
 def node_args(state: State, node: NodeInfo) -> list[str]:
-    args = ["--network", state.network, "--datadir", node.datadir,
-            "--listen", node.p2p, "--api", f"{API_HOST}:{node.api_port}", "--log-level", "INFO"]
+    args = [
+        "--network",
+        state.network,
+        "--datadir",
+        node.datadir,
+        "--listen",
+        node.p2p,
+        "--api",
+        f"{API_HOST}:{node.api_port}",
+        "--log-level",
+        "INFO",
+    ]
     for other in state.neighbours(node.index):
-        if other < node.index:          # the later node of a link dials the earlier one
+        if other < node.index:  # the later node of a link dials the earlier one
             args += ["--peer", state.nodes[other].p2p]
     if node.miner and state.network != "regtest":
         args += ["--mine", "--miner-address", node.address, "--miner-threads", "1"]
@@ -388,14 +419,21 @@ def node_args(state: State, node: NodeInfo) -> list[str]:
 def spawn_node(state: State, node: NodeInfo) -> subprocess.Popen:
     """Start ``obol-node`` detached (own session), output appended to its log."""
     Path(node.datadir).mkdir(parents=True, exist_ok=True)
-    (Path(node.datadir) / "api.token").unlink(missing_ok=True)      # wait for this run's token
+    (Path(node.datadir) / "api.token").unlink(missing_ok=True)  # wait for this run's token
     with open(node.log, "ab") as log:
-        log.write(f"--- obol-testnet: starting node {node.index} at "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        log.write(
+            f"--- obol-testnet: starting node {node.index} at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode()
+        )
         log.flush()
-        proc = subprocess.Popen(program("obol-node", "node.daemon") + node_args(state, node),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=clean_env())
+        proc = subprocess.Popen(
+            program("obol-node", "node.daemon") + node_args(state, node),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=clean_env(),
+        )
     node.pid = proc.pid
     return proc
 
@@ -431,20 +469,23 @@ def wait_ready(tn: Testnet, node: NodeInfo, timeout: float = STARTUP_TIMEOUT) ->
             except (OSError, ApiError):
                 pass
         if time.monotonic() > deadline:
-            raise TestnetError(f"node {node.index} did not answer within {timeout:g}s; its log ends:\n"
-                               f"{log_tail(node)}")
+            raise TestnetError(
+                f"node {node.index} did not answer within {timeout:g}s; its log ends:\n"
+                f"{log_tail(node)}"
+            )
         time.sleep(0.1)
 
 
 def signal_node(node: NodeInfo, sig: int) -> bool:
     """Send ``sig`` to the node (SIGKILL: to its whole process group, miner workers included)."""
-    if not node_running(node):
+    pid = node.pid
+    if pid is None or not node_running(node):
         return False
     try:
         if sig == signal.SIGKILL:
-            os.killpg(node.pid, sig)       # the node leads its own session (start_new_session)
+            os.killpg(pid, sig)  # the node leads its own session (start_new_session)
         else:
-            os.kill(node.pid, sig)
+            os.kill(pid, sig)
     except ProcessLookupError:
         return False
     return True
@@ -486,6 +527,7 @@ def kill_node(node: NodeInfo) -> bool:
 
 # --- wallets ---------------------------------------------------------------------------------
 
+
 class WalletCliError(TestnetError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"obol-wallet: {code}: {message}")
@@ -504,13 +546,27 @@ class WalletCli:
 
     def run(self, *args: str, timeout: float = 120.0) -> Any:
         cmd = program("obol-wallet", "wallet.cli") + [
-            "--wallet", str(self.path), "--node", self.node_url, "--network", self.network,
-            "--json", *args]
-        env = clean_env({"OBOL_WALLET_PASSPHRASE": self.passphrase,
-                         "OBOL_WALLET_KDF_N": str(WALLET_KDF_N)})
+            "--wallet",
+            str(self.path),
+            "--node",
+            self.node_url,
+            "--network",
+            self.network,
+            "--json",
+            *args,
+        ]
+        env = clean_env(
+            {"OBOL_WALLET_PASSPHRASE": self.passphrase, "OBOL_WALLET_KDF_N": str(WALLET_KDF_N)}
+        )
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             raise WalletCliError("no-wallet-cli", "obol-wallet is not installed") from None
         except subprocess.TimeoutExpired:
@@ -550,6 +606,6 @@ def _wallet_error(proc: subprocess.CompletedProcess) -> tuple[str, str]:
             err = data.get("error", data)
             if isinstance(err, dict) and "code" in err:
                 return str(err["code"]), str(err.get("message", ""))
-    text = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}")
+    text = proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
     code = "insufficient-funds" if "insufficient" in text.lower() else "wallet-failed"
     return code, text.splitlines()[-1][:300]

@@ -4,22 +4,42 @@ check convergence, mine on regtest, move coins, and collect status.
 Everything goes through the nodes' HTTP API (``testnet_lib.Api``) and the
 ``obol-wallet`` program (``testnet_lib.WalletCli``).
 """
+
 from __future__ import annotations
 
+import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from .testnet_lib import (BAN_SECONDS, COIN, COINBASE_MATURITY, Api, ApiError, NodeInfo, PortInUse,
-                          State, Testnet, TestnetError, WalletCliError, connected_components,
-                          free_port, host_of, node_running, spawn_node, try_get, wait_for,
-                          wait_ready)
+from .testnet_lib import (
+    BAN_SECONDS,
+    COIN,
+    COINBASE_MATURITY,
+    Api,
+    ApiError,
+    NodeInfo,
+    PortInUse,
+    State,
+    Testnet,
+    TestnetError,
+    WalletCliError,
+    connected_components,
+    free_port,
+    host_of,
+    node_running,
+    spawn_node,
+    try_get,
+    wait_for,
+    wait_ready,
+)
 
-PARTITION_REASON = "testnet-partition"     # the reason of the bans `partition` sets
-LINK_TIMEOUT = 30.0                        # seconds for the links of a topology to handshake
-SYNC_TIMEOUT = 30.0                        # seconds for a node to reach another's tip (regtest mining)
-BOOTSTRAP_BATCH = 10                       # blocks each regtest miner mines in turn at `up`
+PARTITION_REASON = "testnet-partition"  # the reason of the bans `partition` sets
+LINK_TIMEOUT = 30.0  # seconds for the links of a topology to handshake
+SYNC_TIMEOUT = 30.0  # seconds for a node to reach another's tip (regtest mining)
+BOOTSTRAP_BATCH = 10  # blocks each regtest miner mines in turn at `up`
 
 
 def running(state: State) -> list[NodeInfo]:
@@ -31,7 +51,9 @@ def peer_hosts(api: Api) -> set[str] | None:
     peers = try_get(api, "peers")
     if peers is None:
         return None
-    return {p["address"].rpartition(":")[0].strip("[]") for p in peers if p.get("established", True)}
+    return {
+        p["address"].rpartition(":")[0].strip("[]") for p in peers if p.get("established", True)
+    }
 
 
 def group_of(state: State) -> dict[int, int]:
@@ -63,12 +85,16 @@ def wanted_links(state: State) -> list[tuple[NodeInfo, NodeInfo]]:
     """Topology links between running nodes on the same side of the partition (lower, higher)."""
     groups = group_of(state)
     live = {n.index for n in running(state)}
-    return [(state.nodes[a], state.nodes[b]) for a, b in state.edges
-            if a in live and b in live and groups[a] == groups[b]]
+    return [
+        (state.nodes[a], state.nodes[b])
+        for a, b in state.edges
+        if a in live and b in live and groups[a] == groups[b]
+    ]
 
 
-def wait_links(tn: Testnet, state: State, links: list[tuple[NodeInfo, NodeInfo]],
-               timeout: float = LINK_TIMEOUT) -> None:
+def wait_links(
+    tn: Testnet, state: State, links: list[tuple[NodeInfo, NodeInfo]], timeout: float = LINK_TIMEOUT
+) -> None:
     """Dial (higher index -> lower) and wait until every link has an established handshake."""
     pending = list(links)
     deadline = time.monotonic() + timeout
@@ -76,7 +102,7 @@ def wait_links(tn: Testnet, state: State, links: list[tuple[NodeInfo, NodeInfo]]
     while pending:
         for a, b in pending:
             key = (a.index, b.index)
-            if time.monotonic() - dialled.get(key, 0.0) > 2.0:   # (re)dial now and then
+            if time.monotonic() - dialled.get(key, 0.0) > 2.0:  # (re)dial now and then
                 connect(tn, b, a)
                 dialled[key] = time.monotonic()
         pending = [(a, b) for a, b in pending if not linked(tn, a, b)]
@@ -84,11 +110,14 @@ def wait_links(tn: Testnet, state: State, links: list[tuple[NodeInfo, NodeInfo]]
             return
         if time.monotonic() > deadline:
             missing = ", ".join(f"{a.index}-{b.index}" for a, b in pending)
-            raise TestnetError(f"timed out after {timeout:g}s waiting for handshakes on links {missing}")
+            raise TestnetError(
+                f"timed out after {timeout:g}s waiting for handshakes on links {missing}"
+            )
         time.sleep(0.1)
 
 
 # --- starting nodes --------------------------------------------------------------------------
+
 
 def launch(tn: Testnet, state: State, nodes: list[NodeInfo]) -> None:
     """Start ``nodes`` at once and wait for each API; on a port taken meanwhile, pick new ports."""
@@ -125,7 +154,9 @@ def after_start(tn: Testnet, state: State, node: NodeInfo) -> list[str]:
     if state.partition:
         for other in state.nodes:
             if groups[other.index] != groups[node.index]:
-                api.post("bans", {"host": other.host, "seconds": BAN_SECONDS, "reason": PARTITION_REASON})
+                api.post(
+                    "bans", {"host": other.host, "seconds": BAN_SECONDS, "reason": PARTITION_REASON}
+                )
     else:
         for ban in api.get("bans", admin=True):
             if ban.get("reason") == PARTITION_REASON:
@@ -135,6 +166,7 @@ def after_start(tn: Testnet, state: State, node: NodeInfo) -> list[str]:
 
 
 # --- partition and heal ------------------------------------------------------------------------
+
 
 def parse_groups(state: State, specs: list[str]) -> list[list[int]]:
     groups: list[list[int]] = []
@@ -168,13 +200,15 @@ def partition(tn: Testnet, state: State, groups: list[list[int]]) -> None:
         api = tn.client(node)
         for other in state.nodes:
             if side[other.index] != side[node.index]:
-                api.post("bans", {"host": other.host, "seconds": BAN_SECONDS, "reason": PARTITION_REASON})
+                api.post(
+                    "bans", {"host": other.host, "seconds": BAN_SECONDS, "reason": PARTITION_REASON}
+                )
     # The cut may split a group along the topology (a line cut as 0,2 | 1,3): bridge its pieces.
     live_ids = {n.index for n in live}
     extra = []
     for members in groups:
         pieces = connected_components([i for i in members if i in live_ids], state.edges)
-        for left, right in zip(pieces, pieces[1:]):
+        for left, right in itertools.pairwise(pieces):
             extra.append((state.nodes[left[0]], state.nodes[right[0]]))
     wait_links(tn, state, wanted_links(state) + extra)
     wait_for(lambda: not cross_links(tn, state), 10, "connections across the partition to close")
@@ -210,6 +244,7 @@ def heal(tn: Testnet, state: State) -> list[str]:
 
 # --- convergence ------------------------------------------------------------------------------
 
+
 @dataclass
 class Tip:
     index: int
@@ -224,8 +259,14 @@ def tips(tn: Testnet, state: State, utxo: bool = True) -> list[Tip]:
         api = tn.client(node)
         status = try_get(api, "status")
         utxos = try_get(api, "utxoset") if utxo and status else None
-        rows.append(Tip(node.index, status and status["height"], status and status["tip"],
-                        utxos["hash"] if utxos and utxos["tip"] == status["tip"] else None))
+        rows.append(
+            Tip(
+                node.index,
+                status and status["height"],
+                status and status["tip"],
+                utxos["hash"] if utxos and utxos["tip"] == status["tip"] else None,
+            )
+        )
     return rows
 
 
@@ -234,15 +275,19 @@ def agree(rows: list[Tip], utxo: bool = True) -> bool:
         return False
     if len({r.tip for r in rows}) != 1:
         return False
-    return not utxo or (None not in {r.utxo_hash for r in rows} and len({r.utxo_hash for r in rows}) == 1)
+    return not utxo or (
+        None not in {r.utxo_hash for r in rows} and len({r.utxo_hash for r in rows}) == 1
+    )
 
 
 # --- regtest mining ---------------------------------------------------------------------------
 
+
 def mine(tn: Testnet, node: NodeInfo, blocks: int) -> dict[str, Any]:
     """POST /mine on a regtest node, paying its wallet."""
-    return tn.client(node).post("mine", {"blocks": blocks, "address": node.address},
-                                timeout=60 + blocks * 0.5)
+    return tn.client(node).post(
+        "mine", {"blocks": blocks, "address": node.address}, timeout=60 + blocks * 0.5
+    )
 
 
 def status_of(tn: Testnet, node: NodeInfo) -> dict | None:
@@ -282,11 +327,13 @@ def bootstrap(tn: Testnet, state: State, say: Callable[[str], None]) -> None:
         answer = mine(tn, node, min(BOOTSTRAP_BATCH, target - height))
         tip, height = answer["hashes"][-1], answer["height"]
         turn += 1
+    assert tip is not None  # target > start: the loop mined at least one batch
     for node in running(state):
         wait_tip(tn, node, tip)
 
 
 # --- traffic ----------------------------------------------------------------------------------
+
 
 class Traffic:
     """Random payments between the nodes' wallets (and, on regtest, blocks at a steady pace).
@@ -298,8 +345,14 @@ class Traffic:
     seconds, the miners taking turns.
     """
 
-    def __init__(self, tn: Testnet, rate: float, block_interval: float | None,
-                 say: Callable[[str], None], rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        tn: Testnet,
+        rate: float,
+        block_interval: float | None,
+        say: Callable[[str], None],
+        rng: random.Random | None = None,
+    ) -> None:
         self.tn = tn
         self.rate = rate
         self.block_interval = block_interval
@@ -308,11 +361,11 @@ class Traffic:
         now = time.monotonic()
         self.next_tx = now
         self.next_block = now + (block_interval or 0)
-        self.broke_until: dict[int, float] = {}     # wallet index -> when to try it again
+        self.broke_until: dict[int, float] = {}  # wallet index -> when to try it again
         self.turn = 0
         self.sent = 0
         self.failed = 0
-        self.skipped = 0                            # attempts from a wallet with no spendable coins
+        self.skipped = 0  # attempts from a wallet with no spendable coins
         self.blocks = 0
         self.last_error = ""
 
@@ -344,7 +397,7 @@ class Traffic:
         try:
             answer = self.tn.wallet(state, source).send(target.address, amount)
         except WalletCliError as exc:
-            if exc.code == "insufficient-funds":     # nothing spendable (yet): try it later
+            if exc.code == "insufficient-funds":  # nothing spendable (yet): try it later
                 self.skipped += 1
                 self.broke_until[source.index] = now + 10.0
             else:
@@ -353,7 +406,9 @@ class Traffic:
                 self.broke_until[source.index] = now + 3.0
             return
         self.sent += 1
-        self.say(f"tx {answer['txid'][:16]} {amount} coins node {source.index} -> node {target.index}")
+        self.say(
+            f"tx {answer['txid'][:16]} {amount} coins node {source.index} -> node {target.index}"
+        )
 
     def mine_one(self, state: State) -> None:
         miners = [n for n in running(state) if n.miner]
@@ -377,12 +432,19 @@ def format_coins(units: int) -> str:
 
 # --- status -----------------------------------------------------------------------------------
 
+
 def collect_status(tn: Testnet, state: State) -> dict[str, Any]:
     rows = []
     now = time.time()
     for node in state.nodes:
-        row: dict[str, Any] = {"index": node.index, "p2p": node.p2p, "api": node.api_url,
-                               "miner": node.miner, "pid": node.pid, "state": "stopped"}
+        row: dict[str, Any] = {
+            "index": node.index,
+            "p2p": node.p2p,
+            "api": node.api_url,
+            "miner": node.miner,
+            "pid": node.pid,
+            "state": "stopped",
+        }
         if node_running(node):
             api = tn.client(node, timeout=5)
             status = try_get(api, "status")
@@ -390,18 +452,29 @@ def collect_status(tn: Testnet, state: State) -> dict[str, Any]:
             if status:
                 block = try_get(api, f"blocks/{status['tip']}") or {}
                 stamp = block.get("timestamp")
-                row.update(height=status["height"], tip=status["tip"], peers=status["peers"],
-                           mempool=status["mempool"]["count"],
-                           hashrate=status["miner"]["hashrate"] if status["miner"]["enabled"] else None,
-                           syncing=status["syncing"],
-                           last_block_age=round(now - stamp, 1) if stamp and status["height"] else None)
+                row.update(
+                    height=status["height"],
+                    tip=status["tip"],
+                    peers=status["peers"],
+                    mempool=status["mempool"]["count"],
+                    hashrate=status["miner"]["hashrate"] if status["miner"]["enabled"] else None,
+                    syncing=status["syncing"],
+                    last_block_age=round(now - stamp, 1) if stamp and status["height"] else None,
+                )
         rows.append(row)
     live = [r for r in rows if r["state"] == "running"]
     tip_set = {r["tip"] for r in live}
-    return {"network": state.network, "dir": str(tn.dir), "topology": state.topology,
-            "partition": state.partition, "nodes": rows,
-            "agree": bool(live) and len(tip_set) == 1 and len(live) == sum(r["state"] != "stopped" for r in rows),
-            "height": max((r["height"] for r in live), default=None)}
+    return {
+        "network": state.network,
+        "dir": str(tn.dir),
+        "topology": state.topology,
+        "partition": state.partition,
+        "nodes": rows,
+        "agree": bool(live)
+        and len(tip_set) == 1
+        and len(live) == sum(r["state"] != "stopped" for r in rows),
+        "height": max((r["height"] for r in live), default=None),
+    }
 
 
 def host_table(count: int) -> str:
