@@ -1,0 +1,1 @@
+"""What the tests share: builders, chains, nodes, daemons, a raw wire client."""
