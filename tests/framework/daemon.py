@@ -7,62 +7,28 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tests.framework.programs import free_port, process_env, program
 
 STARTUP_TIMEOUT = 30.0   # seconds for the API to answer
 STOP_TIMEOUT = 30.0      # seconds for the process to exit after SIGTERM
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def node_command() -> list[str]:
     """The ``obol-node`` script of this interpreter's environment (else ``python -m node.daemon``)."""
-    script = Path(sys.executable).with_name("obol-node")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "node.daemon"]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns a truthy value (returned); AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return program("obol-node", "node.daemon")
 
 
 def run_node(args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0,
              cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``obol-node args`` to completion (for start-up failures)."""
     return subprocess.run(node_command() + args, capture_output=True, text=True, timeout=timeout,
-                          env=_env(env), cwd=cwd)
-
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    """The test's environment without OBOL_* settings, importing this work tree's code."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OBOL_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.update(extra or {})
-    return env
+                          env=process_env(env), cwd=cwd)
 
 
 class Response:
@@ -161,7 +127,7 @@ class Daemon:
             log = open(self.log_path, "ab")
             try:
                 self.proc = subprocess.Popen(node_command() + args, stdout=log, stderr=log,
-                                             stdin=subprocess.DEVNULL, env=_env(self.env))
+                                             stdin=subprocess.DEVNULL, env=process_env(self.env))
             finally:
                 log.close()
             try:

@@ -1,13 +1,12 @@
 """In-process nodes on real loopback sockets, for P2P scenario tests."""
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 from network import NetConfig
 from node.runtime.node import Node, NodeConfig
 from node.consensus.params import REGTEST, NetworkParams
+from tests.framework.util import wait_until
 
 
 def fast_net(**overrides) -> NetConfig:
@@ -31,18 +30,7 @@ def addr(node: Node) -> tuple[str, int]:
     return ("127.0.0.1", node.peers.listen_port)
 
 
-async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, what: str = "condition"):
-    """Poll ``predicate`` until true; fail the test with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def wait_synced(nodes, timeout: float = 30.0) -> None:
-    await wait_for(lambda: len({n.chain.tip.hash for n in nodes}) == 1, timeout,
+    await wait_until(lambda: len({n.chain.tip.hash for n in nodes}) == 1, timeout,
                    what="nodes to agree on the tip: " + ", ".join(
                        f"{n.chain.height}:{n.chain.tip.hash.hex()[:8]}" for n in nodes))

@@ -8,12 +8,11 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.framework.daemon import _env
+from tests.framework.programs import process_env, program
 
 TEST_KDF_N = "1024"          # scrypt n for test wallets (the default is 2**15)
 PASSPHRASE = "correct horse battery staple"
@@ -21,10 +20,7 @@ PASSPHRASE = "correct horse battery staple"
 
 def wallet_command() -> list[str]:
     """The ``obol-wallet`` script of this interpreter's environment (else ``python -m wallet.cli``)."""
-    script = Path(sys.executable).with_name("obol-wallet")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "wallet.cli"]
+    return program("obol-wallet", "wallet.cli")
 
 
 def wallet_env(home: Path, passphrase: str | None = PASSPHRASE, **extra: str) -> dict[str, str]:
@@ -61,7 +57,7 @@ def run_wallet(args: list[str], env: dict[str, str], input: str | None = "",
                timeout: float = 60.0) -> Result:
     """``obol-wallet args`` as a subprocess (stdin is ``input``, not a terminal)."""
     proc = subprocess.run(wallet_command() + args, input=input, capture_output=True, text=True,
-                          timeout=timeout, env=_env(env))
+                          timeout=timeout, env=process_env(env))
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

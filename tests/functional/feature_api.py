@@ -13,7 +13,9 @@ import time
 import aiohttp
 import pytest
 
-from tests.framework.daemon import Client, Daemon, free_port, wait_until
+from tests.framework.daemon import Client, Daemon
+from tests.framework.programs import free_port
+from tests.framework.util import wait_until_blocking
 from node.api.public import fee_estimates
 from node.primitives.crypto import SigningKey, encode_address
 from node.mempool.pool import MempoolEntry
@@ -482,7 +484,7 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
         assert peer["address"] == f"127.0.0.1:{port}" and peer["direction"] == "outbound"
         error(api.post("peers", {"connect": f"127.0.0.1:{port}"}), 409, "already-connected")
         tip = api.ok("GET", "status")["tip"]
-        wait_until(lambda: other.client.ok("GET", "status")["tip"] == tip, 30, what="second node synced")
+        wait_until_blocking(lambda: other.client.ok("GET", "status")["tip"] == tip, 30, what="second node synced")
         [ours] = api.ok("GET", "peers")
         assert ours["established"] is True and "best_known_height" in ours
         height = api.ok("GET", "status")["height"]
@@ -493,7 +495,7 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
         count = re.search(r"^obol_block_validation_seconds_count (\S+)$", metrics, re.M)
         assert count and float(count.group(1)) >= 1, metrics
         # (the address book may dial it again: what matters is that this connection closed)
-        wait_until(lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")], 10,
+        wait_until_blocking(lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")], 10,
                    what="connection closed")
 
 

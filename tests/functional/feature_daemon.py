@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.framework.daemon import Daemon, free_port, run_node, wait_until
+from tests.framework.daemon import Daemon, run_node
+from tests.framework.programs import free_port
+from tests.framework.util import wait_until_blocking
 from node.chain.chainstate import ChainState
 from node.primitives.crypto import SigningKey, encode_address
 from node.daemon import StartupError, load_settings
@@ -127,7 +129,7 @@ def test_config_env_and_flags(tmp_path):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
         # the miner can be switched on (it has an address now) and off
         assert daemon.client.ok("POST", "miner", {"enabled": True}) == {"enabled": True}
-        wait_until(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 30, what="a mined block")
+        wait_until_blocking(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 30, what="a mined block")
         assert daemon.client.ok("GET", "status")["miner"]["enabled"] is True
         assert daemon.client.ok("POST", "miner", {"enabled": False}) == {"enabled": False}
         miner = daemon.client.ok("GET", "status")["miner"]
@@ -189,7 +191,7 @@ def test_sigterm_while_mining_testnet(tmp_path):
     daemon = Daemon(tmp_path / "d", network="testnet",
                     args=["--mine", "--miner-address", miner, "--miner-threads", "1"]).start()
     try:
-        wait_until(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 60,
+        wait_until_blocking(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 60,
                    what="the first testnet block")
         assert daemon.client.ok("GET", "status")["miner"]["enabled"] is True
         resp = daemon.client.post("mine", {"blocks": 1, "address": miner})
@@ -217,7 +219,7 @@ def test_sigterm_during_regtest_mining_burst(tmp_path):
     thread = threading.Thread(target=burst)
     thread.start()
     try:
-        wait_until(lambda: daemon.client.ok("GET", "status")["height"] >= 150, 60, what="mining")
+        wait_until_blocking(lambda: daemon.client.ok("GET", "status")["height"] >= 150, 60, what="mining")
     finally:
         code = daemon.stop(timeout=30)
         thread.join(30)
@@ -255,7 +257,7 @@ def test_sigterm_during_sync(tmp_path):
         source.client.ok("POST", "mine", {"blocks": 3000, "address": to})
         syncing = Daemon(tmp_path / "dst", args=["--peer", f"127.0.0.1:{source.p2p_port}"]).start()
         try:
-            wait_until(lambda: syncing.client.ok("GET", "status")["height"] >= 200, 60,
+            wait_until_blocking(lambda: syncing.client.ok("GET", "status")["height"] >= 200, 60,
                        what="sync under way")
         finally:
             code = syncing.stop(timeout=30)

@@ -21,15 +21,15 @@ Scenarios:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.framework.daemon import REPO_ROOT, Client, wait_until
+from tests.framework.daemon import Client
+from tests.framework.programs import process_env, program
+from tests.framework.util import wait_until_blocking
 from node.primitives.crypto import decode_address
 from node.consensus.params import REGTEST
 from node.primitives.tx import OutPoint, TxOut, sign_transaction
@@ -39,17 +39,6 @@ pytestmark = pytest.mark.system
 COIN = 100_000_000
 
 
-def _program(name: str, module: str) -> list[str]:
-    script = Path(sys.executable).with_name(name)
-    return [str(script)] if script.exists() else [sys.executable, "-m", module]
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OBOL_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 class Net:
     """One test network: ``obol-testnet --dir DIR ...`` and views of its nodes."""
 
@@ -57,8 +46,8 @@ class Net:
         self.dir = directory
 
     def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(_program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
-                              capture_output=True, text=True, timeout=timeout, env=_env(),
+        proc = subprocess.run(program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
+                              capture_output=True, text=True, timeout=timeout, env=process_env(),
                               stdin=subprocess.DEVNULL)
         if check:
             assert proc.returncode == 0, f"obol-testnet {' '.join(args)} -> {proc.returncode}\n" \
@@ -69,8 +58,8 @@ class Net:
         return json.loads(self.run(*args, **kw).stdout)
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(_program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+        return subprocess.Popen(program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env(),
                                 stdin=subprocess.DEVNULL)
 
     @property
@@ -93,9 +82,9 @@ class Net:
 
     def wallet(self, i: int, *args: str) -> Any:
         node = self.node(i)
-        env = _env()
+        env = process_env()
         env["OBOL_WALLET_PASSPHRASE"] = (self.dir / "passphrase").read_text().strip()
-        proc = subprocess.run(_program("obol-wallet", "wallet.cli") + [
+        proc = subprocess.run(program("obol-wallet", "wallet.cli") + [
             "--wallet", node["wallet"], "--node", f"http://127.0.0.1:{node['api_port']}",
             "--network", self.state["network"], "--json", *args],
             capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
@@ -238,13 +227,13 @@ def test_partition_double_spend_and_heal(net):
     tx_a, tx_b = pay(1), pay(3)
     for i, tx in ((0, tx_a), (2, tx_b)):
         assert net.api(i).post("tx", {"hex": tx.raw.hex()}).status == 200
-    wait_until(lambda: net.get(1, "mempool")["count"] == 3 and net.get(3, "mempool")["count"] == 3,
+    wait_until_blocking(lambda: net.get(1, "mempool")["count"] == 3 and net.get(3, "mempool")["count"] == 3,
                timeout=15, what="each side's mempool to hold its 3 transactions")
 
     fork_height = net.height(0)
     net.run("mine", "--node", "0", "2")          # side a: 2 blocks
     b_tip = net.json("mine", "--node", "2", "4", "--json")["hashes"][-1]   # side b: 4 blocks, more work
-    wait_until(lambda: net.get(1, "status")["height"] == fork_height + 2
+    wait_until_blocking(lambda: net.get(1, "status")["height"] == fork_height + 2
                and net.get(3, "status")["tip"] == b_tip, timeout=15, what="both sides to mine")
     assert net.get(0, "status")["tip"] != net.get(2, "status")["tip"]
     assert net.run("wait-converged", "--timeout", "1", check=False).returncode == 1
@@ -296,7 +285,7 @@ def test_kill_during_sync_and_while_mining(net):
     before = net.height(1)
     miner = net.popen("mine", "--node", "1", "5000")
     try:
-        wait_until(lambda: net.height(1) >= before + 200, timeout=60, what="node 1 to mine")
+        wait_until_blocking(lambda: net.height(1) >= before + 200, timeout=60, what="node 1 to mine")
         net.run("kill", "1")
         assert miner.wait(60) != 0         # the mining request died with the node
     finally:
@@ -334,16 +323,16 @@ def test_late_node_syncs(net):
 
 def test_testnet_real_pow_miner_killed_and_restarted(net):
     net.run("up", "--nodes", "2", "--miners", "2", "--network", "testnet")
-    wait_until(lambda: net.height(0) >= 3, timeout=120, interval=0.25, what="proof-of-work blocks")
+    wait_until_blocking(lambda: net.height(0) >= 3, timeout=120, interval=0.25, what="proof-of-work blocks")
     status = net.json("status", "--json")
     assert all(r["hashrate"] and r["hashrate"] > 0 for r in status["nodes"])
     assert net.get(0, "status")["miner"]["address"] == net.node(0)["address"]
 
     net.run("kill", "0")                     # while it mines
     before = net.height(1)
-    wait_until(lambda: net.height(1) > before, timeout=120, interval=0.25, what="node 1 to mine alone")
+    wait_until_blocking(lambda: net.height(1) > before, timeout=120, interval=0.25, what="node 1 to mine alone")
     net.run("start", "0")
     reached = net.height(1)
-    wait_until(lambda: net.height(0) > reached, timeout=120, interval=0.25, what="node 0 to catch up")
+    wait_until_blocking(lambda: net.height(0) > reached, timeout=120, interval=0.25, what="node 0 to catch up")
     assert net.get(0, "status")["miner"]["enabled"]
     net.run("wait-converged", "--timeout", "120")

@@ -9,12 +9,13 @@ import threading
 import pytest
 
 from tests.framework.blocktools import Wallet
-from tests.framework.hostile import WireClient
+from tests.framework.wire import WireClient
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.mining.miner import NONCE_START, solve_block
 from node.consensus.pow import bits_to_target, hash_meets_target
 from node.primitives.tx import TxOut, make_coinbase
-from tests.framework.nodes import addr, start_node, wait_for, wait_synced
+from tests.framework.nodes import addr, start_node, wait_synced
+from tests.framework.util import wait_until
 
 EARLY_RELAY_PROTOCOL = 2   # the protocol version that understands ``powblock``
 
@@ -51,7 +52,7 @@ async def chain_thread_held(node):
 async def connected_pair(tmp_path):
     a = await start_node(tmp_path / "a")
     b = await start_node(tmp_path / "b", peers=[addr(a)])
-    await wait_for(lambda: len(a.peers.peers()) == 1, what="b connected to a")
+    await wait_until(lambda: len(a.peers.peers()) == 1, what="b connected to a")
     await a.generate(2, Wallet().addr)
     await wait_synced([a, b])
     return a, b
@@ -79,12 +80,12 @@ async def test_block_is_relayed_before_it_is_validated(tmp_path):
     a, b = await connected_pair(tmp_path)
     c = await start_node(tmp_path / "c", peers=[addr(a)])
     try:
-        await wait_for(lambda: len(a.peers.peers()) == 2, what="c connected to a")
+        await wait_until(lambda: len(a.peers.peers()) == 2, what="c connected to a")
         await wait_synced([a, b, c])
         parent = a.chain.tip
         async with chain_thread_held(a):
             [block] = await c.generate(1, Wallet().addr)
-            await wait_for(lambda: b.chain.tip.hash == block.hash, what="b to connect c's block")
+            await wait_until(lambda: b.chain.tip.hash == block.hash, what="b to connect c's block")
             assert a.chain.tip is parent, "a validated the block: the test held nothing"
         await wait_synced([a, b, c])
         assert a.chain.tip.hash == block.hash
@@ -98,14 +99,14 @@ async def test_relayer_of_an_invalid_block_is_excused_its_originator_banned(pair
     ``block``: a relays it on to b early, then bans the hostile peer; b finds the block
     invalid too and keeps a (honest nodes never ban each other)."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     bad = overpaying_block(a)
     client.send("block", bad.to_list())
     assert await client.closed_by_peer(), "the originator was not disconnected"
-    await wait_for(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="a bans it")
-    await wait_for(lambda: bad.hash in b.chain.index, what="b to receive the block relayed early")
-    await wait_for(lambda: b.chain.index[bad.hash].failure == "bad-cb-amount",
-                   what="b to find the block invalid")
+    await wait_until(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="a bans it")
+    await wait_until(lambda: bad.hash in b.chain.index, what="b to receive the block relayed early")
+    await wait_until(lambda: b.chain.index[bad.hash].failure == "bad-cb-amount",
+                     what="b to find the block invalid")
     assert b.peers.bans() == [], "b punished a for a block a relayed before validating it"
     assert [p.ban_score for p in b.peers.peers()] == [0]
     await a.generate(1, Wallet().addr)
@@ -116,11 +117,11 @@ async def test_powblock_failing_only_against_the_chain_is_not_punished(pair):
     """A ``powblock`` whose header and body form are sound but whose coinbase overpays is
     refused without punishing its sender, which could not have known."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a), protocol_version=EARLY_RELAY_PROTOCOL)
+    client = await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL)
     bad = overpaying_block(a)
     client.send("powblock", bad.to_list())
-    await wait_for(lambda: bad.hash in a.chain.index
-                   and a.chain.index[bad.hash].failure == "bad-cb-amount", what="a refuses it")
+    await wait_until(lambda: bad.hash in a.chain.index
+                     and a.chain.index[bad.hash].failure == "bad-cb-amount", what="a refuses it")
     await flushed(client)   # still connected
     assert a.peers.bans() == []
     assert all(p.ban_score == 0 for p in a.peers.peers())
@@ -146,10 +147,10 @@ def with_other_body(block: Block) -> Block:
 async def test_powblock_failing_the_senders_checks_bans(pair, spoil):
     """What a relaying node must check before relaying early, its sender answers for."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a), protocol_version=EARLY_RELAY_PROTOCOL)
+    client = await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL)
     client.send("powblock", spoil(child_block(a)).to_list())
     assert await client.closed_by_peer(), "sender of a bad powblock was not disconnected"
-    await wait_for(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
+    await wait_until(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
     assert len(b.peers.peers()) == 1
 
 
@@ -157,22 +158,22 @@ async def test_one_early_relay_per_height_and_only_to_peers_that_understand_it(p
     """Of two blocks at the same height, only the first is relayed early, and only to a
     peer speaking the early-relay protocol; an older peer gets ``block`` once validated."""
     a, b = pair
-    watcher = await WireClient.connect(a.params, *addr(a), protocol_version=EARLY_RELAY_PROTOCOL)
-    old = await WireClient.connect(a.params, *addr(a), protocol_version=1)
-    senders = [await WireClient.connect(a.params, *addr(a)) for _ in range(2)]
+    watcher = await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL)
+    old = await WireClient.to_node(a, protocol_version=1)
+    senders = [await WireClient.to_node(a) for _ in range(2)]
     first, second = child_block(a), child_block(a)
     async with chain_thread_held(a):
         senders[0].send("block", first.to_list())
         assert (await watcher.expect("powblock"))[0] == first.header.to_list()
         senders[1].send("block", second.to_list())
-        await wait_for(lambda: second.hash in a.sync.validating, what="a to receive the second")
+        await wait_until(lambda: second.hash in a.sync.validating, what="a to receive the second")
         await flushed(watcher)
         await flushed(old)
         assert [t for t, _ in watcher.inbox if t in ("powblock", "block")] == [], \
             "a second block at the same height was relayed early"
         assert [t for t, _ in old.inbox if t in ("powblock", "block")] == [], \
             "a peer of the old protocol was sent a block before it was validated"
-    await wait_for(lambda: a.chain.tip.hash == first.hash, what="a to connect the first block")
+    await wait_until(lambda: a.chain.tip.hash == first.hash, what="a to connect the first block")
     assert (await old.expect("block"))[0] == first.header.to_list()
     await flushed(watcher)
     assert [t for t, _ in watcher.inbox if t in ("powblock", "block")] == []
@@ -186,26 +187,26 @@ async def test_early_relay_goes_to_the_three_peers_that_last_gave_a_new_tip(pair
     recently sent blocks that became the tip, then by connection order (b); the other three
     get ``block`` once it is validated."""
     a, b = pair
-    watchers = [await WireClient.connect(a.params, *addr(a), protocol_version=EARLY_RELAY_PROTOCOL)
+    watchers = [await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL)
                 for _ in range(5)]
-    sender = await WireClient.connect(a.params, *addr(a))
+    sender = await WireClient.to_node(a)
     for provider in (watchers[4], watchers[3]):        # watcher 3 is the most recent
         block = child_block(a)
         provider.send("block", block.to_list())
-        await wait_for(lambda: a.chain.tip.hash == block.hash, what="a to connect a peer's block")
+        await wait_until(lambda: a.chain.tip.hash == block.hash, what="a to connect a peer's block")
     for watcher in watchers:
         await flushed(watcher)
         watcher.inbox.clear()
     block = child_block(a)
     async with chain_thread_held(a):
         sender.send("block", block.to_list())
-        await wait_for(lambda: block.hash in a.sync.validating, what="a to receive the block")
+        await wait_until(lambda: block.hash in a.sync.validating, what="a to receive the block")
         for watcher in watchers:
             await flushed(watcher)
         early = [i for i, w in enumerate(watchers) if any(t == "powblock" for t, _ in w.inbox)]
         assert early == [3, 4], early
-        await wait_for(lambda: b.chain.tip.hash == block.hash, what="b to connect the early block")
-    await wait_for(lambda: a.chain.tip.hash == block.hash, what="a to connect the block")
+        await wait_until(lambda: b.chain.tip.hash == block.hash, what="b to connect the early block")
+    await wait_until(lambda: a.chain.tip.hash == block.hash, what="a to connect the block")
     for i in (0, 1, 2):
         assert (await watchers[i].expect("block"))[0] == block.header.to_list()
     for client in (*watchers, sender):
@@ -221,15 +222,15 @@ async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originat
     c = await start_node(tmp_path / "c", peers=[addr(a), addr(b)])
     nodes = (a, b, c)
     try:
-        await wait_for(lambda: all(len(n.peers.peers()) == 2 for n in nodes), what="a full mesh")
+        await wait_until(lambda: all(len(n.peers.peers()) == 2 for n in nodes), what="a full mesh")
         await a.generate(2, Wallet().addr)
         await wait_synced(nodes)
-        client = await WireClient.connect(a.params, *addr(a))
+        client = await WireClient.to_node(a)
         bad = overpaying_block(a)
         client.send("block", bad.to_list())
         assert await client.closed_by_peer(), "the originator was not disconnected"
         for n in nodes:
-            await wait_for(lambda: bad.hash in n.chain.index
+            await wait_until(lambda: bad.hash in n.chain.index
                            and n.chain.index[bad.hash].failure == "bad-cb-amount",
                            what="every node to find the block invalid")
         await a.generate(1, Wallet().addr)

@@ -8,12 +8,13 @@ import os
 import pytest
 
 from tests.framework.blocktools import Wallet, coinbase_coin, spend
-from tests.framework.hostile import WireClient
+from tests.framework.wire import USER_AGENT, WireClient
 from node.mempool.orphans import MAX_ORPHANS_PER_PEER
 from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV
 from node.p2p.relay import GETDATA_SEND_PAUSE
 from node.primitives.tx import OutPoint, TxOut
-from tests.framework.nodes import addr, start_node, wait_for, wait_synced
+from tests.framework.nodes import addr, start_node, wait_synced
+from tests.framework.util import wait_until
 
 BIG_TX_OUTPUTS = 2_000      # outputs of the transaction that makes the served block large
 
@@ -23,7 +24,7 @@ async def pair(tmp_path):
     """Node a with a well-behaved peer b, and a wallet that owns a mature coin on a."""
     a = await start_node(tmp_path / "a")
     b = await start_node(tmp_path / "b", peers=[addr(a)])
-    await wait_for(lambda: len(a.peers.peers()) == 1, what="b connected to a")
+    await wait_until(lambda: len(a.peers.peers()) == 1, what="b connected to a")
     wallet = Wallet()
     blocks = await a.generate(2, wallet.addr)
     await a.generate(a.params.coinbase_maturity, Wallet().addr)
@@ -35,10 +36,10 @@ async def pair(tmp_path):
 
 async def hostile_peer(node) -> tuple[WireClient, object]:
     """A raw client that completed the handshake, and the node's Peer for it."""
-    client = await WireClient.connect(node.params, *addr(node))
-    await wait_for(lambda: any(p.user_agent == "/hostile:0/" for p in node.peers.peers()),
-                   what="the hostile client's handshake")
-    return client, next(p for p in node.peers.peers() if p.user_agent == "/hostile:0/")
+    client = await WireClient.to_node(node)
+    await wait_until(lambda: any(p.user_agent == USER_AGENT for p in node.peers.peers()),
+                     what="the hostile client's handshake")
+    return client, next(p for p in node.peers.peers() if p.user_agent == USER_AGENT)
 
 
 async def test_a_getdata_asking_for_a_large_block_50000_times_never_fills_the_queue(pair):
@@ -57,16 +58,16 @@ async def test_a_getdata_asking_for_a_large_block_50000_times_never_fills_the_qu
 
     client, attacker = await hostile_peer(a)
     client.send("getdata", [[INV_BLOCK, block.hash]] * MAX_INV)
-    await wait_for(lambda: attacker.send_queue_bytes >= GETDATA_SEND_PAUSE,
-                   what="the node to fill the attacker's queue up to the pause mark")
+    await wait_until(lambda: attacker.send_queue_bytes >= GETDATA_SEND_PAUSE,
+                     what="the node to fill the attacker's queue up to the pause mark")
     for _ in range(3):                     # the node keeps working for everyone else
         await a.generate(1, Wallet().addr)
         await wait_synced([a, b])
         assert attacker.send_queue_bytes < GETDATA_SEND_PAUSE + frame_bytes
     assert not attacker.closed
     client.close()
-    await wait_for(lambda: attacker.closed and attacker not in a.peers.peers(),
-                   what="the node to drop the attacker")
+    await wait_until(lambda: attacker.closed and attacker not in a.peers.peers(),
+                     what="the node to drop the attacker")
     assert len(b.peers.peers()) == 1
 
 
@@ -83,9 +84,9 @@ async def test_an_orphan_is_kept_its_parent_asked_for_and_both_accepted(pair):
     assert [INV_TX, parent.txid] in await client.expect("getdata")
     assert child.txid in a.relay.orphans and child.txid not in a.mempool
     client.send("tx", parent.to_list())
-    await wait_for(lambda: parent.txid in a.mempool and child.txid in a.mempool,
-                   what="parent and child accepted")
-    await wait_for(lambda: child.txid in b.mempool, what="the child relayed to b")
+    await wait_until(lambda: parent.txid in a.mempool and child.txid in a.mempool,
+                     what="parent and child accepted")
+    await wait_until(lambda: child.txid in b.mempool, what="the child relayed to b")
     assert child.txid not in a.relay.orphans
 
 
@@ -110,10 +111,10 @@ async def test_missing_input_floods_are_bounded_and_not_validated_twice(pair):
             client.send("tx", tx.to_list())
     client.send("ping", [7])                  # answered once every message before it is handled
     assert await client.expect("pong") == [7]
-    await wait_for(lambda: not a.relay.validating, what="every queued validation decided")
+    await wait_until(lambda: not a.relay.validating, what="every queued validation decided")
     assert sorted(validated) == sorted(tx.txid for tx in floods)   # once each
     assert a.relay.orphans.count_from(attacker.id) == MAX_ORPHANS_PER_PEER
     assert not attacker.closed and attacker.ban_score == 0
     client.close()
-    await wait_for(lambda: a.relay.orphans.count_from(attacker.id) == 0,
-                   what="the peer's orphans dropped with it")
+    await wait_until(lambda: a.relay.orphans.count_from(attacker.id) == 0,
+                     what="the peer's orphans dropped with it")

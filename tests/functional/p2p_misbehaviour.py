@@ -5,12 +5,13 @@ import os
 import pytest
 
 from tests.framework.blocktools import Wallet, coinbase_coin, spend
-from tests.framework.hostile import WireClient
+from tests.framework.wire import WireClient
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.mining.miner import NONCE_START, solve_block
 from node.primitives.tx import TxOut, make_coinbase
 from node.primitives import encoding
-from tests.framework.nodes import addr, fast_net, start_node, wait_for, wait_synced
+from tests.framework.nodes import addr, fast_net, start_node, wait_synced
+from tests.framework.util import wait_until
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ async def pair(tmp_path):
     # a flood limit low enough for a test to exceed quickly
     a = await start_node(tmp_path / "a", net=fast_net(max_messages_per_second=1000, message_burst=5000))
     b = await start_node(tmp_path / "b", peers=[addr(a)])
-    await wait_for(lambda: len(a.peers.peers()) == 1, what="b connected to a")
+    await wait_until(lambda: len(a.peers.peers()) == 1, what="b connected to a")
     await a.generate(3, Wallet().addr)
     await wait_synced([a, b])
     yield a, b
@@ -41,7 +42,7 @@ def child_block(node, *, bits=None, coinbase_value=None, nonce=None, height=None
 
 async def assert_banned_and_b_fine(a, b, client):
     assert await client.closed_by_peer(), "hostile peer was not disconnected"
-    await wait_for(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
+    await wait_until(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
     assert len(b.peers.peers()) == 1, "well-behaved peer lost its connection"
     await a.generate(1, Wallet().addr)
     await wait_synced([a, b])
@@ -50,7 +51,7 @@ async def assert_banned_and_b_fine(a, b, client):
 async def test_block_with_bad_proof_of_work_bans(pair):
     """A block whose hash misses its target gets the sender banned."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     block = child_block(a, nonce=0)
     # find a nonce that FAILS the regtest target (about every other one does)
     from node.consensus.pow import bits_to_target, hash_meets_target
@@ -66,7 +67,7 @@ async def test_block_with_bad_proof_of_work_bans(pair):
 async def test_invalid_block_bans(pair):
     """A block whose coinbase overpays gets the sender banned; the tip does not move to it."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     bad = child_block(a, coinbase_value=a.params.subsidy(a.chain.height + 1) + 1)
     client.send("block", bad.to_list())
     await assert_banned_and_b_fine(a, b, client)
@@ -83,7 +84,7 @@ async def test_invalid_transaction_bans(pair):
     good = spend(a.chain, [coin], w.key, [TxOut(coin[1].amount - 1000, w.addr)])
     body = good.to_list()
     body[1][0][2] = bytes(64)  # zero the signature
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     client.send("tx", body)
     await assert_banned_and_b_fine(a, b, client)
     assert good.txid not in a.mempool
@@ -92,7 +93,7 @@ async def test_invalid_transaction_bans(pair):
 async def test_malformed_block_body_bans(pair):
     """A `block` message whose body is not a block (wrong types) gets the sender banned."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     client.send("block", [b"not", "a block"])
     await assert_banned_and_b_fine(a, b, client)
 
@@ -100,7 +101,7 @@ async def test_malformed_block_body_bans(pair):
 async def test_inv_flood_bans(pair):
     """An inv larger than the cap gets the sender banned."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     client.send("inv", [[1, os.urandom(32)] for _ in range(50_001)])
     await assert_banned_and_b_fine(a, b, client)
 
@@ -108,7 +109,7 @@ async def test_inv_flood_bans(pair):
 async def test_lagging_block_not_banned(pair):
     """A block from the future beyond the limit is refused but not punished."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     tip = a.chain.tip
     cb = make_coinbase(tip.height + 1, [TxOut(1, Wallet().addr)])
     header = BlockHeader.create(1, tip.hash, merkle_root([cb.txid]),
@@ -124,7 +125,7 @@ async def test_lagging_block_not_banned(pair):
 async def test_flood_of_inv_messages_bans(pair):
     """Thousands of small inv messages beyond the message rate limit get the sender banned."""
     a, b = pair
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     burst = a.peers.config.message_burst
     for _ in range(burst + 2000):
         client.send("inv", [[1, os.urandom(32)]])
@@ -140,7 +141,7 @@ async def test_getdata_serves_pool_bytes_and_never_an_invalid_block(pair):
     blocks = await a.generate(1 + a.params.coinbase_maturity, wallet.addr)
     tx = spend(a.chain, [coinbase_coin(blocks[0])], wallet.key, [TxOut(1_000_000, wallet.addr)])
     await a.submit_tx(tx)
-    client = await WireClient.connect(a.params, *addr(a))
+    client = await WireClient.to_node(a)
     client.send("getdata", [[1, tx.txid]])
     assert encoding.encode(await client.expect("tx")) == tx.raw
     bad, good = a.chain.tip.hash, a.chain.tip.parent.hash

@@ -3,7 +3,8 @@
 from tests.framework.blocktools import Wallet, spend
 from node.chain.chainstate import TXRECENT_MERGE
 from node.primitives.tx import TxOut
-from tests.framework.nodes import addr, start_node, wait_for, wait_synced
+from tests.framework.nodes import addr, start_node, wait_synced
+from tests.framework.util import wait_until
 
 
 def index_entries(node) -> tuple[int, int]:
@@ -17,7 +18,7 @@ async def test_line_of_three_syncs_chain_mined_at_one_end(tmp_path):
     b = await start_node(tmp_path / "b", peers=[addr(a)])
     c = await start_node(tmp_path / "c", peers=[addr(b)])
     try:
-        await wait_for(lambda: len(b.peers.peers()) == 2, what="b connected to a and c")
+        await wait_until(lambda: len(b.peers.peers()) == 2, what="b connected to a and c")
         await a.generate(30, Wallet().addr)
         await wait_synced([a, b, c])
         assert c.chain.height == 30
@@ -37,7 +38,7 @@ async def test_tx_reaches_far_end_mempool(tmp_path):
     b = await start_node(tmp_path / "b", peers=[addr(a)])
     c = await start_node(tmp_path / "c", peers=[addr(b)])
     try:
-        await wait_for(lambda: len(b.peers.peers()) == 2, what="line connected")
+        await wait_until(lambda: len(b.peers.peers()) == 2, what="line connected")
         await a.generate(1, w.addr)
         await a.generate(a.params.coinbase_maturity, Wallet().addr)
         await wait_synced([a, b, c])
@@ -46,7 +47,7 @@ async def test_tx_reaches_far_end_mempool(tmp_path):
         coin = coinbase_coin(block1)
         tx = spend(a.chain, [coin], w.key, [TxOut(coin[1].amount - 10_000, w.addr)])
         await c.submit_tx(tx)
-        await wait_for(lambda: tx.txid in a.mempool, what="tx in a's mempool")
+        await wait_until(lambda: tx.txid in a.mempool, what="tx in a's mempool")
         assert tx.txid in b.mempool
     finally:
         for n in (a, b, c):
@@ -68,7 +69,7 @@ async def test_new_node_syncs_long_chain_from_peers(tmp_path):
         assert c.chain.reader.utxo_digest() == a.chain.reader.utxo_digest()
         # more than TXRECENT_MERGE transactions: the node merged txrecent into txindex
         # after relaying, and every transaction is found wherever its entry is
-        await wait_for(lambda: index_entries(c)[0] < TXRECENT_MERGE, what="txrecent merged")
+        await wait_until(lambda: index_entries(c)[0] < TXRECENT_MERGE, what="txrecent merged")
         recent, merged = index_entries(c)
         assert merged >= TXRECENT_MERGE and recent + merged == 2100   # genesis is not indexed
         for entry in (c.chain.chain[1], c.chain.chain[-1]):
@@ -87,7 +88,7 @@ async def test_halves_mine_apart_then_converge_on_most_work(tmp_path):
     d = await start_node(tmp_path / "d", peers=[addr(c)])
     nodes = [a, b, c, d]
     try:
-        await wait_for(lambda: len(a.peers.peers()) == 1 and len(c.peers.peers()) == 1, what="pairs")
+        await wait_until(lambda: len(a.peers.peers()) == 1 and len(c.peers.peers()) == 1, what="pairs")
         await a.generate(5, Wallet().addr)
         await c.generate(8, Wallet().addr)
         await wait_synced([a, b])
@@ -105,12 +106,12 @@ async def test_halves_mine_apart_then_converge_on_most_work(tmp_path):
 
 async def test_stalled_peer_is_replaced(tmp_path):
     """A peer that announces headers but never sends blocks is dropped (not banned); another serves them."""
-    from tests.framework.hostile import WireClient
+    from tests.framework.wire import WireClient
     a = await start_node(tmp_path / "a")
     c = await start_node(tmp_path / "c", stall_timeout=1.0)
     try:
         await a.generate(40, Wallet().addr)
-        staller = await WireClient.connect(c.params, *addr(c))
+        staller = await WireClient.to_node(c)
         await staller.expect("getheaders")
         staller.send("headers", [e.header.to_list() for e in a.chain.chain[1:]])
         await staller.expect("getdata")          # c asks the staller for blocks...
@@ -132,10 +133,10 @@ async def test_nodes_on_distinct_loopback_addresses_ban_only_each_other(tmp_path
     c = await start_node(tmp_path / "c", net=fast_net(listen_host="127.0.0.4", bind_host="127.0.0.4"),
                          peers=[("127.0.0.2", a.peers.listen_port)])
     try:
-        await wait_for(lambda: len(a.peers.peers()) == 2, what="b and c connected to a")
+        await wait_until(lambda: len(a.peers.peers()) == 2, what="b and c connected to a")
         assert {p.host for p in a.peers.peers()} == {"127.0.0.3", "127.0.0.4"}
         a.peers.ban("127.0.0.3", 60, "partition")
-        await wait_for(lambda: len(a.peers.peers()) == 1, what="b cut off")
+        await wait_until(lambda: len(a.peers.peers()) == 1, what="b cut off")
         await a.generate(2, Wallet().addr)
         await wait_synced([a, c])
         assert b.chain.height == 0
@@ -161,12 +162,12 @@ async def test_mempools_meet_when_nodes_connect(tmp_path):
             await c.peers.connect(*addr(a))
             await wait_synced([a, c])
             await c.submit_tx(tx)
-            await wait_for(lambda: tx.txid in b.mempool, what="tx relayed through a to b")
+            await wait_until(lambda: tx.txid in b.mempool, what="tx relayed through a to b")
         finally:
             await c.stop()
         d = await start_node(tmp_path / "d", peers=[addr(b)])   # d arrives after the tx
         try:
-            await wait_for(lambda: tx.txid in d.mempool, what="b's mempool offered to d on connect")
+            await wait_until(lambda: tx.txid in d.mempool, what="b's mempool offered to d on connect")
         finally:
             await d.stop()
     finally:

@@ -12,7 +12,9 @@ import subprocess
 
 import pytest
 
-from tests.framework.daemon import Daemon, _env, wait_until
+from tests.framework.daemon import Daemon
+from tests.framework.programs import process_env
+from tests.framework.util import wait_until_blocking
 from node.primitives.crypto import SigningKey, encode_address
 from node.consensus.params import REGTEST
 from node.primitives.tx import COIN
@@ -182,9 +184,9 @@ def test_send_wait_shows_progress(daemon, w1, w2):
     proc = subprocess.Popen(wallet_command() + w1.base + ["--json", "send", to, "0.2", "--yes",
                                                           "--wait", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(w1.env))
+                            env=process_env(w1.env))
     try:
-        wait_until(lambda: daemon.client.ok("GET", "mempool")["count"] == 1 or proc.poll() is not None,
+        wait_until_blocking(lambda: daemon.client.ok("GET", "mempool")["count"] == 1 or proc.poll() is not None,
                    timeout=30, what="the transaction in the mempool")
         assert proc.poll() is None, proc.communicate()
         mine(daemon, 1)

@@ -16,7 +16,9 @@ import pytest
 
 from network import PeerManager
 from network.frames import checksum, encode_frame
-from tests.framework.wire import LOCALHOST, TEST_MAGIC, ManagerFactory, RawPeer, wait_until
+from tests.framework.managers import ManagerFactory
+from tests.framework.util import LOCALHOST, wait_until
+from tests.framework.wire import TEST_MAGIC, WireClient
 from node.primitives import encoding
 
 
@@ -43,8 +45,8 @@ class Guarded:
         await wait_until(lambda: len(node.peers()) == 1, what="friend established")
         return cls(node, friend)
 
-    async def raw(self) -> RawPeer:
-        raw = await RawPeer.connect(self.node.listen_port, encoding)
+    async def raw(self) -> WireClient:
+        raw = await WireClient.connect(self.node.listen_port, encoding)
         await wait_until(lambda: len(self.node.connections()) == 2, what="raw accepted")
         return raw
 
@@ -67,8 +69,8 @@ class Guarded:
 
     async def assert_host_refused(self) -> None:
         """A new connection from the banned host is closed at once."""
-        raw = await RawPeer.connect(self.node.listen_port, encoding)
-        assert await raw.wait_closed(timeout=5)
+        raw = await WireClient.connect(self.node.listen_port, encoding)
+        assert await raw.closed_by_peer(timeout=5)
 
 
 async def _ignore(peer, body) -> None:
@@ -118,8 +120,8 @@ async def test_garbage_before_handshake_bans(nets, case):
     make, code = PRE_HANDSHAKE_GARBAGE[case]
     guarded = await Guarded.start(nets)
     raw = await guarded.raw()
-    await raw.send_bytes(make())
-    assert await raw.wait_closed(timeout=5)
+    raw.send_raw(make())
+    assert await raw.closed_by_peer(timeout=5)
     assert guarded.ban_reasons() == [code]
     await guarded.assert_friend_unharmed()
     await guarded.assert_host_refused()
@@ -147,8 +149,8 @@ async def test_bad_messages_after_handshake_ban(nets, case):
         message, code = ["version", raw.version_body()], "duplicate-version"
     else:
         message, code = POST_HANDSHAKE_GARBAGE[case]
-    await raw.send_bytes(_frame(encoding.encode(message)))
-    assert await raw.wait_closed(timeout=5)
+    raw.send_raw(_frame(encoding.encode(message)))
+    assert await raw.closed_by_peer(timeout=5)
     assert guarded.ban_reasons() == [code]
     await guarded.assert_friend_unharmed()
 
@@ -158,8 +160,8 @@ async def test_undecodable_payload_after_handshake_bans(nets):
     guarded = await Guarded.start(nets)
     raw = await guarded.raw()
     await raw.handshake()
-    await raw.send_bytes(_frame(b"\xff\x00garbage"))
-    assert await raw.wait_closed(timeout=5)
+    raw.send_raw(_frame(b"\xff\x00garbage"))
+    assert await raw.closed_by_peer(timeout=5)
     assert guarded.ban_reasons() == ["bad-message"]
     await guarded.assert_friend_unharmed()
 
@@ -169,8 +171,8 @@ async def test_huge_length_refused_without_waiting_for_body(nets):
     guarded = await Guarded.start(nets, handshake_timeout=60.0)
     raw = await guarded.raw()
     started = time.monotonic()
-    await raw.send_bytes(TEST_MAGIC + struct.pack(">I", 1 << 30) + checksum(b""))
-    assert await raw.wait_closed(timeout=5)
+    raw.send_raw(TEST_MAGIC + struct.pack(">I", 1 << 30) + checksum(b""))
+    assert await raw.closed_by_peer(timeout=5)
     assert time.monotonic() - started < 5.0  # far below the 60 s handshake timeout
     assert guarded.ban_reasons() == ["oversized-frame"]
     await guarded.assert_friend_unharmed()
@@ -181,8 +183,8 @@ async def test_truncated_frame_then_close_is_cleaned_up(nets):
     guarded = await Guarded.start(nets)
     raw = await guarded.raw()
     frame = _frame(encoding.encode(["version", raw.version_body()]))
-    await raw.send_bytes(frame[: len(frame) // 2])
-    await raw.close()
+    raw.send_raw(frame[: len(frame) // 2])
+    raw.abort()
     await wait_until(lambda: len(guarded.node.connections()) == 1, what="raw connection freed")
     assert guarded.node.bans() == []
     await guarded.assert_friend_unharmed()
@@ -194,8 +196,8 @@ async def test_message_flood_bans(nets):
     raw = await guarded.raw()
     await raw.handshake()
     junk = _frame(encoding.encode(["junk", [b"x" * 10]]))
-    await raw.send_bytes(junk * 1000)
-    assert await raw.wait_closed(timeout=5)
+    raw.send_raw(junk * 1000)
+    assert await raw.closed_by_peer(timeout=5)
     assert guarded.ban_reasons() == ["flood"]
     await guarded.assert_friend_unharmed()
 
@@ -207,8 +209,8 @@ async def test_byte_flood_bans(nets):
     raw = await guarded.raw()
     await raw.handshake()
     big = _frame(encoding.encode(["junk", [b"x" * 19_000]]))
-    await raw.send_bytes(big * 10)
-    assert await raw.wait_closed(timeout=5)
+    raw.send_raw(big * 10)
+    assert await raw.closed_by_peer(timeout=5)
     assert guarded.ban_reasons() == ["flood"]
     await guarded.assert_friend_unharmed()
 
@@ -218,7 +220,7 @@ async def test_silent_peer_hits_handshake_timeout(nets):
     guarded = await Guarded.start(nets, handshake_timeout=0.5)
     raw = await guarded.raw()
     started = time.monotonic()
-    assert await raw.wait_closed(timeout=5)
+    assert await raw.closed_by_peer(timeout=5)
     assert time.monotonic() - started >= 0.45
     assert guarded.node.bans() == []
     await guarded.assert_friend_unharmed()
@@ -230,7 +232,7 @@ async def test_peer_not_answering_pings_is_dropped_not_banned(nets):
     raw = await guarded.raw()
     await raw.handshake()
     side = guarded.raw_side()
-    assert await raw.wait_closed(timeout=5)  # reads (and ignores) the ping
+    assert await raw.closed_by_peer(timeout=5)  # reads (and ignores) the ping
     await wait_until(lambda: side.closed, what="raw side closed")
     assert side.close_reason == "ping-timeout"
     assert guarded.node.bans() == []
@@ -261,7 +263,7 @@ async def test_peer_not_reading_is_dropped_as_too_slow(nets):
     await push(side, 5000)  # the raw peer never reads: socket buffers fill, then the queue
     assert side.closed and side.close_reason == "send-queue-overflow"
     assert guarded.node.bans() == []
-    await raw.close()
+    raw.abort()
     await guarded.assert_friend_unharmed()
 
 
@@ -269,7 +271,7 @@ async def test_wrong_network_version_disconnects_without_ban(nets):
     """A well-formed `version` of another genesis is refused but not punished."""
     guarded = await Guarded.start(nets)
     raw = await guarded.raw()
-    await raw.send("version", raw.version_body(genesis_hash=b"\x99" * 32))
-    assert await raw.wait_closed(timeout=5)
+    raw.send("version", raw.version_body(genesis_hash=b"\x99" * 32))
+    assert await raw.closed_by_peer(timeout=5)
     assert guarded.node.bans() == []
     await guarded.assert_friend_unharmed()

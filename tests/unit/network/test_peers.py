@@ -7,7 +7,9 @@ import logging
 import pytest
 
 from network import Misbehaviour, NetworkError, PeerManager
-from tests.framework.wire import LOCALHOST, ManagerFactory, RawPeer, wait_until
+from tests.framework.managers import ManagerFactory
+from tests.framework.util import LOCALHOST, wait_until
+from tests.framework.wire import WireClient
 from node.primitives import encoding
 
 
@@ -301,8 +303,8 @@ async def test_banned_host_refused_until_unbanned(nets):
     await linked(a, b)
     b.ban(LOCALHOST, 3600, "manual")
     await wait_until(lambda: not a.connections() and not b.connections(), what="ban closes link")
-    raw = await RawPeer.connect(b.listen_port, encoding)
-    assert await raw.wait_closed(timeout=5)
+    raw = await WireClient.connect(b.listen_port, encoding)
+    assert await raw.closed_by_peer(timeout=5)
     assert not b.connections()
     assert b.unban(LOCALHOST)
     await linked(a, b)

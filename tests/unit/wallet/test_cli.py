@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.framework.daemon import free_port
+from tests.framework.programs import free_port
 from node.primitives.crypto import SigningKey, encode_address
 from node.primitives.tx import COIN
 from wallet.cli import main
