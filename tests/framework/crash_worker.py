@@ -23,8 +23,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from tests.framework.replay import build_block, open_chain  # noqa: E402
-from tests.framework.blocktools import make_params  # noqa: E402
+from tests.framework.blocktools import build_block, make_params  # noqa: E402
+from tests.framework.chains import open_chain  # noqa: E402
 from node.primitives.crypto import SigningKey  # noqa: E402
 from node.primitives.errors import ObolError  # noqa: E402
 from node.mempool.pool import Mempool  # noqa: E402

@@ -1,62 +1,19 @@
-"""Helpers shared by the chain-state, reorg, mempool, miner and crash tests.
+"""The replay oracle: a chain state must equal a fresh one fed its own active chain.
 
-Blocks are built with explicit timestamps (``parent time + time_step``) so
-ASERT difficulty is under the test's control, and every ChainState gets a
-fixed clock far in the future so no header is ever "time-too-new".
+After any sequence of connects, reorganisations, invalidations, crashes or
+schema upgrades, the stored UTXO set, its statistics, the address index and
+the height index must be what replaying the active chain's blocks, in order,
+into an empty datadir gives.  The chain, reorg, crash and upgrade tests end
+with :func:`assert_matches_replay`.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from node.primitives.block import Block, BlockHeader, merkle_root
 from node.chain.chainstate import ChainState, UtxoStats
-from node.mining.miner import NONCE_START, solve_block
-from node.consensus.params import GENESIS_TIME, NetworkParams
+from node.primitives.block import Block
 from node.storage.schema import height_key
-from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase
-
-FAR_FUTURE = GENESIS_TIME + 10**8
-NEUTRAL_STEP = 600   # make_params(): blocks this far apart keep the target unchanged
-
-
-def fixed_clock() -> float:
-    return float(FAR_FUTURE)
-
-
-def open_chain(path: Path, params: NetworkParams, **kwargs) -> ChainState:
-    kwargs.setdefault("clock", fixed_clock)
-    return ChainState(Path(path), params, **kwargs)
-
-
-def build_block(chain: ChainState, parent, addr: bytes, txs: list[Transaction] = (),
-                time_step: int = NEUTRAL_STEP, fees: int = 0, overpay: int = 0,
-                extra: bytes | None = None) -> Block:
-    """A solved block on ``parent`` (an index entry of ``chain``), not accepted.
-
-    The coinbase pays subsidy + ``fees`` + ``overpay`` to ``addr``.
-    """
-    height = parent.height + 1
-    value = chain.params.subsidy(height) + fees + overpay
-    coinbase = make_coinbase(height, [TxOut(value, addr)], os.urandom(4) if extra is None else extra)
-    all_txs = [coinbase] + list(txs)
-    header = BlockHeader.create(1, parent.hash, merkle_root([t.txid for t in all_txs]),
-                                parent.header.timestamp + time_step, chain.next_bits(parent),
-                                NONCE_START)
-    return solve_block(Block.create(header, all_txs))
-
-
-def extend(chain: ChainState, addr: bytes, count: int, time_step: int = NEUTRAL_STEP,
-           parent=None) -> list[Block]:
-    """Mine ``count`` coinbase-only blocks on ``parent`` (default the tip) and accept them."""
-    blocks = []
-    entry = parent or chain.tip
-    for _ in range(count):
-        block = build_block(chain, entry, addr, time_step=time_step)
-        chain.accept_block(block)
-        entry = chain.index[block.hash]
-        blocks.append(block)
-    return blocks
+from tests.framework.chains import open_chain
 
 
 def utxo_set(chain: ChainState) -> list:
@@ -118,7 +75,3 @@ def assert_matches_replay(chain: ChainState, path: Path) -> None:
             assert sorted(fresh.reader.address_coins(addr)) == sorted(chain.reader.address_coins(addr))
     finally:
         fresh.close()
-
-
-def coinbase_outpoint(block: Block) -> tuple[OutPoint, TxOut]:
-    return OutPoint(block.txs[0].txid, 0), block.txs[0].outputs[0]

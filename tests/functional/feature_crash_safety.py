@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.framework.replay import assert_matches_replay, open_chain
 from tests.framework.blocktools import make_params
+from tests.framework.chains import open_chain
+from tests.framework.replay import assert_matches_replay
 from tests.framework.crash_worker import worker_key
 
 from node.primitives.encoding import decode_stored

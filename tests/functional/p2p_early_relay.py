@@ -8,33 +8,19 @@ import threading
 
 import pytest
 
-from tests.framework.blocktools import Wallet
+from tests.framework.blocktools import Wallet, child_block, with_bad_proof_of_work
 from tests.framework.wire import WireClient
-from node.primitives.block import Block, BlockHeader, merkle_root
-from node.mining.miner import NONCE_START, solve_block
-from node.consensus.pow import bits_to_target, hash_meets_target
-from node.primitives.tx import TxOut, make_coinbase
+from node.primitives.block import Block
+from node.primitives.tx import make_coinbase
 from tests.framework.nodes import addr, start_node, wait_synced
 from tests.framework.util import wait_until
 
 EARLY_RELAY_PROTOCOL = 2   # the protocol version that understands ``powblock``
 
 
-def child_block(node, coinbase_value: int | None = None) -> Block:
-    """A block on ``node``'s tip with valid proof of work, paying ``coinbase_value``."""
-    tip = node.chain.tip
-    height = tip.height + 1
-    cb = make_coinbase(height, [TxOut(coinbase_value or node.params.subsidy(height), Wallet().addr)],
-                       os.urandom(4))
-    header = BlockHeader.create(1, tip.hash, merkle_root([cb.txid]),
-                                node.chain.median_time_past(tip) + 1, node.chain.next_bits(tip),
-                                NONCE_START)
-    return solve_block(Block.create(header, [cb]))
-
-
 def overpaying_block(node) -> Block:
     """Valid header and proof of work, invalid only against the chain: the coinbase overpays."""
-    return child_block(node, node.params.subsidy(node.chain.height + 1) + 1)
+    return child_block(node, coinbase_value=node.params.subsidy(node.chain.height + 1) + 1)
 
 
 @contextlib.asynccontextmanager
@@ -126,14 +112,6 @@ async def test_powblock_failing_only_against_the_chain_is_not_punished(pair):
     assert a.peers.bans() == []
     assert all(p.ban_score == 0 for p in a.peers.peers())
     client.close()
-
-
-def with_bad_proof_of_work(block: Block) -> Block:
-    target = bits_to_target(block.header.bits)
-    nonce = NONCE_START
-    while hash_meets_target(block.header.with_nonce(nonce).hash, target):
-        nonce += 1
-    return Block.create(block.header.with_nonce(nonce), block.txs)
 
 
 def with_other_body(block: Block) -> Block:

@@ -4,11 +4,10 @@ import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, coinbase_coin, spend
+from tests.framework.blocktools import Wallet, child_block, coinbase_coin, spend, with_bad_proof_of_work
 from tests.framework.wire import WireClient
-from node.primitives.block import Block, BlockHeader, merkle_root
-from node.mining.miner import NONCE_START, solve_block
-from node.primitives.tx import TxOut, make_coinbase
+from node.primitives.block import Block
+from node.primitives.tx import TxOut
 from node.primitives import encoding
 from tests.framework.nodes import addr, fast_net, start_node, wait_synced
 from tests.framework.util import wait_until
@@ -29,17 +28,6 @@ async def pair(tmp_path):
         await n.stop()
 
 
-def child_block(node, *, bits=None, coinbase_value=None, nonce=None, height=None) -> Block:
-    tip = node.chain.tip
-    h = tip.height + 1 if height is None else height
-    cb = make_coinbase(h, [TxOut(coinbase_value or node.params.subsidy(h), Wallet().addr)], os.urandom(4))
-    header = BlockHeader.create(1, tip.hash, merkle_root([cb.txid]),
-                                node.chain.median_time_past(tip) + 1,
-                                bits if bits is not None else node.chain.next_bits(tip), NONCE_START)
-    block = Block.create(header, [cb])
-    return block if nonce is not None else solve_block(block)
-
-
 async def assert_banned_and_b_fine(a, b, client):
     assert await client.closed_by_peer(), "hostile peer was not disconnected"
     await wait_until(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
@@ -52,13 +40,7 @@ async def test_block_with_bad_proof_of_work_bans(pair):
     """A block whose hash misses its target gets the sender banned."""
     a, b = pair
     client = await WireClient.to_node(a)
-    block = child_block(a, nonce=0)
-    # find a nonce that FAILS the regtest target (about every other one does)
-    from node.consensus.pow import bits_to_target, hash_meets_target
-    n = NONCE_START
-    while hash_meets_target(block.header.with_nonce(n).hash, bits_to_target(block.header.bits)):
-        n += 1
-    bad = Block.create(block.header.with_nonce(n), block.txs)
+    bad = with_bad_proof_of_work(child_block(a, solve=False))
     client.send("block", bad.to_list())
     await assert_banned_and_b_fine(a, b, client)
     assert a.chain.tip.hash != bad.hash
@@ -110,12 +92,8 @@ async def test_lagging_block_not_banned(pair):
     """A block from the future beyond the limit is refused but not punished."""
     a, b = pair
     client = await WireClient.to_node(a)
-    tip = a.chain.tip
-    cb = make_coinbase(tip.height + 1, [TxOut(1, Wallet().addr)])
-    header = BlockHeader.create(1, tip.hash, merkle_root([cb.txid]),
-                                int(a.chain.clock()) + a.params.max_future_block_time + 600,
-                                a.chain.next_bits(tip), NONCE_START)
-    client.send("block", solve_block(Block.create(header, [cb])).to_list())
+    too_new = int(a.chain.clock()) + a.params.max_future_block_time + 600
+    client.send("block", child_block(a, coinbase_value=1, timestamp=too_new).to_list())
     client.send("ping", [7])
     assert await client.expect("pong") == [7]
     assert not a.peers.bans()

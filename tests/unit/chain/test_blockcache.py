@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.framework.replay import assert_matches_replay, build_block, extend, open_chain
-from tests.framework.blocktools import Wallet, make_params
+from tests.framework.blocktools import Wallet, build_block, extend, make_params
+from tests.framework.chains import open_chain
+from tests.framework.replay import assert_matches_replay
 from node.primitives import block as block_module
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.chain.blockcache import BlockCache

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from tests.framework.replay import (NEUTRAL_STEP, assert_chain_db_matches, assert_matches_replay, build_block,
-                        coinbase_outpoint, extend, open_chain, recompute_stats, stats_tuple, utxo_set)
-from tests.framework.blocktools import Wallet, make_params, spend
+from tests.framework.blocktools import NEUTRAL_STEP, Wallet, build_block, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
+from tests.framework.replay import assert_chain_db_matches, assert_matches_replay, recompute_stats, stats_tuple, utxo_set
 from node.chain.chainstate import ChainState
 from node.primitives.errors import BlockValidationError
 from node.consensus.params import REGTEST
@@ -63,10 +63,10 @@ def test_connect_updates_tip_height_and_utxo_stats(chain, uparams, tmp_path):
         assert chain.tip.hash == block.hash and chain.height == n
         assert chain.utxo_stats.count == n
         assert chain.utxo_stats.amount == sum(uparams.subsidy(h) for h in range(1, n + 1))
-        coin = chain.reader.get_coin(coinbase_outpoint(block)[0])
+        coin = chain.reader.get_coin(coinbase_coin(block)[0])
         assert coin.height == n and coin.coinbase and coin.addr_hash == wallet.addr
     # spend the first coinbase (mature at height 3) into two outputs, 1000 fee
-    op, out = coinbase_outpoint(blocks[0])
+    op, out = coinbase_coin(blocks[0])
     tx = spend(chain, [(op, out)], wallet.key, [TxOut(1000, b"\x01" * 20),
                                                 TxOut(out.amount - 2000, wallet.addr)])
     block = build_block(chain, chain.tip, wallet.addr, [tx], fees=1000)
@@ -87,7 +87,7 @@ def test_reopen_gives_same_tip_stats_and_digest(tmp_path, uparams):
     wallet = Wallet()
     chain = open_chain(tmp_path / "c", uparams)
     blocks = extend(chain, wallet.addr, 3)
-    op, out = coinbase_outpoint(blocks[0])
+    op, out = coinbase_coin(blocks[0])
     tx = spend(chain, [(op, out)], wallet.key, [TxOut(out.amount - 500, wallet.addr)])
     chain.accept_block(build_block(chain, chain.tip, wallet.addr, [tx], fees=500))
     # a side block, stored but not active
@@ -117,7 +117,7 @@ def test_get_transaction(chain):
     """get_transaction finds confirmed transactions (and coinbases) with their block entry."""
     wallet = Wallet()
     blocks = extend(chain, wallet.addr, 3)
-    op, out = coinbase_outpoint(blocks[0])
+    op, out = coinbase_coin(blocks[0])
     tx = spend(chain, [(op, out)], wallet.key, [TxOut(out.amount - 500, wallet.addr)])
     block = build_block(chain, chain.tip, wallet.addr, [tx], fees=500)
     chain.accept_block(block)
@@ -135,9 +135,9 @@ def test_address_coins(chain):
     alice, bob = Wallet(), Wallet()
     blocks = extend(chain, alice.addr, 3)
     coins = dict(chain.reader.address_coins(alice.addr))
-    assert set(coins) == {coinbase_outpoint(b)[0] for b in blocks}
+    assert set(coins) == {coinbase_coin(b)[0] for b in blocks}
     assert all(c.addr_hash == alice.addr and c.coinbase for c in coins.values())
-    op, out = coinbase_outpoint(blocks[0])
+    op, out = coinbase_coin(blocks[0])
     tx = spend(chain, [(op, out)], alice.key, [TxOut(7000, bob.addr), TxOut(out.amount - 8000, alice.addr)])
     chain.accept_block(build_block(chain, chain.tip, b"\x02" * 20, [tx]))
     alice_coins = dict(chain.reader.address_coins(alice.addr))
@@ -153,7 +153,7 @@ def test_address_history_newest_first_with_paging(chain):
     """address_history is newest first; limit and before_height page through it."""
     alice, bob = Wallet(), Wallet()
     blocks = extend(chain, alice.addr, 4)                       # heights 1-4 pay alice
-    op, out = coinbase_outpoint(blocks[0])
+    op, out = coinbase_coin(blocks[0])
     tx = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
     chain.accept_block(build_block(chain, chain.tip, b"\x03" * 20, [tx]))   # height 5
     extend(chain, b"\x03" * 20, 1)                              # height 6: not alice
@@ -390,7 +390,7 @@ def _chain_with_txs(chain, wallet, length):
     """Blocks 1-2 pay ``wallet``; blocks 3.. each spend one earlier coin of the wallet."""
     blocks = extend(chain, wallet.addr, 2)
     for n in range(3, length + 1):
-        op, out = coinbase_outpoint(blocks[n - 3])
+        op, out = coinbase_coin(blocks[n - 3])
         tx = spend(chain, [(op, out)], wallet.key, [TxOut(out.amount // 2, wallet.addr),
                                                     TxOut(out.amount // 2 - 300, b"\x10" * 20)])
         block = build_block(chain, chain.tip, wallet.addr, [tx], fees=300)

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.framework.replay import (assert_matches_replay, build_block, coinbase_outpoint, extend, open_chain,
-                        stats_tuple, utxo_set)
-from tests.framework.blocktools import Wallet, make_params, spend
+from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
+from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
 from node.chain.orphans import MAX_ORPHANS
 from node.primitives.errors import BlockValidationError, ValidationError
 from node.mempool.pool import Mempool
@@ -63,7 +63,7 @@ def spending_branch(path: Path, params, wallet, steps, prefix=()):
         for step in steps:
             txs, fees = [], 0
             if len(blocks) >= 2:
-                op, out = coinbase_outpoint(blocks[-2])
+                op, out = coinbase_coin(blocks[-2])
                 txs = [spend(chain, [(op, out)], wallet.key,
                              [TxOut(out.amount // 2, wallet.addr), TxOut(out.amount // 2 - 700, b"\x33" * 20)])]
                 fees = 700
@@ -206,7 +206,7 @@ def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
     try:
         prefix = extend(x, wallet.addr, 4)
         feed(y, prefix)
-        cb = [coinbase_outpoint(b) for b in prefix]
+        cb = [coinbase_coin(b) for b in prefix]
         t_a = spend(x, [cb[0]], wallet.key, [TxOut(cb[0][1].amount - 1000, wallet.addr)])
         t_child = spend(x, [(OutPoint(t_a.txid, 0), t_a.outputs[0])], wallet.key,
                         [TxOut(t_a.outputs[0].amount - 1000, wallet.addr)])
@@ -261,7 +261,7 @@ def invalid_branch(path: Path, params, wallet, kind: str, length: int = 5, bad_a
     chain = open_chain(path, params)
     try:
         blocks = extend(chain, wallet.addr, bad_at - 1)
-        op, out = coinbase_outpoint(blocks[0])
+        op, out = coinbase_coin(blocks[0])
         tx = spend(chain, [(op, out)], wallet.key, [TxOut(out.amount - 500, wallet.addr)])
         if kind == "bad-cb-amount":
             bad = build_block(chain, chain.tip, wallet.addr, [tx], fees=500, overpay=1)
@@ -385,7 +385,7 @@ def test_random_block_tree_follows_most_work(uparams, plan):
                 height = parent.height + 1
                 if height >= 3:
                     anc2 = blocks[parent.ancestor(height - 2).hash]
-                    inputs = [coinbase_outpoint(anc2)]
+                    inputs = [coinbase_coin(anc2)]
                     prev = blocks[parent.hash]
                     if len(prev.txs) > 1:
                         inputs.append((OutPoint(prev.txs[1].txid, 0), prev.txs[1].outputs[0]))
@@ -565,7 +565,7 @@ def three_blocks_to_a_wallet(chain):
     of blocks 1 and 2)."""
     wallet = Wallet()
     blocks = extend(chain, wallet.addr, 3)
-    return wallet, chain.tip, [coinbase_outpoint(b) for b in blocks[:2]]
+    return wallet, chain.tip, [coinbase_coin(b) for b in blocks[:2]]
 
 
 def to_self(chain, wallet, coin, fee: int = 1000):

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.framework.blocktools import make_params, mine_block, new_chain
+from tests.framework.blocktools import make_params, mine_block
+from tests.framework.chains import new_chain
 from node.primitives.errors import BlockValidationError
 from node.consensus.params import GENESIS_TIME, MAIN, REGTEST, TESTNET
 from node.consensus.pow import (asert_target, bits_to_target, block_work, hash_meets_target,

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, coinbase_coin, make_params, mature_coins, mine, mine_block, new_chain, spend
+from tests.framework.blocktools import Wallet, coinbase_coin, make_params, mature_coins, mine, mine_block, spend
+from tests.framework.chains import new_chain
 from node.chain.index import BlockStatus
 from node.consensus import rules
 from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root

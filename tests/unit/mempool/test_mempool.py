@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tests.framework.replay import build_block, coinbase_outpoint, extend, open_chain
-from tests.framework.blocktools import Wallet, make_params, spend
+from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
 from node.primitives.errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
 from node.mempool.pool import Mempool
 from node.mempool.entry import outpoint_key
@@ -34,7 +34,7 @@ def setup(tmp_path, uparams):
     chain = open_chain(tmp_path / "chain", uparams)
     blocks = extend(chain, wallet.addr, 6)
     extend(chain, b"\x60" * 20, 2)
-    coins = [coinbase_outpoint(b) for b in blocks]
+    coins = [coinbase_coin(b) for b in blocks]
     yield chain, wallet, coins
     chain.close()
 
@@ -220,7 +220,7 @@ def test_consensus_failures_are_refused(setup):
     assert exc.value.code == "coinbase"
     (fresh,) = extend(chain, wallet.addr, 1)
     with pytest.raises(TxValidationError) as exc:
-        pool.accept(pay(chain, wallet, [coinbase_outpoint(fresh)], 1000))
+        pool.accept(pay(chain, wallet, [coinbase_coin(fresh)], 1000))
     assert exc.value.code == "bad-txns-premature-spend-of-coinbase"
     tx = pay(chain, wallet, [coins[0]], 1000)
     txin = tx.inputs[0]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.framework.replay import coinbase_outpoint, extend, open_chain
-from tests.framework.blocktools import Wallet, make_params, spend
+from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
 from node.mempool.persist import MEMPOOL_FORMAT, load_mempool, save_mempool
 from node.mempool.pool import Mempool
 from node.primitives.encoding import encode
@@ -22,7 +22,7 @@ def chain_and_coins(tmp_path, uparams):
     chain = open_chain(tmp_path / "chain", uparams)
     blocks = extend(chain, wallet.addr, 4)
     extend(chain, b"\x60" * 20, 2)
-    yield chain, wallet, [coinbase_outpoint(b) for b in blocks]
+    yield chain, wallet, [coinbase_coin(b) for b in blocks]
     chain.close()
 
 

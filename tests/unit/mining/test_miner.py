@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.framework.replay import coinbase_outpoint, extend, open_chain
-from tests.framework.blocktools import Wallet, make_params, spend
+from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
 from node.primitives.block import Block, merkle_root
 from node.primitives.crypto import sha256d
 from node.mempool.pool import Mempool
@@ -32,7 +32,7 @@ def funded(tmp_path, uparams):
     chain = open_chain(tmp_path / "chain", uparams)
     blocks = extend(chain, wallet.addr, 3)
     extend(chain, b"\x70" * 20, 2)
-    yield chain, wallet, [coinbase_outpoint(b) for b in blocks]
+    yield chain, wallet, [coinbase_coin(b) for b in blocks]
     chain.close()
 
 
@@ -63,7 +63,7 @@ def test_template_includes_mempool_txs_and_pays_fees(funded, uparams):
     assert result.status == "connected" and chain.tip.hash == block.hash
     pool.update_for_chain(result.connected, result.disconnected)
     assert len(pool) == 0
-    assert chain.reader.get_coin(coinbase_outpoint(block)[0]).amount == uparams.subsidy(height) + 7500
+    assert chain.reader.get_coin(coinbase_coin(block)[0]).amount == uparams.subsidy(height) + 7500
 
 
 def test_template_time_is_above_median_time_past(funded):

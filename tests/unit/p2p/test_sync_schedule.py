@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, mine, new_chain
+from tests.framework.blocktools import Wallet, mine
+from tests.framework.chains import new_chain
 from node.primitives.block import Block
 from node.p2p.messages import INV_BLOCK, MSG_GETDATA
 from node.p2p.peerstate import PeerTable

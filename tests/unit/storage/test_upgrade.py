@@ -6,9 +6,9 @@ from __future__ import annotations
 import lmdb
 import pytest
 
-from tests.framework.replay import (assert_matches_replay, build_block, coinbase_outpoint, extend, open_chain,
-                        stats_tuple, utxo_set)
-from tests.framework.blocktools import Wallet, make_params, spend
+from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
+from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
 from node.primitives.encoding import decode, encode
 from node.storage.schema import ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin, outpoint_from_record, outpoint_key
 from node.primitives.tx import OutPoint, TxOut
@@ -52,7 +52,7 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
     chain = open_chain(tmp_path / "d", uparams)
     blocks = extend(chain, alice.addr, 3)
     fork = chain.tip
-    coins = [coinbase_outpoint(b) for b in blocks]
+    coins = [coinbase_coin(b) for b in blocks]
     lost = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, bob.addr)])
     losing = build_block(chain, fork, alice.addr, [lost], fees=1000)
     chain.accept_block(losing)
@@ -100,7 +100,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
     alice, bob = Wallet(), Wallet()
     chain = open_chain(tmp_path / "d", uparams)
     blocks = extend(chain, alice.addr, 3)
-    op, out = coinbase_outpoint(blocks[0])
+    op, out = coinbase_coin(blocks[0])
     pay = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
     chain.accept_block(build_block(chain, chain.tip, alice.addr, [pay], fees=1000))
     history = {a: chain.reader.address_history(a) for a in (alice.addr, bob.addr)}
