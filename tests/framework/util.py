@@ -8,6 +8,7 @@ first, so a test that needs no wait loses no time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,14 @@ ASYNC_POLL = 0.01  # seconds between checks inside the event loop
 BLOCKING_POLL = 0.05  # seconds between checks of another process (each check is a request)
 
 Description = str | Callable[[], str]  # what is awaited; a callable is asked at the timeout
+
+
+def scenario_log(module: str) -> logging.Logger:
+    """The logger a scenario narrates its steps with (Bitcoin Core's ``self.log.info``):
+    its INFO lines appear under "Captured log" when the test fails."""
+    log = logging.getLogger("scenario." + module.rpartition(".")[2])
+    log.setLevel(logging.INFO)
+    return log
 
 
 def _describe(what: Description) -> str:

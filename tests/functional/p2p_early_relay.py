@@ -1,6 +1,11 @@
 """Blocks relayed before full validation (``powblock``, node/p2p/early_relay.py): they travel
 on while the relaying node validates, and a peer is punished only for what it could check
-before relaying (docs/protocol.md §14.9)."""
+before relaying (docs/protocol.md §14.9).
+
+Most scenarios run on a pair, b dialling a, with a few raw clients connected to a that
+send blocks or watch what a relays; a's chain thread is held while a block arrives, so
+what a relays before validating can be told from what it relays after.
+"""
 import asyncio
 import contextlib
 import os
@@ -8,12 +13,14 @@ import threading
 
 import pytest
 
-from tests.framework.blocktools import Wallet, child_block, with_bad_proof_of_work
-from tests.framework.wire import WireClient
 from node.primitives.block import Block
 from node.primitives.tx import make_coinbase
-from tests.framework.nodes import addr, start_node, wait_synced
-from tests.framework.util import wait_until
+from tests.framework.blocktools import Wallet, child_block, with_bad_proof_of_work
+from tests.framework.nodes import node_network, sync_blocks
+from tests.framework.util import scenario_log, wait_until
+from tests.framework.wire import WireClient
+
+log = scenario_log(__name__)
 
 EARLY_RELAY_PROTOCOL = 2   # the protocol version that understands ``powblock``
 
@@ -35,15 +42,6 @@ async def chain_thread_held(node):
         await holding
 
 
-async def connected_pair(tmp_path):
-    a = await start_node(tmp_path / "a")
-    b = await start_node(tmp_path / "b", peers=[addr(a)])
-    await wait_until(lambda: len(a.peers.peers()) == 1, what="b connected to a")
-    await a.generate(2, Wallet().addr)
-    await wait_synced([a, b])
-    return a, b
-
-
 async def flushed(client: WireClient) -> None:
     """Every message the node queued for ``client`` so far has arrived (its writer is FIFO)."""
     nonce = int.from_bytes(os.urandom(8), "big")
@@ -52,32 +50,36 @@ async def flushed(client: WireClient) -> None:
         pass
 
 
+@contextlib.asynccontextmanager
+async def connected_pair(tmp_path):
+    """A network of a and b (b dials a) on a chain of 2 blocks; both nodes stop at its end."""
+    async with node_network(tmp_path, 2, "line") as net:
+        a, _ = net
+        await a.generate(2, Wallet().addr)
+        await sync_blocks(net)
+        yield net
+
+
 @pytest.fixture
 async def pair(tmp_path):
-    a, b = await connected_pair(tmp_path)
-    yield a, b
-    for n in (a, b):
-        await n.stop()
+    async with connected_pair(tmp_path) as net:
+        yield tuple(net)
 
 
 async def test_block_is_relayed_before_it_is_validated(tmp_path):
     """c - a - b: while a's chain thread is held, a block mined at c reaches b and b
     connects it, though a has not validated it yet."""
-    a, b = await connected_pair(tmp_path)
-    c = await start_node(tmp_path / "c", peers=[addr(a)])
-    try:
-        await wait_until(lambda: len(a.peers.peers()) == 2, what="c connected to a")
-        await wait_synced([a, b, c])
+    async with connected_pair(tmp_path) as net:
+        a, b = net
+        c = await net.add(peers=[a])
+        await sync_blocks([a, b, c])
         parent = a.chain.tip
         async with chain_thread_held(a):
             [block] = await c.generate(1, Wallet().addr)
             await wait_until(lambda: b.chain.tip.hash == block.hash, what="b to connect c's block")
             assert a.chain.tip is parent, "a validated the block: the test held nothing"
-        await wait_synced([a, b, c])
+        await sync_blocks([a, b, c])
         assert a.chain.tip.hash == block.hash
-    finally:
-        for n in (a, b, c):
-            await n.stop()
 
 
 async def test_relayer_of_an_invalid_block_is_excused_its_originator_banned(pair):
@@ -96,7 +98,7 @@ async def test_relayer_of_an_invalid_block_is_excused_its_originator_banned(pair
     assert b.peers.bans() == [], "b punished a for a block a relayed before validating it"
     assert [p.ban_score for p in b.peers.peers()] == [0]
     await a.generate(1, Wallet().addr)
-    await wait_synced([a, b])
+    await sync_blocks([a, b])
 
 
 async def test_powblock_failing_only_against_the_chain_is_not_punished(pair):
@@ -195,29 +197,24 @@ async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originat
     """a, b and c all connected: an invalid block sent to a reaches b and c early, each of
     them possibly twice (the second time it is already known invalid); no honest node
     punishes another, and a bans the originator."""
-    a = await start_node(tmp_path / "a")
-    b = await start_node(tmp_path / "b", peers=[addr(a)])
-    c = await start_node(tmp_path / "c", peers=[addr(a), addr(b)])
-    nodes = (a, b, c)
-    try:
-        await wait_until(lambda: all(len(n.peers.peers()) == 2 for n in nodes), what="a full mesh")
+    async with node_network(tmp_path, 3, "mesh") as nodes:
+        a, b, c = nodes
         await a.generate(2, Wallet().addr)
-        await wait_synced(nodes)
+        await sync_blocks(nodes)
+        log.info("a hostile client sends a an overpaying block with valid proof of work")
         client = await WireClient.to_node(a)
         bad = overpaying_block(a)
         client.send("block", bad.to_list())
         assert await client.closed_by_peer(), "the originator was not disconnected"
         for n in nodes:
-            await wait_until(lambda: bad.hash in n.chain.index
-                           and n.chain.index[bad.hash].failure == "bad-cb-amount",
-                           what="every node to find the block invalid")
+            await wait_until(lambda n=n: bad.hash in n.chain.index
+                             and n.chain.index[bad.hash].failure == "bad-cb-amount",
+                             what="every node to find the block invalid")
+        log.info("the honest nodes still relay to each other")
         await a.generate(1, Wallet().addr)
-        await wait_synced(nodes)
+        await sync_blocks(nodes)
         assert [ban.host for ban in a.peers.bans()] == ["127.0.0.1"]
         for n in (b, c):
             assert n.peers.bans() == []
         for n in nodes:
             assert len(n.peers.peers()) == 2 and all(p.ban_score == 0 for p in n.peers.peers())
-    finally:
-        for n in nodes:
-            await n.stop()

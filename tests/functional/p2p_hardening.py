@@ -13,7 +13,7 @@ from node.mempool.orphans import MAX_ORPHANS_PER_PEER
 from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV
 from node.p2p.relay import GETDATA_SEND_PAUSE
 from node.primitives.tx import OutPoint, TxOut
-from tests.framework.nodes import addr, start_node, wait_synced
+from tests.framework.nodes import node_network, sync_blocks
 from tests.framework.util import wait_until
 
 BIG_TX_OUTPUTS = 2_000      # outputs of the transaction that makes the served block large
@@ -22,16 +22,12 @@ BIG_TX_OUTPUTS = 2_000      # outputs of the transaction that makes the served b
 @pytest.fixture
 async def pair(tmp_path):
     """Node a with a well-behaved peer b, and a wallet that owns a mature coin on a."""
-    a = await start_node(tmp_path / "a")
-    b = await start_node(tmp_path / "b", peers=[addr(a)])
-    await wait_until(lambda: len(a.peers.peers()) == 1, what="b connected to a")
-    wallet = Wallet()
-    blocks = await a.generate(2, wallet.addr)
-    await a.generate(a.params.coinbase_maturity, Wallet().addr)
-    await wait_synced([a, b])
-    yield a, b, wallet, [coinbase_coin(block) for block in blocks]
-    for n in (a, b):
-        await n.stop()
+    async with node_network(tmp_path, 2, "line") as (a, b):
+        wallet = Wallet()
+        blocks = await a.generate(2, wallet.addr)
+        await a.generate(a.params.coinbase_maturity, Wallet().addr)
+        await sync_blocks([a, b])
+        yield a, b, wallet, [coinbase_coin(block) for block in blocks]
 
 
 async def hostile_peer(node) -> tuple[WireClient, object]:
@@ -53,7 +49,7 @@ async def test_a_getdata_asking_for_a_large_block_50000_times_never_fills_the_qu
     await a.submit_tx(big)
     [block] = await a.generate(1, Wallet().addr)
     assert block.size > 50_000
-    await wait_synced([a, b])
+    await sync_blocks([a, b])
     frame_bytes = block.size + 64          # the block and its envelope and frame header
 
     client, attacker = await hostile_peer(a)
@@ -62,7 +58,7 @@ async def test_a_getdata_asking_for_a_large_block_50000_times_never_fills_the_qu
                      what="the node to fill the attacker's queue up to the pause mark")
     for _ in range(3):                     # the node keeps working for everyone else
         await a.generate(1, Wallet().addr)
-        await wait_synced([a, b])
+        await sync_blocks([a, b])
         assert attacker.send_queue_bytes < GETDATA_SEND_PAUSE + frame_bytes
     assert not attacker.closed
     client.close()

@@ -1,16 +1,21 @@
 """Hostile peers against a real node: each is disconnected and banned, or ignored,
-and a well-behaved peer connected meanwhile stays connected and in sync."""
+and a well-behaved peer connected meanwhile stays connected and in sync.
+
+Each scenario: node a with a well-behaved peer b (b dials a) on a chain of 3 blocks; a
+raw client connects to a and misbehaves in one way; a disconnects and bans it (or
+ignores what it sent), b stays connected, and a block mined next reaches b.
+"""
 import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, child_block, coinbase_coin, spend, with_bad_proof_of_work
-from tests.framework.wire import WireClient
+from node.primitives import encoding
 from node.primitives.block import Block
 from node.primitives.tx import TxOut
-from node.primitives import encoding
-from tests.framework.nodes import addr, fast_net, start_node, wait_synced
+from tests.framework.blocktools import Wallet, child_block, coinbase_coin, spend, with_bad_proof_of_work
+from tests.framework.nodes import fast_net, node_network, sync_blocks
 from tests.framework.util import wait_until
+from tests.framework.wire import WireClient
 
 
 @pytest.fixture
@@ -18,14 +23,12 @@ async def pair(tmp_path):
     """Node a with a well-behaved peer b; bans are keyed on host+port-free IPs, so
     b dials a first and stays connected while the hostile client is banned."""
     # a flood limit low enough for a test to exceed quickly
-    a = await start_node(tmp_path / "a", net=fast_net(max_messages_per_second=1000, message_burst=5000))
-    b = await start_node(tmp_path / "b", peers=[addr(a)])
-    await wait_until(lambda: len(a.peers.peers()) == 1, what="b connected to a")
-    await a.generate(3, Wallet().addr)
-    await wait_synced([a, b])
-    yield a, b
-    for n in (a, b):
-        await n.stop()
+    flood_limit = fast_net(max_messages_per_second=1000, message_burst=5000)
+    async with node_network(tmp_path, 2, "line", node_args=[{"net": flood_limit}, {}]) as net:
+        a, b = net
+        await a.generate(3, Wallet().addr)
+        await sync_blocks([a, b])
+        yield a, b
 
 
 async def assert_banned_and_b_fine(a, b, client):
@@ -33,7 +36,7 @@ async def assert_banned_and_b_fine(a, b, client):
     await wait_until(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
     assert len(b.peers.peers()) == 1, "well-behaved peer lost its connection"
     await a.generate(1, Wallet().addr)
-    await wait_synced([a, b])
+    await sync_blocks([a, b])
 
 
 async def test_block_with_bad_proof_of_work_bans(pair):
