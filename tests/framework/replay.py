@@ -8,6 +8,7 @@ with :func:`assert_matches_replay`.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from node.chain.chainstate import ChainState, UtxoStats
@@ -65,13 +66,10 @@ def assert_matches_replay(chain: ChainState, path: Path) -> None:
     """The UTXO set of ``chain`` equals the one recomputed by replaying its active chain."""
     assert_chain_db_matches(chain)
     assert recompute_stats(chain) == chain.utxo_stats
-    fresh = replay(chain, path)
-    try:
+    with contextlib.closing(replay(chain, path)) as fresh:
         assert fresh.tip.hash == chain.tip.hash
         assert stats_tuple(fresh) == stats_tuple(chain)
         assert utxo_set(fresh) == utxo_set(chain)
         # the address index agrees with the UTXO set
         for addr in {coin.addr_hash for _, coin in utxo_set(fresh)}:
             assert sorted(fresh.reader.address_coins(addr)) == sorted(chain.reader.address_coins(addr))
-    finally:
-        fresh.close()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.framework.blocktools import make_params
-from tests.framework.chains import open_chain
+from tests.framework.chains import opened_chain
 from tests.framework.replay import assert_matches_replay
 from tests.framework.crash_worker import worker_key
 
@@ -39,8 +39,7 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
 
 def check_consistent(datadir: Path, replay_dir: Path, params, addr: bytes) -> int:
     """Reopen ``datadir`` and check it against a replay of its own active chain; return the height."""
-    chain = open_chain(datadir, params)
-    try:
+    with opened_chain(datadir, params) as chain:
         assert_matches_replay(chain, replay_dir)     # chain db, stats, UTXO set, address coins
         blocks = [chain.reader.get_block(e.hash) for e in chain.chain[1:]]
         assert all(e.status == BlockStatus.VALID for e in chain.chain)
@@ -55,14 +54,9 @@ def check_consistent(datadir: Path, replay_dir: Path, params, addr: bytes) -> in
         for block in blocks:
             for pos, tx in enumerate(block.txs):
                 assert chain.reader.get_tx_location(tx.txid) == (block.hash, pos)
-        fresh = open_chain(replay_dir, params)
-        try:
+        with opened_chain(replay_dir, params) as fresh:
             assert chain.reader.address_history(addr, limit=10**6) == fresh.reader.address_history(addr, limit=10**6)
-        finally:
-            fresh.close()
         return chain.height
-    finally:
-        chain.close()
 
 
 def test_sigkill_at_random_points_leaves_consistent_resumable_state(tmp_path):

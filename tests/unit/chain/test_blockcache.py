@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.framework.blocktools import Wallet, build_block, extend, make_params
-from tests.framework.chains import open_chain
+from tests.framework.chains import ChainSet, opened_chain
 from tests.framework.replay import assert_matches_replay
 from node.primitives import block as block_module
 from node.primitives.block import Block, BlockHeader, merkle_root
@@ -53,8 +53,8 @@ def test_reorg_connects_side_branch_from_the_cache_not_the_database(tmp_path, mo
     """Both branches were accepted in earlier calls: the switch decodes nothing again,
     and ends in the same state as a replay of the new chain."""
     params = make_params()
-    chain = open_chain(tmp_path / "c", params)
-    try:
+    with ChainSet() as chains:
+        chain = chains.open(tmp_path / "c", params)
         wallet = Wallet()
         fork = chain.tip
         ours = extend(chain, wallet.addr, 3)
@@ -68,7 +68,7 @@ def test_reorg_connects_side_branch_from_the_cache_not_the_database(tmp_path, mo
                 assert chain.tip.hash == ours[-1].hash
         assert chain.tip.hash == theirs[-1].hash
 
-        again = open_chain(tmp_path / "d", params)        # reopened: nothing is cached
+        again = chains.open(tmp_path / "d", params)      # reopened: nothing is cached
         decoded = []
         original = block_module.Block.from_stored.__func__
 
@@ -84,25 +84,20 @@ def test_reorg_connects_side_branch_from_the_cache_not_the_database(tmp_path, mo
         assert [b.hash for b in result.disconnected] == [b.hash for b in reversed(ours)]
         assert [b.hash for b in result.connected] == [b.hash for b in theirs]
         assert decoded == []                              # all from the cache
-        again.close()
 
-        cold = open_chain(tmp_path / "d", params)        # reopen and go back: from the database
+        cold = chains.reopen(again)                       # reopen and go back: from the database
         cold.invalidate_block(theirs[0].hash)
         assert cold.tip.hash == ours[-1].hash
         assert len(decoded) == len(ours) + len(theirs)     # theirs disconnected, ours connected
         assert_matches_replay(cold, tmp_path / "replay")
-        cold.close()
-    finally:
-        chain.close()
 
 
 @pytest.mark.parametrize("max_blocks", [0, 2])
 def test_reorg_result_does_not_depend_on_the_cache(tmp_path, max_blocks):
     """With no cache, or one too small for the reorg, the switch reads the blocks back."""
     params = make_params()
-    chain = open_chain(tmp_path / "c", params)
-    chain._decoded = BlockCache(max_blocks=max_blocks)
-    try:
+    with opened_chain(tmp_path / "c", params) as chain:
+        chain._decoded = BlockCache(max_blocks=max_blocks)
         wallet = Wallet()
         fork = chain.tip
         extend(chain, wallet.addr, 3)
@@ -113,5 +108,3 @@ def test_reorg_result_does_not_depend_on_the_cache(tmp_path, max_blocks):
             parent = chain.index[block.hash]
         assert chain.tip is parent and len(chain._decoded) <= max_blocks
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.framework.blocktools import NEUTRAL_STEP, Wallet, build_block, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import open_chain
+from tests.framework.chains import ChainSet, open_chain, opened_chain
 from tests.framework.replay import assert_chain_db_matches, assert_matches_replay, recompute_stats, stats_tuple, utxo_set
 from node.chain.chainstate import ChainState
 from node.primitives.errors import BlockValidationError
@@ -97,8 +97,7 @@ def test_reopen_gives_same_tip_stats_and_digest(tmp_path, uparams):
               {h: (e.status, e.height, e.chain_work, e.seq) for h, e in chain.index.items()},
               chain_tips(chain.index, chain.chain))
     chain.close()
-    again = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as again:
         after = (again.tip.hash, again.height, stats_tuple(again), utxo_set(again),
                  {h: (e.status, e.height, e.chain_work, e.seq) for h, e in again.index.items()},
                  chain_tips(again.index, again.chain))
@@ -109,8 +108,6 @@ def test_reopen_gives_same_tip_stats_and_digest(tmp_path, uparams):
         nxt = build_block(again, again.tip, wallet.addr)
         again.accept_block(nxt)
         assert again.index[nxt.hash].seq > max(s for (_, _, _, s) in before[4].values())
-    finally:
-        again.close()
 
 
 def test_get_transaction(chain):
@@ -224,9 +221,7 @@ def test_locator_shape(chain, uparams):
 
 def test_find_fork_and_headers_after(tmp_path, uparams):
     """find_fork picks the newest shared block; headers_after returns the active chain from there."""
-    a = open_chain(tmp_path / "a", uparams)
-    b = open_chain(tmp_path / "b", uparams)
-    try:
+    with opened_chain(tmp_path / "a", uparams) as a, opened_chain(tmp_path / "b", uparams) as b:
         shared = extend(a, b"\x05" * 20, 10)
         for block in shared:
             b.accept_block(block)
@@ -245,16 +240,12 @@ def test_find_fork_and_headers_after(tmp_path, uparams):
         assert [h.hash for h in headers_after(a.index, a.chain, [], bytes(32), 3)] == [e.hash for e in a.chain[1:4]]
         # a peer already at our tip gets nothing
         assert headers_after(a.index, a.chain, locator(a.tip), bytes(32), 10) == []
-    finally:
-        a.close()
-        b.close()
 
 
 def test_headers_first_then_blocks(tmp_path, uparams):
     """After headers-first sync the chain advances only as block data arrives, along the headers' branch."""
-    src = open_chain(tmp_path / "src", uparams)
-    dst = open_chain(tmp_path / "dst", uparams)
-    try:
+    with (opened_chain(tmp_path / "src", uparams) as src,
+          opened_chain(tmp_path / "dst", uparams) as dst):
         remote = extend(src, b"\x07" * 20, 5)
         local = extend(dst, b"\x08" * 20, 2)             # dst's own, shorter branch
         entries = dst.accept_headers([b.header for b in remote])
@@ -282,16 +273,13 @@ def test_headers_first_then_blocks(tmp_path, uparams):
         assert tips_by_hash(dst)[local[-1].hash]["status"] == "valid-fork"
         assert_matches_replay(dst, tmp_path / "replay")
         assert stats_tuple(dst) == stats_tuple(src) and utxo_set(dst) == utxo_set(src)
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_accept_headers_rejects_bad_headers(tmp_path, uparams):
     """accept_headers keeps the valid headers before a bad one and refuses unknown parents."""
-    src = open_chain(tmp_path / "src", uparams)
-    dst = open_chain(tmp_path / "dst", uparams)
-    try:
+    with ChainSet() as chains:
+        src = chains.open(tmp_path / "src", uparams)
+        dst = chains.open(tmp_path / "dst", uparams)
         blocks = extend(src, b"\x09" * 20, 3)
         with pytest.raises(BlockValidationError) as exc:
             dst.accept_headers([blocks[1].header])
@@ -303,20 +291,15 @@ def test_accept_headers_rejects_bad_headers(tmp_path, uparams):
             dst.accept_headers([blocks[0].header, bad, blocks[2].header])
         assert exc.value.code == "high-hash"
         assert blocks[0].hash in dst.index and bad.hash not in dst.index
-        dst.close()
-        dst = open_chain(tmp_path / "dst", uparams)               # the good header was persisted
+        dst = chains.reopen(dst)                                  # the good header was persisted
         assert dst.index[blocks[0].hash].status == BlockStatus.HEADER
         assert dst.tip.height == 0
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_chain_tips_statuses(tmp_path, uparams):
     """chain_tips reports active, valid-fork, valid-headers, headers-only and invalid branches."""
-    chain = open_chain(tmp_path / "c", uparams)
-    other = open_chain(tmp_path / "o", uparams)
-    try:
+    with (opened_chain(tmp_path / "c", uparams) as chain,
+          opened_chain(tmp_path / "o", uparams) as other):
         (a1,) = extend(chain, b"\x0a" * 20, 1)
         other.accept_block(a1)
         f2 = build_block(chain, chain.tip, b"\x0b" * 20)
@@ -351,9 +334,6 @@ def test_chain_tips_statuses(tmp_path, uparams):
             chain.accept_block(bad)
         assert exc.value.code == "bad-cb-amount"
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()
-        other.close()
 
 
 def test_check_block_failure_marks_invalid_but_mutation_does_not(chain, uparams):
@@ -402,8 +382,8 @@ def _chain_with_txs(chain, wallet, length):
 def test_invalidate_and_reconsider(tmp_path, uparams):
     """invalidate_block rewinds the tip (UTXO as if replayed), persists, and reconsider_block restores it."""
     wallet = Wallet()
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with ChainSet() as chains:
+        chain = chains.open(tmp_path / "c", uparams)
         blocks = _chain_with_txs(chain, wallet, 6)
         snapshot = (stats_tuple(chain), utxo_set(chain), chain.reader.address_history(wallet.addr))
         result = chain.invalidate_block(blocks[3].hash)           # height 4
@@ -420,8 +400,7 @@ def test_invalidate_and_reconsider(tmp_path, uparams):
         assert_matches_replay(chain, tmp_path / "replay1")
         with pytest.raises(BlockValidationError):
             chain.accept_block(blocks[4])
-        chain.close()
-        chain = open_chain(tmp_path / "c", uparams)               # persisted
+        chain = chains.reopen(chain)                              # persisted
         assert chain.tip.hash == blocks[2].hash
         assert chain.index[blocks[4].hash].status == BlockStatus.INVALID
         result = chain.reconsider_block(blocks[3].hash)
@@ -436,15 +415,12 @@ def test_invalidate_and_reconsider(tmp_path, uparams):
             chain.invalidate_block(os.urandom(32))
         with pytest.raises(KeyError):
             chain.reconsider_block(os.urandom(32))
-    finally:
-        chain.close()
 
 
 def test_invalidate_switches_to_best_other_branch(tmp_path, uparams):
     """Invalidating an active block moves the tip to the best remaining branch; reconsider returns."""
     wallet = Wallet()
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         blocks = _chain_with_txs(chain, wallet, 5)
         side = extend(chain, b"\x11" * 20, 2, parent=chain.index[blocks[1].hash])   # heights 3-4
         assert chain.tip.hash == blocks[4].hash
@@ -462,8 +438,6 @@ def test_invalidate_switches_to_best_other_branch(tmp_path, uparams):
         assert [b.hash for b in result.disconnected] == [b.hash for b in reversed(side)]
         assert tips_by_hash(chain)[side[-1].hash]["status"] == "valid-fork"
         assert_matches_replay(chain, tmp_path / "r2")
-    finally:
-        chain.close()
 
 
 def test_reconsider_of_truly_invalid_block_fails_again(chain, uparams):
@@ -493,8 +467,7 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
     with pytest.raises(RuntimeError):
         chain.accept_block(block)
     chain.close()
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         assert chain.index[block.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
         assert chain.tip.hash == block.hash and chain.height == 3
         # a competing block arriving later with equal work does not displace it
@@ -503,8 +476,6 @@ def test_block_stored_but_not_connected_before_a_crash_is_connected_on_reopen(tm
         nxt = build_block(chain, chain.tip, b"\x13" * 20)
         assert chain.accept_block(nxt).status == "connected"
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()
 
 
 def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
@@ -527,8 +498,7 @@ def test_utxo_set_info_is_one_snapshot_remembered_per_tip(tmp_path, uparams):
     """The scan reports the tip it read with the coins; a second call at the same tip is
     answered from the first; a new block makes a new scan whose totals match the stats."""
     wallet = Wallet()
-    chain = open_chain(tmp_path / "d", uparams)
-    try:
+    with opened_chain(tmp_path / "d", uparams) as chain:
         extend(chain, wallet.addr, 3)
         first = chain.reader.utxo_set_info()
         assert first["tip"] == chain.tip.hash and first["height"] == 3
@@ -538,5 +508,3 @@ def test_utxo_set_info_is_one_snapshot_remembered_per_tip(tmp_path, uparams):
         second = chain.reader.utxo_set_info()
         assert second["tip"] == chain.tip.hash and second["count"] == first["count"] + 1
         assert second["digest"] != first["digest"]
-    finally:
-        chain.close()

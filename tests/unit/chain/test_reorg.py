@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import open_chain
+from tests.framework.chains import ChainSet, opened_chain
 from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
 from node.chain.orphans import MAX_ORPHANS
 from node.primitives.errors import BlockValidationError, ValidationError
@@ -56,8 +56,7 @@ def spending_branch(path: Path, params, wallet, steps, prefix=()):
     From the 3rd block of the branch on, each block spends the coinbase of the block two
     below it to the wallet and a stranger.  Returns (blocks, snapshot of the builder).
     """
-    chain = open_chain(path, params)
-    try:
+    with opened_chain(path, params) as chain:
         feed(chain, prefix)
         blocks = []
         for step in steps:
@@ -72,8 +71,6 @@ def spending_branch(path: Path, params, wallet, steps, prefix=()):
             assert chain.tip.hash == block.hash
             blocks.append(block)
         return blocks, snapshot(chain)
-    finally:
-        chain.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +86,13 @@ def heavy_and_long(tmp_path_factory, uparams):
 def test_branch_work_is_as_designed(tmp_path, uparams, heavy_and_long):
     """The short 1-second branch has more work than the longer 6000-second branch."""
     a, _, b, _ = heavy_and_long
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         feed(chain, a + b)
         a_work = chain.index[a[-1].hash].chain_work
         b_work = chain.index[b[-1].hash].chain_work
         assert len(b) > len(a) and a_work > b_work
         assert chain.index[a[-1].hash].header.bits != chain.index[a[0].hash].header.bits
         assert chain.index[b[-1].hash].header.bits == chain.next_bits(chain.index[b[-2].hash])
-    finally:
-        chain.close()
 
 
 @pytest.mark.parametrize("order", ["a-first", "b-first", "interleaved", "reversed"])
@@ -108,8 +102,7 @@ def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order
     blocks = {"a-first": a + b, "b-first": b + a,
               "interleaved": [x for pair in zip(b, a) for x in pair] + b[3:],
               "reversed": list(reversed(b)) + list(reversed(a))}[order]
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         assert feed(chain, blocks) == []
         assert snapshot(chain) == a_snap
         assert len(chain.orphans) == 0
@@ -118,8 +111,6 @@ def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order
             # B was fully active before A replaced it
             assert all(chain.index[x.hash].status == BlockStatus.VALID for x in b)
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()
 
 
 @HYPO
@@ -129,32 +120,25 @@ def test_more_work_wins_any_arrival_order(uparams, heavy_and_long, order):
     a, a_snap, b, _ = heavy_and_long
     blocks = [(a + b)[i] for i in order]
     with tempfile.TemporaryDirectory() as tmp:
-        chain = open_chain(Path(tmp) / "c", uparams)
-        try:
+        with opened_chain(Path(tmp) / "c", uparams) as chain:
             assert feed(chain, blocks) == []
             assert snapshot(chain) == a_snap
             assert len(chain.orphans) == 0
             assert all(x.hash in chain.index for x in a + b)
             assert chain.tip.chain_work == max(e.chain_work for e in chain.index.values())
-        finally:
-            chain.close()
 
 
 def test_longer_branch_with_less_work_loses(tmp_path, uparams, heavy_and_long):
     """The 5-block branch does not replace the 3-block branch with more work, and vice versa it is replaced."""
     a, a_snap, b, b_snap = heavy_and_long
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         feed(chain, a)
         for block in b:
             result = chain.accept_block(block)
             assert result.status == "stored" and result.connected == []
         assert snapshot(chain) == a_snap
         assert chain.height == 3
-    finally:
-        chain.close()
-    chain = open_chain(tmp_path / "d", uparams)
-    try:
+    with opened_chain(tmp_path / "d", uparams) as chain:
         feed(chain, b)
         assert snapshot(chain) == b_snap
         results = [chain.accept_block(block) for block in a]
@@ -163,8 +147,6 @@ def test_longer_branch_with_less_work_loses(tmp_path, uparams, heavy_and_long):
         assert [x.hash for x in results[-1].connected] == [x.hash for x in a]
         assert snapshot(chain) == a_snap
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()
 
 
 @pytest.fixture(scope="module")
@@ -187,23 +169,19 @@ def test_equal_work_first_seen_stays(uparams, equal_branches, picks):
         nxt[p] += 1
     winner = 0 if picks.index(0, picks.index(0) + 1) < picks.index(1, picks.index(1) + 1) else 1
     with tempfile.TemporaryDirectory() as tmp:
-        chain = open_chain(Path(tmp) / "c", uparams)
-        try:
+        with opened_chain(Path(tmp) / "c", uparams) as chain:
             assert feed(chain, order) == []
             tips = [chain.index[branches[i][0][-1].hash] for i in (0, 1)]
             assert tips[0].chain_work == tips[1].chain_work
             assert snapshot(chain) == branches[winner][1]
-        finally:
-            chain.close()
 
 
 def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
     """After a reorg, txs only in the losing branch return to the pool; mined or conflicting ones do not."""
     wallet = Wallet()
-    x = open_chain(tmp_path / "x", uparams)
-    y = open_chain(tmp_path / "y", uparams)
-    z = open_chain(tmp_path / "z", uparams)
-    try:
+    with (opened_chain(tmp_path / "x", uparams) as x,
+          opened_chain(tmp_path / "y", uparams) as y,
+          opened_chain(tmp_path / "z", uparams) as z):
         prefix = extend(x, wallet.addr, 4)
         feed(y, prefix)
         cb = [coinbase_coin(b) for b in prefix]
@@ -243,9 +221,6 @@ def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
         assert result.status == "connected"
         pool.update_for_chain(result.connected, result.disconnected)
         assert len(pool) == 0 and pool.bytes == 0
-    finally:
-        for c in (x, y, z):
-            c.close()
 
 
 # --- invalid blocks deep inside a heavier branch --------------------------------------
@@ -258,8 +233,7 @@ def corrupt_signature(tx: Transaction) -> Transaction:
 
 def invalid_branch(path: Path, params, wallet, kind: str, length: int = 5, bad_at: int = 3):
     """``length`` blocks 600 s apart whose block ``bad_at`` breaks a rule (``kind``)."""
-    chain = open_chain(path, params)
-    try:
+    with opened_chain(path, params) as chain:
         blocks = extend(chain, wallet.addr, bad_at - 1)
         op, out = coinbase_coin(blocks[0])
         tx = spend(chain, [(op, out)], wallet.key, [TxOut(out.amount - 500, wallet.addr)])
@@ -276,8 +250,6 @@ def invalid_branch(path: Path, params, wallet, kind: str, length: int = 5, bad_a
             entry = chain.index[block.hash]
             blocks.append(block)
         return blocks
-    finally:
-        chain.close()
 
 
 @pytest.fixture(scope="module", params=["bad-cb-amount", "bad-txns-signature"])
@@ -319,8 +291,8 @@ def check_invalid_branch_outcome(chain, a_snap, b, code):
 def test_heavier_branch_with_invalid_block_is_rejected(tmp_path, uparams, valid_and_invalid, order):
     """A heavier branch with an invalid 3rd block loses; the tip stays on / returns to the valid branch."""
     a, a_snap, b, code = valid_and_invalid
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with ChainSet() as chains:
+        chain = chains.open(tmp_path / "c", uparams)
         if order == "a-first":
             feed(chain, a)
             assert [chain.accept_block(x).status for x in b[:3]] == ["stored"] * 3   # equal work at b3
@@ -341,11 +313,8 @@ def test_heavier_branch_with_invalid_block_is_rejected(tmp_path, uparams, valid_
             feed(chain, a)
         check_invalid_branch_outcome(chain, a_snap, b, code)
         assert_matches_replay(chain, tmp_path / "replay")
-        chain.close()
-        chain = open_chain(tmp_path / "c", uparams)               # the verdicts persist
+        chain = chains.reopen(chain)                              # the verdicts persist
         check_invalid_branch_outcome(chain, a_snap, b, code)
-    finally:
-        chain.close()
 
 
 @settings(max_examples=10, deadline=None, derandomize=True,
@@ -356,12 +325,9 @@ def test_invalid_branch_any_arrival_order(uparams, valid_and_invalid, order):
     a, a_snap, b, code = valid_and_invalid
     blocks = [(a + b)[i] for i in order]
     with tempfile.TemporaryDirectory() as tmp:
-        chain = open_chain(Path(tmp) / "c", uparams)
-        try:
+        with opened_chain(Path(tmp) / "c", uparams) as chain:
             feed(chain, blocks)
             check_invalid_branch_outcome(chain, a_snap, b, code)
-        finally:
-            chain.close()
 
 
 # --- random block trees ----------------------------------------------------------------
@@ -374,8 +340,7 @@ def test_random_block_tree_follows_most_work(uparams, plan):
     """Blocks with spends on random parents: the tip always has the most work and the UTXO set equals a replay."""
     wallet = Wallet()
     with tempfile.TemporaryDirectory() as tmp:
-        chain = open_chain(Path(tmp) / "c", uparams)
-        try:
+        with opened_chain(Path(tmp) / "c", uparams) as chain:
             blocks = {}
             for pick, step in plan:
                 candidates = sorted((e for e in chain.index.values() if e.status != BlockStatus.INVALID),
@@ -399,16 +364,14 @@ def test_random_block_tree_follows_most_work(uparams, plan):
                 best = max(chain.index.values(), key=lambda e: (e.chain_work, -e.seq))
                 assert chain.tip is best
             assert_matches_replay(chain, Path(tmp) / "replay")
-        finally:
-            chain.close()
 
 
 def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
     """After a reorg the index, statuses, tips and UTXO set survive a reopen, and a later reorg works."""
     wallet = Wallet()
-    chain = open_chain(tmp_path / "c", uparams)
-    side = open_chain(tmp_path / "s", uparams)
-    try:
+    with ChainSet() as chains:
+        chain = chains.open(tmp_path / "c", uparams)
+        side = chains.open(tmp_path / "s", uparams)
         main = extend(chain, wallet.addr, 2)
         feed(side, main[:1])
         other = extend(side, wallet.addr, 3)            # heights 2-4 on main[0]
@@ -417,8 +380,7 @@ def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
         extend(chain, wallet.addr, 2, parent=chain.index[main[-1].hash])   # main: heights 3-4, stored
         before = (snapshot(chain), chain_tips(chain.index, chain.chain),
                   {h: (e.status, e.failure, e.chain_work, e.seq, e.height) for h, e in chain.index.items()})
-        chain.close()
-        chain = open_chain(tmp_path / "c", uparams)
+        chain = chains.reopen(chain)
         after = (snapshot(chain), chain_tips(chain.index, chain.chain),
                  {h: (e.status, e.failure, e.chain_work, e.seq, e.height) for h, e in chain.index.items()})
         assert after == before
@@ -428,22 +390,17 @@ def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
         assert chain.tip.hash == result[0].hash and chain.height == 5
         assert chain.index[other[-1].hash].status == BlockStatus.VALID
         assert_matches_replay(chain, tmp_path / "replay")
-        chain.close()
-        chain = open_chain(tmp_path / "c", uparams)
+        chain = chains.reopen(chain)
         assert chain.tip.hash == result[0].hash
         assert_matches_replay(chain, tmp_path / "replay2")
-    finally:
-        chain.close()
-        side.close()
 
 
 # --- orphans ---------------------------------------------------------------------------
 
 def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
     """Blocks arriving children-first wait in the orphan pool and connect once the parent comes."""
-    src = open_chain(tmp_path / "src", uparams)
-    dst = open_chain(tmp_path / "dst", uparams)
-    try:
+    with (opened_chain(tmp_path / "src", uparams) as src,
+          opened_chain(tmp_path / "dst", uparams) as dst):
         blocks = extend(src, b"\x50" * 20, 5)
         for block in reversed(blocks[1:]):
             result = dst.accept_block(block)
@@ -461,16 +418,12 @@ def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
         assert [b.hash for b in result.connected] == [b.hash for b in blocks]
         assert len(dst.orphans) == 0 and dst.tip.hash == blocks[-1].hash
         assert snapshot(dst)[2:] == (stats_tuple(src), utxo_set(src))
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
     """Two orphans with the same missing parent are both kept and both stored when it arrives."""
-    src = open_chain(tmp_path / "src", uparams)
-    dst = open_chain(tmp_path / "dst", uparams)
-    try:
+    with (opened_chain(tmp_path / "src", uparams) as src,
+          opened_chain(tmp_path / "dst", uparams) as dst):
         (parent,) = extend(src, b"\x51" * 20, 1)
         kids = [build_block(src, src.tip, bytes([0x52 + i]) * 20) for i in range(3)]
         grandkid = build_block(src, src.accept_headers([kids[2].header])[0], b"\x55" * 20)
@@ -486,17 +439,13 @@ def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
         assert {b.hash for b in result.connected} >= {parent.hash, kids[2].hash, grandkid.hash}
         tips = {t["hash"]: t["status"] for t in chain_tips(dst.index, dst.chain)}
         assert len(tips) == 3
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_orphan_pool_is_bounded(tmp_path, uparams):
     """The orphan pool keeps at most MAX_ORPHANS blocks, evicting the oldest."""
-    src = open_chain(tmp_path / "src", uparams)
     ticks = iter(range(10**6))
-    dst = open_chain(tmp_path / "dst", uparams, clock=lambda: 10**10 + next(ticks))
-    try:
+    with (opened_chain(tmp_path / "src", uparams) as src,
+          opened_chain(tmp_path / "dst", uparams, clock=lambda: 10**10 + next(ticks)) as dst):
         (parent,) = extend(src, b"\x56" * 20, 1)
         kids = [build_block(src, src.tip, b"\x57" * 20) for _ in range(MAX_ORPHANS + 5)]
         for block in kids:
@@ -510,16 +459,12 @@ def test_orphan_pool_is_bounded(tmp_path, uparams):
         assert not any(k.hash in dst.index for k in kids[:5])
         assert dst.index[kids[5].hash].status == BlockStatus.VALID      # first one processed wins the tie
         assert dst.tip.hash == kids[5].hash
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
     """A block whose parent is known as a header only is stored, not orphaned."""
-    src = open_chain(tmp_path / "src", uparams)
-    dst = open_chain(tmp_path / "dst", uparams)
-    try:
+    with (opened_chain(tmp_path / "src", uparams) as src,
+          opened_chain(tmp_path / "dst", uparams) as dst):
         blocks = extend(src, b"\x58" * 20, 2)
         dst.accept_headers([blocks[0].header])
         assert dst.accept_block(blocks[1]).status == "stored"
@@ -527,17 +472,13 @@ def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
         assert dst.index[blocks[0].hash].status == BlockStatus.HEADER
         assert dst.accept_block(blocks[0]).status == "connected"
         assert dst.tip.hash == blocks[1].hash
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
     """An orphan whose header misses its own target (or claims a target above the limit) is not pooled."""
     from node.primitives.block import Block, BlockHeader
-    src = open_chain(tmp_path / "src", uparams)
-    dst = open_chain(tmp_path / "dst", uparams)
-    try:
+    with (opened_chain(tmp_path / "src", uparams) as src,
+          opened_chain(tmp_path / "dst", uparams) as dst):
         extend(src, b"\x59" * 20, 1)
         good = build_block(src, src.tip, b"\x59" * 20)
         header = good.header
@@ -555,9 +496,6 @@ def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
         assert exc.value.code == "bad-diffbits"
         assert len(dst.orphans) == 0
         assert dst.accept_block(good).status == "orphan"
-    finally:
-        src.close()
-        dst.close()
 
 
 def three_blocks_to_a_wallet(chain):
@@ -577,8 +515,7 @@ def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
     """A disconnect leaves txindex entries behind; they count only while their block is
     active: a transaction only in the losing branch is unconfirmed, one in both branches
     is found in the winner, and switching back finds the first location again."""
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         alice, fork, coins = three_blocks_to_a_wallet(chain)
         both = to_self(chain, alice, coins[0])
         only_ours = to_self(chain, alice, coins[1])
@@ -598,8 +535,6 @@ def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
         assert chain.reader.get_tx_location(only_ours.txid) == (ours.hash, 2)
         assert chain.reader.get_tx_location(both.txid) == (ours.hash, 1)
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()
 
 
 def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, uparams):
@@ -608,8 +543,7 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
     losing transaction's height and position, its outpoint must not find that coin: it is
     unknown to queries and spending it fails the block with
     bad-txns-inputs-missingorspent, while the winner's coin at that key spends normally."""
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         alice, fork, coins = three_blocks_to_a_wallet(chain)
         lost = to_self(chain, alice, coins[1])
         chain.accept_block(build_block(chain, fork, alice.addr, [lost], fees=1000))
@@ -633,8 +567,6 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
         chain.accept_block(build_block(chain, tip, alice.addr, [good], fees=1000))
         assert chain.reader.get_coin(won_coin[0]) is None and chain.reader.get_coin(OutPoint(good.txid, 0)) is not None
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()
 
 
 def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
@@ -642,8 +574,7 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
     (it holds the newer entry of a txid); a merge moves them into txindex and changes
     no answer.  A transaction merged with the losing branch's location and connected
     again in the winner is found in the winner, its coins spendable."""
-    chain = open_chain(tmp_path / "c", uparams)
-    try:
+    with opened_chain(tmp_path / "c", uparams) as chain:
         alice, fork, coins = three_blocks_to_a_wallet(chain)
         both = to_self(chain, alice, coins[0])
         lost = to_self(chain, alice, coins[1])
@@ -669,5 +600,3 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
         chain.accept_block(build_block(chain, chain.tip, alice.addr, [onward], fees=1000))
         assert chain.reader.get_coin(OutPoint(both.txid, 0)) is None
         assert_matches_replay(chain, tmp_path / "replay")
-    finally:
-        chain.close()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.framework.blocktools import make_params, mine_block
-from tests.framework.chains import new_chain
+from tests.framework.chains import opened_chain
 from node.primitives.errors import BlockValidationError
 from node.consensus.params import GENESIS_TIME, MAIN, REGTEST, TESTNET
 from node.consensus.pow import (asert_target, bits_to_target, block_work, hash_meets_target,
@@ -202,9 +202,8 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
     """On a make_params() chain, next_bits holds on schedule, hardens for fast blocks, eases for slow ones."""
     params = make_params()
     clock = GENESIS_TIME + 10**7
-    chain = new_chain(tmp_path / "chain", params, clock=lambda: clock)
     addr = b"\x01" * 20
-    try:
+    with opened_chain(tmp_path / "chain", params, clock=lambda: clock) as chain:
         genesis_target = bits_to_target(params.genesis_bits)
         assert chain.next_bits(chain.tip) == params.genesis_bits          # child of genesis
         mine_block(chain, addr, time_step=SPACING)                        # height 1: the anchor
@@ -234,16 +233,11 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
             mine_block(chain, addr, time_step=10 * params.asert_half_life)
         assert chain.next_bits(chain.tip) == target_to_bits(params.pow_limit)
         assert chain.height == 13
-    finally:
-        chain.close()
 
 
 def test_next_bits_is_constant_without_retarget(tmp_path):
     """With retarget off (regtest) every block must carry genesis_bits whatever the block times."""
-    chain = new_chain(tmp_path / "chain", REGTEST, clock=lambda: GENESIS_TIME + 10**7)
-    try:
+    with opened_chain(tmp_path / "chain", REGTEST, clock=lambda: GENESIS_TIME + 10**7) as chain:
         for step in (1, 1, 100_000):
             mine_block(chain, b"\x02" * 20, time_step=step)
             assert chain.next_bits(chain.tip) == REGTEST.genesis_bits
-    finally:
-        chain.close()

@@ -8,6 +8,7 @@ invalid.  Context-free transaction rules go through ``rules.check_transaction``,
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -660,9 +661,7 @@ def test_subsidy_halves_at_the_halving_interval(tmp_path):
                                                                full // 4, full // 8]
     assert params.subsidy(3 * MAX_HALVINGS) == 0
     assert params.subsidy(3 * MAX_HALVINGS - 1) == full >> (MAX_HALVINGS - 1)
-    node = Node(tmp_path / "chain", params)
-    chain = node.chain
-    try:
+    with contextlib.closing(Node(tmp_path / "chain", params).chain) as chain:
         for height in (1, 2):
             assert_connects(chain, build_block(chain, coinbase=make_coinbase(height, [TxOut(full, BURN)])))
         old = build_block(chain, coinbase=make_coinbase(3, [TxOut(full, BURN)]))
@@ -670,5 +669,3 @@ def test_subsidy_halves_at_the_halving_interval(tmp_path):
         half = build_block(chain, coinbase=make_coinbase(3, [TxOut(full // 2, BURN)]))
         assert_connects(chain, half)
         assert chain.utxo_stats.amount == 2 * full + full // 2
-    finally:
-        chain.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import open_chain
+from tests.framework.chains import open_chain, opened_chain
+from tests.framework.util import wait_until
 from node.primitives.block import Block, merkle_root
 from node.primitives.crypto import sha256d
 from node.mempool.pool import Mempool
@@ -131,16 +133,14 @@ def test_solve_block_raw_equals_recreated_block(funded):
 
 def test_mine_blocks_on_regtest(tmp_path):
     """mine_blocks mines and connects blocks on regtest, built ahead in one batch."""
-    chain = open_chain(tmp_path / "regtest", REGTEST, clock=lambda: REGTEST.genesis_timestamp + 10**6)
-    try:
+    with opened_chain(tmp_path / "regtest", REGTEST,
+                      clock=lambda: REGTEST.genesis_timestamp + 10**6) as chain:
         blocks = mine_blocks(chain, None, b"\x76" * 20, 3)
         assert [b.hash for b in blocks] == [e.hash for e in chain.chain[1:]]
         assert chain.height == 3
         assert chain.utxo_stats.count == 3 and chain.utxo_stats.amount == 3 * REGTEST.subsidy(1)
         assert all(b.header.bits == REGTEST.genesis_bits for b in blocks)
         assert len({b.txs[0].txid for b in blocks}) == 3      # random extra nonce in each coinbase
-    finally:
-        chain.close()
 
 
 def test_mine_blocks_confirms_mempool(funded):
@@ -157,36 +157,42 @@ def test_mine_blocks_confirms_mempool(funded):
     assert chain.reader.get_transaction(tx.txid)[1].hash == block.hash
 
 
-async def test_async_miner_finds_and_submits_block(tmp_path, uparams):
-    """The Miner's worker process finds a block, submit connects it, stop() leaves no processes."""
-    chain = open_chain(tmp_path / "m", uparams)
-    found = asyncio.Event()
-    submitted = []
-    templates = []
-
-    async def template():
-        block = create_block_template(chain, None, b"\x78" * 20, extra=bytes([len(templates)]),
-                                      now=chain.tip.header.timestamp + 600)
-        templates.append(block)
-        return block
-
-    async def submit(block):
-        submitted.append(block)
-        chain.accept_block(block)
-        found.set()
-
-    miner = Miner(template, submit, processes=1)
-    assert not miner.running and miner.hash_rate() == 0.0
+@contextlib.asynccontextmanager
+async def mining(miner: Miner):
+    """``miner`` started for the block, stopped at its end (its worker processes ended)."""
+    miner.start()
     try:
-        miner.start()
-        assert miner.running
-        await asyncio.wait_for(found.wait(), timeout=30)
-        processes = list(miner._pool._processes.values())
-        assert processes and all(p.is_alive() for p in processes)
+        yield miner
     finally:
         await miner.stop()
+
+
+async def test_async_miner_finds_and_submits_block(tmp_path, uparams):
+    """The Miner's worker process finds a block, submit connects it, stop() leaves no processes."""
+    with opened_chain(tmp_path / "m", uparams) as chain:
+        found = asyncio.Event()
+        submitted = []
+        templates = []
+
+        async def template():
+            block = create_block_template(chain, None, b"\x78" * 20, extra=bytes([len(templates)]),
+                                          now=chain.tip.header.timestamp + 600)
+            templates.append(block)
+            return block
+
+        async def submit(block):
+            submitted.append(block)
+            chain.accept_block(block)
+            found.set()
+
+        miner = Miner(template, submit, processes=1)
+        assert not miner.running and miner.hash_rate() == 0.0
+        async with mining(miner):
+            assert miner.running
+            await asyncio.wait_for(found.wait(), timeout=30)
+            processes = list(miner._pool._processes.values())
+            assert processes and all(p.is_alive() for p in processes)
         chain_height = chain.height
-        chain.close()
     assert not miner.running and miner._pool is None
     assert miner.blocks_found >= 1 and miner.hashes > 0
     assert chain_height >= 1
@@ -213,26 +219,21 @@ async def never_submitted(block):
 
 async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
     """notify() abandons the current search: the miner asks for a new template."""
-    chain = open_chain(tmp_path / "n", uparams)
-    calls = []
-    again = asyncio.Event()
+    with opened_chain(tmp_path / "n", uparams) as chain:
+        calls = []
+        again = asyncio.Event()
 
-    async def template():
-        if len(calls) >= 1:
-            again.set()
-        return await unsolvable(chain, calls)
+        async def template():
+            if len(calls) >= 1:
+                again.set()
+            return await unsolvable(chain, calls)
 
-    miner = Miner(template, never_submitted, processes=1)
-    try:
-        miner.start()
-        while not calls:
-            await asyncio.sleep(0.01)
-        miner.notify()
-        await asyncio.wait_for(again.wait(), timeout=30)
-        assert miner.blocks_found == 0
-    finally:
-        await miner.stop()
-        chain.close()
+        miner = Miner(template, never_submitted, processes=1)
+        async with mining(miner):
+            await wait_until(lambda: calls, what="the first template")
+            miner.notify()
+            await asyncio.wait_for(again.wait(), timeout=30)
+            assert miner.blocks_found == 0
     assert not miner.running
 
 
@@ -242,47 +243,37 @@ async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(
     MIN_TEMPLATE_AGE: building one decodes and sorts the pool.  A tip change is not."""
     import node.mining.miner as miner_module
     monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 3600.0)
-    chain = open_chain(tmp_path / "y", uparams)
-    calls = []
+    with opened_chain(tmp_path / "y", uparams) as chain:
+        calls = []
 
-    async def template():
-        return await unsolvable(chain, calls)
+        async def template():
+            return await unsolvable(chain, calls)
 
-    async def until(condition):
-        for _ in range(3000):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("condition not met in 30 s")
+        def until(condition, what):
+            return wait_until(condition, 30, what=what)
 
-    miner = Miner(template, never_submitted, processes=1)
-    try:
-        miner.start()
-        await until(lambda: miner.hashes > 0)
-        miner.notify(tip=False)
-        hashes = miner.hashes
-        await until(lambda: miner.hashes >= hashes + 3 * miner_module.CHUNK_NONCES)
-        assert len(calls) == 1                       # still searching the first template
-        miner.notify()                               # the tip moved: start over at once
-        await until(lambda: len(calls) == 2)
-        monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 0.0)
-        miner.notify(tip=False)                      # an old enough template is refreshed
-        await until(lambda: len(calls) == 3)
-    finally:
-        await miner.stop()
-        chain.close()
+        miner = Miner(template, never_submitted, processes=1)
+        async with mining(miner):
+            await until(lambda: miner.hashes > 0, "the first hashes")
+            miner.notify(tip=False)
+            hashes = miner.hashes
+            await until(lambda: miner.hashes >= hashes + 3 * miner_module.CHUNK_NONCES,
+                        "three more chunks searched")
+            assert len(calls) == 1                       # still searching the first template
+            miner.notify()                               # the tip moved: start over at once
+            await until(lambda: len(calls) == 2, "a second template")
+            monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 0.0)
+            miner.notify(tip=False)                      # an old enough template is refreshed
+            await until(lambda: len(calls) == 3, "a third template")
 
 
 def test_mine_blocks_batches_keep_timestamps_valid(tmp_path):
     """Hundreds of regtest blocks mined in one second keep timestamps above the median time past."""
     now = REGTEST.genesis_timestamp + 10**6
-    chain = open_chain(tmp_path / "regtest", REGTEST, clock=lambda: now)
-    try:
+    with opened_chain(tmp_path / "regtest", REGTEST, clock=lambda: now) as chain:
         blocks = mine_blocks(chain, None, b"\x76" * 20, 600)   # more than one MINE_BATCH
         assert chain.height == 600 and blocks[-1].hash == chain.tip.hash
         assert all(b.header.timestamp <= now + REGTEST.max_future_block_time for b in blocks)
-    finally:
-        chain.close()
 
 
 MINER_SCRIPT = """

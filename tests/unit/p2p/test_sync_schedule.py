@@ -4,6 +4,7 @@ came to nothing (stall, notfound, a body that does not match its header) is aske
 another peer that has the block."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -46,11 +47,8 @@ class FakePeer:
 
 @pytest.fixture(scope="module")
 def source_blocks(tmp_path_factory) -> list[Block]:
-    chain = new_chain(tmp_path_factory.mktemp("source"))
-    try:
+    with contextlib.closing(new_chain(tmp_path_factory.mktemp("source"))) as chain:
         return mine(chain, Wallet().addr, CHAIN_LENGTH)
-    finally:
-        chain.close()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 
 def _fill(path, count: int = 4000) -> lmdb.Environment:
+    """An LMDB environment holding ``count`` records of 1000 bytes (close it: ``with``)."""
     env = lmdb.open(str(path), map_size=256 * 1024**2, readahead=False)
     with env.begin(write=True) as txn:
         for i in range(count):
@@ -28,8 +29,7 @@ def _read_all(env: lmdb.Environment) -> dict[bytes, bytes]:
 
 
 def test_over_budget_drops_the_map_and_data_reads_back(tmp_path):
-    env = _fill(tmp_path / "db")
-    try:
+    with _fill(tmp_path / "db") as env:
         budget = MapBudget(tmp_path / "db" / "data.mdb", budget=1024**2)
         before = _read_all(env)                              # ~4 MB of the map now resident
         grown = mapbudget._file_resident() - budget._baseline
@@ -37,29 +37,23 @@ def test_over_budget_drops_the_map_and_data_reads_back(tmp_path):
         assert budget.check() is True and budget.trims == 1
         assert mapbudget._file_resident() - budget._baseline < grown / 2
         assert _read_all(env) == before                      # refilled from the file, unchanged
-    finally:
-        env.close()
 
 
 def test_under_budget_or_too_soon_does_nothing(tmp_path):
-    env = _fill(tmp_path / "db", count=100)
-    try:
+    with _fill(tmp_path / "db", count=100) as env:
         budget = MapBudget(tmp_path / "db" / "data.mdb", budget=64 * 1024**2)
         _read_all(env)
         assert budget.check() is False and budget.trims == 0   # 100 KB: under budget
         budget.budget = 0
         assert budget.check() is False                         # checked less than CHECK_INTERVAL ago
         assert budget.check(force=True) is True and budget.trims == 1   # a scan looks at once
-    finally:
-        env.close()
 
 
 def test_while_syncing_the_larger_budget_applies(tmp_path):
     """Over the normal budget but under the sync budget: nothing is dropped while the
     node syncs, and the next look after the sync trims."""
-    env = _fill(tmp_path / "db")
     syncing = [True]
-    try:
+    with _fill(tmp_path / "db") as env:
         budget = MapBudget(tmp_path / "db" / "data.mdb", budget=1024**2,
                            syncing=lambda: syncing[0], sync_budget=256 * 1024**2)
         _read_all(env)                                       # ~4 MB resident: over 1 MB
@@ -67,8 +61,6 @@ def test_while_syncing_the_larger_budget_applies(tmp_path):
         syncing[0] = False
         budget._next_check = 0.0
         assert budget.check() is True and budget.trims == 1
-    finally:
-        env.close()
 
 
 def test_the_libc_statm_reader_agrees_with_python():

@@ -7,7 +7,7 @@ import lmdb
 import pytest
 
 from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import open_chain
+from tests.framework.chains import open_chain, opened_chain
 from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
 from node.primitives.encoding import decode, encode
 from node.storage.schema import ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin, outpoint_from_record, outpoint_key
@@ -73,8 +73,7 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
         rewrite_coins_as_schema_3(env, txn)
     env.close()
 
-    again = open_chain(tmp_path / "d", uparams)
-    try:
+    with opened_chain(tmp_path / "d", uparams) as again:
         assert decode(again.reader.db_get("meta", b"schema")) == SCHEMA_VERSION == 5
         assert all(len(k) == COIN_KEY_SIZE for k, _ in again.reader.db_items("utxo"))
         assert utxo_set(again) == before["coins"] and stats_tuple(again) == before["stats"]
@@ -88,8 +87,6 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
         assert again.reader.get_coin(bob_coin[0]) is None
         extend(again, alice.addr, 2)
         assert_matches_replay(again, tmp_path / "replay")
-    finally:
-        again.close()
 
 
 def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
@@ -126,8 +123,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
                 txn.put(key + value[at:at + ADDR_HIST_ENTRY], b"", db=hist)
     env.close()
 
-    again = open_chain(tmp_path / "d", uparams)
-    try:
+    with opened_chain(tmp_path / "d", uparams) as again:
         assert decode(again.reader.db_get("meta", b"schema")) == SCHEMA_VERSION == 5
 
         for addr in (alice.addr, bob.addr):
@@ -137,8 +133,6 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
         assert len(again.reader.address_coins(alice.addr)) == 6
         assert len(again.reader.address_history(alice.addr)) == 7
         assert_matches_replay(again, tmp_path / "replay")
-    finally:
-        again.close()
     env = open_lmdb(tmp_path / "d")   # the chain is closed: read the file's named databases
     with env.begin() as txn:
         assert b"addrutxo" not in {key for key, _ in txn.cursor()}
@@ -160,13 +154,10 @@ def test_schema_2_datadir_drops_the_stored_digest_and_keeps_its_totals(tmp_path,
         rewrite_coins_as_schema_3(env, txn)
         txn.put(b"utxostats", encode(decode(txn.get(b"utxostats", db=meta)) + [before[2]]), db=meta)
     env.close()
-    again = open_chain(tmp_path / "d", uparams)
-    try:
+    with opened_chain(tmp_path / "d", uparams) as again:
         assert decode(again.reader.db_get("meta", b"schema")) == SCHEMA_VERSION
         assert decode(again.reader.db_get("meta", b"utxostats")) == list(before[:2])
         assert stats_tuple(again) == before
-    finally:
-        again.close()
 
 
 def test_read_only_open_refuses_an_older_schema_and_reads_the_current_one(tmp_path, uparams):
