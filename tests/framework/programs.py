@@ -3,9 +3,12 @@ child processes: which command, which environment, which port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.framework.util import LOCALHOST, REPO_ROOT
@@ -34,3 +37,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOCALHOST, 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def killed_at_exit(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``proc`` for the block; at its end, killed if it still runs, reaped, its pipes closed.
+
+    ``with Popen(...)`` would wait for the child instead, forever if it hangs; a test
+    that stops or kills the child itself inside the block is unaffected.
+    """
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -54,7 +54,7 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-def wait_until_blocking(
+def poll_until(
     predicate: Callable[[], Any],
     timeout: float = WAIT_TIMEOUT,
     what: Description = "condition",

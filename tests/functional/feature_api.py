@@ -1,4 +1,5 @@
-"""The HTTP API against a real ``obol-node`` process (one regtest daemon for the module).
+"""The HTTP API against a real ``obol-node`` process (one regtest daemon for the module);
+its in-process parts are tested in tests/unit/api/.
 
 Tests run in file order and share the daemon: read-only route tests first,
 then the ones that mine.  None depends on an exact height.
@@ -15,10 +16,8 @@ import pytest
 
 from tests.framework.daemon import Client, Daemon
 from tests.framework.programs import free_port
-from tests.framework.util import wait_until_blocking
-from node.api.public import fee_estimates
+from tests.framework.util import poll_until
 from node.primitives.crypto import SigningKey, encode_address
-from node.mempool.pool import MempoolEntry
 from node.consensus.params import MAIN, REGTEST, TX_VERSION
 from node.primitives.tx import COIN, OutPoint, Transaction, TxOut, sign_transaction
 
@@ -234,16 +233,6 @@ def test_mempool_and_fees_empty(api):
     m = api.ok("GET", "mempool")
     assert m["count"] == 0 and m["bytes"] == 0 and m["txids"] == [] and m["fee_histogram"]
     assert api.ok("GET", "fees") == {"1": 1, "3": 1, "6": 1, "unit": "base units per byte"}
-
-
-def test_fee_estimates_algorithm():
-    def entry(rate: int, size: int) -> MempoolEntry:
-        return MempoolEntry(b"\x00" * size, b"", rate * size, b"", 0.0)
-    block = 1_000_000
-    entries = ([entry(50, block // 2)] * 2 + [entry(20, block // 4)] * 4
-               + [entry(5, block // 2)] * 2 + [entry(3, block)])
-    assert fee_estimates(entries, 1) == {"1": 50, "3": 5, "6": 1}   # 6 blocks: never filled
-    assert fee_estimates([], 2) == {"1": 2, "3": 2, "6": 2}
 
 
 # --- admin routes: authentication --------------------------------------------------------------
@@ -484,7 +473,7 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
         assert peer["address"] == f"127.0.0.1:{port}" and peer["direction"] == "outbound"
         error(api.post("peers", {"connect": f"127.0.0.1:{port}"}), 409, "already-connected")
         tip = api.ok("GET", "status")["tip"]
-        wait_until_blocking(lambda: other.client.ok("GET", "status")["tip"] == tip, 30, what="second node synced")
+        poll_until(lambda: other.client.ok("GET", "status")["tip"] == tip, 30, what="second node synced")
         [ours] = api.ok("GET", "peers")
         assert ours["established"] is True and "best_known_height" in ours
         height = api.ok("GET", "status")["height"]
@@ -495,23 +484,5 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
         count = re.search(r"^obol_block_validation_seconds_count (\S+)$", metrics, re.M)
         assert count and float(count.group(1)) >= 1, metrics
         # (the address book may dial it again: what matters is that this connection closed)
-        wait_until_blocking(lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")], 10,
+        poll_until(lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")], 10,
                    what="connection closed")
-
-
-async def test_two_apps_in_one_process(tmp_path):
-    """Each app has its own metrics registry: two nodes in one process do not clash."""
-    from prometheus_client import generate_latest
-
-    from node.api.app import METRICS_KEY, create_app
-    from node.runtime.node import Node, NodeConfig
-    nodes = [Node(NodeConfig(params=REGTEST, datadir=tmp_path / name, sig_threads=1)) for name in "ab"]
-    try:
-        apps = [create_app(n, "t", asyncio.Event(), version="test") for n in nodes]
-        await nodes[0].generate(2, bytes(20))
-        texts = [generate_latest(app[METRICS_KEY]).decode() for app in apps]
-        assert "obol_height 2.0" in texts[0] and "obol_height 0.0" in texts[1]
-        assert all(len(n.block_timers) == 1 for n in nodes)
-    finally:
-        for n in nodes:
-            await n.stop()

@@ -3,11 +3,12 @@ small size and writes every figure.  Nothing here times anything or checks that 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework.util import REPO_ROOT
+
+ROOT = REPO_ROOT
 BENCH = ROOT / "scripts" / "bench.py"
 FIGURES = {
     # signatures

@@ -14,11 +14,13 @@ from tests.framework.blocktools import make_params
 from tests.framework.chains import opened_chain
 from tests.framework.replay import assert_matches_replay
 from tests.framework.crash_worker import worker_key
+from tests.framework.programs import killed_at_exit
+from tests.framework.util import REPO_ROOT
 
 from node.primitives.encoding import decode_stored
 from node.chain.index import BlockStatus
 
-WORKER = Path(__file__).resolve().parents[1] / "framework" / "crash_worker.py"
+WORKER = REPO_ROOT / "tests" / "framework" / "crash_worker.py"
 KILLS = 5
 
 
@@ -68,8 +70,7 @@ def test_sigkill_at_random_points_leaves_consistent_resumable_state(tmp_path):
     rng = random.Random()
     heights = []
     for round_ in range(KILLS):
-        proc = start_worker(datadir, seed)
-        try:
+        with killed_at_exit(start_worker(datadir, seed)) as proc:
             started = read_line(proc, timeout=30)
             assert started.startswith("started height=")
             start_height = int(started.split("=")[1])
@@ -78,12 +79,6 @@ def test_sigkill_at_random_points_leaves_consistent_resumable_state(tmp_path):
             assert proc.poll() is None, proc.stderr.read()
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
         heights.append(check_consistent(datadir, tmp_path / f"replay{round_}", params, addr))
     assert heights[-1] > 0 and heights == sorted(heights)
     # a last, uninterrupted run continues from the recovered state and exits cleanly

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import threading
@@ -11,7 +12,7 @@ import pytest
 
 from tests.framework.daemon import Daemon, run_node
 from tests.framework.programs import free_port
-from tests.framework.util import wait_until_blocking
+from tests.framework.util import poll_until
 from node.chain.chainstate import ChainState
 from node.primitives.crypto import SigningKey, encode_address
 from node.daemon import StartupError, load_settings
@@ -129,7 +130,8 @@ def test_config_env_and_flags(tmp_path):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
         # the miner can be switched on (it has an address now) and off
         assert daemon.client.ok("POST", "miner", {"enabled": True}) == {"enabled": True}
-        wait_until_blocking(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 30, what="a mined block")
+        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 30,
+                   what="a mined block")
         assert daemon.client.ok("GET", "status")["miner"]["enabled"] is True
         assert daemon.client.ok("POST", "miner", {"enabled": False}) == {"enabled": False}
         miner = daemon.client.ok("GET", "status")["miner"]
@@ -167,9 +169,8 @@ def replayed_stats(datadir: Path, params: NetworkParams, scratch: Path):
 
     Returns (height, utxo stats) after checking that both agree on tip and UTXO set.
     """
-    chain = ChainState(datadir, params)
-    fresh = ChainState(scratch, params)
-    try:
+    with (contextlib.closing(ChainState(datadir, params)) as chain,
+          contextlib.closing(ChainState(scratch, params)) as fresh):
         for entry in chain.chain[1:]:
             assert entry.parent is chain.chain[entry.height - 1]     # an intact tip chain
             block = chain.reader.get_block(entry.hash)
@@ -181,22 +182,17 @@ def replayed_stats(datadir: Path, params: NetworkParams, scratch: Path):
         outputs = sum(len(tx.outputs) for e in chain.chain[1:] for tx in chain.reader.get_block(e.hash).txs)
         assert chain.utxo_stats.count == outputs
         return chain.height, chain.utxo_stats
-    finally:
-        chain.close()
-        fresh.close()
 
 
 def test_sigterm_while_mining_testnet(tmp_path):
     miner = encode_address(TESTNET.hrp, SigningKey.generate().address_hash)
-    daemon = Daemon(tmp_path / "d", network="testnet",
-                    args=["--mine", "--miner-address", miner, "--miner-threads", "1"]).start()
-    try:
-        wait_until_blocking(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 60,
+    with Daemon(tmp_path / "d", network="testnet",
+                args=["--mine", "--miner-address", miner, "--miner-threads", "1"]) as daemon:
+        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 60,
                    what="the first testnet block")
         assert daemon.client.ok("GET", "status")["miner"]["enabled"] is True
         resp = daemon.client.post("mine", {"blocks": 1, "address": miner})
         assert resp.status == 409 and resp.json["error"]["code"] == "not-regtest"
-    finally:
         code = daemon.stop()
     assert code == 0, daemon.log()
     assert "Traceback" not in daemon.log(), daemon.log()
@@ -205,10 +201,9 @@ def test_sigterm_while_mining_testnet(tmp_path):
 
 
 def test_sigterm_during_regtest_mining_burst(tmp_path):
-    daemon = Daemon(tmp_path / "d").start()
     answer: dict = {}
 
-    def burst() -> None:
+    def burst(daemon: Daemon) -> None:
         to = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
         try:
             resp = daemon.client.post("mine", {"blocks": 10_000, "address": to})
@@ -216,11 +211,12 @@ def test_sigterm_during_regtest_mining_burst(tmp_path):
         except OSError as exc:
             answer["error"] = exc
 
-    thread = threading.Thread(target=burst)
-    thread.start()
-    try:
-        wait_until_blocking(lambda: daemon.client.ok("GET", "status")["height"] >= 150, 60, what="mining")
-    finally:
+    with Daemon(tmp_path / "d") as daemon:
+        # a daemon thread: if the test fails, the node is stopped and the request ends
+        thread = threading.Thread(target=burst, args=(daemon,), daemon=True)
+        thread.start()
+        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 150, 60,
+                   what="mining")
         code = daemon.stop(timeout=30)
         thread.join(30)
     assert code == 0, daemon.log()
@@ -234,8 +230,7 @@ def test_sigterm_during_regtest_mining_burst(tmp_path):
 async def test_stop_closes_event_streams(tmp_path):
     """An open events WebSocket does not hold up a SIGTERM: it is closed with 1001."""
     import aiohttp
-    daemon = Daemon(tmp_path / "d").start()
-    try:
+    with Daemon(tmp_path / "d") as daemon:
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(f"http://127.0.0.1:{daemon.api_port}/api/v1/events") as ws:
                 assert (await ws.receive_json(timeout=10))["type"] == "hello"
@@ -244,26 +239,19 @@ async def test_stop_closes_event_streams(tmp_path):
                 assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
                 assert ws.close_code == 1001 or msg.data == 1001
         code = await asyncio.to_thread(daemon.proc.wait, 15)
-    finally:
-        daemon.kill()
     assert code == 0, daemon.log()
 
 
 def test_sigterm_during_sync(tmp_path):
     """A node stopped with SIGTERM while syncing thousands of blocks exits 0 and reopens consistent."""
-    source = Daemon(tmp_path / "src").start()
-    try:
+    with Daemon(tmp_path / "src") as source:
         to = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
         source.client.ok("POST", "mine", {"blocks": 3000, "address": to})
-        syncing = Daemon(tmp_path / "dst", args=["--peer", f"127.0.0.1:{source.p2p_port}"]).start()
-        try:
-            wait_until_blocking(lambda: syncing.client.ok("GET", "status")["height"] >= 200, 60,
+        with Daemon(tmp_path / "dst", args=["--peer", f"127.0.0.1:{source.p2p_port}"]) as syncing:
+            poll_until(lambda: syncing.client.ok("GET", "status")["height"] >= 200, 60,
                        what="sync under way")
-        finally:
             code = syncing.stop(timeout=30)
         assert code == 0, syncing.log()
         assert "Traceback" not in syncing.log(), syncing.log()
-    finally:
-        source.stop()
     height, _ = replayed_stats(tmp_path / "dst", REGTEST, tmp_path / "replay")
     assert 200 <= height <= 3000

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 
 from tests.framework.daemon import Client
-from tests.framework.programs import process_env, program
-from tests.framework.util import wait_until_blocking
+from tests.framework.programs import killed_at_exit, process_env, program
+from tests.framework.util import poll_until
 from node.primitives.crypto import decode_address
 from node.consensus.params import REGTEST
 from node.primitives.tx import OutPoint, TxOut, sign_transaction
@@ -227,13 +227,13 @@ def test_partition_double_spend_and_heal(net):
     tx_a, tx_b = pay(1), pay(3)
     for i, tx in ((0, tx_a), (2, tx_b)):
         assert net.api(i).post("tx", {"hex": tx.raw.hex()}).status == 200
-    wait_until_blocking(lambda: net.get(1, "mempool")["count"] == 3 and net.get(3, "mempool")["count"] == 3,
+    poll_until(lambda: net.get(1, "mempool")["count"] == 3 and net.get(3, "mempool")["count"] == 3,
                timeout=15, what="each side's mempool to hold its 3 transactions")
 
     fork_height = net.height(0)
     net.run("mine", "--node", "0", "2")          # side a: 2 blocks
     b_tip = net.json("mine", "--node", "2", "4", "--json")["hashes"][-1]   # side b: 4 blocks, more work
-    wait_until_blocking(lambda: net.get(1, "status")["height"] == fork_height + 2
+    poll_until(lambda: net.get(1, "status")["height"] == fork_height + 2
                and net.get(3, "status")["tip"] == b_tip, timeout=15, what="both sides to mine")
     assert net.get(0, "status")["tip"] != net.get(2, "status")["tip"]
     assert net.run("wait-converged", "--timeout", "1", check=False).returncode == 1
@@ -283,15 +283,10 @@ def test_kill_during_sync_and_while_mining(net):
 
     # while it mines: node 1 is killed in the middle of a long run of blocks
     before = net.height(1)
-    miner = net.popen("mine", "--node", "1", "5000")
-    try:
-        wait_until_blocking(lambda: net.height(1) >= before + 200, timeout=60, what="node 1 to mine")
+    with killed_at_exit(net.popen("mine", "--node", "1", "5000")) as miner:
+        poll_until(lambda: net.height(1) >= before + 200, timeout=60, what="node 1 to mine")
         net.run("kill", "1")
         assert miner.wait(60) != 0         # the mining request died with the node
-    finally:
-        if miner.poll() is None:
-            miner.kill()
-            miner.wait()
     net.run("start", "1")
     answer = net.json("wait-converged", "--timeout", "90", "--json")
     assert answer["height"] > before
@@ -323,16 +318,16 @@ def test_late_node_syncs(net):
 
 def test_testnet_real_pow_miner_killed_and_restarted(net):
     net.run("up", "--nodes", "2", "--miners", "2", "--network", "testnet")
-    wait_until_blocking(lambda: net.height(0) >= 3, timeout=120, interval=0.25, what="proof-of-work blocks")
+    poll_until(lambda: net.height(0) >= 3, timeout=120, interval=0.25, what="proof-of-work blocks")
     status = net.json("status", "--json")
     assert all(r["hashrate"] and r["hashrate"] > 0 for r in status["nodes"])
     assert net.get(0, "status")["miner"]["address"] == net.node(0)["address"]
 
     net.run("kill", "0")                     # while it mines
     before = net.height(1)
-    wait_until_blocking(lambda: net.height(1) > before, timeout=120, interval=0.25, what="node 1 to mine alone")
+    poll_until(lambda: net.height(1) > before, timeout=120, interval=0.25, what="node 1 to mine alone")
     net.run("start", "0")
     reached = net.height(1)
-    wait_until_blocking(lambda: net.height(0) > reached, timeout=120, interval=0.25, what="node 0 to catch up")
+    poll_until(lambda: net.height(0) > reached, timeout=120, interval=0.25, what="node 0 to catch up")
     assert net.get(0, "status")["miner"]["enabled"]
     net.run("wait-converged", "--timeout", "120")

@@ -13,8 +13,8 @@ import subprocess
 import pytest
 
 from tests.framework.daemon import Daemon
-from tests.framework.programs import process_env
-from tests.framework.util import wait_until_blocking
+from tests.framework.programs import killed_at_exit, process_env
+from tests.framework.util import poll_until
 from node.primitives.crypto import SigningKey, encode_address
 from node.consensus.params import REGTEST
 from node.primitives.tx import COIN
@@ -181,21 +181,15 @@ def test_send_asks_for_confirmation(daemon, w1, w2):
 
 def test_send_wait_shows_progress(daemon, w1, w2):
     to = w2.address()
-    proc = subprocess.Popen(wallet_command() + w1.base + ["--json", "send", to, "0.2", "--yes",
-                                                          "--wait", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=process_env(w1.env))
-    try:
-        wait_until_blocking(lambda: daemon.client.ok("GET", "mempool")["count"] == 1 or proc.poll() is not None,
+    command = wallet_command() + w1.base + ["--json", "send", to, "0.2", "--yes", "--wait", "2"]
+    with killed_at_exit(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, env=process_env(w1.env))) as proc:
+        poll_until(lambda: daemon.client.ok("GET", "mempool")["count"] == 1 or proc.poll() is not None,
                    timeout=30, what="the transaction in the mempool")
         assert proc.poll() is None, proc.communicate()
         mine(daemon, 1)
         mine(daemon, 1)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     doc = json.loads(out)
     assert set(doc) == {"txid", "fee"}

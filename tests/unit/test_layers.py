@@ -10,7 +10,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework.util import REPO_ROOT
+
+ROOT = REPO_ROOT
 PRODUCT = ("node", "network", "wallet", "scripts")
 
 # node's layers, bottom (0) to top.  Layers of one rank are peers: they never import each other.

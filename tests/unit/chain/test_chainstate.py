@@ -8,6 +8,7 @@ import pytest
 
 from tests.framework.blocktools import NEUTRAL_STEP, Wallet, build_block, coinbase_coin, extend, make_params, spend
 from tests.framework.chains import ChainSet, open_chain, opened_chain
+from tests.framework.util import REPO_ROOT
 from tests.framework.replay import assert_chain_db_matches, assert_matches_replay, recompute_stats, stats_tuple, utxo_set
 from node.chain.chainstate import ChainState
 from node.primitives.errors import BlockValidationError
@@ -483,12 +484,11 @@ def test_only_the_node_s_own_data_is_decoded_without_the_strict_check():
     records, its mempool entries); everything from outside (peers, API, files) must go
     through the strict decoders.  A new reader of these belongs on this list only if it
     reads such bytes."""
-    import pathlib
     import re
     trusted_readers = {"node/storage/store.py", "node/storage/upgrade.py", "node/chain/chainstate.py",
                        "node/chain/connect.py", "node/chain/reader.py", "node/primitives/block.py", "node/primitives/tx.py",
                        "node/primitives/encoding.py", "node/mempool/entry.py"}
-    root = pathlib.Path(__file__).resolve().parents[3]
+    root = REPO_ROOT
     for path in [*root.glob("node/**/*.py"), *root.glob("network/*.py"), *root.glob("wallet/*.py")]:
         if re.search(r"\b(decode_stored|from_stored)\(", path.read_text()):
             assert path.relative_to(root).as_posix() in trusted_readers, path

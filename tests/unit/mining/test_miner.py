@@ -6,13 +6,13 @@ import contextlib
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
 from tests.framework.chains import open_chain, opened_chain
-from tests.framework.util import wait_until
+from tests.framework.programs import killed_at_exit
+from tests.framework.util import REPO_ROOT, wait_until
 from node.primitives.block import Block, merkle_root
 from node.primitives.crypto import sha256d
 from node.mempool.pool import Mempool
@@ -306,12 +306,11 @@ asyncio.run(main())
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 def test_miner_workers_die_with_a_killed_node(tmp_path):
     """SIGKILL of the process running the Miner ends its worker processes too."""
-    proc = subprocess.Popen([sys.executable, "-c", MINER_SCRIPT], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[3])
-    try:
+    node = subprocess.Popen([sys.executable, "-c", MINER_SCRIPT], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO_ROOT)
+    with killed_at_exit(node) as proc:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(p) for p in pids)
-    finally:
         proc.kill()
         proc.wait()
     deadline = time.monotonic() + 30
