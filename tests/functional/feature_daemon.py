@@ -1,4 +1,12 @@
-"""``obol-node`` as a process: start-up errors, configuration, clean stops under load."""
+"""``obol-node`` as a process: start-up errors, configuration, clean stops under load.
+
+Start-up errors: a bad flag, miner address, port, datadir or config file ends the
+process at once with a clear message on stderr and no traceback.  Configuration: a
+TOML file, OBOL_* variables and flags combine key by key.  Stops: SIGTERM while mining,
+during a burst of mining requests, with an events stream open and in the middle of a
+sync exits 0, and the datadir reopens consistent (its active chain replays to the same
+UTXO set).
+"""
 from __future__ import annotations
 
 import asyncio

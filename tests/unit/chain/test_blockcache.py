@@ -50,8 +50,12 @@ def test_cache_is_bounded_by_serialized_bytes():
 
 
 def test_reorg_connects_side_branch_from_the_cache_not_the_database(tmp_path, monkeypatch):
-    """Both branches were accepted in earlier calls: the switch decodes nothing again,
-    and ends in the same state as a replay of the new chain."""
+    r"""Both branches were accepted in earlier calls: the switch decodes nothing again,
+    and ends in the same state as a replay of the new chain.
+
+        genesis -> o1 -> o2 -> o3      ours (600 s apart)
+               \-> t1 -> t2 -> t3      theirs (1 s apart: work 1, 2, 4; t3 wins)
+    """
     params = make_params()
     with ChainSet() as chains:
         chain = chains.open(tmp_path / "c", params)

@@ -244,7 +244,11 @@ def test_find_fork_and_headers_after(tmp_path, uparams):
 
 
 def test_headers_first_then_blocks(tmp_path, uparams):
-    """After headers-first sync the chain advances only as block data arrives, along the headers' branch."""
+    r"""After headers-first sync the chain advances only as block data arrives, along the headers' branch.
+
+        genesis -> r1 -> r2 -> r3 -> r4 -> r5   remote: headers first, then blocks r3, r2, r1, r5, r4
+               \-> l1 -> l2                     dst's own: active until r1-r3 are complete
+    """
     with (opened_chain(tmp_path / "src", uparams) as src,
           opened_chain(tmp_path / "dst", uparams) as dst):
         remote = extend(src, b"\x07" * 20, 5)
@@ -298,7 +302,13 @@ def test_accept_headers_rejects_bad_headers(tmp_path, uparams):
 
 
 def test_chain_tips_statuses(tmp_path, uparams):
-    """chain_tips reports active, valid-fork, valid-headers, headers-only and invalid branches."""
+    r"""chain_tips reports active, valid-fork, valid-headers, headers-only and invalid branches.
+
+        genesis -> a1 -> a2 -> a3 -> bad     a3 active; bad: invalid (its coinbase overpays)
+                      |\-> f2                valid-fork: active until a3
+                      |\-> d2                valid-headers: stored with equal work, never connected
+                       \-> h2 -> h3          headers-only
+    """
     with (opened_chain(tmp_path / "c", uparams) as chain,
           opened_chain(tmp_path / "o", uparams) as other):
         (a1,) = extend(chain, b"\x0a" * 20, 1)
@@ -419,7 +429,11 @@ def test_invalidate_and_reconsider(tmp_path, uparams):
 
 
 def test_invalidate_switches_to_best_other_branch(tmp_path, uparams):
-    """Invalidating an active block moves the tip to the best remaining branch; reconsider returns."""
+    r"""Invalidating an active block moves the tip to the best remaining branch; reconsider returns.
+
+        genesis -> 1 -> 2 -> 3 -> 4 -> 5     invalidate 3: the tip moves to s4
+                          \-> s3 -> s4       reconsider 5: back to 5, s4 a valid fork
+    """
     wallet = Wallet()
     with opened_chain(tmp_path / "c", uparams) as chain:
         blocks = _chain_with_txs(chain, wallet, 5)

@@ -4,6 +4,7 @@ Branches are mined independently in separate ChainStates from the same
 genesis, then their blocks are fed, in various orders, to a third one.
 Work is steered with timestamps (``make_params()``): blocks 1 s apart double
 their work every block, blocks 6000 s apart fall to the easiest target.
+Each scenario with branches draws them in its docstring, the parent on the left.
 """
 from __future__ import annotations
 
@@ -75,7 +76,11 @@ def spending_branch(path: Path, params, wallet, steps, prefix=()):
 
 @pytest.fixture(scope="module")
 def heavy_and_long(tmp_path_factory, uparams):
-    """Branch A: 3 blocks 1 s apart (more work); branch B: 5 blocks 6000 s apart (less work)."""
+    r"""Branch A: 3 blocks 1 s apart (more work); branch B: 5 blocks 6000 s apart (less work).
+
+        genesis -> a1 -> a2 -> a3                  (1 s apart: more work)
+               \-> b1 -> b2 -> b3 -> b4 -> b5      (6000 s apart: longer, less work)
+    """
     base = tmp_path_factory.mktemp("branches")
     wallet = Wallet()
     a, a_snap = spending_branch(base / "a", uparams, wallet, [1, 1, 1])
@@ -129,7 +134,11 @@ def test_more_work_wins_any_arrival_order(uparams, heavy_and_long, order):
 
 
 def test_longer_branch_with_less_work_loses(tmp_path, uparams, heavy_and_long):
-    """The 5-block branch does not replace the 3-block branch with more work, and vice versa it is replaced."""
+    r"""The 5-block branch does not replace the 3-block branch with more work, and vice versa it is replaced.
+
+        genesis -> a1 -> a2 -> a3                  active, whichever branch came first
+               \-> b1 -> b2 -> b3 -> b4 -> b5      stored (fed first: active until a3)
+    """
     a, a_snap, b, b_snap = heavy_and_long
     with opened_chain(tmp_path / "c", uparams) as chain:
         feed(chain, a)
@@ -160,7 +169,11 @@ def equal_branches(tmp_path_factory, uparams):
 @HYPO
 @given(picks=st.permutations([0, 0, 1, 1]))
 def test_equal_work_first_seen_stays(uparams, equal_branches, picks):
-    """Two branches with equal work: the one whose tip arrived first stays active."""
+    r"""Two branches with equal work: the one whose tip arrived first stays active.
+
+        genesis -> c1 -> c2      (600 s apart: equal work)
+               \-> d1 -> d2
+    """
     branches = equal_branches
     nxt = [0, 0]
     order = []
@@ -177,7 +190,14 @@ def test_equal_work_first_seen_stays(uparams, equal_branches, picks):
 
 
 def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
-    """After a reorg, txs only in the losing branch return to the pool; mined or conflicting ones do not."""
+    r"""After a reorg, txs only in the losing branch return to the pool; mined or conflicting ones do not.
+
+        genesis -> 1 -> 2 -> 3 -> 4 -> a5            t_a, t_child, t_both, t_conf_a
+                                   \-> b5 -> b6      t_both, t_conf_b (more work: z switches)
+
+    Back in the pool: t_a and t_child; not t_both (mined in b5), not t_conf_a (b5 spent its
+    coin); t_pool, never mined, stays.
+    """
     wallet = Wallet()
     with (opened_chain(tmp_path / "x", uparams) as x,
           opened_chain(tmp_path / "y", uparams) as y,
@@ -254,7 +274,11 @@ def invalid_branch(path: Path, params, wallet, kind: str, length: int = 5, bad_a
 
 @pytest.fixture(scope="module", params=["bad-cb-amount", "bad-txns-signature"])
 def valid_and_invalid(request, tmp_path_factory, uparams):
-    """Branch A: 3 valid blocks; branch B: 5 blocks (more work) whose 3rd is invalid."""
+    r"""Branch A: 3 valid blocks; branch B: 5 blocks (more work) whose 3rd is invalid.
+
+        genesis -> a1 -> a2 -> a3                  (valid)
+               \-> b1 -> b2 -> B3 -> b4 -> b5      (B3 breaks the rule; b4 and b5 only as headers)
+    """
     base = tmp_path_factory.mktemp("invalid")
     wallet = Wallet()
     a, a_snap = spending_branch(base / "a", uparams, wallet, [600] * 3)
@@ -367,7 +391,11 @@ def test_random_block_tree_follows_most_work(uparams, plan):
 
 
 def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
-    """After a reorg the index, statuses, tips and UTXO set survive a reopen, and a later reorg works."""
+    r"""After a reorg the index, statuses, tips and UTXO set survive a reopen, and a later reorg works.
+
+        genesis -> m1 -> m2 -> m3 -> m4 -> m5      m3, m4 stored (equal work); m5, after a reopen, wins
+                      \-> o2 -> o3 -> o4           mined on the side chain; active after the first reorg
+    """
     wallet = Wallet()
     with ChainSet() as chains:
         chain = chains.open(tmp_path / "c", uparams)
@@ -421,7 +449,12 @@ def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
 
 
 def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
-    """Two orphans with the same missing parent are both kept and both stored when it arrives."""
+    r"""Two orphans with the same missing parent are both kept and both stored when it arrives.
+
+        genesis -> parent -> k0
+                         |\-> k1
+                          \-> k2 -> grandkid      the only branch of height 3: it wins
+    """
     with (opened_chain(tmp_path / "src", uparams) as src,
           opened_chain(tmp_path / "dst", uparams) as dst):
         (parent,) = extend(src, b"\x51" * 20, 1)
@@ -512,9 +545,13 @@ def to_self(chain, wallet, coin, fee: int = 1000):
 
 
 def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
-    """A disconnect leaves txindex entries behind; they count only while their block is
+    r"""A disconnect leaves txindex entries behind; they count only while their block is
     active: a transaction only in the losing branch is unconfirmed, one in both branches
-    is found in the winner, and switching back finds the first location again."""
+    is found in the winner, and switching back finds the first location again.
+
+        genesis -> 1 -> 2 -> 3 -> ours                 both, only_ours
+                              \-> theirs1 -> theirs2   both (1 s apart: more work)
+    """
     with opened_chain(tmp_path / "c", uparams) as chain:
         alice, fork, coins = three_blocks_to_a_wallet(chain)
         both = to_self(chain, alice, coins[0])
@@ -538,11 +575,17 @@ def test_tx_locations_follow_the_active_chain_across_reorgs(tmp_path, uparams):
 
 
 def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, uparams):
-    """Coins are keyed by (height, position, index) and found through txindex, which keeps
+    r"""Coins are keyed by (height, position, index) and found through txindex, which keeps
     the entries of disconnected blocks.  After a reorg puts another transaction at the
     losing transaction's height and position, its outpoint must not find that coin: it is
     unknown to queries and spending it fails the block with
-    bad-txns-inputs-missingorspent, while the winner's coin at that key spends normally."""
+    bad-txns-inputs-missingorspent, while the winner's coin at that key spends normally.
+
+        genesis -> 1 -> 2 -> 3 -> x4                        lost; disconnected by the reorg
+                              \-> theirs1 -> theirs2        won, at lost's height and position
+                                                 |\-> bad   spends lost's coin: refused
+                                                  \-> good  spends won's coin: connects
+    """
     with opened_chain(tmp_path / "c", uparams) as chain:
         alice, fork, coins = three_blocks_to_a_wallet(chain)
         lost = to_self(chain, alice, coins[1])
@@ -570,10 +613,14 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
 
 
 def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
-    """Connects write txindex entries to the small txrecent, which readers consult first
+    r"""Connects write txindex entries to the small txrecent, which readers consult first
     (it holds the newer entry of a txid); a merge moves them into txindex and changes
     no answer.  A transaction merged with the losing branch's location and connected
-    again in the winner is found in the winner, its coins spendable."""
+    again in the winner is found in the winner, its coins spendable.
+
+        genesis -> 1 -> 2 -> 3 -> ours                       lost, both (merged into txindex)
+                              \-> theirs1 -> theirs2 -> 6    both; 6 spends it
+    """
     with opened_chain(tmp_path / "c", uparams) as chain:
         alice, fork, coins = three_blocks_to_a_wallet(chain)
         both = to_self(chain, alice, coins[0])
