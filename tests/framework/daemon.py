@@ -112,7 +112,7 @@ class Daemon:
         self.client: Client | None = None
         self.log_path = self.datadir.parent / f"{self.datadir.name}.log"
 
-    def start(self, timeout: float = STARTUP_TIMEOUT) -> "Daemon":
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> Daemon:
         """Start on fresh free ports (retried if another process grabbed one first)."""
         (self.datadir / "api.token").unlink(missing_ok=True)   # wait for this run's token
         for attempt in range(3):
@@ -124,12 +124,9 @@ class Daemon:
             else:   # the caller's args (config file, env) choose network, datadir and ports
                 args = list(self.args)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_path, "ab")
-            try:
+            with open(self.log_path, "ab") as log:   # the child keeps its own descriptor
                 self.proc = subprocess.Popen(node_command() + args, stdout=log, stderr=log,
                                              stdin=subprocess.DEVNULL, env=process_env(self.env))
-            finally:
-                log.close()
             try:
                 self._wait_ready(timeout)
                 return self
@@ -178,14 +175,14 @@ class Daemon:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"obol-node did not stop within {timeout}s:\n{self.log()}")
+            raise AssertionError(f"obol-node did not stop within {timeout}s:\n{self.log()}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self.start() if self.proc is None else self
 
     def __exit__(self, *exc) -> None:
