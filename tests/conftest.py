@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from chainutil import Wallet, make_params, new_chain
+from tests.framework.blocktools import Wallet, make_params
+from tests.framework.chains import new_chain
 from node.consensus.params import REGTEST
 
 
