@@ -1,11 +1,12 @@
 """Shared fixtures: temporary chains on real LMDB files, keys, cheap-work params."""
+
 from __future__ import annotations
 
 import pytest
 
+from node.consensus.params import REGTEST
 from tests.framework.blocktools import Wallet, make_params
 from tests.framework.chains import new_chain
-from node.consensus.params import REGTEST
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ Three ways to make a block, by what the test controls:
 * :func:`child_block` on a running node's tip, every field settable, so P2P
   tests can send blocks that are valid, or invalid in one chosen way.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,7 @@ from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.crypto import SigningKey
 from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
 
-NEUTRAL_STEP = 600   # seconds between blocks that keep make_params()' target unchanged
+NEUTRAL_STEP = 600  # seconds between blocks that keep make_params()' target unchanged
 
 
 def make_params(name: str = "unittest", **overrides) -> NetworkParams:
@@ -33,10 +34,18 @@ def make_params(name: str = "unittest", **overrides) -> NetworkParams:
     With spacing 600 s and half-life 600 s, blocks 1 s apart double their
     work every block and blocks 6000 s apart fall to the easiest target.
     """
-    fields = dict(name=name, magic=b"OBUT", retarget=True, pow_limit=(1 << 255) - 1,
-                  genesis_bits=target_to_bits(1 << 250), target_spacing=600,
-                  asert_half_life=600, coinbase_maturity=2, halving_interval=1000,
-                  genesis_nonce=0)
+    fields = dict(
+        name=name,
+        magic=b"OBUT",
+        retarget=True,
+        pow_limit=(1 << 255) - 1,
+        genesis_bits=target_to_bits(1 << 250),
+        target_spacing=600,
+        asert_half_life=600,
+        coinbase_maturity=2,
+        halving_interval=1000,
+        genesis_nonce=0,
+    )
     fields.update(overrides)
     params = dataclasses.replace(REGTEST, **fields)
     target = bits_to_target(params.genesis_bits)
@@ -54,8 +63,15 @@ class Wallet:
         self.addr = self.key.address_hash
 
 
-def mine_block(chain: ChainState, addr: bytes, txs: list[Transaction] = (), time_step: int | None = None,
-               parent=None, accept: bool = True, mempool: Mempool | None = None) -> Block:
+def mine_block(
+    chain: ChainState,
+    addr: bytes,
+    txs: list[Transaction] = (),
+    time_step: int | None = None,
+    parent=None,
+    accept: bool = True,
+    mempool: Mempool | None = None,
+) -> Block:
     """Mine one block with ``txs`` on ``parent`` (default the tip); accept it unless told not to.
 
     ``time_step`` sets the timestamp to parent time + time_step (to steer ASERT).
@@ -64,10 +80,19 @@ def mine_block(chain: ChainState, addr: bytes, txs: list[Transaction] = (), time
     height = parent.height + 1
     coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height), addr)], os.urandom(4))
     all_txs = [coinbase] + list(txs)
-    timestamp = (parent.header.timestamp + time_step if time_step is not None
-                 else max(int(chain.clock()), chain.median_time_past(parent) + 1))
-    header = BlockHeader.create(1, parent.hash, merkle_root([t.txid for t in all_txs]), timestamp,
-                                chain.next_bits(parent), NONCE_START)
+    timestamp = (
+        parent.header.timestamp + time_step
+        if time_step is not None
+        else max(int(chain.clock()), chain.median_time_past(parent) + 1)
+    )
+    header = BlockHeader.create(
+        1,
+        parent.hash,
+        merkle_root([t.txid for t in all_txs]),
+        timestamp,
+        chain.next_bits(parent),
+        NONCE_START,
+    )
     block = solve_block(Block.create(header, all_txs))
     if accept:
         result = chain.accept_block(block)
@@ -80,11 +105,18 @@ def mine(chain: ChainState, addr: bytes, count: int, **kwargs) -> list[Block]:
     return [mine_block(chain, addr, **kwargs) for _ in range(count)]
 
 
-def spend(chain_or_params, coins: list[tuple[OutPoint, TxOut]], key: SigningKey,
-          outputs: list[TxOut], locktime: int = 0) -> Transaction:
+def spend(
+    chain_or_params,
+    coins: list[tuple[OutPoint, TxOut]],
+    key: SigningKey,
+    outputs: list[TxOut],
+    locktime: int = 0,
+) -> Transaction:
     """A transaction spending ``coins`` (all owned by ``key``) to ``outputs``."""
     params = getattr(chain_or_params, "params", chain_or_params)
-    return sign_transaction(1, [(op, out, key) for op, out in coins], outputs, params.network_id, locktime)
+    return sign_transaction(
+        1, [(op, out, key) for op, out in coins], outputs, params.network_id, locktime
+    )
 
 
 def coinbase_coin(block: Block) -> tuple[OutPoint, TxOut]:
@@ -100,25 +132,40 @@ def mature_coins(chain: ChainState, wallet: Wallet, count: int = 1) -> list[tupl
     return [coinbase_coin(b) for b in blocks]
 
 
-def build_block(chain: ChainState, parent, addr: bytes, txs: list[Transaction] = (),
-                time_step: int = NEUTRAL_STEP, fees: int = 0, overpay: int = 0,
-                extra: bytes | None = None) -> Block:
+def build_block(
+    chain: ChainState,
+    parent,
+    addr: bytes,
+    txs: list[Transaction] = (),
+    time_step: int = NEUTRAL_STEP,
+    fees: int = 0,
+    overpay: int = 0,
+    extra: bytes | None = None,
+) -> Block:
     """A solved block on ``parent`` (an index entry of ``chain``), not accepted.
 
     The coinbase pays subsidy + ``fees`` + ``overpay`` to ``addr``.
     """
     height = parent.height + 1
     value = chain.params.subsidy(height) + fees + overpay
-    coinbase = make_coinbase(height, [TxOut(value, addr)], os.urandom(4) if extra is None else extra)
+    coinbase = make_coinbase(
+        height, [TxOut(value, addr)], os.urandom(4) if extra is None else extra
+    )
     all_txs = [coinbase] + list(txs)
-    header = BlockHeader.create(1, parent.hash, merkle_root([t.txid for t in all_txs]),
-                                parent.header.timestamp + time_step, chain.next_bits(parent),
-                                NONCE_START)
+    header = BlockHeader.create(
+        1,
+        parent.hash,
+        merkle_root([t.txid for t in all_txs]),
+        parent.header.timestamp + time_step,
+        chain.next_bits(parent),
+        NONCE_START,
+    )
     return solve_block(Block.create(header, all_txs))
 
 
-def extend(chain: ChainState, addr: bytes, count: int, time_step: int = NEUTRAL_STEP,
-           parent=None) -> list[Block]:
+def extend(
+    chain: ChainState, addr: bytes, count: int, time_step: int = NEUTRAL_STEP, parent=None
+) -> list[Block]:
     """Mine ``count`` coinbase-only blocks on ``parent`` (default the tip) and accept them."""
     blocks = []
     entry = parent or chain.tip
@@ -130,9 +177,15 @@ def extend(chain: ChainState, addr: bytes, count: int, time_step: int = NEUTRAL_
     return blocks
 
 
-def child_block(node, *, coinbase_value: int | None = None, height: int | None = None,
-                timestamp: int | None = None, bits: int | None = None,
-                solve: bool = True) -> Block:
+def child_block(
+    node,
+    *,
+    coinbase_value: int | None = None,
+    height: int | None = None,
+    timestamp: int | None = None,
+    bits: int | None = None,
+    solve: bool = True,
+) -> Block:
     """A coinbase-only block on ``node``'s tip, not submitted: valid unless told otherwise.
 
     The coinbase pays ``coinbase_value`` (default the subsidy) to a new address and
@@ -145,9 +198,14 @@ def child_block(node, *, coinbase_value: int | None = None, height: int | None =
     height = tip.height + 1 if height is None else height
     value = chain.params.subsidy(height) if coinbase_value is None else coinbase_value
     coinbase = make_coinbase(height, [TxOut(value, Wallet().addr)], os.urandom(4))
-    header = BlockHeader.create(1, tip.hash, merkle_root([coinbase.txid]),
-                                chain.median_time_past(tip) + 1 if timestamp is None else timestamp,
-                                chain.next_bits(tip) if bits is None else bits, NONCE_START)
+    header = BlockHeader.create(
+        1,
+        tip.hash,
+        merkle_root([coinbase.txid]),
+        chain.median_time_past(tip) + 1 if timestamp is None else timestamp,
+        chain.next_bits(tip) if bits is None else bits,
+        NONCE_START,
+    )
     block = Block.create(header, [coinbase])
     return solve_block(block) if solve else block
 

@@ -18,6 +18,7 @@ from a :class:`ChainSet`, which closes every chain it opened::
         ...
         chain = chains.reopen(chain)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,7 @@ from typing import Any
 from node.chain.chainstate import ChainState
 from node.consensus.params import GENESIS_TIME, REGTEST, NetworkParams
 
-FAR_FUTURE = GENESIS_TIME + 10**8   # seconds since the epoch: the fixed clock of open_chain
+FAR_FUTURE = GENESIS_TIME + 10**8  # seconds since the epoch: the fixed clock of open_chain
 
 
 def fixed_clock() -> float:

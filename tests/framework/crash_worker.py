@@ -11,6 +11,7 @@ mine a two-block fork from the tip's parent instead, which forces a reorg.
 With ITERATIONS it stops after that many rounds and prints ``done height=N``;
 without, it runs until the parent test kills it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,13 +24,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from tests.framework.blocktools import build_block, make_params  # noqa: E402
-from tests.framework.chains import open_chain  # noqa: E402
-from node.primitives.crypto import SigningKey  # noqa: E402
-from node.primitives.errors import ObolError  # noqa: E402
 from node.mempool.pool import Mempool  # noqa: E402
 from node.mining.miner import create_block_template, solve_block  # noqa: E402
+from node.primitives.crypto import SigningKey  # noqa: E402
+from node.primitives.errors import ObolError  # noqa: E402
 from node.primitives.tx import OutPoint, TxOut, sign_transaction  # noqa: E402
+from tests.framework.blocktools import build_block, make_params  # noqa: E402
+from tests.framework.chains import open_chain  # noqa: E402
 
 TXS_PER_BLOCK = 30
 FEE = 2000
@@ -43,15 +44,18 @@ def fill_pool(chain, pool, key, rng) -> None:
     """Spend mature wallet coins into the pool: 1-2 inputs, 1-3 outputs, some chained."""
     params = chain.params
     next_height = chain.height + 1
-    coins = [(op, coin) for op, coin in chain.reader.address_coins(key.address_hash)
-             if pool.spender(op) is None
-             and (not coin.coinbase or next_height - coin.height >= params.coinbase_maturity)]
+    coins = [
+        (op, coin)
+        for op, coin in chain.reader.address_coins(key.address_hash)
+        if pool.spender(op) is None
+        and (not coin.coinbase or next_height - coin.height >= params.coinbase_maturity)
+    ]
     rng.shuffle(coins)
-    fresh = []   # outputs of new pool txs, to chain some spends
+    fresh = []  # outputs of new pool txs, to chain some spends
     made = 0
     while coins and made < TXS_PER_BLOCK:
-        take = coins[:rng.randint(1, 2)]
-        del coins[:len(take)]
+        take = coins[: rng.randint(1, 2)]
+        del coins[: len(take)]
         inputs = [(op, TxOut(coin.amount, coin.addr_hash), key) for op, coin in take]
         if fresh and rng.random() < 0.3:
             inputs.append(fresh.pop(rng.randrange(len(fresh))))
@@ -60,10 +64,12 @@ def fill_pool(chain, pool, key, rng) -> None:
             continue
         parts = 1 if total < 10**6 else rng.randint(1, 3)
         amounts = [total // parts] * (parts - 1) + [total - total // parts * (parts - 1)]
-        tx = sign_transaction(1, inputs, [TxOut(a, key.address_hash) for a in amounts], params.network_id)
+        tx = sign_transaction(
+            1, inputs, [TxOut(a, key.address_hash) for a in amounts], params.network_id
+        )
         try:
             pool.accept(tx)
-        except ObolError as exc:   # never expected: the test sees the worker die
+        except ObolError as exc:  # never expected: the test sees the worker die
             raise SystemExit(f"pool refused {tx.txid.hex()}: {exc}")
         made += 1
         for n, out in enumerate(tx.outputs):
@@ -71,8 +77,9 @@ def fill_pool(chain, pool, key, rng) -> None:
 
 
 def mine_on_tip(chain, pool, key) -> None:
-    template = create_block_template(chain, pool, key.address_hash, extra=os.urandom(4),
-                                     now=chain.tip.header.timestamp + 600)
+    template = create_block_template(
+        chain, pool, key.address_hash, extra=os.urandom(4), now=chain.tip.header.timestamp + 600
+    )
     result = chain.accept_block(solve_block(template))
     assert result.status == "connected", result
     pool.update_for_chain(result.connected, result.disconnected)
@@ -82,7 +89,7 @@ def fork_from_parent(chain, pool, key) -> None:
     """Two blocks on the tip's parent: more work than the tip, so the chain reorganises."""
     parent = chain.tip.parent
     first = build_block(chain, parent, key.address_hash)
-    chain.accept_block(first)                      # equal work: stored
+    chain.accept_block(first)  # equal work: stored
     second = build_block(chain, chain.index[first.hash], key.address_hash)
     result = chain.accept_block(second)
     assert chain.tip.hash == second.hash and result.disconnected, result

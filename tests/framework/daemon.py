@@ -3,6 +3,7 @@
 Everything listens on 127.0.0.1 on free ports; the daemon's stdout/stderr go
 to files (no pipe to fill up); waits poll a condition with a timeout.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -15,8 +16,8 @@ from typing import Any
 
 from tests.framework.programs import free_port, process_env, program
 
-STARTUP_TIMEOUT = 30.0   # seconds for the API to answer
-STOP_TIMEOUT = 30.0      # seconds for the process to exit after SIGTERM
+STARTUP_TIMEOUT = 30.0  # seconds for the API to answer
+STOP_TIMEOUT = 30.0  # seconds for the process to exit after SIGTERM
 
 
 def node_command() -> list[str]:
@@ -24,11 +25,21 @@ def node_command() -> list[str]:
     return program("obol-node", "node.daemon")
 
 
-def run_node(args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0,
-             cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_node(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
     """Run ``obol-node args`` to completion (for start-up failures)."""
-    return subprocess.run(node_command() + args, capture_output=True, text=True, timeout=timeout,
-                          env=process_env(env), cwd=cwd)
+    return subprocess.run(
+        node_command() + args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=process_env(env),
+        cwd=cwd,
+    )
 
 
 class Response:
@@ -56,9 +67,17 @@ class Client:
         self.port = port
         self.token = token
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                token: str | None | bool = True, headers: dict[str, str] | None = None,
-                timeout: float = 60.0) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None | bool = True,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Response:
         """``path`` is relative to /api/v1 unless it starts with '/'. ``token=True``: our token."""
         url = path if path.startswith("/") else "/api/v1/" + path
         hdrs = dict(headers or {})
@@ -97,16 +116,23 @@ class Client:
 class Daemon:
     """An ``obol-node`` process on a datadir, with its API client."""
 
-    def __init__(self, datadir: Path, network: str = "regtest", args: list[str] = (),
-                 env: dict[str, str] | None = None, api: bool = True, auto_ports: bool = True,
-                 api_port: int = 0) -> None:
+    def __init__(
+        self,
+        datadir: Path,
+        network: str = "regtest",
+        args: list[str] = (),
+        env: dict[str, str] | None = None,
+        api: bool = True,
+        auto_ports: bool = True,
+        api_port: int = 0,
+    ) -> None:
         self.datadir = Path(datadir)
         self.network = network
         self.args = list(args)
         self.env = env
         self.api = api
         self.proc: subprocess.Popen | None = None
-        self.auto_ports = auto_ports   # False: ``args``/``env`` give --network/--datadir/ports
+        self.auto_ports = auto_ports  # False: ``args``/``env`` give --network/--datadir/ports
         self.p2p_port = 0
         self.api_port = api_port
         self.client: Client | None = None
@@ -114,19 +140,32 @@ class Daemon:
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> Daemon:
         """Start on fresh free ports (retried if another process grabbed one first)."""
-        (self.datadir / "api.token").unlink(missing_ok=True)   # wait for this run's token
+        (self.datadir / "api.token").unlink(missing_ok=True)  # wait for this run's token
         for attempt in range(3):
             if self.auto_ports:
                 self.p2p_port, self.api_port = free_port(), free_port()
-                args = ["--network", self.network, "--datadir", str(self.datadir),
-                        "--listen", f"127.0.0.1:{self.p2p_port}",
-                        "--api", f"127.0.0.1:{self.api_port}" if self.api else "none", *self.args]
-            else:   # the caller's args (config file, env) choose network, datadir and ports
+                args = [
+                    "--network",
+                    self.network,
+                    "--datadir",
+                    str(self.datadir),
+                    "--listen",
+                    f"127.0.0.1:{self.p2p_port}",
+                    "--api",
+                    f"127.0.0.1:{self.api_port}" if self.api else "none",
+                    *self.args,
+                ]
+            else:  # the caller's args (config file, env) choose network, datadir and ports
                 args = list(self.args)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "ab") as log:   # the child keeps its own descriptor
-                self.proc = subprocess.Popen(node_command() + args, stdout=log, stderr=log,
-                                             stdin=subprocess.DEVNULL, env=process_env(self.env))
+            with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+                self.proc = subprocess.Popen(
+                    node_command() + args,
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    env=process_env(self.env),
+                )
             try:
                 self._wait_ready(timeout)
                 return self
@@ -175,7 +214,9 @@ class Daemon:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"obol-node did not stop within {timeout}s:\n{self.log()}") from None
+            raise AssertionError(
+                f"obol-node did not stop within {timeout}s:\n{self.log()}"
+            ) from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -20,6 +20,7 @@ peer (``--peer``), so it is redialled if dropped:
 
 Nodes are named a, b, c ... after their datadirs under the network's directory.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,9 +41,15 @@ Topology = str | Sequence[tuple[int, int]]
 
 def fast_net(**overrides: Any) -> NetConfig:
     """P2P options for tests: listen on a free loopback port, short timers, no discovery."""
-    options: dict[str, Any] = dict(listen_host=LOCALHOST, listen_port=0, handshake_timeout=5.0,
-                                   reconnect_initial=0.1, reconnect_max=1.0, discover=False,
-                                   outbound_retry_interval=0.5)
+    options: dict[str, Any] = dict(
+        listen_host=LOCALHOST,
+        listen_port=0,
+        handshake_timeout=5.0,
+        reconnect_initial=0.1,
+        reconnect_max=1.0,
+        discover=False,
+        outbound_retry_interval=0.5,
+    )
     options.update(overrides)
     return NetConfig(**options)
 
@@ -51,8 +58,11 @@ async def start_node(datadir: Path, params: NetworkParams = REGTEST, peers=(), *
     """A started node on ``datadir``: one signature thread, ``fast_net()`` unless ``net`` is
     given, ``peers`` (addresses) as its persistent outbound peers."""
     net = kwargs.pop("net", None) or fast_net()
-    node = Node(NodeConfig(params=params, datadir=datadir, net=net, peers=tuple(peers),
-                           sig_threads=1, **kwargs))
+    node = Node(
+        NodeConfig(
+            params=params, datadir=datadir, net=net, peers=tuple(peers), sig_threads=1, **kwargs
+        )
+    )
     await node.start()
     return node
 
@@ -69,8 +79,9 @@ def linked(dialler: Node, listener: Node) -> bool:
     loopback address must dial from it too (``bind_host``), as they do in a test
     that bans one of them.
     """
-    return (any(p.listen_address == addr(listener) for p in dialler.peers.peers())
-            and any(p.listen_address == addr(dialler) for p in listener.peers.peers()))
+    return any(p.listen_address == addr(listener) for p in dialler.peers.peers()) and any(
+        p.listen_address == addr(dialler) for p in listener.peers.peers()
+    )
 
 
 def edges(topology: Topology, count: int) -> list[tuple[int, int]]:
@@ -91,8 +102,10 @@ def edges(topology: Topology, count: int) -> list[tuple[int, int]]:
 async def wait_linked(pairs: Sequence[tuple[Node, Node]]) -> None:
     """Wait until every (dialler, listener) pair is connected and handshaken at both ends."""
     for dialler, listener in pairs:
-        await wait_until(lambda d=dialler, to=listener: linked(d, to),
-                         what=f"the link {label(dialler)} -> {label(listener)}")
+        await wait_until(
+            lambda d=dialler, to=listener: linked(d, to),
+            what=f"the link {label(dialler)} -> {label(listener)}",
+        )
 
 
 async def link(dialler: Node, listener: Node) -> None:
@@ -116,8 +129,9 @@ async def split(a: Node, b: Node) -> None:
         x.peers.disconnect(addr(y))
 
     def apart() -> bool:
-        return (not any(p.listen_address == addr(b) for p in a.peers.connections())
-                and not any(p.listen_address == addr(a) for p in b.peers.connections()))
+        return not any(p.listen_address == addr(b) for p in a.peers.connections()) and not any(
+            p.listen_address == addr(a) for p in b.peers.connections()
+        )
 
     await wait_until(apart, what=f"{label(a)} and {label(b)} to be apart")
 
@@ -134,8 +148,11 @@ def _tips(nodes: Sequence[Node]) -> str:
 async def sync_blocks(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) -> None:
     """Wait until every node has the same tip."""
     nodes = list(nodes)
-    await wait_until(lambda: len({n.chain.tip.hash for n in nodes}) == 1, timeout,
-                     what=lambda: "nodes to agree on the tip: " + _tips(nodes))
+    await wait_until(
+        lambda: len({n.chain.tip.hash for n in nodes}) == 1,
+        timeout,
+        what=lambda: "nodes to agree on the tip: " + _tips(nodes),
+    )
 
 
 async def sync_mempools(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) -> None:
@@ -145,9 +162,14 @@ async def sync_mempools(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) ->
     def pools() -> list[frozenset[bytes]]:
         return [frozenset(n.mempool.entries) for n in nodes]
 
-    await wait_until(lambda: len(set(pools())) == 1, timeout,
-                     what=lambda: "mempools to agree: " + ", ".join(
-                         f"{label(n)} {len(p)} txs" for n, p in zip(nodes, pools(), strict=True)))
+    await wait_until(
+        lambda: len(set(pools())) == 1,
+        timeout,
+        what=lambda: (
+            "mempools to agree: "
+            + ", ".join(f"{label(n)} {len(p)} txs" for n, p in zip(nodes, pools(), strict=True))
+        ),
+    )
 
 
 async def sync_all(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) -> None:
@@ -200,17 +222,22 @@ class NodeNetwork:
             node = self.nodes.pop()
             try:
                 await node.stop()
-            except BaseException as exc:   # stop the others first, then report it
+            except BaseException as exc:  # stop the others first, then report it
                 failure = failure or exc
         if failure is not None:
             raise failure
 
 
 @contextlib.asynccontextmanager
-async def node_network(base: Path, count: int, topology: Topology = "line", *,
-                       params: NetworkParams = REGTEST,
-                       node_args: Sequence[dict[str, Any]] | None = None,
-                       **common: Any) -> AsyncIterator[NodeNetwork]:
+async def node_network(
+    base: Path,
+    count: int,
+    topology: Topology = "line",
+    *,
+    params: NetworkParams = REGTEST,
+    node_args: Sequence[dict[str, Any]] | None = None,
+    **common: Any,
+) -> AsyncIterator[NodeNetwork]:
     """``count`` nodes under ``base``, linked in ``topology``, all handshakes done; every
     node is stopped when the block ends.
 

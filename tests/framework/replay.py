@@ -6,6 +6,7 @@ the height index must be what replaying the active chain's blocks, in order,
 into an empty datadir gives.  The chain, reorg, crash and upgrade tests end
 with :func:`assert_matches_replay`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,4 +73,6 @@ def assert_matches_replay(chain: ChainState, path: Path) -> None:
         assert utxo_set(fresh) == utxo_set(chain)
         # the address index agrees with the UTXO set
         for addr in {coin.addr_hash for _, coin in utxo_set(fresh)}:
-            assert sorted(fresh.reader.address_coins(addr)) == sorted(chain.reader.address_coins(addr))
+            assert sorted(fresh.reader.address_coins(addr)) == sorted(
+                chain.reader.address_coins(addr)
+            )

@@ -3,6 +3,7 @@
 Wallets made here use a cheap keystore KDF (``OBOL_WALLET_KDF_N``) and a
 HOME inside the test's temporary directory, so nothing touches ~/.obol.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ from typing import Any
 
 from tests.framework.programs import process_env, program
 
-TEST_KDF_N = "1024"          # scrypt n for test wallets (the default is 2**15)
+TEST_KDF_N = "1024"  # scrypt n for test wallets (the default is 2**15)
 PASSPHRASE = "correct horse battery staple"
 
 
@@ -50,20 +51,28 @@ class Result:
         return lines[0]
 
     def error_code(self) -> str:
-        return self.error_line()[len("obol-wallet: error: "):].split(":", 1)[0]
+        return self.error_line()[len("obol-wallet: error: ") :].split(":", 1)[0]
 
 
-def run_wallet(args: list[str], env: dict[str, str], input: str | None = "",
-               timeout: float = 60.0) -> Result:
+def run_wallet(
+    args: list[str], env: dict[str, str], input: str | None = "", timeout: float = 60.0
+) -> Result:
     """``obol-wallet args`` as a subprocess (stdin is ``input``, not a terminal)."""
-    proc = subprocess.run(wallet_command() + args, input=input, capture_output=True, text=True,
-                          timeout=timeout, env=process_env(env))
+    proc = subprocess.run(
+        wallet_command() + args,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=process_env(env),
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def call_wallet(args: list[str], env: dict[str, str], input: str = "") -> Result:
     """``wallet.cli.main(args)`` in this process, capturing its output."""
     from wallet.cli import main
+
     out, err = io.StringIO(), io.StringIO()
     code = main(args, stdin=io.StringIO(input), stdout=out, stderr=err, env=env)
     return Result(code, out.getvalue(), err.getvalue())

@@ -4,6 +4,7 @@ its in-process parts are tested in tests/unit/api/.
 Tests run in file order and share the daemon: read-only route tests first,
 then the ones that mine.  None depends on an exact height.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,12 +15,12 @@ import time
 import aiohttp
 import pytest
 
+from node.consensus.params import MAIN, REGTEST, TX_VERSION
+from node.primitives.crypto import SigningKey, encode_address
+from node.primitives.tx import COIN, OutPoint, Transaction, TxOut, sign_transaction
 from tests.framework.daemon import Client, Daemon
 from tests.framework.programs import free_port
 from tests.framework.util import poll_until
-from node.primitives.crypto import SigningKey, encode_address
-from node.consensus.params import MAIN, REGTEST, TX_VERSION
-from node.primitives.tx import COIN, OutPoint, Transaction, TxOut, sign_transaction
 
 HRP = REGTEST.hrp
 ZERO_HASH = "00" * 32
@@ -66,10 +67,24 @@ def mine(api: Client, n: int, to: str) -> list[str]:
 
 # --- general ---------------------------------------------------------------------------------
 
+
 def test_status(api):
     s = api.ok("GET", "status")
-    for k in ("network", "version", "height", "tip", "work", "difficulty", "peers", "mempool",
-              "syncing", "best_header_height", "uptime", "miner", "genesis"):
+    for k in (
+        "network",
+        "version",
+        "height",
+        "tip",
+        "work",
+        "difficulty",
+        "peers",
+        "mempool",
+        "syncing",
+        "best_header_height",
+        "uptime",
+        "miner",
+        "genesis",
+    ):
         assert k in s, k
     assert s["network"] == "regtest"
     assert s["genesis"] == REGTEST.genesis_hash.hex()
@@ -92,6 +107,7 @@ def test_unknown_route_wrong_method_are_json(api):
 
 def test_openapi_describes_every_route(api):
     from node.api.app import api_routes
+
     spec = api.ok("GET", "openapi.json")
     assert spec["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
@@ -106,10 +122,18 @@ def test_metrics_at_both_paths(api):
         resp = api.get(path)
         assert resp.status == 200 and resp.headers["content-type"].startswith("text/plain")
         assert f"obol_height {float(height)}" in resp.text
-        for name in ("obol_peers", "obol_mempool_transactions", "obol_mempool_bytes",
-                     "obol_blocks_validated_total", "obol_txs_validated_total",
-                     "obol_block_validation_seconds_bucket", "obol_reorgs_total", "obol_bans",
-                     "obol_network_received_bytes_total", "obol_network_sent_bytes_total"):
+        for name in (
+            "obol_peers",
+            "obol_mempool_transactions",
+            "obol_mempool_bytes",
+            "obol_blocks_validated_total",
+            "obol_txs_validated_total",
+            "obol_block_validation_seconds_bucket",
+            "obol_reorgs_total",
+            "obol_bans",
+            "obol_network_received_bytes_total",
+            "obol_network_sent_bytes_total",
+        ):
             assert name in resp.text, name
 
 
@@ -128,6 +152,7 @@ def test_oversized_body_is_413_json(api):
 
 # --- blocks ----------------------------------------------------------------------------------
 
+
 def test_block_routes_bad_input(api):
     error(api.get("blocks/xyz"), 400, "bad-hash")
     error(api.get("blocks/-1"), 400, "bad-hash")
@@ -142,7 +167,9 @@ def test_block_routes_bad_input(api):
 def test_genesis_block(api):
     g = api.ok("GET", "blocks/0?tx=full")
     assert g["hash"] == REGTEST.genesis_hash.hex() and g["height"] == 0
-    assert g["prev_hash"] == ZERO_HASH and g["confirmations"] == api.ok("GET", "status")["height"] + 1
+    assert (
+        g["prev_hash"] == ZERO_HASH and g["confirmations"] == api.ok("GET", "status")["height"] + 1
+    )
     for k in ("version", "merkle_root", "timestamp", "bits", "nonce", "size", "txids"):
         assert k in g
     assert g["txs"][0]["coinbase"] is True and g["txs"][0]["fee"] is None
@@ -170,17 +197,24 @@ def test_invalidate_and_reconsider(api, key):
     assert r["height"] == height - 1 and r["disconnected"] == [tip]
     assert api.ok("GET", f"blocks/{tip}")["confirmations"] == -1
     tips = api.ok("GET", "chaintips")
-    assert {"hash": tip, "status": "invalid"}.items() <= next(t for t in tips if t["hash"] == tip).items()
+    assert {"hash": tip, "status": "invalid"}.items() <= next(
+        t for t in tips if t["hash"] == tip
+    ).items()
     assert re.fullmatch(r"[0-9a-f]{64}", tips[0]["work"]) and tips[0]["status"] == "active"
     r = api.ok("POST", f"blocks/{tip}/reconsider")
     assert r["tip"] == tip and r["connected"] == [tip]
     assert api.ok("GET", f"blocks/{tip}")["confirmations"] == 1
     error(api.post(f"blocks/{ZERO_HASH}/invalidate"), 404, "block-not-found")
     error(api.post("blocks/nothex/reconsider"), 400, "bad-hash")
-    error(api.post(f"blocks/{REGTEST.genesis_hash.hex()}/invalidate"), 400, "cannot-invalidate-genesis")
+    error(
+        api.post(f"blocks/{REGTEST.genesis_hash.hex()}/invalidate"),
+        400,
+        "cannot-invalidate-genesis",
+    )
 
 
 # --- transactions ----------------------------------------------------------------------------
+
 
 def test_tx_routes_bad_input(api):
     error(api.get("tx/zz"), 400, "bad-txid")
@@ -202,30 +236,41 @@ def test_tx_routes_bad_input(api):
 
 
 def test_tx_non_canonical_and_missing_inputs(api, key):
-    tx = sign_transaction(TX_VERSION, [(OutPoint(b"\x11" * 32, 0), TxOut(COIN, key.address_hash), key)],
-                          [TxOut(COIN - 1000, key.address_hash)], REGTEST.network_id)
-    assert tx.raw.endswith(b"\x00")                      # locktime 0 as a positive fixint
-    non_canonical = tx.raw[:-1] + b"\xcc\x00"            # ... as a uint8: same value, other bytes
+    tx = sign_transaction(
+        TX_VERSION,
+        [(OutPoint(b"\x11" * 32, 0), TxOut(COIN, key.address_hash), key)],
+        [TxOut(COIN - 1000, key.address_hash)],
+        REGTEST.network_id,
+    )
+    assert tx.raw.endswith(b"\x00")  # locktime 0 as a positive fixint
+    non_canonical = tx.raw[:-1] + b"\xcc\x00"  # ... as a uint8: same value, other bytes
     error(api.post("tx", {"hex": non_canonical.hex()}), 400, "bad-encoding")
-    error(api.post("tx", {"hex": tx.raw.hex() + "00"}), 400, "bad-encoding")   # trailing byte
+    error(api.post("tx", {"hex": tx.raw.hex() + "00"}), 400, "bad-encoding")  # trailing byte
     error(api.post("tx", {"hex": tx.raw.hex()}), 400, "bad-txns-inputs-missingorspent")
     error(api.post("tx/test", {"hex": tx.raw.hex()}), 400, "bad-txns-inputs-missingorspent")
 
 
 def test_address_bad_input(api, key):
     error(api.get("address/notanaddress"), 400, "bad-address")
-    error(api.get("address/" + address(key)[:-1] + "q"), 400, "bad-address")       # checksum
+    error(api.get("address/" + address(key)[:-1] + "q"), 400, "bad-address")  # checksum
     error(api.get("address/" + encode_address(MAIN.hrp, key.address_hash)), 400, "wrong-network")
-    error(api.get("address/" + encode_address(MAIN.hrp, key.address_hash) + "/history"), 400,
-          "wrong-network")
+    error(
+        api.get("address/" + encode_address(MAIN.hrp, key.address_hash) + "/history"),
+        400,
+        "wrong-network",
+    )
     for query in ("limit=0", "limit=1001", "limit=x", "before=-5"):
         error(api.get(f"address/{address(key)}/history?{query}"), 400, "bad-param")
 
 
 def test_unused_address_is_empty(api):
     a = address(SigningKey.generate())
-    assert api.ok("GET", f"address/{a}")["balance"] == {"confirmed": 0, "unconfirmed": 0, "total": 0,
-                                                         "immature": 0}
+    assert api.ok("GET", f"address/{a}")["balance"] == {
+        "confirmed": 0,
+        "unconfirmed": 0,
+        "total": 0,
+        "immature": 0,
+    }
     assert api.ok("GET", f"address/{a}/history") == {"address": a, "txs": [], "next_before": None}
 
 
@@ -237,10 +282,19 @@ def test_mempool_and_fees_empty(api):
 
 # --- admin routes: authentication --------------------------------------------------------------
 
-ADMIN_ROUTES = [("POST", "mine"), ("POST", "miner"), ("POST", "peers"), ("DELETE", "peers/127.0.0.1:1"),
-                ("GET", "bans"), ("POST", "bans"), ("DELETE", "bans"), ("DELETE", "bans/10.0.0.1"),
-                ("POST", f"blocks/{ZERO_HASH}/invalidate"), ("POST", f"blocks/{ZERO_HASH}/reconsider"),
-                ("POST", "stop")]
+ADMIN_ROUTES = [
+    ("POST", "mine"),
+    ("POST", "miner"),
+    ("POST", "peers"),
+    ("DELETE", "peers/127.0.0.1:1"),
+    ("GET", "bans"),
+    ("POST", "bans"),
+    ("DELETE", "bans"),
+    ("DELETE", "bans/10.0.0.1"),
+    ("POST", f"blocks/{ZERO_HASH}/invalidate"),
+    ("POST", f"blocks/{ZERO_HASH}/reconsider"),
+    ("POST", "stop"),
+]
 
 
 @pytest.mark.parametrize("method,path", ADMIN_ROUTES)
@@ -248,24 +302,39 @@ def test_admin_needs_token(api, method, path):
     resp = api.request(method, path, {}, token=None)
     error(resp, 401, "unauthorized")
     assert resp.headers["www-authenticate"].startswith("Bearer")
-    error(api.request(method, path, {}, token=None, headers={"Authorization": "Basic dXNlcjpwYXNz"}),
-          401, "unauthorized")
-    error(api.request(method, path, {}, token=None, headers={"Authorization": "Bearer"}), 401,
-          "unauthorized")
+    error(
+        api.request(method, path, {}, token=None, headers={"Authorization": "Basic dXNlcjpwYXNz"}),
+        401,
+        "unauthorized",
+    )
+    error(
+        api.request(method, path, {}, token=None, headers={"Authorization": "Bearer"}),
+        401,
+        "unauthorized",
+    )
     error(api.request(method, path, {}, token="0" * 64), 403, "forbidden")
     error(api.request(method, path, {}, token=api.token + "x"), 403, "forbidden")
 
 
 def test_mine_bad_input(api, key):
     a = address(key)
-    for body in ({"blocks": 0, "address": a}, {"blocks": 10_001, "address": a},
-                 {"blocks": "5", "address": a}, {"blocks": True, "address": a},
-                 {"blocks": 1.5, "address": a}, {"address": a}, {"blocks": 1},
-                 {"blocks": 1, "address": 7}):
+    for body in (
+        {"blocks": 0, "address": a},
+        {"blocks": 10_001, "address": a},
+        {"blocks": "5", "address": a},
+        {"blocks": True, "address": a},
+        {"blocks": 1.5, "address": a},
+        {"address": a},
+        {"blocks": 1},
+        {"blocks": 1, "address": 7},
+    ):
         error(api.post("mine", body), 400, "bad-param")
     error(api.post("mine", {"blocks": 1, "address": "robol1garbage"}), 400, "bad-address")
-    error(api.post("mine", {"blocks": 1, "address": encode_address(MAIN.hrp, key.address_hash)}),
-          400, "wrong-network")
+    error(
+        api.post("mine", {"blocks": 1, "address": encode_address(MAIN.hrp, key.address_hash)}),
+        400,
+        "wrong-network",
+    )
     error(api.post("mine", raw=b"[1]"), 400, "bad-json")
 
 
@@ -278,8 +347,15 @@ def test_miner_toggle(api):
 
 def test_peer_routes_bad_input(api):
     assert api.ok("GET", "peers") == []
-    for body in ({}, {"connect": 5}, {"connect": "nohost"}, {"connect": "127.0.0.1:0"},
-                 {"connect": "127.0.0.1:70000"}, {"connect": ":80"}, {"connect": "a b:80"}):
+    for body in (
+        {},
+        {"connect": 5},
+        {"connect": "nohost"},
+        {"connect": "127.0.0.1:0"},
+        {"connect": "127.0.0.1:70000"},
+        {"connect": ":80"},
+        {"connect": "a b:80"},
+    ):
         error(api.post("peers", body), 400, "bad-param")
     error(api.post("peers", {"connect": f"127.0.0.1:{free_port()}"}), 409, "connect-failed")
     error(api.delete("peers/garbage"), 400, "bad-param")
@@ -293,8 +369,14 @@ def test_bans(api):
     assert [b["host"] for b in api.ok("GET", "bans")] == ["10.1.2.3"]
     assert api.ok("DELETE", "bans/10.1.2.3") == {"unbanned": "10.1.2.3"}
     error(api.delete("bans/10.1.2.3"), 404, "ban-not-found")
-    for body in ({}, {"host": 5}, {"host": "not an ip"}, {"host": "10.0.0.1", "seconds": -1},
-                 {"host": "10.0.0.1", "seconds": "60"}, {"host": "10.0.0.1", "seconds": 10**12}):
+    for body in (
+        {},
+        {"host": 5},
+        {"host": "not an ip"},
+        {"host": "10.0.0.1", "seconds": -1},
+        {"host": "10.0.0.1", "seconds": "60"},
+        {"host": "10.0.0.1", "seconds": 10**12},
+    ):
         error(api.post("bans", body), 400, "bad-param")
     api.ok("POST", "bans", {"host": "10.0.0.1"})
     api.ok("POST", "bans", {"host": "::ffff:10.0.0.2", "seconds": 5.5})
@@ -310,6 +392,7 @@ def test_events_needs_websocket(api):
 
 # --- the full flow: mine, spend, relay, confirm ----------------------------------------------
 
+
 async def next_event(ws, predicate, timeout: float = 15.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -323,9 +406,18 @@ async def next_event(ws, predicate, timeout: float = 15.0) -> dict:
 
 
 def spend(coin: dict, key: SigningKey, outputs: list[TxOut]) -> Transaction:
-    return sign_transaction(TX_VERSION, [(OutPoint(bytes.fromhex(coin["txid"]), coin["index"]),
-                                          TxOut(coin["amount"], key.address_hash), key)],
-                            outputs, REGTEST.network_id)
+    return sign_transaction(
+        TX_VERSION,
+        [
+            (
+                OutPoint(bytes.fromhex(coin["txid"]), coin["index"]),
+                TxOut(coin["amount"], key.address_hash),
+                key,
+            )
+        ],
+        outputs,
+        REGTEST.network_id,
+    )
 
 
 async def test_full_flow(daemon, api, key):
@@ -338,7 +430,9 @@ async def test_full_flow(daemon, api, key):
 
             hashes = mine(api, 101, me)
             assert len(hashes) == 101
-            tip_event = await next_event(ws, lambda e: e["type"] == "tip" and e["hash"] == hashes[-1])
+            tip_event = await next_event(
+                ws, lambda e: e["type"] == "tip" and e["hash"] == hashes[-1]
+            )
             assert tip_event["height"] == api.ok("GET", "status")["height"]
 
             info = api.ok("GET", f"address/{me}")
@@ -352,11 +446,21 @@ async def test_full_flow(daemon, api, key):
             assert info["balance"]["immature"] == sum(u["amount"] for u in immature)
             coin = min(mature, key=lambda u: u["height"])
             fee = 10_000
-            tx = spend(coin, key, [TxOut(COIN, other.address_hash),
-                                   TxOut(coin["amount"] - COIN - fee, key.address_hash)])
+            tx = spend(
+                coin,
+                key,
+                [
+                    TxOut(COIN, other.address_hash),
+                    TxOut(coin["amount"] - COIN - fee, key.address_hash),
+                ],
+            )
 
             tested = api.ok("POST", "tx/test", {"hex": tx.raw.hex()})
-            assert tested["allowed"] is True and tested["fee"] == fee and tested["txid"] == tx.txid.hex()
+            assert (
+                tested["allowed"] is True
+                and tested["fee"] == fee
+                and tested["txid"] == tx.txid.hex()
+            )
             assert api.ok("GET", "mempool")["count"] == 0
 
             assert api.ok("POST", "tx", {"hex": tx.raw.hex()})["txid"] == tx.txid.hex()
@@ -366,20 +470,43 @@ async def test_full_flow(daemon, api, key):
             # in the mempool
             mp = api.ok("GET", "mempool")
             assert mp["txids"] == [tx.txid.hex()] and mp["count"] == 1 and mp["bytes"] == tx.size
-            assert api.ok("GET", "status")["mempool"] == {"count": 1, "bytes": tx.size,
-                                                          "usage": mp["usage"]}
-            assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 40_000_000   # --maxmempool
+            assert api.ok("GET", "status")["mempool"] == {
+                "count": 1,
+                "bytes": tx.size,
+                "usage": mp["usage"],
+            }
+            # --maxmempool
+            assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 40_000_000
             assert api.ok("GET", "fees")["1"] == 1
             view = api.ok("GET", f"tx/{tx.txid.hex()}")
-            assert view["in_mempool"] is True and view["confirmations"] == 0 and view["block_hash"] is None
+            assert (
+                view["in_mempool"] is True
+                and view["confirmations"] == 0
+                and view["block_hash"] is None
+            )
             assert view["fee"] == fee and view["hex"] == tx.raw.hex()
-            assert view["inputs"][0] == {**view["inputs"][0], "txid": coin["txid"], "index": coin["index"],
-                                         "amount": coin["amount"], "address": me}
+            assert view["inputs"][0] == {
+                **view["inputs"][0],
+                "txid": coin["txid"],
+                "index": coin["index"],
+                "amount": coin["amount"],
+                "address": me,
+            }
             assert [(o["amount"], o["address"]) for o in view["outputs"]] == [
-                (COIN, them), (coin["amount"] - COIN - fee, me)]
+                (COIN, them),
+                (coin["amount"] - COIN - fee, me),
+            ]
             theirs = api.ok("GET", f"address/{them}")
-            assert theirs["balance"] == {"confirmed": 0, "unconfirmed": COIN, "total": COIN, "immature": 0}
-            assert theirs["utxos"][0]["confirmations"] == 0 and theirs["utxos"][0]["txid"] == tx.txid.hex()
+            assert theirs["balance"] == {
+                "confirmed": 0,
+                "unconfirmed": COIN,
+                "total": COIN,
+                "immature": 0,
+            }
+            assert (
+                theirs["utxos"][0]["confirmations"] == 0
+                and theirs["utxos"][0]["txid"] == tx.txid.hex()
+            )
             mine_now = api.ok("GET", f"address/{me}")
             assert mine_now["balance"]["unconfirmed"] == -(COIN + fee)
             spent = next(u for u in mine_now["utxos"] if u["txid"] == coin["txid"])
@@ -389,12 +516,15 @@ async def test_full_flow(daemon, api, key):
             # rejections
             error(api.post("tx", {"hex": tx.raw.hex()}), 409, "txn-already-in-mempool")
             double = spend(coin, key, [TxOut(coin["amount"] - fee, other.address_hash)])
-            error(api.post("tx", {"hex": double.raw.hex()}), 409,
-                  "txn-mempool-conflict")
+            error(api.post("tx", {"hex": double.raw.hex()}), 409, "txn-mempool-conflict")
             cheap = spend(mature[-1], key, [TxOut(mature[-1]["amount"], other.address_hash)])
             error(api.post("tx", {"hex": cheap.raw.hex()}), 400, "min-fee-not-met")
-            young = spend(immature[0], key, [TxOut(immature[0]["amount"] - fee, other.address_hash)])
-            assert error(api.post("tx/test", {"hex": young.raw.hex()}), 400)["code"].startswith("bad-txns")
+            young = spend(
+                immature[0], key, [TxOut(immature[0]["amount"] - fee, other.address_hash)]
+            )
+            assert error(api.post("tx/test", {"hex": young.raw.hex()}), 400)["code"].startswith(
+                "bad-txns"
+            )
 
             # confirmed
             [block_hash] = mine(api, 1, me)
@@ -402,18 +532,34 @@ async def test_full_flow(daemon, api, key):
             view = api.ok("GET", f"tx/{tx.txid.hex()}")
             assert view["block_hash"] == block_hash and view["confirmations"] == 1
             assert view["in_mempool"] is False and view["fee"] == fee and view["position"] == 1
-            assert view["inputs"][0]["amount"] == coin["amount"] and view["inputs"][0]["address"] == me
+            assert (
+                view["inputs"][0]["amount"] == coin["amount"] and view["inputs"][0]["address"] == me
+            )
             block = api.ok("GET", f"blocks/{block_hash}?tx=full")
             assert block["txids"] == [block["txs"][0]["txid"], tx.txid.hex()]
             assert block["txs"][1] == view
             assert block["txs"][0]["outputs"][0]["amount"] == REGTEST.subsidy(block["height"]) + fee
             assert api.ok("GET", "mempool")["count"] == 0
             theirs = api.ok("GET", f"address/{them}")
-            assert theirs["balance"] == {"confirmed": COIN, "unconfirmed": 0, "total": COIN, "immature": 0}
-            assert theirs["utxos"][0]["confirmations"] == 1 and theirs["utxos"][0]["coinbase"] is False
+            assert theirs["balance"] == {
+                "confirmed": COIN,
+                "unconfirmed": 0,
+                "total": COIN,
+                "immature": 0,
+            }
+            assert (
+                theirs["utxos"][0]["confirmations"] == 1 and theirs["utxos"][0]["coinbase"] is False
+            )
             hist = api.ok("GET", f"address/{them}/history")
-            assert hist["txs"] == [{"txid": tx.txid.hex(), "height": block["height"], "position": 1,
-                                    "confirmations": 1, "block_hash": block_hash}]
+            assert hist["txs"] == [
+                {
+                    "txid": tx.txid.hex(),
+                    "height": block["height"],
+                    "position": 1,
+                    "confirmations": 1,
+                    "block_hash": block_hash,
+                }
+            ]
             error(api.post("tx", {"hex": tx.raw.hex()}), 409, "txn-already-known")
             height = api.ok("GET", "status")["height"]
             assert f"obol_height {float(height)}" in api.get("metrics").text
@@ -427,18 +573,31 @@ def test_batch_txs(api):
     mine(api, 1, address(key))
     mine(api, REGTEST.coinbase_maturity, address(SigningKey.generate()))
     coin = [u for u in api.ok("GET", f"address/{address(key)}")["utxos"] if u["mature"]][0]
-    parent = spend(coin, key, [TxOut(COIN, key.address_hash),
-                               TxOut(coin["amount"] - COIN - 5_000, key.address_hash)])
-    child = sign_transaction(TX_VERSION, [(OutPoint(parent.txid, 0), parent.outputs[0], key)],
-                             [TxOut(COIN - 2_000, key.address_hash)], REGTEST.network_id)
-    double = spend(coin, key, [TxOut(coin["amount"] - 5_000, key.address_hash)])   # pays less than it replaces
-    answer = api.ok("POST", "txs", {"txs": [parent.raw.hex(), child.raw.hex(), "zz", "c0",
-                                            double.raw.hex()]})
+    parent = spend(
+        coin,
+        key,
+        [TxOut(COIN, key.address_hash), TxOut(coin["amount"] - COIN - 5_000, key.address_hash)],
+    )
+    child = sign_transaction(
+        TX_VERSION,
+        [(OutPoint(parent.txid, 0), parent.outputs[0], key)],
+        [TxOut(COIN - 2_000, key.address_hash)],
+        REGTEST.network_id,
+    )
+    # pays less than it replaces
+    double = spend(coin, key, [TxOut(coin["amount"] - 5_000, key.address_hash)])
+    answer = api.ok(
+        "POST", "txs", {"txs": [parent.raw.hex(), child.raw.hex(), "zz", "c0", double.raw.hex()]}
+    )
     assert answer["accepted"] == 2
     results = answer["results"]
     assert results[0] == {"txid": parent.txid.hex(), "fee": 5_000}
     assert results[1] == {"txid": child.txid.hex(), "fee": 2_000}
-    assert [r["error"]["code"] for r in results[2:]] == ["bad-hex", "bad-encoding", "txn-mempool-conflict"]
+    assert [r["error"]["code"] for r in results[2:]] == [
+        "bad-hex",
+        "bad-encoding",
+        "txn-mempool-conflict",
+    ]
     assert {parent.txid.hex(), child.txid.hex()} <= set(api.ok("GET", "mempool")["txids"])
     for bad in ({}, {"txs": "00"}, {"txs": []}, {"txs": ["00"] * 1001}):
         error(api.post("txs", bad), 400, "bad-param")
@@ -459,11 +618,11 @@ def test_history_pages(api, key):
             break
         assert len(page["txs"]) >= 7
     txs = [t for p in pages for t in p]
-    assert len({t["txid"] for t in txs}) == len(txs)                    # no duplicates
+    assert len({t["txid"] for t in txs}) == len(txs)  # no duplicates
     heights = [t["height"] for t in txs]
-    assert heights == sorted(heights, reverse=True)                     # newest first
+    assert heights == sorted(heights, reverse=True)  # newest first
     coinbases = [u for u in api.ok("GET", f"address/{me}")["utxos"] if u["coinbase"]]
-    assert len(txs) >= len(coinbases) + 1                               # + the spend
+    assert len(txs) >= len(coinbases) + 1  # + the spend
 
 
 def test_two_daemons_connect_and_sync(tmp_path, api, key):
@@ -473,16 +632,21 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
         assert peer["address"] == f"127.0.0.1:{port}" and peer["direction"] == "outbound"
         error(api.post("peers", {"connect": f"127.0.0.1:{port}"}), 409, "already-connected")
         tip = api.ok("GET", "status")["tip"]
-        poll_until(lambda: other.client.ok("GET", "status")["tip"] == tip, 30, what="second node synced")
+        poll_until(
+            lambda: other.client.ok("GET", "status")["tip"] == tip, 30, what="second node synced"
+        )
         [ours] = api.ok("GET", "peers")
         assert ours["established"] is True and "best_known_height" in ours
         height = api.ok("GET", "status")["height"]
-        [theirs] = other.client.ok("GET", "peers")      # the second node learnt our headers
+        [theirs] = other.client.ok("GET", "peers")  # the second node learnt our headers
         assert theirs["direction"] == "inbound" and theirs["best_known_height"] == height
         assert api.ok("DELETE", f"peers/127.0.0.1:{port}") == {"disconnected": 1}
-        metrics = other.client.get("metrics").text      # blocks it got by relay were timed
+        metrics = other.client.get("metrics").text  # blocks it got by relay were timed
         count = re.search(r"^obol_block_validation_seconds_count (\S+)$", metrics, re.M)
         assert count and float(count.group(1)) >= 1, metrics
         # (the address book may dial it again: what matters is that this connection closed)
-        poll_until(lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")], 10,
-                   what="connection closed")
+        poll_until(
+            lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")],
+            10,
+            what="connection closed",
+        )

@@ -7,6 +7,7 @@ during a burst of mining requests, with an events stream open and in the middle 
 sync exits 0, and the datadir reopens consistent (its active chain replays to the same
 UTXO set).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from node.chain.chainstate import ChainState
+from node.consensus.params import REGTEST, TESTNET, NetworkParams
+from node.daemon import StartupError, load_settings
+from node.primitives.crypto import SigningKey, encode_address
 from tests.framework.daemon import Daemon, run_node
 from tests.framework.programs import free_port
 from tests.framework.util import poll_until
-from node.chain.chainstate import ChainState
-from node.primitives.crypto import SigningKey, encode_address
-from node.daemon import StartupError, load_settings
-from node.consensus.params import REGTEST, TESTNET, NetworkParams
 
 
 def assert_clean_failure(result, *fragments: str, code: int = 1) -> None:
@@ -43,11 +44,21 @@ def listening_socket() -> socket.socket:
 
 
 def regtest_args(datadir: Path, *extra: str) -> list[str]:
-    return ["--network", "regtest", "--datadir", str(datadir),
-            "--listen", f"127.0.0.1:{free_port()}", "--api", f"127.0.0.1:{free_port()}", *extra]
+    return [
+        "--network",
+        "regtest",
+        "--datadir",
+        str(datadir),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--api",
+        f"127.0.0.1:{free_port()}",
+        *extra,
+    ]
 
 
 # --- start-up errors -----------------------------------------------------------------------
+
 
 def test_unknown_flag(tmp_path):
     result = run_node(["--datadir", str(tmp_path), "--no-such-flag"])
@@ -71,22 +82,43 @@ def test_port_in_use(tmp_path, which):
         args = regtest_args(tmp_path / "d")
         args[args.index("--" + which) + 1] = f"127.0.0.1:{port}"
         result = run_node(args)
-    assert_clean_failure(result, f"port 127.0.0.1:{port} is already in use",
-                         "API" if which == "api" else "P2P")
+    assert_clean_failure(
+        result, f"port 127.0.0.1:{port} is already in use", "API" if which == "api" else "P2P"
+    )
 
 
 def test_datadir_of_another_network(tmp_path):
-    chain = ChainState(tmp_path / "d", REGTEST)    # a regtest datadir
+    chain = ChainState(tmp_path / "d", REGTEST)  # a regtest datadir
     chain.close()
-    result = run_node(["--network", "testnet", "--datadir", str(tmp_path / "d"),
-                       "--listen", "none", "--api", "none"])
+    result = run_node(
+        [
+            "--network",
+            "testnet",
+            "--datadir",
+            str(tmp_path / "d"),
+            "--listen",
+            "none",
+            "--api",
+            "none",
+        ]
+    )
     assert_clean_failure(result, "holds the 'regtest' network, not 'testnet'")
 
 
 def test_unusable_datadir(tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    result = run_node(["--network", "regtest", "--datadir", str(tmp_path / "file"),
-                       "--listen", "none", "--api", "none"])
+    result = run_node(
+        [
+            "--network",
+            "regtest",
+            "--datadir",
+            str(tmp_path / "file"),
+            "--listen",
+            "none",
+            "--api",
+            "none",
+        ]
+    )
     assert_clean_failure(result, "cannot use datadir")
 
 
@@ -97,14 +129,16 @@ def test_bad_config_file(tmp_path):
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('colour = "blue"\n')
     assert_clean_failure(run_node(["--config", str(unknown)]), "unknown key 'colour'")
-    assert_clean_failure(run_node(["--config", str(tmp_path / "missing.toml")]), "cannot read config file")
+    assert_clean_failure(
+        run_node(["--config", str(tmp_path / "missing.toml")]), "cannot read config file"
+    )
 
 
 def test_two_nodes_on_one_datadir_refused(tmp_path):
     with Daemon(tmp_path / "d") as first:
         result = run_node(regtest_args(tmp_path / "d"))
         assert_clean_failure(result, "is in use by another obol-node", f"pid {first.proc.pid}")
-        assert first.client.ok("GET", "status")["height"] == 0    # the first one is unharmed
+        assert first.client.ok("GET", "status")["height"] == 0  # the first one is unharmed
     # once it has stopped, the datadir can be used again
     with Daemon(tmp_path / "d") as again:
         assert again.client.ok("GET", "status")["network"] == "regtest"
@@ -112,34 +146,45 @@ def test_two_nodes_on_one_datadir_refused(tmp_path):
 
 # --- configuration ---------------------------------------------------------------------------
 
+
 def test_config_env_and_flags(tmp_path):
     """TOML file < OBOL_* environment < flags, key by key."""
     from_file, from_env = SigningKey.generate(), SigningKey.generate()
     p2p, api_file, api_env, api_flag = free_port(), free_port(), free_port(), free_port()
     datadir = tmp_path / "from-config"
     config = tmp_path / "obol.toml"
-    config.write_text(f'network = "regtest"\ndatadir = "{datadir}"\nlisten = "127.0.0.1:{p2p}"\n'
-                      f'api = "127.0.0.1:{api_file}"\n'
-                      f'miner-address = "{encode_address(REGTEST.hrp, from_file.address_hash)}"\n'
-                      f'miner_threads = 1\nlog-level = "debug"\n')
-    env = {"OBOL_API": f"127.0.0.1:{api_env}",
-           "OBOL_MINER_ADDRESS": encode_address(REGTEST.hrp, from_env.address_hash)}
-    daemon = Daemon(datadir, args=["--config", str(config), "--api", f"127.0.0.1:{api_flag}"],
-                    env=env, auto_ports=False, api_port=api_flag)
+    config.write_text(
+        f'network = "regtest"\ndatadir = "{datadir}"\nlisten = "127.0.0.1:{p2p}"\n'
+        f'api = "127.0.0.1:{api_file}"\n'
+        f'miner-address = "{encode_address(REGTEST.hrp, from_file.address_hash)}"\n'
+        f'miner_threads = 1\nlog-level = "debug"\n'
+    )
+    env = {
+        "OBOL_API": f"127.0.0.1:{api_env}",
+        "OBOL_MINER_ADDRESS": encode_address(REGTEST.hrp, from_env.address_hash),
+    }
+    daemon = Daemon(
+        datadir,
+        args=["--config", str(config), "--api", f"127.0.0.1:{api_flag}"],
+        env=env,
+        auto_ports=False,
+        api_port=api_flag,
+    )
     with daemon:
         status = daemon.client.ok("GET", "status")
-        assert status["network"] == "regtest"                                        # file
-        assert status["p2p_port"] == p2p                                             # file
-        assert status["miner"]["address"] == env["OBOL_MINER_ADDRESS"]               # env > file
-        assert "DEBUG" in daemon.log()                                               # file
+        assert status["network"] == "regtest"  # file
+        assert status["p2p_port"] == p2p  # file
+        assert status["miner"]["address"] == env["OBOL_MINER_ADDRESS"]  # env > file
+        assert "DEBUG" in daemon.log()  # file
         # the API answers on the flag's port only (flag > env > file)
         for port in (api_file, api_env):
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
         # the miner can be switched on (it has an address now) and off
         assert daemon.client.ok("POST", "miner", {"enabled": True}) == {"enabled": True}
-        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 30,
-                   what="a mined block")
+        poll_until(
+            lambda: daemon.client.ok("GET", "status")["height"] >= 1, 30, what="a mined block"
+        )
         assert daemon.client.ok("GET", "status")["miner"]["enabled"] is True
         assert daemon.client.ok("POST", "miner", {"enabled": False}) == {"enabled": False}
         miner = daemon.client.ok("GET", "status")["miner"]
@@ -152,18 +197,29 @@ def test_config_env_and_flags(tmp_path):
 
 def test_load_settings_precedence(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text('network = "testnet"\nminer-threads = 3\nmine = false\npeers = ["1.2.3.4:5"]\n')
+    config.write_text(
+        'network = "testnet"\nminer-threads = 3\nmine = false\npeers = ["1.2.3.4:5"]\n'
+    )
     s = load_settings(["--config", str(config)], env={})
     assert (s.network, s.miner_threads, s.peers, s.mine) == ("testnet", 3, (("1.2.3.4", 5),), False)
-    s = load_settings(["--config", str(config)],
-                      env={"OBOL_MINER_THREADS": "2", "OBOL_PEER": "5.6.7.8:9,[::1]:10",
-                           "OBOL_LISTEN": "none"})
+    s = load_settings(
+        ["--config", str(config)],
+        env={"OBOL_MINER_THREADS": "2", "OBOL_PEER": "5.6.7.8:9,[::1]:10", "OBOL_LISTEN": "none"},
+    )
     assert (s.miner_threads, s.peers, s.listen) == (2, (("5.6.7.8", 9), ("::1", 10)), None)
-    s = load_settings(["--config", str(config), "--miner-threads", "1", "--network", "regtest"],
-                      env={"OBOL_MINER_THREADS": "2"})
+    s = load_settings(
+        ["--config", str(config), "--miner-threads", "1", "--network", "regtest"],
+        env={"OBOL_MINER_THREADS": "2"},
+    )
     assert (s.miner_threads, s.network, s.api) == (1, "regtest", ("127.0.0.1", REGTEST.api_port))
-    for env in ({"OBOL_MINER_THREADS": "many"}, {"OBOL_NETWORK": "moon"}, {"OBOL_API": "nowhere"},
-                {"OBOL_LOG_LEVEL": "loud"}, {"OBOL_MAXMEMPOOL": "big"}, {"OBOL_MAXMEMPOOL": "4"}):
+    for env in (
+        {"OBOL_MINER_THREADS": "many"},
+        {"OBOL_NETWORK": "moon"},
+        {"OBOL_API": "nowhere"},
+        {"OBOL_LOG_LEVEL": "loud"},
+        {"OBOL_MAXMEMPOOL": "big"},
+        {"OBOL_MAXMEMPOOL": "4"},
+    ):
         with pytest.raises(StartupError):
             load_settings([], env=env)
     assert load_settings([], env={}).maxmempool == 32
@@ -172,32 +228,43 @@ def test_load_settings_precedence(tmp_path):
 
 # --- stopping under load ---------------------------------------------------------------------
 
+
 def replayed_stats(datadir: Path, params: NetworkParams, scratch: Path):
     """Open the datadir after the node exited; replay its active chain into a fresh one.
 
     Returns (height, utxo stats) after checking that both agree on tip and UTXO set.
     """
-    with (contextlib.closing(ChainState(datadir, params)) as chain,
-          contextlib.closing(ChainState(scratch, params)) as fresh):
+    with (
+        contextlib.closing(ChainState(datadir, params)) as chain,
+        contextlib.closing(ChainState(scratch, params)) as fresh,
+    ):
         for entry in chain.chain[1:]:
-            assert entry.parent is chain.chain[entry.height - 1]     # an intact tip chain
+            assert entry.parent is chain.chain[entry.height - 1]  # an intact tip chain
             block = chain.reader.get_block(entry.hash)
             assert block is not None, f"block data of height {entry.height} missing"
             assert fresh.accept_block(block).status == "connected"
         assert fresh.tip.hash == chain.tip.hash
         assert fresh.utxo_stats == chain.utxo_stats
         # regtest/testnet here only mine coinbases: one output per block above genesis
-        outputs = sum(len(tx.outputs) for e in chain.chain[1:] for tx in chain.reader.get_block(e.hash).txs)
+        outputs = sum(
+            len(tx.outputs) for e in chain.chain[1:] for tx in chain.reader.get_block(e.hash).txs
+        )
         assert chain.utxo_stats.count == outputs
         return chain.height, chain.utxo_stats
 
 
 def test_sigterm_while_mining_testnet(tmp_path):
     miner = encode_address(TESTNET.hrp, SigningKey.generate().address_hash)
-    with Daemon(tmp_path / "d", network="testnet",
-                args=["--mine", "--miner-address", miner, "--miner-threads", "1"]) as daemon:
-        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 1, 60,
-                   what="the first testnet block")
+    with Daemon(
+        tmp_path / "d",
+        network="testnet",
+        args=["--mine", "--miner-address", miner, "--miner-threads", "1"],
+    ) as daemon:
+        poll_until(
+            lambda: daemon.client.ok("GET", "status")["height"] >= 1,
+            60,
+            what="the first testnet block",
+        )
         assert daemon.client.ok("GET", "status")["miner"]["enabled"] is True
         resp = daemon.client.post("mine", {"blocks": 1, "address": miner})
         assert resp.status == 409 and resp.json["error"]["code"] == "not-regtest"
@@ -223,13 +290,12 @@ def test_sigterm_during_regtest_mining_burst(tmp_path):
         # a daemon thread: if the test fails, the node is stopped and the request ends
         thread = threading.Thread(target=burst, args=(daemon,), daemon=True)
         thread.start()
-        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 150, 60,
-                   what="mining")
+        poll_until(lambda: daemon.client.ok("GET", "status")["height"] >= 150, 60, what="mining")
         code = daemon.stop(timeout=30)
         thread.join(30)
     assert code == 0, daemon.log()
     assert "Traceback" not in daemon.log(), daemon.log()
-    if "status" in answer:   # the burst was cut short and answered with what it had mined
+    if "status" in answer:  # the burst was cut short and answered with what it had mined
         assert answer["status"] == 200 and 150 <= len(answer["body"]["hashes"]) < 10_000
     height, stats = replayed_stats(tmp_path / "d", REGTEST, tmp_path / "replay")
     assert 150 <= height < 10_000 and stats.count == height
@@ -238,9 +304,12 @@ def test_sigterm_during_regtest_mining_burst(tmp_path):
 async def test_stop_closes_event_streams(tmp_path):
     """An open events WebSocket does not hold up a SIGTERM: it is closed with 1001."""
     import aiohttp
+
     with Daemon(tmp_path / "d") as daemon:
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"http://127.0.0.1:{daemon.api_port}/api/v1/events") as ws:
+            async with session.ws_connect(
+                f"http://127.0.0.1:{daemon.api_port}/api/v1/events"
+            ) as ws:
                 assert (await ws.receive_json(timeout=10))["type"] == "hello"
                 daemon.proc.send_signal(signal.SIGTERM)
                 msg = await ws.receive(timeout=10)
@@ -256,8 +325,11 @@ def test_sigterm_during_sync(tmp_path):
         to = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
         source.client.ok("POST", "mine", {"blocks": 3000, "address": to})
         with Daemon(tmp_path / "dst", args=["--peer", f"127.0.0.1:{source.p2p_port}"]) as syncing:
-            poll_until(lambda: syncing.client.ok("GET", "status")["height"] >= 200, 60,
-                       what="sync under way")
+            poll_until(
+                lambda: syncing.client.ok("GET", "status")["height"] >= 200,
+                60,
+                what="sync under way",
+            )
             code = syncing.stop(timeout=30)
         assert code == 0, syncing.log()
         assert "Traceback" not in syncing.log(), syncing.log()

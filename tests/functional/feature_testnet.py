@@ -18,6 +18,7 @@ Scenarios:
 * testnet (real proof of work): miners find blocks; one is killed while mining,
   restarted, and catches up.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,12 @@ from typing import Any
 
 import pytest
 
+from node.consensus.params import REGTEST
+from node.primitives.crypto import decode_address
+from node.primitives.tx import OutPoint, TxOut, sign_transaction
 from tests.framework.daemon import Client
 from tests.framework.programs import killed_at_exit, process_env, program
 from tests.framework.util import poll_until
-from node.primitives.crypto import decode_address
-from node.consensus.params import REGTEST
-from node.primitives.tx import OutPoint, TxOut, sign_transaction
 
 pytestmark = pytest.mark.system
 
@@ -45,22 +46,35 @@ class Net:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
 
-    def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
-                              capture_output=True, text=True, timeout=timeout, env=process_env(),
-                              stdin=subprocess.DEVNULL)
+    def run(
+        self, *args: str, timeout: float = 180, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=process_env(),
+            stdin=subprocess.DEVNULL,
+        )
         if check:
-            assert proc.returncode == 0, f"obol-testnet {' '.join(args)} -> {proc.returncode}\n" \
-                                         f"{proc.stdout}\n{proc.stderr}"
+            assert proc.returncode == 0, (
+                f"obol-testnet {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def json(self, *args: str, **kw) -> Any:
         return json.loads(self.run(*args, **kw).stdout)
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env(),
-                                stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=process_env(),
+            stdin=subprocess.DEVNULL,
+        )
 
     @property
     def state(self) -> dict:
@@ -84,10 +98,24 @@ class Net:
         node = self.node(i)
         env = process_env()
         env["OBOL_WALLET_PASSPHRASE"] = (self.dir / "passphrase").read_text().strip()
-        proc = subprocess.run(program("obol-wallet", "wallet.cli") + [
-            "--wallet", node["wallet"], "--node", f"http://127.0.0.1:{node['api_port']}",
-            "--network", self.state["network"], "--json", *args],
-            capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            program("obol-wallet", "wallet.cli")
+            + [
+                "--wallet",
+                node["wallet"],
+                "--node",
+                f"http://127.0.0.1:{node['api_port']}",
+                "--network",
+                self.state["network"],
+                "--json",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return json.loads(proc.stdout)
 
@@ -95,8 +123,11 @@ class Net:
         return {p["address"].rpartition(":")[0] for p in self.get(i, "peers")}
 
     def logs(self) -> str:
-        return "\n".join(f"--- node {n['index']} ---\n" + Path(n["log"]).read_text(errors="replace")[-4000:]
-                         for n in self.state["nodes"] if Path(n["log"]).exists())
+        return "\n".join(
+            f"--- node {n['index']} ---\n" + Path(n["log"]).read_text(errors="replace")[-4000:]
+            for n in self.state["nodes"]
+            if Path(n["log"]).exists()
+        )
 
 
 @pytest.fixture
@@ -130,7 +161,9 @@ def settle(net: Net, rounds: int = 6) -> dict:
     reorganised: the node does not relay it again).
     """
     for _ in range(rounds):
-        pending = [n["index"] for n in net.state["nodes"] if net.get(n["index"], "mempool")["count"]]
+        pending = [
+            n["index"] for n in net.state["nodes"] if net.get(n["index"], "mempool")["count"]
+        ]
         for i in pending:
             net.run("mine", "--node", str(i), "1")
             net.run("wait-converged", "--timeout", "60")
@@ -141,7 +174,9 @@ def settle(net: Net, rounds: int = 6) -> dict:
 
 
 def test_traffic_converges_and_wallets_hold_every_coin(net):
-    out = net.run("up", "--nodes", "4", "--miners", "2", "--network", "regtest", "--topology", "line").stdout
+    out = net.run(
+        "up", "--nodes", "4", "--miners", "2", "--network", "regtest", "--topology", "line"
+    ).stdout
     assert "all 4 nodes up and linked" in out
     again = net.run("up", "--network", "regtest", check=False)
     assert again.returncode == 1 and "already running" in again.stdout
@@ -165,13 +200,15 @@ def test_traffic_converges_and_wallets_hold_every_coin(net):
     height = answer["height"]
     assert height > start_height
     utxo = {json.dumps(net.get(n["index"], "utxoset"), sort_keys=True) for n in net.state["nodes"]}
-    assert len(utxo) == 1                                    # one tip, one UTXO-set hash everywhere
+    assert len(utxo) == 1  # one tip, one UTXO-set hash everywhere
     utxoset = net.get(0, "utxoset")
     assert utxoset["amount"] == issued(height)
     # the wallets together hold every coin issued: fees went back to the miners' wallets
     assert wallets_total(net) == issued(height)
     # and the blocks carried real transactions
-    headers = net.get(0, f"blocks?start={start_height + 1}&count={height - start_height}")["headers"]
+    headers = net.get(0, f"blocks?start={start_height + 1}&count={height - start_height}")[
+        "headers"
+    ]
     carried = sum(net.get(0, f"blocks/{h['hash']}")["tx_count"] - 1 for h in headers)
     assert carried >= sent
 
@@ -201,22 +238,32 @@ def test_partition_double_spend_and_heal(net):
     assert refused.status == 409 and refused.json["error"]["code"] == "banned"
 
     # payments on both sides
-    a_txs = [net.json("send", "0", "1", "1.5", "--json")["txid"],
-             net.json("send", "1", "0", "2.5", "--json")["txid"]]
-    b_txs = [net.json("send", "2", "3", "1", "--json")["txid"],
-             net.json("send", "3", "2", "2", "--json")["txid"]]
+    a_txs = [
+        net.json("send", "0", "1", "1.5", "--json")["txid"],
+        net.json("send", "1", "0", "2.5", "--json")["txid"],
+    ]
+    b_txs = [
+        net.json("send", "2", "3", "1", "--json")["txid"],
+        net.json("send", "3", "2", "2", "--json")["txid"],
+    ]
 
     # a double spend: one coin of wallet 0, paid to node 1 on side a and to node 3 on side b
     from wallet.keys import RECEIVE
     from wallet.keystore import Keystore
+
     store = Keystore.open(net.node(0)["wallet"], (net.dir / "passphrase").read_text().strip())
     key = store.keychain.key(RECEIVE, 0)
     address0 = net.node(0)["address"]
     assert store.keychain.address(RECEIVE, 0) == address0
     coins_b = {(u["txid"], u["index"]): u for u in net.get(2, f"address/{address0}")["utxos"]}
-    coin = next(u for u in net.get(0, f"address/{address0}")["utxos"]
-                if u["mature"] and u["spent_by"] is None and u["height"] is not None
-                and coins_b.get((u["txid"], u["index"]), {}).get("spent_by", "x") is None)
+    coin = next(
+        u
+        for u in net.get(0, f"address/{address0}")["utxos"]
+        if u["mature"]
+        and u["spent_by"] is None
+        and u["height"] is not None
+        and coins_b.get((u["txid"], u["index"]), {}).get("spent_by", "x") is None
+    )
     outpoint = OutPoint(bytes.fromhex(coin["txid"]), coin["index"])
     spent = TxOut(coin["amount"], decode_address(REGTEST.hrp, address0))
 
@@ -227,24 +274,34 @@ def test_partition_double_spend_and_heal(net):
     tx_a, tx_b = pay(1), pay(3)
     for i, tx in ((0, tx_a), (2, tx_b)):
         assert net.api(i).post("tx", {"hex": tx.raw.hex()}).status == 200
-    poll_until(lambda: net.get(1, "mempool")["count"] == 3 and net.get(3, "mempool")["count"] == 3,
-               timeout=15, what="each side's mempool to hold its 3 transactions")
+    poll_until(
+        lambda: net.get(1, "mempool")["count"] == 3 and net.get(3, "mempool")["count"] == 3,
+        timeout=15,
+        what="each side's mempool to hold its 3 transactions",
+    )
 
     fork_height = net.height(0)
-    net.run("mine", "--node", "0", "2")          # side a: 2 blocks
-    b_tip = net.json("mine", "--node", "2", "4", "--json")["hashes"][-1]   # side b: 4 blocks, more work
-    poll_until(lambda: net.get(1, "status")["height"] == fork_height + 2
-               and net.get(3, "status")["tip"] == b_tip, timeout=15, what="both sides to mine")
+    net.run("mine", "--node", "0", "2")  # side a: 2 blocks
+    # side b: 4 blocks, more work
+    b_tip = net.json("mine", "--node", "2", "4", "--json")["hashes"][-1]
+    poll_until(
+        lambda: (
+            net.get(1, "status")["height"] == fork_height + 2
+            and net.get(3, "status")["tip"] == b_tip
+        ),
+        timeout=15,
+        what="both sides to mine",
+    )
     assert net.get(0, "status")["tip"] != net.get(2, "status")["tip"]
     assert net.run("wait-converged", "--timeout", "1", check=False).returncode == 1
 
     net.run("heal")
     assert net.json("status", "--json")["partition"] is None
     answer = net.json("wait-converged", "--timeout", "60", "--json")
-    assert answer["tip"] == b_tip                  # the side with more work won
+    assert answer["tip"] == b_tip  # the side with more work won
     for i in range(4):
         assert net.get(i, f"tx/{tx_b.txid.hex()}")["height"] is not None
-        assert net.api(i).get(f"tx/{tx_a.txid.hex()}").status == 404   # the losing spend is gone
+        assert net.api(i).get(f"tx/{tx_a.txid.hex()}").status == 404  # the losing spend is gone
     for txid in b_txs:
         assert net.get(0, f"tx/{txid}")["height"] is not None
     # the losing side's valid payments went back to its mempools; its miners mine them later
@@ -262,7 +319,9 @@ def test_partition_double_spend_and_heal(net):
     for h in range(fork_height + 1, tip_height + 1):
         block = net.get(2, f"blocks/{h}?tx=full")
         for tx in block["txs"][1:]:
-            spends += sum(1 for i in tx["inputs"] if (i["txid"], i["index"]) == (coin["txid"], coin["index"]))
+            spends += sum(
+                1 for i in tx["inputs"] if (i["txid"], i["index"]) == (coin["txid"], coin["index"])
+            )
     assert spends == 1
     assert wallets_total(net) == issued(tip_height)
 
@@ -286,11 +345,11 @@ def test_kill_during_sync_and_while_mining(net):
     with killed_at_exit(net.popen("mine", "--node", "1", "5000")) as miner:
         poll_until(lambda: net.height(1) >= before + 200, timeout=60, what="node 1 to mine")
         net.run("kill", "1")
-        assert miner.wait(60) != 0         # the mining request died with the node
+        assert miner.wait(60) != 0  # the mining request died with the node
     net.run("start", "1")
     answer = net.json("wait-converged", "--timeout", "90", "--json")
     assert answer["height"] > before
-    net.run("mine", "--node", "1", "3")     # the restarted node mines on the common chain
+    net.run("mine", "--node", "1", "3")  # the restarted node mines on the common chain
     answer = net.json("wait-converged", "--timeout", "60", "--json")
     assert net.get(1, "utxoset")["amount"] == issued(answer["height"])
 
@@ -323,11 +382,15 @@ def test_testnet_real_pow_miner_killed_and_restarted(net):
     assert all(r["hashrate"] and r["hashrate"] > 0 for r in status["nodes"])
     assert net.get(0, "status")["miner"]["address"] == net.node(0)["address"]
 
-    net.run("kill", "0")                     # while it mines
+    net.run("kill", "0")  # while it mines
     before = net.height(1)
-    poll_until(lambda: net.height(1) > before, timeout=120, interval=0.25, what="node 1 to mine alone")
+    poll_until(
+        lambda: net.height(1) > before, timeout=120, interval=0.25, what="node 1 to mine alone"
+    )
     net.run("start", "0")
     reached = net.height(1)
-    poll_until(lambda: net.height(0) > reached, timeout=120, interval=0.25, what="node 0 to catch up")
+    poll_until(
+        lambda: net.height(0) > reached, timeout=120, interval=0.25, what="node 0 to catch up"
+    )
     assert net.get(0, "status")["miner"]["enabled"]
     net.run("wait-converged", "--timeout", "120")

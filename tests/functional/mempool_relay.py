@@ -1,6 +1,7 @@
 """Transactions relayed between in-process nodes: one submitted at the end of a line
 reaches the other end's mempool, and a node that connects later, syncing first, still
 gets the transactions already waiting in its peers' mempools."""
+
 from node.primitives.tx import TxOut
 from tests.framework.blocktools import Wallet, coinbase_coin, spend
 from tests.framework.nodes import join, node_network, sync_blocks

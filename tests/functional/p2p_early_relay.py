@@ -6,6 +6,7 @@ Most scenarios run on a pair, b dialling a, with a few raw clients connected to 
 send blocks or watch what a relays; a's chain thread is held while a block arrives, so
 what a relays before validating can be told from what it relays after.
 """
+
 import asyncio
 import contextlib
 import os
@@ -22,7 +23,7 @@ from tests.framework.wire import WireClient
 
 log = scenario_log(__name__)
 
-EARLY_RELAY_PROTOCOL = 2   # the protocol version that understands ``powblock``
+EARLY_RELAY_PROTOCOL = 2  # the protocol version that understands ``powblock``
 
 
 def overpaying_block(node) -> Block:
@@ -91,10 +92,14 @@ async def test_relayer_of_an_invalid_block_is_excused_its_originator_banned(pair
     bad = overpaying_block(a)
     client.send("block", bad.to_list())
     assert await client.closed_by_peer(), "the originator was not disconnected"
-    await wait_until(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="a bans it")
+    await wait_until(
+        lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="a bans it"
+    )
     await wait_until(lambda: bad.hash in b.chain.index, what="b to receive the block relayed early")
-    await wait_until(lambda: b.chain.index[bad.hash].failure == "bad-cb-amount",
-                     what="b to find the block invalid")
+    await wait_until(
+        lambda: b.chain.index[bad.hash].failure == "bad-cb-amount",
+        what="b to find the block invalid",
+    )
     assert b.peers.bans() == [], "b punished a for a block a relayed before validating it"
     assert [p.ban_score for p in b.peers.peers()] == [0]
     await a.generate(1, Wallet().addr)
@@ -108,9 +113,11 @@ async def test_powblock_failing_only_against_the_chain_is_not_punished(pair):
     client = await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL)
     bad = overpaying_block(a)
     client.send("powblock", bad.to_list())
-    await wait_until(lambda: bad.hash in a.chain.index
-                     and a.chain.index[bad.hash].failure == "bad-cb-amount", what="a refuses it")
-    await flushed(client)   # still connected
+    await wait_until(
+        lambda: bad.hash in a.chain.index and a.chain.index[bad.hash].failure == "bad-cb-amount",
+        what="a refuses it",
+    )
+    await flushed(client)  # still connected
     assert a.peers.bans() == []
     assert all(p.ban_score == 0 for p in a.peers.peers())
     client.close()
@@ -149,10 +156,12 @@ async def test_one_early_relay_per_height_and_only_to_peers_that_understand_it(p
         await wait_until(lambda: second.hash in a.sync.validating, what="a to receive the second")
         await flushed(watcher)
         await flushed(old)
-        assert [t for t, _ in watcher.inbox if t in ("powblock", "block")] == [], \
+        assert [t for t, _ in watcher.inbox if t in ("powblock", "block")] == [], (
             "a second block at the same height was relayed early"
-        assert [t for t, _ in old.inbox if t in ("powblock", "block")] == [], \
+        )
+        assert [t for t, _ in old.inbox if t in ("powblock", "block")] == [], (
             "a peer of the old protocol was sent a block before it was validated"
+        )
     await wait_until(lambda: a.chain.tip.hash == first.hash, what="a to connect the first block")
     assert (await old.expect("block"))[0] == first.header.to_list()
     await flushed(watcher)
@@ -167,10 +176,11 @@ async def test_early_relay_goes_to_the_three_peers_that_last_gave_a_new_tip(pair
     recently sent blocks that became the tip, then by connection order (b); the other three
     get ``block`` once it is validated."""
     a, b = pair
-    watchers = [await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL)
-                for _ in range(5)]
+    watchers = [
+        await WireClient.to_node(a, protocol_version=EARLY_RELAY_PROTOCOL) for _ in range(5)
+    ]
     sender = await WireClient.to_node(a)
-    for provider in (watchers[4], watchers[3]):        # watcher 3 is the most recent
+    for provider in (watchers[4], watchers[3]):  # watcher 3 is the most recent
         block = child_block(a)
         provider.send("block", block.to_list())
         await wait_until(lambda: a.chain.tip.hash == block.hash, what="a to connect a peer's block")
@@ -185,7 +195,9 @@ async def test_early_relay_goes_to_the_three_peers_that_last_gave_a_new_tip(pair
             await flushed(watcher)
         early = [i for i, w in enumerate(watchers) if any(t == "powblock" for t, _ in w.inbox)]
         assert early == [3, 4], early
-        await wait_until(lambda: b.chain.tip.hash == block.hash, what="b to connect the early block")
+        await wait_until(
+            lambda: b.chain.tip.hash == block.hash, what="b to connect the early block"
+        )
     await wait_until(lambda: a.chain.tip.hash == block.hash, what="a to connect the block")
     for i in (0, 1, 2):
         assert (await watchers[i].expect("block"))[0] == block.header.to_list()
@@ -207,9 +219,12 @@ async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originat
         client.send("block", bad.to_list())
         assert await client.closed_by_peer(), "the originator was not disconnected"
         for n in nodes:
-            await wait_until(lambda n=n: bad.hash in n.chain.index
-                             and n.chain.index[bad.hash].failure == "bad-cb-amount",
-                             what="every node to find the block invalid")
+            await wait_until(
+                lambda n=n: (
+                    bad.hash in n.chain.index and n.chain.index[bad.hash].failure == "bad-cb-amount"
+                ),
+                what="every node to find the block invalid",
+            )
         log.info("the honest nodes still relay to each other")
         await a.generate(1, Wallet().addr)
         await sync_blocks(nodes)

@@ -1,22 +1,23 @@
 """Attacks from one peer against a real node (in process, real loopback sockets): each
 runs against the node and asserts the bound that holds it (bytes queued, orphans kept,
 validations done), while a well-behaved peer keeps being served."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, coinbase_coin, spend
-from tests.framework.wire import USER_AGENT, WireClient
 from node.mempool.orphans import MAX_ORPHANS_PER_PEER
 from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV
 from node.p2p.relay import GETDATA_SEND_PAUSE
 from node.primitives.tx import OutPoint, TxOut
+from tests.framework.blocktools import Wallet, coinbase_coin, spend
 from tests.framework.nodes import node_network, sync_blocks
 from tests.framework.util import wait_until
+from tests.framework.wire import USER_AGENT, WireClient
 
-BIG_TX_OUTPUTS = 2_000      # outputs of the transaction that makes the served block large
+BIG_TX_OUTPUTS = 2_000  # outputs of the transaction that makes the served block large
 
 
 @pytest.fixture
@@ -33,8 +34,10 @@ async def pair(tmp_path):
 async def hostile_peer(node) -> tuple[WireClient, object]:
     """A raw client that completed the handshake, and the node's Peer for it."""
     client = await WireClient.to_node(node)
-    await wait_until(lambda: any(p.user_agent == USER_AGENT for p in node.peers.peers()),
-                     what="the hostile client's handshake")
+    await wait_until(
+        lambda: any(p.user_agent == USER_AGENT for p in node.peers.peers()),
+        what="the hostile client's handshake",
+    )
     return client, next(p for p in node.peers.peers() if p.user_agent == USER_AGENT)
 
 
@@ -44,26 +47,30 @@ async def test_a_getdata_asking_for_a_large_block_50000_times_never_fills_the_qu
     block for it, goes on mining and serving b meanwhile, and stops when it leaves."""
     a, b, wallet, coins = pair
     op, out = coins[0]
-    share = (out.amount - 100_000) // BIG_TX_OUTPUTS   # a fee of over 1 per byte
+    share = (out.amount - 100_000) // BIG_TX_OUTPUTS  # a fee of over 1 per byte
     big = spend(a.chain, [(op, out)], wallet.key, [TxOut(share, wallet.addr)] * BIG_TX_OUTPUTS)
     await a.submit_tx(big)
     [block] = await a.generate(1, Wallet().addr)
     assert block.size > 50_000
     await sync_blocks([a, b])
-    frame_bytes = block.size + 64          # the block and its envelope and frame header
+    frame_bytes = block.size + 64  # the block and its envelope and frame header
 
     client, attacker = await hostile_peer(a)
     client.send("getdata", [[INV_BLOCK, block.hash]] * MAX_INV)
-    await wait_until(lambda: attacker.send_queue_bytes >= GETDATA_SEND_PAUSE,
-                     what="the node to fill the attacker's queue up to the pause mark")
-    for _ in range(3):                     # the node keeps working for everyone else
+    await wait_until(
+        lambda: attacker.send_queue_bytes >= GETDATA_SEND_PAUSE,
+        what="the node to fill the attacker's queue up to the pause mark",
+    )
+    for _ in range(3):  # the node keeps working for everyone else
         await a.generate(1, Wallet().addr)
         await sync_blocks([a, b])
         assert attacker.send_queue_bytes < GETDATA_SEND_PAUSE + frame_bytes
     assert not attacker.closed
     client.close()
-    await wait_until(lambda: attacker.closed and attacker not in a.peers.peers(),
-                     what="the node to drop the attacker")
+    await wait_until(
+        lambda: attacker.closed and attacker not in a.peers.peers(),
+        what="the node to drop the attacker",
+    )
     assert len(b.peers.peers()) == 1
 
 
@@ -73,15 +80,21 @@ async def test_an_orphan_is_kept_its_parent_asked_for_and_both_accepted(pair):
     a, b, wallet, coins = pair
     op, out = coins[0]
     parent = spend(a.chain, [(op, out)], wallet.key, [TxOut(out.amount - 1000, wallet.addr)])
-    child = spend(a.chain, [(OutPoint(parent.txid, 0), parent.outputs[0])], wallet.key,
-                  [TxOut(out.amount - 2000, wallet.addr)])
+    child = spend(
+        a.chain,
+        [(OutPoint(parent.txid, 0), parent.outputs[0])],
+        wallet.key,
+        [TxOut(out.amount - 2000, wallet.addr)],
+    )
     client, _ = await hostile_peer(a)
     client.send("tx", child.to_list())
     assert [INV_TX, parent.txid] in await client.expect("getdata")
     assert child.txid in a.relay.orphans and child.txid not in a.mempool
     client.send("tx", parent.to_list())
-    await wait_until(lambda: parent.txid in a.mempool and child.txid in a.mempool,
-                     what="parent and child accepted")
+    await wait_until(
+        lambda: parent.txid in a.mempool and child.txid in a.mempool,
+        what="parent and child accepted",
+    )
     await wait_until(lambda: child.txid in b.mempool, what="the child relayed to b")
     assert child.txid not in a.relay.orphans
 
@@ -91,26 +104,35 @@ async def test_missing_input_floods_are_bounded_and_not_validated_twice(pair):
     once however often it is resent, one peer keeps at most MAX_ORPHANS_PER_PEER of them,
     they go when the peer goes, and the peer is not punished (its parents may exist)."""
     a, b, wallet, _ = pair
-    floods = [spend(a.chain, [(OutPoint(os.urandom(32), 0), TxOut(1000, wallet.addr))
-                              for _ in range(701)], wallet.key, [TxOut(500, wallet.addr)])
-              for _ in range(MAX_ORPHANS_PER_PEER + 15)]
+    floods = [
+        spend(
+            a.chain,
+            [(OutPoint(os.urandom(32), 0), TxOut(1000, wallet.addr)) for _ in range(701)],
+            wallet.key,
+            [TxOut(500, wallet.addr)],
+        )
+        for _ in range(MAX_ORPHANS_PER_PEER + 15)
+    ]
     validated: list[bytes] = []
     accept_many = a.mempool.accept_many
 
     def counting(txs):
         validated.extend(tx.txid for tx in txs)
         return accept_many(txs)
+
     a.mempool.accept_many = counting
     client, attacker = await hostile_peer(a)
     for _ in range(3):
         for tx in floods:
             client.send("tx", tx.to_list())
-    client.send("ping", [7])                  # answered once every message before it is handled
+    client.send("ping", [7])  # answered once every message before it is handled
     assert await client.expect("pong") == [7]
     await wait_until(lambda: not a.relay.validating, what="every queued validation decided")
-    assert sorted(validated) == sorted(tx.txid for tx in floods)   # once each
+    assert sorted(validated) == sorted(tx.txid for tx in floods)  # once each
     assert a.relay.orphans.count_from(attacker.id) == MAX_ORPHANS_PER_PEER
     assert not attacker.closed and attacker.ban_score == 0
     client.close()
-    await wait_until(lambda: a.relay.orphans.count_from(attacker.id) == 0,
-                     what="the peer's orphans dropped with it")
+    await wait_until(
+        lambda: a.relay.orphans.count_from(attacker.id) == 0,
+        what="the peer's orphans dropped with it",
+    )

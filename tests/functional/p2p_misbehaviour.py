@@ -5,6 +5,7 @@ Each scenario: node a with a well-behaved peer b (b dials a) on a chain of 3 blo
 raw client connects to a and misbehaves in one way; a disconnects and bans it (or
 ignores what it sent), b stays connected, and a block mined next reaches b.
 """
+
 import os
 
 import pytest
@@ -12,7 +13,13 @@ import pytest
 from node.primitives import encoding
 from node.primitives.block import Block
 from node.primitives.tx import TxOut
-from tests.framework.blocktools import Wallet, child_block, coinbase_coin, spend, with_bad_proof_of_work
+from tests.framework.blocktools import (
+    Wallet,
+    child_block,
+    coinbase_coin,
+    spend,
+    with_bad_proof_of_work,
+)
 from tests.framework.nodes import fast_net, node_network, sync_blocks
 from tests.framework.util import wait_until
 from tests.framework.wire import WireClient

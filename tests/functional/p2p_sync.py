@@ -6,6 +6,7 @@ a network mine apart and, joined, converge on the branch with more work; a peer
 that announces headers but never sends the blocks is replaced; and nodes on
 their own loopback addresses ban only each other.
 """
+
 from node.chain.chainstate import TXRECENT_MERGE
 from tests.framework.blocktools import Wallet
 from tests.framework.nodes import fast_net, join, node_network, split, sync_blocks
@@ -48,7 +49,7 @@ async def test_new_node_syncs_long_chain_from_peers(tmp_path):
         # after relaying, and every transaction is found wherever its entry is
         await wait_until(lambda: index_entries(c)[0] < TXRECENT_MERGE, what="txrecent merged")
         recent, merged = index_entries(c)
-        assert merged >= TXRECENT_MERGE and recent + merged == 2100   # genesis is not indexed
+        assert merged >= TXRECENT_MERGE and recent + merged == 2100  # genesis is not indexed
         for entry in (c.chain.chain[1], c.chain.chain[-1]):
             coinbase = c.chain.reader.get_block(entry.hash).txs[0]
             assert c.chain.reader.get_tx_location(coinbase.txid) == (entry.hash, 0)
@@ -57,9 +58,9 @@ async def test_new_node_syncs_long_chain_from_peers(tmp_path):
 async def test_halves_mine_apart_then_converge_on_most_work(tmp_path):
     """Two halves mine separately; after reconnecting every node is on the branch with most work.
 
-        a <- b  x  c <- d      split between b and c
-        a: genesis -> 5 blocks
-        c: genesis -> 8 blocks (more work: a and b reorganise onto it once b dials c)
+    a <- b  x  c <- d      split between b and c
+    a: genesis -> 5 blocks
+    c: genesis -> 8 blocks (more work: a and b reorganise onto it once b dials c)
     """
     async with node_network(tmp_path, 4, "line") as net:
         a, b, c, d = net
@@ -85,8 +86,8 @@ async def test_stalled_peer_is_replaced(tmp_path):
         staller = await WireClient.to_node(c)
         await staller.expect("getheaders")
         staller.send("headers", [e.header.to_list() for e in a.chain.chain[1:]])
-        await staller.expect("getdata")          # c asks the staller for blocks...
-        await join(c, a)                         # ...and an honest peer arrives
+        await staller.expect("getdata")  # c asks the staller for blocks...
+        await join(c, a)  # ...and an honest peer arrives
         await sync_blocks([a, c], timeout=30)
         assert await staller.closed_by_peer(timeout=5)
         assert not c.peers.bans()

@@ -5,6 +5,7 @@ other (create -> mine -> mature -> send -> confirm -> restore -> errors).
 Coins for the next block are always mined to a throwaway address, so the
 wallets' balances are exact.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,16 @@ import subprocess
 
 import pytest
 
+from node.consensus.params import REGTEST
+from node.primitives.crypto import SigningKey, encode_address
+from node.primitives.tx import COIN
 from tests.framework.daemon import Daemon
 from tests.framework.programs import killed_at_exit, process_env
 from tests.framework.util import poll_until
-from node.primitives.crypto import SigningKey, encode_address
-from node.consensus.params import REGTEST
-from node.primitives.tx import COIN
 from tests.framework.walletcli import PASSPHRASE, Result, run_wallet, wallet_command, wallet_env
 
 SUBSIDY = REGTEST.initial_subsidy
-BURN = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)   # nobody's coins
+BURN = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)  # nobody's coins
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,14 @@ class W:
         self.daemon = daemon
         self.path = path
         self.env = wallet_env(home)
-        self.base = ["--network", network, "--node", f"http://127.0.0.1:{daemon.api_port}",
-                     "--wallet", str(path)]
+        self.base = [
+            "--network",
+            network,
+            "--node",
+            f"http://127.0.0.1:{daemon.api_port}",
+            "--wallet",
+            str(path),
+        ]
 
     def run(self, *args: str, input: str = "", env: dict | None = None) -> Result:
         return run_wallet(self.base + list(args), env or self.env, input=input)
@@ -104,10 +111,10 @@ def test_create_two_wallets(w1, w2):
 
 def test_mined_coins_are_immature_then_mature(daemon, w1):
     a1 = w1.address()
-    assert w1.address() == a1                        # unused: the same address again
+    assert w1.address() == a1  # unused: the same address again
     mine(daemon, 1, a1)
     assert w1.balance() == {"confirmed": 0, "unconfirmed": 0, "immature": SUBSIDY}
-    assert w1.address() != a1                        # used now: a new one
+    assert w1.address() != a1  # used now: a new one
     # immature coins cannot be spent; the error says how much is spendable
     line = expect_error(w1.run("--json", "send", BURN, "1", "--yes"), "insufficient-funds")
     assert "spendable 0.00000000" in line and "immature" in line
@@ -123,21 +130,27 @@ def test_send_and_send_again_with_unconfirmed_change(daemon, w1, w2):
     assert set(first) == {"txid", "fee"} and first["fee"] > 0
     tx1 = daemon.client.ok("GET", f"tx/{first['txid']}")
     assert tx1["in_mempool"] and tx1["fee"] == first["fee"]
-    assert w1.balance() == {"confirmed": SUBSIDY, "unconfirmed": -(125_000_000 + first["fee"]),
-                            "immature": 0}
+    assert w1.balance() == {
+        "confirmed": SUBSIDY,
+        "unconfirmed": -(125_000_000 + first["fee"]),
+        "immature": 0,
+    }
     assert w2.balance() == {"confirmed": 0, "unconfirmed": 125_000_000, "immature": 0}
 
     # the only confirmed coin is being spent: the second send must use the first one's change
     second = w1.ok("send", w2.address(), "2.5", "--yes")
     tx2 = daemon.client.ok("GET", f"tx/{second['txid']}")
     assert [i["txid"] for i in tx2["inputs"]] == [first["txid"]]
-    assert tx2["fee"] == second["fee"] and tx2["fee"] >= tx2["size"]   # at least 1 per byte
+    assert tx2["fee"] == second["fee"] and tx2["fee"] >= tx2["size"]  # at least 1 per byte
     STATE["sent"] = (first, second)
 
     mine(daemon, 1)
     fees = first["fee"] + second["fee"]
-    assert w1.balance() == {"confirmed": SUBSIDY - 375_000_000 - fees, "unconfirmed": 0,
-                            "immature": 0}
+    assert w1.balance() == {
+        "confirmed": SUBSIDY - 375_000_000 - fees,
+        "unconfirmed": 0,
+        "immature": 0,
+    }
     assert w2.balance() == {"confirmed": 375_000_000, "unconfirmed": 0, "immature": 0}
 
 
@@ -149,10 +162,12 @@ def test_history_shows_net_amounts_fees_and_confirmations(w1, w2):
     assert h1[first["txid"]]["fee"] == first["fee"]
     assert h1[second["txid"]]["amount"] == -(250_000_000 + second["fee"])
     assert all(t["confirmations"] >= 1 for t in h1.values())
-    assert len(h1) == 3                              # the coinbase and the two sends
+    assert len(h1) == 3  # the coinbase and the two sends
     h2 = w2.ok("history")["transactions"]
-    assert sorted((t["type"], t["amount"], t["fee"]) for t in h2) == \
-        [("incoming", 125_000_000, None), ("incoming", 250_000_000, None)]
+    assert sorted((t["type"], t["amount"], t["fee"]) for t in h2) == [
+        ("incoming", 125_000_000, None),
+        ("incoming", 250_000_000, None),
+    ]
     human = w1.run("history")
     assert human.code == 0 and first["txid"] in human.out and "-1.25000" in human.out
 
@@ -182,10 +197,20 @@ def test_send_asks_for_confirmation(daemon, w1, w2):
 def test_send_wait_shows_progress(daemon, w1, w2):
     to = w2.address()
     command = wallet_command() + w1.base + ["--json", "send", to, "0.2", "--yes", "--wait", "2"]
-    with killed_at_exit(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, env=process_env(w1.env))) as proc:
-        poll_until(lambda: daemon.client.ok("GET", "mempool")["count"] == 1 or proc.poll() is not None,
-                   timeout=30, what="the transaction in the mempool")
+    with killed_at_exit(
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=process_env(w1.env),
+        )
+    ) as proc:
+        poll_until(
+            lambda: daemon.client.ok("GET", "mempool")["count"] == 1 or proc.poll() is not None,
+            timeout=30,
+            what="the transaction in the mempool",
+        )
         assert proc.poll() is None, proc.communicate()
         mine(daemon, 1)
         mine(daemon, 1)
@@ -200,12 +225,15 @@ def test_send_wait_shows_progress(daemon, w1, w2):
 def test_restore_finds_the_same_coins(w1, w2, tmp_path_factory):
     docs = {}
     for w in (w1, w2):
-        restored = W(w.daemon, tmp_path_factory.mktemp("restored") / "wallet.json",
-                     tmp_path_factory.mktemp("home2"))
+        restored = W(
+            w.daemon,
+            tmp_path_factory.mktemp("restored") / "wallet.json",
+            tmp_path_factory.mktemp("home2"),
+        )
         doc = docs[w] = restored.ok("restore", input=STATE[w.path] + "\n")
         assert doc["scanned"] is True
         assert restored.balance() == w.balance()
-        assert restored.address() == w.address()        # the same next unused address
+        assert restored.address() == w.address()  # the same next unused address
         got = {t["txid"] for t in restored.ok("history")["transactions"]}
         assert got == {t["txid"] for t in w.ok("history")["transactions"]}
     # w1 mined to receive address 0 and kept its coins in 4 change addresses since
@@ -219,13 +247,16 @@ def test_errors_against_the_node(daemon, w1, w2, home, tmp_path_factory):
     line = expect_error(w2.run("--json", "send", to, "1000", "--yes"), "insufficient-funds")
     assert f"spendable {spendable // COIN}.{spendable % COIN:08d}" in line
 
-    line = expect_error(w2.run("--json", "send", to, "0.5", "--fee-rate", "0", "--yes"),
-                        "tx-rejected")
+    line = expect_error(
+        w2.run("--json", "send", to, "0.5", "--fee-rate", "0", "--yes"), "tx-rejected"
+    )
     assert "min-fee-not-met" in line
 
     # wrong passphrase, invalid and other network's addresses, bad amounts
-    expect_error(w1.run("--json", "balance", env={**w1.env, "OBOL_WALLET_PASSPHRASE": "nope"}),
-                 "wrong-passphrase")
+    expect_error(
+        w1.run("--json", "balance", env={**w1.env, "OBOL_WALLET_PASSPHRASE": "nope"}),
+        "wrong-passphrase",
+    )
     expect_error(w1.run("--json", "send", "robol1notanaddress", "1", "--yes"), "bad-address")
     main_addr = encode_address("obol", SigningKey.generate().address_hash)
     expect_error(w1.run("send", main_addr, "1", "--yes"), "wrong-network")
@@ -247,6 +278,7 @@ def test_errors_against_the_node(daemon, w1, w2, home, tmp_path_factory):
 
 def test_keystore_never_holds_secrets_in_the_clear(w1, w2):
     from wallet.keys import KeyChain, mnemonic_to_seed
+
     for w in (w1, w2):
         mnemonic = STATE[w.path]
         raw = w.path.read_text()

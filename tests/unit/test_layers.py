@@ -5,6 +5,7 @@ level, inside functions, under ``if TYPE_CHECKING`` (a type-only import is an
 import too).  Like Bitcoin Core's lint-circular-dependencies.py, the list of
 allowed circles is a ratchet: it is empty, and a new circle fails the suite.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,17 +19,19 @@ PRODUCT = ("node", "network", "wallet", "scripts")
 # node's layers, bottom (0) to top.  Layers of one rank are peers: they never import each other.
 NODE_LAYERS = {
     "primitives": 0,
-    "consensus": 1, "storage": 1,
+    "consensus": 1,
+    "storage": 1,
     "chain": 2,
     "mempool": 3,
-    "p2p": 4, "mining": 4,
+    "p2p": 4,
+    "mining": 4,
     "runtime": 5,
     "api": 6,
     "daemon": 7,
 }
 MAY_IMPORT_NETWORK = {"p2p", "runtime", "api", "daemon"}
 WALLET_MAY_IMPORT = {"primitives", "consensus"}
-ALLOWED_CIRCLES: list[set[str]] = []   # a ratchet: keep it empty
+ALLOWED_CIRCLES: list[set[str]] = []  # a ratchet: keep it empty
 
 
 def module_name(path: Path) -> str:
@@ -57,10 +60,12 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                       for alias in node.names]
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -157,10 +162,12 @@ def test_every_node_module_is_in_a_layer():
 
 
 def test_imports_point_down_the_layers():
-    broken = [f"{importer} imports {imported}: {why}"
-              for importer, targets in sorted(import_graph().items())
-              for imported in sorted(targets)
-              if (why := rule_broken(importer, imported)) is not None]
+    broken = [
+        f"{importer} imports {imported}: {why}"
+        for importer, targets in sorted(import_graph().items())
+        for imported in sorted(targets)
+        if (why := rule_broken(importer, imported)) is not None
+    ]
     assert broken == []
 
 
@@ -170,8 +177,10 @@ def test_no_import_circles():
 
 def test_the_checker_sees_what_it_must():
     """The checks themselves can fail: a type-only upward import and a circle are found."""
-    assert rule_broken("node.chain.chainstate", "node.runtime.node") == \
-        "node.chain is below node.runtime"
+    assert (
+        rule_broken("node.chain.chainstate", "node.runtime.node")
+        == "node.chain is below node.runtime"
+    )
     assert rule_broken("node.storage.store", "node.consensus.rules") is not None
     assert rule_broken("network.session", "node.primitives.encoding") is not None
     assert rule_broken("wallet.cli", "node.chain.reader") is not None

@@ -1,4 +1,5 @@
 """The API application (node/api/app.py) on in-process nodes, without a server."""
+
 from __future__ import annotations
 
 import asyncio

@@ -6,6 +6,7 @@ Work is steered with timestamps (``make_params()``): blocks 1 s apart double
 their work every block, blocks 6000 s apart fall to the easiest target.
 Each scenario with branches draws them in its docstring, the parent on the left.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -15,18 +16,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import ChainSet, opened_chain
-from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
+from node.chain.index import BlockStatus, chain_tips
 from node.chain.orphans import MAX_ORPHANS
-from node.primitives.errors import BlockValidationError, ValidationError
 from node.mempool.pool import Mempool
 from node.mining.miner import create_block_template, solve_block
+from node.primitives.errors import BlockValidationError, ValidationError
 from node.primitives.tx import OutPoint, Transaction, TxIn, TxOut
-from node.chain.index import BlockStatus, chain_tips
+from tests.framework.blocktools import (
+    Wallet,
+    build_block,
+    coinbase_coin,
+    extend,
+    make_params,
+    spend,
+)
+from tests.framework.chains import ChainSet, opened_chain
+from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
 
-HYPO = settings(max_examples=15, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+HYPO = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +76,17 @@ def spending_branch(path: Path, params, wallet, steps, prefix=()):
             txs, fees = [], 0
             if len(blocks) >= 2:
                 op, out = coinbase_coin(blocks[-2])
-                txs = [spend(chain, [(op, out)], wallet.key,
-                             [TxOut(out.amount // 2, wallet.addr), TxOut(out.amount // 2 - 700, b"\x33" * 20)])]
+                txs = [
+                    spend(
+                        chain,
+                        [(op, out)],
+                        wallet.key,
+                        [
+                            TxOut(out.amount // 2, wallet.addr),
+                            TxOut(out.amount // 2 - 700, b"\x33" * 20),
+                        ],
+                    )
+                ]
                 fees = 700
             block = build_block(chain, chain.tip, wallet.addr, txs, time_step=step, fees=fees)
             chain.accept_block(block)
@@ -78,8 +99,8 @@ def spending_branch(path: Path, params, wallet, steps, prefix=()):
 def heavy_and_long(tmp_path_factory, uparams):
     r"""Branch A: 3 blocks 1 s apart (more work); branch B: 5 blocks 6000 s apart (less work).
 
-        genesis -> a1 -> a2 -> a3                  (1 s apart: more work)
-               \-> b1 -> b2 -> b3 -> b4 -> b5      (6000 s apart: longer, less work)
+    genesis -> a1 -> a2 -> a3                  (1 s apart: more work)
+           \-> b1 -> b2 -> b3 -> b4 -> b5      (6000 s apart: longer, less work)
     """
     base = tmp_path_factory.mktemp("branches")
     wallet = Wallet()
@@ -104,9 +125,12 @@ def test_branch_work_is_as_designed(tmp_path, uparams, heavy_and_long):
 def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order):
     """A shorter branch with more work beats a longer one with less, whatever the order."""
     a, a_snap, b, _ = heavy_and_long
-    blocks = {"a-first": a + b, "b-first": b + a,
-              "interleaved": [x for pair in zip(b, a) for x in pair] + b[3:],
-              "reversed": list(reversed(b)) + list(reversed(a))}[order]
+    blocks = {
+        "a-first": a + b,
+        "b-first": b + a,
+        "interleaved": [x for pair in zip(b, a) for x in pair] + b[3:],
+        "reversed": list(reversed(b)) + list(reversed(a)),
+    }[order]
     with opened_chain(tmp_path / "c", uparams) as chain:
         assert feed(chain, blocks) == []
         assert snapshot(chain) == a_snap
@@ -124,20 +148,19 @@ def test_more_work_wins_any_arrival_order(uparams, heavy_and_long, order):
     """Any permutation of both branches' blocks (orphans included) ends on the branch with more work."""
     a, a_snap, b, _ = heavy_and_long
     blocks = [(a + b)[i] for i in order]
-    with tempfile.TemporaryDirectory() as tmp:
-        with opened_chain(Path(tmp) / "c", uparams) as chain:
-            assert feed(chain, blocks) == []
-            assert snapshot(chain) == a_snap
-            assert len(chain.orphans) == 0
-            assert all(x.hash in chain.index for x in a + b)
-            assert chain.tip.chain_work == max(e.chain_work for e in chain.index.values())
+    with tempfile.TemporaryDirectory() as tmp, opened_chain(Path(tmp) / "c", uparams) as chain:
+        assert feed(chain, blocks) == []
+        assert snapshot(chain) == a_snap
+        assert len(chain.orphans) == 0
+        assert all(x.hash in chain.index for x in a + b)
+        assert chain.tip.chain_work == max(e.chain_work for e in chain.index.values())
 
 
 def test_longer_branch_with_less_work_loses(tmp_path, uparams, heavy_and_long):
     r"""The 5-block branch does not replace the 3-block branch with more work, and vice versa it is replaced.
 
-        genesis -> a1 -> a2 -> a3                  active, whichever branch came first
-               \-> b1 -> b2 -> b3 -> b4 -> b5      stored (fed first: active until a3)
+    genesis -> a1 -> a2 -> a3                  active, whichever branch came first
+           \-> b1 -> b2 -> b3 -> b4 -> b5      stored (fed first: active until a3)
     """
     a, a_snap, b, b_snap = heavy_and_long
     with opened_chain(tmp_path / "c", uparams) as chain:
@@ -171,22 +194,21 @@ def equal_branches(tmp_path_factory, uparams):
 def test_equal_work_first_seen_stays(uparams, equal_branches, picks):
     r"""Two branches with equal work: the one whose tip arrived first stays active.
 
-        genesis -> c1 -> c2      (600 s apart: equal work)
-               \-> d1 -> d2
+    genesis -> c1 -> c2      (600 s apart: equal work)
+           \-> d1 -> d2
     """
     branches = equal_branches
     nxt = [0, 0]
     order = []
-    for p in picks:                       # parents first within each branch
+    for p in picks:  # parents first within each branch
         order.append(branches[p][0][nxt[p]])
         nxt[p] += 1
     winner = 0 if picks.index(0, picks.index(0) + 1) < picks.index(1, picks.index(1) + 1) else 1
-    with tempfile.TemporaryDirectory() as tmp:
-        with opened_chain(Path(tmp) / "c", uparams) as chain:
-            assert feed(chain, order) == []
-            tips = [chain.index[branches[i][0][-1].hash] for i in (0, 1)]
-            assert tips[0].chain_work == tips[1].chain_work
-            assert snapshot(chain) == branches[winner][1]
+    with tempfile.TemporaryDirectory() as tmp, opened_chain(Path(tmp) / "c", uparams) as chain:
+        assert feed(chain, order) == []
+        tips = [chain.index[branches[i][0][-1].hash] for i in (0, 1)]
+        assert tips[0].chain_work == tips[1].chain_work
+        assert snapshot(chain) == branches[winner][1]
 
 
 def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
@@ -199,15 +221,21 @@ def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
     coin); t_pool, never mined, stays.
     """
     wallet = Wallet()
-    with (opened_chain(tmp_path / "x", uparams) as x,
-          opened_chain(tmp_path / "y", uparams) as y,
-          opened_chain(tmp_path / "z", uparams) as z):
+    with (
+        opened_chain(tmp_path / "x", uparams) as x,
+        opened_chain(tmp_path / "y", uparams) as y,
+        opened_chain(tmp_path / "z", uparams) as z,
+    ):
         prefix = extend(x, wallet.addr, 4)
         feed(y, prefix)
         cb = [coinbase_coin(b) for b in prefix]
         t_a = spend(x, [cb[0]], wallet.key, [TxOut(cb[0][1].amount - 1000, wallet.addr)])
-        t_child = spend(x, [(OutPoint(t_a.txid, 0), t_a.outputs[0])], wallet.key,
-                        [TxOut(t_a.outputs[0].amount - 1000, wallet.addr)])
+        t_child = spend(
+            x,
+            [(OutPoint(t_a.txid, 0), t_a.outputs[0])],
+            wallet.key,
+            [TxOut(t_a.outputs[0].amount - 1000, wallet.addr)],
+        )
         t_both = spend(x, [cb[1]], wallet.key, [TxOut(cb[1][1].amount - 1000, wallet.addr)])
         t_conf_a = spend(x, [cb[2]], wallet.key, [TxOut(cb[2][1].amount - 1000, b"\x41" * 20)])
         t_conf_b = spend(x, [cb[2]], wallet.key, [TxOut(cb[2][1].amount - 2000, b"\x42" * 20)])
@@ -220,7 +248,7 @@ def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
         pool = Mempool(z)
         result = z.accept_block(a5)
         pool.update_for_chain(result.connected, result.disconnected)
-        pool.accept(t_pool)                                    # unrelated, unconfirmed
+        pool.accept(t_pool)  # unrelated, unconfirmed
         for block in (b5, b6):
             result = z.accept_block(block)
             pool.update_for_chain(result.connected, result.disconnected)
@@ -245,9 +273,15 @@ def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
 
 # --- invalid blocks deep inside a heavier branch --------------------------------------
 
+
 def corrupt_signature(tx: Transaction) -> Transaction:
     txin = tx.inputs[0]
-    bad = TxIn(txin.prev_txid, txin.prev_index, bytes([txin.signature[0] ^ 1]) + txin.signature[1:], txin.pubkey)
+    bad = TxIn(
+        txin.prev_txid,
+        txin.prev_index,
+        bytes([txin.signature[0] ^ 1]) + txin.signature[1:],
+        txin.pubkey,
+    )
     return Transaction.create(tx.version, [bad] + list(tx.inputs[1:]), tx.outputs, tx.locktime)
 
 
@@ -262,7 +296,7 @@ def invalid_branch(path: Path, params, wallet, kind: str, length: int = 5, bad_a
         else:
             bad = build_block(chain, chain.tip, wallet.addr, [corrupt_signature(tx)], fees=500)
         blocks.append(bad)
-        chain.accept_headers([bad.header])                  # the header itself is fine
+        chain.accept_headers([bad.header])  # the header itself is fine
         entry = chain.index[bad.hash]
         for _ in range(length - bad_at):
             block = build_block(chain, entry, wallet.addr)
@@ -276,8 +310,8 @@ def invalid_branch(path: Path, params, wallet, kind: str, length: int = 5, bad_a
 def valid_and_invalid(request, tmp_path_factory, uparams):
     r"""Branch A: 3 valid blocks; branch B: 5 blocks (more work) whose 3rd is invalid.
 
-        genesis -> a1 -> a2 -> a3                  (valid)
-               \-> b1 -> b2 -> B3 -> b4 -> b5      (B3 breaks the rule; b4 and b5 only as headers)
+    genesis -> a1 -> a2 -> a3                  (valid)
+           \-> b1 -> b2 -> B3 -> b4 -> b5      (B3 breaks the rule; b4 and b5 only as headers)
     """
     base = tmp_path_factory.mktemp("invalid")
     wallet = Wallet()
@@ -294,7 +328,9 @@ def check_invalid_branch_outcome(chain, a_snap, b, code):
         assert chain.index[block.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
     for block in b[3:]:
         entry = chain.index.get(block.hash)
-        assert entry is None or (entry.status == BlockStatus.INVALID and entry.failure == "bad-prevblk")
+        assert entry is None or (
+            entry.status == BlockStatus.INVALID and entry.failure == "bad-prevblk"
+        )
         # resubmitted, a descendant is refused, or (if its own parent was refused
         # before being indexed) parked as an orphan: never stored as valid
         try:
@@ -319,17 +355,19 @@ def test_heavier_branch_with_invalid_block_is_rejected(tmp_path, uparams, valid_
         chain = chains.open(tmp_path / "c", uparams)
         if order == "a-first":
             feed(chain, a)
-            assert [chain.accept_block(x).status for x in b[:3]] == ["stored"] * 3   # equal work at b3
+            # equal work at b3
+            assert [chain.accept_block(x).status for x in b[:3]] == ["stored"] * 3
             assert snapshot(chain) == a_snap
             with pytest.raises(BlockValidationError) as exc:
-                chain.accept_block(b[3])      # now B has more work: the switch is tried and abandoned
+                # now B has more work: the switch is tried and abandoned
+                chain.accept_block(b[3])
             assert exc.value.code == "bad-prevblk"
             assert snapshot(chain) == a_snap
             assert chain.index[b[3].hash].status == BlockStatus.INVALID
             feed(chain, b[4:])
         elif order == "b-first":
             codes = feed(chain, b)
-            assert codes[0] == code and chain.tip.hash == b[1].hash    # stayed on the valid prefix
+            assert codes[0] == code and chain.tip.hash == b[1].hash  # stayed on the valid prefix
             feed(chain, a)
         else:
             codes = feed(chain, list(reversed(b)))
@@ -337,29 +375,40 @@ def test_heavier_branch_with_invalid_block_is_rejected(tmp_path, uparams, valid_
             feed(chain, a)
         check_invalid_branch_outcome(chain, a_snap, b, code)
         assert_matches_replay(chain, tmp_path / "replay")
-        chain = chains.reopen(chain)                              # the verdicts persist
+        chain = chains.reopen(chain)  # the verdicts persist
         check_invalid_branch_outcome(chain, a_snap, b, code)
 
 
-@settings(max_examples=10, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(order=st.permutations(range(8)))
 def test_invalid_branch_any_arrival_order(uparams, valid_and_invalid, order):
     """Whatever the arrival order, the invalid heavier branch never becomes active."""
     a, a_snap, b, code = valid_and_invalid
     blocks = [(a + b)[i] for i in order]
-    with tempfile.TemporaryDirectory() as tmp:
-        with opened_chain(Path(tmp) / "c", uparams) as chain:
-            feed(chain, blocks)
-            check_invalid_branch_outcome(chain, a_snap, b, code)
+    with tempfile.TemporaryDirectory() as tmp, opened_chain(Path(tmp) / "c", uparams) as chain:
+        feed(chain, blocks)
+        check_invalid_branch_outcome(chain, a_snap, b, code)
 
 
 # --- random block trees ----------------------------------------------------------------
 
-@settings(max_examples=8, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(plan=st.lists(st.tuples(st.integers(0, 1000), st.sampled_from([60, 600, 3000])),
-                     min_size=4, max_size=12))
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    plan=st.lists(
+        st.tuples(st.integers(0, 1000), st.sampled_from([60, 600, 3000])), min_size=4, max_size=12
+    )
+)
 def test_random_block_tree_follows_most_work(uparams, plan):
     """Blocks with spends on random parents: the tip always has the most work and the UTXO set equals a replay."""
     wallet = Wallet()
@@ -367,8 +416,10 @@ def test_random_block_tree_follows_most_work(uparams, plan):
         with opened_chain(Path(tmp) / "c", uparams) as chain:
             blocks = {}
             for pick, step in plan:
-                candidates = sorted((e for e in chain.index.values() if e.status != BlockStatus.INVALID),
-                                    key=lambda e: e.seq)
+                candidates = sorted(
+                    (e for e in chain.index.values() if e.status != BlockStatus.INVALID),
+                    key=lambda e: e.seq,
+                )
                 parent = candidates[pick % len(candidates)]
                 txs, fees = [], 0
                 height = parent.height + 1
@@ -379,8 +430,14 @@ def test_random_block_tree_follows_most_work(uparams, plan):
                     if len(prev.txs) > 1:
                         inputs.append((OutPoint(prev.txs[1].txid, 0), prev.txs[1].outputs[0]))
                     total = sum(o.amount for _, o in inputs)
-                    txs = [spend(chain, inputs, wallet.key,
-                                 [TxOut(total // 2, wallet.addr), TxOut(total // 2 - 400, b"\x44" * 20)])]
+                    txs = [
+                        spend(
+                            chain,
+                            inputs,
+                            wallet.key,
+                            [TxOut(total // 2, wallet.addr), TxOut(total // 2 - 400, b"\x44" * 20)],
+                        )
+                    ]
                     fees = total - txs[0].total_out()
                 block = build_block(chain, parent, wallet.addr, txs, time_step=step, fees=fees)
                 blocks[block.hash] = block
@@ -393,8 +450,8 @@ def test_random_block_tree_follows_most_work(uparams, plan):
 def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
     r"""After a reorg the index, statuses, tips and UTXO set survive a reopen, and a later reorg works.
 
-        genesis -> m1 -> m2 -> m3 -> m4 -> m5      m3, m4 stored (equal work); m5, after a reopen, wins
-                      \-> o2 -> o3 -> o4           mined on the side chain; active after the first reorg
+    genesis -> m1 -> m2 -> m3 -> m4 -> m5      m3, m4 stored (equal work); m5, after a reopen, wins
+                  \-> o2 -> o3 -> o4           mined on the side chain; active after the first reorg
     """
     wallet = Wallet()
     with ChainSet() as chains:
@@ -402,18 +459,33 @@ def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
         side = chains.open(tmp_path / "s", uparams)
         main = extend(chain, wallet.addr, 2)
         feed(side, main[:1])
-        other = extend(side, wallet.addr, 3)            # heights 2-4 on main[0]
+        other = extend(side, wallet.addr, 3)  # heights 2-4 on main[0]
         feed(chain, other)
         assert chain.tip.hash == other[-1].hash
-        extend(chain, wallet.addr, 2, parent=chain.index[main[-1].hash])   # main: heights 3-4, stored
-        before = (snapshot(chain), chain_tips(chain.index, chain.chain),
-                  {h: (e.status, e.failure, e.chain_work, e.seq, e.height) for h, e in chain.index.items()})
+        # main: heights 3-4, stored
+        extend(chain, wallet.addr, 2, parent=chain.index[main[-1].hash])
+        before = (
+            snapshot(chain),
+            chain_tips(chain.index, chain.chain),
+            {
+                h: (e.status, e.failure, e.chain_work, e.seq, e.height)
+                for h, e in chain.index.items()
+            },
+        )
         chain = chains.reopen(chain)
-        after = (snapshot(chain), chain_tips(chain.index, chain.chain),
-                 {h: (e.status, e.failure, e.chain_work, e.seq, e.height) for h, e in chain.index.items()})
+        after = (
+            snapshot(chain),
+            chain_tips(chain.index, chain.chain),
+            {
+                h: (e.status, e.failure, e.chain_work, e.seq, e.height)
+                for h, e in chain.index.items()
+            },
+        )
         assert after == before
         # extend the losing branch after the reopen: it wins, with the undo data of the old one
-        main_tip = [t for t in chain_tips(chain.index, chain.chain) if t["status"] == "valid-headers"][0]
+        main_tip = [
+            t for t in chain_tips(chain.index, chain.chain) if t["status"] == "valid-headers"
+        ][0]
         result = extend(chain, wallet.addr, 1, parent=chain.index[bytes.fromhex(main_tip["hash"])])
         assert chain.tip.hash == result[0].hash and chain.height == 5
         assert chain.index[other[-1].hash].status == BlockStatus.VALID
@@ -425,10 +497,13 @@ def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
 
 # --- orphans ---------------------------------------------------------------------------
 
+
 def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
     """Blocks arriving children-first wait in the orphan pool and connect once the parent comes."""
-    with (opened_chain(tmp_path / "src", uparams) as src,
-          opened_chain(tmp_path / "dst", uparams) as dst):
+    with (
+        opened_chain(tmp_path / "src", uparams) as src,
+        opened_chain(tmp_path / "dst", uparams) as dst,
+    ):
         blocks = extend(src, b"\x50" * 20, 5)
         for block in reversed(blocks[1:]):
             result = dst.accept_block(block)
@@ -437,8 +512,8 @@ def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
         assert set(dst.orphans) == {b.hash for b in blocks[1:]}
         assert dst.orphans.root(blocks[-1].hash) == blocks[0].hash
         assert dst.orphans.root(blocks[1].hash) == blocks[0].hash
-        assert dst.orphans.root(blocks[0].hash) is None                    # not an orphan
-        assert dst.accept_block(blocks[3]).status == "orphan"              # duplicate orphan
+        assert dst.orphans.root(blocks[0].hash) is None  # not an orphan
+        assert dst.accept_block(blocks[3]).status == "orphan"  # duplicate orphan
         assert len(dst.orphans) == 4
         assert dst.height == 0
         result = dst.accept_block(blocks[0])
@@ -451,12 +526,14 @@ def test_orphans_children_first_connect_when_parent_arrives(tmp_path, uparams):
 def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
     r"""Two orphans with the same missing parent are both kept and both stored when it arrives.
 
-        genesis -> parent -> k0
-                         |\-> k1
-                          \-> k2 -> grandkid      the only branch of height 3: it wins
+    genesis -> parent -> k0
+                     |\-> k1
+                      \-> k2 -> grandkid      the only branch of height 3: it wins
     """
-    with (opened_chain(tmp_path / "src", uparams) as src,
-          opened_chain(tmp_path / "dst", uparams) as dst):
+    with (
+        opened_chain(tmp_path / "src", uparams) as src,
+        opened_chain(tmp_path / "dst", uparams) as dst,
+    ):
         (parent,) = extend(src, b"\x51" * 20, 1)
         kids = [build_block(src, src.tip, bytes([0x52 + i]) * 20) for i in range(3)]
         grandkid = build_block(src, src.accept_headers([kids[2].header])[0], b"\x55" * 20)
@@ -466,9 +543,12 @@ def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
         assert {dst.orphans.root(k.hash) for k in kids + [grandkid]} == {parent.hash}
         result = dst.accept_block(parent)
         assert len(dst.orphans) == 0
-        assert all(k.hash in dst.index and dst.index[k.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
-                   for k in kids)
-        assert dst.tip.hash == grandkid.hash                 # the only branch of height 3
+        assert all(
+            k.hash in dst.index
+            and dst.index[k.hash].status in (BlockStatus.DATA, BlockStatus.VALID)
+            for k in kids
+        )
+        assert dst.tip.hash == grandkid.hash  # the only branch of height 3
         assert {b.hash for b in result.connected} >= {parent.hash, kids[2].hash, grandkid.hash}
         tips = {t["hash"]: t["status"] for t in chain_tips(dst.index, dst.chain)}
         assert len(tips) == 3
@@ -477,8 +557,10 @@ def test_orphan_siblings_do_not_overwrite_each_other(tmp_path, uparams):
 def test_orphan_pool_is_bounded(tmp_path, uparams):
     """The orphan pool keeps at most MAX_ORPHANS blocks, evicting the oldest."""
     ticks = iter(range(10**6))
-    with (opened_chain(tmp_path / "src", uparams) as src,
-          opened_chain(tmp_path / "dst", uparams, clock=lambda: 10**10 + next(ticks)) as dst):
+    with (
+        opened_chain(tmp_path / "src", uparams) as src,
+        opened_chain(tmp_path / "dst", uparams, clock=lambda: 10**10 + next(ticks)) as dst,
+    ):
         (parent,) = extend(src, b"\x56" * 20, 1)
         kids = [build_block(src, src.tip, b"\x57" * 20) for _ in range(MAX_ORPHANS + 5)]
         for block in kids:
@@ -490,14 +572,17 @@ def test_orphan_pool_is_bounded(tmp_path, uparams):
         assert len(dst.orphans) == 0
         assert all(k.hash in dst.index for k in kids[5:])
         assert not any(k.hash in dst.index for k in kids[:5])
-        assert dst.index[kids[5].hash].status == BlockStatus.VALID      # first one processed wins the tie
+        # first one processed wins the tie
+        assert dst.index[kids[5].hash].status == BlockStatus.VALID
         assert dst.tip.hash == kids[5].hash
 
 
 def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
     """A block whose parent is known as a header only is stored, not orphaned."""
-    with (opened_chain(tmp_path / "src", uparams) as src,
-          opened_chain(tmp_path / "dst", uparams) as dst):
+    with (
+        opened_chain(tmp_path / "src", uparams) as src,
+        opened_chain(tmp_path / "dst", uparams) as dst,
+    ):
         blocks = extend(src, b"\x58" * 20, 2)
         dst.accept_headers([blocks[0].header])
         assert dst.accept_block(blocks[1]).status == "stored"
@@ -510,8 +595,11 @@ def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
 def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
     """An orphan whose header misses its own target (or claims a target above the limit) is not pooled."""
     from node.primitives.block import Block, BlockHeader
-    with (opened_chain(tmp_path / "src", uparams) as src,
-          opened_chain(tmp_path / "dst", uparams) as dst):
+
+    with (
+        opened_chain(tmp_path / "src", uparams) as src,
+        opened_chain(tmp_path / "dst", uparams) as dst,
+    ):
         extend(src, b"\x59" * 20, 1)
         good = build_block(src, src.tip, b"\x59" * 20)
         header = good.header
@@ -522,8 +610,9 @@ def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
         with pytest.raises(BlockValidationError) as exc:
             dst.accept_block(junk)
         assert exc.value.code == "high-hash"
-        easy = BlockHeader.create(1, header.prev_hash, header.merkle_root, header.timestamp,
-                                  0x2100FFFF, header.nonce)
+        easy = BlockHeader.create(
+            1, header.prev_hash, header.merkle_root, header.timestamp, 0x2100FFFF, header.nonce
+        )
         with pytest.raises(BlockValidationError) as exc:
             dst.accept_block(Block.create(easy, good.txs))
         assert exc.value.code == "bad-diffbits"
@@ -594,10 +683,13 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
         theirs1 = build_block(chain, fork, alice.addr, [won], fees=1000, time_step=1)
         chain.accept_block(theirs1)
         chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
-        assert chain.reader.get_tx_location(won.txid) == (theirs1.hash, 1)   # where ``lost`` was
+        assert chain.reader.get_tx_location(won.txid) == (theirs1.hash, 1)  # where ``lost`` was
         lost_coin = (OutPoint(lost.txid, 0), lost.outputs[0])
         won_coin = (OutPoint(won.txid, 0), won.outputs[0])
-        assert chain.reader.get_coins([lost_coin[0], won_coin[0]]) == [None, chain.reader.get_coin(won_coin[0])]
+        assert chain.reader.get_coins([lost_coin[0], won_coin[0]]) == [
+            None,
+            chain.reader.get_coin(won_coin[0]),
+        ]
         assert chain.reader.get_coin(won_coin[0]).amount == won.outputs[0].amount
         tip = chain.tip
         bad = to_self(chain, alice, lost_coin)
@@ -608,7 +700,10 @@ def test_a_stale_txindex_entry_never_finds_another_transaction_s_coin(tmp_path, 
         assert chain.tip is tip and chain.reader.get_coin(won_coin[0]) is not None
         good = to_self(chain, alice, won_coin)
         chain.accept_block(build_block(chain, tip, alice.addr, [good], fees=1000))
-        assert chain.reader.get_coin(won_coin[0]) is None and chain.reader.get_coin(OutPoint(good.txid, 0)) is not None
+        assert (
+            chain.reader.get_coin(won_coin[0]) is None
+            and chain.reader.get_coin(OutPoint(good.txid, 0)) is not None
+        )
         assert_matches_replay(chain, tmp_path / "replay")
 
 
@@ -627,8 +722,8 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
         lost = to_self(chain, alice, coins[1])
         ours = build_block(chain, fork, alice.addr, [lost, both], fees=2000)
         chain.accept_block(ours)
-        assert chain.merge_recent_txindex(threshold=10**6) == 0       # not due: nothing moves
-        assert chain.merge_recent_txindex(threshold=1) == 6           # 4 coinbases, 2 txs
+        assert chain.merge_recent_txindex(threshold=10**6) == 0  # not due: nothing moves
+        assert chain.merge_recent_txindex(threshold=1) == 6  # 4 coinbases, 2 txs
         assert chain.merge_recent_txindex(threshold=1) == 0
         assert chain.reader.get_tx_location(both.txid) == (ours.hash, 2)
         theirs1 = build_block(chain, fork, alice.addr, [both], fees=1000, time_step=1)
@@ -636,13 +731,19 @@ def test_txrecent_entries_shadow_txindex_and_merge_into_it(tmp_path, uparams):
         chain.accept_block(build_block(chain, chain.index[theirs1.hash], alice.addr, time_step=1))
         assert chain.tip.height == 5
         # txindex says ``ours`` (stale) for both txs; txrecent says theirs1 for ``both``
-        answers = [chain.reader.get_tx_location(both.txid), chain.reader.get_tx_location(lost.txid),
-                   chain.reader.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])]
+        answers = [
+            chain.reader.get_tx_location(both.txid),
+            chain.reader.get_tx_location(lost.txid),
+            chain.reader.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)]),
+        ]
         assert answers[:2] == [(theirs1.hash, 1), None]
         assert answers[2][0].amount == both.outputs[0].amount and answers[2][1] is None
         assert chain.merge_recent_txindex(threshold=1) == 3
-        assert [chain.reader.get_tx_location(both.txid), chain.reader.get_tx_location(lost.txid),
-                chain.reader.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)])] == answers
+        assert [
+            chain.reader.get_tx_location(both.txid),
+            chain.reader.get_tx_location(lost.txid),
+            chain.reader.get_coins([OutPoint(both.txid, 0), OutPoint(lost.txid, 0)]),
+        ] == answers
         onward = to_self(chain, alice, (OutPoint(both.txid, 0), both.outputs[0]))
         chain.accept_block(build_block(chain, chain.tip, alice.addr, [onward], fees=1000))
         assert chain.reader.get_coin(OutPoint(both.txid, 0)) is None

@@ -1,7 +1,8 @@
 """A first end-to-end pass through the consensus core on real LMDB files."""
-from tests.framework.blocktools import mature_coins, mine_block, spend
+
 from node.mempool.pool import Mempool
 from node.primitives.tx import TxOut
+from tests.framework.blocktools import mature_coins, mine_block, spend
 
 
 def test_spend_confirm_and_reopen(tmp_path, chain, wallet):
@@ -20,6 +21,7 @@ def test_spend_confirm_and_reopen(tmp_path, chain, wallet):
     stats = chain.utxo_stats
     chain.close()
     from node.chain.chainstate import ChainState
+
     again = ChainState(tmp_path / "chain", chain.params)
     assert again.tip.hash == block.hash and again.utxo_stats == stats
     again.close()

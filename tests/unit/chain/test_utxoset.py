@@ -1,4 +1,5 @@
 """UTXO set statistics and digest (node/chain/connect.py)."""
+
 from __future__ import annotations
 
 import os
@@ -6,10 +7,23 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.primitives.encoding import encode, encode_uint
-from node.storage.schema import COIN_KEY_SIZE, coin_fields, coin_from_record, coin_key, coin_key_prefix, coin_value, encode_coin, outpoint_from_record, outpoint_key, tx_location_position, tx_location_prefix, undo_entry
-from node.primitives.tx import Coin, OutPoint
 from node.chain.connect import UtxoStats, digest_term, stored_digest_term, utxo_digest
+from node.primitives.encoding import encode, encode_uint
+from node.primitives.tx import Coin, OutPoint
+from node.storage.schema import (
+    COIN_KEY_SIZE,
+    coin_fields,
+    coin_from_record,
+    coin_key,
+    coin_key_prefix,
+    coin_value,
+    encode_coin,
+    outpoint_from_record,
+    outpoint_key,
+    tx_location_position,
+    tx_location_prefix,
+    undo_entry,
+)
 
 
 def _record(amount: int) -> tuple[bytes, bytes, int]:
@@ -41,8 +55,14 @@ def test_stats_apply_counts_a_block():
 _U32 = st.integers(0, 2**32 - 1)
 
 
-@given(st.integers(0, 2**64 - 1), st.binary(min_size=20, max_size=20), st.binary(min_size=32, max_size=32),
-       _U32, _U32, _U32)
+@given(
+    st.integers(0, 2**64 - 1),
+    st.binary(min_size=20, max_size=20),
+    st.binary(min_size=32, max_size=32),
+    _U32,
+    _U32,
+    _U32,
+)
 @settings(max_examples=200, deadline=None)
 def test_utxo_records_round_trip(amount, addr_hash, txid, height, position, index):
     """A utxo value built field by field is ``encode([amount, addr_hash, txid])`` and is
@@ -58,7 +78,8 @@ def test_utxo_records_round_trip(amount, addr_hash, txid, height, position, inde
     assert undo_entry(key, value) == encode(key + value)
     # the coin's digest term is its layout-free one
     assert stored_digest_term(key, value) == digest_term(
-        outpoint_key(txid, index), encode_coin(Coin(amount, addr_hash, height, position == 0)))
+        outpoint_key(txid, index), encode_coin(Coin(amount, addr_hash, height, position == 0))
+    )
 
 
 @given(st.tuples(_U32, _U32, _U32), st.tuples(_U32, _U32, _U32))

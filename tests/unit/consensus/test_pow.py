@@ -1,4 +1,5 @@
 """Compact bits, work and the ASERT retarget (node/consensus/pow.py, ChainState.next_bits)."""
+
 from __future__ import annotations
 
 import math
@@ -7,37 +8,57 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.consensus.params import GENESIS_TIME, MAIN, REGTEST, TESTNET
+from node.consensus.pow import (
+    asert_target,
+    bits_to_target,
+    block_work,
+    hash_meets_target,
+    target_to_bits,
+)
+from node.primitives.errors import BlockValidationError
 from tests.framework.blocktools import make_params, mine_block
 from tests.framework.chains import opened_chain
-from node.primitives.errors import BlockValidationError
-from node.consensus.params import GENESIS_TIME, MAIN, REGTEST, TESTNET
-from node.consensus.pow import (asert_target, bits_to_target, block_work, hash_meets_target,
-                      target_to_bits)
 
 # --- compact bits ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bits, target", [
-    (0x1D00FFFF, 0x00000000FFFF0000000000000000000000000000000000000000000000000000),  # Bitcoin genesis
-    (0x207FFFFF, 0x7FFFFF0000000000000000000000000000000000000000000000000000000000),  # Bitcoin regtest
-    (0x1B0404CB, 0x00000000000404CB000000000000000000000000000000000000000000000000),  # Bitcoin block 100000 era
-], ids=hex)
+@pytest.mark.parametrize(
+    "bits, target",
+    [
+        # Bitcoin genesis
+        (0x1D00FFFF, 0x00000000FFFF0000000000000000000000000000000000000000000000000000),
+        # Bitcoin regtest
+        (0x207FFFFF, 0x7FFFFF0000000000000000000000000000000000000000000000000000000000),
+        # Bitcoin block 100000 era
+        (0x1B0404CB, 0x00000000000404CB000000000000000000000000000000000000000000000000),
+    ],
+    ids=hex,
+)
 def test_bits_to_target_bitcoin_known_values(bits, target):
     """Bitcoin's well-known compact values expand to their targets and compress back."""
     assert bits_to_target(bits) == target
     assert target_to_bits(target) == bits
 
 
-@pytest.mark.parametrize("bits, target, compact", [
-    (0x01123456, 0x12, 0x01120000),
-    (0x02123456, 0x1234, 0x02123400),
-    (0x03123456, 0x123456, 0x03123456),
-    (0x04123456, 0x12345600, 0x04123456),
-    (0x05009234, 0x92340000, 0x05009234),
-    (0x20123456, 0x1234560000000000000000000000000000000000000000000000000000000000, 0x20123456),
-    (0x2100FFFF, 0xFFFF << 240, 0x2100FFFF),
-    (0x22000001, 1 << 248, 0x20010000),         # non-normalised input
-], ids=hex)
+@pytest.mark.parametrize(
+    "bits, target, compact",
+    [
+        (0x01123456, 0x12, 0x01120000),
+        (0x02123456, 0x1234, 0x02123400),
+        (0x03123456, 0x123456, 0x03123456),
+        (0x04123456, 0x12345600, 0x04123456),
+        (0x05009234, 0x92340000, 0x05009234),
+        (
+            0x20123456,
+            0x1234560000000000000000000000000000000000000000000000000000000000,
+            0x20123456,
+        ),
+        (0x2100FFFF, 0xFFFF << 240, 0x2100FFFF),
+        (0x22000001, 1 << 248, 0x20010000),  # non-normalised input
+    ],
+    ids=hex,
+)
 def test_bits_to_target_edge_cases(bits, target, compact):
     """Bitcoin's SetCompact/GetCompact cases: small exponents drop bytes; sign bit kept clear."""
     assert bits_to_target(bits) == target
@@ -51,11 +72,27 @@ def test_target_to_bits_keeps_sign_bit_clear():
     assert bits_to_target(0x02008000) == 0x80
 
 
-@pytest.mark.parametrize("bits", [
-    0x04923456, 0x01FEDCBA, 0x1D80FFFF, 0x00800000,     # negative (sign bit set)
-    0x00000000, 0x00123456, 0x01003456, 0x02000056, 0x03000000, 0x04000000, 0x1D000000,  # zero
-    0x23000001, 0x21010000, 0x22010000, 0xFF123456,   # above 256 bits
-], ids=hex)
+@pytest.mark.parametrize(
+    "bits",
+    [
+        0x04923456,
+        0x01FEDCBA,
+        0x1D80FFFF,
+        0x00800000,  # negative (sign bit set)
+        0x00000000,
+        0x00123456,
+        0x01003456,
+        0x02000056,
+        0x03000000,
+        0x04000000,
+        0x1D000000,  # zero
+        0x23000001,
+        0x21010000,
+        0x22010000,
+        0xFF123456,  # above 256 bits
+    ],
+    ids=hex,
+)
 def test_bits_to_target_rejects_negative_zero_and_overflow(bits):
     """Negative, zero and overflowing compact bits are refused with bad-diffbits."""
     with pytest.raises(BlockValidationError) as err:
@@ -77,7 +114,7 @@ def test_target_to_bits_rounds_down_and_roundtrips(target):
     bits = target_to_bits(target)
     rounded = bits_to_target(bits)
     assert rounded <= target
-    assert target - rounded < max(1, target >> 15)   # lost at most the bytes below the mantissa
+    assert target - rounded < max(1, target >> 15)  # lost at most the bytes below the mantissa
     assert target_to_bits(rounded) == bits
 
 
@@ -142,7 +179,7 @@ def test_asert_fractional_exponent_follows_two_to_the_x():
     for numerator in range(-8, 9):
         x = numerator / 8
         got = asert(SPACING * 10 + numerator * HALF_LIFE // 8, 10)
-        assert math.isclose(got / ANCHOR, 2 ** x, rel_tol=2e-4), (x, got / ANCHOR)
+        assert math.isclose(got / ANCHOR, 2**x, rel_tol=2e-4), (x, got / ANCHOR)
 
 
 def test_asert_clamps_to_pow_limit():
@@ -175,8 +212,12 @@ def test_asert_is_integer_exact_beyond_float_precision():
 
 
 @settings(max_examples=300, deadline=None)
-@given(anchor=st.integers(1, LIMIT), height_diff=st.integers(0, 100_000),
-       t1=st.integers(-10**8, 10**8), t2=st.integers(-10**8, 10**8))
+@given(
+    anchor=st.integers(1, LIMIT),
+    height_diff=st.integers(0, 100_000),
+    t1=st.integers(-(10**8), 10**8),
+    t2=st.integers(-(10**8), 10**8),
+)
 def test_asert_is_monotonic_in_time(anchor, height_diff, t1, t2):
     """A later parent time never yields a smaller target; results stay in [1, pow_limit]."""
     lo, hi = min(t1, t2), max(t1, t2)
@@ -198,6 +239,7 @@ def test_asert_monotonic_across_whole_half_lives(frac, anchor):
 
 # --- ChainState.next_bits on a real chain ----------------------------------------------------
 
+
 def test_next_bits_follows_block_times_on_a_chain(tmp_path):
     """On a make_params() chain, next_bits holds on schedule, hardens for fast blocks, eases for slow ones."""
     params = make_params()
@@ -205,16 +247,17 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
     addr = b"\x01" * 20
     with opened_chain(tmp_path / "chain", params, clock=lambda: clock) as chain:
         genesis_target = bits_to_target(params.genesis_bits)
-        assert chain.next_bits(chain.tip) == params.genesis_bits          # child of genesis
-        mine_block(chain, addr, time_step=SPACING)                        # height 1: the anchor
+        assert chain.next_bits(chain.tip) == params.genesis_bits  # child of genesis
+        mine_block(chain, addr, time_step=SPACING)  # height 1: the anchor
         assert chain.tip.header.bits == params.genesis_bits
-        for _ in range(2):                                                # on schedule: unchanged
+        for _ in range(2):  # on schedule: unchanged
             assert chain.next_bits(chain.tip) == params.genesis_bits
             mine_block(chain, addr, time_step=params.target_spacing)
         assert chain.next_bits(chain.tip) == params.genesis_bits
 
         targets = [bits_to_target(chain.next_bits(chain.tip))]
-        for _ in range(3):                                                # 1 s apart: harder each block
+        # 1 s apart: harder each block
+        for _ in range(3):
             block = mine_block(chain, addr, time_step=1)
             assert chain.tip.hash == block.hash
             targets.append(bits_to_target(chain.next_bits(chain.tip)))
@@ -224,12 +267,13 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
         assert targets[-1] < genesis_target // 4
 
         rising = [targets[-1]]
-        for _ in range(4):                                                # 1800 s apart: easier each block
+        # 1800 s apart: easier each block
+        for _ in range(4):
             mine_block(chain, addr, time_step=3 * params.target_spacing)
             rising.append(bits_to_target(chain.next_bits(chain.tip)))
         assert all(b > a for a, b in zip(rising, rising[1:]))
 
-        for _ in range(3):                                                # far behind: clamped
+        for _ in range(3):  # far behind: clamped
             mine_block(chain, addr, time_step=10 * params.asert_half_life)
         assert chain.next_bits(chain.tip) == target_to_bits(params.pow_limit)
         assert chain.height == 13

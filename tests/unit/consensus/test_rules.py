@@ -6,6 +6,7 @@ and the block is (or, for a mutated body or a not-yet-valid time, is not) marked
 invalid.  Context-free transaction rules go through ``rules.check_transaction``,
 ``Mempool.accept`` and a block carrying the transaction.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,28 +14,53 @@ import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, coinbase_coin, make_params, mature_coins, mine, mine_block, spend
-from tests.framework.chains import new_chain
 from node.chain.index import BlockStatus
 from node.consensus import rules
-from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
-
-from node.primitives.crypto import SigningKey
-from node.primitives.errors import TxValidationError, ValidationError
-from node.mempool.pool import Mempool
-from node.mining.miner import NONCE_START, solve_block
 from node.consensus.params import GENESIS_TIME, MAX_HALVINGS, REGTEST
 from node.consensus.pow import bits_to_target, hash_meets_target
-from node.primitives.tx import (COIN, MAX_MONEY, MAX_TX_SIZE, NULL_TXID, Coin, OutPoint, Transaction, TxIn,
-                     TxOut, input_sighash, make_coinbase, sighash_common)
+from node.mempool.pool import Mempool
+from node.mining.miner import NONCE_START, solve_block
+from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
+from node.primitives.crypto import SigningKey
+from node.primitives.errors import TxValidationError, ValidationError
+from node.primitives.tx import (
+    COIN,
+    MAX_MONEY,
+    MAX_TX_SIZE,
+    NULL_TXID,
+    Coin,
+    OutPoint,
+    Transaction,
+    TxIn,
+    TxOut,
+    input_sighash,
+    make_coinbase,
+    sighash_common,
+)
+from tests.framework.blocktools import (
+    Wallet,
+    coinbase_coin,
+    make_params,
+    mature_coins,
+    mine,
+    mine_block,
+    spend,
+)
+from tests.framework.chains import new_chain
 
-NOW = GENESIS_TIME + 1_000_000      # the chain's fixed local clock
-BURN = b"\x00" * 20                  # address of blocks nobody spends from
+NOW = GENESIS_TIME + 1_000_000  # the chain's fixed local clock
+BURN = b"\x00" * 20  # address of blocks nobody spends from
 PAYEE = b"\x77" * 20
 FEE = 1_000
 
-PARAMS = make_params("rulestest", retarget=False, genesis_bits=0x207FFFFF,
-                     pow_limit=bits_to_target(0x207FFFFF), coinbase_maturity=2, halving_interval=1000)
+PARAMS = make_params(
+    "rulestest",
+    retarget=False,
+    genesis_bits=0x207FFFFF,
+    pow_limit=bits_to_target(0x207FFFFF),
+    coinbase_maturity=2,
+    halving_interval=1000,
+)
 
 
 class Node:
@@ -68,20 +94,39 @@ def node(tmp_path):
 _DEFAULT = object()
 
 
-def build_block(chain, txs=(), *, parent=None, coinbase=_DEFAULT, fees=0, timestamp=None, bits=None,
-                version=1, merkle=None, solve=True):
+def build_block(
+    chain,
+    txs=(),
+    *,
+    parent=None,
+    coinbase=_DEFAULT,
+    fees=0,
+    timestamp=None,
+    bits=None,
+    version=1,
+    merkle=None,
+    solve=True,
+):
     """A block on ``parent`` (default: tip); ``coinbase=None`` leaves the coinbase out."""
     parent = parent or chain.tip
     height = parent.height + 1
     if coinbase is _DEFAULT:
-        coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height) + fees, BURN)], os.urandom(4))
+        coinbase = make_coinbase(
+            height, [TxOut(chain.params.subsidy(height) + fees, BURN)], os.urandom(4)
+        )
     all_txs = ([coinbase] if coinbase is not None else []) + list(txs)
     if timestamp is None:
         timestamp = max(int(chain.clock()), chain.median_time_past(parent) + 1)
     if merkle is None:
         merkle = merkle_root([t.txid for t in all_txs])
-    header = BlockHeader.create(version, parent.hash, merkle, timestamp,
-                                chain.next_bits(parent) if bits is None else bits, NONCE_START)
+    header = BlockHeader.create(
+        version,
+        parent.hash,
+        merkle,
+        timestamp,
+        chain.next_bits(parent) if bits is None else bits,
+        NONCE_START,
+    )
     block = Block.create(header, all_txs)
     return solve_block(block) if solve else block
 
@@ -102,7 +147,7 @@ def assert_rejected(chain, block, code, *, marked):
     entry = chain.index.get(block.hash)
     if marked:
         assert entry is not None and entry.status == BlockStatus.INVALID and entry.failure == code
-        with pytest.raises(ValidationError) as again:   # known invalid: refused at once
+        with pytest.raises(ValidationError) as again:  # known invalid: refused at once
             chain.accept_block(block)
         assert again.value.code == code
     else:
@@ -141,6 +186,7 @@ def replace_input(tx, index, **fields):
 
 # --- transactions without context (CheckTransaction) --------------------------------------
 
+
 def test_bad_txns_vin_empty(node):
     """A transaction without inputs is refused with bad-txns-vin-empty."""
     tx = Transaction.create(1, [], [TxOut(1, PAYEE)])
@@ -173,7 +219,9 @@ def test_bad_txns_vout_zero(node, amount):
 def test_bad_txns_vout_toolarge(node):
     """An output above MAX_MONEY is refused with bad-txns-vout-toolarge."""
     (coin,) = node.coins()
-    assert_tx_rule(node, node.pay([coin], outputs=[TxOut(MAX_MONEY + 1, PAYEE)]), "bad-txns-vout-toolarge")
+    assert_tx_rule(
+        node, node.pay([coin], outputs=[TxOut(MAX_MONEY + 1, PAYEE)]), "bad-txns-vout-toolarge"
+    )
 
 
 def test_bad_txns_txouttotal_toolarge(node):
@@ -207,8 +255,11 @@ def test_bad_cb_pubkey(node):
     """A coinbase input carrying a public key is refused with bad-cb-pubkey."""
     chain = node.chain
     height = chain.height + 1
-    cb = Transaction.create(1, [TxIn(NULL_TXID, height, b"", node.wallet.key.pubkey)],
-                            [TxOut(PARAMS.subsidy(height), BURN)])
+    cb = Transaction.create(
+        1,
+        [TxIn(NULL_TXID, height, b"", node.wallet.key.pubkey)],
+        [TxOut(PARAMS.subsidy(height), BURN)],
+    )
     assert cb.is_coinbase
     with pytest.raises(TxValidationError) as err:
         rules.check_transaction(cb)
@@ -242,6 +293,7 @@ def test_bad_txns_pubkey_size(node, size):
 
 
 # --- transactions in context (IsFinalTx, CheckTxInputs, signatures) ----------------------
+
 
 def test_bad_txns_nonfinal_height(node):
     """A height locktime equal to the block's height is refused (bad-txns-nonfinal); one below is mined."""
@@ -279,7 +331,9 @@ def test_missing_inputs_unknown_outpoint(node):
     with pytest.raises(ValidationError) as err:
         Mempool(chain).accept(tx)
     assert err.value.code == "bad-txns-inputs-missingorspent"
-    assert_rejected(chain, build_block(chain, [tx], fees=FEE), "bad-txns-inputs-missingorspent", marked=True)
+    assert_rejected(
+        chain, build_block(chain, [tx], fees=FEE), "bad-txns-inputs-missingorspent", marked=True
+    )
 
 
 def test_missing_inputs_double_spend_in_one_block(node):
@@ -301,8 +355,12 @@ def test_missing_inputs_spent_in_an_earlier_block(node):
     (coin,) = node.coins()
     assert_connects(chain, build_block(chain, [node.pay([coin])], fees=FEE))
     again = node.pay([coin], amount=coin[1].amount - 2 * FEE)
-    assert_rejected(chain, build_block(chain, [again], fees=2 * FEE), "bad-txns-inputs-missingorspent",
-                    marked=True)
+    assert_rejected(
+        chain,
+        build_block(chain, [again], fees=2 * FEE),
+        "bad-txns-inputs-missingorspent",
+        marked=True,
+    )
 
 
 def test_spending_an_output_created_earlier_in_the_same_block_is_allowed(node):
@@ -323,25 +381,33 @@ def test_spending_an_output_created_later_in_the_same_block_is_refused(node):
     (coin,) = node.coins()
     parent = node.pay([coin], outputs=[TxOut(coin[1].amount - FEE, node.wallet.addr)])
     child = node.pay([(OutPoint(parent.txid, 0), parent.outputs[0])])
-    assert_rejected(chain, build_block(chain, [child, parent], fees=2 * FEE),
-                    "bad-txns-inputs-missingorspent", marked=True)
+    assert_rejected(
+        chain,
+        build_block(chain, [child, parent], fees=2 * FEE),
+        "bad-txns-inputs-missingorspent",
+        marked=True,
+    )
 
 
 def test_bad_txns_premature_spend_of_coinbase(node):
     """A coinbase spent before coinbase_maturity confirmations is refused; at maturity it is mined."""
     chain = node.chain
     assert PARAMS.coinbase_maturity == 2
-    block = mine_block(chain, node.wallet.addr)          # coinbase at height h
+    block = mine_block(chain, node.wallet.addr)  # coinbase at height h
     coin = coinbase_coin(block)
     tx = node.pay([coin])
     # spent at height h + 1: one confirmation short
-    assert_rejected(chain, build_block(chain, [tx], fees=FEE), "bad-txns-premature-spend-of-coinbase",
-                    marked=True)
+    assert_rejected(
+        chain,
+        build_block(chain, [tx], fees=FEE),
+        "bad-txns-premature-spend-of-coinbase",
+        marked=True,
+    )
     with pytest.raises(TxValidationError) as err:
         Mempool(chain).accept(tx)
     assert err.value.code == "bad-txns-premature-spend-of-coinbase"
     mine(chain, BURN, 1)
-    Mempool(chain).accept(tx, test_only=True)             # at height h + 2 it is mature
+    Mempool(chain).accept(tx, test_only=True)  # at height h + 2 it is mature
     assert_connects(chain, build_block(chain, [tx], fees=FEE))
 
 
@@ -350,24 +416,33 @@ def test_bad_txns_pubkey_mismatch(node):
     chain = node.chain
     (coin,) = node.coins()
     thief = SigningKey.generate()
-    tx = node.pay([coin], key=thief)                     # validly signed, but by a key not owning the coin
+    # validly signed, but by a key not owning the coin
+    tx = node.pay([coin], key=thief)
     with pytest.raises(TxValidationError) as err:
         Mempool(chain).accept(tx)
     assert err.value.code == "bad-txns-pubkey-mismatch"
-    assert_rejected(chain, build_block(chain, [tx], fees=FEE), "bad-txns-pubkey-mismatch", marked=True)
+    assert_rejected(
+        chain, build_block(chain, [tx], fees=FEE), "bad-txns-pubkey-mismatch", marked=True
+    )
 
 
 def test_bad_txns_inputvalues_outofrange():
     """Coins summing above MAX_MONEY are refused with bad-txns-inputvalues-outofrange (rule called directly)."""
     # Unreachable through a chain: all coins together never exceed MAX_MONEY.
     key = SigningKey.generate()
-    tx = Transaction.create(1, [TxIn(b"\x01" * 32, 0, bytes(64), key.pubkey),
-                                TxIn(b"\x02" * 32, 0, bytes(64), key.pubkey)], [TxOut(1, PAYEE)])
+    tx = Transaction.create(
+        1,
+        [
+            TxIn(b"\x01" * 32, 0, bytes(64), key.pubkey),
+            TxIn(b"\x02" * 32, 0, bytes(64), key.pubkey),
+        ],
+        [TxOut(1, PAYEE)],
+    )
     coins = [Coin(MAX_MONEY, key.address_hash, 1, False), Coin(1, key.address_hash, 1, False)]
     with pytest.raises(TxValidationError) as err:
         rules.check_tx_inputs(tx, coins, 10, PARAMS)
     assert err.value.code == "bad-txns-inputvalues-outofrange"
-    coins[1] = Coin(0, key.address_hash, 1, False)       # exactly MAX_MONEY is in range
+    coins[1] = Coin(0, key.address_hash, 1, False)  # exactly MAX_MONEY is in range
     assert rules.check_tx_inputs(tx, coins, 10, PARAMS) == MAX_MONEY - 1
 
 
@@ -403,7 +478,9 @@ def test_bad_txns_signature_for_another_network(node):
     with pytest.raises(TxValidationError) as err:
         Mempool(chain).accept(replayed)
     assert err.value.code == "bad-txns-signature"
-    assert_rejected(chain, build_block(chain, [replayed], fees=FEE), "bad-txns-signature", marked=True)
+    assert_rejected(
+        chain, build_block(chain, [replayed], fees=FEE), "bad-txns-signature", marked=True
+    )
     assert_connects(chain, build_block(chain, [node.pay([coin])], fees=FEE))
 
 
@@ -422,13 +499,18 @@ def test_bad_txns_signature_valid_for_another_input(node):
 
 # --- headers ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bits", [0x1F7FFFFF, 0x2100FFFF, 0x20800000, 0x20000000],
-                         ids=["harder-than-expected", "above-pow-limit", "negative", "zero"])
+
+@pytest.mark.parametrize(
+    "bits",
+    [0x1F7FFFFF, 0x2100FFFF, 0x20800000, 0x20000000],
+    ids=["harder-than-expected", "above-pow-limit", "negative", "zero"],
+)
 def test_bad_diffbits(node, bits):
     """A header whose bits are not the expected ones (or malformed, or above pow_limit) is refused with bad-diffbits."""
     chain = node.chain
     mine(chain, BURN, 1)
-    block = build_block(chain, bits=bits, solve=bits == 0x1F7FFFFF)   # real work for the valid target
+    # real work for the valid target
+    block = build_block(chain, bits=bits, solve=bits == 0x1F7FFFFF)
     assert_rejected(chain, block, "bad-diffbits", marked=False)
     assert block.hash not in chain.index
 
@@ -460,7 +542,7 @@ def test_bad_version(node):
     """A header with version 0 is refused with bad-version."""
     chain = node.chain
     assert_rejected(chain, build_block(chain, version=0), "bad-version", marked=False)
-    assert_connects(chain, build_block(chain, version=2))   # higher versions are allowed
+    assert_connects(chain, build_block(chain, version=2))  # higher versions are allowed
 
 
 def test_time_too_old(node):
@@ -484,6 +566,7 @@ def test_time_too_new(node):
 
 
 # --- blocks without context (CheckBlock) -------------------------------------------------
+
 
 def test_bad_blk_length_oversize(node):
     """A block above MAX_BLOCK_SIZE bytes is refused with bad-blk-length and marked invalid."""
@@ -529,10 +612,10 @@ def test_mutated_body_does_not_mark_the_header_invalid(node):
     tx = node.pay([coin])
     block = build_block(chain, [tx], fees=FEE)
     mutated_bodies = [
-        [block.txs[0]],                                                   # a transaction dropped
-        [block.txs[0], tx, node.pay([coin], amount=1)],                   # one added
+        [block.txs[0]],  # a transaction dropped
+        [block.txs[0], tx, node.pay([coin], amount=1)],  # one added
         [block.txs[0], node.pay([coin], amount=coin[1].amount - 2 * FEE)],  # one replaced
-        [make_coinbase(chain.height + 1, [TxOut(1, BURN)]), tx],          # the coinbase replaced
+        [make_coinbase(chain.height + 1, [TxOut(1, BURN)]), tx],  # the coinbase replaced
     ]
     for body in mutated_bodies:
         assert_rejected(chain, with_body(block, body), "bad-txnmrklroot", marked=False)
@@ -556,7 +639,9 @@ def test_mutated_body_after_headers_first_does_not_mark_the_header_invalid(node)
     chain = node.chain
     block = build_block(chain)
     chain.accept_headers([block.header])
-    assert_rejected(chain, with_body(block, [block.txs[0], block.txs[0]]), "bad-txnmrklroot", marked=False)
+    assert_rejected(
+        chain, with_body(block, [block.txs[0], block.txs[0]]), "bad-txnmrklroot", marked=False
+    )
     assert_rejected(chain, with_body(block, []), "bad-txnmrklroot", marked=False)
     assert chain.index[block.hash].status != BlockStatus.INVALID
     assert_connects(chain, block)
@@ -566,7 +651,9 @@ def test_bad_cb_missing(node):
     """A block whose first transaction is not a coinbase is refused with bad-cb-missing."""
     chain = node.chain
     (coin,) = node.coins()
-    assert_rejected(chain, build_block(chain, [node.pay([coin])], coinbase=None), "bad-cb-missing", marked=True)
+    assert_rejected(
+        chain, build_block(chain, [node.pay([coin])], coinbase=None), "bad-cb-missing", marked=True
+    )
 
 
 def test_bad_cb_multiple(node):
@@ -615,7 +702,9 @@ def test_bad_prevblk(node):
     """A child of a block found invalid is refused with bad-prevblk; so is a header-only child."""
     chain = node.chain
     height = chain.height + 1
-    bad = build_block(chain, coinbase=make_coinbase(height, [TxOut(PARAMS.subsidy(height) + 1, BURN)]))
+    bad = build_block(
+        chain, coinbase=make_coinbase(height, [TxOut(PARAMS.subsidy(height) + 1, BURN)])
+    )
     assert_rejected(chain, bad, "bad-cb-amount", marked=True)
     parent = chain.index[bad.hash]
     child = build_block(chain, parent=parent)
@@ -633,13 +722,17 @@ def test_descendants_of_a_block_found_invalid_are_marked_bad_prevblk(node):
     fork = chain.chain[0]
     tip = chain.tip
     # a side branch from genesis: a greedy first block, then children that outgrow the tip
-    bad = build_block(chain, parent=fork,
-                      coinbase=make_coinbase(1, [TxOut(PARAMS.subsidy(1) + 1, BURN)]))
-    assert chain.accept_block(bad).status == "stored"           # less work than the tip: not connected yet
+    bad = build_block(
+        chain, parent=fork, coinbase=make_coinbase(1, [TxOut(PARAMS.subsidy(1) + 1, BURN)])
+    )
+    # less work than the tip: not connected yet
+    assert chain.accept_block(bad).status == "stored"
     child = build_block(chain, parent=chain.index[bad.hash])
-    assert chain.accept_block(child).status == "stored"         # equal work: the first seen tip stays
+    # equal work: the first seen tip stays
+    assert chain.accept_block(child).status == "stored"
     grandchild = build_block(chain, parent=chain.index[child.hash])
-    with pytest.raises(ValidationError) as err:                 # more work: the branch is tried and fails
+    # more work: the branch is tried and fails
+    with pytest.raises(ValidationError) as err:
         chain.accept_block(grandchild)
     assert err.value.code == "bad-prevblk"
     assert chain.tip is tip and chain.height == 2
@@ -647,23 +740,39 @@ def test_descendants_of_a_block_found_invalid_are_marked_bad_prevblk(node):
     for block in (child, grandchild):
         entry = chain.index[block.hash]
         assert entry.status == BlockStatus.INVALID and entry.failure == "bad-prevblk"
-    assert_rejected(chain, build_block(chain, parent=chain.index[grandchild.hash]), "bad-prevblk", marked=False)
+    assert_rejected(
+        chain, build_block(chain, parent=chain.index[grandchild.hash]), "bad-prevblk", marked=False
+    )
 
 
 # --- subsidy -----------------------------------------------------------------------------------
 
+
 def test_subsidy_halves_at_the_halving_interval(tmp_path):
     """At the halving height the old subsidy is refused (bad-cb-amount) and half of it is accepted."""
-    params = make_params("halvingtest", retarget=False, genesis_bits=0x207FFFFF,
-                         pow_limit=bits_to_target(0x207FFFFF), halving_interval=3)
+    params = make_params(
+        "halvingtest",
+        retarget=False,
+        genesis_bits=0x207FFFFF,
+        pow_limit=bits_to_target(0x207FFFFF),
+        halving_interval=3,
+    )
     full = params.initial_subsidy
-    assert [params.subsidy(h) for h in (0, 2, 3, 5, 6, 9)] == [full, full, full // 2, full // 2,
-                                                               full // 4, full // 8]
+    assert [params.subsidy(h) for h in (0, 2, 3, 5, 6, 9)] == [
+        full,
+        full,
+        full // 2,
+        full // 2,
+        full // 4,
+        full // 8,
+    ]
     assert params.subsidy(3 * MAX_HALVINGS) == 0
     assert params.subsidy(3 * MAX_HALVINGS - 1) == full >> (MAX_HALVINGS - 1)
     with contextlib.closing(Node(tmp_path / "chain", params).chain) as chain:
         for height in (1, 2):
-            assert_connects(chain, build_block(chain, coinbase=make_coinbase(height, [TxOut(full, BURN)])))
+            assert_connects(
+                chain, build_block(chain, coinbase=make_coinbase(height, [TxOut(full, BURN)]))
+            )
         old = build_block(chain, coinbase=make_coinbase(3, [TxOut(full, BURN)]))
         assert_rejected(chain, old, "bad-cb-amount", marked=True)
         half = build_block(chain, coinbase=make_coinbase(3, [TxOut(full // 2, BURN)]))

@@ -1,16 +1,18 @@
 """node.consensus.sigbatch (one GIL release per chunk) and node.sigcheck (jobs on the pool)."""
+
 from __future__ import annotations
 
 import hashlib
 import threading
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from node.primitives.crypto import SigningKey
-from node.primitives.errors import TxValidationError
 from node.consensus.sigbatch import NATIVE, first_invalid, first_invalid_python
 from node.consensus.sigcheck import SignatureVerifier
+from node.primitives.crypto import SigningKey
+from node.primitives.errors import TxValidationError
 from tests.unit.primitives.test_crypto import BIP340_VECTORS
 
 KEYS = [SigningKey(hashlib.sha256(bytes([i])).digest()) for i in range(4)]
@@ -43,16 +45,16 @@ def test_bip340_vectors_give_the_same_answer_both_ways(vector):
 def _broken(check, how: int):
     pubkey, sig, msg = check
     return [
-        (pubkey, bytes([sig[0] ^ 1]) + sig[1:], msg),        # wrong signature
-        (pubkey, sig, bytes([msg[0] ^ 1]) + msg[1:]),        # wrong message
+        (pubkey, bytes([sig[0] ^ 1]) + sig[1:], msg),  # wrong signature
+        (pubkey, sig, bytes([msg[0] ^ 1]) + msg[1:]),  # wrong message
         (KEYS[1].pubkey if pubkey == KEYS[0].pubkey else KEYS[0].pubkey, sig, msg),  # other key
-        (pubkey[:31], sig, msg),                             # short key
-        (pubkey, sig + b"\0", msg),                          # long signature
-        (pubkey, sig, msg[:16]),                             # short message
-        (bytearray(pubkey), sig, msg),                       # not bytes
-        (b"\xff" * 32, sig, msg),                            # not a curve point
-        [pubkey, sig, msg],                                  # not a tuple
-        (pubkey, sig),                                       # two fields
+        (pubkey[:31], sig, msg),  # short key
+        (pubkey, sig + b"\0", msg),  # long signature
+        (pubkey, sig, msg[:16]),  # short message
+        (bytearray(pubkey), sig, msg),  # not bytes
+        (b"\xff" * 32, sig, msg),  # not a curve point
+        [pubkey, sig, msg],  # not a tuple
+        (pubkey, sig),  # two fields
     ][how]
 
 

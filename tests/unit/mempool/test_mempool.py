@@ -1,17 +1,30 @@
 """The mempool against a real chain state: acceptance, conflicts, replace-by-fee,
 templates, following blocks, size cap and expiry."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import open_chain
-from node.primitives.errors import MempoolConflictError, MissingInputsError, PolicyError, TxValidationError
-from node.mempool.pool import Mempool
 from node.mempool.entry import outpoint_key
+from node.mempool.pool import Mempool
+from node.primitives.errors import (
+    MempoolConflictError,
+    MissingInputsError,
+    PolicyError,
+    TxValidationError,
+)
 from node.primitives.tx import OutPoint, Transaction, TxIn, TxOut, make_coinbase
+from tests.framework.blocktools import (
+    Wallet,
+    build_block,
+    coinbase_coin,
+    extend,
+    make_params,
+    spend,
+)
+from tests.framework.chains import open_chain
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +70,11 @@ def out(tx, n=0):
 
 def assert_pool_consistent(pool):
     """spenders, bytes, usage and parent/child links agree with the entries."""
-    spenders = {outpoint_key(i.prev_txid, i.prev_index): txid
-                for txid, e in pool.entries.items() for i in e.tx.inputs}
+    spenders = {
+        outpoint_key(i.prev_txid, i.prev_index): txid
+        for txid, e in pool.entries.items()
+        for i in e.tx.inputs
+    }
     assert pool.spenders == spenders
     assert pool.bytes == sum(e.size for e in pool.entries.values())
     assert pool.usage == sum(e.usage() for e in pool.entries.values())
@@ -82,9 +98,11 @@ def test_accepts_valid_spend(setup):
     assert entry.fee_rate == 1500 / tx.size
     assert tx.txid in pool and len(pool) == 1 and pool.get(tx.txid) is entry
     assert pool.spenders == {key(coins[0][0]): tx.txid}
-    assert pool.spender(coins[0][0]) == tx.txid and entry.spent == [chain.reader.get_coin(coins[0][0])]
+    assert pool.spender(coins[0][0]) == tx.txid and entry.spent == [
+        chain.reader.get_coin(coins[0][0])
+    ]
     assert pool.bytes == tx.size
-    assert chain.reader.get_coin(coins[0][0]) is not None          # the chain is untouched
+    assert chain.reader.get_coin(coins[0][0]) is not None  # the chain is untouched
     assert_pool_consistent(pool)
 
 
@@ -134,7 +152,7 @@ def test_replacement_must_pay_for_what_it_evicts(setup):
     pool.accept(original)
     pool.accept(rich_child)
     cheap = pay(chain, wallet, [coins[0]], 5000, to=b"\x63" * 20)
-    assert cheap.size == original.size                   # so 5x the fee rate of the direct conflict
+    assert cheap.size == original.size  # so 5x the fee rate of the direct conflict
     with pytest.raises(MempoolConflictError):
         pool.accept(cheap)
     assert set(pool.entries) == {original.txid, rich_child.txid}
@@ -184,8 +202,12 @@ def test_missing_or_spent_inputs(setup):
     """Spending an unknown outpoint or a coin spent on chain gives bad-txns-inputs-missingorspent."""
     chain, wallet, coins = setup
     pool = Mempool(chain)
-    ghost = spend(chain, [(OutPoint(os.urandom(32), 0), TxOut(10**6, wallet.addr))], wallet.key,
-                  [TxOut(10**5, wallet.addr)])
+    ghost = spend(
+        chain,
+        [(OutPoint(os.urandom(32), 0), TxOut(10**6, wallet.addr))],
+        wallet.key,
+        [TxOut(10**5, wallet.addr)],
+    )
     with pytest.raises(MissingInputsError) as exc:
         pool.accept(ghost)
     assert exc.value.code == "bad-txns-inputs-missingorspent"
@@ -224,8 +246,9 @@ def test_consensus_failures_are_refused(setup):
     assert exc.value.code == "bad-txns-premature-spend-of-coinbase"
     tx = pay(chain, wallet, [coins[0]], 1000)
     txin = tx.inputs[0]
-    forged = Transaction.create(1, [TxIn(txin.prev_txid, txin.prev_index, bytes(64), txin.pubkey)],
-                                tx.outputs)
+    forged = Transaction.create(
+        1, [TxIn(txin.prev_txid, txin.prev_index, bytes(64), txin.pubkey)], tx.outputs
+    )
     with pytest.raises(TxValidationError) as exc:
         pool.accept(forged)
     assert exc.value.code == "bad-txns-signature"
@@ -234,14 +257,24 @@ def test_consensus_failures_are_refused(setup):
     with pytest.raises(TxValidationError) as exc:
         pool.accept(stolen)
     assert exc.value.code == "bad-txns-pubkey-mismatch"
-    late = spend(chain, [coins[0]], wallet.key, [TxOut(coins[0][1].amount - 1000, wallet.addr)],
-                 locktime=chain.height + 1)
+    late = spend(
+        chain,
+        [coins[0]],
+        wallet.key,
+        [TxOut(coins[0][1].amount - 1000, wallet.addr)],
+        locktime=chain.height + 1,
+    )
     with pytest.raises(TxValidationError) as exc:
         pool.accept(late)
     assert exc.value.code == "bad-txns-nonfinal"
     assert len(pool) == 0 and pool.spenders == {}
-    ok = spend(chain, [coins[0]], wallet.key, [TxOut(coins[0][1].amount - 1000, wallet.addr)],
-               locktime=chain.height)
+    ok = spend(
+        chain,
+        [coins[0]],
+        wallet.key,
+        [TxOut(coins[0][1].amount - 1000, wallet.addr)],
+        locktime=chain.height,
+    )
     pool.accept(ok)
 
 
@@ -288,7 +321,7 @@ def test_template_orders_by_fee_rate_parents_first_within_size(setup):
     assert txs == [low_parent, rich_child, high] and fees == 60_400
     assert sum(t.size for t in txs) <= three
     assert pool.select_for_block(10) == ([], 0)
-    assert len(pool) == 5                               # selecting removes nothing
+    assert len(pool) == 5  # selecting removes nothing
 
 
 def test_block_connected_removes_mined_and_conflicting(setup):
@@ -302,11 +335,13 @@ def test_block_connected_removes_mined_and_conflicting(setup):
     bystander = pay(chain, wallet, [coins[2]], 1000)
     for tx in (mined, mined_child, loser, loser_child, bystander):
         pool.accept(tx)
-    winner = pay(chain, wallet, [coins[1]], 3000, to=b"\x66" * 20)     # not in the pool
-    result = chain.accept_block(build_block(chain, chain.tip, b"\x67" * 20, [mined, winner], fees=4000))
+    winner = pay(chain, wallet, [coins[1]], 3000, to=b"\x66" * 20)  # not in the pool
+    result = chain.accept_block(
+        build_block(chain, chain.tip, b"\x67" * 20, [mined, winner], fees=4000)
+    )
     pool.update_for_chain(result.connected, result.disconnected)
     assert set(pool.entries) == {mined_child.txid, bystander.txid}
-    assert pool.get(mined_child.txid).parents == set()      # its parent is confirmed now
+    assert pool.get(mined_child.txid).parents == set()  # its parent is confirmed now
     assert_pool_consistent(pool)
     txs, _ = pool.select_for_block(1_000_000)
     assert set(t.txid for t in txs) == {mined_child.txid, bystander.txid}
@@ -378,7 +413,7 @@ def test_reorg_keeps_entry_times(setup):
     result = chain.accept_block(build_block(chain, chain.tip, b"\x68" * 20, [mined], fees=1000))
     pool.update_for_chain(result.connected, result.disconnected)
     clock.now = 100.0
-    result = chain.invalidate_block(chain.tip.hash)         # a reorg: the block goes away
+    result = chain.invalidate_block(chain.tip.hash)  # a reorg: the block goes away
     pool.update_for_chain(result.connected, result.disconnected)
     assert set(pool.entries) == {waiting.txid, mined.txid}
     assert pool.get(waiting.txid).time == 0.0
@@ -399,7 +434,7 @@ def test_test_only_does_not_add(setup):
     assert set(pool.entries) == {first.txid} and pool.bytes == first.size
     replacement = pay(chain, wallet, [coins[0]], 50_000)
     assert pool.accept(replacement, test_only=True).fee == 50_000
-    assert set(pool.entries) == {first.txid}                  # nothing replaced
+    assert set(pool.entries) == {first.txid}  # nothing replaced
     with pytest.raises(PolicyError):
         pool.accept(pay(chain, wallet, [coins[1]], 0), test_only=True)
     assert_pool_consistent(pool)
@@ -411,8 +446,8 @@ def test_fee_rate_histogram(setup):
     """The histogram counts entries and bytes per fee-rate bucket."""
     chain, wallet, coins = setup
     pool = Mempool(chain)
-    a = pay(chain, wallet, [coins[0]], 300)                 # ~1.7 per byte
-    b = pay(chain, wallet, [coins[1]], 30_000)              # ~170 per byte
+    a = pay(chain, wallet, [coins[0]], 300)  # ~1.7 per byte
+    b = pay(chain, wallet, [coins[1]], 30_000)  # ~170 per byte
     pool.accept(a)
     pool.accept(b)
     buckets = pool.fee_rate_histogram()
@@ -451,6 +486,7 @@ def test_accept_many_large_batch_finds_a_bad_signature_among_started_jobs(setup,
     prepared): the one bad signature is refused with its code, its descendants go
     with it, and every other transaction is accepted."""
     from node.consensus.sigcheck import JOB_CHUNK
+
     chain, wallet, coins = setup
     pool = Mempool(chain)
     txs = [pay(chain, wallet, [coins[0]], 1000)]
@@ -463,7 +499,7 @@ def test_accept_many_large_batch_finds_a_bad_signature_among_started_jobs(setup,
     outcomes = pool.accept_many(txs)
     assert [getattr(o, "txid", None) for o in outcomes[:bad_at]] == [tx.txid for tx in txs[:bad_at]]
     assert outcomes[bad_at].code == "bad-txns-signature"
-    assert all(isinstance(o, MissingInputsError) for o in outcomes[bad_at + 1:])
+    assert all(isinstance(o, MissingInputsError) for o in outcomes[bad_at + 1 :])
     assert set(pool.entries) == {tx.txid for tx in txs[:bad_at]}
     assert_pool_consistent(pool)
 
@@ -489,10 +525,13 @@ def test_usage_estimate_matches_the_heap(setup):
     for lone transactions and for parent/child chains, within a margin on the safe side."""
     import gc
     import tracemalloc
+
     chain, wallet, coins = setup
     n = 300
     fan = pay(chain, wallet, coins[:1], 100_000, parts=n)
-    assert chain.accept_block(build_block(chain, chain.tip, b"\x61" * 20, [fan])).status == "connected"
+    assert (
+        chain.accept_block(build_block(chain, chain.tip, b"\x61" * 20, [fan])).status == "connected"
+    )
     lone = [pay(chain, wallet, [out(fan, i)], 1_000, parts=2) for i in range(n)]
     kids = [pay(chain, wallet, [out(p)], 1_000, parts=2) for p in lone]
     for txs in (lone, lone + kids):
@@ -502,7 +541,8 @@ def test_usage_estimate_matches_the_heap(setup):
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            decoded = [Transaction.from_bytes(bytes(bytearray(raw))) for raw in raws]   # fresh bytes, as off the wire
+            # fresh bytes, as off the wire
+            decoded = [Transaction.from_bytes(bytes(bytearray(raw))) for raw in raws]
             outcomes = pool.accept_many(decoded)
             del decoded, outcomes
             gc.collect()
@@ -512,7 +552,7 @@ def test_usage_estimate_matches_the_heap(setup):
         assert len(pool) == len(txs)
         assert_pool_consistent(pool)
         assert held <= pool.usage <= 1.3 * held, (held, pool.usage)
-        assert pool.usage < 6 * pool.bytes          # compact: a few times the encoded size (was 11)
+        assert pool.usage < 6 * pool.bytes  # compact: a few times the encoded size (was 11)
 
 
 def test_touching_finds_payments_and_spends_of_an_address(setup):
@@ -528,7 +568,7 @@ def test_touching_finds_payments_and_spends_of_an_address(setup):
     unrelated = pay(chain, wallet, [coins[1]], 1_000, to=b"\x43" * 20)
     pool.accept(unrelated)
     assert [tx for _, tx, _ in pool.touching(other)] == [paying]
-    found = pool.touching(wallet.addr)                     # the wallet spent in both
+    found = pool.touching(wallet.addr)  # the wallet spent in both
     assert [tx for _, tx, _ in found] == [unrelated, paying]
     assert found[1][2] == [chain.reader.get_coin(coins[0][0])]
     assert pool.touching(b"\x44" * 20) == []
@@ -538,6 +578,7 @@ def test_eviction_raises_a_decaying_fee_floor(setup):
     """After an eviction a newcomer must pay more than the evicted rate
     (mempool-min-fee-not-met); the floor halves with time and then vanishes."""
     from node.mempool.pool import ROLLING_FEE_HALFLIFE
+
     chain, wallet, coins = setup
     clock = Clock()
     probe = Mempool(chain).accept(pay(chain, wallet, [coins[0]], 1000), test_only=True).usage()
@@ -545,7 +586,7 @@ def test_eviction_raises_a_decaying_fee_floor(setup):
     low = pay(chain, wallet, [coins[0]], 2_000)
     pool.accept(low)
     pool.accept(pay(chain, wallet, [coins[1]], 40_000))
-    pool.accept(pay(chain, wallet, [coins[2]], 50_000))            # evicts low
+    pool.accept(pay(chain, wallet, [coins[2]], 50_000))  # evicts low
     assert low.txid not in pool
     floor = pool.current_min_fee_rate()
     assert floor == pytest.approx(2_000 / low.size + 1)
@@ -553,10 +594,11 @@ def test_eviction_raises_a_decaying_fee_floor(setup):
     with pytest.raises(PolicyError) as exc:
         pool.accept(cheap)
     assert exc.value.code == "mempool-min-fee-not-met"
-    clock.now += ROLLING_FEE_HALFLIFE                               # the pool is full: full half-life
+    # the pool is full: full half-life
+    clock.now += ROLLING_FEE_HALFLIFE
     assert pool.current_min_fee_rate() == pytest.approx(floor / 2)
     clock.now += 10 * ROLLING_FEE_HALFLIFE
-    assert pool.current_min_fee_rate() == pool.min_fee_rate        # decayed away
+    assert pool.current_min_fee_rate() == pool.min_fee_rate  # decayed away
     assert pool.rolling_fee_rate == 0.0
 
 

@@ -1,14 +1,15 @@
 """Saving and loading the mempool (node/mempool/persist.py) on real chains and files."""
+
 from __future__ import annotations
 
 import pytest
 
-from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
-from tests.framework.chains import open_chain
 from node.mempool.persist import MEMPOOL_FORMAT, load_mempool, save_mempool
 from node.mempool.pool import Mempool
 from node.primitives.encoding import encode
 from node.primitives.tx import OutPoint, TxOut
+from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
+from tests.framework.chains import open_chain
 
 
 @pytest.fixture
@@ -50,13 +51,14 @@ def test_a_saved_pool_loads_with_its_arrival_times(chain_and_coins, tmp_path):
         clock[0] += 1.5
     path = tmp_path / "mempool.dat"
     assert save_mempool(pool, path) == 5
-    assert not path.with_name("mempool.dat.new").exists()   # renamed into place
+    assert not path.with_name("mempool.dat.new").exists()  # renamed into place
 
     clock[0] += 3600
     again = Mempool(chain, clock=lambda: clock[0])
     assert load_mempool(again, path) == (5, 0)
-    assert {t: e.time for t, e in again.entries.items()} == \
-        {t: round(e.time, 3) for t, e in pool.entries.items()}
+    assert {t: e.time for t, e in again.entries.items()} == {
+        t: round(e.time, 3) for t, e in pool.entries.items()
+    }
 
 
 def test_parents_are_saved_before_children_whatever_their_times(chain_and_coins, tmp_path):
@@ -93,16 +95,23 @@ def test_what_no_longer_fits_is_dropped(chain_and_coins, tmp_path):
     rival = spend(chain, [coins[2]], wallet.key, [TxOut(coins[2][1].amount - 5000, b"\x42" * 20)])
     clock[0] += 1
     again = Mempool(chain, clock=lambda: clock[0])
-    again.accept(rival)                               # the coin of ``doomed`` is taken
+    again.accept(rival)  # the coin of ``doomed`` is taken
     accepted, dropped = load_mempool(again, path)
     assert (accepted, dropped) == (1, 3)
     assert set(again.entries) == {kept.txid, rival.txid}
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00", encode([MEMPOOL_FORMAT + 1, []]),
-                                     encode([MEMPOOL_FORMAT, [[b"\x93", 1]]]),
-                                     encode([MEMPOOL_FORMAT, [[1, 2]]]),
-                                     encode([MEMPOOL_FORMAT, "records"])])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x00",
+        encode([MEMPOOL_FORMAT + 1, []]),
+        encode([MEMPOOL_FORMAT, [[b"\x93", 1]]]),
+        encode([MEMPOOL_FORMAT, [[1, 2]]]),
+        encode([MEMPOOL_FORMAT, "records"]),
+    ],
+)
 def test_a_malformed_file_loads_nothing(chain_and_coins, tmp_path, content):
     chain, _, _ = chain_and_coins
     path = tmp_path / "mempool.dat"

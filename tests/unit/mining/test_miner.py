@@ -1,4 +1,5 @@
 """Block templates, the nonce search, solving, regtest generation and the async Miner."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,18 +10,25 @@ import time
 
 import pytest
 
+from node.consensus.params import REGTEST
+from node.consensus.pow import bits_to_target, hash_meets_target
+from node.mempool.pool import Mempool
+from node.mining.miner import (
+    NONCE_START,
+    Miner,
+    create_block_template,
+    header_prefix,
+    mine_blocks,
+    search_nonce,
+    solve_block,
+)
+from node.primitives.block import Block, merkle_root
+from node.primitives.crypto import sha256d
+from node.primitives.tx import TxOut
 from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
 from tests.framework.chains import open_chain, opened_chain
 from tests.framework.programs import killed_at_exit
 from tests.framework.util import REPO_ROOT, wait_until
-from node.primitives.block import Block, merkle_root
-from node.primitives.crypto import sha256d
-from node.mempool.pool import Mempool
-from node.mining.miner import (NONCE_START, Miner, create_block_template, header_prefix, mine_blocks,
-                        search_nonce, solve_block)
-from node.consensus.params import REGTEST
-from node.consensus.pow import bits_to_target, hash_meets_target
-from node.primitives.tx import TxOut
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,10 @@ def test_template_includes_mempool_txs_and_pays_fees(funded, uparams):
     """The template spends the pool's txs, pays subsidy + fees, and the solved block connects."""
     chain, wallet, coins = funded
     pool = Mempool(chain)
-    txs = [spend(chain, [coin], wallet.key, [TxOut(coin[1].amount - fee, wallet.addr)])
-           for coin, fee in zip(coins, (1000, 2500, 4000))]
+    txs = [
+        spend(chain, [coin], wallet.key, [TxOut(coin[1].amount - fee, wallet.addr)])
+        for coin, fee in zip(coins, (1000, 2500, 4000))
+    ]
     for tx in txs:
         pool.accept(tx)
     now = chain.tip.header.timestamp + 600
@@ -92,7 +102,7 @@ def test_search_nonce_finds_the_first_valid_nonce(funded):
     template = create_block_template(chain, None, b"\x73" * 20)
     prefix = header_prefix(template.header)
     assert prefix + NONCE_START.to_bytes(8, "big") == template.header.raw
-    target = 1 << 252                          # about one hash in 16
+    target = 1 << 252  # about one hash in 16
     for start in (NONCE_START, NONCE_START + 1000, 2**63):
         nonce = search_nonce(prefix, target, start, 2000)
         assert nonce is not None and start <= nonce < start + 2000
@@ -115,32 +125,49 @@ def test_solve_block_raw_equals_recreated_block(funded):
     """solve_block's raw bytes equal Block.create(header with nonce, txs).raw."""
     chain, wallet, coins = funded
     pool = Mempool(chain)
-    pool.accept(spend(chain, [coins[0]], wallet.key, [TxOut(coins[0][1].amount - 900, wallet.addr)]))
+    pool.accept(
+        spend(chain, [coins[0]], wallet.key, [TxOut(coins[0][1].amount - 900, wallet.addr)])
+    )
     template = create_block_template(chain, pool, b"\x75" * 20)
     block = solve_block(template)
     assert block.header.nonce >= NONCE_START
-    assert block.raw == Block.create(template.header.with_nonce(block.header.nonce), template.txs).raw
+    assert (
+        block.raw == Block.create(template.header.with_nonce(block.header.nonce), template.txs).raw
+    )
     assert Block.from_bytes(block.raw).hash == block.hash
     assert hash_meets_target(block.hash, bits_to_target(block.header.bits))
-    assert block.header.nonce == brute_force(template.header, bits_to_target(template.header.bits),
-                                             NONCE_START, block.header.nonce - NONCE_START + 1)
+    assert block.header.nonce == brute_force(
+        template.header,
+        bits_to_target(template.header.bits),
+        NONCE_START,
+        block.header.nonce - NONCE_START + 1,
+    )
     # a nearly impossible target with few tries gives up
-    hard = Block.create(template.header.__class__.create(
-        1, template.header.prev_hash, template.header.merkle_root, template.header.timestamp,
-        0x03000001, NONCE_START), template.txs)
+    hard = Block.create(
+        template.header.__class__.create(
+            1,
+            template.header.prev_hash,
+            template.header.merkle_root,
+            template.header.timestamp,
+            0x03000001,
+            NONCE_START,
+        ),
+        template.txs,
+    )
     assert solve_block(hard, max_tries=20) is None
 
 
 def test_mine_blocks_on_regtest(tmp_path):
     """mine_blocks mines and connects blocks on regtest, built ahead in one batch."""
-    with opened_chain(tmp_path / "regtest", REGTEST,
-                      clock=lambda: REGTEST.genesis_timestamp + 10**6) as chain:
+    with opened_chain(
+        tmp_path / "regtest", REGTEST, clock=lambda: REGTEST.genesis_timestamp + 10**6
+    ) as chain:
         blocks = mine_blocks(chain, None, b"\x76" * 20, 3)
         assert [b.hash for b in blocks] == [e.hash for e in chain.chain[1:]]
         assert chain.height == 3
         assert chain.utxo_stats.count == 3 and chain.utxo_stats.amount == 3 * REGTEST.subsidy(1)
         assert all(b.header.bits == REGTEST.genesis_bits for b in blocks)
-        assert len({b.txs[0].txid for b in blocks}) == 3      # random extra nonce in each coinbase
+        assert len({b.txs[0].txid for b in blocks}) == 3  # random extra nonce in each coinbase
 
 
 def test_mine_blocks_confirms_mempool(funded):
@@ -175,8 +202,13 @@ async def test_async_miner_finds_and_submits_block(tmp_path, uparams):
         templates = []
 
         async def template():
-            block = create_block_template(chain, None, b"\x78" * 20, extra=bytes([len(templates)]),
-                                          now=chain.tip.header.timestamp + 600)
+            block = create_block_template(
+                chain,
+                None,
+                b"\x78" * 20,
+                extra=bytes([len(templates)]),
+                now=chain.tip.header.timestamp + 600,
+            )
             templates.append(block)
             return block
 
@@ -198,18 +230,27 @@ async def test_async_miner_finds_and_submits_block(tmp_path, uparams):
     assert chain_height >= 1
     block = submitted[0]
     assert block.header.prev_hash == templates[0].header.prev_hash
-    assert block.raw == Block.create(templates[0].header.with_nonce(block.header.nonce), templates[0].txs).raw
+    assert (
+        block.raw
+        == Block.create(templates[0].header.with_nonce(block.header.nonce), templates[0].txs).raw
+    )
     assert hash_meets_target(block.hash, bits_to_target(block.header.bits))
     assert all(not p.is_alive() for p in processes), "stop() left worker processes running"
-    await miner.stop()                                     # stopping twice is harmless
+    await miner.stop()  # stopping twice is harmless
 
 
 async def unsolvable(chain, calls: list) -> Block:
     """A template on the tip with an impossible target (the search never succeeds); counts calls."""
     calls.append(1)
     block = create_block_template(chain, None, b"\x79" * 20, now=chain.tip.header.timestamp + 600)
-    header = block.header.__class__.create(1, block.header.prev_hash, block.header.merkle_root,
-                                           block.header.timestamp, 0x03000001, NONCE_START)
+    header = block.header.__class__.create(
+        1,
+        block.header.prev_hash,
+        block.header.merkle_root,
+        block.header.timestamp,
+        0x03000001,
+        NONCE_START,
+    )
     return Block.create(header, block.txs)
 
 
@@ -237,11 +278,13 @@ async def test_async_miner_notify_takes_fresh_template(tmp_path, uparams):
     assert not miner.running
 
 
-async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(tmp_path, uparams,
-                                                                                monkeypatch):
+async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(
+    tmp_path, uparams, monkeypatch
+):
     """notify(tip=False) (a new mempool tx) is ignored while the template is younger than
     MIN_TEMPLATE_AGE: building one decodes and sorts the pool.  A tip change is not."""
     import node.mining.miner as miner_module
+
     monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 3600.0)
     with opened_chain(tmp_path / "y", uparams) as chain:
         calls = []
@@ -257,13 +300,15 @@ async def test_async_miner_keeps_a_young_template_when_only_the_mempool_changed(
             await until(lambda: miner.hashes > 0, "the first hashes")
             miner.notify(tip=False)
             hashes = miner.hashes
-            await until(lambda: miner.hashes >= hashes + 3 * miner_module.CHUNK_NONCES,
-                        "three more chunks searched")
-            assert len(calls) == 1                       # still searching the first template
-            miner.notify()                               # the tip moved: start over at once
+            await until(
+                lambda: miner.hashes >= hashes + 3 * miner_module.CHUNK_NONCES,
+                "three more chunks searched",
+            )
+            assert len(calls) == 1  # still searching the first template
+            miner.notify()  # the tip moved: start over at once
             await until(lambda: len(calls) == 2, "a second template")
             monkeypatch.setattr(miner_module, "MIN_TEMPLATE_AGE", 0.0)
-            miner.notify(tip=False)                      # an old enough template is refreshed
+            miner.notify(tip=False)  # an old enough template is refreshed
             await until(lambda: len(calls) == 3, "a third template")
 
 
@@ -271,7 +316,7 @@ def test_mine_blocks_batches_keep_timestamps_valid(tmp_path):
     """Hundreds of regtest blocks mined in one second keep timestamps above the median time past."""
     now = REGTEST.genesis_timestamp + 10**6
     with opened_chain(tmp_path / "regtest", REGTEST, clock=lambda: now) as chain:
-        blocks = mine_blocks(chain, None, b"\x76" * 20, 600)   # more than one MINE_BATCH
+        blocks = mine_blocks(chain, None, b"\x76" * 20, 600)  # more than one MINE_BATCH
         assert chain.height == 600 and blocks[-1].hash == chain.tip.hash
         assert all(b.header.timestamp <= now + REGTEST.max_future_block_time for b in blocks)
 
@@ -306,8 +351,9 @@ asyncio.run(main())
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 def test_miner_workers_die_with_a_killed_node(tmp_path):
     """SIGKILL of the process running the Miner ends its worker processes too."""
-    node = subprocess.Popen([sys.executable, "-c", MINER_SCRIPT], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO_ROOT)
+    node = subprocess.Popen(
+        [sys.executable, "-c", MINER_SCRIPT], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
     with killed_at_exit(node) as proc:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(p) for p in pids)

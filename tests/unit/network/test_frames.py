@@ -1,4 +1,5 @@
 """Frames, the message envelope and the network-layer message bodies."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,16 @@ from hypothesis import strategies as st
 
 from network import FrameDecoder, FrameError, MessageError, Misbehaviour
 from network.frames import HEADER_SIZE, MAX_PAYLOAD_SIZE, checksum, encode_frame
-from network.protocol import (MAX_ADDR, AddrEntry, VersionMessage, decode_addr, decode_envelope,
-                              encode_addr, encode_envelope, ping_nonce)
+from network.protocol import (
+    MAX_ADDR,
+    AddrEntry,
+    VersionMessage,
+    decode_addr,
+    decode_envelope,
+    encode_addr,
+    encode_envelope,
+    ping_nonce,
+)
 from node.primitives import encoding
 
 MAGIC = b"OBt\x01"
@@ -48,7 +57,7 @@ def test_incremental_byte_by_byte():
         offset += HEADER_SIZE + len(p)
         ends.add(offset)
     for i in range(len(stream)):
-        got = decoder.decode(stream[i:i + 1])
+        got = decoder.decode(stream[i : i + 1])
         if got:
             assert i + 1 in ends
         out.extend(got)
@@ -104,8 +113,7 @@ def test_truncated_frame_waits():
 
 
 @settings(max_examples=300, deadline=None)
-@given(chunks=st.lists(st.binary(max_size=64), max_size=8),
-       prefix_valid=st.booleans())
+@given(chunks=st.lists(st.binary(max_size=64), max_size=8), prefix_valid=st.booleans())
 def test_arbitrary_bytes_yield_payloads_or_frame_error(chunks, prefix_valid):
     """Any byte sequence, fed in any pieces, produces payloads or FrameError, nothing else."""
     decoder = FrameDecoder(MAGIC, max_payload=256)
@@ -127,11 +135,12 @@ def test_valid_streams_roundtrip_in_any_pieces(payloads, cut):
     decoder = FrameDecoder(MAGIC, max_payload=300)
     out = []
     for i in range(0, len(stream), cut):
-        out.extend(decoder.decode(stream[i:i + cut]))
+        out.extend(decoder.decode(stream[i : i + cut]))
     assert out == payloads
 
 
 # --- envelope -----------------------------------------------------------------------
+
 
 def test_envelope_roundtrip():
     """[type, body] encodes canonically and decodes back."""
@@ -139,22 +148,26 @@ def test_envelope_roundtrip():
     assert decode_envelope(encoding, payload) == ("tx", [1, b"\x02", "three"])
 
 
-@pytest.mark.parametrize("obj", [
-    [],  # not two fields
-    ["tx"],
-    ["tx", 1, 2],
-    [5, []],  # type is not text
-    [b"tx", []],
-    ["", []],  # empty type
-    ["thirteenchars", []],  # longer than 12
-    ["has space", []],
-    ["caf\u00e9", []],  # not ASCII
-    {"type": "tx"},  # a map (node.encoding refuses maps)
-    "tx",
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [],  # not two fields
+        ["tx"],
+        ["tx", 1, 2],
+        [5, []],  # type is not text
+        [b"tx", []],
+        ["", []],  # empty type
+        ["thirteenchars", []],  # longer than 12
+        ["has space", []],
+        ["caf\u00e9", []],  # not ASCII
+        {"type": "tx"},  # a map (node.encoding refuses maps)
+        "tx",
+    ],
+)
 def test_envelope_malformed(obj):
     """Anything but [short ASCII type, body] is a bad-message."""
     import msgpack
+
     payload = msgpack.packb(obj, use_bin_type=True)
     with pytest.raises(MessageError) as err:
         decode_envelope(encoding, payload)
@@ -164,8 +177,12 @@ def test_envelope_malformed(obj):
 def test_envelope_non_canonical_or_garbage_is_bad_message():
     """Any exception of codec.decode (non-canonical, truncated, trailing bytes) is bad-message."""
     canonical = encoding.encode(["ping", [1]])
-    for payload in (b"\xc1", canonical[:-1], canonical + b"\x00",
-                    b"\x92\xa4ping\x91\xcd\x00\x01"):  # 1 as uint16: not minimal
+    for payload in (
+        b"\xc1",
+        canonical[:-1],
+        canonical + b"\x00",
+        b"\x92\xa4ping\x91\xcd\x00\x01",
+    ):  # 1 as uint16: not minimal
         with pytest.raises(MessageError) as err:
             decode_envelope(encoding, payload)
         assert err.value.code == "bad-message"
@@ -173,9 +190,18 @@ def test_envelope_non_canonical_or_garbage_is_bad_message():
 
 # --- network-layer bodies ---------------------------------------------------------------
 
+
 def _version(**changes):
-    fields = dict(protocol_version=1, magic=MAGIC, genesis_hash=b"\1" * 32, best_height=10,
-                  listen_port=8333, nonce=2**64 - 1, user_agent="/obol/", timestamp=1700000000)
+    fields = dict(
+        protocol_version=1,
+        magic=MAGIC,
+        genesis_hash=b"\1" * 32,
+        best_height=10,
+        listen_port=8333,
+        nonce=2**64 - 1,
+        user_agent="/obol/",
+        timestamp=1700000000,
+    )
     fields.update(changes)
     return VersionMessage(**fields)
 
@@ -188,10 +214,19 @@ def test_version_roundtrip_and_extra_fields():
     assert VersionMessage.from_body(body + [b"future"]) == version
 
 
-@pytest.mark.parametrize("index,value", [
-    (0, "1"), (1, b"abc"), (2, b"\0" * 31), (3, -1), (4, 65536),
-    (5, 2**64), (6, "x" * 65), (7, b"ts"),
-])
+@pytest.mark.parametrize(
+    "index,value",
+    [
+        (0, "1"),
+        (1, b"abc"),
+        (2, b"\0" * 31),
+        (3, -1),
+        (4, 65536),
+        (5, 2**64),
+        (6, "x" * 65),
+        (7, b"ts"),
+    ],
+)
 def test_version_wrong_field(index, value):
     """Each version field has its type and range checked (bad-version)."""
     body = _version().to_body()

@@ -4,6 +4,7 @@ Every test keeps a well-behaved peer (another PeerManager) connected to the
 node under attack and checks that it is still connected and answers pings
 afterwards: garbage from one peer must never disturb another.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,10 +17,10 @@ import pytest
 
 from network import PeerManager
 from network.frames import checksum, encode_frame
+from node.primitives import encoding
 from tests.framework.managers import ManagerFactory
 from tests.framework.util import LOCALHOST, wait_until
 from tests.framework.wire import TEST_MAGIC, WireClient
-from node.primitives import encoding
 
 
 @pytest.fixture
@@ -104,13 +105,20 @@ PRE_HANDSHAKE_GARBAGE = {
     "type-not-text": (lambda: _frame(encoding.encode([7, []])), "bad-message"),
     "version-wrong-types": (
         lambda: _frame(encoding.encode(["version", ["1", b"x", b"y", -1, 0, 0, "", 0]])),
-        "bad-version"),
-    "ping-before-handshake": (lambda: _frame(encoding.encode(["ping", [1]])),
-                              "message-before-handshake"),
-    "node-message-before-handshake": (lambda: _frame(encoding.encode(["tx", [b"\x00"]])),
-                                      "message-before-handshake"),
-    "verack-before-version": (lambda: _frame(encoding.encode(["verack", []])),
-                              "verack-before-version"),
+        "bad-version",
+    ),
+    "ping-before-handshake": (
+        lambda: _frame(encoding.encode(["ping", [1]])),
+        "message-before-handshake",
+    ),
+    "node-message-before-handshake": (
+        lambda: _frame(encoding.encode(["tx", [b"\x00"]])),
+        "message-before-handshake",
+    ),
+    "verack-before-version": (
+        lambda: _frame(encoding.encode(["verack", []])),
+        "verack-before-version",
+    ),
 }
 
 
@@ -204,8 +212,9 @@ async def test_message_flood_bans(nets):
 
 async def test_byte_flood_bans(nets):
     """A peer exceeding the byte rate limit is banned for flooding."""
-    guarded = await Guarded.start(nets, max_payload=20_000, max_bytes_per_second=50_000.0,
-                                  byte_burst=100_000)
+    guarded = await Guarded.start(
+        nets, max_payload=20_000, max_bytes_per_second=50_000.0, byte_burst=100_000
+    )
     raw = await guarded.raw()
     await raw.handshake()
     big = _frame(encoding.encode(["junk", [b"x" * 19_000]]))
@@ -241,8 +250,9 @@ async def test_peer_not_answering_pings_is_dropped_not_banned(nets):
 
 async def test_peer_not_reading_is_dropped_as_too_slow(nets):
     """A peer whose send queue outgrows max_send_queue is disconnected, not banned."""
-    guarded = await Guarded.start(nets, max_payload=40_000, max_send_queue=100_000,
-                                  byte_burst=100_000)
+    guarded = await Guarded.start(
+        nets, max_payload=40_000, max_send_queue=100_000, byte_burst=100_000
+    )
     raw = await guarded.raw()
     await raw.handshake()
     await wait_until(lambda: guarded.raw_side().established, what="raw established")

@@ -1,4 +1,5 @@
 """PeerManagers talking to each other over real sockets on 127.0.0.1."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,10 +8,10 @@ import logging
 import pytest
 
 from network import Misbehaviour, NetworkError, PeerManager
+from node.primitives import encoding
 from tests.framework.managers import ManagerFactory
 from tests.framework.util import LOCALHOST, wait_until
 from tests.framework.wire import WireClient
-from node.primitives import encoding
 
 
 @pytest.fixture
@@ -44,8 +45,18 @@ async def test_handshake_completes_both_ways(nets):
     assert (b_side.best_height, b_side.user_agent, b_side.listen_port) == (5, "/a/", a.listen_port)
     assert established == [b_side]
     info = a_side.info()
-    assert set(info) >= {"address", "direction", "version", "user_agent", "height", "ping_ms",
-                         "bytes_in", "bytes_out", "ban_score", "connected_seconds"}
+    assert set(info) >= {
+        "address",
+        "direction",
+        "version",
+        "user_agent",
+        "height",
+        "ping_ms",
+        "bytes_in",
+        "bytes_out",
+        "ban_score",
+        "connected_seconds",
+    }
     assert info["address"] == f"127.0.0.1:{b.listen_port}" and info["height"] == 7
     assert info["bytes_in"] > 0 and info["bytes_out"] > 0
     assert a.stats()["outbound"] == 1 and b.stats()["inbound"] == 1
@@ -56,8 +67,10 @@ async def test_ping_rtt_measured(nets):
     a = await nets.start()
     b = await nets.start()
     a_side, b_side = await linked(a, b)
-    await wait_until(lambda: a_side.ping_rtt is not None and b_side.ping_rtt is not None,
-                     what="first ping answered")
+    await wait_until(
+        lambda: a_side.ping_rtt is not None and b_side.ping_rtt is not None,
+        what="first ping answered",
+    )
     rtt = await a.ping(a_side, timeout=5)
     assert 0 < rtt < 5 and a_side.info()["ping_ms"] == pytest.approx(rtt * 1000, abs=0.01)
 
@@ -139,8 +152,10 @@ async def test_broadcast_reaches_peers(nets):
     leaves = [await nets.start() for _ in range(3)]
     got: dict[int, list] = {i: [] for i in range(3)}
     for i, leaf in enumerate(leaves):
+
         async def handler(peer, body, i=i):
             got[i].append(body)
+
         leaf.register("news", handler)
         await leaf.connect(LOCALHOST, hub.listen_port)
     await wait_until(lambda: len(hub.peers()) == 3, what="3 inbound peers")
@@ -181,8 +196,9 @@ async def test_persistent_peer_reconnects_after_restart(nets):
     a.add_persistent_peer(LOCALHOST, port)
     await wait_until(lambda: len(a.peers()) == 1, what="first connection")
     await b.stop()
-    await wait_until(lambda: events == ["up", "down"] and not a.connections(),
-                     what="disconnect noticed")
+    await wait_until(
+        lambda: events == ["up", "down"] and not a.connections(), what="disconnect noticed"
+    )
     b2 = await nets.start(listen_port=port)
     await wait_until(lambda: len(a.peers()) == 1 and len(b2.peers()) == 1, what="reconnected")
     assert events == ["up", "down", "up"]
@@ -207,8 +223,10 @@ async def test_persistent_self_connection_not_retried(nets):
     a = await nets.start()
     a.add_persistent_peer(LOCALHOST, a.listen_port)
     await wait_until(lambda: a.dialler.is_self((LOCALHOST, a.listen_port)), what="self found")
-    await wait_until(lambda: not any(task.get_name().startswith("persistent-")
-                                     for task in asyncio.all_tasks()), what="redial loop ended")
+    await wait_until(
+        lambda: not any(task.get_name().startswith("persistent-") for task in asyncio.all_tasks()),
+        what="redial loop ended",
+    )
     assert not a.connections()
 
 
@@ -241,8 +259,15 @@ async def test_duplicate_connection_resolved(nets):
     a = await nets.start()
     b = await nets.start()
     await asyncio.gather(a.connect(LOCALHOST, b.listen_port), b.connect(LOCALHOST, a.listen_port))
-    await wait_until(lambda: len(a.connections()) == 1 and len(b.connections()) == 1
-                     and len(a.peers()) == 1 and len(b.peers()) == 1, what="one link left")
+    await wait_until(
+        lambda: (
+            len(a.connections()) == 1
+            and len(b.connections()) == 1
+            and len(a.peers()) == 1
+            and len(b.peers()) == 1
+        ),
+        what="one link left",
+    )
     assert a.peers()[0].nonce == b.nonce and b.peers()[0].nonce == a.nonce
     with pytest.raises(NetworkError) as err:
         await a.connect(LOCALHOST, b.listen_port)
@@ -257,13 +282,16 @@ async def test_addr_gossip_fills_outbound_slot(nets):
     await wait_until(lambda: (LOCALHOST, b.listen_port) in a.addrbook, what="A learned B")
     c = await nets.start(discover=True, max_outbound=2)
     c.add_persistent_peer(LOCALHOST, a.listen_port)
-    await wait_until(lambda: any(p.kind.value == "automatic" for p in c.peers()),
-                     what="C dialled an address it learned")
+    await wait_until(
+        lambda: any(p.kind.value == "automatic" for p in c.peers()),
+        what="C dialled an address it learned",
+    )
     automatic = [p for p in c.peers() if p.kind.value == "automatic"]
     assert [p.target for p in automatic] == [(LOCALHOST, b.listen_port)]
     # B completes its side of the handshake a moment after C does
-    await wait_until(lambda: any(p.listen_port == c.listen_port for p in b.peers()),
-                     what="B sees C established")
+    await wait_until(
+        lambda: any(p.listen_port == c.listen_port for p in b.peers()), what="B sees C established"
+    )
     assert (LOCALHOST, c.listen_port) not in {p.target for p in c.connections()}
 
 
@@ -377,5 +405,6 @@ async def test_stop_leaves_no_tasks(nets):
     await a.stop()
     await b.stop()
     current = asyncio.current_task()
-    await wait_until(lambda: [t for t in asyncio.all_tasks() if t is not current] == [],
-                     what="no tasks left")
+    await wait_until(
+        lambda: [t for t in asyncio.all_tasks() if t is not current] == [], what="no tasks left"
+    )

@@ -1,4 +1,5 @@
 """Ban list, address book and token bucket, without sockets."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ class Clock:
 
 
 # --- ban list ------------------------------------------------------------------------
+
 
 def test_ban_expires(tmp_path):
     """A ban holds until its expiry, then drops out of the list by itself."""
@@ -76,12 +78,20 @@ def test_corrupt_ban_file_is_ignored(tmp_path):
 
 # --- address book ------------------------------------------------------------------------
 
+
 def test_addrbook_add_and_skip_unusable():
     """Only IP literals with a non-zero port are learned; last_seen only moves forward."""
     clock = Clock()
     book = AddrBook(None, clock=clock)
-    added = book.add([("10.0.0.1", 8333, clock.now - 100), ("example.com", 1, 0),
-                      ("10.0.0.2", 0, 0), ("::1", 9000, clock.now)], source="1.2.3.4")
+    added = book.add(
+        [
+            ("10.0.0.1", 8333, clock.now - 100),
+            ("example.com", 1, 0),
+            ("10.0.0.2", 0, 0),
+            ("::1", 9000, clock.now),
+        ],
+        source="1.2.3.4",
+    )
     assert added == 2 and len(book) == 2
     book.add([("10.0.0.1", 8333, clock.now - 500)], source="x")
     assert book.get(("10.0.0.1", 8333)).last_seen == clock.now - 100
@@ -100,10 +110,17 @@ def test_addrbook_select_prefers_recently_good_and_skips_excluded_banned():
     ranked = book.entries()
     assert ranked[0].address == ("10.0.0.9", 8333)
     assert book.select() in {e.address for e in ranked[:3]}
-    assert book.select(exclude=[e.address for e in ranked if e.host != "10.0.1.5"]) == \
-        ("10.0.1.5", 8333)
-    assert book.select(exclude=[e.address for e in ranked if e.host != "10.0.1.5"],
-                       is_banned=lambda h: h == "10.0.1.5") is None
+    assert book.select(exclude=[e.address for e in ranked if e.host != "10.0.1.5"]) == (
+        "10.0.1.5",
+        8333,
+    )
+    assert (
+        book.select(
+            exclude=[e.address for e in ranked if e.host != "10.0.1.5"],
+            is_banned=lambda h: h == "10.0.1.5",
+        )
+        is None
+    )
 
 
 def test_addrbook_failure_backoff_and_forgetting():
@@ -142,18 +159,26 @@ def test_addrbook_gossip_and_persistence(tmp_path):
     clock = Clock()
     path = tmp_path / "peers.json"
     book = AddrBook(path, clock=clock)
-    book.add([("10.0.0.1", 1, clock.now), ("10.0.0.2", 2, clock.now - 60 * 86400),
-              ("10.0.0.3", 3, clock.now - 10)], source="x")
+    book.add(
+        [
+            ("10.0.0.1", 1, clock.now),
+            ("10.0.0.2", 2, clock.now - 60 * 86400),
+            ("10.0.0.3", 3, clock.now - 10),
+        ],
+        source="x",
+    )
     for _ in range(3):
         book.failed(("10.0.0.3", 3))
     assert [e.host for e in book.for_gossip(10)] == ["10.0.0.1"]
     book.save()
     loaded = AddrBook(path, clock=clock)
-    assert sorted(loaded.entries(), key=lambda e: e.host) == \
-        sorted(book.entries(), key=lambda e: e.host)
+    assert sorted(loaded.entries(), key=lambda e: e.host) == sorted(
+        book.entries(), key=lambda e: e.host
+    )
 
 
 # --- token bucket -------------------------------------------------------------------------
+
 
 def test_token_bucket_burst_and_refill():
     """A bucket allows its burst at once, then refills at its rate."""

@@ -2,6 +2,7 @@
 that record what they are asked for.  Each block is requested once, and a request that
 came to nothing (stall, notfound, a body that does not match its header) is asked of
 another peer that has the block."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,15 +10,15 @@ import os
 
 import pytest
 
-from tests.framework.blocktools import Wallet, mine
-from tests.framework.chains import new_chain
-from node.primitives.block import Block
 from node.p2p.messages import INV_BLOCK, MSG_GETDATA
 from node.p2p.peerstate import PeerTable
 from node.p2p.sync import MAX_BLOCKS_IN_FLIGHT, BlockSync
+from node.primitives.block import Block
 from node.primitives.tx import make_coinbase
+from tests.framework.blocktools import Wallet, mine
+from tests.framework.chains import new_chain
 
-CHAIN_LENGTH = 150   # blocks: several rounds of MAX_BLOCKS_IN_FLIGHT for two peers
+CHAIN_LENGTH = 150  # blocks: several rounds of MAX_BLOCKS_IN_FLIGHT for two peers
 
 
 class UnusedPort:
@@ -39,8 +40,13 @@ class FakePeer:
 
     def requested(self) -> list[bytes]:
         """Block hashes asked of this peer since the last call."""
-        hashes = [h for t, body in self.outbox if t == MSG_GETDATA
-                  for kind, h in body if kind == INV_BLOCK]
+        hashes = [
+            h
+            for t, body in self.outbox
+            if t == MSG_GETDATA
+            for kind, h in body
+            if kind == INV_BLOCK
+        ]
         self.outbox.clear()
         return hashes
 
@@ -99,12 +105,13 @@ def test_each_block_is_requested_once_across_peers(downloader, source_blocks):
 def mutated(block: Block) -> Block:
     """The block's header over another body (the merkle root no longer matches)."""
     cb = block.txs[0]
-    return Block.create(block.header, [make_coinbase(cb.inputs[0].prev_index, list(cb.outputs),
-                                                     os.urandom(4))])
+    return Block.create(
+        block.header, [make_coinbase(cb.inputs[0].prev_index, list(cb.outputs), os.urandom(4))]
+    )
 
 
 async def stall(chain, sync, peer, hashes, by_hash) -> None:
-    await sync.on_disconnected(peer)   # what the stall watcher does to a stalling peer
+    await sync.on_disconnected(peer)  # what the stall watcher does to a stalling peer
 
 
 async def answer_notfound(chain, sync, peer, hashes, by_hash) -> None:
@@ -116,7 +123,9 @@ async def send_mutated(chain, sync, peer, hashes, by_hash) -> None:
 
 
 @pytest.mark.parametrize("failure", [stall, answer_notfound, send_mutated])
-async def test_requests_that_came_to_nothing_go_to_the_other_peer(downloader, source_blocks, failure):
+async def test_requests_that_came_to_nothing_go_to_the_other_peer(
+    downloader, source_blocks, failure
+):
     chain, sync, (first, second) = downloader
     by_hash = {b.hash: b for b in source_blocks}
     sync.schedule()
@@ -127,6 +136,8 @@ async def test_requests_that_came_to_nothing_go_to_the_other_peer(downloader, so
     asked = run_to_the_end(chain, sync, peers, by_hash)
     assert chain.tip.hash == source_blocks[-1].hash, "the sync did not recover"
     everything = [h for hashes in asked.values() for h in hashes]
-    assert sorted(everything) == sorted(by_hash), "after the failure, each block is asked for exactly once"
+    assert sorted(everything) == sorted(by_hash), (
+        "after the failure, each block is asked for exactly once"
+    )
     if failure is answer_notfound:
         assert not set(failed) & set(asked[first.id]), "a peer was asked again for what it lacks"

@@ -1,4 +1,5 @@
 """Canonical msgpack (node/primitives/encoding.py) and the strict typed decoders of tx and block."""
+
 from __future__ import annotations
 
 import struct
@@ -9,13 +10,30 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
-from node.primitives.crypto import SigningKey
-from node.primitives.crypto import sha256d
-from node.primitives.encoding import (MAX_DECODE_SIZE, decode, element_bytes, encode, encode_array, encode_uint,
-                           expect_bytes, expect_int, expect_list, expect_str)
+from node.primitives.crypto import SigningKey, sha256d
+from node.primitives.encoding import (
+    MAX_DECODE_SIZE,
+    decode,
+    element_bytes,
+    encode,
+    encode_array,
+    encode_uint,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_str,
+)
 from node.primitives.errors import DecodeError, ValidationError
-from node.primitives.tx import (MAX_TX_SIZE, MAX_UINT32, MAX_UINT64, OutPoint, Transaction, TxOut,
-                     make_coinbase, sign_transaction)
+from node.primitives.tx import (
+    MAX_TX_SIZE,
+    MAX_UINT32,
+    MAX_UINT64,
+    OutPoint,
+    Transaction,
+    TxOut,
+    make_coinbase,
+    sign_transaction,
+)
 
 NETWORK_ID = bytes(range(32))
 KEY = SigningKey(bytes(31) + b"\x07")
@@ -23,28 +41,66 @@ KEY = SigningKey(bytes(31) + b"\x07")
 
 def _signed_tx() -> Transaction:
     spent = TxOut(5_000, KEY.address_hash)
-    return sign_transaction(1, [(OutPoint(b"\x11" * 32, 3), spent, KEY),
-                                (OutPoint(b"\x22" * 32, 0), spent, KEY)],
-                            [TxOut(4_000, b"\x33" * 20), TxOut(900, b"\x44" * 20)],
-                            NETWORK_ID, locktime=17)
+    return sign_transaction(
+        1,
+        [(OutPoint(b"\x11" * 32, 3), spent, KEY), (OutPoint(b"\x22" * 32, 0), spent, KEY)],
+        [TxOut(4_000, b"\x33" * 20), TxOut(900, b"\x44" * 20)],
+        NETWORK_ID,
+        locktime=17,
+    )
 
 
 TX = _signed_tx()
 COINBASE = make_coinbase(5, [TxOut(50, b"\x55" * 20)], b"miner data")
-HEADER = BlockHeader.create(1, b"\x01" * 32, merkle_root([COINBASE.txid, TX.txid]),
-                            1_800_000_000, 0x207FFFFF, 12345)
+HEADER = BlockHeader.create(
+    1, b"\x01" * 32, merkle_root([COINBASE.txid, TX.txid]), 1_800_000_000, 0x207FFFFF, 12345
+)
 BLOCK = Block.create(HEADER, [COINBASE, TX])
 
 
 # --- roundtrips ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [
-    0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, MAX_UINT64,
-    -1, -32, -33, -128, -129, -2**15, -2**31 - 1, -2**63,
-    b"", b"\x00", b"x" * 255, b"x" * 256, b"x" * 65536,
-    "", "a", "é€", "a" * 31, "a" * 32, "a" * 256,
-    [], [[]], [1, b"2", "3", [4, [5, [b""]]]], list(range(16)), list(range(70000)),
-])
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        2**32 - 1,
+        2**32,
+        MAX_UINT64,
+        -1,
+        -32,
+        -33,
+        -128,
+        -129,
+        -(2**15),
+        -(2**31) - 1,
+        -(2**63),
+        b"",
+        b"\x00",
+        b"x" * 255,
+        b"x" * 256,
+        b"x" * 65536,
+        "",
+        "a",
+        "é€",
+        "a" * 31,
+        "a" * 32,
+        "a" * 256,
+        [],
+        [[]],
+        [1, b"2", "3", [4, [5, [b""]]]],
+        list(range(16)),
+        list(range(70000)),
+    ],
+)
 def test_roundtrip_canonical_values(value):
     """Every int/bytes/str/array value decodes back to itself from its canonical bytes."""
     data = encode(value)
@@ -77,105 +133,135 @@ def test_integers_use_the_shortest_form():
 
 # --- rejections ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data", [
-    b"\xcc\x05",                          # uint8 holding a fixint
-    b"\xcc\x00",                          # uint8 zero
-    b"\xcd\x00\xff",                      # uint16 holding a uint8
-    b"\xce\x00\x00\x01\x00",              # uint32 holding a uint16
-    b"\xcf" + (1).to_bytes(8, "big"),     # uint64 holding 1
-    b"\xcf" + (2**32 - 1).to_bytes(8, "big"),
-    b"\xd0\x01",                          # int8 holding a positive fixint
-    b"\xd0\xff",                          # int8 holding -1 (a negative fixint)
-    b"\xd1\xff\x80",                      # int16 holding -128 (fits int8)
-    b"\xd2\xff\xff\xff\xff",              # int32 holding -1
-    b"\xd3" + (5).to_bytes(8, "big"),     # int64 holding 5
-], ids=lambda d: d.hex())
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xcc\x05",  # uint8 holding a fixint
+        b"\xcc\x00",  # uint8 zero
+        b"\xcd\x00\xff",  # uint16 holding a uint8
+        b"\xce\x00\x00\x01\x00",  # uint32 holding a uint16
+        b"\xcf" + (1).to_bytes(8, "big"),  # uint64 holding 1
+        b"\xcf" + (2**32 - 1).to_bytes(8, "big"),
+        b"\xd0\x01",  # int8 holding a positive fixint
+        b"\xd0\xff",  # int8 holding -1 (a negative fixint)
+        b"\xd1\xff\x80",  # int16 holding -128 (fits int8)
+        b"\xd2\xff\xff\xff\xff",  # int32 holding -1
+        b"\xd3" + (5).to_bytes(8, "big"),  # int64 holding 5
+    ],
+    ids=lambda d: d.hex(),
+)
 def test_rejects_non_minimal_integers(data):
     """An integer not in its shortest form is refused."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"\xdc\x00\x01\x01",                  # array16 with one element
-    b"\xdd\x00\x00\x00\x00",              # array32, empty
-    b"\xc5\x00\x01A",                     # bin16 of one byte
-    b"\xc6\x00\x00\x00\x00",              # bin32, empty
-    b"\xd9\x01a",                         # str8 of one character (fixstr exists)
-    b"\xda\x00\x01a",                     # str16 of one character
-], ids=lambda d: d.hex())
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xdc\x00\x01\x01",  # array16 with one element
+        b"\xdd\x00\x00\x00\x00",  # array32, empty
+        b"\xc5\x00\x01A",  # bin16 of one byte
+        b"\xc6\x00\x00\x00\x00",  # bin32, empty
+        b"\xd9\x01a",  # str8 of one character (fixstr exists)
+        b"\xda\x00\x01a",  # str16 of one character
+    ],
+    ids=lambda d: d.hex(),
+)
 def test_rejects_non_minimal_lengths(data):
     """Arrays, bin and str with a longer-than-needed length prefix are refused."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"\x80",                              # empty map
-    b"\x81\x01\x02",                      # {1: 2}
-    b"\x81\xa1k\x01",                     # {"k": 1}
-    b"\x91\x80",                          # [{}]
-    msgpack.packb({"a": [1, 2]}),
-], ids=lambda d: d.hex())
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x80",  # empty map
+        b"\x81\x01\x02",  # {1: 2}
+        b"\x81\xa1k\x01",  # {"k": 1}
+        b"\x91\x80",  # [{}]
+        msgpack.packb({"a": [1, 2]}),
+    ],
+    ids=lambda d: d.hex(),
+)
 def test_rejects_maps(data):
     """Maps are not part of the format, at top level or nested."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"\xca" + struct.pack(">f", 1.0),     # float32
-    b"\xcb" + struct.pack(">d", 1.0),     # float64 (re-encodes identically: still refused)
-    b"\x92\x01\xcb" + struct.pack(">d", 0.5),
-], ids=lambda d: d.hex())
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xca" + struct.pack(">f", 1.0),  # float32
+        b"\xcb" + struct.pack(">d", 1.0),  # float64 (re-encodes identically: still refused)
+        b"\x92\x01\xcb" + struct.pack(">d", 0.5),
+    ],
+    ids=lambda d: d.hex(),
+)
 def test_rejects_floats(data):
     """Floats (32- or 64-bit, even when canonical msgpack) are refused."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [b"\xc0", b"\xc2", b"\xc3", b"\x92\x01\xc0", b"\x91\x91\xc3"],
-                         ids=lambda d: d.hex())
+@pytest.mark.parametrize(
+    "data", [b"\xc0", b"\xc2", b"\xc3", b"\x92\x01\xc0", b"\x91\x91\xc3"], ids=lambda d: d.hex()
+)
 def test_rejects_bool_and_nil(data):
     """nil, true and false are refused, at top level or nested."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"\xd4\x01\x00",                      # fixext1
-    msgpack.packb(msgpack.ExtType(5, b"abcd")),
-    msgpack.packb(msgpack.Timestamp(0)),  # the timestamp extension
-    b"\xc1",                              # reserved (never used) marker
-], ids=lambda d: d.hex())
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xd4\x01\x00",  # fixext1
+        msgpack.packb(msgpack.ExtType(5, b"abcd")),
+        msgpack.packb(msgpack.Timestamp(0)),  # the timestamp extension
+        b"\xc1",  # reserved (never used) marker
+    ],
+    ids=lambda d: d.hex(),
+)
 def test_rejects_ext_types_and_reserved_marker(data):
     """Extension types and the reserved 0xc1 marker are refused."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [
-    encode(1) + b"\x00",
-    encode([1, 2]) + b"\x90",
-    encode(b"abc") + b"\xff",
-    encode(TX.to_list()) + b"\x00",
-], ids=lambda d: d.hex()[:16])
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode(1) + b"\x00",
+        encode([1, 2]) + b"\x90",
+        encode(b"abc") + b"\xff",
+        encode(TX.to_list()) + b"\x00",
+    ],
+    ids=lambda d: d.hex()[:16],
+)
 def test_rejects_trailing_bytes(data):
     """Bytes after the first complete value are refused."""
     with pytest.raises(DecodeError):
         decode(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    encode([1, 2, 3])[:-1],
-    encode(b"abcdef")[:-1],
-    encode("abcdef")[:-2],
-    encode(2**40)[:-1],
-    b"\xcd\x01",
-    TX.raw[:-1],
-    TX.raw[: len(TX.raw) // 2],
-], ids=lambda d: d.hex()[:16])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        encode([1, 2, 3])[:-1],
+        encode(b"abcdef")[:-1],
+        encode("abcdef")[:-2],
+        encode(2**40)[:-1],
+        b"\xcd\x01",
+        TX.raw[:-1],
+        TX.raw[: len(TX.raw) // 2],
+    ],
+    ids=lambda d: d.hex()[:16],
+)
 def test_rejects_truncated_input(data):
     """Input that ends in the middle of a value is refused."""
     with pytest.raises(DecodeError):
@@ -217,40 +303,47 @@ def test_expect_helpers_check_type_size_and_range():
     assert expect_list([1, 2], 2) == [1, 2]
     assert expect_int(5, 0, 5) == 5
     assert expect_str("ab", 2) == "ab"
-    for call in (lambda: expect_list((1, 2), 2),          # decoded arrays are lists
-                 lambda: expect_list([1, 2], 3),
-                 lambda: expect_list(b"ab"),
-                 lambda: expect_int(True, 0, 1),          # bool is not an integer here
-                 lambda: expect_int(b"\x01", 0, 1),
-                 lambda: expect_int(6, 0, 5),
-                 lambda: expect_int(-1, 0, 5),
-                 lambda: expect_bytes(b"abc", 2),
-                 lambda: expect_bytes(b"abc", max_size=2),
-                 lambda: expect_bytes(bytearray(b"ab"), 2),
-                 lambda: expect_str(b"ab", 5),
-                 lambda: expect_str("abc", 2)):
+    for call in (
+        lambda: expect_list((1, 2), 2),  # decoded arrays are lists
+        lambda: expect_list([1, 2], 3),
+        lambda: expect_list(b"ab"),
+        lambda: expect_int(True, 0, 1),  # bool is not an integer here
+        lambda: expect_int(b"\x01", 0, 1),
+        lambda: expect_int(6, 0, 5),
+        lambda: expect_int(-1, 0, 5),
+        lambda: expect_bytes(b"abc", 2),
+        lambda: expect_bytes(b"abc", max_size=2),
+        lambda: expect_bytes(bytearray(b"ab"), 2),
+        lambda: expect_str(b"ab", 5),
+        lambda: expect_str("abc", 2),
+    ):
         with pytest.raises(DecodeError):
             call()
 
 
 # --- properties --------------------------------------------------------------------------
 
+
 def _valid_then_mangled():
     """Canonical encodings of nested values, then truncated / extended / with one byte changed."""
-    values = st.recursive(st.integers(-2**63, 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20),
-                          lambda c: st.lists(c, max_size=5), max_leaves=20)
+    values = st.recursive(
+        st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20),
+        lambda c: st.lists(c, max_size=5),
+        max_leaves=20,
+    )
 
     @st.composite
     def build(draw):
         data = bytearray(encode(draw(values)))
         action = draw(st.sampled_from(["keep", "cut", "append", "flip"]))
         if action == "cut":
-            del data[draw(st.integers(0, len(data) - 1)):]
+            del data[draw(st.integers(0, len(data) - 1)) :]
         elif action == "append":
             data += draw(st.binary(min_size=1, max_size=4))
         elif action == "flip":
             data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
         return bytes(data)
+
     return build()
 
 
@@ -266,8 +359,12 @@ def test_decode_is_strict_for_arbitrary_bytes(data):
 
 
 nested = st.recursive(
-    st.integers(min_value=-2**63, max_value=2**64 - 1) | st.binary(max_size=300) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=6), max_leaves=30)
+    st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.binary(max_size=300)
+    | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=6),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -278,6 +375,7 @@ def test_decode_encode_roundtrip_for_nested_values(value):
 
 
 # --- typed decoders: transactions --------------------------------------------------------
+
 
 def test_transaction_roundtrip():
     """A signed transaction decodes from its bytes to an equal transaction with the same txid."""
@@ -361,8 +459,12 @@ def test_transaction_from_bytes_rejects_oversize_before_decoding():
 
 def test_transaction_accepts_boundary_values():
     """The extreme in-range values (uint32 version/locktime/index, uint64 amount, 100-byte data) decode."""
-    obj = [MAX_UINT32, [[b"\x00" * 32, MAX_UINT32, b"\x01" * 100, b"\x02" * 32]],
-           [[MAX_UINT64, b"\x03" * 20]], MAX_UINT32]
+    obj = [
+        MAX_UINT32,
+        [[b"\x00" * 32, MAX_UINT32, b"\x01" * 100, b"\x02" * 32]],
+        [[MAX_UINT64, b"\x03" * 20]],
+        MAX_UINT32,
+    ]
     tx = Transaction.from_bytes(encode(obj))
     assert tx.version == MAX_UINT32 and tx.outputs[0].amount == MAX_UINT64
 
@@ -374,7 +476,7 @@ def test_mutating_one_byte_of_a_tx_never_keeps_its_txid(data):
     pos = data.draw(st.integers(0, len(TX.raw) - 1))
     value = data.draw(st.integers(0, 255))
     assume(value != TX.raw[pos])
-    mutated = TX.raw[:pos] + bytes([value]) + TX.raw[pos + 1:]
+    mutated = TX.raw[:pos] + bytes([value]) + TX.raw[pos + 1 :]
     try:
         tx = Transaction.from_bytes(mutated)
     except (DecodeError, ValidationError):
@@ -385,6 +487,7 @@ def test_mutating_one_byte_of_a_tx_never_keeps_its_txid(data):
 
 
 # --- typed decoders: headers and blocks ---------------------------------------------------
+
 
 def test_header_and_block_roundtrip():
     """A header and a block decode from their bytes to equal objects with the same hash."""
@@ -464,8 +567,17 @@ def test_block_from_bytes_rejects_oversize():
 
 # --- ids from byte ranges, and the node's own stored blocks -----------------------------------
 
-@given(st.lists(st.recursive(st.integers(-2**63, 2**64 - 1) | st.binary(max_size=300) | st.text(max_size=40),
-                             lambda inner: st.lists(inner, max_size=5), max_leaves=20), max_size=40))
+
+@given(
+    st.lists(
+        st.recursive(
+            st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=300) | st.text(max_size=40),
+            lambda inner: st.lists(inner, max_size=5),
+            max_leaves=20,
+        ),
+        max_size=40,
+    )
+)
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_element_bytes_are_the_canonical_encoding_of_each_element(items):
     """A slice of a canonical array is exactly encode(element): ids hash it without re-encoding."""
@@ -473,8 +585,11 @@ def test_element_bytes_are_the_canonical_encoding_of_each_element(items):
 
 
 def test_block_txids_from_byte_ranges_equal_sha256d_of_the_canonical_encoding():
-    for block in (Block.from_bytes(BLOCK.raw), Block.from_list(decode(BLOCK.raw)),
-                  Block.from_stored(BLOCK.raw)):
+    for block in (
+        Block.from_bytes(BLOCK.raw),
+        Block.from_list(decode(BLOCK.raw)),
+        Block.from_stored(BLOCK.raw),
+    ):
         assert [t.txid for t in block.txs] == [sha256d(encode(t.to_list())) for t in BLOCK.txs]
         assert [t.raw for t in block.txs] == [encode(t.to_list()) for t in BLOCK.txs]
         assert block.header.raw == encode(HEADER.to_list())
@@ -487,17 +602,20 @@ def test_block_from_stored_equals_the_strict_decoding():
     assert stored == strict
     assert stored.raw == strict.raw and stored.hash == strict.hash
     assert [(t.raw, t.txid) for t in stored.txs] == [(t.raw, t.txid) for t in strict.txs]
-    assert all(type(i) is type(j) for s, t in zip(stored.txs, strict.txs)
-               for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs))
+    assert all(
+        type(i) is type(j)
+        for s, t in zip(stored.txs, strict.txs)
+        for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs)
+    )
 
 
 def test_block_from_stored_does_not_check_canonical_form():
     """from_stored trusts its input, which is why only the node's own database feeds it:
     bytes from peers or clients go through from_bytes, which refuses the same input."""
     header, txs = decode(BLOCK.raw)
-    long_version = b"\xce" + struct.pack(">I", header[0])       # uint32 form of a fixint value
+    long_version = b"\xce" + struct.pack(">I", header[0])  # uint32 form of a fixint value
     fields = [long_version] + [encode(f) for f in header[1:]]
-    loose = b"\x92" + b"\x96" + b"".join(fields) + encode(txs)    # [header, txs]
+    loose = b"\x92" + b"\x96" + b"".join(fields) + encode(txs)  # [header, txs]
     assert decode_fails(loose)
     assert Block.from_stored(loose).header.version == header[0]
 
@@ -516,7 +634,9 @@ def test_encode_array_of_encoded_elements_equals_encode_of_the_list(count):
     assert encode_array([encode(i) for i in items]) == encode(items)
 
 
-@pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, MAX_UINT64])
+@pytest.mark.parametrize(
+    "value", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, MAX_UINT64]
+)
 def test_encode_uint_equals_encode(value):
     assert encode_uint(value) == encode(value)
 
@@ -526,10 +646,19 @@ def test_encode_uint_equals_encode(value):
 from node.primitives import encoding as _encoding  # noqa: E402
 
 _any_value = st.recursive(
-    st.one_of(st.integers(-2**70, 2**70), st.binary(max_size=8), st.text(max_size=4), st.none(),
-              st.booleans(), st.floats(allow_nan=False), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
-              st.tuples(st.integers())),
-    lambda children: st.lists(children, max_size=5), max_leaves=30)
+    st.one_of(
+        st.integers(-(2**70), 2**70),
+        st.binary(max_size=8),
+        st.text(max_size=4),
+        st.none(),
+        st.booleans(),
+        st.floats(allow_nan=False),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+        st.tuples(st.integers()),
+    ),
+    lambda children: st.lists(children, max_size=5),
+    max_leaves=30,
+)
 
 
 def _walk_outcome(walk, obj):
@@ -547,8 +676,9 @@ def test_the_c_type_walk_is_built_and_used():
 @settings(max_examples=300, deadline=None)
 @given(_any_value)
 def test_c_and_python_type_walks_report_the_same_first_offender(obj):
-    assert _walk_outcome(_encoding._reject_foreign_types, obj) == \
-        _walk_outcome(_encoding._reject_foreign_types_python, obj)
+    assert _walk_outcome(_encoding._reject_foreign_types, obj) == _walk_outcome(
+        _encoding._reject_foreign_types_python, obj
+    )
 
 
 def test_encode_after_a_failed_encode_starts_from_an_empty_buffer():

@@ -1,5 +1,6 @@
 """Natural batching: items queued while a batch runs form the next one; outcomes reach
 futures or callbacks, exceptions included."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +20,11 @@ async def test_items_queued_during_a_batch_form_the_next_one():
 
     batcher = Batcher(process, max_batch=3, name="test")
     first = batcher.enqueue(1)
-    await asyncio.sleep(0)                       # the first batch starts with one item
+    await asyncio.sleep(0)  # the first batch starts with one item
     told: list = []
     futures = [batcher.enqueue(i) for i in (2, -3)]
     assert batcher.enqueue(4, on_outcome=told.append) is None
-    batcher.enqueue(5, on_outcome=told.append)   # over max_batch: a third batch
+    batcher.enqueue(5, on_outcome=told.append)  # over max_batch: a third batch
     release.set()
     assert await first == 10
     assert await futures[0] == 20
@@ -71,7 +72,7 @@ async def test_with_finish_the_next_batch_is_processed_before_the_previous_is_fi
             await gates[items[0]].wait()
         return [i * 10 for i in items]
 
-    def process(items: list[int]) -> asyncio.Future:   # starts at the call, as Node.chain_future
+    def process(items: list[int]) -> asyncio.Future:  # starts at the call, as Node.chain_future
         events.append(("process", items))
         return asyncio.ensure_future(work(items))
 

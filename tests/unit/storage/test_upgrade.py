@@ -1,17 +1,33 @@
 """Opening a datadir written by an older schema (node/storage/upgrade.py): each test
 writes a chain with the current code, rewrites its records the way the older schema
 stored them, and checks that the reopened node answers as before and goes on."""
+
 from __future__ import annotations
 
 import lmdb
 import pytest
 
-from tests.framework.blocktools import Wallet, build_block, coinbase_coin, extend, make_params, spend
+from node.primitives.encoding import decode, encode
+from node.primitives.tx import OutPoint, TxOut
+from node.storage.schema import (
+    ADDR_HIST_ENTRY,
+    COIN_KEY_SIZE,
+    SCHEMA_VERSION,
+    coin_from_record,
+    encode_coin,
+    outpoint_from_record,
+    outpoint_key,
+)
+from tests.framework.blocktools import (
+    Wallet,
+    build_block,
+    coinbase_coin,
+    extend,
+    make_params,
+    spend,
+)
 from tests.framework.chains import open_chain, opened_chain
 from tests.framework.replay import assert_matches_replay, stats_tuple, utxo_set
-from node.primitives.encoding import decode, encode
-from node.storage.schema import ADDR_HIST_ENTRY, COIN_KEY_SIZE, SCHEMA_VERSION, coin_from_record, encode_coin, outpoint_from_record, outpoint_key
-from node.primitives.tx import OutPoint, TxOut
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +51,11 @@ def rewrite_coins_as_schema_3(env, txn) -> None:
     undo = env.open_db(b"undo", txn=txn)
     for block_hash, raw in list(txn.cursor(db=undo)):
         coins = [coin_from_record(e[:COIN_KEY_SIZE], e[COIN_KEY_SIZE:]) for e in decode(raw)]
-        txn.put(block_hash, encode([[c.amount, c.addr_hash, c.height, int(c.coinbase)] for c in coins]),
-                db=undo)
+        txn.put(
+            block_hash,
+            encode([[c.amount, c.addr_hash, c.height, int(c.coinbase)] for c in coins]),
+            db=undo,
+        )
 
 
 def open_lmdb(path):
@@ -56,14 +75,22 @@ def test_schema_3_coins_keyed_by_outpoint_are_rekeyed_by_position(tmp_path, upar
     lost = spend(chain, [coins[1]], alice.key, [TxOut(coins[1][1].amount - 1000, bob.addr)])
     losing = build_block(chain, fork, alice.addr, [lost], fees=1000)
     chain.accept_block(losing)
-    pay = spend(chain, [coins[0]], alice.key, [TxOut(7000, bob.addr), TxOut(coins[0][1].amount - 8000, alice.addr)])
+    pay = spend(
+        chain,
+        [coins[0]],
+        alice.key,
+        [TxOut(7000, bob.addr), TxOut(coins[0][1].amount - 8000, alice.addr)],
+    )
     winner = build_block(chain, fork, alice.addr, [pay], fees=1000, time_step=1)
     chain.accept_block(winner)
     chain.accept_block(build_block(chain, chain.index[winner.hash], alice.addr, time_step=1))
     assert chain.tip.height == 5 and not chain.on_active_chain(chain.index[losing.hash])
-    before = {"coins": utxo_set(chain), "stats": stats_tuple(chain),
-              "addr": {a: chain.reader.address_coins(a) for a in (alice.addr, bob.addr)},
-              "undo": {e.hash: chain.reader.get_undo(e.hash) for e in chain.chain}}
+    before = {
+        "coins": utxo_set(chain),
+        "stats": stats_tuple(chain),
+        "addr": {a: chain.reader.address_coins(a) for a in (alice.addr, bob.addr)},
+        "undo": {e.hash: chain.reader.get_undo(e.hash) for e in chain.chain},
+    }
     assert chain.reader.get_undo(losing.hash) is not None
     chain.close()
 
@@ -98,7 +125,9 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
     chain = open_chain(tmp_path / "d", uparams)
     blocks = extend(chain, alice.addr, 3)
     op, out = coinbase_coin(blocks[0])
-    pay = spend(chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)])
+    pay = spend(
+        chain, [(op, out)], alice.key, [TxOut(5000, bob.addr), TxOut(out.amount - 6000, alice.addr)]
+    )
     chain.accept_block(build_block(chain, chain.tip, alice.addr, [pay], fees=1000))
     history = {a: chain.reader.address_history(a) for a in (alice.addr, bob.addr)}
     coins = {a: chain.reader.address_coins(a) for a in (alice.addr, bob.addr)}
@@ -106,7 +135,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
     chain.close()
 
     env = open_lmdb(tmp_path / "d")
-    with env.begin(write=True) as txn:                   # rewrite it the way schema 1 stored it
+    with env.begin(write=True) as txn:  # rewrite it the way schema 1 stored it
         meta = env.open_db(b"meta", txn=txn)
         txn.put(b"schema", encode(1), db=meta)
         rewrite_coins_as_schema_3(env, txn)
@@ -120,7 +149,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
         txn.drop(hist, delete=False)
         for key, value in records:
             for at in range(0, len(value), ADDR_HIST_ENTRY):
-                txn.put(key + value[at:at + ADDR_HIST_ENTRY], b"", db=hist)
+                txn.put(key + value[at : at + ADDR_HIST_ENTRY], b"", db=hist)
     env.close()
 
     with opened_chain(tmp_path / "d", uparams) as again:
@@ -133,7 +162,7 @@ def test_schema_1_datadir_is_upgraded_in_place(tmp_path, uparams):
         assert len(again.reader.address_coins(alice.addr)) == 6
         assert len(again.reader.address_history(alice.addr)) == 7
         assert_matches_replay(again, tmp_path / "replay")
-    env = open_lmdb(tmp_path / "d")   # the chain is closed: read the file's named databases
+    env = open_lmdb(tmp_path / "d")  # the chain is closed: read the file's named databases
     with env.begin() as txn:
         assert b"addrutxo" not in {key for key, _ in txn.cursor()}
     env.close()
@@ -164,6 +193,7 @@ def test_read_only_open_refuses_an_older_schema_and_reads_the_current_one(tmp_pa
     """Read-only, the store cannot upgrade: an older datadir is refused with a reason (it
     may lack sub-databases, and its records have the old layout); a current one opens."""
     from node.storage.store import Store, StoreError
+
     chain = open_chain(tmp_path / "d", uparams)
     extend(chain, Wallet().addr, 2)
     chain.close()
@@ -176,6 +206,6 @@ def test_read_only_open_refuses_an_older_schema_and_reads_the_current_one(tmp_pa
     env.close()
     with pytest.raises(StoreError, match="schema 4, older than 5: open it once read-write"):
         Store(tmp_path / "d", uparams.name, readonly=True)
-    again = open_chain(tmp_path / "d", uparams)       # read-write: upgraded, txrecent created
+    again = open_chain(tmp_path / "d", uparams)  # read-write: upgraded, txrecent created
     again.close()
     Store(tmp_path / "d", uparams.name, readonly=True).close()

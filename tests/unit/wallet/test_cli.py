@@ -4,6 +4,7 @@ Commands run in-process through ``wallet.cli.main`` (fast); a few fake HTTP
 servers on 127.0.0.1 stand in for nodes that answer wrongly.  The flows
 against a real node are in test_wallet_e2e.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.framework.programs import free_port
 from node.primitives.crypto import SigningKey, encode_address
 from node.primitives.tx import COIN
+from tests.framework.programs import free_port
+from tests.framework.walletcli import PASSPHRASE, Result, call_wallet, wallet_env
 from wallet.cli import main
 from wallet.keys import KeyChain, mnemonic_to_seed
 from wallet.service import format_amount, parse_amount
-from tests.framework.walletcli import PASSPHRASE, Result, call_wallet, wallet_env
 
 REG = ["--network", "regtest"]
 
@@ -57,23 +58,46 @@ def expect_error(r: Result, code: str, *, exit_code: int = 1, json_mode: bool = 
 
 # --- amounts -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, units", [
-    ("1", COIN), ("1.25", 125_000_000), ("0.00000001", 1), ("21000000", 21_000_000 * COIN),
-    (".5", 50_000_000), ("2.", 2 * COIN), (" 3.10 ", 310_000_000), ("0.123456780", 12_345_678),
-])
+
+@pytest.mark.parametrize(
+    "text, units",
+    [
+        ("1", COIN),
+        ("1.25", 125_000_000),
+        ("0.00000001", 1),
+        ("21000000", 21_000_000 * COIN),
+        (".5", 50_000_000),
+        ("2.", 2 * COIN),
+        (" 3.10 ", 310_000_000),
+        ("0.123456780", 12_345_678),
+    ],
+)
 def test_parse_amount(text, units):
     assert parse_amount(text) == units
 
 
-@pytest.mark.parametrize("text, words", [
-    ("abc", "not a number"), ("", "not a number"), ("1e5", "not a number"), ("nan", "not a number"),
-    ("inf", "not a number"), ("1,5", "not a number"), ("0x10", "not a number"),
-    ("0", "zero"), ("0.000000000", "zero"), ("-1", "negative"), ("-0.5", "negative"),
-    ("1.123456789", "more than 8 decimals"), ("0.000000001", "more than 8 decimals"),
-    ("21000000.00000001", "more than can ever exist"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("abc", "not a number"),
+        ("", "not a number"),
+        ("1e5", "not a number"),
+        ("nan", "not a number"),
+        ("inf", "not a number"),
+        ("1,5", "not a number"),
+        ("0x10", "not a number"),
+        ("0", "zero"),
+        ("0.000000000", "zero"),
+        ("-1", "negative"),
+        ("-0.5", "negative"),
+        ("1.123456789", "more than 8 decimals"),
+        ("0.000000001", "more than 8 decimals"),
+        ("21000000.00000001", "more than can ever exist"),
+    ],
+)
 def test_parse_amount_errors(text, words):
     from wallet.service import BadAmountError
+
     with pytest.raises(BadAmountError) as info:
         parse_amount(text)
     assert info.value.code == "bad-amount" and words in info.value.message
@@ -86,6 +110,7 @@ def test_format_amount():
 
 
 # --- usage -----------------------------------------------------------------------------
+
 
 def test_usage_errors_are_one_line(env):
     expect_error(run([], env), "usage", exit_code=2)
@@ -107,6 +132,7 @@ def test_unknown_network(env):
 
 # --- create and the keystore file ----------------------------------------------------------
 
+
 def test_create_shows_the_words_once_with_a_warning(tmp_path, env):
     path = tmp_path / "w.json"
     r = run(REG + ["--wallet", str(path), "create"], env)
@@ -114,7 +140,7 @@ def test_create_shows_the_words_once_with_a_warning(tmp_path, env):
     assert "WARNING: write these words down" in r.out
     assert "shown only this once" in r.out
     numbered = [tok for tok in r.out.split() if tok.endswith(".") and tok[:-1].isdigit()]
-    assert numbered == [f"{n}." for n in range(1, 25)]     # 24 words by default
+    assert numbered == [f"{n}." for n in range(1, 25)]  # 24 words by default
     assert r.out.strip().splitlines()[-1].startswith("Receive address: robol1")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
@@ -129,8 +155,15 @@ def test_create_json_and_the_file_holds_no_secret(wallet, env):
     assert set(doc) == {"format", "version", "kdf", "cipher", "ciphertext"}
     assert doc["kdf"]["n"] == 1024
     seed = mnemonic_to_seed(mnemonic)
-    for secret in [mnemonic, " ".join(mnemonic.split()[:3]), seed.hex(), mnemonic.encode().hex(),
-                   chain.key(0, 0).secret.hex(), chain.key(1, 0).secret.hex(), PASSPHRASE]:
+    for secret in [
+        mnemonic,
+        " ".join(mnemonic.split()[:3]),
+        seed.hex(),
+        mnemonic.encode().hex(),
+        chain.key(0, 0).secret.hex(),
+        chain.key(1, 0).secret.hex(),
+        PASSPHRASE,
+    ]:
         assert secret not in raw
     # no word of the phrase as a JSON value or a word of one (field names such as
     # "ciphertext" may contain a word by chance: "text" is one of BIP-39's)
@@ -156,8 +189,9 @@ def test_create_refuses_to_overwrite(wallet, env):
 
 
 def test_create_word_counts(tmp_path, env):
-    expect_error(run(REG + ["--wallet", str(tmp_path / "a"), "create", "--words", "13"], env),
-                 "bad-option")
+    expect_error(
+        run(REG + ["--wallet", str(tmp_path / "a"), "create", "--words", "13"], env), "bad-option"
+    )
     r = run(REG + ["--wallet", str(tmp_path / "b"), "--json", "create", "--words", "24"], env)
     assert r.code == 0 and len(r.json["mnemonic"].split()) == 24
 
@@ -182,6 +216,7 @@ def test_kdf_n_override_must_be_valid(tmp_path, env):
 
 # --- passphrases ------------------------------------------------------------------------------
 
+
 def test_passphrase_sources(wallet, tmp_path, env):
     path, _, address = wallet
     args = REG + ["--wallet", str(path), "--json", "address", "--offline"]
@@ -194,20 +229,25 @@ def test_passphrase_sources(wallet, tmp_path, env):
     # the file wins over the environment
     r = run(["--passphrase-file", str(pfile)] + args, {**env, "OBOL_WALLET_PASSPHRASE": "other"})
     assert r.code == 0, r
-    expect_error(run(args + ["--passphrase-file", str(tmp_path / "missing")], no_env),
-                 "bad-passphrase-file")
+    expect_error(
+        run(args + ["--passphrase-file", str(tmp_path / "missing")], no_env), "bad-passphrase-file"
+    )
 
 
 def test_wrong_passphrase(wallet, env):
     path, _, _ = wallet
-    r = run(REG + ["--wallet", str(path), "--json", "balance"],
-            {**env, "OBOL_WALLET_PASSPHRASE": "wrong"})
+    r = run(
+        REG + ["--wallet", str(path), "--json", "balance"],
+        {**env, "OBOL_WALLET_PASSPHRASE": "wrong"},
+    )
     line = expect_error(r, "wrong-passphrase", json_mode=True)
     assert "passphrase is wrong" in line
 
 
 def test_empty_passphrase_refused_on_create(tmp_path, env):
-    r = run(REG + ["--wallet", str(tmp_path / "w"), "create"], {**env, "OBOL_WALLET_PASSPHRASE": ""})
+    r = run(
+        REG + ["--wallet", str(tmp_path / "w"), "create"], {**env, "OBOL_WALLET_PASSPHRASE": ""}
+    )
     expect_error(r, "empty-passphrase")
     assert not (tmp_path / "w").exists()
 
@@ -215,12 +255,14 @@ def test_empty_passphrase_refused_on_create(tmp_path, env):
 def test_missing_wallet_and_network_mismatch(wallet, tmp_path, env):
     path, _, _ = wallet
     expect_error(run(REG + ["--wallet", str(tmp_path / "none.json"), "balance"], env), "no-wallet")
-    line = expect_error(run(["--network", "main", "--wallet", str(path), "balance"], env),
-                        "wallet-network-mismatch")
+    line = expect_error(
+        run(["--network", "main", "--wallet", str(path), "balance"], env), "wallet-network-mismatch"
+    )
     assert "regtest" in line
 
 
 # --- addresses offline ------------------------------------------------------------------------
+
 
 def test_address_offline_and_new(wallet, env):
     path, mnemonic, first = wallet
@@ -237,21 +279,31 @@ def test_address_offline_and_new(wallet, env):
 
 # --- restore offline ---------------------------------------------------------------------------
 
+
 def test_restore_offline(wallet, tmp_path, env):
     _, mnemonic, first = wallet
     new = tmp_path / "restored.json"
-    r = run(REG + ["--wallet", str(new), "--json", "restore", "--offline"], env,
-            input="  " + mnemonic.upper().replace(" ", "\n  ") + "\n")
+    r = run(
+        REG + ["--wallet", str(new), "--json", "restore", "--offline"],
+        env,
+        input="  " + mnemonic.upper().replace(" ", "\n  ") + "\n",
+    )
     assert r.code == 0, r
     assert r.json["address"] == first and r.json["scanned"] is False
     bad = mnemonic.split()
     bad[0], bad[1] = bad[1], bad[0]
     if bad != mnemonic.split():
-        r = run(REG + ["--wallet", str(tmp_path / "x.json"), "restore", "--offline"], env,
-                input=" ".join(bad))
+        r = run(
+            REG + ["--wallet", str(tmp_path / "x.json"), "restore", "--offline"],
+            env,
+            input=" ".join(bad),
+        )
         expect_error(r, "bad-mnemonic")
-    r = run(REG + ["--wallet", str(tmp_path / "y.json"), "restore", "--offline"], env,
-            input="hello world")
+    r = run(
+        REG + ["--wallet", str(tmp_path / "y.json"), "restore", "--offline"],
+        env,
+        input="hello world",
+    )
     expect_error(r, "bad-mnemonic")
     assert not (tmp_path / "y.json").exists()
 
@@ -262,48 +314,75 @@ def test_bip39_passphrase_extends_the_words(tmp_path, env):
     wallet; the wallet file stays encrypted with the wallet passphrase as before."""
     secret = tmp_path / "bip39.txt"
     secret.write_text("correct horse battery staple\nignored second line\n")
-    r = run(REG + ["--wallet", str(tmp_path / "w.json"), "--json", "create", "--words", "12",
-                   "--bip39-passphrase-file", str(secret)], env)
+    r = run(
+        REG
+        + [
+            "--wallet",
+            str(tmp_path / "w.json"),
+            "--json",
+            "create",
+            "--words",
+            "12",
+            "--bip39-passphrase-file",
+            str(secret),
+        ],
+        env,
+    )
     assert r.code == 0, r
     words, first = r.json["mnemonic"], r.json["address"]
     assert r.json["bip39_passphrase"] is True
     seed = mnemonic_to_seed(words, "correct horse battery staple")
     assert first == KeyChain.for_network(seed, "regtest").address(0, 0)
     assert "correct horse" not in (tmp_path / "w.json").read_text()
-    human = run(REG + ["--wallet", str(tmp_path / "h.json"), "create",
-                       "--bip39-passphrase-file", str(secret)], env)
+    human = run(
+        REG
+        + ["--wallet", str(tmp_path / "h.json"), "create", "--bip39-passphrase-file", str(secret)],
+        env,
+    )
     assert human.code == 0 and "BIP-39 passphrase" in human.out, human
 
     def restore(name, *extra):
-        return run(REG + ["--wallet", str(tmp_path / name), "--json", "restore", "--offline",
-                          *extra], env, input=words)
+        return run(
+            REG + ["--wallet", str(tmp_path / name), "--json", "restore", "--offline", *extra],
+            env,
+            input=words,
+        )
+
     assert restore("same.json", "--bip39-passphrase-file", str(secret)).json["address"] == first
     assert restore("none.json").json["address"] not in (first, None)
     other = tmp_path / "other.txt"
     other.write_text("correct horse battery stapler")
     assert restore("other.json", "--bip39-passphrase-file", str(other)).json["address"] != first
-    expect_error(restore("missing.json", "--bip39-passphrase-file", str(tmp_path / "nope")),
-                 "bad-passphrase-file")
+    expect_error(
+        restore("missing.json", "--bip39-passphrase-file", str(tmp_path / "nope")),
+        "bad-passphrase-file",
+    )
     assert not (tmp_path / "missing.json").exists()
 
 
 # --- keys and messages ----------------------------------------------------------------------------
 
+
 def test_export_address_key(wallet, env):
     path, mnemonic, first = wallet
     chain = KeyChain.for_network(mnemonic_to_seed(mnemonic), "regtest")
     r = run(REG + ["--wallet", str(path), "--json", "export-address-key", first], env)
-    assert r.json == {"address": first, "private_key": chain.key(0, 0).secret.hex(),
-                      "public_key": chain.key(0, 0).pubkey.hex(), "path": "m/86'/1'/0'/0/0"}
-    change = chain.address(1, 3)   # within the gap limit: still the wallet's
+    assert r.json == {
+        "address": first,
+        "private_key": chain.key(0, 0).secret.hex(),
+        "public_key": chain.key(0, 0).pubkey.hex(),
+        "path": "m/86'/1'/0'/0/0",
+    }
+    change = chain.address(1, 3)  # within the gap limit: still the wallet's
     r = run(REG + ["--wallet", str(path), "--json", "export-address-key", change], env)
     assert r.json["path"] == "m/86'/1'/0'/1/3"
     human = run(REG + ["--wallet", str(path), "export-address-key", first], env)
     assert "WARNING" in human.out and chain.key(0, 0).secret.hex() in human.out
     other = encode_address("robol", SigningKey.generate().address_hash)
     expect_error(run(REG + ["--wallet", str(path), "export-address-key", other], env), "not-mine")
-    expect_error(run(REG + ["--wallet", str(path), "export-address-key", "robol1zzz"], env),
-                 "bad-address")
+    expect_error(
+        run(REG + ["--wallet", str(path), "export-address-key", "robol1zzz"], env), "bad-address"
+    )
 
 
 def test_sign_and_verify_message(wallet, env):
@@ -320,8 +399,10 @@ def test_sign_and_verify_message(wallet, env):
     no_wallet = {k: v for k, v in env.items() if k != "OBOL_WALLET_PASSPHRASE"}
     ok = run(["--json", "verify-message", first, sig, "héllo wörld"], no_wallet)
     assert ok.code == 0 and ok.json["valid"] is True, ok
-    assert run(["verify-message", first, sig, "héllo wörld"], no_wallet).out.strip() == \
-        "signature is valid"
+    assert (
+        run(["verify-message", first, sig, "héllo wörld"], no_wallet).out.strip()
+        == "signature is valid"
+    )
     bad = run(["--json", "verify-message", first, sig, "hello world"], no_wallet)
     assert bad.code == 1 and bad.json["valid"] is False
     second = chain.address(0, 1)
@@ -331,16 +412,22 @@ def test_sign_and_verify_message(wallet, env):
     assert run(["verify-message", first, flipped, "héllo wörld"], no_wallet).code == 1
     expect_error(run(["verify-message", first, "abcd", "x"], no_wallet), "bad-signature")
     expect_error(run(["verify-message", first, "zz" * 96, "x"], no_wallet), "bad-signature")
-    expect_error(run(["--network", "main", "verify-message", first, sig, "x"], no_wallet),
-                 "wrong-network")
+    expect_error(
+        run(["--network", "main", "verify-message", first, sig, "x"], no_wallet), "wrong-network"
+    )
     other_key = encode_address("robol", SigningKey.generate().address_hash)
-    expect_error(run(REG + ["--wallet", str(path), "sign-message", other_key, "x"], env), "not-mine")
+    expect_error(
+        run(REG + ["--wallet", str(path), "sign-message", other_key, "x"], env), "not-mine"
+    )
 
 
 # --- send input checks (before any node is asked) ----------------------------------------------
 
-@pytest.mark.parametrize("amount, words", [
-    ("abc", "not a number"), ("0", "zero"), ("-1", "negative"), ("1.123456789", "8 decimals")])
+
+@pytest.mark.parametrize(
+    "amount, words",
+    [("abc", "not a number"), ("0", "zero"), ("-1", "negative"), ("1.123456789", "8 decimals")],
+)
 def test_send_rejects_bad_amounts(wallet, env, amount, words):
     path, _, first = wallet
     r = run(REG + ["--wallet", str(path), "--json", "send", first, amount, "--yes"], env)
@@ -364,6 +451,7 @@ def test_send_rejects_bad_addresses(wallet, env):
 
 # --- unreachable and foreign nodes ------------------------------------------------------------------
 
+
 def test_node_unreachable_names_the_url(wallet, env):
     path, _, _ = wallet
     url = f"http://127.0.0.1:{free_port()}"
@@ -375,8 +463,9 @@ def test_node_unreachable_names_the_url(wallet, env):
 
 def test_bad_node_url(wallet, env):
     path, _, _ = wallet
-    expect_error(run(REG + ["--wallet", str(path), "--node", "ftp://x", "balance"], env),
-                 "bad-node-url")
+    expect_error(
+        run(REG + ["--wallet", str(path), "--node", "ftp://x", "balance"], env), "bad-node-url"
+    )
 
 
 class _FakeNode:
@@ -427,6 +516,7 @@ def test_node_answering_garbage(wallet, env):
 
 # --- scans and spendable outputs, against an in-memory node --------------------------------------
 
+
 class _MemoryNode:
     """Stands in for NodeClient: per-address history and unspent outputs, transactions by id."""
 
@@ -436,16 +526,36 @@ class _MemoryNode:
         self.txs: dict[str, dict] = {}
         self.asked: list[str] = []
 
-    def pay(self, address: str, txid: str, amount: int, *, confirmations: int = 6,
-            coinbase: bool = False, mature: bool = True, spent_by: str | None = None,
-            inputs: list[str] = ()):
+    def pay(
+        self,
+        address: str,
+        txid: str,
+        amount: int,
+        *,
+        confirmations: int = 6,
+        coinbase: bool = False,
+        mature: bool = True,
+        spent_by: str | None = None,
+        inputs: list[str] = (),
+    ):
         self.history_of.setdefault(address, []).append({"txid": txid})
-        self.utxos_of.setdefault(address, []).append({
-            "txid": txid, "index": 0, "amount": amount, "confirmations": confirmations,
-            "height": None if confirmations == 0 else 1, "coinbase": coinbase, "mature": mature,
-            "spent_by": spent_by})
-        self.txs[txid] = {"txid": txid, "coinbase": coinbase,
-                          "inputs": [{"address": a} for a in inputs]}
+        self.utxos_of.setdefault(address, []).append(
+            {
+                "txid": txid,
+                "index": 0,
+                "amount": amount,
+                "confirmations": confirmations,
+                "height": None if confirmations == 0 else 1,
+                "coinbase": coinbase,
+                "mature": mature,
+                "spent_by": spent_by,
+            }
+        )
+        self.txs[txid] = {
+            "txid": txid,
+            "coinbase": coinbase,
+            "inputs": [{"address": a} for a in inputs],
+        }
 
     def address_used(self, address):
         self.asked.append(address)
@@ -456,8 +566,10 @@ class _MemoryNode:
         confirmed = sum(u["amount"] for u in utxos if u["confirmations"])
         immature = sum(u["amount"] for u in utxos if u["confirmations"] and not u["mature"])
         unconfirmed = sum(u["amount"] for u in utxos if not u["confirmations"])
-        return {"balance": {"confirmed": confirmed, "unconfirmed": unconfirmed,
-                            "immature": immature}, "utxos": utxos}
+        return {
+            "balance": {"confirmed": confirmed, "unconfirmed": unconfirmed, "immature": immature},
+            "utxos": utxos,
+        }
 
     def tx(self, txid):
         return self.txs.get(txid)
@@ -468,16 +580,18 @@ def service(wallet, env):
     from node.consensus.params import REGTEST
     from wallet.keystore import Keystore
     from wallet.service import WalletService
+
     path, _, _ = wallet
     return WalletService(Keystore.open(path, PASSPHRASE), _MemoryNode(), REGTEST)
 
 
 def test_gap_limit_scan_finds_used_addresses_and_moves_the_indices(service):
     from wallet.service import GAP_LIMIT, discover
+
     chain, node = service.keychain, service.client
-    node.pay(chain.address(0, 19), "aa" * 32, 5)          # within 20 of the last used (none)
-    node.pay(chain.address(0, 39), "bb" * 32, 7)          # within 20 of index 19
-    node.pay(chain.address(0, 60), "cc" * 32, 11)         # 20 unused before it: not found
+    node.pay(chain.address(0, 19), "aa" * 32, 5)  # within 20 of the last used (none)
+    node.pay(chain.address(0, 39), "bb" * 32, 7)  # within 20 of index 19
+    node.pay(chain.address(0, 60), "cc" * 32, 11)  # 20 unused before it: not found
     node.pay(chain.address(1, 2), "dd" * 32, 13)
     assert discover(chain, node) == {0: 40, 1: 3}
     scan = service.scan()
@@ -486,6 +600,7 @@ def test_gap_limit_scan_finds_used_addresses_and_moves_the_indices(service):
     assert [a.index for a in scan.addresses if a.change == 0][-1] == 39 + GAP_LIMIT
     # saved: a fresh open sees the moved indices
     from wallet.keystore import Keystore
+
     again = Keystore.open(service.keystore.path, PASSPHRASE)
     assert (again.next_receive_index, again.next_change_index) == (40, 3)
     assert service.current_address(check=False) == chain.address(0, 40)
@@ -495,11 +610,11 @@ def test_spendable_outputs(service):
     chain, node = service.keychain, service.client
     mine_a, mine_b, change = chain.address(0, 0), chain.address(0, 1), chain.address(1, 0)
     stranger = encode_address("robol", SigningKey.generate().address_hash)
-    node.pay(mine_a, "01" * 32, 100_000, confirmations=3)                       # spendable
-    node.pay(mine_a, "02" * 32, 200_000, coinbase=True, mature=False)           # immature
-    node.pay(mine_a, "03" * 32, 300_000, spent_by="ff" * 32)                    # being spent
-    node.pay(change, "04" * 32, 400_000, confirmations=0, inputs=[mine_a])      # own change
-    node.pay(mine_b, "05" * 32, 500_000, confirmations=0, inputs=[stranger])    # someone else's
+    node.pay(mine_a, "01" * 32, 100_000, confirmations=3)  # spendable
+    node.pay(mine_a, "02" * 32, 200_000, coinbase=True, mature=False)  # immature
+    node.pay(mine_a, "03" * 32, 300_000, spent_by="ff" * 32)  # being spent
+    node.pay(change, "04" * 32, 400_000, confirmations=0, inputs=[mine_a])  # own change
+    node.pay(mine_b, "05" * 32, 500_000, confirmations=0, inputs=[stranger])  # someone else's
     scan = service.scan()
     coins, unconfirmed = service.spendable(scan)
     assert sorted(c.amount for c in coins) == [100_000, 400_000] and unconfirmed == 1
@@ -511,6 +626,6 @@ def test_spendable_outputs(service):
     plan = service.plan_send(stranger, 450_000, fee_rate=2)
     assert {c.amount for c in plan.selection.inputs} == {100_000, 400_000}
     assert plan.unconfirmed_inputs == 1
-    assert plan.fee == plan.tx.size * 2                     # the rate on the real size
+    assert plan.fee == plan.tx.size * 2  # the rate on the real size
     assert plan.amount + plan.fee + plan.change == 500_000
-    assert plan.change_address == chain.address(1, 1)       # change 0 is in use
+    assert plan.change_address == chain.address(1, 1)  # change 0 is in use

@@ -1,12 +1,12 @@
 """Coin selection (wallet/coinselect.py)."""
+
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wallet.coinselect import (DEFAULT_SIZE_MODEL, DUST_THRESHOLD, SizeModel, Utxo,
-                               select_coins)
+from wallet.coinselect import DEFAULT_SIZE_MODEL, DUST_THRESHOLD, SizeModel, Utxo, select_coins
 from wallet.errors import InsufficientFundsError
 
 SIZE = DEFAULT_SIZE_MODEL  # 17 + 140 per input + 32 per output bytes
@@ -45,7 +45,7 @@ def test_largest_first_when_no_single_output_covers():
 
 def test_dust_change_goes_to_the_fee():
     fee_plain = SIZE(1, 1) * 5
-    coin = 100_000 + fee_plain + 700          # 700 over: change would be dust
+    coin = 100_000 + fee_plain + 700  # 700 over: change would be dust
     chosen = select_coins(utxos(coin), 100_000, fee_rate=5)
     assert chosen.change == 0
     assert chosen.fee == fee_plain + 700
@@ -60,8 +60,13 @@ def test_change_at_the_dust_threshold_is_kept():
 
 
 def test_custom_dust_threshold_and_size_function():
-    chosen = select_coins(utxos(10_000), 9_000, fee_rate=1, dust_threshold=100,
-                          size=lambda n_in, n_out: 100 * n_in + 10 * n_out)
+    chosen = select_coins(
+        utxos(10_000),
+        9_000,
+        fee_rate=1,
+        dust_threshold=100,
+        size=lambda n_in, n_out: 100 * n_in + 10 * n_out,
+    )
     assert (chosen.fee, chosen.change) == (120, 880)
 
 
@@ -108,15 +113,19 @@ amounts = st.lists(st.integers(min_value=0, max_value=2_000_000), max_size=12)
 
 
 @settings(max_examples=300, deadline=None)
-@given(amounts=amounts, target=st.integers(min_value=1, max_value=5_000_000),
-       fee_rate=st.integers(min_value=0, max_value=50),
-       dust=st.integers(min_value=0, max_value=5_000),
-       payments=st.integers(min_value=1, max_value=3))
+@given(
+    amounts=amounts,
+    target=st.integers(min_value=1, max_value=5_000_000),
+    fee_rate=st.integers(min_value=0, max_value=50),
+    dust=st.integers(min_value=0, max_value=5_000),
+    payments=st.integers(min_value=1, max_value=3),
+)
 def test_selection_properties(amounts, target, fee_rate, dust, payments):
     coins = utxos(*amounts)
     try:
-        chosen = select_coins(coins, target, fee_rate, dust_threshold=dust,
-                              payment_outputs=payments)
+        chosen = select_coins(
+            coins, target, fee_rate, dust_threshold=dust, payment_outputs=payments
+        )
     except InsufficientFundsError:
         # No set of k outputs pays: in particular not the k largest.
         ranked = sorted(amounts, reverse=True)

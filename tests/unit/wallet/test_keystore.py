@@ -1,4 +1,5 @@
 """The encrypted wallet file (wallet/keystore.py)."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +8,23 @@ import stat
 
 import pytest
 
-from wallet.errors import (KeystoreDamagedError, KeystoreExistsError, KeystoreUnsupportedError,
-                           UnknownNetworkError, BadMnemonicError, WrongPassphraseError)
+from wallet.errors import (
+    BadMnemonicError,
+    KeystoreDamagedError,
+    KeystoreExistsError,
+    KeystoreUnsupportedError,
+    UnknownNetworkError,
+    WrongPassphraseError,
+)
 from wallet.keys import CHANGE, RECEIVE, KeyChain, mnemonic_to_seed
 from wallet.keystore import SCRYPT_N, Keystore
 
-PHRASE = ("legal winner thank year wave sausage worth useful legal winner thank year "
-          "wave sausage worth useful legal winner thank year wave sausage worth title")
+PHRASE = (
+    "legal winner thank year wave sausage worth useful legal winner thank year "
+    "wave sausage worth useful legal winner thank year wave sausage worth title"
+)
 PASSWORD = "correct horse battery staple"
-FAST_N = 2 ** 10  # scrypt cost for tests; the default is SCRYPT_N
+FAST_N = 2**10  # scrypt cost for tests; the default is SCRYPT_N
 
 
 @pytest.fixture
@@ -36,7 +45,7 @@ def rewrite(path, edit) -> None:
 
 
 def test_default_cost_is_the_real_one():
-    assert SCRYPT_N == 2 ** 15
+    assert SCRYPT_N == 2**15
 
 
 def test_roundtrip(store, wallet_path):
@@ -58,8 +67,11 @@ def test_roundtrip(store, wallet_path):
     assert opened.kdf == store.kdf
     assert opened.contents == store.contents
     chain = KeyChain.from_mnemonic(PHRASE, "extra words", "testnet")
-    assert [first, second, change] == [chain.address(RECEIVE, 0), chain.address(RECEIVE, 1),
-                                       chain.address(CHANGE, 0)]
+    assert [first, second, change] == [
+        chain.address(RECEIVE, 0),
+        chain.address(RECEIVE, 1),
+        chain.address(CHANGE, 0),
+    ]
     assert opened.next_address() == chain.address(RECEIVE, 2)
 
 
@@ -96,7 +108,7 @@ def test_wrong_passphrase_changes_nothing(store, wallet_path):
 @pytest.mark.parametrize("keep", [0, 1, 40, 0.5, -3], ids=["empty", "1", "40", "half", "no-brace"])
 def test_truncated_file_is_damaged(store, wallet_path, keep):
     data = wallet_path.read_bytes()
-    wallet_path.write_bytes(data[:int(len(data) * keep) if isinstance(keep, float) else keep])
+    wallet_path.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
     with pytest.raises(KeystoreDamagedError) as info:
         Keystore.open(wallet_path, PASSWORD)
     assert info.value.code == "keystore-damaged"
@@ -107,6 +119,7 @@ def test_flipped_ciphertext_byte_fails_authentication(store, wallet_path):
         raw = bytearray(bytes.fromhex(document["ciphertext"]))
         raw[len(raw) // 2] ^= 0x01
         document["ciphertext"] = raw.hex()
+
     rewrite(wallet_path, flip)
     with pytest.raises(WrongPassphraseError, match="altered"):
         Keystore.open(wallet_path, PASSWORD)
@@ -118,13 +131,17 @@ def test_truncated_ciphertext_fails_authentication(store, wallet_path):
         Keystore.open(wallet_path, PASSWORD)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: d["kdf"].update(n=2 ** 11),
-    lambda d: d["kdf"].update(r=7),
-    lambda d: d["kdf"].update(p=2),
-    lambda d: d["kdf"].update(salt="00" * 16),
-    lambda d: d["cipher"].update(nonce="00" * 12),
-], ids=["n", "r", "p", "salt", "nonce"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["kdf"].update(n=2**11),
+        lambda d: d["kdf"].update(r=7),
+        lambda d: d["kdf"].update(p=2),
+        lambda d: d["kdf"].update(salt="00" * 16),
+        lambda d: d["cipher"].update(nonce="00" * 12),
+    ],
+    ids=["n", "r", "p", "salt", "nonce"],
+)
 def test_edited_header_fails_authentication(store, wallet_path, edit):
     rewrite(wallet_path, edit)
     with pytest.raises(WrongPassphraseError):
@@ -135,7 +152,9 @@ def test_header_is_authenticated_even_with_the_right_key(store, wallet_path):
     """The header is associated data: the right key under another header fails."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     from wallet.keystore import _header
+
     document = json.loads(wallet_path.read_text())
     key = store.kdf.derive_key(PASSWORD)
     nonce = bytes.fromhex(document["cipher"]["nonce"])
@@ -145,21 +164,37 @@ def test_header_is_authenticated_even_with_the_right_key(store, wallet_path):
         ChaCha20Poly1305(key).decrypt(nonce, ciphertext, _header(store.kdf, nonce)[:-1] + b" ")
 
 
-@pytest.mark.parametrize("edit,problem", [
-    (lambda d: d.pop("kdf"), "'kdf'"),
-    (lambda d: d["kdf"].pop("salt"), "'kdf.salt'"),
-    (lambda d: d["kdf"].update(salt="zz" * 16), "not hex"),
-    (lambda d: d["kdf"].update(salt="00" * 8), "salt is 8 bytes"),
-    (lambda d: d["kdf"].update(n="1024"), "'kdf.n'"),
-    (lambda d: d["kdf"].update(n=1000), "power of two"),
-    (lambda d: d["kdf"].update(n=2 ** 40), "power of two"),   # refused before scrypt runs
-    (lambda d: d["kdf"].update(r=10 ** 6), "scrypt r"),
-    (lambda d: d["cipher"].update(nonce="00" * 11), "nonce is 11 bytes"),
-    (lambda d: d.update(ciphertext="abc"), "not hex"),
-    (lambda d: d.update(ciphertext="00" * 15), "shorter"),
-    (lambda d: d.update(format="something-else"), "not an Obol keystore"),
-], ids=["no-kdf", "no-salt", "salt-hex", "salt-size", "n-type", "n-pow2", "n-huge", "r-huge",
-        "nonce-size", "ct-hex", "ct-short", "format"])
+@pytest.mark.parametrize(
+    "edit,problem",
+    [
+        (lambda d: d.pop("kdf"), "'kdf'"),
+        (lambda d: d["kdf"].pop("salt"), "'kdf.salt'"),
+        (lambda d: d["kdf"].update(salt="zz" * 16), "not hex"),
+        (lambda d: d["kdf"].update(salt="00" * 8), "salt is 8 bytes"),
+        (lambda d: d["kdf"].update(n="1024"), "'kdf.n'"),
+        (lambda d: d["kdf"].update(n=1000), "power of two"),
+        (lambda d: d["kdf"].update(n=2**40), "power of two"),  # refused before scrypt runs
+        (lambda d: d["kdf"].update(r=10**6), "scrypt r"),
+        (lambda d: d["cipher"].update(nonce="00" * 11), "nonce is 11 bytes"),
+        (lambda d: d.update(ciphertext="abc"), "not hex"),
+        (lambda d: d.update(ciphertext="00" * 15), "shorter"),
+        (lambda d: d.update(format="something-else"), "not an Obol keystore"),
+    ],
+    ids=[
+        "no-kdf",
+        "no-salt",
+        "salt-hex",
+        "salt-size",
+        "n-type",
+        "n-pow2",
+        "n-huge",
+        "r-huge",
+        "nonce-size",
+        "ct-hex",
+        "ct-short",
+        "format",
+    ],
+)
 def test_malformed_file_is_damaged(store, wallet_path, edit, problem):
     rewrite(wallet_path, edit)
     with pytest.raises(KeystoreDamagedError) as info:
@@ -167,11 +202,14 @@ def test_malformed_file_is_damaged(store, wallet_path, edit, problem):
     assert problem in info.value.message
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: d.update(version=2),
-    lambda d: d["kdf"].update(name="argon2id"),
-    lambda d: d["cipher"].update(name="aes-256-gcm"),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.update(version=2),
+        lambda d: d["kdf"].update(name="argon2id"),
+        lambda d: d["cipher"].update(name="aes-256-gcm"),
+    ],
+)
 def test_unknown_versions_are_unsupported(store, wallet_path, edit):
     rewrite(wallet_path, edit)
     with pytest.raises(KeystoreUnsupportedError):
@@ -223,6 +261,7 @@ def test_failed_write_keeps_old_file_and_state(store, wallet_path, monkeypatch):
 
     def failing_fsync(fd):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError):
         store.next_address()
@@ -266,7 +305,7 @@ def test_password_is_normalised(wallet_path):
 
 
 def test_labels_cannot_be_changed_behind_its_back(store, wallet_path):
-    store.labels["x"] = "y"          # a copy
+    store.labels["x"] = "y"  # a copy
     with pytest.raises(TypeError):
         store.contents.labels["x"] = "y"  # read-only
     assert Keystore.open(wallet_path, PASSWORD).labels == {}
@@ -276,7 +315,7 @@ def test_default_parameters(wallet_path):
     """One wallet at the real default cost (n = 2**15, about 0.1 s per derivation)."""
     Keystore.create(wallet_path, PHRASE, "", "main", PASSWORD)
     opened = Keystore.open(wallet_path, PASSWORD)
-    assert (opened.kdf.n, opened.kdf.r, opened.kdf.p) == (2 ** 15, 8, 1)
+    assert (opened.kdf.n, opened.kdf.r, opened.kdf.p) == (2**15, 8, 1)
     assert opened.next_address().startswith("obol1")
 
 
@@ -286,6 +325,7 @@ def test_create_without_hard_links(wallet_path, monkeypatch):
 
     def no_links(src, dst):
         raise OSError(errno.EPERM, "hard links not supported")
+
     monkeypatch.setattr(os, "link", no_links)
     Keystore.create(wallet_path, PHRASE, "", "regtest", PASSWORD, kdf_n=FAST_N)
     with pytest.raises(KeystoreExistsError):
