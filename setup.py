@@ -1,8 +1,8 @@
 """Only the C extensions live here; everything else is in setup.cfg.
 
 Both are optional: without a C compiler the package installs and the same
-work is done in Python (tests/test_sigbatch.py and tests/test_encoding.py check
-that both ways agree).
+work is done in Python (tests/unit/consensus/test_sigbatch.py and
+tests/unit/primitives/test_encoding.py check that both ways agree).
 
 - ``node.consensus._sigbatch`` verifies a chunk of signatures in one release of the GIL
   (docs/design.md, "Signature checks").

@@ -267,7 +267,7 @@ class NodeProc:
 
 
 class WirePeer:
-    """A raw P2P peer (as tests/hostile.py): handshake, then streams pre-encoded frames.
+    """A raw P2P peer (as tests/framework/wire.py): handshake, then streams pre-encoded frames.
 
     A reader task answers pings and counts (and drops) everything else the node sends.
     """

@@ -1,6 +1,6 @@
 """The OpenAPI 3 document of the HTTP API, served at ``/api/v1/openapi.json``.
 
-Kept next to the routes: ``tests/test_api.py`` checks that every route the
+Kept next to the routes: ``tests/functional/feature_api.py`` checks that every route the
 application registers is described here and nothing else is.
 """
 

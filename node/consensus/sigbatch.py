@@ -4,7 +4,7 @@
 uses ``node.consensus._sigbatch`` (a C loop over the libsecp256k1 functions linked into
 coincurve, built with the package) when that module could be built, and
 coincurve one call per signature otherwise; both give the same answers
-(tests/test_sigbatch.py).  Why the loop exists: docs/design.md, "Signature
+(tests/unit/consensus/test_sigbatch.py).  Why the loop exists: docs/design.md, "Signature
 checks".
 """
 
