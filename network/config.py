@@ -23,7 +23,7 @@ RECONNECT_INITIAL = 0.5  # seconds: first retry delay of a persistent peer
 RECONNECT_MAX = 30.0  # seconds: largest retry delay of a persistent peer
 OUTBOUND_RETRY_INTERVAL = 5.0  # seconds between address-book rounds when nothing wakes the dialler
 ADDR_SAVE_INTERVAL = 300.0  # seconds between saves of a changed address book
-USER_AGENT = "/obol:0.1.0/"
+USER_AGENT = "/obol/"  # the node passes its own, with the version (node.__version__)
 
 
 @dataclass(frozen=True)
