@@ -30,6 +30,7 @@ ALLOC_GRAIN = 16  # bytes: pymalloc's size classes
 DICT_SLOT = 64  # bytes: one key in a large dict (hash index + entry + growth headroom)
 INT_BYTES = 32  # bytes: an int below 2^60 (28, rounded)
 FLOAT_BYTES = 32  # bytes: a float (24, rounded)
+SMALL_INTS = range(-5, 257)  # ints CPython keeps as shared singletons: no heap of their own
 
 
 BYTES_HEADER = sys.getsizeof(b"")  # bytes: a bytes object's size beyond its contents (33)
@@ -38,6 +39,11 @@ BYTES_HEADER = sys.getsizeof(b"")  # bytes: a bytes object's size beyond its con
 def _heap(obj: object) -> int:
     """``sys.getsizeof`` rounded up to the allocator's grain."""
     return _grain(sys.getsizeof(obj))
+
+
+def _int_heap(value: int) -> int:
+    """Heap bytes an int field holds (none for the shared small ints, such as 0)."""
+    return 0 if value in SMALL_INTS else INT_BYTES
 
 
 def _grain(size: int) -> int:
@@ -71,6 +77,15 @@ class MempoolEntry:
     time: float  # unix seconds when it entered
     parent_set: set[bytes] | None = None  # txids of pool transactions it spends (None: none)
     child_set: set[bytes] | None = None  # txids of pool transactions spending it (None: none)
+    # Its package, kept up to date by the pool as entries come and go (Bitcoin Core's
+    # CTxMemPoolEntry "with ancestors" / "with descendants" state).  Stored WITHOUT the
+    # entry itself, so a lone transaction holds zeros (shared ints, no heap); the
+    # ``*_with_*`` properties add it back.
+    ancestors_count: int = 0  # transactions: its in-pool ancestors
+    ancestors_size: int = 0  # bytes: their encodings
+    ancestors_fees: int = 0  # base units: their fees
+    descendants_count: int = 0  # transactions: its in-pool descendants
+    descendants_size: int = 0  # bytes: their encodings
 
     @classmethod
     def create(
@@ -103,6 +118,26 @@ class MempoolEntry:
     def fee_rate(self) -> float:
         return self.fee / len(self.raw)
 
+    @property
+    def count_with_ancestors(self) -> int:
+        return self.ancestors_count + 1
+
+    @property
+    def size_with_ancestors(self) -> int:
+        return self.ancestors_size + len(self.raw)
+
+    @property
+    def fees_with_ancestors(self) -> int:
+        return self.ancestors_fees + self.fee
+
+    @property
+    def count_with_descendants(self) -> int:
+        return self.descendants_count + 1
+
+    @property
+    def size_with_descendants(self) -> int:
+        return self.descendants_size + len(self.raw)
+
     def output(self, index: int) -> TxOut | None:
         """Output ``index`` of the transaction, or None if it has no such output."""
         outputs = decode_stored(self.raw)[2]
@@ -130,6 +165,14 @@ class MempoolEntry:
             size += _heap(self.parent_set)
         if self.child_set is not None:
             size += _heap(self.child_set)
+        for value in (
+            self.ancestors_count,
+            self.ancestors_size,
+            self.ancestors_fees,
+            self.descendants_count,
+            self.descendants_size,
+        ):
+            size += _int_heap(value)
         return size
 
 
