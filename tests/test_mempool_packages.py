@@ -5,6 +5,8 @@ templates by ancestor fee rate (CPFP) in near-linear time."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chaincheck import build_block, coinbase_outpoint, extend, open_chain
 from chainutil import Wallet, make_params, spend
@@ -107,7 +109,7 @@ def test_a_chain_of_7000_rising_fee_rates_is_refused_from_the_26th(setup):
     """The issue's attack: 7,000 unconfirmed transactions, each spending the last and paying
     a higher fee rate.  The first 25 enter; the 26th would have 26 ancestors (itself
     included) and is refused with too-long-mempool-chain, not punished (policy); the rest
-    spend what the pool does not hold."""
+    spend what the pool does not hold.  The template is the 25, parents first."""
     chain, wallet, coins = setup
     pool = Mempool(chain)
     txs = chain_of(chain, wallet, coins[0], 7_000, lambda i: 1_000 + 10 * i)
@@ -123,6 +125,8 @@ def test_a_chain_of_7000_rising_fee_rates_is_refused_from_the_26th(setup):
     assert max(e.count_with_ancestors for e in pool.entries.values()) == LIMITS.ancestor_count
     assert pool.get(txs[0].txid).count_with_descendants == LIMITS.descendant_count
     assert_packages_consistent(pool)
+    selected, fees = pool.select_for_block(1_000_000)
+    assert selected == txs[:25] and fees == sum(1_000 + 10 * i for i in range(25))
 
 
 def test_a_parent_may_have_at_most_24_descendants(setup):
@@ -241,3 +245,181 @@ def test_package_totals_follow_blocks_evictions_expiry_batches_and_reorgs(setup)
     now[0] += 1_000
     pool.expire()
     assert len(pool) == 0 and pool.usage == 0 and pool.bytes == 0
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+def test_a_child_paying_for_its_parent_beats_a_middling_transaction(setup):
+    """CPFP: a cheap parent's package (parent + rich child) at 10.5/byte goes before a lone
+    transaction at 7/byte; at 5.5/byte it goes after.  The old by-own-rate order took the
+    child (and so its parent) first either way."""
+    chain, wallet, coins = setup
+    size = pay(chain, wallet, [coins[0]], 1_000).size
+    for child_rate, order in ((20, "package first"), (10, "middling first")):
+        pool = Mempool(chain)
+        parent = pay(chain, wallet, [coins[0]], size)
+        child = pay(chain, wallet, [out(parent)], child_rate * size)
+        middling = pay(chain, wallet, [coins[1]], 7 * size)
+        assert {tx.size for tx in (parent, child, middling)} == {size}
+        for tx in (middling, parent, child):
+            pool.accept(tx)
+        txs, fees = pool.select_for_block(1_000_000)
+        expected = (
+            [parent, child, middling] if order == "package first" else [middling, parent, child]
+        )
+        assert txs == expected and fees == (1 + child_rate + 7) * size
+        # room for two: the package, or the middling one and the parent alone (its own
+        # package once the whole one no longer fits)
+        txs, fees = pool.select_for_block(2 * size)
+        assert txs == ([parent, child] if order == "package first" else [middling, parent])
+
+
+def test_taking_a_package_raises_its_other_descendants(setup):
+    """Once a parent is in the block, its other child's package is the child alone: at
+    12/byte it goes before an 11/byte transaction, though with its parent it was 6.5/byte
+    (Core's modified entries)."""
+    chain, wallet, coins = setup
+    size = pay(chain, wallet, [coins[0]], 1_000).size
+    pool = Mempool(chain)
+    parent = pay(chain, wallet, [coins[0]], 2 * size, parts=2)
+    psize = parent.size
+    assert psize < 2 * size
+    first = pay(chain, wallet, [out(parent, 0)], 30 * size)
+    second = pay(chain, wallet, [out(parent, 1)], 12 * size)
+    eleven = pay(chain, wallet, [coins[1]], 11 * size)
+    seven = pay(chain, wallet, [coins[2]], 7 * size)
+    for tx in (seven, eleven, parent, second, first):
+        pool.accept(tx)
+    assert (2 * size + 12 * size) / (psize + size) < 7  # with its parent it loses to both
+    txs, fees = pool.select_for_block(1_000_000)
+    assert txs == [parent, first, second, eleven, seven]
+    assert fees == (2 + 30 + 12 + 11 + 7) * size
+
+
+def test_a_package_that_does_not_fit_is_skipped_for_the_next_best(setup):
+    """Within max_bytes: a package too big for the room left is passed over and smaller
+    ones fill the room; parents always come first."""
+    chain, wallet, coins = setup
+    pool = Mempool(chain)
+    parent = pay(chain, wallet, [coins[0]], 2_000, parts=10)  # big and cheap
+    child = pay(chain, wallet, [out(parent)], 80_000)
+    high = pay(chain, wallet, [coins[1]], 15_000)
+    low = pay(chain, wallet, [coins[2]], 2_000)
+    for tx in (parent, child, high, low):
+        pool.accept(tx)
+    room = high.size + low.size + 10
+    assert parent.size + child.size > room and parent.size > 10
+    assert (2_000 + 80_000) / (parent.size + child.size) > 15_000 / high.size
+    txs, fees = pool.select_for_block(room)
+    assert txs == [high, low] and fees == 17_000
+    assert pool.select_for_block(high.size - 1) == ([], 0)
+    assert len(pool) == 4  # selecting removes nothing
+
+
+def test_selection_is_by_rate_even_where_a_package_pays_more_in_all(setup):
+    """As Core's: a lone transaction at a higher rate goes first even when the package it
+    leaves no room for would have paid more in all (the old by-own-rate order took the
+    rich child's package first here).  Greedy by rate is not a knapsack optimum."""
+    chain, wallet, coins = setup
+    size = pay(chain, wallet, [coins[0]], 1_000).size
+    pool = Mempool(chain)
+    parent = pay(chain, wallet, [coins[0]], size)
+    child = pay(chain, wallet, [out(parent)], 10 * size)  # package: 5.5/byte, 11 × size
+    lone = pay(chain, wallet, [coins[1]], 6 * size)  # 6/byte
+    for tx in (parent, child, lone):
+        pool.accept(tx)
+    txs, fees = pool.select_for_block(2 * size)
+    assert txs == [lone, parent] and fees == 7 * size
+    assert old_select(pool, 2 * size)[1] == 11 * size
+
+
+def old_select(pool, max_bytes):
+    """The previous selection (each entry by its own fee rate, its missing ancestors first),
+    for comparison."""
+    chosen, used, fees = set(), 0, 0
+    for entry in sorted(pool.entries.values(), key=lambda e: e.fee_rate, reverse=True):
+        if entry.txid in chosen:
+            continue
+        package = [entry.txid] + sorted(ancestors_of(pool.entries, entry.txid) - chosen)
+        size = sum(pool.entries[t].size for t in package)
+        if used + size > max_bytes:
+            continue
+        chosen.update(package)
+        used += size
+        fees += sum(pool.entries[t].fee for t in package)
+    return chosen, fees
+
+
+def reference_select(pool, max_bytes):
+    """The rule itself, slowly: again and again, of the packages (a tx and its ancestors not
+    yet chosen) that fit the room left, take the best by fee rate (ties: lowest txid)."""
+    entries, chosen, order, used = pool.entries, set(), [], 0
+    while True:
+        best = None
+        for txid in entries.keys() - chosen:
+            package = (ancestors_of(entries, txid) - chosen) | {txid}
+            size = sum(entries[t].size for t in package)
+            if used + size > max_bytes:
+                continue
+            key = (-sum(entries[t].fee for t in package) / size, txid)
+            if best is None or key < best[0]:
+                best = (key, package)
+        if best is None:
+            return order
+        package = sorted(best[1], key=lambda t: (entries[t].ancestors_count, t))
+        order.extend(package)
+        chosen.update(package)
+        used += sum(entries[t].size for t in package)
+
+
+@st.composite
+def pools(draw):
+    """Up to 16 transactions: each spends up to 2 unspent outputs of earlier ones, or a
+    fresh confirmed coin, to 1-3 outputs, at a fee of 1-60 per byte (about)."""
+    shapes = []
+    for i in range(draw(st.integers(1, 16))):
+        parents = draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True)) if i else []
+        shapes.append((parents, draw(st.integers(1, 3)), draw(st.integers(1, 60))))
+    return shapes, draw(st.floats(0, 1.1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pools())
+def test_random_pools_select_by_ancestor_fee_rate(fanned, drawn):
+    """Random pools (hypothesis): the template is exactly the slow reference's choice;
+    parents come before children, it fits ``max_bytes``, its fees are summed; no package
+    left out would still fit; and the cached package totals are right."""
+    chain, wallet, fan = fanned
+    shapes, share = drawn
+    pool = Mempool(chain)
+    txs: list[Transaction] = []
+    unspent: list[list[int]] = []
+    fresh = iter(fan)
+    for parents, parts, per_byte in shapes:
+        inputs = []
+        for p in parents:
+            if unspent[p]:
+                inputs.append(out(txs[p], unspent[p].pop(0)))
+        if not inputs:
+            inputs = [next(fresh)]
+        tx = pay(chain, wallet, inputs, per_byte * 400, parts=parts)
+        pool.accept(tx)
+        txs.append(tx)
+        unspent.append(list(range(parts)))
+    assert_packages_consistent(pool)
+    max_bytes = int(pool.bytes * share)
+    selected, fees = pool.select_for_block(max_bytes)
+    ids = [tx.txid for tx in selected]
+    assert ids == reference_select(pool, max_bytes)
+    position = {txid: n for n, txid in enumerate(ids)}
+    for n, txid in enumerate(ids):
+        assert all(position[p] < n for p in pool.entries[txid].parents)  # parents chosen, first
+    used = sum(tx.size for tx in selected)
+    assert used <= max_bytes
+    assert fees == sum(pool.entries[t].fee for t in ids)
+    for txid in pool.entries.keys() - set(ids):
+        package = (ancestors_of(pool.entries, txid) - set(ids)) | {txid}
+        assert used + sum(pool.entries[t].size for t in package) > max_bytes
+    if max_bytes >= pool.bytes:
+        assert fees == sum(e.fee for e in pool.entries.values()) >= old_select(pool, max_bytes)[1]

@@ -12,7 +12,8 @@ newcomer must pay rises above the evicted rate, decaying back by half every
 ROLLING_FEE_HALFLIFE (faster while the pool is less than half full), so a
 full pool is not churned by one eviction scan per cheap transaction.  Entries
 expire after a time.  Entries are compact (``entry.py``) and carry their
-package totals, kept up to date as entries come and go.
+package totals, kept up to date as entries come and go; block templates take
+packages by ancestor fee rate (``template.py``).
 
 Fee rates are in base units per byte of the transaction's encoding.
 """
@@ -36,6 +37,7 @@ from node.mempool.packages import (
     check_descendant_limits,
     descendants_of,
 )
+from node.mempool.template import select_packages
 from node.primitives.block import Block
 from node.primitives.errors import (
     MempoolConflictError,
@@ -472,46 +474,10 @@ class Mempool:
     # --- block template ------------------------------------------------------------------
 
     def select_for_block(self, max_bytes: int) -> tuple[list[Transaction], int]:
-        """Transactions by fee rate, each after its pool parents, within ``max_bytes``; and
-        their fees."""
-        chosen: list[Transaction] = []
-        included: set[bytes] = set()
-        used = 0
-        fees = 0
-        for entry in sorted(self.entries.values(), key=lambda e: e.fee_rate, reverse=True):
-            if entry.txid in included:
-                continue
-            package = self._ancestors_first(entry, included)
-            size = sum(e.size for e in package)
-            if used + size > max_bytes:
-                continue
-            for e in package:
-                chosen.append(e.tx)
-                included.add(e.txid)
-                fees += e.fee
-            used += size
-        return chosen, fees
-
-    def _ancestors_first(self, entry: MempoolEntry, included: set[bytes]) -> list[MempoolEntry]:
-        """``entry`` preceded by its not-yet-included pool ancestors, parents before children.
-
-        Iterative (a post-order walk with an explicit stack): a chain of thousands of
-        unconfirmed transactions must not exhaust Python's recursion limit."""
-        order: list[MempoolEntry] = []
-        seen: set[bytes] = {entry.txid}
-        stack: list[tuple[MempoolEntry, list[bytes]]] = [(entry, sorted(entry.parents))]
-        while stack:
-            current, parents = stack[-1]
-            while parents:
-                parent = parents.pop(0)
-                if parent not in included and parent not in seen and parent in self.entries:
-                    seen.add(parent)
-                    stack.append((self.entries[parent], sorted(self.entries[parent].parents)))
-                    break
-            else:
-                order.append(current)
-                stack.pop()
-        return order
+        """The best packages by ancestor fee rate within ``max_bytes``, each transaction
+        after its pool parents; and their fees (``template.py``)."""
+        chosen, fees = select_packages(self.entries, max_bytes)
+        return [entry.tx for entry in chosen], fees
 
     # --- views ---------------------------------------------------------------------------
 
