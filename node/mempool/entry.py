@@ -69,6 +69,30 @@ def unpack_coins(packed: bytes) -> list[Coin]:
 
 
 @dataclass(slots=True, eq=False)
+class Relatives:
+    """Totals of an entry's in-pool ancestors and descendants, the entry itself excluded,
+    kept up to date by the pool as entries come and go (Bitcoin Core's CTxMemPoolEntry
+    "with ancestors" / "with descendants" state)."""
+
+    ancestors_count: int = 0  # transactions
+    ancestors_size: int = 0  # bytes of their encodings
+    ancestors_fees: int = 0  # base units
+    descendants_count: int = 0  # transactions
+    descendants_size: int = 0  # bytes of their encodings
+
+    def usage(self) -> int:
+        """Heap bytes: the object and its ints (the shared small ones cost nothing)."""
+        return (
+            RELATIVES_BYTES
+            + _int_heap(self.ancestors_count)
+            + _int_heap(self.ancestors_size)
+            + _int_heap(self.ancestors_fees)
+            + _int_heap(self.descendants_count)
+            + _int_heap(self.descendants_size)
+        )
+
+
+@dataclass(slots=True, eq=False)
 class MempoolEntry:
     raw: bytes  # the transaction's canonical encoding
     txid: bytes  # sha256d(raw); also its key in the pool
@@ -77,15 +101,7 @@ class MempoolEntry:
     time: float  # unix seconds when it entered
     parent_set: set[bytes] | None = None  # txids of pool transactions it spends (None: none)
     child_set: set[bytes] | None = None  # txids of pool transactions spending it (None: none)
-    # Its package, kept up to date by the pool as entries come and go (Bitcoin Core's
-    # CTxMemPoolEntry "with ancestors" / "with descendants" state).  Stored WITHOUT the
-    # entry itself, so a lone transaction holds zeros (shared ints, no heap); the
-    # ``*_with_*`` properties add it back.
-    ancestors_count: int = 0  # transactions: its in-pool ancestors
-    ancestors_size: int = 0  # bytes: their encodings
-    ancestors_fees: int = 0  # base units: their fees
-    descendants_count: int = 0  # transactions: its in-pool descendants
-    descendants_size: int = 0  # bytes: their encodings
+    relatives: Relatives | None = None  # its package totals (None: no pool relatives, most)
 
     @classmethod
     def create(
@@ -117,6 +133,48 @@ class MempoolEntry:
     @property
     def fee_rate(self) -> float:
         return self.fee / len(self.raw)
+
+    def add_to_relatives(
+        self,
+        ancestors: int,
+        ancestors_size: int,
+        fees: int,
+        descendants: int,
+        descendants_size: int,
+    ) -> None:
+        """Add to its package totals (negative: take away); none left drops the object."""
+        r = self.relatives
+        if r is None:
+            r = self.relatives = Relatives()
+        r.ancestors_count += ancestors
+        r.ancestors_size += ancestors_size
+        r.ancestors_fees += fees
+        r.descendants_count += descendants
+        r.descendants_size += descendants_size
+        if r.ancestors_count == 0 and r.descendants_count == 0:
+            self.relatives = None
+
+    @property
+    def ancestors_count(self) -> int:
+        """Its in-pool ancestors, itself excluded."""
+        return self.relatives.ancestors_count if self.relatives is not None else 0
+
+    @property
+    def ancestors_size(self) -> int:
+        return self.relatives.ancestors_size if self.relatives is not None else 0
+
+    @property
+    def ancestors_fees(self) -> int:
+        return self.relatives.ancestors_fees if self.relatives is not None else 0
+
+    @property
+    def descendants_count(self) -> int:
+        """Its in-pool descendants, itself excluded."""
+        return self.relatives.descendants_count if self.relatives is not None else 0
+
+    @property
+    def descendants_size(self) -> int:
+        return self.relatives.descendants_size if self.relatives is not None else 0
 
     @property
     def count_with_ancestors(self) -> int:
@@ -165,16 +223,12 @@ class MempoolEntry:
             size += _heap(self.parent_set)
         if self.child_set is not None:
             size += _heap(self.child_set)
-        for value in (
-            self.ancestors_count,
-            self.ancestors_size,
-            self.ancestors_fees,
-            self.descendants_count,
-            self.descendants_size,
-        ):
-            size += _int_heap(value)
+        if self.relatives is not None:
+            size += self.relatives.usage()
         return size
 
+
+RELATIVES_BYTES = _heap(Relatives())  # bytes: the totals object, without its ints
 
 # The parts of every entry's usage that do not depend on the transaction: the entry
 # object, its txid, fee and time, and its slot in the pool's dict of entries.

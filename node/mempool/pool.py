@@ -286,9 +286,10 @@ class Mempool:
         txid = entry.txid
         for ancestor in ancestors:
             self._update_descendants(self.entries[ancestor], 1, entry.size)
-        entry.ancestors_count = len(ancestors)
-        entry.ancestors_size = sum(self.entries[a].size for a in ancestors)
-        entry.ancestors_fees = sum(self.entries[a].fee for a in ancestors)
+        if ancestors:
+            size = sum(self.entries[a].size for a in ancestors)
+            fees = sum(self.entries[a].fee for a in ancestors)
+            entry.add_to_relatives(len(ancestors), size, fees, 0, 0)
         self.entries[txid] = entry
         for txin in tx.inputs:
             self.spenders[outpoint_key(txin.prev_txid, txin.prev_index)] = txid
@@ -300,16 +301,13 @@ class Mempool:
     def _update_descendants(self, entry: MempoolEntry, count: int, size: int) -> None:
         """Add to ``entry``'s descendant totals, keeping the pool's usage right."""
         self.usage -= entry.usage()
-        entry.descendants_count += count
-        entry.descendants_size += size
+        entry.add_to_relatives(0, 0, 0, count, size)
         self.usage += entry.usage()
 
     def _update_ancestors(self, entry: MempoolEntry, count: int, size: int, fees: int) -> None:
         """Add to ``entry``'s ancestor totals, keeping the pool's usage right."""
         self.usage -= entry.usage()
-        entry.ancestors_count += count
-        entry.ancestors_size += size
-        entry.ancestors_fees += fees
+        entry.add_to_relatives(count, size, fees, 0, 0)
         self.usage += entry.usage()
 
     def _remove_set(self, txids: set[bytes]) -> list[MempoolEntry]:
