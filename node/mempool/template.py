@@ -15,8 +15,10 @@ for n pool entries.
 
 A package that does not fit in the room left is skipped for good: the room
 only shrinks, and so does the package by at most what its ancestors took
-from the room.  Unlike Core there is no early stop after many failures near
-a full block: the heap keeps the whole pass near-linear.
+from the room.  The pass stops once the room left is below the smallest
+entry; unlike Core there is no stop after 1,000 failures in a row near a
+full block, which would change the result: the heap keeps the pass
+near-linear without it.
 """
 
 from __future__ import annotations
@@ -33,24 +35,34 @@ def select_packages(
 ) -> tuple[list[MempoolEntry], int]:
     """The entries of the best packages by ancestor fee rate within ``max_bytes``,
     parents before children, and their fees."""
-    heap = [(-e.fees_with_ancestors / e.size_with_ancestors, e.txid) for e in entries.values()]
+    heap = [(-_ancestor_fee_rate(e), e.txid) for e in entries.values()]
     heapq.heapify(heap)
+    smallest = min((e.size for e in entries.values()), default=0)  # bytes: once the room
+    # left is below it nothing fits any more, and the rest of the heap need not be popped
     modified: dict[bytes, tuple[int, int]] = {}  # txid -> (bytes, fees) of what is left of
     # its package, for an entry some of whose ancestors are already in the block
     included: set[bytes] = set()
     chosen: list[MempoolEntry] = []
     used = 0
     fees = 0
-    while heap:
+    while heap and max_bytes - used >= smallest:
         rate, txid = heapq.heappop(heap)
         if txid in included:
             continue
         entry = entries[txid]
-        size, package_fees = modified.get(
-            txid, (entry.size_with_ancestors, entry.fees_with_ancestors)
-        )
-        if -rate != package_fees / size:
-            continue  # stale: pushed again at its new rate when an ancestor was taken
+        if entry.relatives is None:  # most entries: a package of one, nobody to update
+            if used + entry.size <= max_bytes:
+                chosen.append(entry)
+                included.add(txid)
+                used += entry.size
+                fees += entry.fee
+            continue
+        if txid in modified:
+            size, package_fees = modified[txid]
+            if -rate != package_fees / size:
+                continue  # stale: pushed again at its new rate when an ancestor was taken
+        else:
+            size = entry.size_with_ancestors
         if used + size > max_bytes:
             continue  # it never fits again: the room only shrinks faster than the package
         package = _package(entries, entry, included)
@@ -62,6 +74,14 @@ def select_packages(
             fees += member.fee
         _shrink_descendants(entries, package, included, modified, heap)
     return chosen, fees
+
+
+def _ancestor_fee_rate(entry: MempoolEntry) -> float:
+    """Base units per byte of the entry with all its in-pool ancestors."""
+    r = entry.relatives
+    if r is None:
+        return entry.fee / len(entry.raw)
+    return (entry.fee + r.ancestors_fees) / (len(entry.raw) + r.ancestors_size)
 
 
 def _package(
@@ -91,6 +111,8 @@ def _shrink_descendants(
     of them again at its new ancestor fee rate (Core's UpdatePackagesForAdded)."""
     touched: set[bytes] = set()
     for member in package:
+        if member.descendants_count == 0:
+            continue
         for txid in descendants_of(entries, member.txid):
             if txid in included:
                 continue
