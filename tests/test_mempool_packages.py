@@ -4,6 +4,8 @@ templates by ancestor fee rate (CPFP) in near-linear time."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,8 +15,10 @@ from chainutil import Wallet, make_params, spend
 from node.mempool.entry import outpoint_key
 from node.mempool.packages import PackageLimits, ancestors_of, descendants_of
 from node.mempool.pool import Mempool
+from node.p2p import punish
 from node.primitives.errors import MissingInputsError, PolicyError
 from node.primitives.tx import OutPoint, Transaction, TxOut
+from nodeutil import start_node
 
 LIMITS = PackageLimits()
 FAN = 80  # confirmed outputs the random pools start from
@@ -117,6 +121,7 @@ def test_a_chain_of_7000_rising_fee_rates_is_refused_from_the_26th(setup):
     assert [o.txid for o in outcomes[:25]] == [tx.txid for tx in txs[:25]]
     assert isinstance(outcomes[25], PolicyError) and outcomes[25].code == "too-long-mempool-chain"
     assert "ancestors" in str(outcomes[25])
+    assert punish.for_tx(outcomes[25]).score == 0  # a peer relaying it is not punished
     assert all(isinstance(o, MissingInputsError) for o in outcomes[26:])
     with pytest.raises(PolicyError) as exc:
         pool.accept(txs[25])
@@ -127,6 +132,28 @@ def test_a_chain_of_7000_rising_fee_rates_is_refused_from_the_26th(setup):
     assert_packages_consistent(pool)
     selected, fees = pool.select_for_block(1_000_000)
     assert selected == txs[:25] and fees == sum(1_000 + 10 * i for i in range(25))
+
+
+async def test_a_node_refuses_the_long_chain_and_mines_the_25(tmp_path):
+    """The attack against an in-process node: 7,000 chained transactions submitted at once
+    (checked in batches on the chain thread).  25 enter, the 26th is refused with
+    too-long-mempool-chain, and the next block carries the 25 and empties the pool."""
+    wallet = Wallet()
+    node = await start_node(tmp_path / "node", persist_mempool=False)
+    try:
+        (block,) = await node.generate(1, wallet.addr)
+        await node.generate(node.params.coinbase_maturity, b"\x60" * 20)
+        coin = coinbase_outpoint(block)
+        txs = chain_of(node.params, wallet, coin, 7_000, lambda i: 1_000 + 10 * i)
+        outcomes = await asyncio.gather(*(node.submit_tx(tx) for tx in txs), return_exceptions=True)
+        assert [getattr(o, "txid", None) for o in outcomes[:25]] == [tx.txid for tx in txs[:25]]
+        assert getattr(outcomes[25], "code", None) == "too-long-mempool-chain"
+        assert len(node.mempool) == 25
+        (mined,) = await node.generate(1, wallet.addr)
+        assert [tx.txid for tx in mined.txs[1:]] == [tx.txid for tx in txs[:25]]
+        assert len(node.mempool) == 0
+    finally:
+        await node.stop()
 
 
 def test_a_parent_may_have_at_most_24_descendants(setup):
@@ -245,6 +272,25 @@ def test_package_totals_follow_blocks_evictions_expiry_batches_and_reorgs(setup)
     now[0] += 1_000
     pool.expire()
     assert len(pool) == 0 and pool.usage == 0 and pool.bytes == 0
+
+
+def test_a_reorg_drops_what_its_returning_transactions_push_past_the_limits(setup):
+    """A confirmed transaction with 25 unconfirmed descendants in a chain comes back to the
+    pool when its block is invalidated: the last of the chain now has 26 ancestors with
+    itself, so the repair drops it (and only it)."""
+    chain, wallet, coins = setup
+    pool = Mempool(chain)
+    root = pay(chain, wallet, [coins[0]], 1_000)
+    result = chain.accept_block(build_block(chain, chain.tip, b"\x67" * 20, [root], fees=1_000))
+    pool.update_for_chain(result.connected, result.disconnected)
+    line = chain_of(chain, wallet, out(root), 25, lambda i: 1_000)
+    for tx in line:
+        pool.accept(tx)
+    result = chain.invalidate_block(chain.tip.hash)
+    pool.update_for_chain(result.connected, result.disconnected)
+    assert set(pool.entries) == {tx.txid for tx in [root] + line[:24]}
+    assert pool.get(root.txid).count_with_descendants == LIMITS.descendant_count
+    assert_packages_consistent(pool)
 
 
 # --- templates ----------------------------------------------------------------------------
@@ -384,7 +430,7 @@ def pools(draw):
     return shapes, draw(st.floats(0, 1.1))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pools())
 def test_random_pools_select_by_ancestor_fee_rate(fanned, drawn):
     """Random pools (hypothesis): the template is exactly the slow reference's choice;
