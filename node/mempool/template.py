@@ -37,10 +37,11 @@ def select_packages(
     parents before children, and their fees."""
     heap = [(-_ancestor_fee_rate(e), e.txid) for e in entries.values()]
     heapq.heapify(heap)
-    smallest = min((e.size for e in entries.values()), default=0)  # bytes: once the room
-    # left is below it nothing fits any more, and the rest of the heap need not be popped
-    modified: dict[bytes, tuple[int, int]] = {}  # txid -> (bytes, fees) of what is left of
-    # its package, for an entry some of whose ancestors are already in the block
+    # bytes: once the room left is below the smallest entry nothing fits any more
+    smallest = min((e.size for e in entries.values()), default=0)
+    # txid -> (bytes, fees) of what is left of its package, for an entry some of whose
+    # ancestors are in the block already (Core's modified entries)
+    modified: dict[bytes, tuple[int, int]] = {}
     included: set[bytes] = set()
     chosen: list[MempoolEntry] = []
     used = 0
