@@ -30,6 +30,7 @@ ALLOC_GRAIN = 16  # bytes: pymalloc's size classes
 DICT_SLOT = 64  # bytes: one key in a large dict (hash index + entry + growth headroom)
 INT_BYTES = 32  # bytes: an int below 2^60 (28, rounded)
 FLOAT_BYTES = 32  # bytes: a float (24, rounded)
+SMALL_INTS = range(-5, 257)  # ints CPython keeps as shared singletons: no heap of their own
 
 
 BYTES_HEADER = sys.getsizeof(b"")  # bytes: a bytes object's size beyond its contents (33)
@@ -38,6 +39,11 @@ BYTES_HEADER = sys.getsizeof(b"")  # bytes: a bytes object's size beyond its con
 def _heap(obj: object) -> int:
     """``sys.getsizeof`` rounded up to the allocator's grain."""
     return _grain(sys.getsizeof(obj))
+
+
+def _int_heap(value: int) -> int:
+    """Heap bytes an int field holds (none for the shared small ints, such as 0)."""
+    return 0 if value in SMALL_INTS else INT_BYTES
 
 
 def _grain(size: int) -> int:
@@ -63,6 +69,30 @@ def unpack_coins(packed: bytes) -> list[Coin]:
 
 
 @dataclass(slots=True, eq=False)
+class Relatives:
+    """Totals of an entry's in-pool ancestors and descendants, the entry itself excluded,
+    kept up to date by the pool as entries come and go (Bitcoin Core's CTxMemPoolEntry
+    "with ancestors" / "with descendants" state)."""
+
+    ancestors_count: int = 0  # transactions
+    ancestors_size: int = 0  # bytes of their encodings
+    ancestors_fees: int = 0  # base units
+    descendants_count: int = 0  # transactions
+    descendants_size: int = 0  # bytes of their encodings
+
+    def usage(self) -> int:
+        """Heap bytes: the object and its ints (the shared small ones cost nothing)."""
+        return (
+            RELATIVES_BYTES
+            + _int_heap(self.ancestors_count)
+            + _int_heap(self.ancestors_size)
+            + _int_heap(self.ancestors_fees)
+            + _int_heap(self.descendants_count)
+            + _int_heap(self.descendants_size)
+        )
+
+
+@dataclass(slots=True, eq=False)
 class MempoolEntry:
     raw: bytes  # the transaction's canonical encoding
     txid: bytes  # sha256d(raw); also its key in the pool
@@ -71,6 +101,7 @@ class MempoolEntry:
     time: float  # unix seconds when it entered
     parent_set: set[bytes] | None = None  # txids of pool transactions it spends (None: none)
     child_set: set[bytes] | None = None  # txids of pool transactions spending it (None: none)
+    relatives: Relatives | None = None  # its package totals (None: no pool relatives, most)
 
     @classmethod
     def create(
@@ -103,6 +134,68 @@ class MempoolEntry:
     def fee_rate(self) -> float:
         return self.fee / len(self.raw)
 
+    def add_to_relatives(
+        self,
+        ancestors: int,
+        ancestors_size: int,
+        fees: int,
+        descendants: int,
+        descendants_size: int,
+    ) -> None:
+        """Add to its package totals (negative: take away); none left drops the object."""
+        r = self.relatives
+        if r is None:
+            r = self.relatives = Relatives()
+        r.ancestors_count += ancestors
+        r.ancestors_size += ancestors_size
+        r.ancestors_fees += fees
+        r.descendants_count += descendants
+        r.descendants_size += descendants_size
+        if r.ancestors_count == 0 and r.descendants_count == 0:
+            self.relatives = None
+
+    @property
+    def ancestors_count(self) -> int:
+        """Its in-pool ancestors, itself excluded."""
+        return self.relatives.ancestors_count if self.relatives is not None else 0
+
+    @property
+    def ancestors_size(self) -> int:
+        return self.relatives.ancestors_size if self.relatives is not None else 0
+
+    @property
+    def ancestors_fees(self) -> int:
+        return self.relatives.ancestors_fees if self.relatives is not None else 0
+
+    @property
+    def descendants_count(self) -> int:
+        """Its in-pool descendants, itself excluded."""
+        return self.relatives.descendants_count if self.relatives is not None else 0
+
+    @property
+    def descendants_size(self) -> int:
+        return self.relatives.descendants_size if self.relatives is not None else 0
+
+    @property
+    def count_with_ancestors(self) -> int:
+        return self.ancestors_count + 1
+
+    @property
+    def size_with_ancestors(self) -> int:
+        return self.ancestors_size + len(self.raw)
+
+    @property
+    def fees_with_ancestors(self) -> int:
+        return self.ancestors_fees + self.fee
+
+    @property
+    def count_with_descendants(self) -> int:
+        return self.descendants_count + 1
+
+    @property
+    def size_with_descendants(self) -> int:
+        return self.descendants_size + len(self.raw)
+
     def output(self, index: int) -> TxOut | None:
         """Output ``index`` of the transaction, or None if it has no such output."""
         outputs = decode_stored(self.raw)[2]
@@ -130,8 +223,12 @@ class MempoolEntry:
             size += _heap(self.parent_set)
         if self.child_set is not None:
             size += _heap(self.child_set)
+        if self.relatives is not None:
+            size += self.relatives.usage()
         return size
 
+
+RELATIVES_BYTES = _heap(Relatives())  # bytes: the totals object, without its ints
 
 # The parts of every entry's usage that do not depend on the transaction: the entry
 # object, its txid, fee and time, and its slot in the pool's dict of entries.

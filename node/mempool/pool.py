@@ -1,16 +1,19 @@
 """The pool of valid unconfirmed transactions.
 
 A transaction enters only if it is valid against the UTXO set plus the pool
-(unconfirmed parents allowed), pays at least the minimum fee rate and spends
-nothing another pool transaction spends, unless it replaces those
-transactions with a strictly higher fee rate and a higher total fee
-(replace-by-fee).  The pool is capped by its estimated memory use (as
-Bitcoin Core's ``-maxmempool``): the lowest fee rates are evicted first, with
-their descendants, and the fee rate a newcomer must pay rises above the
-evicted rate, decaying back by half every ROLLING_FEE_HALFLIFE (faster while
-the pool is less than half full), so a full pool is not churned by one
-eviction scan per cheap transaction.  Entries expire after a time.  Entries are compact (see
-``mempool_entry``).
+(unconfirmed parents allowed), pays at least the minimum fee rate, keeps every
+package within Bitcoin Core's limits (25 transactions and 101 kB of ancestors,
+the same of descendants: ``packages.py``) and spends nothing another pool
+transaction spends, unless it replaces those transactions with a strictly
+higher fee rate and a higher total fee (replace-by-fee).  The pool is capped
+by its estimated memory use (as Bitcoin Core's ``-maxmempool``): the lowest
+fee rates are evicted first, with their descendants, and the fee rate a
+newcomer must pay rises above the evicted rate, decaying back by half every
+ROLLING_FEE_HALFLIFE (faster while the pool is less than half full), so a
+full pool is not churned by one eviction scan per cheap transaction.  Entries
+expire after a time.  Entries are compact (``entry.py``) and carry their
+package totals, kept up to date as entries come and go; block templates take
+packages by ancestor fee rate (``template.py``).
 
 Fee rates are in base units per byte of the transaction's encoding.
 """
@@ -26,6 +29,15 @@ from node.chain.chainstate import ChainState
 from node.consensus import rules
 from node.consensus.sigcheck import JOB_CHUNK, SignatureVerifier, VerifyJob
 from node.mempool.entry import MempoolEntry, outpoint_key
+from node.mempool.packages import (
+    DEFAULT_LIMITS,
+    PackageLimits,
+    ancestors_of,
+    ancestors_within_limits,
+    check_descendant_limits,
+    descendants_of,
+)
+from node.mempool.template import select_packages
 from node.primitives.block import Block
 from node.primitives.errors import (
     MempoolConflictError,
@@ -59,6 +71,7 @@ class Mempool:
         expiry: int = MEMPOOL_EXPIRY,
         clock: Callable[[], float] = time.time,
         after_read: Callable[[], object] | None = None,
+        limits: PackageLimits = DEFAULT_LIMITS,
     ) -> None:
         self.chain = chain
         self.params = chain.params
@@ -66,6 +79,7 @@ class Mempool:
         self.min_fee_rate = min_fee_rate
         self.max_usage = max_usage
         self.expiry = expiry
+        self.limits = limits
         self.clock = clock
         self.after_read = after_read or (lambda: None)  # called after each tx's UTXO reads
         self.entries: dict[bytes, MempoolEntry] = {}
@@ -94,13 +108,12 @@ class Mempool:
 
     def accept(self, tx: Transaction, test_only: bool = False) -> MempoolEntry:
         """Validate ``tx`` and add it (unless ``test_only``); raise with a reject code otherwise."""
-        entry, checks, replaced = self._prepare(tx)
+        entry, checks, replaced, ancestors = self._prepare(tx)
         self.verifier.verify(checks)
         if test_only:
             return entry
-        for txid in replaced:
-            self._remove(txid)
-        self._add(entry, tx)
+        self._remove_set(replaced)
+        self._add(entry, tx, ancestors)
         if replaced:
             log.info("tx %s replaced %d transaction(s)", tx.txid.hex()[:16], len(replaced))
         self._trim()
@@ -126,14 +139,14 @@ class Mempool:
         with self.chain.reader.reading() as txn:  # one snapshot for the batch's coin reads
             for tx in txs:
                 try:
-                    entry, checks, replaced = self._prepare(tx, txn)
+                    entry, checks, replaced, ancestors = self._prepare(tx, txn)
                     if replaced:
                         outcomes.append(self.accept(tx))
                         continue
                 except ObolError as exc:
                     outcomes.append(exc)
                     continue
-                self._add(entry, tx)
+                self._add(entry, tx, ancestors)
                 pending.append((len(outcomes), entry, checks))
                 outcomes.append(entry)
                 unstarted.extend(checks)
@@ -182,10 +195,12 @@ class Mempool:
                 except ObolError as exc:
                     outcomes[i] = exc
 
-    def _prepare(self, tx: Transaction, txn=None) -> tuple[MempoolEntry, list, set[bytes]]:
-        """Every check but the signatures: the entry, its signature checks and the
-        txids it would replace; coins are read in ``txn`` if given.  Raises with a
-        reject code."""
+    def _prepare(
+        self, tx: Transaction, txn=None
+    ) -> tuple[MempoolEntry, list, set[bytes], set[bytes]]:
+        """Every check but the signatures: the entry, its signature checks, the txids
+        it would replace and its in-pool ancestors; coins are read in ``txn`` if given.
+        Raises with a reject code."""
         if tx.txid in self.entries:
             raise PolicyError("txn-already-in-mempool", "transaction already in the mempool")
         rules.check_transaction(tx)
@@ -226,9 +241,14 @@ class Mempool:
                 f"the pool is full: fee {fee} < {floor:.3f} per byte × {tx.size} bytes",
             )
         replaced = self._check_replacement(tx, fee, conflicts, parents) if conflicts else set()
+        # Package limits once the replaced entries are gone (they are never its ancestors:
+        # it spends none of them, and they take their descendants with them).
+        ancestors = ancestors_within_limits(self.entries, parents, tx.size, self.limits)
+        check_descendant_limits(self.entries, ancestors, tx.size, self.limits, replaced)
         found = cast(list[Coin], coins)  # check_tx_inputs raised if one was missing
         checks = rules.signature_checks(tx, found, self.params.network_id)
-        return MempoolEntry.create(tx, fee, found, self.clock(), parents), checks, replaced
+        entry = MempoolEntry.create(tx, fee, found, self.clock(), parents)
+        return entry, checks, replaced, ancestors
 
     def _tip_and_median_time(self):
         """The tip and its median time past, computed once per tip (not per transaction)."""
@@ -261,8 +281,15 @@ class Mempool:
             raise MempoolConflictError(message="replacement does not pay for the fees it replaces")
         return replaced
 
-    def _add(self, entry: MempoolEntry, tx: Transaction) -> None:
+    def _add(self, entry: MempoolEntry, tx: Transaction, ancestors: set[bytes]) -> None:
+        """Put ``entry`` in the pool, with its package totals and its ``ancestors``'."""
         txid = entry.txid
+        for ancestor in ancestors:
+            self._update_descendants(self.entries[ancestor], 1, entry.size)
+        if ancestors:
+            size = sum(self.entries[a].size for a in ancestors)
+            fees = sum(self.entries[a].fee for a in ancestors)
+            entry.add_to_relatives(len(ancestors), size, fees, 0, 0)
         self.entries[txid] = entry
         for txin in tx.inputs:
             self.spenders[outpoint_key(txin.prev_txid, txin.prev_index)] = txid
@@ -271,11 +298,44 @@ class Mempool:
         self.bytes += entry.size
         self.usage += entry.usage()
 
-    def _remove(self, txid: bytes, tx: Transaction | None = None) -> MempoolEntry | None:
-        """Take ``txid`` out of the pool; ``tx`` (its decoding) spares decoding it again."""
+    def _update_descendants(self, entry: MempoolEntry, count: int, size: int) -> None:
+        """Add to ``entry``'s descendant totals, keeping the pool's usage right."""
+        self.usage -= entry.usage()
+        entry.add_to_relatives(0, 0, 0, count, size)
+        self.usage += entry.usage()
+
+    def _update_ancestors(self, entry: MempoolEntry, count: int, size: int, fees: int) -> None:
+        """Add to ``entry``'s ancestor totals, keeping the pool's usage right."""
+        self.usage -= entry.usage()
+        entry.add_to_relatives(count, size, fees, 0, 0)
+        self.usage += entry.usage()
+
+    def _remove_set(self, txids: set[bytes]) -> list[MempoolEntry]:
+        """Take out ``txids``, which hold all their pool descendants (evicted, expired,
+        replaced, conflicting, or refused in a batch): only the ancestors left behind
+        lose descendants, each found while the links still stand (Core's RemoveStaged)."""
+        for txid in txids:
+            entry = self.entries[txid]
+            for ancestor in ancestors_of(self.entries, txid) - txids:
+                self._update_descendants(self.entries[ancestor], -1, -entry.size)
+        return [self._unlink(txid) for txid in txids]
+
+    def _remove_confirmed(self, txid: bytes, tx: Transaction) -> MempoolEntry | None:
+        """Take out ``txid``, just confirmed: its pool descendants stay, one ancestor fewer.
+        Its own pool ancestors were confirmed before it (a block orders parents first)."""
         entry = self.entries.get(txid)
         if entry is None:
             return None
+        for descendant in descendants_of(self.entries, txid):
+            self._update_ancestors(self.entries[descendant], -1, -entry.size, -entry.fee)
+        for ancestor in ancestors_of(self.entries, txid):  # none when blocks come in order
+            self._update_descendants(self.entries[ancestor], -1, -entry.size)
+        return self._unlink(txid, tx)
+
+    def _unlink(self, txid: bytes, tx: Transaction | None = None) -> MempoolEntry:
+        """Take ``txid`` out of the pool's maps and its relatives' links (its package totals
+        and theirs are the caller's); ``tx`` (its decoding) spares decoding it again."""
+        entry = self.entries[txid]
         self.usage -= entry.usage()
         del self.entries[txid]
         keys = (
@@ -323,12 +383,7 @@ class Mempool:
         return result
 
     def remove_with_descendants(self, txids: Iterable[bytes]) -> list[Transaction]:
-        removed = []
-        for txid in self._with_descendants(txids):
-            entry = self._remove(txid)
-            if entry is not None:
-                removed.append(entry.tx)
-        return removed
+        return [entry.tx for entry in self._remove_set(self._with_descendants(txids))]
 
     def _trim(self) -> None:
         """Evict the lowest fee rates (with their descendants) until under ``max_usage``;
@@ -373,7 +428,7 @@ class Mempool:
         """Remove the block's transactions and every pool transaction that now conflicts."""
         conflicts = []
         for tx in block.txs:
-            entry = self._remove(tx.txid, tx)
+            entry = self._remove_confirmed(tx.txid, tx)
             if entry is None and not tx.is_coinbase:
                 for txin in tx.inputs:
                     spender = self.spenders.get(outpoint_key(txin.prev_txid, txin.prev_index))
@@ -417,46 +472,10 @@ class Mempool:
     # --- block template ------------------------------------------------------------------
 
     def select_for_block(self, max_bytes: int) -> tuple[list[Transaction], int]:
-        """Transactions by fee rate, each after its pool parents, within ``max_bytes``; and
-        their fees."""
-        chosen: list[Transaction] = []
-        included: set[bytes] = set()
-        used = 0
-        fees = 0
-        for entry in sorted(self.entries.values(), key=lambda e: e.fee_rate, reverse=True):
-            if entry.txid in included:
-                continue
-            package = self._ancestors_first(entry, included)
-            size = sum(e.size for e in package)
-            if used + size > max_bytes:
-                continue
-            for e in package:
-                chosen.append(e.tx)
-                included.add(e.txid)
-                fees += e.fee
-            used += size
-        return chosen, fees
-
-    def _ancestors_first(self, entry: MempoolEntry, included: set[bytes]) -> list[MempoolEntry]:
-        """``entry`` preceded by its not-yet-included pool ancestors, parents before children.
-
-        Iterative (a post-order walk with an explicit stack): a chain of thousands of
-        unconfirmed transactions must not exhaust Python's recursion limit."""
-        order: list[MempoolEntry] = []
-        seen: set[bytes] = {entry.txid}
-        stack: list[tuple[MempoolEntry, list[bytes]]] = [(entry, sorted(entry.parents))]
-        while stack:
-            current, parents = stack[-1]
-            while parents:
-                parent = parents.pop(0)
-                if parent not in included and parent not in seen and parent in self.entries:
-                    seen.add(parent)
-                    stack.append((self.entries[parent], sorted(self.entries[parent].parents)))
-                    break
-            else:
-                order.append(current)
-                stack.pop()
-        return order
+        """The best packages by ancestor fee rate within ``max_bytes``, each transaction
+        after its pool parents; and their fees (``template.py``)."""
+        chosen, fees = select_packages(self.entries, max_bytes)
+        return [entry.tx for entry in chosen], fees
 
     # --- views ---------------------------------------------------------------------------
 
