@@ -17,6 +17,7 @@ propagation  a line of 4 nodes: block found at one end until it is every node's 
 mining       node.miner.Miner on all cores against the bare sha256d midstate loop
 reorg        switching to a competing branch 7, 10 and 100 blocks deep (in-process ChainState)
 memory       peak RSS of an idle node, and of one holding 100,000 UTXOs and a full mempool
+template     block templates from a full 32 MB mempool, against the old selection
 
 Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
@@ -48,7 +49,17 @@ import aiohttp  # noqa: E402
 from scripts.bench_harness import QUICK, Bench, Figure, Sizes, log  # noqa: E402
 from scripts.bench_net import BenchError, Profiler, summarize_profile  # noqa: E402
 
-BENCHMARKS = ("signatures", "mempool", "sync", "empty", "propagation", "mining", "reorg", "memory")
+BENCHMARKS = (
+    "signatures",
+    "mempool",
+    "sync",
+    "empty",
+    "propagation",
+    "mining",
+    "reorg",
+    "memory",
+    "template",
+)
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
 

@@ -46,6 +46,8 @@ class Sizes:
     fill_mb: int = 0  # memory node's --maxmempool in MB (0: the node's default)
     fill_jobs: int = 8  # independent parent/child lists, one P2P peer each
     idle_seconds: float = 5.0
+    template_mb: int = 32  # mempool filled for the template benchmark (the default --maxmempool)
+    template_repeats: int = 5  # templates timed (their median counts)
 
 
 QUICK = Sizes(
@@ -64,6 +66,8 @@ QUICK = Sizes(
     miner_repeats=1,
     reorg_repeats=1,
     reorg_block_txs=5,
+    template_mb=4,
+    template_repeats=1,
     fill_mb=5,
     fill_jobs=2,
     idle_seconds=1.0,

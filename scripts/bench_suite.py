@@ -924,3 +924,31 @@ async def bench_memory(b: Bench) -> None:
         *b.limit(SIG_1),
         note=f"one P2P peer, at most {FILL_WINDOW} txs outstanding, parents before children",
     )
+
+
+# --- 9. block templates ------------------------------------------------------------------------
+
+
+async def bench_template(b: Bench) -> None:
+    """Block templates from a full mempool (scripts/bench_mempool.py), in a thread of this
+    process: the selection by ancestor fee rate against the old by-own-fee-rate order."""
+    from scripts import bench_mempool
+
+    workdir = b.workdir / "template"
+    workdir.mkdir()
+    f = await asyncio.to_thread(
+        bench_mempool.measure, workdir, b.sizes.template_mb * 1_000_000, b.sizes.template_repeats
+    )
+    note = f"{f.txs:,} transactions, {f.usage_mb:.1f} MB; median of {b.sizes.template_repeats}"
+    b.add("template_ms", f.template_ms, "ms", note=f"create_block_template; {note}")
+    b.add("template_select_ms", f.select_ms, "ms", note=f"Mempool.select_for_block; {note}")
+    b.add("template_packages_ms", f.packages_ms, "ms", note="the choice alone, nothing decoded")
+    b.add(
+        "template_old_select_ms",
+        f.old_select_ms,
+        "ms",
+        f.select_ms,
+        "template_select_ms",
+        note="the selection before package limits (by own fee rate, ancestors first)",
+    )
+    b.add("template_fees_vs_old", f.fees / max(f.old_fees, 1), "ratio", note="fees collected")
