@@ -4,6 +4,7 @@ locators, headers-first sync, chain tips, invalidate/reconsider."""
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 
 import pytest
 
@@ -265,10 +266,10 @@ def test_locator_shape(chain, uparams):
     assert loc[0] == chain.tip.hash and loc[-1] == uparams.genesis_hash
     assert len(loc) <= MAX_LOCATOR_ENTRIES and len(set(loc)) == len(loc)
     assert heights[:10] == list(range(60, 50, -1))
-    gaps = [a - b for a, b in zip(heights, heights[1:])]
-    assert all(g2 >= g1 for g1, g2 in zip(gaps, gaps[1:]))  # never shrinking steps
+    gaps = [a - b for a, b in pairwise(heights)]
+    assert all(g2 >= g1 for g1, g2 in pairwise(gaps))  # never shrinking steps
     # doubling (last may be cut)
-    assert all(g2 == 2 * g1 for g1, g2 in zip(gaps[10:-2], gaps[11:-1]))
+    assert all(g2 == 2 * g1 for g1, g2 in pairwise(gaps[10:-1]))
     assert all(chain.on_active_chain(chain.index[h]) for h in loc)
     # a locator of an earlier entry starts there
     mid = chain.chain[5]

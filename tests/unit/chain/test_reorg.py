@@ -128,7 +128,7 @@ def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order
     blocks = {
         "a-first": a + b,
         "b-first": b + a,
-        "interleaved": [x for pair in zip(b, a) for x in pair] + b[3:],
+        "interleaved": [x for pair in zip(b[:3], a, strict=True) for x in pair] + b[3:],
         "reversed": list(reversed(b)) + list(reversed(a)),
     }[order]
     with opened_chain(tmp_path / "c", uparams) as chain:
@@ -412,39 +412,38 @@ def test_invalid_branch_any_arrival_order(uparams, valid_and_invalid, order):
 def test_random_block_tree_follows_most_work(uparams, plan):
     """Blocks with spends on random parents: the tip always has the most work and the UTXO set equals a replay."""
     wallet = Wallet()
-    with tempfile.TemporaryDirectory() as tmp:
-        with opened_chain(Path(tmp) / "c", uparams) as chain:
-            blocks = {}
-            for pick, step in plan:
-                candidates = sorted(
-                    (e for e in chain.index.values() if e.status != BlockStatus.INVALID),
-                    key=lambda e: e.seq,
-                )
-                parent = candidates[pick % len(candidates)]
-                txs, fees = [], 0
-                height = parent.height + 1
-                if height >= 3:
-                    anc2 = blocks[parent.ancestor(height - 2).hash]
-                    inputs = [coinbase_coin(anc2)]
-                    prev = blocks[parent.hash]
-                    if len(prev.txs) > 1:
-                        inputs.append((OutPoint(prev.txs[1].txid, 0), prev.txs[1].outputs[0]))
-                    total = sum(o.amount for _, o in inputs)
-                    txs = [
-                        spend(
-                            chain,
-                            inputs,
-                            wallet.key,
-                            [TxOut(total // 2, wallet.addr), TxOut(total // 2 - 400, b"\x44" * 20)],
-                        )
-                    ]
-                    fees = total - txs[0].total_out()
-                block = build_block(chain, parent, wallet.addr, txs, time_step=step, fees=fees)
-                blocks[block.hash] = block
-                chain.accept_block(block)
-                best = max(chain.index.values(), key=lambda e: (e.chain_work, -e.seq))
-                assert chain.tip is best
-            assert_matches_replay(chain, Path(tmp) / "replay")
+    with tempfile.TemporaryDirectory() as tmp, opened_chain(Path(tmp) / "c", uparams) as chain:
+        blocks = {}
+        for pick, step in plan:
+            candidates = sorted(
+                (e for e in chain.index.values() if e.status != BlockStatus.INVALID),
+                key=lambda e: e.seq,
+            )
+            parent = candidates[pick % len(candidates)]
+            txs, fees = [], 0
+            height = parent.height + 1
+            if height >= 3:
+                anc2 = blocks[parent.ancestor(height - 2).hash]
+                inputs = [coinbase_coin(anc2)]
+                prev = blocks[parent.hash]
+                if len(prev.txs) > 1:
+                    inputs.append((OutPoint(prev.txs[1].txid, 0), prev.txs[1].outputs[0]))
+                total = sum(o.amount for _, o in inputs)
+                txs = [
+                    spend(
+                        chain,
+                        inputs,
+                        wallet.key,
+                        [TxOut(total // 2, wallet.addr), TxOut(total // 2 - 400, b"\x44" * 20)],
+                    )
+                ]
+                fees = total - txs[0].total_out()
+            block = build_block(chain, parent, wallet.addr, txs, time_step=step, fees=fees)
+            blocks[block.hash] = block
+            chain.accept_block(block)
+            best = max(chain.index.values(), key=lambda e: (e.chain_work, -e.seq))
+            assert chain.tip is best
+        assert_matches_replay(chain, Path(tmp) / "replay")
 
 
 def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -261,9 +262,9 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
             block = mine_block(chain, addr, time_step=1)
             assert chain.tip.hash == block.hash
             targets.append(bits_to_target(chain.next_bits(chain.tip)))
-        assert all(b < a for a, b in zip(targets, targets[1:]))
+        assert all(b < a for a, b in pairwise(targets))
         # each block 599 s ahead with a 600 s half-life: the target roughly halves
-        assert all(0.45 < b / a < 0.55 for a, b in zip(targets, targets[1:]))
+        assert all(0.45 < b / a < 0.55 for a, b in pairwise(targets))
         assert targets[-1] < genesis_target // 4
 
         rising = [targets[-1]]
@@ -271,7 +272,7 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
         for _ in range(4):
             mine_block(chain, addr, time_step=3 * params.target_spacing)
             rising.append(bits_to_target(chain.next_bits(chain.tip)))
-        assert all(b > a for a, b in zip(rising, rising[1:]))
+        assert all(b > a for a, b in pairwise(rising))
 
         for _ in range(3):  # far behind: clamped
             mine_block(chain, addr, time_step=10 * params.asert_half_life)

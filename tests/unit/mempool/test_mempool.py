@@ -344,7 +344,7 @@ def test_block_connected_removes_mined_and_conflicting(setup):
     assert pool.get(mined_child.txid).parents == set()  # its parent is confirmed now
     assert_pool_consistent(pool)
     txs, _ = pool.select_for_block(1_000_000)
-    assert set(t.txid for t in txs) == {mined_child.txid, bystander.txid}
+    assert {t.txid for t in txs} == {mined_child.txid, bystander.txid}
     # the template built from the pool is valid on the new tip
     block = build_block(chain, chain.tip, b"\x67" * 20, txs, fees=2000)
     assert chain.accept_block(block).status == "connected"

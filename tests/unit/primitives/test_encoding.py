@@ -604,8 +604,8 @@ def test_block_from_stored_equals_the_strict_decoding():
     assert [(t.raw, t.txid) for t in stored.txs] == [(t.raw, t.txid) for t in strict.txs]
     assert all(
         type(i) is type(j)
-        for s, t in zip(stored.txs, strict.txs)
-        for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs)
+        for s, t in zip(stored.txs, strict.txs, strict=True)
+        for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs, strict=True)
     )
 
 
