@@ -320,7 +320,8 @@ async def test_stop_closes_event_streams(tmp_path):
 
 
 def test_sigterm_during_sync(tmp_path):
-    """A node stopped with SIGTERM while syncing thousands of blocks exits 0 and reopens consistent."""
+    """A node stopped with SIGTERM while syncing thousands of blocks exits 0
+    and reopens consistent."""
     with Daemon(tmp_path / "src") as source:
         to = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
         source.client.ok("POST", "mine", {"blocks": 3000, "address": to})

@@ -277,7 +277,8 @@ def test_locator_shape(chain, uparams):
 
 
 def test_find_fork_and_headers_after(tmp_path, uparams):
-    """find_fork picks the newest shared block; headers_after returns the active chain from there."""
+    """find_fork picks the newest shared block;
+    headers_after returns the active chain from there."""
     with opened_chain(tmp_path / "a", uparams) as a, opened_chain(tmp_path / "b", uparams) as b:
         shared = extend(a, b"\x05" * 20, 10)
         for block in shared:
@@ -305,7 +306,8 @@ def test_find_fork_and_headers_after(tmp_path, uparams):
 
 
 def test_headers_first_then_blocks(tmp_path, uparams):
-    r"""After headers-first sync the chain advances only as block data arrives, along the headers' branch.
+    r"""After headers-first sync the chain advances only as block data arrives,
+    along the headers' branch.
 
     genesis -> r1 -> r2 -> r3 -> r4 -> r5   remote: headers first, then blocks r3, r2, r1, r5, r4
            \-> l1 -> l2                     dst's own: active until r1-r3 are complete
@@ -470,7 +472,8 @@ def _chain_with_txs(chain, wallet, length):
 
 
 def test_invalidate_and_reconsider(tmp_path, uparams):
-    """invalidate_block rewinds the tip (UTXO as if replayed), persists, and reconsider_block restores it."""
+    """invalidate_block rewinds the tip (UTXO as if replayed),
+    persists, and reconsider_block restores it."""
     wallet = Wallet()
     with ChainSet() as chains:
         chain = chains.open(tmp_path / "c", uparams)
