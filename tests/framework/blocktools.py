@@ -34,18 +34,18 @@ def make_params(name: str = "unittest", **overrides) -> NetworkParams:
     With spacing 600 s and half-life 600 s, blocks 1 s apart double their
     work every block and blocks 6000 s apart fall to the easiest target.
     """
-    fields = dict(
-        name=name,
-        magic=b"OBUT",
-        retarget=True,
-        pow_limit=(1 << 255) - 1,
-        genesis_bits=target_to_bits(1 << 250),
-        target_spacing=600,
-        asert_half_life=600,
-        coinbase_maturity=2,
-        halving_interval=1000,
-        genesis_nonce=0,
-    )
+    fields = {
+        "name": name,
+        "magic": b"OBUT",
+        "retarget": True,
+        "pow_limit": (1 << 255) - 1,
+        "genesis_bits": target_to_bits(1 << 250),
+        "target_spacing": 600,
+        "asert_half_life": 600,
+        "coinbase_maturity": 2,
+        "halving_interval": 1000,
+        "genesis_nonce": 0,
+    }
     fields.update(overrides)
     params = dataclasses.replace(REGTEST, **fields)
     target = bits_to_target(params.genesis_bits)

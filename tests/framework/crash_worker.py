@@ -70,7 +70,7 @@ def fill_pool(chain, pool, key, rng) -> None:
         try:
             pool.accept(tx)
         except ObolError as exc:  # never expected: the test sees the worker die
-            raise SystemExit(f"pool refused {tx.txid.hex()}: {exc}")
+            raise SystemExit(f"pool refused {tx.txid.hex()}: {exc}") from exc
         made += 1
         for n, out in enumerate(tx.outputs):
             fresh.append((OutPoint(tx.txid, n), out, key))

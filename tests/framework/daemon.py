@@ -21,7 +21,8 @@ STOP_TIMEOUT = 30.0  # seconds for the process to exit after SIGTERM
 
 
 def node_command() -> list[str]:
-    """The ``obol-node`` script of this interpreter's environment (else ``python -m node.daemon``)."""
+    """The ``obol-node`` script of this interpreter's environment
+    (else ``python -m node.daemon``)."""
     return program("obol-node", "node.daemon")
 
 

@@ -41,15 +41,15 @@ Topology = str | Sequence[tuple[int, int]]
 
 def fast_net(**overrides: Any) -> NetConfig:
     """P2P options for tests: listen on a free loopback port, short timers, no discovery."""
-    options: dict[str, Any] = dict(
-        listen_host=LOCALHOST,
-        listen_port=0,
-        handshake_timeout=5.0,
-        reconnect_initial=0.1,
-        reconnect_max=1.0,
-        discover=False,
-        outbound_retry_interval=0.5,
-    )
+    options: dict[str, Any] = {
+        "listen_host": LOCALHOST,
+        "listen_port": 0,
+        "handshake_timeout": 5.0,
+        "reconnect_initial": 0.1,
+        "reconnect_max": 1.0,
+        "discover": False,
+        "outbound_retry_interval": 0.5,
+    }
     options.update(overrides)
     return NetConfig(**options)
 

@@ -20,7 +20,8 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def wallet_command() -> list[str]:
-    """The ``obol-wallet`` script of this interpreter's environment (else ``python -m wallet.cli``)."""
+    """The ``obol-wallet`` script of this interpreter's environment
+    (else ``python -m wallet.cli``)."""
     return program("obol-wallet", "wallet.cli")
 
 

@@ -423,147 +423,136 @@ def spend(coin: dict, key: SigningKey, outputs: list[TxOut]) -> Transaction:
 async def test_full_flow(daemon, api, key):
     me, other = address(key), SigningKey.generate()
     them = address(other)
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"http://127.0.0.1:{daemon.api_port}/api/v1/events") as ws:
-            hello = await next_event(ws, lambda e: True)
-            assert hello["type"] == "hello" and hello["network"] == "regtest"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{daemon.api_port}/api/v1/events") as ws,
+    ):
+        hello = await next_event(ws, lambda e: True)
+        assert hello["type"] == "hello" and hello["network"] == "regtest"
 
-            hashes = mine(api, 101, me)
-            assert len(hashes) == 101
-            tip_event = await next_event(
-                ws, lambda e: e["type"] == "tip" and e["hash"] == hashes[-1]
-            )
-            assert tip_event["height"] == api.ok("GET", "status")["height"]
+        hashes = mine(api, 101, me)
+        assert len(hashes) == 101
+        tip_event = await next_event(ws, lambda e: e["type"] == "tip" and e["hash"] == hashes[-1])
+        assert tip_event["height"] == api.ok("GET", "status")["height"]
 
-            info = api.ok("GET", f"address/{me}")
-            utxos = info["utxos"]
-            assert all(u["coinbase"] and u["height"] is not None for u in utxos)
-            mature = [u for u in utxos if u["mature"]]
-            immature = [u for u in utxos if not u["mature"]]
-            assert len(mature) >= 2 and immature
-            assert all(u["confirmations"] >= REGTEST.coinbase_maturity - 1 for u in mature)
-            assert info["balance"]["confirmed"] == sum(u["amount"] for u in utxos)
-            assert info["balance"]["immature"] == sum(u["amount"] for u in immature)
-            coin = min(mature, key=lambda u: u["height"])
-            fee = 10_000
-            tx = spend(
-                coin,
-                key,
-                [
-                    TxOut(COIN, other.address_hash),
-                    TxOut(coin["amount"] - COIN - fee, key.address_hash),
-                ],
-            )
+        info = api.ok("GET", f"address/{me}")
+        utxos = info["utxos"]
+        assert all(u["coinbase"] and u["height"] is not None for u in utxos)
+        mature = [u for u in utxos if u["mature"]]
+        immature = [u for u in utxos if not u["mature"]]
+        assert len(mature) >= 2 and immature
+        assert all(u["confirmations"] >= REGTEST.coinbase_maturity - 1 for u in mature)
+        assert info["balance"]["confirmed"] == sum(u["amount"] for u in utxos)
+        assert info["balance"]["immature"] == sum(u["amount"] for u in immature)
+        coin = min(mature, key=lambda u: u["height"])
+        fee = 10_000
+        tx = spend(
+            coin,
+            key,
+            [
+                TxOut(COIN, other.address_hash),
+                TxOut(coin["amount"] - COIN - fee, key.address_hash),
+            ],
+        )
 
-            tested = api.ok("POST", "tx/test", {"hex": tx.raw.hex()})
-            assert (
-                tested["allowed"] is True
-                and tested["fee"] == fee
-                and tested["txid"] == tx.txid.hex()
-            )
-            assert api.ok("GET", "mempool")["count"] == 0
+        tested = api.ok("POST", "tx/test", {"hex": tx.raw.hex()})
+        assert (
+            tested["allowed"] is True and tested["fee"] == fee and tested["txid"] == tx.txid.hex()
+        )
+        assert api.ok("GET", "mempool")["count"] == 0
 
-            assert api.ok("POST", "tx", {"hex": tx.raw.hex()})["txid"] == tx.txid.hex()
-            tx_event = await next_event(ws, lambda e: e["type"] == "tx")
-            assert tx_event["txid"] == tx.txid.hex() and tx_event["fee"] == fee
+        assert api.ok("POST", "tx", {"hex": tx.raw.hex()})["txid"] == tx.txid.hex()
+        tx_event = await next_event(ws, lambda e: e["type"] == "tx")
+        assert tx_event["txid"] == tx.txid.hex() and tx_event["fee"] == fee
 
-            # in the mempool
-            mp = api.ok("GET", "mempool")
-            assert mp["txids"] == [tx.txid.hex()] and mp["count"] == 1 and mp["bytes"] == tx.size
-            assert api.ok("GET", "status")["mempool"] == {
-                "count": 1,
-                "bytes": tx.size,
-                "usage": mp["usage"],
+        # in the mempool
+        mp = api.ok("GET", "mempool")
+        assert mp["txids"] == [tx.txid.hex()] and mp["count"] == 1 and mp["bytes"] == tx.size
+        assert api.ok("GET", "status")["mempool"] == {
+            "count": 1,
+            "bytes": tx.size,
+            "usage": mp["usage"],
+        }
+        # --maxmempool
+        assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 40_000_000
+        assert api.ok("GET", "fees")["1"] == 1
+        view = api.ok("GET", f"tx/{tx.txid.hex()}")
+        assert (
+            view["in_mempool"] is True and view["confirmations"] == 0 and view["block_hash"] is None
+        )
+        assert view["fee"] == fee and view["hex"] == tx.raw.hex()
+        assert view["inputs"][0] == {
+            **view["inputs"][0],
+            "txid": coin["txid"],
+            "index": coin["index"],
+            "amount": coin["amount"],
+            "address": me,
+        }
+        assert [(o["amount"], o["address"]) for o in view["outputs"]] == [
+            (COIN, them),
+            (coin["amount"] - COIN - fee, me),
+        ]
+        theirs = api.ok("GET", f"address/{them}")
+        assert theirs["balance"] == {
+            "confirmed": 0,
+            "unconfirmed": COIN,
+            "total": COIN,
+            "immature": 0,
+        }
+        assert (
+            theirs["utxos"][0]["confirmations"] == 0 and theirs["utxos"][0]["txid"] == tx.txid.hex()
+        )
+        mine_now = api.ok("GET", f"address/{me}")
+        assert mine_now["balance"]["unconfirmed"] == -(COIN + fee)
+        spent = next(u for u in mine_now["utxos"] if u["txid"] == coin["txid"])
+        assert spent["spent_by"] == tx.txid.hex()
+        assert api.ok("GET", f"address/{them}/history")["txs"][0]["confirmations"] == 0
+
+        # rejections
+        error(api.post("tx", {"hex": tx.raw.hex()}), 409, "txn-already-in-mempool")
+        double = spend(coin, key, [TxOut(coin["amount"] - fee, other.address_hash)])
+        error(api.post("tx", {"hex": double.raw.hex()}), 409, "txn-mempool-conflict")
+        cheap = spend(mature[-1], key, [TxOut(mature[-1]["amount"], other.address_hash)])
+        error(api.post("tx", {"hex": cheap.raw.hex()}), 400, "min-fee-not-met")
+        young = spend(immature[0], key, [TxOut(immature[0]["amount"] - fee, other.address_hash)])
+        assert error(api.post("tx/test", {"hex": young.raw.hex()}), 400)["code"].startswith(
+            "bad-txns"
+        )
+
+        # confirmed
+        [block_hash] = mine(api, 1, me)
+        await next_event(ws, lambda e: e["type"] == "tip" and e["hash"] == block_hash)
+        view = api.ok("GET", f"tx/{tx.txid.hex()}")
+        assert view["block_hash"] == block_hash and view["confirmations"] == 1
+        assert view["in_mempool"] is False and view["fee"] == fee and view["position"] == 1
+        assert view["inputs"][0]["amount"] == coin["amount"] and view["inputs"][0]["address"] == me
+        block = api.ok("GET", f"blocks/{block_hash}?tx=full")
+        assert block["txids"] == [block["txs"][0]["txid"], tx.txid.hex()]
+        assert block["txs"][1] == view
+        assert block["txs"][0]["outputs"][0]["amount"] == REGTEST.subsidy(block["height"]) + fee
+        assert api.ok("GET", "mempool")["count"] == 0
+        theirs = api.ok("GET", f"address/{them}")
+        assert theirs["balance"] == {
+            "confirmed": COIN,
+            "unconfirmed": 0,
+            "total": COIN,
+            "immature": 0,
+        }
+        assert theirs["utxos"][0]["confirmations"] == 1 and theirs["utxos"][0]["coinbase"] is False
+        hist = api.ok("GET", f"address/{them}/history")
+        assert hist["txs"] == [
+            {
+                "txid": tx.txid.hex(),
+                "height": block["height"],
+                "position": 1,
+                "confirmations": 1,
+                "block_hash": block_hash,
             }
-            # --maxmempool
-            assert 2 * tx.size < mp["usage"] < 10 * tx.size and mp["max_usage"] == 40_000_000
-            assert api.ok("GET", "fees")["1"] == 1
-            view = api.ok("GET", f"tx/{tx.txid.hex()}")
-            assert (
-                view["in_mempool"] is True
-                and view["confirmations"] == 0
-                and view["block_hash"] is None
-            )
-            assert view["fee"] == fee and view["hex"] == tx.raw.hex()
-            assert view["inputs"][0] == {
-                **view["inputs"][0],
-                "txid": coin["txid"],
-                "index": coin["index"],
-                "amount": coin["amount"],
-                "address": me,
-            }
-            assert [(o["amount"], o["address"]) for o in view["outputs"]] == [
-                (COIN, them),
-                (coin["amount"] - COIN - fee, me),
-            ]
-            theirs = api.ok("GET", f"address/{them}")
-            assert theirs["balance"] == {
-                "confirmed": 0,
-                "unconfirmed": COIN,
-                "total": COIN,
-                "immature": 0,
-            }
-            assert (
-                theirs["utxos"][0]["confirmations"] == 0
-                and theirs["utxos"][0]["txid"] == tx.txid.hex()
-            )
-            mine_now = api.ok("GET", f"address/{me}")
-            assert mine_now["balance"]["unconfirmed"] == -(COIN + fee)
-            spent = next(u for u in mine_now["utxos"] if u["txid"] == coin["txid"])
-            assert spent["spent_by"] == tx.txid.hex()
-            assert api.ok("GET", f"address/{them}/history")["txs"][0]["confirmations"] == 0
-
-            # rejections
-            error(api.post("tx", {"hex": tx.raw.hex()}), 409, "txn-already-in-mempool")
-            double = spend(coin, key, [TxOut(coin["amount"] - fee, other.address_hash)])
-            error(api.post("tx", {"hex": double.raw.hex()}), 409, "txn-mempool-conflict")
-            cheap = spend(mature[-1], key, [TxOut(mature[-1]["amount"], other.address_hash)])
-            error(api.post("tx", {"hex": cheap.raw.hex()}), 400, "min-fee-not-met")
-            young = spend(
-                immature[0], key, [TxOut(immature[0]["amount"] - fee, other.address_hash)]
-            )
-            assert error(api.post("tx/test", {"hex": young.raw.hex()}), 400)["code"].startswith(
-                "bad-txns"
-            )
-
-            # confirmed
-            [block_hash] = mine(api, 1, me)
-            await next_event(ws, lambda e: e["type"] == "tip" and e["hash"] == block_hash)
-            view = api.ok("GET", f"tx/{tx.txid.hex()}")
-            assert view["block_hash"] == block_hash and view["confirmations"] == 1
-            assert view["in_mempool"] is False and view["fee"] == fee and view["position"] == 1
-            assert (
-                view["inputs"][0]["amount"] == coin["amount"] and view["inputs"][0]["address"] == me
-            )
-            block = api.ok("GET", f"blocks/{block_hash}?tx=full")
-            assert block["txids"] == [block["txs"][0]["txid"], tx.txid.hex()]
-            assert block["txs"][1] == view
-            assert block["txs"][0]["outputs"][0]["amount"] == REGTEST.subsidy(block["height"]) + fee
-            assert api.ok("GET", "mempool")["count"] == 0
-            theirs = api.ok("GET", f"address/{them}")
-            assert theirs["balance"] == {
-                "confirmed": COIN,
-                "unconfirmed": 0,
-                "total": COIN,
-                "immature": 0,
-            }
-            assert (
-                theirs["utxos"][0]["confirmations"] == 1 and theirs["utxos"][0]["coinbase"] is False
-            )
-            hist = api.ok("GET", f"address/{them}/history")
-            assert hist["txs"] == [
-                {
-                    "txid": tx.txid.hex(),
-                    "height": block["height"],
-                    "position": 1,
-                    "confirmations": 1,
-                    "block_hash": block_hash,
-                }
-            ]
-            error(api.post("tx", {"hex": tx.raw.hex()}), 409, "txn-already-known")
-            height = api.ok("GET", "status")["height"]
-            assert f"obol_height {float(height)}" in api.get("metrics").text
-            assert "obol_block_validation_seconds_count" in api.get("metrics").text
+        ]
+        error(api.post("tx", {"hex": tx.raw.hex()}), 409, "txn-already-known")
+        height = api.ok("GET", "status")["height"]
+        assert f"obol_height {float(height)}" in api.get("metrics").text
+        assert "obol_block_validation_seconds_count" in api.get("metrics").text
 
 
 def test_batch_txs(api):

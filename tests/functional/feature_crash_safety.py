@@ -44,7 +44,8 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
 
 
 def check_consistent(datadir: Path, replay_dir: Path, params, addr: bytes) -> int:
-    """Reopen ``datadir`` and check it against a replay of its own active chain; return the height."""
+    """Reopen ``datadir`` and check it against a replay of its own active chain;
+    return the height."""
     with opened_chain(datadir, params) as chain:
         assert_matches_replay(chain, replay_dir)  # chain db, stats, UTXO set, address coins
         blocks = [chain.reader.get_block(e.hash) for e in chain.chain[1:]]
@@ -68,7 +69,8 @@ def check_consistent(datadir: Path, replay_dir: Path, params, addr: bytes) -> in
 
 
 def test_sigkill_at_random_points_leaves_consistent_resumable_state(tmp_path):
-    """SIGKILL a block-connecting worker 5 times at random; the datadir always reopens consistent and resumable."""
+    """SIGKILL a block-connecting worker 5 times at random;
+    the datadir always reopens consistent and resumable."""
     params = make_params()
     datadir = tmp_path / "data"
     seed = "crash-test"

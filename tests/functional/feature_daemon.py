@@ -306,21 +306,22 @@ async def test_stop_closes_event_streams(tmp_path):
     import aiohttp
 
     with Daemon(tmp_path / "d") as daemon:
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(
-                f"http://127.0.0.1:{daemon.api_port}/api/v1/events"
-            ) as ws:
-                assert (await ws.receive_json(timeout=10))["type"] == "hello"
-                daemon.proc.send_signal(signal.SIGTERM)
-                msg = await ws.receive(timeout=10)
-                assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-                assert ws.close_code == 1001 or msg.data == 1001
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"http://127.0.0.1:{daemon.api_port}/api/v1/events") as ws,
+        ):
+            assert (await ws.receive_json(timeout=10))["type"] == "hello"
+            daemon.proc.send_signal(signal.SIGTERM)
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1001 or msg.data == 1001
         code = await asyncio.to_thread(daemon.proc.wait, 15)
     assert code == 0, daemon.log()
 
 
 def test_sigterm_during_sync(tmp_path):
-    """A node stopped with SIGTERM while syncing thousands of blocks exits 0 and reopens consistent."""
+    """A node stopped with SIGTERM while syncing thousands of blocks exits 0
+    and reopens consistent."""
     with Daemon(tmp_path / "src") as source:
         to = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
         source.client.ok("POST", "mine", {"blocks": 3000, "address": to})

@@ -183,7 +183,9 @@ async def test_early_relay_goes_to_the_three_peers_that_last_gave_a_new_tip(pair
     for provider in (watchers[4], watchers[3]):  # watcher 3 is the most recent
         block = child_block(a)
         provider.send("block", block.to_list())
-        await wait_until(lambda: a.chain.tip.hash == block.hash, what="a to connect a peer's block")
+        await wait_until(
+            lambda block=block: a.chain.tip.hash == block.hash, what="a to connect a peer's block"
+        )
     for watcher in watchers:
         await flushed(watcher)
         watcher.inbox.clear()

@@ -80,7 +80,8 @@ async def test_halves_mine_apart_then_converge_on_most_work(tmp_path):
 
 
 async def test_stalled_peer_is_replaced(tmp_path):
-    """A peer that announces headers but never sends blocks is dropped (not banned); another serves them."""
+    """A peer that announces headers but never sends blocks is dropped (not banned);
+    another serves them."""
     async with node_network(tmp_path, 2, "none", node_args=[{}, {"stall_timeout": 1.0}]) as (a, c):
         await a.generate(40, Wallet().addr)
         staller = await WireClient.to_node(c)

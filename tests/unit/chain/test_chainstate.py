@@ -4,6 +4,7 @@ locators, headers-first sync, chain tips, invalidate/reconsider."""
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 
 import pytest
 
@@ -265,10 +266,10 @@ def test_locator_shape(chain, uparams):
     assert loc[0] == chain.tip.hash and loc[-1] == uparams.genesis_hash
     assert len(loc) <= MAX_LOCATOR_ENTRIES and len(set(loc)) == len(loc)
     assert heights[:10] == list(range(60, 50, -1))
-    gaps = [a - b for a, b in zip(heights, heights[1:])]
-    assert all(g2 >= g1 for g1, g2 in zip(gaps, gaps[1:]))  # never shrinking steps
+    gaps = [a - b for a, b in pairwise(heights)]
+    assert all(g2 >= g1 for g1, g2 in pairwise(gaps))  # never shrinking steps
     # doubling (last may be cut)
-    assert all(g2 == 2 * g1 for g1, g2 in zip(gaps[10:-2], gaps[11:-1]))
+    assert all(g2 == 2 * g1 for g1, g2 in pairwise(gaps[10:-1]))
     assert all(chain.on_active_chain(chain.index[h]) for h in loc)
     # a locator of an earlier entry starts there
     mid = chain.chain[5]
@@ -276,7 +277,8 @@ def test_locator_shape(chain, uparams):
 
 
 def test_find_fork_and_headers_after(tmp_path, uparams):
-    """find_fork picks the newest shared block; headers_after returns the active chain from there."""
+    """find_fork picks the newest shared block;
+    headers_after returns the active chain from there."""
     with opened_chain(tmp_path / "a", uparams) as a, opened_chain(tmp_path / "b", uparams) as b:
         shared = extend(a, b"\x05" * 20, 10)
         for block in shared:
@@ -304,7 +306,8 @@ def test_find_fork_and_headers_after(tmp_path, uparams):
 
 
 def test_headers_first_then_blocks(tmp_path, uparams):
-    r"""After headers-first sync the chain advances only as block data arrives, along the headers' branch.
+    r"""After headers-first sync the chain advances only as block data arrives,
+    along the headers' branch.
 
     genesis -> r1 -> r2 -> r3 -> r4 -> r5   remote: headers first, then blocks r3, r2, r1, r5, r4
            \-> l1 -> l2                     dst's own: active until r1-r3 are complete
@@ -469,7 +472,8 @@ def _chain_with_txs(chain, wallet, length):
 
 
 def test_invalidate_and_reconsider(tmp_path, uparams):
-    """invalidate_block rewinds the tip (UTXO as if replayed), persists, and reconsider_block restores it."""
+    """invalidate_block rewinds the tip (UTXO as if replayed),
+    persists, and reconsider_block restores it."""
     wallet = Wallet()
     with ChainSet() as chains:
         chain = chains.open(tmp_path / "c", uparams)

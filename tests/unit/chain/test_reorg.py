@@ -128,7 +128,7 @@ def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order
     blocks = {
         "a-first": a + b,
         "b-first": b + a,
-        "interleaved": [x for pair in zip(b, a) for x in pair] + b[3:],
+        "interleaved": [x for pair in zip(b[:3], a, strict=True) for x in pair] + b[3:],
         "reversed": list(reversed(b)) + list(reversed(a)),
     }[order]
     with opened_chain(tmp_path / "c", uparams) as chain:
@@ -145,7 +145,8 @@ def test_more_work_wins_in_fixed_orders(tmp_path, uparams, heavy_and_long, order
 @HYPO
 @given(order=st.permutations(range(8)))
 def test_more_work_wins_any_arrival_order(uparams, heavy_and_long, order):
-    """Any permutation of both branches' blocks (orphans included) ends on the branch with more work."""
+    """Any permutation of both branches' blocks (orphans included)
+    ends on the branch with more work."""
     a, a_snap, b, _ = heavy_and_long
     blocks = [(a + b)[i] for i in order]
     with tempfile.TemporaryDirectory() as tmp, opened_chain(Path(tmp) / "c", uparams) as chain:
@@ -157,7 +158,8 @@ def test_more_work_wins_any_arrival_order(uparams, heavy_and_long, order):
 
 
 def test_longer_branch_with_less_work_loses(tmp_path, uparams, heavy_and_long):
-    r"""The 5-block branch does not replace the 3-block branch with more work, and vice versa it is replaced.
+    r"""The 5-block branch does not replace the 3-block branch with more work,
+    and vice versa it is replaced.
 
     genesis -> a1 -> a2 -> a3                  active, whichever branch came first
            \-> b1 -> b2 -> b3 -> b4 -> b5      stored (fed first: active until a3)
@@ -212,7 +214,8 @@ def test_equal_work_first_seen_stays(uparams, equal_branches, picks):
 
 
 def test_reorg_returns_losing_transactions_to_mempool(tmp_path, uparams):
-    r"""After a reorg, txs only in the losing branch return to the pool; mined or conflicting ones do not.
+    r"""After a reorg, txs only in the losing branch return to the pool;
+    mined or conflicting ones do not.
 
         genesis -> 1 -> 2 -> 3 -> 4 -> a5            t_a, t_child, t_both, t_conf_a
                                    \-> b5 -> b6      t_both, t_conf_b (more work: z switches)
@@ -349,7 +352,8 @@ def check_invalid_branch_outcome(chain, a_snap, b, code):
 
 @pytest.mark.parametrize("order", ["a-first", "b-first", "b-reversed-then-a"])
 def test_heavier_branch_with_invalid_block_is_rejected(tmp_path, uparams, valid_and_invalid, order):
-    """A heavier branch with an invalid 3rd block loses; the tip stays on / returns to the valid branch."""
+    """A heavier branch with an invalid 3rd block loses;
+    the tip stays on / returns to the valid branch."""
     a, a_snap, b, code = valid_and_invalid
     with ChainSet() as chains:
         chain = chains.open(tmp_path / "c", uparams)
@@ -410,45 +414,46 @@ def test_invalid_branch_any_arrival_order(uparams, valid_and_invalid, order):
     )
 )
 def test_random_block_tree_follows_most_work(uparams, plan):
-    """Blocks with spends on random parents: the tip always has the most work and the UTXO set equals a replay."""
+    """Blocks with spends on random parents:
+    the tip always has the most work and the UTXO set equals a replay."""
     wallet = Wallet()
-    with tempfile.TemporaryDirectory() as tmp:
-        with opened_chain(Path(tmp) / "c", uparams) as chain:
-            blocks = {}
-            for pick, step in plan:
-                candidates = sorted(
-                    (e for e in chain.index.values() if e.status != BlockStatus.INVALID),
-                    key=lambda e: e.seq,
-                )
-                parent = candidates[pick % len(candidates)]
-                txs, fees = [], 0
-                height = parent.height + 1
-                if height >= 3:
-                    anc2 = blocks[parent.ancestor(height - 2).hash]
-                    inputs = [coinbase_coin(anc2)]
-                    prev = blocks[parent.hash]
-                    if len(prev.txs) > 1:
-                        inputs.append((OutPoint(prev.txs[1].txid, 0), prev.txs[1].outputs[0]))
-                    total = sum(o.amount for _, o in inputs)
-                    txs = [
-                        spend(
-                            chain,
-                            inputs,
-                            wallet.key,
-                            [TxOut(total // 2, wallet.addr), TxOut(total // 2 - 400, b"\x44" * 20)],
-                        )
-                    ]
-                    fees = total - txs[0].total_out()
-                block = build_block(chain, parent, wallet.addr, txs, time_step=step, fees=fees)
-                blocks[block.hash] = block
-                chain.accept_block(block)
-                best = max(chain.index.values(), key=lambda e: (e.chain_work, -e.seq))
-                assert chain.tip is best
-            assert_matches_replay(chain, Path(tmp) / "replay")
+    with tempfile.TemporaryDirectory() as tmp, opened_chain(Path(tmp) / "c", uparams) as chain:
+        blocks = {}
+        for pick, step in plan:
+            candidates = sorted(
+                (e for e in chain.index.values() if e.status != BlockStatus.INVALID),
+                key=lambda e: e.seq,
+            )
+            parent = candidates[pick % len(candidates)]
+            txs, fees = [], 0
+            height = parent.height + 1
+            if height >= 3:
+                anc2 = blocks[parent.ancestor(height - 2).hash]
+                inputs = [coinbase_coin(anc2)]
+                prev = blocks[parent.hash]
+                if len(prev.txs) > 1:
+                    inputs.append((OutPoint(prev.txs[1].txid, 0), prev.txs[1].outputs[0]))
+                total = sum(o.amount for _, o in inputs)
+                txs = [
+                    spend(
+                        chain,
+                        inputs,
+                        wallet.key,
+                        [TxOut(total // 2, wallet.addr), TxOut(total // 2 - 400, b"\x44" * 20)],
+                    )
+                ]
+                fees = total - txs[0].total_out()
+            block = build_block(chain, parent, wallet.addr, txs, time_step=step, fees=fees)
+            blocks[block.hash] = block
+            chain.accept_block(block)
+            best = max(chain.index.values(), key=lambda e: (e.chain_work, -e.seq))
+            assert chain.tip is best
+        assert_matches_replay(chain, Path(tmp) / "replay")
 
 
 def test_index_and_statuses_persist_after_reorg(tmp_path, uparams):
-    r"""After a reorg the index, statuses, tips and UTXO set survive a reopen, and a later reorg works.
+    r"""After a reorg the index, statuses, tips and UTXO set survive a reopen,
+    and a later reorg works.
 
     genesis -> m1 -> m2 -> m3 -> m4 -> m5      m3, m4 stored (equal work); m5, after a reopen, wins
                   \-> o2 -> o3 -> o4           mined on the side chain; active after the first reorg
@@ -593,7 +598,8 @@ def test_header_only_parent_does_not_make_orphans(tmp_path, uparams):
 
 
 def test_orphans_without_proof_of_work_are_refused(tmp_path, uparams):
-    """An orphan whose header misses its own target (or claims a target above the limit) is not pooled."""
+    """An orphan whose header misses its own target
+    (or claims a target above the limit) is not pooled."""
     from node.primitives.block import Block, BlockHeader
 
     with (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -110,7 +111,8 @@ def test_target_to_bits_rejects_non_positive():
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 2**256 - 1))
 def test_target_to_bits_rounds_down_and_roundtrips(target):
-    """Compacting a target keeps 3 significant bytes, never rounds up, and compacts again identically."""
+    """Compacting a target keeps 3 significant bytes,
+    never rounds up, and compacts again identically."""
     bits = target_to_bits(target)
     rounded = bits_to_target(bits)
     assert rounded <= target
@@ -229,7 +231,8 @@ def test_asert_is_monotonic_in_time(anchor, height_diff, t1, t2):
 @settings(max_examples=200, deadline=None)
 @given(frac=st.integers(0, 65535), anchor=st.integers(1 << 100, 1 << 200))
 def test_asert_monotonic_across_whole_half_lives(frac, anchor):
-    """Within a half-life the target grows with time and never exceeds the next half-life's target."""
+    """Within a half-life the target grows with time
+    and never exceeds the next half-life's target."""
     limit = (1 << 255) - 1
     # time steps of half_life / 65536 = 1 s with half_life = 65536 s
     t = asert(frac, 0, anchor=anchor, limit=limit, half_life=65536)
@@ -241,7 +244,8 @@ def test_asert_monotonic_across_whole_half_lives(frac, anchor):
 
 
 def test_next_bits_follows_block_times_on_a_chain(tmp_path):
-    """On a make_params() chain, next_bits holds on schedule, hardens for fast blocks, eases for slow ones."""
+    """On a make_params() chain, next_bits holds on schedule,
+    hardens for fast blocks, eases for slow ones."""
     params = make_params()
     clock = GENESIS_TIME + 10**7
     addr = b"\x01" * 20
@@ -261,9 +265,9 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
             block = mine_block(chain, addr, time_step=1)
             assert chain.tip.hash == block.hash
             targets.append(bits_to_target(chain.next_bits(chain.tip)))
-        assert all(b < a for a, b in zip(targets, targets[1:]))
+        assert all(b < a for a, b in pairwise(targets))
         # each block 599 s ahead with a 600 s half-life: the target roughly halves
-        assert all(0.45 < b / a < 0.55 for a, b in zip(targets, targets[1:]))
+        assert all(0.45 < b / a < 0.55 for a, b in pairwise(targets))
         assert targets[-1] < genesis_target // 4
 
         rising = [targets[-1]]
@@ -271,7 +275,7 @@ def test_next_bits_follows_block_times_on_a_chain(tmp_path):
         for _ in range(4):
             mine_block(chain, addr, time_step=3 * params.target_spacing)
             rising.append(bits_to_target(chain.next_bits(chain.tip)))
-        assert all(b > a for a, b in zip(rising, rising[1:]))
+        assert all(b > a for a, b in pairwise(rising))
 
         for _ in range(3):  # far behind: clamped
             mine_block(chain, addr, time_step=10 * params.asert_half_life)

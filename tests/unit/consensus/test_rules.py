@@ -137,7 +137,8 @@ def with_body(block, txs):
 
 
 def assert_rejected(chain, block, code, *, marked):
-    """accept_block refuses ``block`` with ``code``; tip and UTXO set unchanged; invalid-marking as told."""
+    """accept_block refuses ``block`` with ``code``;
+    tip and UTXO set unchanged; invalid-marking as told."""
     tip, stats, height = chain.tip, chain.utxo_stats, chain.height
     with pytest.raises(ValidationError) as err:
         chain.accept_block(block)
@@ -160,7 +161,8 @@ def assert_connects(chain, block):
 
 
 def assert_tx_rule(node, tx, code):
-    """``tx`` breaks a context-free rule: check_transaction, the mempool and a block all say ``code``."""
+    """``tx`` breaks a context-free rule:
+    check_transaction, the mempool and a block all say ``code``."""
     with pytest.raises(TxValidationError) as err:
         rules.check_transaction(tx)
     assert err.value.code == code
@@ -171,7 +173,8 @@ def assert_tx_rule(node, tx, code):
 
 
 def resign_input(tx, spent, network_id, index, key):
-    """``tx`` with input ``index``'s signature replaced by ``key``'s signature of that input's message."""
+    """``tx`` with input ``index``'s signature replaced by ``key``'s signature
+    of that input's message."""
     common = sighash_common(tx, spent, network_id)
     inputs = list(tx.inputs)
     inputs[index] = inputs[index]._replace(signature=key.sign(input_sighash(common, index)))
@@ -225,7 +228,8 @@ def test_bad_txns_vout_toolarge(node):
 
 
 def test_bad_txns_txouttotal_toolarge(node):
-    """Outputs each within MAX_MONEY but summing above it are refused with bad-txns-txouttotal-toolarge."""
+    """Outputs each within MAX_MONEY but summing above it are refused
+    with bad-txns-txouttotal-toolarge."""
     (coin,) = node.coins()
     tx = node.pay([coin], outputs=[TxOut(MAX_MONEY, PAYEE), TxOut(1, PAYEE)])
     assert_tx_rule(node, tx, "bad-txns-txouttotal-toolarge")
@@ -268,7 +272,8 @@ def test_bad_cb_pubkey(node):
 
 
 def test_bad_txns_prevout_null(node):
-    """A non-coinbase transaction with a null outpoint among its inputs is refused with bad-txns-prevout-null."""
+    """A non-coinbase transaction with a null outpoint among its inputs is refused
+    with bad-txns-prevout-null."""
     (coin,) = node.coins()
     null = (OutPoint(NULL_TXID, 0), TxOut(1, node.wallet.addr))
     tx = node.pay([coin, null], amount=1000)
@@ -296,7 +301,8 @@ def test_bad_txns_pubkey_size(node, size):
 
 
 def test_bad_txns_nonfinal_height(node):
-    """A height locktime equal to the block's height is refused (bad-txns-nonfinal); one below is mined."""
+    """A height locktime equal to the block's height is refused (bad-txns-nonfinal);
+    one below is mined."""
     chain = node.chain
     (coin,) = node.coins()
     height = chain.height + 1
@@ -309,7 +315,8 @@ def test_bad_txns_nonfinal_height(node):
 
 
 def test_bad_txns_nonfinal_time(node):
-    """A time locktime not below the parent's median time past is refused (bad-txns-nonfinal); one below is mined."""
+    """A time locktime not below the parent's median time past is refused (bad-txns-nonfinal);
+    one below is mined."""
     chain = node.chain
     (coin,) = node.coins()
     mtp = chain.median_time_past(chain.tip)
@@ -337,7 +344,8 @@ def test_missing_inputs_unknown_outpoint(node):
 
 
 def test_missing_inputs_double_spend_in_one_block(node):
-    """Two transactions of one block spending the same coin: the block is refused, the coin stays unspent."""
+    """Two transactions of one block spending the same coin:
+    the block is refused, the coin stays unspent."""
     chain = node.chain
     (coin,) = node.coins()
     first = node.pay([coin])
@@ -350,7 +358,8 @@ def test_missing_inputs_double_spend_in_one_block(node):
 
 
 def test_missing_inputs_spent_in_an_earlier_block(node):
-    """Spending a coin already spent in an earlier block is refused with bad-txns-inputs-missingorspent."""
+    """Spending a coin already spent in an earlier block is refused
+    with bad-txns-inputs-missingorspent."""
     chain = node.chain
     (coin,) = node.coins()
     assert_connects(chain, build_block(chain, [node.pay([coin])], fees=FEE))
@@ -376,7 +385,8 @@ def test_spending_an_output_created_earlier_in_the_same_block_is_allowed(node):
 
 
 def test_spending_an_output_created_later_in_the_same_block_is_refused(node):
-    """A child placed before its parent in a block spends a missing output: bad-txns-inputs-missingorspent."""
+    """A child placed before its parent in a block spends a missing output:
+    bad-txns-inputs-missingorspent."""
     chain = node.chain
     (coin,) = node.coins()
     parent = node.pay([coin], outputs=[TxOut(coin[1].amount - FEE, node.wallet.addr)])
@@ -390,7 +400,8 @@ def test_spending_an_output_created_later_in_the_same_block_is_refused(node):
 
 
 def test_bad_txns_premature_spend_of_coinbase(node):
-    """A coinbase spent before coinbase_maturity confirmations is refused; at maturity it is mined."""
+    """A coinbase spent before coinbase_maturity confirmations is refused;
+    at maturity it is mined."""
     chain = node.chain
     assert PARAMS.coinbase_maturity == 2
     block = mine_block(chain, node.wallet.addr)  # coinbase at height h
@@ -412,7 +423,8 @@ def test_bad_txns_premature_spend_of_coinbase(node):
 
 
 def test_bad_txns_pubkey_mismatch(node):
-    """An input whose public key does not hash to the spent address is refused with bad-txns-pubkey-mismatch."""
+    """An input whose public key does not hash to the spent address is refused
+    with bad-txns-pubkey-mismatch."""
     chain = node.chain
     (coin,) = node.coins()
     thief = SigningKey.generate()
@@ -427,7 +439,8 @@ def test_bad_txns_pubkey_mismatch(node):
 
 
 def test_bad_txns_inputvalues_outofrange():
-    """Coins summing above MAX_MONEY are refused with bad-txns-inputvalues-outofrange (rule called directly)."""
+    """Coins summing above MAX_MONEY are refused with bad-txns-inputvalues-outofrange
+    (rule called directly)."""
     # Unreachable through a chain: all coins together never exceed MAX_MONEY.
     key = SigningKey.generate()
     tx = Transaction.create(
@@ -458,7 +471,8 @@ def test_bad_txns_in_belowout(node):
 
 
 def test_bad_txns_signature_by_another_key(node):
-    """A signature made by another key than the input's public key is refused with bad-txns-signature."""
+    """A signature made by another key than the input's public key is refused
+    with bad-txns-signature."""
     chain = node.chain
     (coin,) = node.coins()
     tx = resign_input(node.pay([coin]), [coin[1]], PARAMS.network_id, 0, SigningKey.generate())
@@ -470,7 +484,8 @@ def test_bad_txns_signature_by_another_key(node):
 
 
 def test_bad_txns_signature_for_another_network(node):
-    """A transaction signed for another network's id is refused here (replay protection); re-signed it is mined."""
+    """A transaction signed for another network's id is refused here (replay protection);
+    re-signed it is mined."""
     chain = node.chain
     (coin,) = node.coins()
     assert REGTEST.network_id != PARAMS.network_id
@@ -485,7 +500,8 @@ def test_bad_txns_signature_for_another_network(node):
 
 
 def test_bad_txns_signature_valid_for_another_input(node):
-    """A signature valid for input 0 placed on input 1 (same key) is refused with bad-txns-signature."""
+    """A signature valid for input 0 placed on input 1 (same key)
+    is refused with bad-txns-signature."""
     chain = node.chain
     coin_a, coin_b = node.coins(2)
     tx = node.pay([coin_a, coin_b])
@@ -506,7 +522,8 @@ def test_bad_txns_signature_valid_for_another_input(node):
     ids=["harder-than-expected", "above-pow-limit", "negative", "zero"],
 )
 def test_bad_diffbits(node, bits):
-    """A header whose bits are not the expected ones (or malformed, or above pow_limit) is refused with bad-diffbits."""
+    """A header whose bits are not the expected ones (or malformed, or above pow_limit)
+    is refused with bad-diffbits."""
     chain = node.chain
     mine(chain, BURN, 1)
     # real work for the valid target
@@ -516,7 +533,8 @@ def test_bad_diffbits(node, bits):
 
 
 def test_bad_diffbits_target_above_pow_limit_even_if_expected():
-    """validate_header refuses a target above pow_limit (bad-diffbits) even when the context expects those bits."""
+    """validate_header refuses a target above pow_limit (bad-diffbits)
+    even when the context expects those bits."""
     header = BlockHeader.create(1, bytes(32), bytes(32), NOW, 0x2100FFFF, NONCE_START)
     ctx = rules.HeaderContext(expected_bits=0x2100FFFF, median_time_past=NOW - 10, now=NOW)
     assert bits_to_target(0x2100FFFF) > PARAMS.pow_limit
@@ -546,7 +564,8 @@ def test_bad_version(node):
 
 
 def test_time_too_old(node):
-    """A timestamp equal to the median of the last 11 blocks is refused with time-too-old; one more second is fine."""
+    """A timestamp equal to the median of the last 11 blocks is refused with time-too-old;
+    one more second is fine."""
     chain = node.chain
     for step in (100, 5, 300, 7, 50):
         mine_block(chain, BURN, time_step=step)
@@ -557,7 +576,8 @@ def test_time_too_old(node):
 
 
 def test_time_too_new(node):
-    """A timestamp beyond now + max_future_block_time is refused with time-too-new, and accepted once the clock catches up."""
+    """A timestamp beyond now + max_future_block_time is refused with time-too-new,
+    and accepted once the clock catches up."""
     chain = node.chain
     block = build_block(chain, timestamp=NOW + PARAMS.max_future_block_time + 1)
     assert_rejected(chain, block, "time-too-new", marked=False)
@@ -579,7 +599,8 @@ def test_bad_blk_length_oversize(node):
 
 
 def test_bad_blk_length_no_transactions(node):
-    """A block whose header commits to an empty body and has no transactions is refused with bad-blk-length."""
+    """A block whose header commits to an empty body
+    and has no transactions is refused with bad-blk-length."""
     chain = node.chain
     block = build_block(chain, coinbase=None)
     assert block.txs == () and block.header.merkle_root == bytes(32)
@@ -587,7 +608,8 @@ def test_bad_blk_length_no_transactions(node):
 
 
 def test_bad_txns_duplicate(node):
-    """A block whose header commits to the same transaction twice is invalid: bad-txns-duplicate, header marked.
+    """A block whose header commits to the same transaction twice is invalid:
+    bad-txns-duplicate, header marked.
 
     The merkle tree promotes odd nodes rather than duplicating them, so no other
     body can match this root: the duplicate is what the header commits to."""
@@ -606,7 +628,8 @@ def test_bad_txnmrklroot(node):
 
 
 def test_mutated_body_does_not_mark_the_header_invalid(node):
-    """A valid header with a mutated body is refused (bad-txnmrklroot) but the real block is accepted afterwards."""
+    """A valid header with a mutated body is refused (bad-txnmrklroot)
+    but the real block is accepted afterwards."""
     chain = node.chain
     (coin,) = node.coins()
     tx = node.pay([coin])
@@ -716,7 +739,8 @@ def test_bad_prevblk(node):
 
 
 def test_descendants_of_a_block_found_invalid_are_marked_bad_prevblk(node):
-    """A side branch whose first block fails to connect is refused when it takes the lead; its blocks are marked invalid."""
+    """A side branch whose first block fails to connect is refused when it takes the lead;
+    its blocks are marked invalid."""
     chain = node.chain
     mine(chain, BURN, 2)
     fork = chain.chain[0]
@@ -749,7 +773,8 @@ def test_descendants_of_a_block_found_invalid_are_marked_bad_prevblk(node):
 
 
 def test_subsidy_halves_at_the_halving_interval(tmp_path):
-    """At the halving height the old subsidy is refused (bad-cb-amount) and half of it is accepted."""
+    """At the halving height the old subsidy is refused (bad-cb-amount)
+    and half of it is accepted."""
     params = make_params(
         "halvingtest",
         retarget=False,

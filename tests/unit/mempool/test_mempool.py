@@ -90,7 +90,8 @@ def assert_pool_consistent(pool):
 
 
 def test_accepts_valid_spend(setup):
-    """A valid spend of a mature coin enters with its fee and marks the coin as spent in the pool."""
+    """A valid spend of a mature coin enters with its fee
+    and marks the coin as spent in the pool."""
     chain, wallet, coins = setup
     pool = Mempool(chain)
     tx = pay(chain, wallet, [coins[0]], 1500, parts=2)
@@ -200,7 +201,8 @@ def test_already_in_mempool(setup):
 
 
 def test_missing_or_spent_inputs(setup):
-    """Spending an unknown outpoint or a coin spent on chain gives bad-txns-inputs-missingorspent."""
+    """Spending an unknown outpoint or a coin spent on chain
+    gives bad-txns-inputs-missingorspent."""
     chain, wallet, coins = setup
     pool = Mempool(chain)
     ghost = spend(
@@ -298,7 +300,8 @@ def test_unconfirmed_chain_parent_child(setup):
 
 
 def test_template_orders_by_fee_rate_parents_first_within_size(setup):
-    """select_for_block takes packages by fee rate, parents before children, within the byte limit."""
+    """select_for_block takes packages by fee rate,
+    parents before children, within the byte limit."""
     chain, wallet, coins = setup
     pool = Mempool(chain)
     low_parent = pay(chain, wallet, [coins[0]], 400)
@@ -345,14 +348,15 @@ def test_block_connected_removes_mined_and_conflicting(setup):
     assert pool.get(mined_child.txid).parents == set()  # its parent is confirmed now
     assert_pool_consistent(pool)
     txs, _ = pool.select_for_block(1_000_000)
-    assert set(t.txid for t in txs) == {mined_child.txid, bystander.txid}
+    assert {t.txid for t in txs} == {mined_child.txid, bystander.txid}
     # the template built from the pool is valid on the new tip
     block = build_block(chain, chain.tip, b"\x67" * 20, txs, fees=2000)
     assert chain.accept_block(block).status == "connected"
 
 
 def test_size_cap_evicts_lowest_fee_rate(setup):
-    """Over max_usage the lowest fee rate (with descendants) goes; a tx too cheap to stay is refused."""
+    """Over max_usage the lowest fee rate (with descendants) goes;
+    a tx too cheap to stay is refused."""
     chain, wallet, coins = setup
     probe = Mempool(chain).accept(pay(chain, wallet, [coins[0]], 1000), test_only=True).usage()
     # three entries and two link sets fit, four do not
@@ -404,7 +408,8 @@ def test_expiry_drops_old_entries_with_descendants(setup):
 
 
 def test_reorg_keeps_entry_times(setup):
-    """Re-checking the pool after a reorg keeps each entry's arrival time, so expiry still applies."""
+    """Re-checking the pool after a reorg keeps each entry's arrival time,
+    so expiry still applies."""
     chain, wallet, coins = setup
     clock = Clock(0.0)
     pool = Mempool(chain, expiry=150, clock=clock)

@@ -52,7 +52,7 @@ def test_template_includes_mempool_txs_and_pays_fees(funded, uparams):
     pool = Mempool(chain)
     txs = [
         spend(chain, [coin], wallet.key, [TxOut(coin[1].amount - fee, wallet.addr)])
-        for coin, fee in zip(coins, (1000, 2500, 4000))
+        for coin, fee in zip(coins, (1000, 2500, 4000), strict=True)
     ]
     for tx in txs:
         pool.accept(tx)

@@ -192,16 +192,16 @@ def test_envelope_non_canonical_or_garbage_is_bad_message():
 
 
 def _version(**changes):
-    fields = dict(
-        protocol_version=1,
-        magic=MAGIC,
-        genesis_hash=b"\1" * 32,
-        best_height=10,
-        listen_port=8333,
-        nonce=2**64 - 1,
-        user_agent="/obol/",
-        timestamp=1700000000,
-    )
+    fields = {
+        "protocol_version": 1,
+        "magic": MAGIC,
+        "genesis_hash": b"\1" * 32,
+        "best_height": 10,
+        "listen_port": 8333,
+        "nonce": 2**64 - 1,
+        "user_agent": "/obol/",
+        "timestamp": 1700000000,
+    }
     fields.update(changes)
     return VersionMessage(**fields)
 

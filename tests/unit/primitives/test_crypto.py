@@ -236,7 +236,8 @@ def test_bip340_verification_vectors(vector):
     "vector", [v for v in BIP340_VECTORS if v[1]], ids=lambda v: f"bip340-{v[0]}"
 )
 def test_bip340_signing_key_derives_vector_pubkey_and_signs(vector):
-    """SigningKey of a vector's secret has the vector's x-only key; its (random-aux) signatures verify."""
+    """SigningKey of a vector's secret has the vector's x-only key;
+    its (random-aux) signatures verify."""
     _, secret, pubkey, _, msg, _, _ = vector
     key = SigningKey(bytes.fromhex(secret))
     assert key.pubkey == bytes.fromhex(pubkey)
@@ -463,7 +464,8 @@ def test_address_roundtrip_per_network(network):
 
 
 def test_every_single_character_typo_is_rejected():
-    """Replacing any one character of an address by any other charset character raises AddressError."""
+    """Replacing any one character of an address by any other charset character
+    raises AddressError."""
     hrp = NETWORKS["main"].hrp
     address = encode_address(hrp, HASH)
     sep = address.rfind("1")
@@ -528,7 +530,8 @@ def test_bech32_checksum_is_rejected():
     ],
 )
 def test_malformed_addresses_are_rejected(case):
-    """Unknown version, wrong payload length, non-zero padding, mixed case and empty input raise AddressError."""
+    """Unknown version, wrong payload length, non-zero padding,
+    mixed case and empty input raise AddressError."""
     hrp = NETWORKS["regtest"].hrp
     good = encode_address(hrp, HASH)
     address = {

@@ -350,7 +350,8 @@ def _valid_then_mangled():
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.binary(max_size=64), _valid_then_mangled()))
 def test_decode_is_strict_for_arbitrary_bytes(data):
-    """For any bytes, decode either raises DecodeError or returns a value that re-encodes to exactly them."""
+    """For any bytes, decode either raises DecodeError
+    or returns a value that re-encodes to exactly them."""
     try:
         obj = decode(data)
     except DecodeError:
@@ -435,7 +436,8 @@ BAD_TX_SHAPES = {
 
 @pytest.mark.parametrize("name", sorted(BAD_TX_SHAPES))
 def test_transaction_from_bytes_rejects_wrong_shape(name):
-    """A transaction with a wrong field count, type, byte length or out-of-range int is a DecodeError."""
+    """A transaction with a wrong field count, type, byte length or out-of-range int
+    is a DecodeError."""
     data = encode(BAD_TX_SHAPES[name])
     with pytest.raises(DecodeError):
         Transaction.from_bytes(data)
@@ -458,7 +460,8 @@ def test_transaction_from_bytes_rejects_oversize_before_decoding():
 
 
 def test_transaction_accepts_boundary_values():
-    """The extreme in-range values (uint32 version/locktime/index, uint64 amount, 100-byte data) decode."""
+    """The extreme in-range values
+    (uint32 version/locktime/index, uint64 amount, 100-byte data) decode."""
     obj = [
         MAX_UINT32,
         [[b"\x00" * 32, MAX_UINT32, b"\x01" * 100, b"\x02" * 32]],
@@ -472,7 +475,8 @@ def test_transaction_accepts_boundary_values():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutating_one_byte_of_a_tx_never_keeps_its_txid(data):
-    """Changing any byte of an encoded tx raises DecodeError/ValidationError or yields another, self-consistent txid."""
+    """Changing any byte of an encoded tx raises DecodeError/ValidationError
+    or yields another, self-consistent txid."""
     pos = data.draw(st.integers(0, len(TX.raw) - 1))
     value = data.draw(st.integers(0, 255))
     assume(value != TX.raw[pos])
@@ -604,8 +608,8 @@ def test_block_from_stored_equals_the_strict_decoding():
     assert [(t.raw, t.txid) for t in stored.txs] == [(t.raw, t.txid) for t in strict.txs]
     assert all(
         type(i) is type(j)
-        for s, t in zip(stored.txs, strict.txs)
-        for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs)
+        for s, t in zip(stored.txs, strict.txs, strict=True)
+        for i, j in zip(s.inputs + s.outputs, t.inputs + t.outputs, strict=True)
     )
 
 

@@ -449,7 +449,7 @@ def test_send_rejects_bad_addresses(wallet, env):
     expect_error(run(base + [addr, "1", "--fee-rate", "1.5", "--yes"], env), "bad-fee-rate")
 
 
-# --- unreachable and foreign nodes ------------------------------------------------------------------
+# --- unreachable and foreign nodes ----------------------------------------------------------------
 
 
 def test_node_unreachable_names_the_url(wallet, env):
