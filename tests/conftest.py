@@ -14,6 +14,12 @@ def params():
     return REGTEST
 
 
+@pytest.fixture(scope="module")
+def uparams():
+    """The unit-test network: retargeting (ASERT) with a trivial but real proof of work."""
+    return make_params()
+
+
 @pytest.fixture
 def retarget_params():
     """Retargeting (ASERT) params with a trivial but real proof of work."""

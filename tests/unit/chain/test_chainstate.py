@@ -27,7 +27,6 @@ from tests.framework.blocktools import (
     build_block,
     coinbase_coin,
     extend,
-    make_params,
     spend,
 )
 from tests.framework.chains import ChainSet, open_chain, opened_chain
@@ -39,11 +38,6 @@ from tests.framework.replay import (
     utxo_set,
 )
 from tests.framework.util import REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def uparams():
-    return make_params()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from tests.framework.blocktools import (
     build_block,
     coinbase_coin,
     extend,
-    make_params,
     spend,
 )
 from tests.framework.chains import ChainSet, opened_chain
@@ -39,11 +38,6 @@ HYPO = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-@pytest.fixture(scope="module")
-def uparams():
-    return make_params()
 
 
 def feed(chain, blocks):

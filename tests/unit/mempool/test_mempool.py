@@ -22,15 +22,8 @@ from tests.framework.blocktools import (
     build_block,
     coinbase_coin,
     extend,
-    make_params,
     spend,
 )
-from tests.framework.chains import open_chain
-
-
-@pytest.fixture(scope="module")
-def uparams():
-    return make_params()
 
 
 class Clock:
@@ -39,18 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def setup(tmp_path, uparams):
-    """A chain whose wallet owns 6 mature coinbase coins."""
-    wallet = Wallet()
-    chain = open_chain(tmp_path / "chain", uparams)
-    blocks = extend(chain, wallet.addr, 6)
-    extend(chain, b"\x60" * 20, 2)
-    coins = [coinbase_coin(b) for b in blocks]
-    yield chain, wallet, coins
-    chain.close()
 
 
 def pay(chain, wallet, inputs, fee, to=None, parts=1):

@@ -21,7 +21,6 @@ from tests.framework.blocktools import (
     build_block,
     coinbase_coin,
     extend,
-    make_params,
     spend,
 )
 from tests.framework.chains import open_chain
@@ -29,22 +28,6 @@ from tests.framework.nodes import node_network
 
 LIMITS = PackageLimits()
 FAN = 80  # confirmed outputs the random pools start from
-
-
-@pytest.fixture(scope="module")
-def uparams():
-    return make_params()
-
-
-@pytest.fixture
-def setup(tmp_path, uparams):
-    """A chain whose wallet owns 6 mature coinbase coins."""
-    wallet = Wallet()
-    chain = open_chain(tmp_path / "chain", uparams)
-    blocks = extend(chain, wallet.addr, 6)
-    extend(chain, b"\x60" * 20, 2)
-    yield chain, wallet, [coinbase_coin(b) for b in blocks]
-    chain.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,15 +25,10 @@ from node.mining.miner import (
 from node.primitives.block import Block, merkle_root
 from node.primitives.crypto import sha256d
 from node.primitives.tx import TxOut
-from tests.framework.blocktools import Wallet, coinbase_coin, extend, make_params, spend
+from tests.framework.blocktools import Wallet, coinbase_coin, extend, spend
 from tests.framework.chains import open_chain, opened_chain
 from tests.framework.programs import killed_at_exit
 from tests.framework.util import REPO_ROOT, wait_until
-
-
-@pytest.fixture(scope="module")
-def uparams():
-    return make_params()
 
 
 @pytest.fixture
