@@ -29,7 +29,7 @@ Codes: those of wallet/errors.py and wallet/client.py, ``bad-address`` /
 ``bad-option``, ``usage``, ``no-wallet``, ``passphrase-required``,
 ``passphrase-mismatch``, ``empty-passphrase``, ``bad-passphrase-file``,
 ``wallet-network-mismatch``, ``not-mine``, ``bad-signature``, ``cancelled``,
-``tx-dropped``, ``io-error``, ``interrupted``, ``internal-error``.
+``tx-dropped``, ``wait-timeout``, ``io-error``, ``interrupted``, ``internal-error``.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ PASSPHRASE_ENV = "OBOL_WALLET_PASSPHRASE"
 KDF_N_ENV = "OBOL_WALLET_KDF_N"  # tests only: scrypt n for new wallets
 DEBUG_ENV = "OBOL_WALLET_DEBUG"  # set: print tracebacks of internal errors
 WAIT_POLL = 0.5  # seconds between confirmation checks of --wait
+WAIT_TIMEOUT = 3600  # seconds --wait waits by default before giving up (the tx stays sent)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -194,7 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fee-rate", metavar="R", help="base units per byte (default: the node's estimate)"
     )
-    p.add_argument("--wait", metavar="N", default="0", help="wait for N confirmations")
+    p.add_argument(
+        "--wait",
+        metavar="N",
+        default="0",
+        help="after sending, wait until the transaction has N confirmations (blocks)",
+    )
+    p.add_argument(
+        "--wait-timeout",
+        metavar="S",
+        default=str(WAIT_TIMEOUT),
+        help=f"give up waiting after S seconds (default {WAIT_TIMEOUT}; the tx stays sent)",
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add("history", "incoming and outgoing transactions")
     p = add("export-address-key", "show the private key of one of the wallet's addresses")
@@ -522,6 +534,7 @@ def cmd_send(ctx: Context) -> int:
         else None
     )
     wait = _int_option(args.wait, "--wait", "bad-option")
+    wait_timeout = _int_option(args.wait_timeout, "--wait-timeout", "bad-option", minimum=1)
     service.client.check_network(ctx.network)
     plan = service.plan_send(args.address, amount, fee_rate)
     summary = [
@@ -549,7 +562,7 @@ def cmd_send(ctx: Context) -> int:
         )
     if wait:
         try:
-            wait_confirmations(ctx, service.client, txid, wait)
+            wait_confirmations(ctx, service.client, txid, wait, wait_timeout)
         except KeyboardInterrupt:
             raise CliError("interrupted", f"stopped waiting; transaction {txid} was sent") from None
     if ctx.out.json:
@@ -566,8 +579,12 @@ def confirm(ctx: Context, prompt: str) -> bool:
     return line.strip().lower() in ("y", "yes")
 
 
-def wait_confirmations(ctx: Context, client: NodeClient, txid: str, wanted: int) -> int:
-    """Poll the node until ``txid`` has ``wanted`` confirmations, reporting each change."""
+def wait_confirmations(
+    ctx: Context, client: NodeClient, txid: str, wanted: int, timeout: float
+) -> int:
+    """Poll the node until ``txid`` has ``wanted`` confirmations, reporting each change;
+    ``wait-timeout`` after ``timeout`` seconds without them (nothing mines, say)."""
+    deadline = time.monotonic() + timeout
     last = None
     ctx.out.info(f"waiting for {wanted} confirmation{'s' if wanted != 1 else ''} of {txid}")
     while True:
@@ -584,6 +601,12 @@ def wait_confirmations(ctx: Context, client: NodeClient, txid: str, wanted: int)
             last = seen
         if seen >= wanted:
             return seen
+        if time.monotonic() >= deadline:
+            raise CliError(
+                "wait-timeout",
+                f"{seen}/{wanted} confirmations after {timeout:g} s; "
+                f"transaction {txid} was sent and may still confirm",
+            )
         time.sleep(WAIT_POLL)
 
 

@@ -288,3 +288,19 @@ def test_keystore_never_holds_secrets_in_the_clear(w1, w2):
         for secret in secrets:
             assert secret not in raw
         assert set(json.loads(raw)) == {"format", "version", "kdf", "cipher", "ciphertext"}
+
+
+def test_send_wait_gives_up_after_its_timeout(daemon, w1, w2):
+    """Nothing mines: --wait 1 --wait-timeout 2 stops after about two seconds with
+    wait-timeout, and the transaction it sent stays in the node's mempool.  (Last in the
+    module: its send uses another change address, which the restore test counts.)"""
+    r = w1.run("send", w2.address(), "0.1", "--yes", "--wait", "1", "--wait-timeout", "2")
+    assert r.code == 1, r
+    assert r.err.splitlines()[-1].startswith(
+        "obol-wallet: error: wait-timeout: 0/1 confirmations"
+    ), r
+    txid = r.out.strip().splitlines()[-1].split()[-1]
+    assert daemon.client.ok("GET", f"tx/{txid}")["in_mempool"]
+    r = w1.run("send", w2.address(), "0.1", "--yes", "--wait", "1", "--wait-timeout", "0")
+    assert r.code == 1 and "bad-option: --wait-timeout must be at least 1" in r.err, r
+    mine(daemon, 1)
