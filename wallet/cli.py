@@ -19,6 +19,9 @@ Global options may also follow the command (``obol-wallet balance --json``).
   passphrase are another wallet, so restoring needs both.
 * ``OBOL_WALLET_KDF_N`` (for tests only) sets the keystore's scrypt cost n of
   a new wallet (a power of two, e.g. 1024); the default is the keystore's.
+* Fee cap: ``send`` refuses a fee above ``--max-fee COINS``, else
+  ``OBOL_WALLET_MAX_FEE``, else 0.1 coin (Bitcoin Core's ``-maxtxfee``), whatever
+  fee rate the node suggests: ``max-fee-exceeded``.
 
 Output: human text, or with ``--json`` one JSON document on stdout (amounts
 in integer base units).  An error exits with status 1 (2 for a usage error)
@@ -54,6 +57,7 @@ from .keys import CHANGE, RECEIVE, KeyChain, generate_mnemonic, validate_mnemoni
 from .keystore import SCRYPT_N, KdfParams, Keystore
 from .service import (
     GAP_LIMIT,
+    MAX_FEE,
     WalletService,
     check_address,
     discover,
@@ -68,6 +72,7 @@ UNIT = "OBOL"
 PASSPHRASE_ENV = "OBOL_WALLET_PASSPHRASE"
 KDF_N_ENV = "OBOL_WALLET_KDF_N"  # tests only: scrypt n for new wallets
 DEBUG_ENV = "OBOL_WALLET_DEBUG"  # set: print tracebacks of internal errors
+MAX_FEE_ENV = "OBOL_WALLET_MAX_FEE"  # coins: the fee cap of send when --max-fee is not given
 WAIT_POLL = 0.5  # seconds between confirmation checks of --wait
 WAIT_TIMEOUT = 3600  # seconds --wait waits by default before giving up (the tx stays sent)
 
@@ -206,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         default=str(WAIT_TIMEOUT),
         help=f"give up waiting after S seconds (default {WAIT_TIMEOUT}; the tx stays sent)",
+    )
+    p.add_argument(
+        "--max-fee",
+        metavar="COINS",
+        help=f"refuse to pay more fee than this (default: ${MAX_FEE_ENV}, "
+        f"else {format_amount(MAX_FEE)} coins)",
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add("history", "incoming and outgoing transactions")
@@ -535,8 +546,9 @@ def cmd_send(ctx: Context) -> int:
     )
     wait = _int_option(args.wait, "--wait", "bad-option")
     wait_timeout = _int_option(args.wait_timeout, "--wait-timeout", "bad-option", minimum=1)
+    max_fee = max_fee_option(args.max_fee, ctx.env.get(MAX_FEE_ENV))
     service.client.check_network(ctx.network)
-    plan = service.plan_send(args.address, amount, fee_rate)
+    plan = service.plan_send(args.address, amount, fee_rate, max_fee)
     summary = [
         f"Send {coins(plan.amount)} to {plan.address}",
         f"  fee     {coins(plan.fee)} ({plan.fee_rate} per byte, {plan.tx.size} bytes)",
@@ -568,6 +580,17 @@ def cmd_send(ctx: Context) -> int:
     if ctx.out.json:
         ctx.out.result(data, "")
     return 0
+
+
+def max_fee_option(flag: str | None, env: str | None) -> int:
+    """The fee cap in base units: ``--max-fee``, else the environment, else MAX_FEE."""
+    text, name = (flag, "--max-fee") if flag is not None else (env, MAX_FEE_ENV)
+    if text is None:
+        return MAX_FEE
+    try:
+        return parse_amount(text)
+    except ObolError as exc:
+        raise CliError("bad-option", f"{name}: {exc.message}") from None
 
 
 def confirm(ctx: Context, prompt: str) -> bool:

@@ -20,6 +20,7 @@ code                   meaning
 ``keystore-unsupported``  a keystore written by a newer or different program
 ``keystore-exists``    refusing to overwrite an existing keystore
 ``insufficient-funds`` the spendable outputs cannot pay amount plus fee
+``max-fee-exceeded``   the fee of a send is above the cap (``--max-fee``)
 =====================  ======================================================
 """
 
@@ -86,3 +87,9 @@ class InsufficientFundsError(WalletError):
     """The spendable outputs cannot pay the amount plus the fee."""
 
     code = "insufficient-funds"
+
+
+class FeeTooHighError(WalletError):
+    """The fee a send would pay is above the wallet's cap (Bitcoin Core: ``-maxtxfee``)."""
+
+    code = "max-fee-exceeded"

@@ -47,12 +47,13 @@ from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, si
 
 from .client import JsonObject, NodeClient
 from .coinselect import Selection, Utxo, select_coins
-from .errors import InsufficientFundsError, WalletError
+from .errors import FeeTooHighError, InsufficientFundsError, WalletError
 from .keys import CHANGE, RECEIVE, KeyChain
 from .keystore import Keystore
 
 GAP_LIMIT = 20  # consecutive unused addresses that end a scan
 DECIMALS = 8  # digits after the point in a coin amount (COIN = 10**8)
+MAX_FEE = COIN // 10  # base units a send may pay in fees at most (Bitcoin Core: -maxtxfee 0.1)
 FEE_TARGET = "1"  # blocks ahead the default fee rate aims at (a key of GET /fees)
 MESSAGE_TAG = "Obol/message"
 CHAIN_NAMES = {RECEIVE: "receive", CHANGE: "change"}
@@ -325,8 +326,11 @@ class WalletService:
             rate = 1.0
         return max(1, math.ceil(rate))
 
-    def plan_send(self, address: str, amount: int, fee_rate: int | None = None) -> SendPlan:
-        """Choose inputs, add change, sign.  Nothing is sent or saved."""
+    def plan_send(
+        self, address: str, amount: int, fee_rate: int | None = None, max_fee: int = MAX_FEE
+    ) -> SendPlan:
+        """Choose inputs, add change, sign.  Nothing is sent or saved.  A fee above
+        ``max_fee`` base units is refused (FeeTooHighError), whatever rate the node gave."""
         pay_hash = check_address(self.params.hrp, address)
         scan = self.scan()
         coins, _ = self.spendable(scan)
@@ -381,6 +385,12 @@ class WalletService:
             )
             if refined.size * rate <= exact_fee:
                 tx, fee, change = refined, exact_fee, exact_change
+        if fee > max_fee:
+            source = "the node's estimate" if fee_rate is None else "--fee-rate"
+            raise FeeTooHighError(
+                message=f"the fee would be {format_amount(fee)} ({rate} per byte from {source}, "
+                f"{tx.size} bytes), above the cap of {format_amount(max_fee)} (--max-fee)"
+            )
         return SendPlan(
             tx,
             address,

@@ -304,3 +304,25 @@ def test_send_wait_gives_up_after_its_timeout(daemon, w1, w2):
     r = w1.run("send", w2.address(), "0.1", "--yes", "--wait", "1", "--wait-timeout", "0")
     assert r.code == 1 and "bad-option: --wait-timeout must be at least 1" in r.err, r
     mine(daemon, 1)
+
+
+def test_send_refuses_a_fee_above_the_cap(daemon, w1, w2):
+    """A fee rate that makes the fee larger than the cap (0.1 coin by default, as Bitcoin
+    Core's -maxtxfee) is refused before anything is sent, whoever chose the rate; the cap
+    moves with --max-fee or OBOL_WALLET_MAX_FEE."""
+    to = w2.address()
+    before = daemon.client.ok("GET", "mempool")["count"]
+    r = w1.run("send", to, "0.1", "--yes", "--fee-rate", "100000")  # ~0.2 coin of fee
+    assert r.code == 1, r
+    assert r.err.splitlines()[-1].startswith("obol-wallet: error: max-fee-exceeded: "), r
+    assert "above the cap of 0.10000000" in r.err, r
+    env = {**w1.env, "OBOL_WALLET_MAX_FEE": "0.00000001"}
+    r = w1.run("send", to, "0.1", "--yes", env=env)  # the node's rate, over a 1-unit cap
+    assert "max-fee-exceeded" in r.err, r
+    r = w1.run("send", to, "0.1", "--yes", "--max-fee", "nope")
+    assert "bad-option: --max-fee: " in r.err, r
+    assert daemon.client.ok("GET", "mempool")["count"] == before
+    r = w1.run("send", to, "0.1", "--yes", "--fee-rate", "100000", "--max-fee", "1")
+    assert r.code == 0, r
+    assert daemon.client.ok("GET", "mempool")["count"] == before + 1
+    mine(daemon, 1)
