@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .frames import HEADER_SIZE, MAX_PAYLOAD_SIZE
+from .permissions import LOCAL_PERMISSIONS, Permission
 from .protocol import MAX_USER_AGENT_LENGTH, PROTOCOL_VERSION
 
 MAX_INBOUND = 32  # connections accepted from others
@@ -13,7 +14,8 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds from connect to an established handshake
 CONNECT_TIMEOUT = 10.0  # seconds to open a TCP connection
 PING_INTERVAL = 60.0  # seconds between pings of an established peer
 PING_TIMEOUT = 60.0  # seconds a peer has to answer a ping before it is dropped
-BAN_SECONDS = 86_400  # seconds a misbehaving host stays banned (one day)
+BAN_SECONDS = 86_400  # seconds an operator's ban lasts unless it says otherwise (one day)
+DISCOURAGE_SECONDS = 86_400  # seconds a misbehaving host stays discouraged (one day)
 MAX_MESSAGES_PER_SECOND = 50_000.0  # messages/s a peer may send on average
 MESSAGE_BURST = 100_000  # messages a peer may send in one burst
 MAX_BYTES_PER_SECOND = 32 * 1024 * 1024  # bytes/s a peer may send on average (32 MiB/s)
@@ -40,7 +42,8 @@ class NetConfig:
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to open a TCP connection
     ping_interval: float = PING_INTERVAL  # seconds between pings
     ping_timeout: float = PING_TIMEOUT  # seconds to answer a ping
-    ban_seconds: float = BAN_SECONDS  # seconds a misbehaving host is banned
+    ban_seconds: float = BAN_SECONDS  # seconds of a manual ban that names no duration
+    discourage_seconds: float = DISCOURAGE_SECONDS  # seconds a misbehaving host is discouraged
     max_messages_per_second: float = MAX_MESSAGES_PER_SECOND  # flood limit: sustained rate
     message_burst: int = MESSAGE_BURST  # flood limit: burst size in messages
     max_bytes_per_second: float = MAX_BYTES_PER_SECOND  # flood limit: sustained bytes/s
@@ -53,7 +56,8 @@ class NetConfig:
     user_agent: str = USER_AGENT  # sent in `version`, <= 64 characters
     protocol_version: int = PROTOCOL_VERSION  # sent in `version`
     max_payload: int = MAX_PAYLOAD_SIZE  # bytes: largest frame payload sent or accepted
-    noban: frozenset[str] = frozenset()  # hosts disconnected but never banned for misbehaviour
+    # flags granted by remote address (Core: -whitelist); the default: noban,mempool for loopback
+    permissions: tuple[Permission, ...] = LOCAL_PERMISSIONS
 
     def __post_init__(self) -> None:
         if self.listen_port is not None and not 0 <= self.listen_port <= 65535:
@@ -68,6 +72,7 @@ class NetConfig:
             "ping_interval",
             "ping_timeout",
             "ban_seconds",
+            "discourage_seconds",
             "max_messages_per_second",
             "max_bytes_per_second",
             "reconnect_initial",

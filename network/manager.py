@@ -31,12 +31,14 @@ from .addrman import PEERS_FILE, AddrBook
 from .bans import BANS_FILE, Ban, BanList
 from .config import NetConfig
 from .counters import NetCounters
+from .discourage import DiscouragedSet
 from .errors import NetworkError
 from .frames import encode_frame
 from .handlers import BytesHandler, Handler, MessageHandler, PeerCallback
 from .keepalive import ping
 from .outbound import Dialler
 from .peer import Address, ConnectionKind, Direction, Peer, ReceivedMessage
+from .permissions import PermissionFlag, permissions_for
 from .protocol import (
     BAN_THRESHOLD,
     GENESIS_HASH_SIZE,
@@ -80,6 +82,8 @@ class PeerManager:
         self.datadir = Path(datadir) if datadir is not None else None
         self.nonce = secrets.randbits(NONCE_BITS)  # this instance's `version` nonce
         self.banlist = BanList(self.datadir / BANS_FILE if self.datadir else None)
+        # hosts that misbehaved lately: evicted first, never dialled (in memory only)
+        self.discouraged = DiscouragedSet(self.config.discourage_seconds)
         self.addrbook = AddrBook(self.datadir / PEERS_FILE if self.datadir else None)
         #: async callbacks run (in order) when a peer completes its handshake
         self.on_established: list[PeerCallback] = []
@@ -293,24 +297,30 @@ class PeerManager:
         """Accept or refuse at once a connection made to our listening socket."""
         peername = writer.get_extra_info("peername") or ("?", 0)
         label = format_address(str(peername[0]), int(peername[1]))
+        host = str(peername[0])
+        permissions = permissions_for(host, self.config.permissions)
+        discouraged = PermissionFlag.NOBAN not in permissions and host in self.discouraged
+        inbound = sum(
+            1 for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
+        )
         refusal = None
         if not self._running:
             refusal = "shutting down"
-        elif self.banlist.is_banned(str(peername[0])):
+        elif self.banlist.is_banned(host):
             refusal = "banned"
-        elif (
-            sum(
-                1 for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
-            )
-            >= self.config.max_inbound
-        ):
+        elif inbound >= self.config.max_inbound:
+            # a discouraged host takes a free slot, never one made by eviction (Core)
             refusal = f"inbound limit {self.config.max_inbound} reached"
         if refusal is not None:
             log.info("refused inbound %s: %s", label, refusal)
             writer.transport.abort()
             return
-        peer = self._add_peer(reader, writer, Direction.INBOUND, ConnectionKind.INBOUND, None)
-        log.info("peer %s connected (inbound)", peer.label)
+        peer = self._add_peer(
+            reader, writer, Direction.INBOUND, ConnectionKind.INBOUND, None, discouraged
+        )
+        log.info(
+            "peer %s connected (inbound%s)", peer.label, ", discouraged" if discouraged else ""
+        )
 
     def _add_peer(
         self,
@@ -319,8 +329,10 @@ class PeerManager:
         direction: Direction,
         kind: ConnectionKind,
         target: Address | None,
+        discouraged: bool = False,
     ) -> Peer:
         cfg = self.config
+        peername = writer.get_extra_info("peername") or ("?", 0)
         peer = Peer(
             peer_id=self._next_id,
             reader=reader,
@@ -334,6 +346,8 @@ class PeerManager:
             message_limit=TokenBucket(cfg.max_messages_per_second, cfg.message_burst),
             byte_limit=TokenBucket(cfg.max_bytes_per_second, cfg.byte_burst),
             target=target,
+            permissions=permissions_for(str(peername[0]), cfg.permissions),
+            discouraged=discouraged,
         )
         self._next_id += 1
         self._peers[peer.id] = peer
@@ -365,7 +379,10 @@ class PeerManager:
     # --- misbehaviour and bans ----------------------------------------------------
 
     def misbehaving(self, peer: Peer, score: int, code: str, message: str = "") -> None:
-        """Add ``score`` to the peer's misbehaviour; at BAN_THRESHOLD disconnect and ban."""
+        """Add ``score`` to the peer's misbehaviour; at BAN_THRESHOLD disconnect it and
+        discourage its host, unless the peer has the NOBAN permission (Bitcoin Core:
+        ``Misbehaving``, ``MaybeDiscourageAndDisconnect``).  Misbehaviour never bans: a
+        ban is the operator's decision (``ban``)."""
         if peer.closed and peer.ban_score >= BAN_THRESHOLD:
             return
         peer.ban_score += score
@@ -379,17 +396,31 @@ class PeerManager:
         )
         if peer.ban_score < BAN_THRESHOLD:
             return
-        if canonical_host(peer.host) in {canonical_host(h) for h in self.config.noban}:
-            log.warning("peer %s disconnected (noban host): %s", peer.label, code)
+        if peer.has_permission(PermissionFlag.NOBAN):
+            log.warning("peer %s disconnected (noban: not discouraged): %s", peer.label, code)
         else:
-            self.banlist.ban(peer.host, self.config.ban_seconds, code)
-            self.counters.bans_issued += 1
-            log.warning("peer %s banned %ds: %s", peer.label, self.config.ban_seconds, code)
+            self.discouraged.discourage(peer.host, code)
+            self.counters.discouraged += 1
+            log.warning(
+                "peer %s disconnected and discouraged %ds: %s",
+                peer.label,
+                self.config.discourage_seconds,
+                code,
+            )
         peer.close(code)
+
+    def is_discouraged(self, host: str) -> bool:
+        """``host`` misbehaved lately: evicted first, refused when full, never dialled."""
+        return host in self.discouraged
+
+    def is_shunned(self, host: str) -> bool:
+        """Never dialled from the address book: banned or discouraged."""
+        return self.banlist.is_banned(host) or host in self.discouraged
 
     def ban(self, host: str, seconds: float | None = None, reason: str = "manual") -> Ban:
         """Ban ``host`` (default ban_seconds) and close every connection from it."""
         entry = self.banlist.ban(host, seconds or self.config.ban_seconds, reason)
+        self.counters.bans_issued += 1
         for peer in list(self._peers.values()):
             if canonical_host(peer.host) == entry.host:
                 peer.close("banned")
@@ -450,6 +481,8 @@ class PeerManager:
             "messages_out": counters.closed_messages_out + sum(p.messages_out for p in live),
             "bans": len(self.banlist),
             "bans_issued": counters.bans_issued,
+            "discouraged": len(self.discouraged),
+            "discouragements": counters.discouraged,
             "unknown_messages": counters.unknown_messages,
             "handler_errors": counters.handler_errors,
             "known_addresses": len(self.addrbook),

@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import NetworkError
 from .frames import HEADER_SIZE, FrameDecoder, encode_frame
+from .permissions import PermissionFlag, decode_grants
 from .protocol import (
     VERACK,
     VERSION,
@@ -91,6 +92,8 @@ class Peer:
         message_limit: TokenBucket,
         byte_limit: TokenBucket,
         target: Address | None = None,
+        permissions: PermissionFlag = PermissionFlag.NONE,
+        discouraged: bool = False,
     ) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         sockname = writer.get_extra_info("sockname") or ("?", 0)
@@ -100,6 +103,8 @@ class Peer:
         self.direction = direction  # who dialled
         self.kind = kind  # why the connection exists
         self.target = target  # the (host, port) we dialled; None for inbound
+        self.permissions = permissions  # what we let this peer do (permissions.py)
+        self.discouraged = discouraged  # its host was discouraged when it connected: evict first
         self.version: VersionMessage | None = None  # the remote's `version`, once received
         self.verack_received = False  # the remote acknowledged our `version`
         self.established = False  # handshake complete; node/ messages may flow
@@ -113,6 +118,10 @@ class Peer:
         self.ping_rtt: float | None = None  # seconds: round trip of the last answered ping
         self.ban_score = 0  # accumulated misbehaviour; >= 100 means ban
         self.getaddr_answered = False  # we already answered its `getaddr` (once per connection)
+        # monotonic seconds at which it last gave us a new block / an accepted transaction
+        # (set by node/; 0 = never): eviction protects such peers (slots.py)
+        self.last_block_time = 0.0
+        self.last_tx_time = 0.0
         self.busy = False  # a handler of ours is processing this peer's message
         self.closed = False  # close() was called; nothing more is read or sent
         self.close_reason = ""  # code passed to close()
@@ -156,6 +165,14 @@ class Peer:
     @property
     def user_agent(self) -> str:
         return self.version.user_agent if self.version else ""
+
+    def has_permission(self, flag: PermissionFlag) -> bool:
+        """We granted this peer ``flag`` (by its address, NetConfig.permissions)."""
+        return flag in self.permissions
+
+    def granted(self, flag: PermissionFlag) -> bool:
+        """The peer said in its `version` that it grants us ``flag``."""
+        return self.version is not None and flag in decode_grants(self.version.grants)
 
     @property
     def listen_port(self) -> int:

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from .errors import MessageError, Misbehaviour
 
-PROTOCOL_VERSION = 2  # the protocol version this implementation speaks (docs/protocol.md §14.3)
+PROTOCOL_VERSION = 3  # the protocol version this implementation speaks (docs/protocol.md §14.3)
+GRANTS_VERSION = 3  # first protocol version that sends `grants` and asks `mempool` only if granted
 MIN_PROTOCOL_VERSION = 1  # oldest peer protocol version still accepted
 MAX_TYPE_LENGTH = 12  # characters: longest message type name
 MAX_USER_AGENT_LENGTH = 64  # characters: longest user agent in `version`
@@ -32,7 +33,9 @@ NONCE_BITS = 64  # size of version and ping nonces
 MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
 MAX_PORT = 65535
-BAN_THRESHOLD = 100  # misbehaviour score at which a peer is disconnected and banned
+# misbehaviour score at which a peer is disconnected and its address discouraged (the name
+# is older than discouragement: misbehaviour no longer bans, docs/protocol.md §14.6)
+BAN_THRESHOLD = 100
 
 VERSION = "version"
 VERACK = "verack"
@@ -123,8 +126,9 @@ class VersionMessage:
     """``version``: the first message on a connection, sent by both sides.
 
     Body: ``[protocol_version, network_magic, genesis_hash, best_height,
-    listen_port, nonce, user_agent, timestamp]``.  Later protocol versions may
-    append fields; a receiver ignores fields it does not know.
+    listen_port, nonce, user_agent, timestamp, grants]``; ``grants`` came with
+    protocol version 3 (absent: 0).  Later protocol versions may append fields;
+    a receiver ignores fields it does not know.
     """
 
     protocol_version: int  # protocol version the sender speaks (uint32)
@@ -135,6 +139,7 @@ class VersionMessage:
     nonce: int  # random 64-bit number per node instance; equal to ours = we dialled ourselves
     user_agent: str  # free text naming the software, <= 64 characters
     timestamp: int  # sender's clock, unix seconds
+    grants: int = 0  # bits of what the sender lets the receiver do (permissions.GRANT_BITS)
 
     def to_body(self) -> list[Any]:
         return [
@@ -146,6 +151,7 @@ class VersionMessage:
             self.nonce,
             self.user_agent,
             self.timestamp,
+            self.grants,
         ]
 
     @classmethod
@@ -160,6 +166,7 @@ class VersionMessage:
             nonce=_int(f[5], 0, MAX_UINT64, VERSION, "nonce"),
             user_agent=_str(f[6], MAX_USER_AGENT_LENGTH, VERSION, "user_agent"),
             timestamp=_int(f[7], 0, MAX_INT64, VERSION, "timestamp"),
+            grants=_int(f[8], 0, 2**32 - 1, VERSION, "grants") if len(f) > 8 else 0,
         )
 
 

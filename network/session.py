@@ -34,6 +34,7 @@ from .handlers import MessageHandler, PeerCallback
 from .keepalive import ping_loop
 from .outbound import Dialler
 from .peer import Direction, Peer, ReceivedMessage
+from .permissions import encode_grants
 from .protocol import (
     ADDR,
     BAN_THRESHOLD,
@@ -55,6 +56,7 @@ from .protocol import (
 
 log = logging.getLogger("obol.net")
 
+NOT_OUR_PROTOCOL = "bad-magic"  # the frame error that proves only another protocol, no fault
 MAX_LOOP_HOLD = 0.001  # seconds one peer's messages may run before other tasks get a turn
 
 
@@ -120,7 +122,16 @@ class Session:
             if await self._handshake():
                 await self._established()
                 await self._message_loop()
-        except (FrameError, MessageError) as exc:
+        except FrameError as exc:
+            if exc.code == NOT_OUR_PROTOCOL:
+                # Not a peer of this network at all: an HTTP request, a health check, a node
+                # of another network.  Nothing to punish, only a stream to drop (Core does
+                # the same on a wrong message start).
+                log.info("peer %s disconnected: %s", peer.label, exc.message)
+                peer.close(exc.code)
+            else:
+                self.manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
+        except MessageError as exc:
             self.manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
         except Misbehaviour as exc:
             self.manager.misbehaving(peer, exc.score, exc.code, exc.message)
@@ -224,6 +235,7 @@ class Session:
             nonce=manager.nonce,
             user_agent=cfg.user_agent,
             timestamp=int(time.time()),
+            grants=encode_grants(self.peer.permissions),
         )
         self.peer.send(VERSION, version.to_body())
 

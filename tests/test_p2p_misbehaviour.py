@@ -18,7 +18,9 @@ async def pair(tmp_path):
     """Node a with a well-behaved peer b; bans are keyed on host+port-free IPs, so
     b dials a first and stays connected while the hostile client is banned."""
     # a flood limit low enough for a test to exceed quickly
-    a = await start_node(tmp_path / "a", net=fast_net(max_messages_per_second=1000, message_burst=5000))
+    # and no loopback noban, so that the hostile client's address is discouraged
+    a = await start_node(tmp_path / "a", net=fast_net(max_messages_per_second=1000, message_burst=5000,
+                                                      permissions=()))
     b = await start_node(tmp_path / "b", peers=[addr(a)])
     await wait_for(lambda: len(a.peers.peers()) == 1, what="b connected to a")
     await a.generate(3, Wallet().addr)
@@ -41,7 +43,8 @@ def child_block(node, *, bits=None, coinbase_value=None, nonce=None, height=None
 
 async def assert_banned_and_b_fine(a, b, client):
     assert await client.closed_by_peer(), "hostile peer was not disconnected"
-    await wait_for(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
+    await wait_for(lambda: a.peers.is_discouraged("127.0.0.1"), what="discouragement")
+    assert not a.peers.bans(), "misbehaviour discourages, an operator bans"
     assert len(b.peers.peers()) == 1, "well-behaved peer lost its connection"
     await a.generate(1, Wallet().addr)
     await wait_synced([a, b])
@@ -117,7 +120,7 @@ async def test_lagging_block_not_banned(pair):
     client.send("block", solve_block(Block.create(header, [cb])).to_list())
     client.send("ping", [7])
     assert await client.expect("pong") == [7]
-    assert not a.peers.bans()
+    assert not a.peers.bans() and not a.peers.is_discouraged("127.0.0.1")
     client.close()
 
 
@@ -129,7 +132,7 @@ async def test_flood_of_inv_messages_bans(pair):
     for _ in range(burst + 2000):
         client.send("inv", [[1, os.urandom(32)]])
     await assert_banned_and_b_fine(a, b, client)
-    assert any(ban.reason == "flood" for ban in a.peers.bans())
+    assert a.peers.discouraged.get("127.0.0.1").reason == "flood"
 
 
 async def test_getdata_serves_pool_bytes_and_never_an_invalid_block(pair):
