@@ -14,7 +14,7 @@ from node.primitives.block import Block, BlockHeader, merkle_root
 from node.mining.miner import NONCE_START, solve_block
 from node.consensus.pow import bits_to_target, hash_meets_target
 from node.primitives.tx import TxOut, make_coinbase
-from nodeutil import addr, start_node, wait_for, wait_synced
+from nodeutil import addr, fast_net, start_node, wait_for, wait_synced
 
 EARLY_RELAY_PROTOCOL = 2   # the protocol version that understands ``powblock``
 
@@ -49,8 +49,9 @@ async def chain_thread_held(node):
 
 
 async def connected_pair(tmp_path):
-    a = await start_node(tmp_path / "a")
-    b = await start_node(tmp_path / "b", peers=[addr(a)])
+    # no loopback noban: punishment shows as discouragement of 127.0.0.1
+    a = await start_node(tmp_path / "a", net=fast_net(permissions=()))
+    b = await start_node(tmp_path / "b", peers=[addr(a)], net=fast_net(permissions=()))
     await wait_for(lambda: len(a.peers.peers()) == 1, what="b connected to a")
     await a.generate(2, Wallet().addr)
     await wait_synced([a, b])
@@ -102,11 +103,11 @@ async def test_relayer_of_an_invalid_block_is_excused_its_originator_banned(pair
     bad = overpaying_block(a)
     client.send("block", bad.to_list())
     assert await client.closed_by_peer(), "the originator was not disconnected"
-    await wait_for(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="a bans it")
+    await wait_for(lambda: a.peers.is_discouraged("127.0.0.1"), what="a discourages it")
     await wait_for(lambda: bad.hash in b.chain.index, what="b to receive the block relayed early")
     await wait_for(lambda: b.chain.index[bad.hash].failure == "bad-cb-amount",
                    what="b to find the block invalid")
-    assert b.peers.bans() == [], "b punished a for a block a relayed before validating it"
+    assert not b.peers.is_discouraged("127.0.0.1"), "b punished a for a block relayed early"
     assert [p.ban_score for p in b.peers.peers()] == [0]
     await a.generate(1, Wallet().addr)
     await wait_synced([a, b])
@@ -122,7 +123,7 @@ async def test_powblock_failing_only_against_the_chain_is_not_punished(pair):
     await wait_for(lambda: bad.hash in a.chain.index
                    and a.chain.index[bad.hash].failure == "bad-cb-amount", what="a refuses it")
     await flushed(client)   # still connected
-    assert a.peers.bans() == []
+    assert not a.peers.is_discouraged("127.0.0.1")
     assert all(p.ban_score == 0 for p in a.peers.peers())
     client.close()
 
@@ -149,7 +150,7 @@ async def test_powblock_failing_the_senders_checks_bans(pair, spoil):
     client = await WireClient.connect(a.params, *addr(a), protocol_version=EARLY_RELAY_PROTOCOL)
     client.send("powblock", spoil(child_block(a)).to_list())
     assert await client.closed_by_peer(), "sender of a bad powblock was not disconnected"
-    await wait_for(lambda: any(ban.host == "127.0.0.1" for ban in a.peers.bans()), what="ban")
+    await wait_for(lambda: a.peers.is_discouraged("127.0.0.1"), what="discouragement")
     assert len(b.peers.peers()) == 1
 
 
@@ -216,9 +217,10 @@ async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originat
     """a, b and c all connected: an invalid block sent to a reaches b and c early, each of
     them possibly twice (the second time it is already known invalid); no honest node
     punishes another, and a bans the originator."""
-    a = await start_node(tmp_path / "a")
-    b = await start_node(tmp_path / "b", peers=[addr(a)])
-    c = await start_node(tmp_path / "c", peers=[addr(a), addr(b)])
+    net = fast_net(permissions=())   # no loopback noban: punishment shows as discouragement
+    a = await start_node(tmp_path / "a", net=net)
+    b = await start_node(tmp_path / "b", peers=[addr(a)], net=net)
+    c = await start_node(tmp_path / "c", peers=[addr(a), addr(b)], net=net)
     nodes = (a, b, c)
     try:
         await wait_for(lambda: all(len(n.peers.peers()) == 2 for n in nodes), what="a full mesh")
@@ -234,9 +236,9 @@ async def test_invalid_block_relayed_early_through_a_mesh_bans_only_its_originat
                            what="every node to find the block invalid")
         await a.generate(1, Wallet().addr)
         await wait_synced(nodes)
-        assert [ban.host for ban in a.peers.bans()] == ["127.0.0.1"]
+        assert a.peers.is_discouraged("127.0.0.1")
         for n in (b, c):
-            assert n.peers.bans() == []
+            assert not n.peers.is_discouraged("127.0.0.1")
         for n in nodes:
             assert len(n.peers.peers()) == 2 and all(p.ban_score == 0 for p in n.peers.peers())
     finally:
