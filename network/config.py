@@ -9,6 +9,7 @@ from .permissions import LOCAL_PERMISSIONS, Permission
 from .protocol import MAX_USER_AGENT_LENGTH, PROTOCOL_VERSION
 
 MAX_INBOUND = 32  # connections accepted from others
+MAX_INBOUND_PER_GROUP = 8  # inbound connections from one address group (slots.netgroup)
 MAX_OUTBOUND = 8  # connections dialled automatically from the address book
 HANDSHAKE_TIMEOUT = 10.0  # seconds from connect to an established handshake
 CONNECT_TIMEOUT = 10.0  # seconds to open a TCP connection
@@ -36,6 +37,8 @@ class NetConfig:
     listen_port: int | None = None  # TCP port to listen on; 0 = any free port; None = do not listen
     bind_host: str | None = None  # source address of outbound connections (None: chosen by the OS)
     max_inbound: int = MAX_INBOUND  # accepted connections (handshaking or established)
+    # accepted connections from one address group (IPv4 /16, IPv6 /32; noban peers not counted)
+    max_inbound_per_group: int = MAX_INBOUND_PER_GROUP
     max_outbound: int = MAX_OUTBOUND  # automatic outbound connections (persistent/manual are extra)
     discover: bool = True  # fill outbound slots from the address book
     handshake_timeout: float = HANDSHAKE_TIMEOUT  # seconds to complete version/verack
@@ -62,6 +65,8 @@ class NetConfig:
     def __post_init__(self) -> None:
         if self.listen_port is not None and not 0 <= self.listen_port <= 65535:
             raise ValueError("listen_port must be in [0, 65535] or None")
+        if self.max_inbound_per_group < 1:
+            raise ValueError("max_inbound_per_group must be at least 1")
         if self.max_inbound < 0 or self.max_outbound < 0:
             raise ValueError("connection limits must be non-negative")
         if len(self.user_agent) > MAX_USER_AGENT_LENGTH:

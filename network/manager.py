@@ -52,6 +52,7 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .session import Session
+from .slots import Candidate, netgroup, select_to_evict
 
 log = logging.getLogger("obol.net")
 
@@ -97,6 +98,7 @@ class PeerManager:
         self._running = False
         self._tasks: set[asyncio.Task[Any]] = set()  # every background task we own
         self._connection_tasks: set[asyncio.Task[None]] = set()  # one per connection
+        self._eviction_key = secrets.token_bytes(16)  # orders address groups for eviction
         self.dialler = Dialler(self)  # outbound connections (package-internal)
         self.counters = NetCounters()  # totals since start (package-internal; see stats())
 
@@ -298,19 +300,25 @@ class PeerManager:
         peername = writer.get_extra_info("peername") or ("?", 0)
         label = format_address(str(peername[0]), int(peername[1]))
         host = str(peername[0])
-        permissions = permissions_for(host, self.config.permissions)
-        discouraged = PermissionFlag.NOBAN not in permissions and host in self.discouraged
-        inbound = sum(
-            1 for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
-        )
+        cfg = self.config
+        noban = PermissionFlag.NOBAN in permissions_for(host, cfg.permissions)
+        discouraged = not noban and host in self.discouraged
+        inbound = [
+            p for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
+        ]
+        group = netgroup(host)
         refusal = None
         if not self._running:
             refusal = "shutting down"
         elif self.banlist.is_banned(host):
             refusal = "banned"
-        elif inbound >= self.config.max_inbound:
+        elif not noban and self._group_count(inbound, group) >= cfg.max_inbound_per_group:
+            refusal = f"limit of {cfg.max_inbound_per_group} from address group {group} reached"
+        elif len(inbound) >= cfg.max_inbound and discouraged:
             # a discouraged host takes a free slot, never one made by eviction (Core)
-            refusal = f"inbound limit {self.config.max_inbound} reached"
+            refusal = f"inbound limit {cfg.max_inbound} reached (discouraged host)"
+        elif len(inbound) >= cfg.max_inbound and not self._evict_inbound(inbound):
+            refusal = f"inbound limit {cfg.max_inbound} reached, no connection to evict"
         if refusal is not None:
             log.info("refused inbound %s: %s", label, refusal)
             writer.transport.abort()
@@ -321,6 +329,41 @@ class PeerManager:
         log.info(
             "peer %s connected (inbound%s)", peer.label, ", discouraged" if discouraged else ""
         )
+
+    @staticmethod
+    def _group_count(inbound: list[Peer], group: str) -> int:
+        """Inbound connections from address group ``group`` that count against its limit."""
+        return sum(
+            1
+            for p in inbound
+            if not p.has_permission(PermissionFlag.NOBAN) and netgroup(p.host) == group
+        )
+
+    def _evict_inbound(self, inbound: list[Peer]) -> bool:
+        """Close one unprotected inbound connection to make room (``slots.py``); False if
+        every one is protected."""
+        candidates = [
+            Candidate(
+                id=p.id,
+                group=netgroup(p.host),
+                connected_seconds=p.connected_seconds,
+                established=p.established,
+                ping=p.ping_rtt,
+                last_block_time=p.last_block_time,
+                last_tx_time=p.last_tx_time,
+                discouraged=p.discouraged,
+            )
+            for p in inbound
+            if not p.has_permission(PermissionFlag.NOBAN)
+        ]
+        victim = select_to_evict(candidates, self._eviction_key)
+        if victim is None:
+            return False
+        peer = self._peers[victim]
+        log.info("peer %s evicted to make room for a new inbound connection", peer.label)
+        self.counters.evictions += 1
+        peer.close("evicted")
+        return True
 
     def _add_peer(
         self,
@@ -483,6 +526,7 @@ class PeerManager:
             "bans_issued": counters.bans_issued,
             "discouraged": len(self.discouraged),
             "discouragements": counters.discouraged,
+            "evictions": counters.evictions,
             "unknown_messages": counters.unknown_messages,
             "handler_errors": counters.handler_errors,
             "known_addresses": len(self.addrbook),

@@ -38,6 +38,9 @@ log = logging.getLogger("obol.net")
 READ_CHUNK_SIZE = 64 * 1024  # bytes asked of the socket per read
 WRITE_BATCH_SIZE = 256 * 1024  # bytes: frames are joined into writes of about this size
 MAX_PENDING_PINGS = 8  # pings awaiting a pong; older ones are forgotten
+# bytes: largest payload before the handshake completes (a `version` is about 150), so a
+# connection that has not said who it is can make us buffer no more than this
+MAX_HANDSHAKE_PAYLOAD = 4096
 
 Address = tuple[str, int]
 
@@ -134,7 +137,7 @@ class Peer:
         self._max_payload = max_payload
         self._max_send_queue = max_send_queue
         self._connected_mono = time.monotonic()
-        self._decoder = FrameDecoder(magic, max_payload)
+        self._decoder = FrameDecoder(magic, min(max_payload, MAX_HANDSHAKE_PAYLOAD))
         self._send_queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0  # bytes queued or being written, not yet drained
         self._send_ready = asyncio.Event()  # the writer has work (or must exit)
@@ -364,6 +367,7 @@ class Peer:
 
     def mark_established(self) -> None:
         self.established = True
+        self._decoder.max_payload = self._max_payload  # full-size messages from now on
         self._handshake_done.set()
 
     async def wait_established(self) -> bool:

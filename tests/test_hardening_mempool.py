@@ -7,6 +7,7 @@ disconnected (not punished), an older one (which asks every peer on connect) is 
 not answered.  Pools still meet after a partition between nodes that grant each
 other the permission (loopback by default), which say so in ``version`` ``grants``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,7 @@ from node.primitives import encoding
 from node.primitives.tx import OutPoint, TxOut
 from nodeutil import addr, fast_net, start_node, wait_for
 
-POOL_TXS = 60        # transactions in the pool under attack
+POOL_TXS = 60  # transactions in the pool under attack
 ANSWER_BOUND = 1024  # bytes the node may send an unpermitted asker: handshake, getheaders, ping
 
 
@@ -36,8 +37,12 @@ async def node_with_pool(path, **net):
     fan = spend(node.chain, [(op, out)], wallet.key, [TxOut(share, wallet.addr)] * POOL_TXS)
     await node.submit_tx(fan)
     for i in range(POOL_TXS - 1):
-        child = spend(node.chain, [(OutPoint(fan.txid, i), fan.outputs[i])], wallet.key,
-                      [TxOut(share - 1_000, wallet.addr)])
+        child = spend(
+            node.chain,
+            [(OutPoint(fan.txid, i), fan.outputs[i])],
+            wallet.key,
+            [TxOut(share - 1_000, wallet.addr)],
+        )
         await node.submit_tx(child)
     assert len(node.mempool) == POOL_TXS
     return node
@@ -60,16 +65,17 @@ async def messages_until_closed(client: WireClient, timeout: float = 5.0) -> lis
 
 
 async def the_peer(node, user_agent="/hostile:0/"):
-    await wait_for(lambda: any(p.user_agent == user_agent for p in node.peers.peers()),
-                   what="the client's handshake")
+    await wait_for(
+        lambda: any(p.user_agent == user_agent for p in node.peers.peers()),
+        what="the client's handshake",
+    )
     return next(p for p in node.peers.peers() if p.user_agent == user_agent)
 
 
 async def test_an_unpermitted_mempool_request_gets_no_inventory_and_is_disconnected(tmp_path):
     node = await node_with_pool(tmp_path / "a", permissions=())
     try:
-        client = await WireClient.connect(node.params, *addr(node),
-                                          protocol_version=GRANTS_VERSION)
+        client = await WireClient.connect(node.params, *addr(node), protocol_version=GRANTS_VERSION)
         peer = await the_peer(node)
         client.send("mempool", [])
         assert "inv" not in await messages_until_closed(client)
@@ -87,7 +93,7 @@ async def test_an_old_peer_asking_without_permission_is_only_not_answered(tmp_pa
         client = await WireClient.connect(node.params, *addr(node), protocol_version=1)
         peer = await the_peer(node)
         client.send("mempool", [])
-        client.send("ping", [9])                   # answered after the mempool request
+        client.send("ping", [9])  # answered after the mempool request
         assert await client.expect("pong") == [9]
         assert not any(t == "inv" for t, _ in client.inbox)
         assert not peer.closed and peer.bytes_out < ANSWER_BOUND
@@ -100,8 +106,7 @@ async def test_a_permitted_peer_gets_the_whole_inventory(tmp_path):
     """Loopback has the mempool permission by default, and `version` says so."""
     node = await node_with_pool(tmp_path / "a")
     try:
-        client = await WireClient.connect(node.params, *addr(node),
-                                          protocol_version=GRANTS_VERSION)
+        client = await WireClient.connect(node.params, *addr(node), protocol_version=GRANTS_VERSION)
         client.send("mempool", [])
         items = await client.expect("inv")
         assert sorted(h for kind, h in items if kind == INV_TX) == sorted(node.mempool.entries)
@@ -117,8 +122,9 @@ async def test_a_node_asks_for_a_pool_only_when_granted(tmp_path, grant):
     a = await node_with_pool(tmp_path / "a", **({} if grant else {"permissions": ()}))
     b = await start_node(tmp_path / "b", peers=[addr(a)])
     try:
-        await wait_for(lambda: len(a.peers.peers()) == 1 and len(b.peers.peers()) == 1,
-                       what="b connected to a")
+        await wait_for(
+            lambda: len(a.peers.peers()) == 1 and len(b.peers.peers()) == 1, what="b connected to a"
+        )
         if grant:
             await wait_for(lambda: len(b.mempool) == POOL_TXS, what="a's pool offered to b")
         else:

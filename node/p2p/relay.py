@@ -256,6 +256,8 @@ class Relay:
     def tx_accepted(self, tx: Transaction, source: Peer | None) -> None:
         """A transaction entered the mempool: announce it, and offer the orphans that spend
         it to the mempool again."""
+        if source is not None:
+            source.last_tx_time = time.monotonic()  # inbound eviction protects such peers
         self.announce_tx(tx, exclude=source)
         self._revisit_orphans([tx.txid])
 
@@ -342,6 +344,7 @@ class Relay:
             sync.saw_block(peer, entry)
         status = done.result().status
         if status == AcceptStatus.CONNECTED:
+            peer.last_block_time = time.monotonic()  # inbound eviction protects such peers
             state = self.peers.get(peer)
             if state is not None:
                 state.last_new_block = time.monotonic()  # early relay prefers such peers
