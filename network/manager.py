@@ -43,6 +43,7 @@ from .protocol import (
     BAN_THRESHOLD,
     GENESIS_HASH_SIZE,
     NETWORK_MESSAGE_TYPES,
+    NETWORK_PAYLOAD_LIMITS,
     NONCE_BITS,
     Codec,
     canonical_host,
@@ -91,6 +92,7 @@ class PeerManager:
         #: async callbacks run when an established peer disconnects
         self.on_disconnected: list[PeerCallback] = []
         self._handlers: dict[str, MessageHandler] = {}  # node/ message type -> its handler
+        self._limits: dict[str, int] = dict(NETWORK_PAYLOAD_LIMITS)  # type -> payload bytes
         self._peers: dict[int, Peer] = {}  # every open connection by id
         self._next_id = 1
         self._server: asyncio.Server | None = None
@@ -176,18 +178,36 @@ class PeerManager:
 
     @overload
     def register(
-        self, msg_type: str, handler: Handler, with_bytes: Literal[False] = False
+        self,
+        msg_type: str,
+        handler: Handler,
+        with_bytes: Literal[False] = False,
+        max_payload: int | None = None,
     ) -> None: ...
 
     @overload
-    def register(self, msg_type: str, handler: BytesHandler, with_bytes: Literal[True]) -> None: ...
+    def register(
+        self,
+        msg_type: str,
+        handler: BytesHandler,
+        with_bytes: Literal[True],
+        max_payload: int | None = None,
+    ) -> None: ...
 
     def register(
-        self, msg_type: str, handler: Callable[..., Awaitable[None]], with_bytes: bool = False
+        self,
+        msg_type: str,
+        handler: Callable[..., Awaitable[None]],
+        with_bytes: bool = False,
+        max_payload: int | None = None,
     ) -> None:
         """Have ``await handler(peer, body)`` called for each ``msg_type`` message, or
         ``await handler(peer, body, body_bytes)`` with ``with_bytes``: the body's bytes as
         they came (its canonical encoding, as the codec accepts no other).
+
+        ``max_payload`` bounds the bytes of one such message (default: the frame limit);
+        a larger one is refused before it is decoded (``oversized-message``, score 100),
+        since decoding costs CPU and memory in proportion to its size.
 
         Raise Misbehaviour in the handler to punish the sender.  A peer's
         messages are handled one at a time, in order.
@@ -199,6 +219,9 @@ class PeerManager:
         if msg_type in self._handlers:
             raise ValueError(f"a handler for {msg_type!r} is already registered")
         self._handlers[msg_type] = _with_body_bytes(handler) if with_bytes else _with_body(handler)
+        self._limits[msg_type] = min(
+            max_payload or self.config.max_payload, self.config.max_payload
+        )
 
     # --- connections ------------------------------------------------------------
 
@@ -391,6 +414,7 @@ class PeerManager:
             target=target,
             permissions=permissions_for(str(peername[0]), cfg.permissions),
             discouraged=discouraged,
+            payload_limit=self._limits.get,
         )
         self._next_id += 1
         self._peers[peer.id] = peer

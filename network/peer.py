@@ -16,10 +16,11 @@ import collections
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import NetworkError
+from .errors import MessageError, NetworkError
 from .frames import HEADER_SIZE, FrameDecoder, encode_frame
 from .permissions import PermissionFlag, decode_grants
 from .protocol import (
@@ -30,6 +31,7 @@ from .protocol import (
     decode_envelope,
     encode_envelope,
     format_address,
+    peek_type,
 )
 from .ratelimit import TokenBucket
 
@@ -70,6 +72,7 @@ class ReceivedMessage:
     size: int  # bytes the frame occupied on the wire, header included
     payload: bytes = b""  # the envelope's bytes, checked canonical by the codec
     body_start: int = 0  # offset of the body's encoding in ``payload``
+    decoded: bool = True  # False: a type nobody handles, left undecoded (``body`` is None)
 
     def body_bytes(self) -> bytes:
         """The canonical encoding of ``body``: a slice of the checked payload, so a handler
@@ -97,6 +100,7 @@ class Peer:
         target: Address | None = None,
         permissions: PermissionFlag = PermissionFlag.NONE,
         discouraged: bool = False,
+        payload_limit: Callable[[str], int | None] | None = None,
     ) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         sockname = writer.get_extra_info("sockname") or ("?", 0)
@@ -135,6 +139,8 @@ class Peer:
         self._magic = magic
         self._codec = codec
         self._max_payload = max_payload
+        # bytes a message of a type may carry; None: a type nobody handles (not decoded)
+        self._payload_limit = payload_limit or (lambda _type: max_payload)
         self._max_send_queue = max_send_queue
         self._connected_mono = time.monotonic()
         self._decoder = FrameDecoder(magic, min(max_payload, MAX_HANDSHAKE_PAYLOAD))
@@ -235,18 +241,27 @@ class Peer:
         """The next message, or None once the stream ended or the peer was closed.
 
         Raises FrameError for a broken stream, MessageError for a payload that
-        is not an envelope, OSError if the connection failed.
+        is not an envelope or is larger than its type allows (``oversized-message``),
+        OSError if the connection failed.  A message of a type nobody handles is
+        returned undecoded.
         """
         while not self.closed:
             payload = self._decoder.next_payload()
             if payload is not None:
-                msg_type, body = decode_envelope(self._codec, payload)
                 self.messages_in += 1
+                size = len(payload) + HEADER_SIZE
+                msg_type = peek_type(payload)
+                limit = self._payload_limit(msg_type)
+                if limit is None:  # nobody handles the type: not worth decoding
+                    return ReceivedMessage(msg_type, None, size, payload, 0, decoded=False)
+                if len(payload) > limit:
+                    raise MessageError(
+                        "oversized-message", f"{msg_type} of {len(payload)} bytes > {limit}"
+                    )
+                msg_type, body = decode_envelope(self._codec, payload)
                 # [type, body]: a one-byte array header, the type's encoding, then the body's
                 body_start = 1 + len(self._codec.encode(msg_type))
-                return ReceivedMessage(
-                    msg_type, body, len(payload) + HEADER_SIZE, payload, body_start
-                )
+                return ReceivedMessage(msg_type, body, size, payload, body_start)
             data = await self._reader.read(READ_CHUNK_SIZE)
             if not data:
                 return None

@@ -37,6 +37,9 @@ MAX_PORT = 65535
 # is older than discouragement: misbehaviour no longer bans, docs/protocol.md §14.6)
 BAN_THRESHOLD = 100
 
+MAX_UNKNOWN_MESSAGES = 1_000  # unknown-type messages a peer of our version or older may send
+ENVELOPE_OVERHEAD = 16  # bytes of an envelope around its body: array header, type name
+
 VERSION = "version"
 VERACK = "verack"
 PING = "ping"
@@ -45,6 +48,19 @@ GETADDR = "getaddr"
 ADDR = "addr"
 #: Message types the network layer handles itself; node/ cannot register them.
 NETWORK_MESSAGE_TYPES = frozenset({VERSION, VERACK, PING, PONG, GETADDR, ADDR})
+
+#: bytes: largest payload of each network-layer message (an addr entry is at most 79 bytes)
+NETWORK_PAYLOAD_LIMITS = {
+    VERSION: 4096,
+    VERACK: ENVELOPE_OVERHEAD,
+    GETADDR: ENVELOPE_OVERHEAD,
+    PING: ENVELOPE_OVERHEAD + 9,
+    PONG: ENVELOPE_OVERHEAD + 9,
+    ADDR: ENVELOPE_OVERHEAD + 5 + MAX_ADDR * 79,
+}
+
+_FIXARRAY_2 = 0x92  # msgpack header of a 2-element array: every envelope starts with it
+_FIXSTR = 0xA0  # msgpack fixstr header base: 0xA0 + length (the shortest form up to 31)
 
 _TYPE_NAME = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
 
@@ -71,6 +87,22 @@ def encode_envelope(codec: Codec, msg_type: str, body: Any) -> bytes:
     if not is_valid_type_name(msg_type):
         raise ValueError(f"invalid message type name {msg_type!r}")
     return codec.encode([msg_type, body])
+
+
+def peek_type(payload: bytes) -> str:
+    """The type name of an envelope, read without decoding the body, so that a message
+    can be measured against its type's limit (or skipped) before it costs anything.
+
+    The canonical encoding of ``[type, body]`` starts with a 2-element array header and
+    the type as a fixstr of 1-12 characters; a payload that does not is ``bad-message``.
+    """
+    size = payload[1] - _FIXSTR if len(payload) > 1 else 0
+    if len(payload) < 3 or payload[0] != _FIXARRAY_2 or not 1 <= size <= MAX_TYPE_LENGTH:
+        raise MessageError("bad-message", "payload is not a [type, body] envelope")
+    name = payload[2 : 2 + size].decode("ascii", errors="replace")
+    if not is_valid_type_name(name):
+        raise MessageError("bad-message", f"invalid message type {name[:40]!r}")
+    return name
 
 
 def decode_envelope(codec: Codec, payload: bytes) -> tuple[str, Any]:

@@ -40,6 +40,7 @@ from .protocol import (
     BAN_THRESHOLD,
     GETADDR,
     MAX_ADDR,
+    MAX_UNKNOWN_MESSAGES,
     MIN_PROTOCOL_VERSION,
     NETWORK_MESSAGE_TYPES,
     PING,
@@ -322,9 +323,7 @@ class Session:
                 return
             handler = manager.handler(msg.type)
             if handler is None:
-                peer.unknown_messages += 1
-                manager.counters.unknown_messages += 1
-                log.debug("peer %s sent unknown message type %r", peer.label, msg.type)
+                self._unknown_message(msg)
                 return
             peer.busy = True
             try:
@@ -340,6 +339,19 @@ class Session:
         except Exception:
             manager.counters.handler_errors += 1
             log.exception("handler for %r from peer %s failed (peer kept)", msg.type, peer.label)
+
+    def _unknown_message(self, msg: ReceivedMessage) -> None:
+        """A type nobody handles, left undecoded: ignored, for a newer peer may speak
+        types we do not know.  A peer of our protocol version or older has no such
+        excuse, and is disconnected (not punished) after MAX_UNKNOWN_MESSAGES."""
+        peer, manager = self.peer, self.manager
+        peer.unknown_messages += 1
+        manager.counters.unknown_messages += 1
+        log.debug("peer %s sent unknown message type %r", peer.label, msg.type)
+        newer = (peer.protocol_version or 0) > manager.config.protocol_version
+        if not newer and peer.unknown_messages > MAX_UNKNOWN_MESSAGES:
+            log.info("peer %s disconnected: %d unknown messages", peer.label, MAX_UNKNOWN_MESSAGES)
+            peer.close("too-many-unknown-messages")
 
     def _handle_network_message(self, msg: ReceivedMessage) -> None:
         peer = self.peer
