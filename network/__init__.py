@@ -1,4 +1,4 @@
-"""Obol's peer-to-peer layer: frames, handshake, peers, bans, address gossip.
+"""Obol's peer-to-peer layer: frames, handshake, peers, permissions, bans, address gossip.
 
 This package knows nothing about blocks or transactions.  ``node/`` creates a
 :class:`PeerManager`, registers async handlers for its own message types, and
@@ -10,6 +10,7 @@ from .addrman import AddrBook, KnownAddress
 from .bans import Ban, BanList
 from .config import NetConfig
 from .counters import NetCounters
+from .discourage import DiscouragedSet
 from .errors import FrameError, MessageError, Misbehaviour, NetworkError
 from .frames import (
     CHECKSUM_SIZE,
@@ -22,6 +23,7 @@ from .frames import (
 from .handlers import BytesHandler, Handler, PeerCallback
 from .manager import PeerManager
 from .peer import ConnectionKind, Direction, Peer
+from .permissions import Permission, PermissionFlag
 from .protocol import (
     ADDR,
     BAN_THRESHOLD,
@@ -55,6 +57,7 @@ __all__ = [
     "Codec",
     "ConnectionKind",
     "Direction",
+    "DiscouragedSet",
     "FrameDecoder",
     "FrameError",
     "GETADDR",
@@ -77,6 +80,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Peer",
     "PeerCallback",
+    "Permission",
+    "PermissionFlag",
     "PeerManager",
     "VERACK",
     "VERSION",

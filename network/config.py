@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .frames import HEADER_SIZE, MAX_PAYLOAD_SIZE
+from .permissions import LOCAL_PERMISSIONS, Permission
 from .protocol import MAX_USER_AGENT_LENGTH, PROTOCOL_VERSION
 
 MAX_INBOUND = 32  # connections accepted from others
+MAX_INBOUND_PER_GROUP = 8  # inbound connections from one address group (slots.netgroup)
 MAX_OUTBOUND = 8  # connections dialled automatically from the address book
 HANDSHAKE_TIMEOUT = 10.0  # seconds from connect to an established handshake
 CONNECT_TIMEOUT = 10.0  # seconds to open a TCP connection
 PING_INTERVAL = 60.0  # seconds between pings of an established peer
 PING_TIMEOUT = 60.0  # seconds a peer has to answer a ping before it is dropped
-BAN_SECONDS = 86_400  # seconds a misbehaving host stays banned (one day)
+BAN_SECONDS = 86_400  # seconds an operator's ban lasts unless it says otherwise (one day)
+DISCOURAGE_SECONDS = 86_400  # seconds a misbehaving host stays discouraged (one day)
 MAX_MESSAGES_PER_SECOND = 50_000.0  # messages/s a peer may send on average
 MESSAGE_BURST = 100_000  # messages a peer may send in one burst
 MAX_BYTES_PER_SECOND = 32 * 1024 * 1024  # bytes/s a peer may send on average (32 MiB/s)
@@ -34,13 +37,16 @@ class NetConfig:
     listen_port: int | None = None  # TCP port to listen on; 0 = any free port; None = do not listen
     bind_host: str | None = None  # source address of outbound connections (None: chosen by the OS)
     max_inbound: int = MAX_INBOUND  # accepted connections (handshaking or established)
+    # accepted connections from one address group (IPv4 /16, IPv6 /32; noban peers not counted)
+    max_inbound_per_group: int = MAX_INBOUND_PER_GROUP
     max_outbound: int = MAX_OUTBOUND  # automatic outbound connections (persistent/manual are extra)
     discover: bool = True  # fill outbound slots from the address book
     handshake_timeout: float = HANDSHAKE_TIMEOUT  # seconds to complete version/verack
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to open a TCP connection
     ping_interval: float = PING_INTERVAL  # seconds between pings
     ping_timeout: float = PING_TIMEOUT  # seconds to answer a ping
-    ban_seconds: float = BAN_SECONDS  # seconds a misbehaving host is banned
+    ban_seconds: float = BAN_SECONDS  # seconds of a manual ban that names no duration
+    discourage_seconds: float = DISCOURAGE_SECONDS  # seconds a misbehaving host is discouraged
     max_messages_per_second: float = MAX_MESSAGES_PER_SECOND  # flood limit: sustained rate
     message_burst: int = MESSAGE_BURST  # flood limit: burst size in messages
     max_bytes_per_second: float = MAX_BYTES_PER_SECOND  # flood limit: sustained bytes/s
@@ -53,11 +59,14 @@ class NetConfig:
     user_agent: str = USER_AGENT  # sent in `version`, <= 64 characters
     protocol_version: int = PROTOCOL_VERSION  # sent in `version`
     max_payload: int = MAX_PAYLOAD_SIZE  # bytes: largest frame payload sent or accepted
-    noban: frozenset[str] = frozenset()  # hosts disconnected but never banned for misbehaviour
+    # flags granted by remote address (Core: -whitelist); the default: noban,mempool for loopback
+    permissions: tuple[Permission, ...] = LOCAL_PERMISSIONS
 
     def __post_init__(self) -> None:
         if self.listen_port is not None and not 0 <= self.listen_port <= 65535:
             raise ValueError("listen_port must be in [0, 65535] or None")
+        if self.max_inbound_per_group < 1:
+            raise ValueError("max_inbound_per_group must be at least 1")
         if self.max_inbound < 0 or self.max_outbound < 0:
             raise ValueError("connection limits must be non-negative")
         if len(self.user_agent) > MAX_USER_AGENT_LENGTH:
@@ -68,6 +77,7 @@ class NetConfig:
             "ping_interval",
             "ping_timeout",
             "ban_seconds",
+            "discourage_seconds",
             "max_messages_per_second",
             "max_bytes_per_second",
             "reconnect_initial",

@@ -13,6 +13,8 @@ class NetCounters:
     closed_bytes_out: int = 0  # bytes written by connections that have since closed
     closed_messages_in: int = 0  # messages received on connections that have since closed
     closed_messages_out: int = 0  # messages sent on connections that have since closed
-    bans_issued: int = 0  # hosts banned for misbehaviour
+    bans_issued: int = 0  # hosts banned by the operator (misbehaviour no longer bans)
+    discouraged: int = 0  # peers disconnected for misbehaviour whose host was discouraged
+    evictions: int = 0  # inbound connections closed to make room for a new one (slots.py)
     unknown_messages: int = 0  # messages of a type nobody handles
     handler_errors: int = 0  # unexpected exceptions raised by node/ handlers and callbacks

@@ -31,16 +31,19 @@ from .addrman import PEERS_FILE, AddrBook
 from .bans import BANS_FILE, Ban, BanList
 from .config import NetConfig
 from .counters import NetCounters
+from .discourage import DiscouragedSet
 from .errors import NetworkError
 from .frames import encode_frame
 from .handlers import BytesHandler, Handler, MessageHandler, PeerCallback
 from .keepalive import ping
 from .outbound import Dialler
 from .peer import Address, ConnectionKind, Direction, Peer, ReceivedMessage
+from .permissions import PermissionFlag, permissions_for
 from .protocol import (
     BAN_THRESHOLD,
     GENESIS_HASH_SIZE,
     NETWORK_MESSAGE_TYPES,
+    NETWORK_PAYLOAD_LIMITS,
     NONCE_BITS,
     Codec,
     canonical_host,
@@ -50,6 +53,7 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .session import Session
+from .slots import Candidate, netgroup, select_to_evict
 
 log = logging.getLogger("obol.net")
 
@@ -80,12 +84,15 @@ class PeerManager:
         self.datadir = Path(datadir) if datadir is not None else None
         self.nonce = secrets.randbits(NONCE_BITS)  # this instance's `version` nonce
         self.banlist = BanList(self.datadir / BANS_FILE if self.datadir else None)
+        # hosts that misbehaved lately: evicted first, never dialled (in memory only)
+        self.discouraged = DiscouragedSet(self.config.discourage_seconds)
         self.addrbook = AddrBook(self.datadir / PEERS_FILE if self.datadir else None)
         #: async callbacks run (in order) when a peer completes its handshake
         self.on_established: list[PeerCallback] = []
         #: async callbacks run when an established peer disconnects
         self.on_disconnected: list[PeerCallback] = []
         self._handlers: dict[str, MessageHandler] = {}  # node/ message type -> its handler
+        self._limits: dict[str, int] = dict(NETWORK_PAYLOAD_LIMITS)  # type -> payload bytes
         self._peers: dict[int, Peer] = {}  # every open connection by id
         self._next_id = 1
         self._server: asyncio.Server | None = None
@@ -93,6 +100,7 @@ class PeerManager:
         self._running = False
         self._tasks: set[asyncio.Task[Any]] = set()  # every background task we own
         self._connection_tasks: set[asyncio.Task[None]] = set()  # one per connection
+        self._eviction_key = secrets.token_bytes(16)  # orders address groups for eviction
         self.dialler = Dialler(self)  # outbound connections (package-internal)
         self.counters = NetCounters()  # totals since start (package-internal; see stats())
 
@@ -170,18 +178,36 @@ class PeerManager:
 
     @overload
     def register(
-        self, msg_type: str, handler: Handler, with_bytes: Literal[False] = False
+        self,
+        msg_type: str,
+        handler: Handler,
+        with_bytes: Literal[False] = False,
+        max_payload: int | None = None,
     ) -> None: ...
 
     @overload
-    def register(self, msg_type: str, handler: BytesHandler, with_bytes: Literal[True]) -> None: ...
+    def register(
+        self,
+        msg_type: str,
+        handler: BytesHandler,
+        with_bytes: Literal[True],
+        max_payload: int | None = None,
+    ) -> None: ...
 
     def register(
-        self, msg_type: str, handler: Callable[..., Awaitable[None]], with_bytes: bool = False
+        self,
+        msg_type: str,
+        handler: Callable[..., Awaitable[None]],
+        with_bytes: bool = False,
+        max_payload: int | None = None,
     ) -> None:
         """Have ``await handler(peer, body)`` called for each ``msg_type`` message, or
         ``await handler(peer, body, body_bytes)`` with ``with_bytes``: the body's bytes as
         they came (its canonical encoding, as the codec accepts no other).
+
+        ``max_payload`` bounds the bytes of one such message (default: the frame limit);
+        a larger one is refused before it is decoded (``oversized-message``, score 100),
+        since decoding costs CPU and memory in proportion to its size.
 
         Raise Misbehaviour in the handler to punish the sender.  A peer's
         messages are handled one at a time, in order.
@@ -193,6 +219,9 @@ class PeerManager:
         if msg_type in self._handlers:
             raise ValueError(f"a handler for {msg_type!r} is already registered")
         self._handlers[msg_type] = _with_body_bytes(handler) if with_bytes else _with_body(handler)
+        self._limits[msg_type] = min(
+            max_payload or self.config.max_payload, self.config.max_payload
+        )
 
     # --- connections ------------------------------------------------------------
 
@@ -293,24 +322,71 @@ class PeerManager:
         """Accept or refuse at once a connection made to our listening socket."""
         peername = writer.get_extra_info("peername") or ("?", 0)
         label = format_address(str(peername[0]), int(peername[1]))
+        host = str(peername[0])
+        cfg = self.config
+        noban = PermissionFlag.NOBAN in permissions_for(host, cfg.permissions)
+        discouraged = not noban and host in self.discouraged
+        inbound = [
+            p for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
+        ]
+        group = netgroup(host)
         refusal = None
         if not self._running:
             refusal = "shutting down"
-        elif self.banlist.is_banned(str(peername[0])):
+        elif self.banlist.is_banned(host):
             refusal = "banned"
-        elif (
-            sum(
-                1 for p in self._peers.values() if p.direction is Direction.INBOUND and not p.closed
-            )
-            >= self.config.max_inbound
-        ):
-            refusal = f"inbound limit {self.config.max_inbound} reached"
+        elif not noban and self._group_count(inbound, group) >= cfg.max_inbound_per_group:
+            refusal = f"limit of {cfg.max_inbound_per_group} from address group {group} reached"
+        elif len(inbound) >= cfg.max_inbound and discouraged:
+            # a discouraged host takes a free slot, never one made by eviction (Core)
+            refusal = f"inbound limit {cfg.max_inbound} reached (discouraged host)"
+        elif len(inbound) >= cfg.max_inbound and not self._evict_inbound(inbound):
+            refusal = f"inbound limit {cfg.max_inbound} reached, no connection to evict"
         if refusal is not None:
             log.info("refused inbound %s: %s", label, refusal)
             writer.transport.abort()
             return
-        peer = self._add_peer(reader, writer, Direction.INBOUND, ConnectionKind.INBOUND, None)
-        log.info("peer %s connected (inbound)", peer.label)
+        peer = self._add_peer(
+            reader, writer, Direction.INBOUND, ConnectionKind.INBOUND, None, discouraged
+        )
+        log.info(
+            "peer %s connected (inbound%s)", peer.label, ", discouraged" if discouraged else ""
+        )
+
+    @staticmethod
+    def _group_count(inbound: list[Peer], group: str) -> int:
+        """Inbound connections from address group ``group`` that count against its limit."""
+        return sum(
+            1
+            for p in inbound
+            if not p.has_permission(PermissionFlag.NOBAN) and netgroup(p.host) == group
+        )
+
+    def _evict_inbound(self, inbound: list[Peer]) -> bool:
+        """Close one unprotected inbound connection to make room (``slots.py``); False if
+        every one is protected."""
+        candidates = [
+            Candidate(
+                id=p.id,
+                group=netgroup(p.host),
+                connected_seconds=p.connected_seconds,
+                established=p.established,
+                ping=p.ping_rtt,
+                last_block_time=p.last_block_time,
+                last_tx_time=p.last_tx_time,
+                discouraged=p.discouraged,
+            )
+            for p in inbound
+            if not p.has_permission(PermissionFlag.NOBAN)
+        ]
+        victim = select_to_evict(candidates, self._eviction_key)
+        if victim is None:
+            return False
+        peer = self._peers[victim]
+        log.info("peer %s evicted to make room for a new inbound connection", peer.label)
+        self.counters.evictions += 1
+        peer.close("evicted")
+        return True
 
     def _add_peer(
         self,
@@ -319,8 +395,10 @@ class PeerManager:
         direction: Direction,
         kind: ConnectionKind,
         target: Address | None,
+        discouraged: bool = False,
     ) -> Peer:
         cfg = self.config
+        peername = writer.get_extra_info("peername") or ("?", 0)
         peer = Peer(
             peer_id=self._next_id,
             reader=reader,
@@ -334,6 +412,9 @@ class PeerManager:
             message_limit=TokenBucket(cfg.max_messages_per_second, cfg.message_burst),
             byte_limit=TokenBucket(cfg.max_bytes_per_second, cfg.byte_burst),
             target=target,
+            permissions=permissions_for(str(peername[0]), cfg.permissions),
+            discouraged=discouraged,
+            payload_limit=self._limits.get,
         )
         self._next_id += 1
         self._peers[peer.id] = peer
@@ -365,7 +446,10 @@ class PeerManager:
     # --- misbehaviour and bans ----------------------------------------------------
 
     def misbehaving(self, peer: Peer, score: int, code: str, message: str = "") -> None:
-        """Add ``score`` to the peer's misbehaviour; at BAN_THRESHOLD disconnect and ban."""
+        """Add ``score`` to the peer's misbehaviour; at BAN_THRESHOLD disconnect it and
+        discourage its host, unless the peer has the NOBAN permission (Bitcoin Core:
+        ``Misbehaving``, ``MaybeDiscourageAndDisconnect``).  Misbehaviour never bans: a
+        ban is the operator's decision (``ban``)."""
         if peer.closed and peer.ban_score >= BAN_THRESHOLD:
             return
         peer.ban_score += score
@@ -379,17 +463,31 @@ class PeerManager:
         )
         if peer.ban_score < BAN_THRESHOLD:
             return
-        if canonical_host(peer.host) in {canonical_host(h) for h in self.config.noban}:
-            log.warning("peer %s disconnected (noban host): %s", peer.label, code)
+        if peer.has_permission(PermissionFlag.NOBAN):
+            log.warning("peer %s disconnected (noban: not discouraged): %s", peer.label, code)
         else:
-            self.banlist.ban(peer.host, self.config.ban_seconds, code)
-            self.counters.bans_issued += 1
-            log.warning("peer %s banned %ds: %s", peer.label, self.config.ban_seconds, code)
+            self.discouraged.discourage(peer.host, code)
+            self.counters.discouraged += 1
+            log.warning(
+                "peer %s disconnected and discouraged %ds: %s",
+                peer.label,
+                self.config.discourage_seconds,
+                code,
+            )
         peer.close(code)
+
+    def is_discouraged(self, host: str) -> bool:
+        """``host`` misbehaved lately: evicted first, refused when full, never dialled."""
+        return host in self.discouraged
+
+    def is_shunned(self, host: str) -> bool:
+        """Never dialled from the address book: banned or discouraged."""
+        return self.banlist.is_banned(host) or host in self.discouraged
 
     def ban(self, host: str, seconds: float | None = None, reason: str = "manual") -> Ban:
         """Ban ``host`` (default ban_seconds) and close every connection from it."""
         entry = self.banlist.ban(host, seconds or self.config.ban_seconds, reason)
+        self.counters.bans_issued += 1
         for peer in list(self._peers.values()):
             if canonical_host(peer.host) == entry.host:
                 peer.close("banned")
@@ -450,6 +548,9 @@ class PeerManager:
             "messages_out": counters.closed_messages_out + sum(p.messages_out for p in live),
             "bans": len(self.banlist),
             "bans_issued": counters.bans_issued,
+            "discouraged": len(self.discouraged),
+            "discouragements": counters.discouraged,
+            "evictions": counters.evictions,
             "unknown_messages": counters.unknown_messages,
             "handler_errors": counters.handler_errors,
             "known_addresses": len(self.addrbook),

@@ -56,6 +56,8 @@ class DialHost(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
 
+    def is_shunned(self, host: str) -> bool: ...  # banned or discouraged: never dialled
+
     def connections(self) -> list[Peer]: ...
 
     def find_connected(self, address: Address) -> Peer | None: ...
@@ -229,9 +231,7 @@ class Dialler:
                     | self._self_addresses
                     | self._automatic_pending
                 )
-                candidate = manager.addrbook.select(
-                    exclude=exclude, is_banned=manager.banlist.is_banned
-                )
+                candidate = manager.addrbook.select(exclude=exclude, is_banned=manager.is_shunned)
                 if candidate is None:
                     break
                 manager.addrbook.attempt(candidate)

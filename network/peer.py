@@ -16,11 +16,13 @@ import collections
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import NetworkError
+from .errors import MessageError, NetworkError
 from .frames import HEADER_SIZE, FrameDecoder, encode_frame
+from .permissions import PermissionFlag, decode_grants
 from .protocol import (
     VERACK,
     VERSION,
@@ -29,6 +31,7 @@ from .protocol import (
     decode_envelope,
     encode_envelope,
     format_address,
+    peek_type,
 )
 from .ratelimit import TokenBucket
 
@@ -37,6 +40,9 @@ log = logging.getLogger("obol.net")
 READ_CHUNK_SIZE = 64 * 1024  # bytes asked of the socket per read
 WRITE_BATCH_SIZE = 256 * 1024  # bytes: frames are joined into writes of about this size
 MAX_PENDING_PINGS = 8  # pings awaiting a pong; older ones are forgotten
+# bytes: largest payload before the handshake completes (a `version` is about 150), so a
+# connection that has not said who it is can make us buffer no more than this
+MAX_HANDSHAKE_PAYLOAD = 4096
 
 Address = tuple[str, int]
 
@@ -66,6 +72,7 @@ class ReceivedMessage:
     size: int  # bytes the frame occupied on the wire, header included
     payload: bytes = b""  # the envelope's bytes, checked canonical by the codec
     body_start: int = 0  # offset of the body's encoding in ``payload``
+    decoded: bool = True  # False: a type nobody handles, left undecoded (``body`` is None)
 
     def body_bytes(self) -> bytes:
         """The canonical encoding of ``body``: a slice of the checked payload, so a handler
@@ -91,6 +98,9 @@ class Peer:
         message_limit: TokenBucket,
         byte_limit: TokenBucket,
         target: Address | None = None,
+        permissions: PermissionFlag = PermissionFlag.NONE,
+        discouraged: bool = False,
+        payload_limit: Callable[[str], int | None] | None = None,
     ) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         sockname = writer.get_extra_info("sockname") or ("?", 0)
@@ -100,6 +110,8 @@ class Peer:
         self.direction = direction  # who dialled
         self.kind = kind  # why the connection exists
         self.target = target  # the (host, port) we dialled; None for inbound
+        self.permissions = permissions  # what we let this peer do (permissions.py)
+        self.discouraged = discouraged  # its host was discouraged when it connected: evict first
         self.version: VersionMessage | None = None  # the remote's `version`, once received
         self.verack_received = False  # the remote acknowledged our `version`
         self.established = False  # handshake complete; node/ messages may flow
@@ -113,6 +125,10 @@ class Peer:
         self.ping_rtt: float | None = None  # seconds: round trip of the last answered ping
         self.ban_score = 0  # accumulated misbehaviour; >= 100 means ban
         self.getaddr_answered = False  # we already answered its `getaddr` (once per connection)
+        # monotonic seconds at which it last gave us a new block / an accepted transaction
+        # (set by node/; 0 = never): eviction protects such peers (slots.py)
+        self.last_block_time = 0.0
+        self.last_tx_time = 0.0
         self.busy = False  # a handler of ours is processing this peer's message
         self.closed = False  # close() was called; nothing more is read or sent
         self.close_reason = ""  # code passed to close()
@@ -123,9 +139,11 @@ class Peer:
         self._magic = magic
         self._codec = codec
         self._max_payload = max_payload
+        # bytes a message of a type may carry; None: a type nobody handles (not decoded)
+        self._payload_limit = payload_limit or (lambda _type: max_payload)
         self._max_send_queue = max_send_queue
         self._connected_mono = time.monotonic()
-        self._decoder = FrameDecoder(magic, max_payload)
+        self._decoder = FrameDecoder(magic, min(max_payload, MAX_HANDSHAKE_PAYLOAD))
         self._send_queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0  # bytes queued or being written, not yet drained
         self._send_ready = asyncio.Event()  # the writer has work (or must exit)
@@ -156,6 +174,14 @@ class Peer:
     @property
     def user_agent(self) -> str:
         return self.version.user_agent if self.version else ""
+
+    def has_permission(self, flag: PermissionFlag) -> bool:
+        """We granted this peer ``flag`` (by its address, NetConfig.permissions)."""
+        return flag in self.permissions
+
+    def granted(self, flag: PermissionFlag) -> bool:
+        """The peer said in its `version` that it grants us ``flag``."""
+        return self.version is not None and flag in decode_grants(self.version.grants)
 
     @property
     def listen_port(self) -> int:
@@ -215,18 +241,27 @@ class Peer:
         """The next message, or None once the stream ended or the peer was closed.
 
         Raises FrameError for a broken stream, MessageError for a payload that
-        is not an envelope, OSError if the connection failed.
+        is not an envelope or is larger than its type allows (``oversized-message``),
+        OSError if the connection failed.  A message of a type nobody handles is
+        returned undecoded.
         """
         while not self.closed:
             payload = self._decoder.next_payload()
             if payload is not None:
-                msg_type, body = decode_envelope(self._codec, payload)
                 self.messages_in += 1
+                size = len(payload) + HEADER_SIZE
+                msg_type = peek_type(payload)
+                limit = self._payload_limit(msg_type)
+                if limit is None:  # nobody handles the type: not worth decoding
+                    return ReceivedMessage(msg_type, None, size, payload, 0, decoded=False)
+                if len(payload) > limit:
+                    raise MessageError(
+                        "oversized-message", f"{msg_type} of {len(payload)} bytes > {limit}"
+                    )
+                msg_type, body = decode_envelope(self._codec, payload)
                 # [type, body]: a one-byte array header, the type's encoding, then the body's
                 body_start = 1 + len(self._codec.encode(msg_type))
-                return ReceivedMessage(
-                    msg_type, body, len(payload) + HEADER_SIZE, payload, body_start
-                )
+                return ReceivedMessage(msg_type, body, size, payload, body_start)
             data = await self._reader.read(READ_CHUNK_SIZE)
             if not data:
                 return None
@@ -347,6 +382,7 @@ class Peer:
 
     def mark_established(self) -> None:
         self.established = True
+        self._decoder.max_payload = self._max_payload  # full-size messages from now on
         self._handshake_done.set()
 
     async def wait_established(self) -> bool:

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from .errors import MessageError, Misbehaviour
 
-PROTOCOL_VERSION = 2  # the protocol version this implementation speaks (docs/protocol.md §14.3)
+PROTOCOL_VERSION = 3  # the protocol version this implementation speaks (docs/protocol.md §14.3)
+GRANTS_VERSION = 3  # first protocol version that sends `grants` and asks `mempool` only if granted
 MIN_PROTOCOL_VERSION = 1  # oldest peer protocol version still accepted
 MAX_TYPE_LENGTH = 12  # characters: longest message type name
 MAX_USER_AGENT_LENGTH = 64  # characters: longest user agent in `version`
@@ -32,7 +33,12 @@ NONCE_BITS = 64  # size of version and ping nonces
 MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
 MAX_PORT = 65535
-BAN_THRESHOLD = 100  # misbehaviour score at which a peer is disconnected and banned
+# misbehaviour score at which a peer is disconnected and its address discouraged (the name
+# is older than discouragement: misbehaviour no longer bans, docs/protocol.md §14.6)
+BAN_THRESHOLD = 100
+
+MAX_UNKNOWN_MESSAGES = 1_000  # unknown-type messages a peer of our version or older may send
+ENVELOPE_OVERHEAD = 16  # bytes of an envelope around its body: array header, type name
 
 VERSION = "version"
 VERACK = "verack"
@@ -42,6 +48,19 @@ GETADDR = "getaddr"
 ADDR = "addr"
 #: Message types the network layer handles itself; node/ cannot register them.
 NETWORK_MESSAGE_TYPES = frozenset({VERSION, VERACK, PING, PONG, GETADDR, ADDR})
+
+#: bytes: largest payload of each network-layer message (an addr entry is at most 79 bytes)
+NETWORK_PAYLOAD_LIMITS = {
+    VERSION: 4096,
+    VERACK: ENVELOPE_OVERHEAD,
+    GETADDR: ENVELOPE_OVERHEAD,
+    PING: ENVELOPE_OVERHEAD + 9,
+    PONG: ENVELOPE_OVERHEAD + 9,
+    ADDR: ENVELOPE_OVERHEAD + 5 + MAX_ADDR * 79,
+}
+
+_FIXARRAY_2 = 0x92  # msgpack header of a 2-element array: every envelope starts with it
+_FIXSTR = 0xA0  # msgpack fixstr header base: 0xA0 + length (the shortest form up to 31)
 
 _TYPE_NAME = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
 
@@ -68,6 +87,22 @@ def encode_envelope(codec: Codec, msg_type: str, body: Any) -> bytes:
     if not is_valid_type_name(msg_type):
         raise ValueError(f"invalid message type name {msg_type!r}")
     return codec.encode([msg_type, body])
+
+
+def peek_type(payload: bytes) -> str:
+    """The type name of an envelope, read without decoding the body, so that a message
+    can be measured against its type's limit (or skipped) before it costs anything.
+
+    The canonical encoding of ``[type, body]`` starts with a 2-element array header and
+    the type as a fixstr of 1-12 characters; a payload that does not is ``bad-message``.
+    """
+    size = payload[1] - _FIXSTR if len(payload) > 1 else 0
+    if len(payload) < 3 or payload[0] != _FIXARRAY_2 or not 1 <= size <= MAX_TYPE_LENGTH:
+        raise MessageError("bad-message", "payload is not a [type, body] envelope")
+    name = payload[2 : 2 + size].decode("ascii", errors="replace")
+    if not is_valid_type_name(name):
+        raise MessageError("bad-message", f"invalid message type {name[:40]!r}")
+    return name
 
 
 def decode_envelope(codec: Codec, payload: bytes) -> tuple[str, Any]:
@@ -123,8 +158,9 @@ class VersionMessage:
     """``version``: the first message on a connection, sent by both sides.
 
     Body: ``[protocol_version, network_magic, genesis_hash, best_height,
-    listen_port, nonce, user_agent, timestamp]``.  Later protocol versions may
-    append fields; a receiver ignores fields it does not know.
+    listen_port, nonce, user_agent, timestamp, grants]``; ``grants`` came with
+    protocol version 3 (absent: 0).  Later protocol versions may append fields;
+    a receiver ignores fields it does not know.
     """
 
     protocol_version: int  # protocol version the sender speaks (uint32)
@@ -135,6 +171,7 @@ class VersionMessage:
     nonce: int  # random 64-bit number per node instance; equal to ours = we dialled ourselves
     user_agent: str  # free text naming the software, <= 64 characters
     timestamp: int  # sender's clock, unix seconds
+    grants: int = 0  # bits of what the sender lets the receiver do (permissions.GRANT_BITS)
 
     def to_body(self) -> list[Any]:
         return [
@@ -146,6 +183,7 @@ class VersionMessage:
             self.nonce,
             self.user_agent,
             self.timestamp,
+            self.grants,
         ]
 
     @classmethod
@@ -160,6 +198,7 @@ class VersionMessage:
             nonce=_int(f[5], 0, MAX_UINT64, VERSION, "nonce"),
             user_agent=_str(f[6], MAX_USER_AGENT_LENGTH, VERSION, "user_agent"),
             timestamp=_int(f[7], 0, MAX_INT64, VERSION, "timestamp"),
+            grants=_int(f[8], 0, 2**32 - 1, VERSION, "grants") if len(f) > 8 else 0,
         )
 
 

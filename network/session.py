@@ -34,11 +34,13 @@ from .handlers import MessageHandler, PeerCallback
 from .keepalive import ping_loop
 from .outbound import Dialler
 from .peer import Direction, Peer, ReceivedMessage
+from .permissions import encode_grants
 from .protocol import (
     ADDR,
     BAN_THRESHOLD,
     GETADDR,
     MAX_ADDR,
+    MAX_UNKNOWN_MESSAGES,
     MIN_PROTOCOL_VERSION,
     NETWORK_MESSAGE_TYPES,
     PING,
@@ -55,6 +57,7 @@ from .protocol import (
 
 log = logging.getLogger("obol.net")
 
+NOT_OUR_PROTOCOL = "bad-magic"  # the frame error that proves only another protocol, no fault
 MAX_LOOP_HOLD = 0.001  # seconds one peer's messages may run before other tasks get a turn
 
 
@@ -120,7 +123,16 @@ class Session:
             if await self._handshake():
                 await self._established()
                 await self._message_loop()
-        except (FrameError, MessageError) as exc:
+        except FrameError as exc:
+            if exc.code == NOT_OUR_PROTOCOL:
+                # Not a peer of this network at all: an HTTP request, a health check, a node
+                # of another network.  Nothing to punish, only a stream to drop (Core does
+                # the same on a wrong message start).
+                log.info("peer %s disconnected: %s", peer.label, exc.message)
+                peer.close(exc.code)
+            else:
+                self.manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
+        except MessageError as exc:
             self.manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
         except Misbehaviour as exc:
             self.manager.misbehaving(peer, exc.score, exc.code, exc.message)
@@ -224,6 +236,7 @@ class Session:
             nonce=manager.nonce,
             user_agent=cfg.user_agent,
             timestamp=int(time.time()),
+            grants=encode_grants(self.peer.permissions),
         )
         self.peer.send(VERSION, version.to_body())
 
@@ -310,9 +323,7 @@ class Session:
                 return
             handler = manager.handler(msg.type)
             if handler is None:
-                peer.unknown_messages += 1
-                manager.counters.unknown_messages += 1
-                log.debug("peer %s sent unknown message type %r", peer.label, msg.type)
+                self._unknown_message(msg)
                 return
             peer.busy = True
             try:
@@ -328,6 +339,19 @@ class Session:
         except Exception:
             manager.counters.handler_errors += 1
             log.exception("handler for %r from peer %s failed (peer kept)", msg.type, peer.label)
+
+    def _unknown_message(self, msg: ReceivedMessage) -> None:
+        """A type nobody handles, left undecoded: ignored, for a newer peer may speak
+        types we do not know.  A peer of our protocol version or older has no such
+        excuse, and is disconnected (not punished) after MAX_UNKNOWN_MESSAGES."""
+        peer, manager = self.peer, self.manager
+        peer.unknown_messages += 1
+        manager.counters.unknown_messages += 1
+        log.debug("peer %s sent unknown message type %r", peer.label, msg.type)
+        newer = (peer.protocol_version or 0) > manager.config.protocol_version
+        if not newer and peer.unknown_messages > MAX_UNKNOWN_MESSAGES:
+            log.info("peer %s disconnected: %d unknown messages", peer.label, MAX_UNKNOWN_MESSAGES)
+            peer.close("too-many-unknown-messages")
 
     def _handle_network_message(self, msg: ReceivedMessage) -> None:
         peer = self.peer

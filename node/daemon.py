@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from network import NetConfig
+from network.permissions import LOCAL_PERMISSIONS, Permission
 from node import __version__
 from node.consensus.params import NETWORKS, get_params
 from node.mempool.pool import MAX_MEMPOOL_USAGE
@@ -57,6 +58,7 @@ class Settings:
     api: tuple[str, int] | None
     peers: tuple[tuple[str, int], ...]
     discover: bool
+    whitelist: tuple[Permission, ...]  # permissions by peer address (NetConfig.permissions)
     mine: bool
     miner_address: str | None
     miner_threads: int
@@ -92,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="connect only to --peer addresses, never to addresses learned by gossip",
     )
+    p.add_argument(
+        "--whitelist",
+        action="append",
+        metavar="FLAGS@NET",
+        help="grant peers from NET the comma-separated FLAGS noban, mempool (repeatable; "
+        "replaces the default noban,mempool@127.0.0.0/8 and @::1; 'none' grants nothing)",
+    )
     p.add_argument("--mine", action="store_true", default=None, help="mine from the start")
     p.add_argument("--miner-address", help="address the miner pays to")
     p.add_argument("--miner-threads", type=int, help="miner processes (default: one per core)")
@@ -116,6 +125,7 @@ KEYS = (
     "api",
     "peer",
     "discover",
+    "whitelist",
     "mine",
     "miner_address",
     "miner_threads",
@@ -147,7 +157,9 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
     for key in KEYS:
         value = environ.get("OBOL_" + key.upper())
         if value is not None:
-            merged[key] = value.split(",") if key == "peer" else value
+            merged[key] = value.split() if key == "whitelist" else value
+            if key == "peer":
+                merged[key] = value.split(",")
     for key in KEYS:
         value = getattr(args, key)
         if value is not None:
@@ -191,6 +203,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         raise StartupError("--maxmempool must be an integer (MB)") from None
     if maxmempool < MIN_MAXMEMPOOL:
         raise StartupError(f"--maxmempool must be at least {MIN_MAXMEMPOOL} MB")
+    whitelist = _permissions(merged.get("whitelist"))
     level = str(merged.get("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise StartupError(f"bad --log-level {level!r}")
@@ -201,6 +214,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         api=hostport("api", ("127.0.0.1", params.api_port)),
         peers=tuple(parse_hostport(p, "peer") for p in peers),
         discover=_boolean(merged.get("discover", True)),
+        whitelist=whitelist,
         mine=mine,
         miner_address=miner_address,
         miner_threads=miner_threads,
@@ -208,6 +222,20 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         log_level=level,
         log_json=_boolean(merged.get("log_json", False)),
     )
+
+
+def _permissions(value: Any) -> tuple[Permission, ...]:
+    """``--whitelist`` rules (Core's ``-whitelist=noban,mempool@NET``); unset: the loopback
+    default; ``none``: no permission for anyone."""
+    if value is None:
+        return LOCAL_PERMISSIONS
+    rules = [value] if isinstance(value, str) else list(value)
+    if [str(r).lower() for r in rules] == ["none"]:
+        return ()
+    try:
+        return tuple(Permission.parse(str(rule)) for rule in rules)
+    except ValueError as exc:
+        raise StartupError(f"bad --whitelist: {exc}") from None
 
 
 def _boolean(value: Any) -> bool:
@@ -292,6 +320,7 @@ async def run(settings: Settings) -> int:
             listen_port=listen[1] if listen else None,
             bind_host=bind,
             discover=settings.discover,
+            permissions=settings.whitelist,
             user_agent=f"/obol:{VERSION}/",
         )
         miner_addr = (

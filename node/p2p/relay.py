@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from network.peer import Peer
+from network.permissions import PermissionFlag
+from network.protocol import GRANTS_VERSION
 from node.chain.chainstate import AcceptResult, AcceptStatus, ChainState
 from node.chain.index import BlockStatus
 from node.mempool.orphans import OrphanTxPool
@@ -254,6 +256,8 @@ class Relay:
     def tx_accepted(self, tx: Transaction, source: Peer | None) -> None:
         """A transaction entered the mempool: announce it, and offer the orphans that spend
         it to the mempool again."""
+        if source is not None:
+            source.last_tx_time = time.monotonic()  # inbound eviction protects such peers
         self.announce_tx(tx, exclude=source)
         self._revisit_orphans([tx.txid])
 
@@ -340,6 +344,7 @@ class Relay:
             sync.saw_block(peer, entry)
         status = done.result().status
         if status == AcceptStatus.CONNECTED:
+            peer.last_block_time = time.monotonic()  # inbound eviction protects such peers
             state = self.peers.get(peer)
             if state is not None:
                 state.last_new_block = time.monotonic()  # early relay prefers such peers
@@ -359,18 +364,31 @@ class Relay:
                     state.peer.send_frame(frame)
 
     async def on_established(self, peer: Peer) -> None:
-        """Ask a new peer what its mempool holds (pools meet again after a partition)."""
-        peer.send(MSG_MEMPOOL, [])
+        """Ask a new peer what its mempool holds, if it lets us (pools meet again after a
+        partition): its `version` says so in ``grants``."""
+        if peer.granted(PermissionFlag.MEMPOOL):
+            peer.send(MSG_MEMPOOL, [])
 
     def request_mempools(self) -> None:
-        """After catching up with the chain: ask every peer for its mempool again
-        (transactions offered while we were behind could not be checked then)."""
+        """After catching up with the chain: ask every peer that lets us for its mempool
+        again (transactions offered while we were behind could not be checked then)."""
         for state in self.peers.values():
-            state.peer.send(MSG_MEMPOOL, [])
+            if state.peer.granted(PermissionFlag.MEMPOOL):
+                state.peer.send(MSG_MEMPOOL, [])
 
     async def handle_mempool(self, peer: Peer, body: object) -> None:
-        """Answer ``mempool`` with ``inv`` of every transaction in ours (Bitcoin: BIP35)."""
+        """Answer ``mempool`` with ``inv`` of every transaction in ours (Bitcoin: BIP35), to
+        a peer with the MEMPOOL permission only: 22 bytes must not buy the whole pool's
+        inventory.  Another peer asking is disconnected, not punished (Core does the same
+        without ``-peerbloomfilters``); one older than GRANTS_VERSION, which asks every
+        peer on connect, is only not answered."""
         _parse(parse_empty, body)
+        if not peer.has_permission(PermissionFlag.MEMPOOL):
+            if (peer.protocol_version or 0) < GRANTS_VERSION:
+                return
+            log.info("peer %s disconnected: mempool request without permission", peer.label)
+            peer.close("mempool-not-permitted")
+            return
         txids = list(self.mempool.entries)
         state = self.peers.get(peer)
         for start in range(0, len(txids), MAX_INV):

@@ -27,6 +27,9 @@ from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
 from node.mining.miner import Miner, create_block_template, mine_blocks
 from node.p2p.early_relay import EarlyRelay
 from node.p2p.messages import (
+    MAX_HEADERS,
+    MAX_INV,
+    MAX_LOCATOR,
     MSG_BLOCK,
     MSG_GETDATA,
     MSG_GETHEADERS,
@@ -41,8 +44,8 @@ from node.p2p.peerstate import PeerTable
 from node.p2p.relay import Relay
 from node.p2p.sync import BlockSync
 from node.primitives import encoding
-from node.primitives.block import Block
-from node.primitives.tx import Transaction
+from node.primitives.block import MAX_BLOCK_SIZE, Block
+from node.primitives.tx import MAX_TX_SIZE, Transaction
 from node.runtime.batcher import Batcher
 from node.runtime.events import EventHub
 from node.storage.mapbudget import MapBudget
@@ -55,6 +58,26 @@ MEMPOOL_EXPIRY_INTERVAL = 600.0  # seconds between mempool expiry sweeps
 MAX_BLOCK_BATCH = 128  # blocks accepted in one chain-thread call (one commit)
 # transactions checked in one chain-thread call (one signature batch)
 MAX_TX_BATCH = 1024
+
+
+# bytes: largest payload of each node message, checked before it is decoded (decoding
+# costs in proportion to size): its cap in entries times an entry's largest encoding,
+# plus the envelope (docs/protocol.md §14.8)
+_ENVELOPE = 64
+_INV_ENTRY = 36  # [kind, hash]: array header, kind, bin header, 32 bytes
+_HASH = 34  # bin header and 32 bytes
+_HEADER = 128  # an encoded block header is under 100 bytes
+PAYLOAD_LIMITS = {
+    MSG_INV: _ENVELOPE + MAX_INV * _INV_ENTRY,
+    MSG_GETDATA: _ENVELOPE + MAX_INV * _INV_ENTRY,
+    MSG_NOTFOUND: _ENVELOPE + MAX_INV * _INV_ENTRY,
+    MSG_GETHEADERS: _ENVELOPE + (MAX_LOCATOR + 1) * _HASH,
+    MSG_HEADERS: _ENVELOPE + MAX_HEADERS * _HEADER,
+    MSG_TX: _ENVELOPE + MAX_TX_SIZE,
+    MSG_BLOCK: _ENVELOPE + MAX_BLOCK_SIZE,
+    MSG_POWBLOCK: _ENVELOPE + MAX_BLOCK_SIZE,
+    MSG_MEMPOOL: _ENVELOPE,
+}
 
 
 def _report_failure(future: asyncio.Future) -> None:
@@ -129,15 +152,19 @@ class Node:
 
     def _register(self) -> None:
         p, s, r = self.peers, self.sync, self.relay
-        p.register(MSG_GETHEADERS, s.handle_getheaders)
-        p.register(MSG_HEADERS, s.handle_headers)
-        p.register(MSG_INV, r.handle_inv)
-        p.register(MSG_GETDATA, r.handle_getdata)
-        p.register(MSG_NOTFOUND, r.handle_notfound)
-        p.register(MSG_TX, r.handle_tx, with_bytes=True)  # ids hashed from the bytes
-        p.register(MSG_BLOCK, r.handle_block, with_bytes=True)  # as they came, not re-encoded
-        p.register(MSG_POWBLOCK, r.handle_powblock, with_bytes=True)
-        p.register(MSG_MEMPOOL, r.handle_mempool)
+        limit = PAYLOAD_LIMITS
+        p.register(MSG_GETHEADERS, s.handle_getheaders, max_payload=limit[MSG_GETHEADERS])
+        p.register(MSG_HEADERS, s.handle_headers, max_payload=limit[MSG_HEADERS])
+        p.register(MSG_INV, r.handle_inv, max_payload=limit[MSG_INV])
+        p.register(MSG_GETDATA, r.handle_getdata, max_payload=limit[MSG_GETDATA])
+        p.register(MSG_NOTFOUND, r.handle_notfound, max_payload=limit[MSG_NOTFOUND])
+        # ids hashed from the bytes as they came, not re-encoded
+        p.register(MSG_TX, r.handle_tx, with_bytes=True, max_payload=limit[MSG_TX])
+        p.register(MSG_BLOCK, r.handle_block, with_bytes=True, max_payload=limit[MSG_BLOCK])
+        p.register(
+            MSG_POWBLOCK, r.handle_powblock, with_bytes=True, max_payload=limit[MSG_POWBLOCK]
+        )
+        p.register(MSG_MEMPOOL, r.handle_mempool, max_payload=limit[MSG_MEMPOOL])
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)
         p.on_disconnected.append(s.on_disconnected)

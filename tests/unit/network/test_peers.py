@@ -339,9 +339,10 @@ async def test_banned_host_refused_until_unbanned(nets):
 
 
 async def test_handler_misbehaviour_bans(nets, caplog):
-    """A handler raising Misbehaviour(100) gets the sender disconnected and banned."""
+    """A handler raising Misbehaviour(100) gets the sender disconnected and discouraged
+    (loopback's default noban taken away, so that discouragement shows)."""
     a = await nets.start()
-    b = await nets.start(ban_seconds=600)
+    b = await nets.start(discourage_seconds=600, permissions=())
 
     async def bad_block(peer, body):
         raise Misbehaviour(100, "bad-blk-pow", "proof of work fails")
@@ -351,14 +352,16 @@ async def test_handler_misbehaviour_bans(nets, caplog):
     with caplog.at_level(logging.INFO, logger="obol.net"):
         a_side.send("block", [b"junk"])
         await wait_until(lambda: b_side.closed and a_side.closed, what="disconnect")
-    assert [(x.host, x.reason) for x in b.bans()] == [("127.0.0.1", "bad-blk-pow")]
-    assert f"peer 127.0.0.1:{a_side.local_address[1]} banned 600s: bad-blk-pow" in caplog.text
+    assert b.bans() == [] and b.discouraged.get("127.0.0.1").reason == "bad-blk-pow"
+    assert (
+        f"peer 127.0.0.1:{a_side.local_address[1]} disconnected and discouraged 600s: bad-blk-pow"
+    ) in caplog.text
 
 
 async def test_misbehaviour_accumulates(nets):
-    """Scores below 100 accumulate; the peer is banned once the total reaches 100."""
+    """Scores below 100 accumulate; the peer is discouraged once the total reaches 100."""
     a = await nets.start()
-    b = await nets.start()
+    b = await nets.start(permissions=())
 
     async def dubious(peer, body):
         raise Misbehaviour(40, "dubious")
@@ -370,8 +373,8 @@ async def test_misbehaviour_accumulates(nets):
     await wait_until(lambda: b_side.ban_score == 80, what="score 80")
     assert not b_side.closed and b.bans() == []
     a_side.send("dubious", [])
-    await wait_until(lambda: b_side.closed, what="ban at 120")
-    assert b.banlist.is_banned(LOCALHOST)
+    await wait_until(lambda: b_side.closed, what="discouraged at 120")
+    assert b.is_discouraged(LOCALHOST) and b.bans() == []
 
 
 async def test_handler_crash_does_not_ban(nets, caplog):
