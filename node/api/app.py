@@ -171,7 +171,12 @@ class NodeCollector:
         )
         yield counter("obol_reorgs", "Tip changes that disconnected blocks", node.reorgs)
         yield gauge("obol_bans", "Hosts currently banned", stats["bans"])
-        yield counter("obol_bans_issued", "Bans issued for misbehaviour", stats["bans_issued"])
+        yield counter("obol_bans_issued", "Bans set by the operator", stats["bans_issued"])
+        yield gauge("obol_discouraged", "Hosts discouraged for misbehaviour", stats["discouraged"])
+        yield counter(
+            "obol_discouragements", "Peers discouraged for misbehaviour", stats["discouragements"]
+        )
+        yield counter("obol_evictions", "Inbound peers evicted for a newcomer", stats["evictions"])
         yield counter("obol_network_received_bytes", "Bytes received from peers", stats["bytes_in"])
         yield counter("obol_network_sent_bytes", "Bytes sent to peers", stats["bytes_out"])
         yield counter(
