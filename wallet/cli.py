@@ -18,7 +18,8 @@ Global options may also follow the command (``obol-wallet balance --json``).
   extends the recovery phrase: the same words with another (or no) BIP-39
   passphrase are another wallet, so restoring needs both.
 * ``OBOL_WALLET_KDF_N`` (for tests only) sets the keystore's scrypt cost n of
-  a new wallet (a power of two, e.g. 1024); the default is the keystore's.
+  a new regtest or testnet wallet (a power of two, e.g. 1024); the default is
+  the keystore's (2**17), and a main-network wallet refuses the variable.
 * Fee cap: ``send`` refuses a fee above ``--max-fee COINS``, else
   ``OBOL_WALLET_MAX_FEE``, else 0.1 coin (Bitcoin Core's ``-maxtxfee``), whatever
   fee rate the node suggests: ``max-fee-exceeded``.
@@ -317,9 +318,17 @@ class Context:
             return False
 
     def kdf_n(self) -> int:
+        """The scrypt cost of a new wallet file: SCRYPT_N, unless a test network's wallet is
+        given a cheaper one (never a main-network wallet, whose coins are worth something)."""
         raw = self.env.get(KDF_N_ENV)
         if not raw:
             return SCRYPT_N
+        if self.network == "main":
+            raise CliError(
+                "bad-option",
+                f"{KDF_N_ENV} weakens the wallet file and is for test networks only; "
+                "unset it to create a main-network wallet",
+            )
         n = _int_option(raw, KDF_N_ENV, "bad-option", 2)
         try:
             KdfParams(n, 8, 1, bytes(16)).check()

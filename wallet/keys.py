@@ -95,9 +95,13 @@ def validate_mnemonic(mnemonic: str) -> str:
             message=f"a recovery phrase has 12, 15, 18, 21 or 24 words, this one has {len(words)}"
         )
     index = _english_index()
-    unknown = [f"#{i + 1} '{w}'" for i, w in enumerate(words) if w not in index]
+    # positions only: a mistyped word is most of a secret word, and errors reach logs
+    unknown = [str(i + 1) for i, w in enumerate(words) if w not in index]
     if unknown:
-        raise BadMnemonicError(message="not in the BIP-39 English word list: " + ", ".join(unknown))
+        raise BadMnemonicError(
+            message=f"word {', '.join(unknown)} of {len(words)} is not in the BIP-39 English "
+            "word list (check its spelling)"
+        )
     total_bits = len(words) * BITS_PER_WORD
     checksum_bits = total_bits // 33
     entropy_bits = total_bits - checksum_bits

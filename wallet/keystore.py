@@ -3,7 +3,7 @@
 File format (JSON, UTF-8)::
 
     {"format": "obol-keystore", "version": 1,
-     "kdf": {"name": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<16 bytes hex>"},
+     "kdf": {"name": "scrypt", "n": 131072, "r": 8, "p": 1, "salt": "<16 bytes hex>"},
      "cipher": {"name": "chacha20-poly1305", "nonce": "<12 bytes hex>"},
      "ciphertext": "<hex: encrypted payload followed by the 16-byte tag>"}
 
@@ -75,7 +75,7 @@ PAYLOAD_VERSION = 1  # "version" inside the encrypted payload
 KDF_NAME = "scrypt"
 CIPHER_NAME = "chacha20-poly1305"
 
-SCRYPT_N = 2**15  # default CPU/memory cost (128 * n * r bytes = 32 MiB)
+SCRYPT_N = 2**17  # default CPU/memory cost (128 * n * r bytes = 128 MiB; OWASP's 2023 floor)
 SCRYPT_R = 8  # default block size
 SCRYPT_P = 1  # default parallelism
 SALT_SIZE = 16  # bytes of random scrypt salt

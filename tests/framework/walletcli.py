@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.framework.programs import process_env, program
 
-TEST_KDF_N = "1024"  # scrypt n for test wallets (the default is 2**15)
+TEST_KDF_N = "1024"  # scrypt n for test (regtest) wallets (the default is 2**17)
 PASSPHRASE = "correct horse battery staple"
 
 

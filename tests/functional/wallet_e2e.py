@@ -265,6 +265,9 @@ def test_errors_against_the_node(daemon, w1, w2, home, tmp_path_factory):
 
     # a main-network wallet pointed at this regtest node
     mainnet = W(daemon, tmp_path_factory.mktemp("main") / "wallet.json", home, network="main")
+    line = expect_error(mainnet.run("create"), "bad-option")  # a weak test KDF: never on main
+    assert "OBOL_WALLET_KDF_N" in line and not mainnet.path.exists()
+    del mainnet.env["OBOL_WALLET_KDF_N"]  # the full-strength file of a real network
     assert mainnet.run("create").code == 0
     line = expect_error(mainnet.run("--json", "balance"), "node-wrong-network")
     assert "regtest" in line and f"127.0.0.1:{daemon.api_port}" in line

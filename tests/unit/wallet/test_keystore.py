@@ -45,7 +45,8 @@ def rewrite(path, edit) -> None:
 
 
 def test_default_cost_is_the_real_one():
-    assert SCRYPT_N == 2**15
+    """2**17: current guidance for scrypt (OWASP, 2023) with r = 8, p = 1."""
+    assert SCRYPT_N == 2**17
 
 
 def test_roundtrip(store, wallet_path):
@@ -312,10 +313,10 @@ def test_labels_cannot_be_changed_behind_its_back(store, wallet_path):
 
 
 def test_default_parameters(wallet_path):
-    """One wallet at the real default cost (n = 2**15, about 0.1 s per derivation)."""
+    """One wallet at the real default cost (n = 2**17, about 0.4 s per derivation)."""
     Keystore.create(wallet_path, PHRASE, "", "main", PASSWORD)
     opened = Keystore.open(wallet_path, PASSWORD)
-    assert (opened.kdf.n, opened.kdf.r, opened.kdf.p) == (2**15, 8, 1)
+    assert (opened.kdf.n, opened.kdf.r, opened.kdf.p) == (2**17, 8, 1)
     assert opened.next_address().startswith("obol1")
 
 
