@@ -59,12 +59,22 @@ class Settings:
     peers: tuple[tuple[str, int], ...]
     discover: bool
     whitelist: tuple[Permission, ...]  # permissions by peer address (NetConfig.permissions)
+    api_allow_hosts: tuple[str, ...]  # host names the API answers besides IPs and localhost
     mine: bool
     miner_address: str | None
     miner_threads: int
     maxmempool: int  # MB of memory the mempool may use
     log_level: str
     log_json: bool
+
+
+def _names(value: Any) -> list[str]:
+    """A list of host names from a flag list, a TOML list or one string."""
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        if not isinstance(name, str) or not name or any(c.isspace() or c in "/@" for c in name):
+            raise StartupError(f"bad --api-allow-host {name!r}: expected a host name")
+    return [n.lower() for n in names]
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -85,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--api", help="HTTP API HOST:PORT (default 127.0.0.1:<network api port>); 'none' for no API"
+    )
+    p.add_argument(
+        "--api-allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name the API answers to besides IP addresses and localhost, e.g. behind a "
+        "proxy (repeatable); other names are refused against DNS rebinding",
     )
     p.add_argument("--peer", action="append", help="persistent peer HOST:PORT (repeatable)")
     p.add_argument(
@@ -123,6 +140,7 @@ KEYS = (
     "datadir",
     "listen",
     "api",
+    "api_allow_host",
     "peer",
     "discover",
     "whitelist",
@@ -157,7 +175,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
     for key in KEYS:
         value = environ.get("OBOL_" + key.upper())
         if value is not None:
-            merged[key] = value.split() if key == "whitelist" else value
+            merged[key] = value.split() if key in ("whitelist", "api_allow_host") else value
             if key == "peer":
                 merged[key] = value.split(",")
     for key in KEYS:
@@ -215,6 +233,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         peers=tuple(parse_hostport(p, "peer") for p in peers),
         discover=_boolean(merged.get("discover", True)),
         whitelist=whitelist,
+        api_allow_hosts=tuple(_names(merged.get("api_allow_host", []))),
         mine=mine,
         miner_address=miner_address,
         miner_threads=miner_threads,
@@ -386,7 +405,7 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
             raise StartupError(_port_message("P2P", settings.listen, exc)) from None
         if settings.api is not None:
             token = write_token(settings.datadir)
-            app = create_app(node, token, stop)
+            app = create_app(node, token, stop, allowed_hosts=settings.api_allow_hosts)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT)
             await runner.setup()
             try:

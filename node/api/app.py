@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -26,6 +26,7 @@ from network.errors import NetworkError
 from node import __version__
 from node.api.admin import admin_routes
 from node.api.common import API_PREFIX, NODE_KEY, STOP_KEY, TOKEN_KEY, VERSION_KEY, ApiError
+from node.api.guard import ALLOWED_HOSTS_KEY, browser_guard, check_websocket_origin
 from node.api.openapi import openapi_spec
 from node.api.public import public_routes
 from node.api.txs import tx_routes
@@ -220,6 +221,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket-required", "this route needs a WebSocket upgrade")
+    check_websocket_origin(request)
     node = request.app[NODE_KEY]
     wanted = None
     if request.query.get("types"):
@@ -295,12 +297,17 @@ def api_routes() -> list[tuple[str, str, Any]]:
 
 
 def create_app(
-    node, token: str, stop_event: asyncio.Event, version: str | None = None
+    node,
+    token: str,
+    stop_event: asyncio.Event,
+    version: str | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> web.Application:
     """The API of ``node``; admin routes need ``token``; ``POST /stop`` sets ``stop_event``."""
     if version is None:
         version = __version__
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, browser_guard])
+    app[ALLOWED_HOSTS_KEY] = frozenset(h.lower() for h in allowed_hosts)
     app[NODE_KEY] = node
     app[TOKEN_KEY] = token
     app[STOP_KEY] = stop_event

@@ -89,7 +89,8 @@ class Client:
         data = raw
         if body is not None:
             data = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
+        if data is not None:  # raw bytes too: a client sending broken JSON still says JSON
+            hdrs.setdefault("Content-Type", "application/json")
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, url, body=data, headers=hdrs)

@@ -639,3 +639,40 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
             10,
             what="connection closed",
         )
+
+
+def test_a_page_in_a_browser_gets_nothing(daemon, api):
+    """DNS rebinding, cross-site POSTs and cross-site WebSockets are refused: a Host that
+    is a name other than localhost, a POST body that is not JSON (what a form or a simple
+    fetch sends), an events WebSocket from another origin."""
+    error(api.get("status", headers={"Host": "attacker.example:80"}), 403, "forbidden-host")
+    error(api.get("status", headers={"Host": "rebind.attacker.example"}), 403, "forbidden-host")
+    for host in (f"127.0.0.1:{daemon.api_port}", f"localhost:{daemon.api_port}", "[::1]:1"):
+        assert api.get("status", headers={"Host": host}).status == 200, host
+    body = json.dumps({"hex": "00"}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        resp = api.post("tx", raw=body, headers={"Content-Type": kind})
+        error(resp, 415, "unsupported-media-type")
+    assert api.post("tx", {"hex": "00"}).status == 400  # the same body as JSON reaches the route
+
+    async def websocket(origin: str | None) -> int:
+        headers = {"Origin": origin} if origin else {}
+        url = f"http://127.0.0.1:{daemon.api_port}/api/v1/events"
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(url, headers=headers) as ws:
+                    await ws.receive_json(timeout=10)  # hello
+                    return 101
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+
+    assert asyncio.run(websocket("https://attacker.example")) == 403
+    assert asyncio.run(websocket(f"http://127.0.0.1:{daemon.api_port}")) == 101  # its own
+    assert asyncio.run(websocket(None)) == 101  # not a browser
+
+
+def test_an_allowed_host_name_is_answered(tmp_path):
+    """--api-allow-host NAME serves a name (a proxy's, a service's) and nothing else."""
+    with Daemon(tmp_path / "d", args=["--api-allow-host", "obol-0.obol.svc"]) as node:
+        assert node.client.get("status", headers={"Host": "obol-0.obol.svc:18443"}).status == 200
+        error(node.client.get("status", headers={"Host": "other.svc"}), 403, "forbidden-host")
