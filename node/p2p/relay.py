@@ -265,11 +265,15 @@ class Relay:
         """The tip moved: what was refused against the old tip may be valid now, what a
         block confirmed is no orphan, and an orphan whose parent it confirmed may fit."""
         self.recent_rejects.clear()
+        if not self.orphans:  # the usual case, and every block of a sync: nothing to look up
+            return
         txids = [tx.txid for block in connected for tx in block.txs]
         self.orphans.forget(txids)
         self._revisit_orphans(txids)
 
     def _revisit_orphans(self, parents: list[bytes]) -> None:
+        if not self.orphans:
+            return
         for parent in parents:
             for orphan in self.orphans.children_of(parent):
                 state = self.peers.by_id(orphan.peer)
