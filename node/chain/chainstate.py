@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -54,6 +54,8 @@ log = logging.getLogger("obol.chain")
 
 # signature checks of connected blocks left running before waiting for them
 SIGNATURE_BATCH = 16_384
+# blocks above the tip an unrequested block may be and still be stored (Core: MIN_BLOCKS_TO_KEEP)
+MAX_UNREQUESTED_AHEAD = 288
 TXRECENT_MERGE = 2_000  # txrecent entries that make merge_recent_txindex move them into txindex
 
 
@@ -64,6 +66,8 @@ class AcceptStatus(StrEnum):
     STORED = "stored"  # stored on a side branch (or its branch failed to connect)
     ORPHAN = "orphan"  # its parent is unknown: kept in the orphan pool
     DUPLICATE = "duplicate"  # already stored (or already in this batch)
+    # came unasked and not worth storing: less work than the tip, or too far ahead of it
+    IGNORED = "ignored"
 
 
 @dataclass
@@ -292,26 +296,32 @@ class ChainState:
         outcome.invalid = batch.invalid
         return outcome
 
-    def accept_blocks(self, blocks: list[Block]) -> BatchResult:
+    def accept_blocks(
+        self, blocks: list[Block], unrequested: Collection[bytes] = ()
+    ) -> BatchResult:
         """Accept several blocks with one activation: when they extend the active
         chain, all of them are connected (and stored) in ONE write transaction.
 
         Each block gets its own outcome (an AcceptResult or the ValidationError
         it raised); the tip change of the whole batch is in the BatchResult.
+        Blocks whose hash is in ``unrequested`` (pushed by a peer, not asked
+        for) are stored only if worth it (``_worth_storing``).
         """
-        batch = self._accept_batch(blocks)
+        batch = self._accept_batch(blocks, unrequested)
+        # stored blocks whose orphan children to accept next: an orphan is judged as its
+        # parent was (asked for or not), since it could not be judged before the parent came
         todo = [
-            r.block_hash
+            (r.block_hash, r.block_hash in unrequested)
             for r in batch.outcomes
             if isinstance(r, AcceptResult)
             and r.status in (AcceptStatus.CONNECTED, AcceptStatus.STORED)
         ]
         while todo and self.orphans:
-            parent = todo.pop()
+            parent, pushed = todo.pop()
             children = self.orphans.take_children(parent)
             if not children:
                 continue
-            sub = self._accept_batch(children)
+            sub = self._accept_batch(children, {c.hash for c in children} if pushed else ())
             batch.connected.extend(sub.connected)
             batch.disconnected.extend(sub.disconnected)
             batch.invalid.extend(sub.invalid)
@@ -320,15 +330,15 @@ class ChainState:
                     log.info("orphan block %s rejected: %s", short_hash(h), outcome)
                     batch.invalid.append((h, outcome.code))
                 elif outcome.status in (AcceptStatus.CONNECTED, AcceptStatus.STORED):
-                    todo.append(h)
+                    todo.append((h, pushed))
         return batch
 
-    def _accept_batch(self, blocks: list[Block]) -> BatchResult:
+    def _accept_batch(self, blocks: list[Block], unrequested: Collection[bytes]) -> BatchResult:
         outcomes: list[AcceptResult | ValidationError] = []
         stored: list[tuple[int, BlockIndexEntry, AcceptResult]] = []
         for block in blocks:
             try:
-                outcome = self._store_block(block)
+                outcome = self._store_block(block, block.hash not in unrequested)
             except ValidationError as exc:
                 outcomes.append(exc)
                 continue
@@ -356,10 +366,10 @@ class ChainState:
                 result.status = AcceptStatus.CONNECTED
         return batch
 
-    def _store_block(self, block: Block) -> BlockIndexEntry | AcceptResult:
+    def _store_block(self, block: Block, requested: bool = True) -> BlockIndexEntry | AcceptResult:
         """Check a block without its chain context and keep it in memory for the
         next activation, which writes it; returns its entry, or the outcome
-        (orphan, duplicate) when there is nothing to activate."""
+        (orphan, duplicate, ignored) when there is nothing to activate."""
         h = block.hash
         entry = self.index.get(h)
         if entry is not None and entry.status == BlockStatus.INVALID:
@@ -373,6 +383,9 @@ class ChainState:
         is_new = entry is None
         if entry is None:
             entry = self._check_new_header(block.header)
+        if not requested and not self._worth_storing(entry):
+            log.debug("unrequested block %s ignored", short_hash(h))
+            return AcceptResult(h, AcceptStatus.IGNORED)
         try:
             rules.check_block(block)
         except BlockValidationError as exc:
@@ -388,6 +401,17 @@ class ChainState:
         self._unsaved[h] = entry
         self._update_have_chain(entry)
         return entry
+
+    def _worth_storing(self, entry: BlockIndexEntry) -> bool:
+        """A block that came unasked is kept only if it could become the tip soon (Core's
+        AcceptBlock): at least the tip's work, at most MAX_UNREQUESTED_AHEAD blocks above
+        it, and the network's minimum chain work.  Anything else comes again by headers."""
+        tip = self.tip
+        return (
+            entry.chain_work >= tip.chain_work
+            and entry.height <= tip.height + MAX_UNREQUESTED_AHEAD
+            and entry.chain_work >= self.params.min_chain_work
+        )
 
     def _write_unsaved(self, txn: lmdb.Transaction[bytes]) -> None:
         for h, entry in self._unsaved.items():

@@ -42,6 +42,9 @@ class NetworkParams:
     genesis_timestamp: int  # unix seconds of the genesis header
     genesis_nonce: int  # nonce that gives the genesis header its proof of work
     genesis_message: bytes  # miner data of the genesis coinbase
+    # work a header chain needs before it is stored, whatever our tip (Bitcoin:
+    # nMinimumChainWork); 0 until a network has a history worth pinning in a release
+    min_chain_work: int = 0
 
     @cached_property
     def network_id(self) -> bytes:

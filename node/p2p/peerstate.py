@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from network.peer import Peer
 from node.chain.index import BlockIndexEntry
+from node.chain.presync import HeadersPresync
 
 KNOWN_INVENTORY = 50_000  # hashes remembered per peer as "it has this"
 
@@ -56,6 +57,8 @@ class PeerState:
     cursor: int = 0
     lacks: set[bytes] = field(default_factory=set)  # blocks it answered ``notfound`` for
     last_new_block: float = 0.0  # monotonic time it last sent a block that became our tip
+    presync: HeadersPresync | None = None  # its low-work header chain being checked, if any
+    presync_progress: float = 0.0  # monotonic time that presync last took a batch
 
 
 class PeerTable:

@@ -25,8 +25,9 @@ class NodePort(Protocol):
         """Run ``fn`` on the chain thread, the only one that changes chain or mempool."""
         ...
 
-    def queue_block(self, block: Block) -> asyncio.Future[AcceptResult]:
-        """Queue a block for validation; the future holds its outcome or ValidationError."""
+    def queue_block(self, block: Block, requested: bool = True) -> asyncio.Future[AcceptResult]:
+        """Queue a block for validation; the future holds its outcome or ValidationError.
+        ``requested`` False: a peer pushed it unasked (stored only if worth it)."""
         ...
 
     def queue_tx(self, tx: Transaction, source: Any, on_outcome: Callable[[Any], None]) -> None:

@@ -21,6 +21,11 @@ MISBEHAVING = 100  # points for a broken rule or a malformed message: enough to 
 
 # Header / block rejections that depend on our clock or on what we know: not the sender's fault.
 HEADER_ERRORS_NOT_PUNISHED = frozenset({"time-too-new", "prev-blk-not-found"})
+# A presync (chain/presync.py) that did not work out: the peer may have reorganised between
+# the two passes, or our clock bounds the chain's length; the presync is dropped (as Core).
+PRESYNC_ERRORS_NOT_PUNISHED = frozenset(
+    {"presync-mismatch", "presync-commitment-mismatch", "presync-too-long"}
+)
 # Transaction rejections that depend on our own tip: an honest peer a block ahead may send these.
 TX_ERRORS_NOT_PUNISHED = frozenset({"bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"})
 
@@ -43,7 +48,7 @@ def malformed(exc: ObolError) -> Misbehaviour:
 
 def for_headers(exc: ValidationError) -> Verdict:
     """Headers that were refused with ``exc``."""
-    if exc.code in HEADER_ERRORS_NOT_PUNISHED:
+    if exc.code in HEADER_ERRORS_NOT_PUNISHED or exc.code in PRESYNC_ERRORS_NOT_PUNISHED:
         return NOT_ITS_FAULT
     return Verdict(MISBEHAVING, "invalid header")
 

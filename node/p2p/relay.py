@@ -294,12 +294,13 @@ class Relay:
 
     async def _receive_block(self, peer: Peer, block: Block, sender_validated: bool) -> None:
         sync = self.sync
+        asked = block.hash in sync.in_flight  # of any peer (Core: IsBlockRequested)
         requested = sync.block_arrived(peer, block.hash)
         state = self.peers.get(peer)
         if state is not None:
             state.known.add(block.hash)
         excused = self.early.on_block(block, sender_validated)
-        validated = self.port.queue_block(block)
+        validated = self.port.queue_block(block, requested=asked)
         validated.add_done_callback(lambda done: self._block_outcome(peer, block, excused, done))
         if requested:
             # A download: don't hold this peer's next message until it is validated, so

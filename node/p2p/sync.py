@@ -1,7 +1,8 @@
 """Headers-first block download.
 
 On every new connection both sides send ``getheaders`` with a block locator.
-Headers are validated and stored as they come (``ChainState.accept_headers``);
+Headers are validated and stored as they come (``ChainState.accept_headers``),
+those of a chain with too little work only after a presync (``chain/presync.py``);
 a full batch (MAX_HEADERS) asks for the next one.  Blocks on the branch with
 the most work are then downloaded from every peer that has them, at most
 MAX_BLOCKS_IN_FLIGHT per peer, within a moving window of DOWNLOAD_WINDOW
@@ -28,6 +29,7 @@ from network import Misbehaviour
 from network.peer import Peer
 from node.chain.chainstate import ChainState
 from node.chain.index import BlockIndexEntry, BlockStatus, headers_after, locator
+from node.chain.presync import HeadersPresync, Phase, anti_dos_work, headers_work
 from node.p2p import punish
 from node.p2p.messages import (
     INV_BLOCK,
@@ -43,7 +45,7 @@ from node.p2p.messages import (
 )
 from node.p2p.peerstate import PeerState, PeerTable
 from node.p2p.ports import NodePort
-from node.primitives.block import short_hash
+from node.primitives.block import BlockHeader, short_hash
 from node.primitives.errors import DecodeError, ValidationError
 
 log = logging.getLogger("obol.sync")
@@ -53,6 +55,8 @@ MAX_BLOCKS_IN_FLIGHT = 32  # blocks requested from one peer and not yet received
 DOWNLOAD_WINDOW = 1024
 STALL_TIMEOUT = 10.0  # seconds a requested block may take before its peer is replaced
 PROGRESS_INTERVAL = 5.0  # seconds between sync progress log lines
+MAX_PRESYNCS = 8  # peers whose low-work header chains are checked at once (presync.py)
+PRESYNC_TIMEOUT = 60.0  # seconds a presync may wait for its next batch before it is dropped
 
 
 class BlockSync:
@@ -64,8 +68,10 @@ class BlockSync:
         peers: PeerTable,
         port: NodePort,
         stall_timeout: float = STALL_TIMEOUT,
+        max_presyncs: int = MAX_PRESYNCS,
     ) -> None:
         self.chain = chain
+        self.max_presyncs = max_presyncs  # peers presyncing headers at once
         self.peers = peers
         self.port = port
         self.stall_timeout = stall_timeout
@@ -140,10 +146,94 @@ class BlockSync:
                 raise Misbehaviour(
                     punish.MISBEHAVING, "non-continuous-headers", "headers do not form a chain"
                 )
-        if headers[0].prev_hash not in self.chain.index:
+        more = len(headers) == MAX_HEADERS
+        if state.presync is not None and headers[0].prev_hash == state.presync.expects:
+            await self._presync(state, headers, more)
+            return
+        fork = self.chain.index.get(headers[0].prev_hash)
+        if fork is None:
             # Not connecting to what we know: ask from our best header (Bitcoin does the same).
             self.request_headers(peer)
             return
+        if headers[-1].hash not in self.chain.index and not self._enough_work(fork, headers):
+            await self._low_work(state, fork, headers, more)
+            return
+        await self._store_headers(state, headers, more)
+
+    def _enough_work(self, fork: BlockIndexEntry, headers: list[BlockHeader]) -> bool:
+        """The chain ``fork`` + ``headers`` reaches the anti-DoS work (bits checked later)."""
+        try:
+            work = headers_work(headers)
+        except ValidationError:
+            return True  # malformed bits: let validation refuse (and punish) it
+        return fork.chain_work + work >= anti_dos_work(self.chain.params, self.chain.tip)
+
+    async def _low_work(
+        self, state: PeerState, fork: BlockIndexEntry, headers: list[BlockHeader], more: bool
+    ) -> None:
+        """Headers whose chain has too little work to be stored: a full batch starts a
+        presync (``presync.py``), a last batch is dropped."""
+        peer = state.peer
+        if not more:
+            log.info(
+                "headers from %s ignored: low-work chain (%d headers after height %d)",
+                peer.label,
+                len(headers),
+                fork.height,
+            )
+            return
+        if self._presyncs() >= self.max_presyncs:
+            log.info(
+                "headers from %s ignored: %d peers presync already", peer.label, self.max_presyncs
+            )
+            return
+        required = anti_dos_work(self.chain.params, self.chain.tip)
+        state.presync = HeadersPresync(self.chain.params, fork, required, int(time.time()))
+        log.info(
+            "presync of headers from %s: low-work chain after height %d, counting its work",
+            peer.label,
+            fork.height,
+        )
+        await self._presync(state, headers, more)
+
+    def _presyncs(self) -> int:
+        return sum(1 for s in self.peers.values() if s.presync is not None)
+
+    async def _presync(self, state: PeerState, headers: list[BlockHeader], more: bool) -> None:
+        """Feed a batch to the peer's presync; store what it releases, ask for what it needs."""
+        presync, peer = state.presync, state.peer
+        assert presync is not None
+        state.presync_progress = time.monotonic()
+        phase = presync.phase
+        try:
+            step = await self.port.in_chain(presync.feed, headers, more, int(time.time()))
+        except ValidationError as exc:
+            state.presync = None
+            verdict = punish.for_headers(exc)
+            if not verdict.score:
+                log.info("presync of headers from %s ended: %s", peer.label, exc)
+                return
+            raise Misbehaviour(verdict.score, exc.code, exc.message) from None
+        if presync.phase is not phase:
+            log.info(
+                "presync of headers from %s: %s at height %d",
+                peer.label,
+                step.outcome or "chain reaches the anti-DoS work, redownloading",
+                presync.presync_height,
+            )
+        if presync.phase is Phase.DONE:
+            state.presync = None
+        if step.release:
+            # once all is released, ask for what follows (the batch may go on past it)
+            await self._store_headers(state, step.release, more=presync.phase is Phase.DONE)
+        if step.locator is not None:
+            peer.send(MSG_GETHEADERS, [step.locator, NO_STOP])
+
+    async def _store_headers(
+        self, state: PeerState, headers: list[BlockHeader], more: bool
+    ) -> None:
+        """Validate and store headers that connect to the index; ask for more if ``more``."""
+        peer = state.peer
         try:
             entries = await self.port.in_chain(self.chain.accept_headers, headers)
         except ValidationError as exc:
@@ -156,7 +246,7 @@ class BlockSync:
         if state.best_known is None or last.chain_work > state.best_known.chain_work:
             state.best_known = last
         peer.best_height = max(peer.best_height, last.height)
-        if len(headers) == MAX_HEADERS:
+        if more:
             self.request_headers(peer, last)
         self.schedule()
 
@@ -329,6 +419,13 @@ class BlockSync:
                     )
                     state.peer.close("stalling")
                     await self.on_disconnected(state.peer)
+                elif state.presync is not None and now - state.presync_progress > PRESYNC_TIMEOUT:
+                    log.info(
+                        "presync of headers from %s dropped: no batch for %.0f s",
+                        state.peer.label,
+                        PRESYNC_TIMEOUT,
+                    )
+                    state.presync = None
             self.schedule()
             self._log_progress(now)
 

@@ -255,11 +255,11 @@ class Node:
 
     # --- blocks and transactions -----------------------------------------------------------
 
-    def _accept_blocks(self, blocks: list[Block]) -> BatchResult:
+    def _accept_blocks(self, blocks: list[Block], unrequested: set[bytes]) -> BatchResult:
         """On the chain thread: accept a batch, then bring the mempool along."""
         started = time.perf_counter()
         try:
-            result = self.chain.accept_blocks(blocks)
+            result = self.chain.accept_blocks(blocks, unrequested)
         finally:
             elapsed = (time.perf_counter() - started) / len(blocks)
             for timer in self.block_timers:
@@ -279,13 +279,16 @@ class Node:
         """
         return await self.queue_block(block)
 
-    def queue_block(self, block: Block) -> asyncio.Future:
+    def queue_block(self, block: Block, requested: bool = True) -> asyncio.Future:
         """``submit_block`` without waiting (no task per block): the future holds the
-        AcceptResult or the ValidationError."""
-        return self._blocks.enqueue(block)
+        AcceptResult or the ValidationError.  A block a peer pushed unasked
+        (``requested`` False) is stored only if worth it (``ChainState.accept_blocks``)."""
+        return self._blocks.enqueue((block, requested))
 
-    async def _process_blocks(self, blocks: list[Block]) -> list:
-        result = await self.in_chain(self._accept_blocks, blocks)
+    async def _process_blocks(self, items: list[tuple[Block, bool]]) -> list:
+        blocks = [block for block, _ in items]
+        unrequested = {block.hash for block, requested in items if not requested}
+        result = await self.in_chain(self._accept_blocks, blocks, unrequested)
         self._after_blocks(result)
         self._merge_txindex_later(result)
         for outcome in result.outcomes:

@@ -17,10 +17,11 @@ import dataclasses
 import os
 
 from node.chain.chainstate import ChainState
+from node.chain.index import BlockIndexEntry, BlockStatus
 from node.consensus.params import REGTEST, NetworkParams
-from node.consensus.pow import bits_to_target, hash_meets_target, target_to_bits
+from node.consensus.pow import bits_to_target, block_work, hash_meets_target, target_to_bits
 from node.mempool.pool import Mempool
-from node.mining.miner import NONCE_START, solve_block
+from node.mining.miner import NONCE_START, header_prefix, search_nonce, solve_block
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.crypto import SigningKey
 from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
@@ -218,3 +219,25 @@ def with_bad_proof_of_work(block: Block) -> Block:
     while hash_meets_target(block.header.with_nonce(nonce).hash, target):
         nonce += 1
     return Block.create(block.header.with_nonce(nonce), block.txs)
+
+
+def header_chain(
+    chain: ChainState, parent, count: int, time_step: int = NEUTRAL_STEP, store: bool = True
+) -> list[BlockHeader]:
+    """``count`` solved headers (no bodies) on ``parent``, an entry of ``chain``, each
+    with the bits the chain requires; stored in ``chain``'s index (one commit) if ``store``."""
+    headers: list[BlockHeader] = []
+    entry = parent
+    for _ in range(count):
+        bits = chain.next_bits(entry)
+        unsolved = BlockHeader.create(
+            1, entry.hash, os.urandom(32), entry.header.timestamp + time_step, bits, NONCE_START
+        )
+        nonce = search_nonce(header_prefix(unsolved), bits_to_target(bits), NONCE_START, 1 << 40)
+        header = unsolved.with_nonce(nonce)
+        headers.append(header)
+        work = entry.chain_work + block_work(bits_to_target(bits))
+        entry = BlockIndexEntry(header, entry.height + 1, work, BlockStatus.HEADER, 0, entry)
+    if store and headers:
+        chain.accept_headers(headers)
+    return headers
