@@ -18,6 +18,8 @@ mining       node.miner.Miner on all cores against the bare sha256d midstate loo
 reorg        switching to a competing branch 7, 10 and 100 blocks deep (in-process ChainState)
 memory       peak RSS of an idle node, and of one holding 100,000 UTXOs and a full mempool
 template     block templates from a full 32 MB mempool, against the old selection
+attacks      an honest node's sync and the API's latency while each attack of issue 14 runs
+             against the node it syncs from, against the same without an attack
 
 Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
@@ -59,6 +61,7 @@ BENCHMARKS = (
     "reorg",
     "memory",
     "template",
+    "attacks",
 )
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
@@ -103,6 +106,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
     """Run the ``selected`` benchmarks (in dependency order) on ``bench``, then stop its nodes."""
     # imported here, not at the top: worker processes started with spawn re-run this
     # module's top level, and none of them needs the benchmarks themselves
+    from scripts import bench_attacks
     from scripts import bench_suite as suite
 
     async with aiohttp.ClientSession() as bench.session:
@@ -114,7 +118,8 @@ async def run(bench: Bench, selected: list[str]) -> None:
                     continue
                 started = time.perf_counter()
                 log(f"{name}: starting")
-                await getattr(suite, f"bench_{name}")(bench)
+                module = bench_attacks if name == "attacks" else suite
+                await getattr(module, f"bench_{name}")(bench)
                 log(f"{name}: done in {time.perf_counter() - started:.1f}s")
         finally:
             await bench.close()

@@ -64,8 +64,8 @@ P = TypeVar("P")
 MAX_BLOCKS_ANNOUNCED = 8
 # bytes queued to a peer above which getdata waits (Core: 5 MB)
 GETDATA_SEND_PAUSE = 4 * 1024 * 1024
-# transactions served from one getdata between two turns of the loop
-GETDATA_TXS_PER_TURN = 200
+# seconds a getdata is served before other tasks get a turn (as session.MAX_LOOP_HOLD)
+GETDATA_TURN = 0.001
 
 
 def block_payload(raw_block: bytes) -> bytes:
@@ -129,25 +129,28 @@ class Relay:
             self.sync.schedule()
 
     async def handle_getdata(self, peer: Peer, body: object) -> None:
-        """Serve a ``getdata`` incrementally (Bitcoin Core: ``ProcessGetData``): one block per
-        turn of the event loop, waiting while the peer's send queue holds GETDATA_SEND_PAUSE
-        bytes or more, and stopping as soon as the peer is gone.  The peer's next message
-        is read only once this one is served, as in Core."""
+        """Serve a ``getdata`` incrementally (Bitcoin Core: ``ProcessGetData``): for at most
+        GETDATA_TURN seconds per turn of the event loop, so that every peer gets the same
+        share of it whatever it asks; waiting while the peer's send queue holds
+        GETDATA_SEND_PAUSE bytes or more, and stopping as soon as the peer is gone.  The
+        peer's next message is read only once this one is served, as in Core."""
         items = _parse(parse_inv, body)
         missing = []
-        since_yield = 0
+        clock = asyncio.get_running_loop().time
+        turn_ends = clock() + GETDATA_TURN
         for item in items:
             if peer.closed:
                 return
+            if clock() >= turn_ends:
+                await asyncio.sleep(0)  # the loop serves everyone else
+                turn_ends = clock() + GETDATA_TURN
+            await peer.wait_send_below(GETDATA_SEND_PAUSE)
             if item.kind == INV_BLOCK:
-                await peer.wait_send_below(GETDATA_SEND_PAUSE)
                 frame = self._block_frame(item.hash)
                 if frame is None:
                     missing.append(item)
                 else:
                     peer.send_frame(frame)
-                await asyncio.sleep(0)  # one block per turn: the loop serves everyone else
-                since_yield = 0
                 continue
             entry = self.mempool.get(item.hash)
             if entry is None:
@@ -155,11 +158,6 @@ class Relay:
             # the pool keeps the checked bytes: send them as they are
             else:
                 peer.send_frame(self.port.frame(payload_around(MSG_TX, entry.raw)))
-            since_yield += 1
-            if since_yield >= GETDATA_TXS_PER_TURN:
-                await peer.wait_send_below(GETDATA_SEND_PAUSE)
-                await asyncio.sleep(0)
-                since_yield = 0
         if missing and not peer.closed:
             peer.send(MSG_NOTFOUND, inv_body(missing))
 

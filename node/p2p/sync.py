@@ -134,18 +134,11 @@ class BlockSync:
         peer.send(MSG_HEADERS, [h.to_list() for h in headers])
 
     async def handle_headers(self, peer: Peer, body: object) -> None:
-        try:
-            headers = parse_headers(body)
-        except DecodeError as exc:
-            raise punish.malformed(exc) from None
+        # ~10 µs a header (2,000 in a batch): parsed on the chain thread, off the loop
+        headers = await self.port.in_chain(_parse_chain, body)
         state = self.peers.get(peer)
         if not headers or state is None:
             return
-        for prev, header in pairwise(headers):
-            if header.prev_hash != prev.hash:
-                raise Misbehaviour(
-                    punish.MISBEHAVING, "non-continuous-headers", "headers do not form a chain"
-                )
         more = len(headers) == MAX_HEADERS
         if state.presync is not None and headers[0].prev_hash == state.presync.expects:
             await self._presync(state, headers, more)
@@ -448,6 +441,20 @@ class BlockSync:
             len(self.in_flight),
         )
         self._progress_at, self._progress_height = now, height
+
+
+def _parse_chain(body: object) -> list[BlockHeader]:
+    """The headers of a ``headers`` body, each the child of the one before."""
+    try:
+        headers = parse_headers(body)
+    except DecodeError as exc:
+        raise punish.malformed(exc) from None
+    for prev, header in pairwise(headers):
+        if header.prev_hash != prev.hash:
+            raise Misbehaviour(
+                punish.MISBEHAVING, "non-continuous-headers", "headers do not form a chain"
+            )
+    return headers
 
 
 def _on_path(path: list[BlockIndexEntry], entry: BlockIndexEntry) -> bool:

@@ -80,9 +80,11 @@ class WireClient:
         *,
         genesis_hash: bytes = TEST_GENESIS,
         protocol_version: int = PROTOCOL_VERSION,
+        source: str | None = None,
     ) -> WireClient:
-        """A connection to ``host:port``, nothing sent yet."""
-        reader, writer = await asyncio.open_connection(host, port)
+        """A connection to ``host:port`` (from address ``source`` if given), nothing sent yet."""
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.open_connection(host, port, local_addr=local)
         return cls(reader, writer, magic, genesis_hash, codec, protocol_version)
 
     @classmethod
