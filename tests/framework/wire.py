@@ -99,8 +99,10 @@ class WireClient:
         blocks before validation (docs/protocol.md §14.9).
         """
         params = node.params
+        port = node.peers.listen_port
+        assert port is not None, "the node does not listen"
         client = await cls.connect(
-            node.peers.listen_port,
+            port,
             encoding,
             params.magic,
             node.config.net.listen_host,
