@@ -18,3 +18,5 @@ class NetCounters:
     evictions: int = 0  # inbound connections closed to make room for a new one (slots.py)
     unknown_messages: int = 0  # messages of a type nobody handles
     handler_errors: int = 0  # unexpected exceptions raised by node/ handlers and callbacks
+    addr_rate_limited: int = 0  # addresses of `addr` messages dropped unread (gossip.py)
+    addr_relayed: int = 0  # addresses passed on to other peers (gossip.py)

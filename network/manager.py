@@ -101,6 +101,7 @@ class PeerManager:
         self._tasks: set[asyncio.Task[Any]] = set()  # every background task we own
         self._connection_tasks: set[asyncio.Task[None]] = set()  # one per connection
         self._eviction_key = secrets.token_bytes(16)  # orders address groups for eviction
+        self.relay_key = secrets.token_bytes(16)  # picks the peers a relayed address goes to
         self.dialler = Dialler(self)  # outbound connections (package-internal)
         self.counters = NetCounters()  # totals since start (package-internal; see stats())
 
@@ -554,6 +555,8 @@ class PeerManager:
             "unknown_messages": counters.unknown_messages,
             "handler_errors": counters.handler_errors,
             "known_addresses": len(self.addrbook),
+            "addr_rate_limited": counters.addr_rate_limited,
+            "addr_relayed": counters.addr_relayed,
         }
 
 

@@ -10,11 +10,15 @@ the flags of every rule whose network holds its remote address.
 * ``mempool``: the peer may ask for our whole mempool with ``mempool`` (BIP35);
   the node tells it so in ``version`` (``grants``), and a peer without it that
   asks is disconnected.
+* ``addr``: the peer's ``addr`` messages are not rate-limited (``gossip.py``; Core's
+  ``NetPermissionFlags::Addr``), for a trusted seeder or crawler that pushes many.
 
-By default the loopback addresses (127.0.0.0/8 and ::1) get both: every tool of
+By default the loopback addresses (127.0.0.0/8 and ::1) get noban and mempool: every tool of
 the operator (the wallet, the local test network, health checks) runs there,
 and whoever can connect from them already has the machine.  Bitcoin Core
 likewise never discourages a local peer (``PeerManagerImpl::MaybeDiscourageAndDisconnect``).
+They do not get ``addr``, as Core's implicit whitelist flags do not: nothing local needs
+to push thousands of addresses, and a local peer's flood is bounded like anyone's.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ class PermissionFlag(enum.Flag):
     NONE = 0
     NOBAN = enum.auto()  # never discouraged nor evicted; disconnected on misbehaviour only
     MEMPOOL = enum.auto()  # may send `mempool` and get our pool's inventory
+    ADDR = enum.auto()  # its `addr` messages are not rate-limited
 
 
 #: flag names as written in a rule
-FLAG_NAMES = {"noban": PermissionFlag.NOBAN, "mempool": PermissionFlag.MEMPOOL}
+FLAG_NAMES = {
+    "noban": PermissionFlag.NOBAN,
+    "mempool": PermissionFlag.MEMPOOL,
+    "addr": PermissionFlag.ADDR,
+}
 #: bit of the `version` field ``grants`` for each flag a node tells its peer it has
 GRANT_BITS = {PermissionFlag.MEMPOOL: 1}
 

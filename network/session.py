@@ -8,8 +8,9 @@ One Session task runs per connection.  It
    the same node;
 3. once established: starts pinging, sends ``getaddr`` (outbound), runs the
    ``on_established`` callbacks;
-4. then reads messages one at a time: flood limits, network-layer types here,
-   every other type to the handler node/ registered;
+4. then reads messages one at a time: flood limits, network-layer types here
+   (``addr`` rate-limited and relayed as ``gossip.py`` says), every other type to
+   the handler node/ registered;
 5. on close: tells the dialler and, if it was established, the
    ``on_disconnected`` callbacks.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
@@ -30,11 +32,12 @@ from .addrman import AddrBook
 from .config import NetConfig
 from .counters import NetCounters
 from .errors import FrameError, MessageError, Misbehaviour
+from .gossip import ADDR_RELAY_MAX_ENTRIES, addr_token_bucket, relay_plan
 from .handlers import MessageHandler, PeerCallback
 from .keepalive import ping_loop
 from .outbound import Dialler
 from .peer import Direction, Peer, ReceivedMessage
-from .permissions import encode_grants
+from .permissions import PermissionFlag, encode_grants
 from .protocol import (
     ADDR,
     BAN_THRESHOLD,
@@ -84,6 +87,9 @@ class SessionHost(Protocol):
     def addrbook(self) -> AddrBook: ...
 
     @property
+    def relay_key(self) -> bytes: ...  # secret that picks the peers a relayed address goes to
+
+    @property
     def dialler(self) -> Dialler: ...
 
     @property
@@ -115,6 +121,8 @@ class Session:
         self.manager = manager  # owner: configuration, handlers, address book, bans
         self.peer = peer  # the connection this session drives
         self._ping_task: asyncio.Task[None] | None = None
+        self._addr_tokens = addr_token_bucket()  # addresses of `addr` it may make us process
+        self._rng = random.Random()  # which addresses of an `addr` beyond the tokens are kept
 
     async def run(self) -> None:
         """The life of the connection: handshake, then messages until it closes."""
@@ -276,6 +284,7 @@ class Session:
         if peer.direction is Direction.OUTBOUND:
             manager.dialler.handshake_succeeded(peer)
             peer.send(GETADDR, [])
+            self._addr_tokens.credit(MAX_ADDR)  # the answer we ask for fits (Core)
         elif peer.listen_address is not None:
             host, port = peer.listen_address
             manager.addrbook.add([(host, port, time.time())], source=peer.host)
@@ -368,13 +377,38 @@ class Session:
             check_empty(GETADDR, msg.body)
             self._answer_getaddr()
         elif msg.type == ADDR:
-            entries = decode_addr(msg.body)
-            added = self.manager.addrbook.add(
-                ((e.host, e.port, e.last_seen) for e in entries), source=peer.host
+            self._on_addr(decode_addr(msg.body))
+
+    def _on_addr(self, entries: list[AddrEntry]) -> None:
+        """Learn what the tokens allow of an `addr` (a random choice of it), and relay the
+        fresh addresses of a small one (``gossip.py``)."""
+        peer, manager = self.peer, self.manager
+        kept = entries
+        if not peer.has_permission(PermissionFlag.ADDR):
+            allowed = min(len(entries), int(self._addr_tokens.tokens))
+            self._addr_tokens.consume(allowed)
+            if allowed < len(entries):
+                kept = self._rng.sample(entries, allowed)
+                manager.counters.addr_rate_limited += len(entries) - allowed
+        learned = manager.addrbook.learn(
+            ((e.host, e.port, e.last_seen) for e in kept), source=peer.host
+        )
+        log.debug(
+            "peer %s sent %d addresses (%d processed, %d new)",
+            peer.label,
+            len(entries),
+            len(kept),
+            learned.new,
+        )
+        if learned.new:
+            manager.dialler.wake()
+        if len(entries) <= ADDR_RELAY_MAX_ENTRIES and learned.changed:
+            plan = relay_plan(
+                manager.relay_key, learned.changed, time.time(), manager.connections(), peer
             )
-            log.debug("peer %s sent %d addresses (%d new)", peer.label, len(entries), added)
-            if added:
-                self.manager.dialler.wake()
+            for target, relayed in plan.items():
+                target.send(ADDR, encode_addr(relayed))
+                manager.counters.addr_relayed += len(relayed)
 
     def _answer_getaddr(self) -> None:
         """Reply once per connection with up to MAX_ADDR addresses worth dialling."""
@@ -383,7 +417,7 @@ class Session:
             return
         peer.getaddr_answered = True
         exclude = [peer.listen_address] if peer.listen_address else []
-        known = self.manager.addrbook.for_gossip(MAX_ADDR, exclude=exclude)
+        known = self.manager.addrbook.for_gossip(MAX_ADDR, exclude=exclude, to=peer.host)
         entries = [AddrEntry(k.host, k.port, int(max(k.last_seen, k.last_success))) for k in known]
         peer.send(ADDR, encode_addr(entries))
 

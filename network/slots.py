@@ -28,14 +28,12 @@ shut honest nodes out, so, as Bitcoin Core does:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .netaddr import ip_group, parse_ip
 from .protocol import canonical_host
 
-IPV4_GROUP_BITS = 16  # an IPv4 address group is a /16 (Core: GetGroup)
-IPV6_GROUP_BITS = 32  # an IPv6 address group is a /32
 PROTECT_BY_GROUP = 4  # peers of the highest keyed groups kept (Core: 4)
 PROTECT_BY_PING = 8  # lowest-ping peers kept (Core: 8)
 PROTECT_BY_TX = 4  # peers that most recently gave us a transaction kept (Core: 4)
@@ -46,16 +44,8 @@ PROTECT_OLDEST_SHARE = 0.5  # share of the remaining, longest connected first, k
 def netgroup(host: str) -> str:
     """The address group of ``host``: ``"4:a.b"`` for IPv4 (/16), ``"6:…"`` for IPv6
     (/32), the whole address for loopback, the lower-cased text for a host name."""
-    key = canonical_host(host)
-    try:
-        ip = ipaddress.ip_address(key)
-    except ValueError:
-        return "name:" + key
-    if ip.is_loopback:
-        return "local:" + ip.compressed
-    bits = IPV4_GROUP_BITS if ip.version == 4 else IPV6_GROUP_BITS
-    network = ipaddress.ip_network(f"{ip}/{bits}", strict=False)
-    return f"{ip.version}:{network.network_address.compressed}"
+    ip = parse_ip(host)
+    return "name:" + canonical_host(host) if ip is None else ip_group(ip)
 
 
 @dataclass(frozen=True)

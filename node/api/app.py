@@ -178,6 +178,15 @@ class NodeCollector:
             "obol_discouragements", "Peers discouraged for misbehaviour", stats["discouragements"]
         )
         yield counter("obol_evictions", "Inbound peers evicted for a newcomer", stats["evictions"])
+        yield gauge(
+            "obol_known_addresses", "Addresses in the address book", stats["known_addresses"]
+        )
+        yield counter(
+            "obol_addr_rate_limited",
+            "Addresses of addr messages dropped by the rate limit",
+            stats["addr_rate_limited"],
+        )
+        yield counter("obol_addr_relayed", "Addresses relayed to peers", stats["addr_relayed"])
         yield counter("obol_network_received_bytes", "Bytes received from peers", stats["bytes_in"])
         yield counter("obol_network_sent_bytes", "Bytes sent to peers", stats["bytes_out"])
         yield counter(

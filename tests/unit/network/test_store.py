@@ -90,7 +90,7 @@ def test_addrbook_add_and_skip_unusable():
             ("10.0.0.2", 0, 0),
             ("::1", 9000, clock.now),
         ],
-        source="1.2.3.4",
+        source="127.0.0.2",  # a local peer may tell us about private and loopback addresses
     )
     assert added == 2 and len(book) == 2
     book.add([("10.0.0.1", 8333, clock.now - 500)], source="x")
@@ -145,13 +145,16 @@ def test_addrbook_failure_backoff_and_forgetting():
     assert address not in book
 
 
-def test_addrbook_cap_evicts_worst():
-    """Beyond max_entries the worst-scored addresses are evicted."""
+def test_addrbook_full_slot_keeps_its_occupant_unless_terrible():
+    """The book holds at most one address per slot: a newcomer whose slot is taken is
+    dropped, unless the occupant is terrible (here: unseen for over 30 days)."""
     clock = Clock()
-    book = AddrBook(None, max_entries=5, clock=clock)
-    book.add([(f"10.0.0.{i}", 1, clock.now - i * 3600) for i in range(1, 11)], source="x")
-    assert len(book) == 5
-    assert {e.host for e in book.entries()} == {f"10.0.0.{i}" for i in range(1, 6)}
+    book = AddrBook(None, new_buckets=1, tried_buckets=1, bucket_size=1, clock=clock)
+    assert book.max_entries == 2
+    book.add([("10.0.0.1", 1, clock.now - 31 * 86400)], source="x")
+    book.add([(f"10.0.0.{i}", 1, clock.now - i * 3600) for i in range(2, 11)], source="x")
+    assert len(book) == 1
+    assert book.get(("10.0.0.2", 1)) is not None  # took the terrible one's slot, kept it
 
 
 def test_addrbook_gossip_and_persistence(tmp_path):
