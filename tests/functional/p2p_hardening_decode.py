@@ -36,6 +36,9 @@ class CountingCodec:
         self.decoded.append(len(data))
         return encoding.decode(data)
 
+    def exceeded_depth(self, data: bytes, max_values):
+        return encoding.exceeded_depth(data, max_values)
+
 
 def empty_arrays(msg_type: str) -> bytes:
     """An envelope ``[type, [[], [], ...]]`` of about FLOOD bytes, built by hand."""
