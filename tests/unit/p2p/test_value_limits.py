@@ -216,10 +216,9 @@ def nested(counts: tuple[int, ...]) -> bytes:
 
 
 def _flood(msg_type: str, size: int) -> bytes:
-    """``[type, [[], [], ...]]`` of ``size`` bytes: the issue's flood, at its type's limit."""
+    """``[type, [[], [], ...]]`` of about ``size`` bytes: the issue's flood, at its type's limit."""
     head = b"\x92" + encoding.encode(msg_type)
-    count = size - len(head) - 5
-    return head + b"\xdd" + count.to_bytes(4, "big") + b"\x90" * count
+    return head + encoding.encode_array([b"\x90"] * (size - len(head) - 5))
 
 
 @pytest.mark.parametrize("msg_type", sorted(VALUE_LIMITS))
