@@ -6,7 +6,8 @@ tests/unit/primitives/test_encoding.py check that both ways agree).
 
 - ``node.consensus._sigbatch`` verifies a chunk of signatures in one release of the GIL
   (docs/design.md, "Signature checks").
-- ``node.primitives._formatcheck`` is the strict decoder's last step, the walk that refuses
+- ``node.primitives._formatcheck`` holds the strict decoder's first step, the count of a
+  payload's values per depth before anything is built, and its last, the walk that refuses
   nil, bool, float, maps and extension types (node/primitives/encoding.py).
 """
 

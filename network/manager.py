@@ -44,6 +44,7 @@ from .protocol import (
     GENESIS_HASH_SIZE,
     NETWORK_MESSAGE_TYPES,
     NETWORK_PAYLOAD_LIMITS,
+    NETWORK_VALUE_LIMITS,
     NONCE_BITS,
     Codec,
     canonical_host,
@@ -93,6 +94,8 @@ class PeerManager:
         self.on_disconnected: list[PeerCallback] = []
         self._handlers: dict[str, MessageHandler] = {}  # node/ message type -> its handler
         self._limits: dict[str, int] = dict(NETWORK_PAYLOAD_LIMITS)  # type -> payload bytes
+        # type -> most values per nesting depth of its body, counted before decoding
+        self._value_limits: dict[str, tuple[int, ...]] = dict(NETWORK_VALUE_LIMITS)
         self._peers: dict[int, Peer] = {}  # every open connection by id
         self._next_id = 1
         self._server: asyncio.Server | None = None
@@ -184,6 +187,7 @@ class PeerManager:
         handler: Handler,
         with_bytes: Literal[False] = False,
         max_payload: int | None = None,
+        max_values: tuple[int, ...] | None = None,
     ) -> None: ...
 
     @overload
@@ -193,6 +197,7 @@ class PeerManager:
         handler: BytesHandler,
         with_bytes: Literal[True],
         max_payload: int | None = None,
+        max_values: tuple[int, ...] | None = None,
     ) -> None: ...
 
     def register(
@@ -201,6 +206,7 @@ class PeerManager:
         handler: Callable[..., Awaitable[None]],
         with_bytes: bool = False,
         max_payload: int | None = None,
+        max_values: tuple[int, ...] | None = None,
     ) -> None:
         """Have ``await handler(peer, body)`` called for each ``msg_type`` message, or
         ``await handler(peer, body, body_bytes)`` with ``with_bytes``: the body's bytes as
@@ -209,6 +215,11 @@ class PeerManager:
         ``max_payload`` bounds the bytes of one such message (default: the frame limit);
         a larger one is refused before it is decoded (``oversized-message``, score 100),
         since decoding costs CPU and memory in proportion to its size.
+        ``max_values`` bounds what it may contain: ``max_values[0]`` values in its body
+        (if an array), ``max_values[1]`` in all of those together, and so on, nothing
+        deeper.  They are counted in one pass over the bytes before anything is decoded
+        (a value costs a Python object, about 70 bytes for an empty array sent as one);
+        more is ``oversized-message`` too.  Without it only the payload's bytes bound it.
 
         Raise Misbehaviour in the handler to punish the sender.  A peer's
         messages are handled one at a time, in order.
@@ -223,6 +234,8 @@ class PeerManager:
         self._limits[msg_type] = min(
             max_payload or self.config.max_payload, self.config.max_payload
         )
+        if max_values is not None:
+            self._value_limits[msg_type] = max_values
 
     # --- connections ------------------------------------------------------------
 
@@ -416,6 +429,7 @@ class PeerManager:
             permissions=permissions_for(str(peername[0]), cfg.permissions),
             discouraged=discouraged,
             payload_limit=self._limits.get,
+            value_limit=self._value_limits.get,
         )
         self._next_id += 1
         self._peers[peer.id] = peer

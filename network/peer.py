@@ -101,6 +101,7 @@ class Peer:
         permissions: PermissionFlag = PermissionFlag.NONE,
         discouraged: bool = False,
         payload_limit: Callable[[str], int | None] | None = None,
+        value_limit: Callable[[str], tuple[int, ...] | None] | None = None,
     ) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         sockname = writer.get_extra_info("sockname") or ("?", 0)
@@ -141,6 +142,8 @@ class Peer:
         self._max_payload = max_payload
         # bytes a message of a type may carry; None: a type nobody handles (not decoded)
         self._payload_limit = payload_limit or (lambda _type: max_payload)
+        # most values per nesting depth of a type's body (None: only its bytes bound it)
+        self._value_limit = value_limit or (lambda _type: None)
         self._max_send_queue = max_send_queue
         self._connected_mono = time.monotonic()
         self._decoder = FrameDecoder(magic, min(max_payload, MAX_HANDSHAKE_PAYLOAD))
@@ -241,7 +244,8 @@ class Peer:
         """The next message, or None once the stream ended or the peer was closed.
 
         Raises FrameError for a broken stream, MessageError for a payload that
-        is not an envelope or is larger than its type allows (``oversized-message``),
+        is not an envelope or is larger than its type allows (``oversized-message``: its
+        bytes, or its values per nesting depth, counted before it is decoded),
         OSError if the connection failed.  A message of a type nobody handles is
         returned undecoded.
         """
@@ -258,7 +262,8 @@ class Peer:
                     raise MessageError(
                         "oversized-message", f"{msg_type} of {len(payload)} bytes > {limit}"
                     )
-                msg_type, body = decode_envelope(self._codec, payload)
+                max_values = self._value_limit(msg_type)
+                msg_type, body = decode_envelope(self._codec, payload, max_values)
                 # [type, body]: a one-byte array header, the type's encoding, then the body's
                 body_start = 1 + len(self._codec.encode(msg_type))
                 return ReceivedMessage(msg_type, body, size, payload, body_start)

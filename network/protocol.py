@@ -59,6 +59,16 @@ NETWORK_PAYLOAD_LIMITS = {
     ADDR: ENVELOPE_OVERHEAD + 5 + MAX_ADDR * 79,
 }
 
+#: values per nesting depth of each network-layer body (``Codec.exceeded_depth``): element
+#: ``d`` bounds the values at depth ``d + 1`` of the body, counted before it is decoded
+#: (docs/protocol.md §14.2).  The others have none: ``version`` may gain fields of any shape
+#: in later protocol versions, and 4,096 bytes bound it; ``verack``, ``getaddr``, ``ping``
+#: and ``pong`` are at most 25 bytes.
+NETWORK_VALUE_LIMITS: dict[str, tuple[int, ...]] = {
+    ADDR: (MAX_ADDR, 3 * MAX_ADDR),  # [[host, port, last_seen], ...]
+}
+ENVELOPE_VALUES = 2  # values at depth 1 of a payload: the envelope's type and body
+
 _FIXARRAY_2 = 0x92  # msgpack header of a 2-element array: every envelope starts with it
 _FIXSTR = 0xA0  # msgpack fixstr header base: 0xA0 + length (the shortest form up to 31)
 
@@ -68,13 +78,19 @@ _TYPE_NAME = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
 class Codec(Protocol):
     """What the network layer needs from the node's encoding module.
 
-    ``node.primitives.encoding`` satisfies it.  ``decode`` may raise anything on input it
-    refuses; the network layer treats every exception as a malformed message.
+    ``node.primitives.encoding`` satisfies it.  ``decode`` and ``exceeded_depth`` may raise
+    anything on input they refuse; the network layer treats every exception as a malformed
+    message.  ``exceeded_depth`` is the first depth at which ``data`` holds more values
+    than ``max_values`` allows (``max_values[d - 1]`` at depth ``d``, the top value being
+    depth 0, nothing deeper than ``len(max_values)``), or None: found without building
+    the values, so that a message can be refused before its decoding costs anything.
     """
 
     def encode(self, obj: Any) -> bytes: ...
 
     def decode(self, data: bytes) -> Any: ...
+
+    def exceeded_depth(self, data: bytes, max_values: tuple[int, ...]) -> int | None: ...
 
 
 def is_valid_type_name(name: object) -> bool:
@@ -105,8 +121,25 @@ def peek_type(payload: bytes) -> str:
     return name
 
 
-def decode_envelope(codec: Codec, payload: bytes) -> tuple[str, Any]:
-    """Split a payload into (type, body); MessageError ``bad-message`` if malformed."""
+def decode_envelope(
+    codec: Codec, payload: bytes, max_values: tuple[int, ...] | None = None
+) -> tuple[str, Any]:
+    """Split a payload into (type, body); MessageError ``bad-message`` if malformed.
+
+    ``max_values`` bounds the values per nesting depth of the body (``max_values[0]``
+    its elements, ``max_values[1]`` theirs, ...): they are counted before anything is
+    decoded, and more is MessageError ``oversized-message``.
+    """
+    if max_values is not None:
+        try:
+            depth = codec.exceeded_depth(payload, (ENVELOPE_VALUES, *max_values))
+        except Exception as exc:  # any refusal by the codec means a malformed message
+            raise MessageError("bad-message", f"undecodable payload: {exc}") from None
+        if depth is not None:
+            raise MessageError(
+                "oversized-message",
+                f"more values at depth {depth - 1} of the body than its type allows",
+            )
     try:
         envelope = codec.decode(payload)
     except Exception as exc:  # any refusal by the codec means a malformed message

@@ -2,7 +2,10 @@
 
 The network layer delivers ``[type, body]`` with ``body`` already decoded from
 canonical msgpack; these functions check a body's shape and caps and turn it
-into typed values, raising ``DecodeError`` for anything malformed.
+into typed values, raising ``DecodeError`` for anything malformed.  Before it
+decodes a body, the network layer counts its values per nesting depth against the
+type's ``VALUE_LIMITS`` (registered by ``runtime.Node``), so that no body costs more
+to decode than the largest valid one of its type.
 
 ==============  ===========================================================
 type            body
@@ -23,10 +26,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from node.primitives.block import Block, BlockHeader
+from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader
+from node.primitives.crypto import ADDR_HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE
 from node.primitives.encoding import encode, expect_bytes, expect_int, expect_list
 from node.primitives.errors import DecodeError
-from node.primitives.tx import Transaction
+from node.primitives.tx import MAX_TX_SIZE, Transaction
 
 INV_TX = 1  # inventory kind: a transaction, by txid
 INV_BLOCK = 2  # inventory kind: a block, by block hash
@@ -40,6 +44,56 @@ MSG_INV, MSG_GETDATA, MSG_NOTFOUND = "inv", "getdata", "notfound"
 MSG_GETHEADERS, MSG_HEADERS, MSG_BLOCK, MSG_TX = "getheaders", "headers", "block", "tx"
 MSG_MEMPOOL = "mempool"
 MSG_POWBLOCK = "powblock"  # a block pushed on before full validation (node/p2p/early_relay.py)
+
+# --- what a body may contain, counted before it is decoded (docs/protocol.md §14.2) -------
+# A decoded value costs a Python object (an empty array: one byte sent, ~70 bytes built), so
+# each type bounds its values per nesting depth by what the largest valid body holds.  The
+# bounds for transactions follow from the smallest encodings of their parts (bytes):
+_MIN_OUTPUT = [0, bytes(ADDR_HASH_SIZE)]  # [amount, addr_hash]
+_MIN_SIGNED_INPUT = [bytes(32), 0, bytes(SIGNATURE_SIZE), bytes(PUBKEY_SIZE)]
+MIN_OUTPUT_SIZE = len(encode(_MIN_OUTPUT))  # 24
+MIN_INPUT_SIZE = len(encode([bytes(32), 0, b"", b""]))  # 40: the coinbase form, unsigned
+# 165: one signed input and one output; every transaction of a block but its coinbase spends
+MIN_SPEND_TX_SIZE = len(encode([0, [_MIN_SIGNED_INPUT], [_MIN_OUTPUT], 0]))
+HEADER_FIELDS = 6  # [version, prev_hash, merkle_root, timestamp, bits, nonce]
+TX_FIELDS = 4  # [version, inputs, outputs, locktime]
+INPUT_FIELDS = 4  # [prev_txid, prev_index, signature, pubkey]; an output has 2
+
+
+def tx_parts(size: int) -> int:
+    """Most inputs and outputs that ``size`` bytes of transactions hold (outputs are smaller)."""
+    return size // MIN_OUTPUT_SIZE
+
+
+def tx_part_fields(size: int) -> int:
+    """Most fields of inputs and outputs in ``size`` bytes (4 in 40, more than 2 in 24)."""
+    return size * INPUT_FIELDS // MIN_INPUT_SIZE
+
+
+MAX_BLOCK_TXS = 1 + MAX_BLOCK_SIZE // MIN_SPEND_TX_SIZE  # bound on a valid block's txs: 6,061
+INV_VALUES = (MAX_INV, 2 * MAX_INV)  # [[kind, hash], ...]
+BLOCK_VALUES = (  # [header, [tx, ...]]
+    2,
+    HEADER_FIELDS + MAX_BLOCK_TXS,
+    TX_FIELDS * MAX_BLOCK_TXS,
+    tx_parts(MAX_BLOCK_SIZE),
+    tx_part_fields(MAX_BLOCK_SIZE),
+)
+
+#: values per nesting depth of each node message's body: element ``d`` bounds the values at
+#: depth ``d + 1`` (the body's elements, theirs, ...); nothing is deeper; more is refused
+#: undecoded (``oversized-message``).  No valid body holds more.
+VALUE_LIMITS: dict[str, tuple[int, ...]] = {
+    MSG_INV: INV_VALUES,
+    MSG_GETDATA: INV_VALUES,
+    MSG_NOTFOUND: INV_VALUES,
+    MSG_GETHEADERS: (2, MAX_LOCATOR),  # [[hash, ...], stop]
+    MSG_HEADERS: (MAX_HEADERS, HEADER_FIELDS * MAX_HEADERS),  # [header, ...]
+    MSG_TX: (TX_FIELDS, tx_parts(MAX_TX_SIZE), tx_part_fields(MAX_TX_SIZE)),
+    MSG_BLOCK: BLOCK_VALUES,
+    MSG_POWBLOCK: BLOCK_VALUES,
+    MSG_MEMPOOL: (0,),  # []
+}
 
 
 class InvItem(NamedTuple):

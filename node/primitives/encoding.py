@@ -5,6 +5,11 @@ nested arrays.  The packer always chooses the shortest form, so every value
 has exactly one encoding.  ``decode`` refuses any input that does not
 re-encode to the very same bytes: no maps, no floats, no non-minimal integers,
 no ``str`` where ``bin`` is expected, no trailing bytes.
+
+Decoding builds a Python object per value, about 70 bytes for an empty array that
+took one byte, so ``exceeded_depth`` counts a payload's values per nesting depth
+in one pass over its bytes, before anything is built: a receiver that knows what a
+message may contain refuses more without paying for it (docs/protocol.md §14.2).
 """
 
 from __future__ import annotations
@@ -118,6 +123,106 @@ def encode_array(elements: list[bytes]) -> bytes:
     else:
         header = b"\xdd" + count.to_bytes(4, "big")
     return header + b"".join(elements)
+
+
+# --- counting values before decoding (docs/protocol.md §14.2) -------------------
+
+MAX_LIMIT_DEPTHS = 64  # depths ``exceeded_depth`` can bound: far beyond any message (6)
+
+_exceeded_depth: Callable[[bytes, tuple[int, ...]], int | None] | None
+try:  # the same pass in C (optional extension, built with the package)
+    from node.primitives._formatcheck import exceeded_depth as _exceeded_depth
+except ImportError:
+    _exceeded_depth = None
+
+
+def exceeded_depth(data: bytes, max_values: tuple[int, ...]) -> int | None:
+    """The first depth at which ``data`` holds more values than ``max_values`` allows, or None.
+
+    The top value is depth 0; ``max_values[d - 1]`` bounds the values at depth ``d``
+    (summed over all arrays at depth ``d - 1``), and nothing may be deeper than
+    ``len(max_values)``.  An array's count is added at its header, before its elements
+    are read, so a flood is refused at its first bytes.  Raises DecodeError if ``data``
+    is not one value of the format (truncated, trailing bytes, a map, nil, bool, float
+    or ext); whether it is canonical is left to ``decode``, which comes next.
+    """
+    if len(max_values) > MAX_LIMIT_DEPTHS:
+        raise ValueError(f"at most {MAX_LIMIT_DEPTHS} depths")
+    if _exceeded_depth is None:
+        return _exceeded_depth_python(data, max_values)
+    try:
+        return _exceeded_depth(data, max_values)
+    except ValueError as exc:
+        raise DecodeError(message=f"not one msgpack value: {exc}") from None
+
+
+_SCALAR_SIZES = {0xCC: 2, 0xD0: 2, 0xCD: 3, 0xD1: 3, 0xCE: 5, 0xD2: 5, 0xCF: 9, 0xD3: 9}
+_LENGTH_BYTES = {0xC4: 1, 0xD9: 1, 0xC5: 2, 0xDA: 2, 0xC6: 4, 0xDB: 4}  # bin, str: length size
+_ARRAY_COUNT_BYTES = {0xDC: 2, 0xDD: 4}
+
+
+def _foreign_marker(b: int) -> str:
+    if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF):
+        return "map"
+    if b in (0xC0, 0xC2, 0xC3):
+        return "bool/nil"
+    if b in (0xCA, 0xCB):
+        return "float"
+    return "reserved marker" if b == 0xC1 else "ext"
+
+
+def _exceeded_depth_python(data: bytes, max_values: tuple[int, ...]) -> int | None:
+    """``exceeded_depth`` without the C extension ``_formatcheck`` (the same answers)."""
+    n, pos = len(data), 0
+    counts = [0] * len(max_values)
+    remaining = [1]  # values left to read in each open array; the top value first
+    while remaining:
+        if remaining[-1] == 0:
+            remaining.pop()
+            continue
+        if pos >= n:
+            raise DecodeError(message="not one msgpack value: truncated")
+        remaining[-1] -= 1
+        b = data[pos]
+        if 0x90 <= b <= 0x9F:
+            count, pos = b & 0x0F, pos + 1
+        elif b in _ARRAY_COUNT_BYTES:
+            head = 1 + _ARRAY_COUNT_BYTES[b]
+            if n - pos < head:
+                raise DecodeError(message="not one msgpack value: truncated")
+            count, pos = int.from_bytes(data[pos + 1 : pos + head], "big"), pos + head
+        else:
+            if b <= 0x7F or b >= 0xE0:
+                size = 1
+            elif 0xA0 <= b <= 0xBF:
+                size = 1 + (b & 0x1F)
+            elif b in _SCALAR_SIZES:
+                size = _SCALAR_SIZES[b]
+            elif b in _LENGTH_BYTES:
+                head = 1 + _LENGTH_BYTES[b]
+                if n - pos < head:
+                    raise DecodeError(message="not one msgpack value: truncated")
+                size = head + int.from_bytes(data[pos + 1 : pos + head], "big")
+            else:
+                raise DecodeError(message=f"not one msgpack value: {_foreign_marker(b)}")
+            if n - pos < size:
+                raise DecodeError(message="not one msgpack value: truncated")
+            pos += size
+            continue
+        if count == 0:
+            continue
+        child = len(remaining)  # the depth of the array's elements
+        if child > len(max_values):
+            return child
+        counts[child - 1] += count
+        if counts[child - 1] > max_values[child - 1]:
+            return child
+        if count > n - pos:  # each element takes a byte or more
+            raise DecodeError(message="not one msgpack value: truncated")
+        remaining.append(count)
+    if pos != n:
+        raise DecodeError(message="not one msgpack value: trailing bytes")
+    return None
 
 
 _FORMAT_SCALARS = frozenset({int, bytes, str})  # exact types: bool (an int subclass) is not one

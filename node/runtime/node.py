@@ -39,6 +39,7 @@ from node.p2p.messages import (
     MSG_NOTFOUND,
     MSG_POWBLOCK,
     MSG_TX,
+    VALUE_LIMITS,
 )
 from node.p2p.peerstate import PeerTable
 from node.p2p.relay import Relay
@@ -151,20 +152,32 @@ class Node:
         self._register()
 
     def _register(self) -> None:
+        """Each node message's handler and bounds: its bytes, and its values per depth
+        (``VALUE_LIMITS``), both checked before it is decoded."""
         p, s, r = self.peers, self.sync, self.relay
-        limit = PAYLOAD_LIMITS
-        p.register(MSG_GETHEADERS, s.handle_getheaders, max_payload=limit[MSG_GETHEADERS])
-        p.register(MSG_HEADERS, s.handle_headers, max_payload=limit[MSG_HEADERS])
-        p.register(MSG_INV, r.handle_inv, max_payload=limit[MSG_INV])
-        p.register(MSG_GETDATA, r.handle_getdata, max_payload=limit[MSG_GETDATA])
-        p.register(MSG_NOTFOUND, r.handle_notfound, max_payload=limit[MSG_NOTFOUND])
+        size, values = PAYLOAD_LIMITS, VALUE_LIMITS
+        for msg_type, handler in (
+            (MSG_GETHEADERS, s.handle_getheaders),
+            (MSG_HEADERS, s.handle_headers),
+            (MSG_INV, r.handle_inv),
+            (MSG_GETDATA, r.handle_getdata),
+            (MSG_NOTFOUND, r.handle_notfound),
+            (MSG_MEMPOOL, r.handle_mempool),
+        ):
+            p.register(msg_type, handler, max_payload=size[msg_type], max_values=values[msg_type])
         # ids hashed from the bytes as they came, not re-encoded
-        p.register(MSG_TX, r.handle_tx, with_bytes=True, max_payload=limit[MSG_TX])
-        p.register(MSG_BLOCK, r.handle_block, with_bytes=True, max_payload=limit[MSG_BLOCK])
-        p.register(
-            MSG_POWBLOCK, r.handle_powblock, with_bytes=True, max_payload=limit[MSG_POWBLOCK]
-        )
-        p.register(MSG_MEMPOOL, r.handle_mempool, max_payload=limit[MSG_MEMPOOL])
+        for msg_type, bytes_handler in (
+            (MSG_TX, r.handle_tx),
+            (MSG_BLOCK, r.handle_block),
+            (MSG_POWBLOCK, r.handle_powblock),
+        ):
+            p.register(
+                msg_type,
+                bytes_handler,
+                with_bytes=True,
+                max_payload=size[msg_type],
+                max_values=values[msg_type],
+            )
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)
         p.on_disconnected.append(s.on_disconnected)

@@ -13,6 +13,8 @@ from network import FrameDecoder, FrameError, MessageError, Misbehaviour
 from network.frames import HEADER_SIZE, MAX_PAYLOAD_SIZE, checksum, encode_frame
 from network.protocol import (
     MAX_ADDR,
+    NETWORK_PAYLOAD_LIMITS,
+    NETWORK_VALUE_LIMITS,
     AddrEntry,
     VersionMessage,
     decode_addr,
@@ -186,6 +188,44 @@ def test_envelope_non_canonical_or_garbage_is_bad_message():
         with pytest.raises(MessageError) as err:
             decode_envelope(encoding, payload)
         assert err.value.code == "bad-message"
+
+
+def test_envelope_values_are_counted_before_decoding():
+    """``max_values`` bounds the body's values per depth: within them the envelope decodes,
+    one more at any depth is oversized-message, bytes that are not one value bad-message."""
+    body = [[1, b"a"], [2, b"b"]]
+    payload = encoding.encode(["inv", body])
+    assert decode_envelope(encoding, payload, (2, 4)) == ("inv", body)
+    assert decode_envelope(encoding, payload, (2, 4, 0)) == ("inv", body)
+    for tight in ((1, 4), (2, 3), (2,), ()):
+        with pytest.raises(MessageError) as err:
+            decode_envelope(encoding, payload, tight)
+        assert err.value.code == "oversized-message"
+    for broken in (payload[:-1], payload + b"\x00", b"\x92\xa3inv\x91\xc0"):
+        with pytest.raises(MessageError) as err:
+            decode_envelope(encoding, broken, (10, 10))
+        assert err.value.code == "bad-message"
+
+
+def test_an_addr_flood_is_refused_before_it_is_decoded():
+    """79 KB of empty arrays fits addr's payload limit; its count does not (and the body is
+    never built: the codec's decode is not called)."""
+
+    class NoDecode:
+        encode = staticmethod(encoding.encode)
+        exceeded_depth = staticmethod(encoding.exceeded_depth)
+
+        def decode(self, data):
+            raise AssertionError("decoded")
+
+    count = NETWORK_PAYLOAD_LIMITS["addr"] - 16
+    flood = b"\x92\xa4addr\xdd" + count.to_bytes(4, "big") + b"\x90" * count
+    with pytest.raises(MessageError) as err:
+        decode_envelope(NoDecode(), flood, NETWORK_VALUE_LIMITS["addr"])
+    assert err.value.code == "oversized-message"
+    full = encode_addr([AddrEntry("1.2.3.4", 8333, 1)] * MAX_ADDR)
+    payload = encoding.encode(["addr", full])
+    assert decode_envelope(encoding, payload, NETWORK_VALUE_LIMITS["addr"])[1] == full
 
 
 # --- network-layer bodies ---------------------------------------------------------------

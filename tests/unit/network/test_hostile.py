@@ -145,7 +145,8 @@ POST_HANDSHAKE_GARBAGE = {
     "pong-wrong-body": (["pong", [1, 2]], "bad-pong"),
     "getaddr-with-body": (["getaddr", [1]], "bad-getaddr"),
     "addr-wrong-shape": (["addr", [["10.0.0.1", 1]]], "bad-addr"),
-    "addr-oversized": (["addr", [["10.0.0.1", 1, 0]] * 1001], "oversized-addr"),
+    # more entries than MAX_ADDR: counted before decoding (decode_addr would say oversized-addr)
+    "addr-oversized": (["addr", [["10.0.0.1", 1, 0]] * 1001], "oversized-message"),
     "duplicate-version": None,  # built from the raw peer's own version below
     "duplicate-verack": (["verack", []], "duplicate-verack"),
 }
@@ -165,6 +166,27 @@ async def test_bad_messages_after_handshake_ban(nets, case):
     raw.send_raw(_frame(encoding.encode(message)))
     assert await raw.closed_by_peer(timeout=5)
     assert guarded.ban_reasons() == [code]
+    await guarded.assert_friend_unharmed()
+
+
+async def test_a_message_over_its_registered_value_limits_is_refused_undecoded(nets):
+    """A node type registered with ``max_values``: a body with more values at some depth is
+    oversized-message, punished, and its handler never runs; one within them is handled."""
+    guarded = await Guarded.start(nets)
+    got = []
+
+    async def keep(peer, body) -> None:
+        got.append(body)
+
+    guarded.node.register("blob", keep, max_values=(3, 6))
+    raw = await guarded.raw()
+    await raw.handshake()
+    raw.send("blob", [[1, 2], [3], [4, 5, 6]])
+    await wait_until(lambda: got == [[[1, 2], [3], [4, 5, 6]]], what="the blob within limits")
+    raw.send("blob", [[]] * 1000)
+    assert await raw.closed_by_peer(timeout=5)
+    assert guarded.ban_reasons() == ["oversized-message"]
+    assert len(got) == 1
     await guarded.assert_friend_unharmed()
 
 
