@@ -21,7 +21,10 @@ MAX_MESSAGES_PER_SECOND = 50_000.0  # messages/s a peer may send on average
 MESSAGE_BURST = 100_000  # messages a peer may send in one burst
 MAX_BYTES_PER_SECOND = 32 * 1024 * 1024  # bytes/s a peer may send on average (32 MiB/s)
 BYTE_BURST = 64 * 1024 * 1024  # bytes a peer may send in one burst (64 MiB)
-MAX_SEND_QUEUE = 64 * 1024 * 1024  # bytes queued to a peer before it is dropped as too slow
+MAX_SEND_QUEUE = 16 * 1024 * 1024  # bytes queued to a peer before it is dropped as too slow
+# bytes queued to a peer above which its next message is not read (Bitcoin Core: fPauseSend
+# at its 5 MB send buffer): what it asks for is bounded by what it reads
+SEND_PAUSE = 4 * 1024 * 1024
 RECONNECT_INITIAL = 0.5  # seconds: first retry delay of a persistent peer
 RECONNECT_MAX = 30.0  # seconds: largest retry delay of a persistent peer
 OUTBOUND_RETRY_INTERVAL = 5.0  # seconds between address-book rounds when nothing wakes the dialler
@@ -52,6 +55,7 @@ class NetConfig:
     max_bytes_per_second: float = MAX_BYTES_PER_SECOND  # flood limit: sustained bytes/s
     byte_burst: int = BYTE_BURST  # flood limit: burst size in bytes (>= one largest frame)
     max_send_queue: int = MAX_SEND_QUEUE  # bytes queued to one peer before it is dropped
+    send_pause: int = SEND_PAUSE  # bytes queued to a peer that stop the reading of its messages
     reconnect_initial: float = RECONNECT_INITIAL  # seconds: first persistent-peer retry delay
     reconnect_max: float = RECONNECT_MAX  # seconds: cap of the doubling retry delay
     outbound_retry_interval: float = OUTBOUND_RETRY_INTERVAL  # seconds between dialler rounds

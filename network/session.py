@@ -306,7 +306,9 @@ class Session:
         peer = self.peer
         clock = asyncio.get_running_loop().time
         turn_ends = clock() + MAX_LOOP_HOLD
+        pause = self.manager.config.send_pause
         while not peer.closed:
+            await peer.wait_send_below(pause)  # it reads too little of what it asked for
             msg = await peer.receive()
             if msg is None:
                 peer.close("connection-closed")

@@ -8,8 +8,9 @@ import os
 
 import pytest
 
+from network.config import SEND_PAUSE
 from node.mempool.orphans import MAX_ORPHANS_PER_PEER
-from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV
+from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV, NO_STOP
 from node.p2p.relay import GETDATA_SEND_PAUSE
 from node.primitives.tx import OutPoint, TxOut
 from tests.framework.blocktools import Wallet, coinbase_coin, spend
@@ -136,3 +137,23 @@ async def test_missing_input_floods_are_bounded_and_not_validated_twice(pair):
         lambda: a.relay.orphans.count_from(attacker.id) == 0,
         what="the peer's orphans dropped with it",
     )
+
+
+async def test_a_peer_that_reads_nothing_cannot_make_the_node_queue_its_answers(pair):
+    """2,000 `getheaders` from a peer that reads nothing (22 MB of answers): once
+    SEND_PAUSE bytes are queued to it the node stops reading its messages (Core's
+    fPauseSend), so the queue stays at the pause plus one answer, and b is served."""
+    a, b, _wallet, _coins = pair
+    client, attacker = await hostile_peer(a)
+    request = client.frame("getheaders", [[a.params.genesis_hash], NO_STOP])
+    client.send_raw(request * 2_000)
+    await wait_until(
+        lambda: attacker.send_queue_bytes >= SEND_PAUSE,
+        what="the node to queue answers up to the pause",
+    )
+    answer = 128 * (a.chain.height + 1) + 64  # bytes: a headers answer from genesis, at most
+    for _ in range(3):
+        await a.generate(1, Wallet().addr)
+        await sync_blocks([a, b])
+        assert attacker.send_queue_bytes < SEND_PAUSE + answer + 10_000  # + the pushed blocks
+    assert not attacker.closed
