@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
+from scripts.bench_attacks import SCENARIOS
 from tests.framework.util import REPO_ROOT
 
+ATTACKS = SCENARIOS[1:]  # every scenario but the one without an attack
 ROOT = REPO_ROOT
 BENCH = ROOT / "scripts" / "bench.py"
 FIGURES = {
@@ -51,6 +53,10 @@ FIGURES = {
     "memory_node_mempool_txs",
     "memory_node_mempool_usage_mb",
     "mempool_fill_tx_per_s",
+    # attacks: the honest sync and the API's latency, without and under each attack
+    "attack_none_sync",
+    "attack_none_api_p50",
+    *(f"attack_{kind}_{what}" for kind in ATTACKS for what in ("sync", "api_p50")),
 }
 # Differences of tip-event times between neighbouring nodes: with relay before validation
 # (docs/protocol.md §14.9) neighbours validate a block at the same time, and the farther one
@@ -67,6 +73,7 @@ WITH_TARGET = {
     "reorg_7_deep",
     "rss_idle_node",
     "rss_node_mempool_and_utxos",
+    *(f"attack_{kind}_sync" for kind in ATTACKS),
 }
 
 
@@ -82,7 +89,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
         [sys.executable, str(BENCH), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
