@@ -396,6 +396,7 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
     from aiohttp import web
 
     from node.api.app import create_app
+    from node.api.server import ApiRunner
 
     runner = None
     try:
@@ -406,7 +407,7 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
         if settings.api is not None:
             token = write_token(settings.datadir)
             app = create_app(node, token, stop, allowed_hosts=settings.api_allow_hosts)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT)
+            runner = ApiRunner(app, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT)
             await runner.setup()
             try:
                 await web.TCPSite(runner, settings.api[0], settings.api[1]).start()

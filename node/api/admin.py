@@ -7,14 +7,18 @@ writes to ``<datadir>/api.token``): a missing or malformed header is 401
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
-import ipaddress
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from network.errors import NetworkError
+from network.protocol import canonical_host
 from node.api.common import (
+    REASON_PATTERN,
     STOP_KEY,
     TOKEN_KEY,
     ApiError,
@@ -24,12 +28,26 @@ from node.api.common import (
     node_of,
     parse_hash,
     parse_host_port,
+    parse_ip,
 )
 
 MAX_MINE_BLOCKS = 10_000  # blocks one POST /mine may ask for
 # blocks mined per chain-thread call: a stop request is seen between them
 MINE_CHUNK = 50
-MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
+MIN_BAN_SECONDS = 1  # seconds: the shortest ban POST /bans sets
+MAX_BAN_SECONDS = 10 * 365 * 24 * 3600  # seconds: the longest (ten years)
+MAX_BAN_REASON = 100  # characters of a ban's reason
+DEFAULT_BAN_REASON = "manual"
+_REASON_RE = re.compile(REASON_PATTERN)
+# seconds POST /peers waits for the new connection's handshake; the network's own
+# handshake timeout (10 s) normally ends the wait first
+PEER_HANDSHAKE_WAIT = 15.0
+# why a connection closed before its handshake -> the code POST /peers answers with
+HANDSHAKE_FAILURES = {
+    "self-connection": "self-connection",
+    "duplicate-connection": "already-connected",
+    "banned": "banned",
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,10 +128,25 @@ async def post_miner(request: web.Request) -> web.Response:
 
 @admin
 async def post_peers(request: web.Request) -> web.Response:
+    """Connect once and answer when the handshake has succeeded or failed (409 with why:
+    a connection that fails at once, to ourselves, a banned host or no P2P port, is no
+    success)."""
     node = node_of(request)
     body = await json_body(request)
-    host, port = parse_host_port(body.get("connect"), "connect")
+    text = body_field(body, "connect", str)
+    host, port = parse_host_port(text, "connect")
     peer = await node.peers.connect(host, port)  # NetworkError -> 409 with its code
+    try:
+        established = await asyncio.wait_for(peer.wait_established(), PEER_HANDSHAKE_WAIT)
+    except TimeoutError:
+        peer.close("handshake-timeout")
+        established = False
+    if not established:
+        reason = peer.close_reason or "closed"
+        raise NetworkError(
+            HANDSHAKE_FAILURES.get(reason, "handshake-failed"),
+            f"{text}: the connection closed before the handshake completed ({reason})",
+        )
     return web.json_response(peer.info())
 
 
@@ -136,15 +169,18 @@ async def get_bans(request: web.Request) -> web.Response:
 async def post_bans(request: web.Request) -> web.Response:
     node = node_of(request)
     body = await json_body(request)
-    host = body_field(body, "host", str)
-    try:
-        host = ipaddress.ip_address(host.strip().strip("[]")).compressed
-    except ValueError:
-        raise ApiError(400, "bad-param", "'host' must be an IPv4 or IPv6 address") from None
+    host = parse_ip(body_field(body, "host", str), "host")
     seconds = body_field(body, "seconds", (int, float), required=False)
-    if seconds is not None and not 0 < seconds <= MAX_BAN_SECONDS:
-        raise ApiError(400, "bad-param", f"'seconds' must be in (0, {MAX_BAN_SECONDS}]")
-    reason = body_field(body, "reason", str, required=False, default="manual")[:100]
+    if seconds is not None and not MIN_BAN_SECONDS <= seconds <= MAX_BAN_SECONDS:
+        raise ApiError(
+            400, "bad-param", f"'seconds' must be in [{MIN_BAN_SECONDS}, {MAX_BAN_SECONDS}]"
+        )
+    reason = body_field(body, "reason", str, required=False, default=DEFAULT_BAN_REASON)
+    if len(reason) > MAX_BAN_REASON:
+        raise ApiError(400, "bad-param", f"'reason' is longer than {MAX_BAN_REASON} characters")
+    if not _REASON_RE.fullmatch(reason):
+        # a newline would let the reason forge lines of the node's log
+        raise ApiError(400, "bad-param", "'reason' must not contain control characters")
     ban = node.peers.ban(host, seconds, reason)
     return web.json_response(ban.to_json())
 
@@ -156,7 +192,7 @@ async def delete_bans(request: web.Request) -> web.Response:
 
 @admin
 async def delete_ban(request: web.Request) -> web.Response:
-    host = request.match_info["host"].strip("[]")
+    host = canonical_host(parse_ip(request.match_info["host"], "host"))
     if not node_of(request).peers.unban(host):
         raise ApiError(404, "ban-not-found", f"{host} is not banned")
     return web.json_response({"unbanned": host})

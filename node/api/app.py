@@ -1,13 +1,14 @@
 """The node's HTTP API (aiohttp, JSON, everything under ``/api/v1``).
 
 ``create_app(node, token, stop_event)`` builds the application the daemon
-serves.  Routes live in ``api_routes.py`` (public reads) and
-``api_routes_admin.py`` (transactions and bearer-token admin routes); the
+serves (with ``server.ApiRunner``).  Routes live in ``public.py`` (public reads),
+``txs.py`` (transaction writes) and ``admin.py`` (bearer-token admin routes); the
 OpenAPI document in ``openapi.py``; the user guide is ``docs/api.md``.
 
 Every error is ``{"error": {"code": "<stable-code>", "message": "..."}}``
 with a 4xx status: the middleware below maps the consensus code's
-exceptions (``ObolError``) and aiohttp's own errors (404, 405, 413) to it.
+exceptions (``ObolError``) and aiohttp's router errors (404, 405, 413) to it,
+and ``server.py`` the errors of aiohttp's request parser (400, 414, 431).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,7 +27,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from network.errors import NetworkError
 from node import __version__
 from node.api.admin import admin_routes
-from node.api.common import API_PREFIX, NODE_KEY, STOP_KEY, TOKEN_KEY, VERSION_KEY, ApiError
+from node.api.common import (
+    API_PREFIX,
+    EVENT_TYPES_PATTERN,
+    NODE_KEY,
+    STOP_KEY,
+    TOKEN_KEY,
+    VERSION_KEY,
+    ApiError,
+)
 from node.api.guard import ALLOWED_HOSTS_KEY, browser_guard, check_websocket_origin
 from node.api.openapi import openapi_spec
 from node.api.public import public_routes
@@ -48,8 +58,6 @@ HTTP_CODES = {
     404: "not-found",
     405: "method-not-allowed",
     413: "too-large",
-    414: "too-large",
-    431: "too-large",
 }
 VALIDATION_BUCKETS = (
     0.0005,
@@ -68,6 +76,7 @@ VALIDATION_BUCKETS = (
 )
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WS_HEARTBEAT = 30.0  # seconds between WebSocket pings
+_EVENT_TYPES_RE = re.compile(EVENT_TYPES_PATTERN)
 
 
 def error_response(
@@ -227,16 +236,15 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     """WebSocket: one JSON text message per event (``hello`` first, then ``tip`` / ``tx``)."""
+    types = request.query.getall("types", [])
+    if len(types) > 1 or (types and not _EVENT_TYPES_RE.fullmatch(types[0])):
+        raise ApiError(400, "bad-param", "'types' must be given once, listing tip and/or tx")
+    wanted = set(types[0].split(",")) if types else None
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket-required", "this route needs a WebSocket upgrade")
     check_websocket_origin(request)
     node = request.app[NODE_KEY]
-    wanted = None
-    if request.query.get("types"):
-        wanted = set(request.query["types"].split(","))
-        if not wanted <= {"tip", "tx"}:
-            raise ApiError(400, "bad-param", "'types' must list 'tip' and/or 'tx'")
     queue = node.events.subscribe()
     sockets = request.app[SOCKETS_KEY]
     try:
@@ -292,8 +300,9 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 def api_routes() -> list[tuple[str, str, Any]]:
-    """(method, path under /api/v1, handler) of every route."""
-    return (
+    """(method, path under /api/v1, handler) of every route; every GET answers HEAD too,
+    as GET without the body (RFC 9110 §9.3.2)."""
+    routes = (
         public_routes()
         + tx_routes()
         + admin_routes()
@@ -303,6 +312,13 @@ def api_routes() -> list[tuple[str, str, Any]]:
             ("GET", "/openapi.json", get_openapi),
         ]
     )
+    heads = [("HEAD", p, h) for m, p, h in routes if m == "GET" and p != "/events"]
+    return routes + heads  # (a WebSocket upgrade is a GET only)
+
+
+def route_template(path: str) -> str:
+    """A route's path as the OpenAPI document writes it: ``/tx/{txid:regex}`` -> ``/tx/{txid}``."""
+    return re.sub(r"\{(\w+):(?:[^{}]|\{[^{}]*\})*\}", r"{\1}", path)
 
 
 def create_app(
@@ -322,11 +338,14 @@ def create_app(
     app[STOP_KEY] = stop_event
     app[VERSION_KEY] = version
     app[SOCKETS_KEY] = set()
-    app[OPENAPI_KEY] = openapi_spec(version, node.params.name)
+    app[OPENAPI_KEY] = openapi_spec(
+        version, node.params.name, node.params.hrp, address_required=node.miner_address is None
+    )
     _make_metrics(app, node)
     for method, path, handler in api_routes():
         app.router.add_route(method, API_PREFIX + path, handler)
     app.router.add_route("GET", "/metrics", get_metrics)
+    app.router.add_route("HEAD", "/metrics", get_metrics)
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_unhook)
     return app

@@ -8,14 +8,45 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.api.admin import MAX_BAN_REASON, MAX_BAN_SECONDS, MAX_MINE_BLOCKS, MIN_BAN_SECONDS
+from node.api.common import (
+    EVENT_TYPES_PATTERN,
+    HASH_PATTERN,
+    HEIGHT_PATTERN,
+    HEX_PATTERN,
+    HOST_PORT_PATTERN,
+    REASON_PATTERN,
+)
+from node.api.public import (
+    DEFAULT_HEADERS_LISTED,
+    DEFAULT_HISTORY,
+    MAX_HEADERS_LISTED,
+    MAX_HEIGHT,
+    MAX_HISTORY,
+)
+from node.api.txs import MAX_TX_BATCH
+
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
+# what the node answers: lower-case hex
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
 HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+# what the node takes: hex of either case, as the parsers in common.py
+HEX_IN = {"type": "string", "pattern": HEX_PATTERN}
+HASH_IN = {"type": "string", "pattern": HASH_PATTERN}
+HEIGHT_OR_HASH = {
+    "type": "string",
+    "pattern": f"^(?:{HEIGHT_PATTERN[1:-1]}|{HASH_PATTERN[1:-1]})$",
+}
+HOST_PORT = {"type": "string", "pattern": HOST_PORT_PATTERN, "example": "127.0.0.1:18444"}
+IP = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
 NULLABLE_INT = {"type": "integer", "nullable": True}
 NULLABLE_HASH = {**HASH, "nullable": True}
+# a bech32m address: the checksum is more than a pattern can say, so it is a format of
+# its own (a client generating addresses registers it; tests/framework/schema_hooks.py)
+ADDRESS_FORMAT = "obol-address"
 ADDRESS = {"type": "string", "description": "bech32m address of this network"}
 
 
@@ -40,12 +71,14 @@ def ref(name: str) -> dict:
 
 
 SCHEMAS: dict[str, dict] = {
-    "Error": obj(
-        error=obj(
+    "Error": {**obj(error=ref("ErrorDetail")), "additionalProperties": False},
+    "ErrorDetail": {
+        **obj(
             code={**STR, "description": "stable machine-readable code"},
             message={**STR, "description": "human-readable detail"},
-        )
-    ),
+        ),
+        "additionalProperties": False,
+    },
     "Status": obj(
         network=STR,
         version=STR,
@@ -187,7 +220,6 @@ SCHEMAS: dict[str, dict] = {
     ),
     "Fees": props_obj({"1": NUM, "3": NUM, "6": NUM, "unit": STR}),
     "Peer": obj(
-        required=False,
         id=INT,
         address=STR,
         direction=STR,
@@ -203,8 +235,18 @@ SCHEMAS: dict[str, dict] = {
         messages_out=INT,
         ban_score=INT,
         connected_seconds=NUM,
-        best_known_height=NULLABLE_INT,
     ),
+    "PeerState": {
+        "allOf": [
+            ref("Peer"),
+            obj(
+                best_known_height={
+                    **NULLABLE_INT,
+                    "description": "height of the best header the peer is known to have",
+                }
+            ),
+        ]
+    },
     "Ban": obj(host=STR, until={**NUM, "description": "unix seconds"}, reason=STR),
     "ChainChange": obj(height=INT, tip=HASH, connected=arr(HASH), disconnected=arr(HASH)),
 }
@@ -213,10 +255,12 @@ ERRORS = {
     "400": "bad input (bad-param, bad-json, bad-hex, bad-encoding, bad-hash, bad-txid, "
     "bad-address, wrong-network or a consensus reject code)",
     "401": "unauthorized: no or malformed bearer token",
-    "403": "forbidden: wrong token",
+    "403": "forbidden-host: a Host name that is not served; on admin routes also "
+    "forbidden: wrong token",
     "404": "unknown object or route",
     "409": "conflict (txn-mempool-conflict, txn-already-in-mempool, not-regtest, ...)",
     "413": "too-large: body over 2 MiB",
+    "415": "unsupported-media-type: a body that is not application/json",
 }
 
 
@@ -225,17 +269,36 @@ def _json(schema: dict, description: str = "OK") -> dict:
 
 
 def _op(
+    operation_id: str,
     summary: str,
     response: dict,
     *,
-    errors: tuple[str, ...] = ("400",),
+    errors: tuple[str, ...] = (),
     admin: bool = False,
     params: list[dict] | None = None,
     body: dict | None = None,
-    tag: str = "node",
+    links: dict | None = None,
 ) -> dict:
-    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {"200": response}}
-    codes = set(errors) | ({"401", "403"} if admin else set()) | ({"413"} if body else set())
+    """One operation; its error statuses are ``errors`` and those its shape implies: 403
+    for any (the Host check), 401 for admin routes, 400 and 404 for path parameters,
+    400, 413 and 415 for a body."""
+    if links:
+        response = {**response, "links": links}
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["admin" if admin else "node"],
+        "responses": {"200": response},
+    }
+    codes = set(errors) | {"403"}
+    if admin:
+        codes |= {"401"}
+    if any(p["in"] == "path" for p in params or ()):
+        codes |= {"400", "404"}
+    if any(p["in"] == "query" for p in params or ()):
+        codes |= {"400"}
+    if body:
+        codes |= {"400", "413", "415"}
     for code in sorted(codes):
         op["responses"][code] = _json(ref("Error"), ERRORS[code])
     if admin:
@@ -245,6 +308,19 @@ def _op(
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
+
+
+def _head(get: dict) -> dict:
+    """HEAD of a GET operation: the same statuses and headers, no body."""
+    head = {k: v for k, v in get.items() if k not in ("responses", "operationId", "summary")}
+    name = get["operationId"].removeprefix("get")  # getTx -> headTx, listBans -> headListBans
+    head["operationId"] = "head" + name[0].upper() + name[1:]
+    head["summary"] = f"{get['summary']} (headers only)"
+    head["responses"] = {
+        status: {"description": f"as GET: {response['description']}, without the body"}
+        for status, response in get["responses"].items()
+    }
+    return head
 
 
 def _path(name: str, schema: dict, description: str = "") -> dict:
@@ -267,256 +343,321 @@ def _query(name: str, schema: dict, description: str = "") -> dict:
     }
 
 
-def openapi_spec(version: str, network: str) -> dict:
-    """The OpenAPI 3.0 document (paths relative to the server URL ``/api/v1``)."""
-    hash_param = _path("hash", HASH, "block hash")
-    addr_param = _path("address", ADDRESS)
-    tx_body = obj(hex={**HEX, "description": "the transaction's canonical encoding"})
+def _header(name: str, schema: dict, description: str = "") -> dict:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def openapi_spec(version: str, network: str, hrp: str = "", address_required: bool = True) -> dict:
+    """The OpenAPI 3.0 document (paths relative to the server URL ``/api/v1``).
+
+    ``hrp`` is the network's address prefix; ``address_required`` is False when the node
+    has a miner address, which ``POST /mine`` pays by default.
+    """
+    address = {
+        **ADDRESS,
+        "format": ADDRESS_FORMAT,
+        "description": f"bech32m address of this network ({hrp}1...)",
+    }
+    hash_param = _path("hash", HASH_IN, "block hash (64 hex digits)")
+    addr_param = _path("address", address)
+    tx_body = obj(hex={**HEX_IN, "description": "the transaction's canonical encoding"})
+    mine_body = obj(
+        required=False,
+        blocks={**INT, "minimum": 1, "maximum": MAX_MINE_BLOCKS},
+        address=address
+        if address_required
+        else {**address, "nullable": True, "description": "default: --miner-address"},
+    )
+    mine_body["required"] = ["address", "blocks"] if address_required else ["blocks"]
+    ban_body = obj(
+        required=False,
+        host={**IP, "description": "IPv4 or IPv6 address; every port of it is banned"},
+        seconds={
+            **NUM,
+            "minimum": MIN_BAN_SECONDS,
+            "maximum": MAX_BAN_SECONDS,
+            "nullable": True,
+            "description": "default: one day",
+        },
+        reason={
+            **STR,
+            "maxLength": MAX_BAN_REASON,
+            "pattern": REASON_PATTERN,
+            "nullable": True,
+            "description": "no control characters; default: manual",
+        },
+    )
+    ban_body["required"] = ["host"]
+    gets: dict[str, dict] = {
+        "/status": _op("getStatus", "Node and chain summary", _json(ref("Status"))),
+        "/utxoset": _op("getUtxoSet", "UTXO set statistics and digest", _json(ref("UtxoSet"))),
+        "/blocks": _op(
+            "listBlocks",
+            "Headers of the active chain",
+            _json(obj(height=INT, start=INT, headers=arr(ref("Header")))),
+            params=[
+                _query(
+                    "start",
+                    {**INT, "minimum": 0, "maximum": MAX_HEIGHT},
+                    "first height (default: the latest `count`)",
+                ),
+                _query(
+                    "count",
+                    {**INT, "minimum": 1, "maximum": MAX_HEADERS_LISTED},
+                    f"headers (default {DEFAULT_HEADERS_LISTED})",
+                ),
+            ],
+        ),
+        "/blocks/{id}": _op(
+            "getBlock",
+            "A block by hash or height",
+            _json(ref("Block")),
+            params=[
+                _path("id", HEIGHT_OR_HASH, "64-hex-digit hash, or a height on the active chain"),
+                _query(
+                    "tx",
+                    {"type": "string", "enum": ["ids", "full"]},
+                    "'full' includes every transaction (default 'ids')",
+                ),
+            ],
+        ),
+        "/tx/{txid}": _op(
+            "getTx",
+            "A confirmed or unconfirmed transaction",
+            _json(ref("Transaction")),
+            params=[_path("txid", HASH_IN)],
+        ),
+        "/address/{address}": _op(
+            "getAddress",
+            "Balance and unspent outputs of an address",
+            _json(ref("Address")),
+            params=[addr_param],
+        ),
+        "/address/{address}/history": _op(
+            "getAddressHistory",
+            "Transactions touching an address, newest first (mempool first)",
+            _json(ref("History")),
+            params=[
+                addr_param,
+                _query(
+                    "limit",
+                    {**INT, "minimum": 1, "maximum": MAX_HISTORY},
+                    f"confirmed entries per page, completed to a block boundary "
+                    f"(default {DEFAULT_HISTORY})",
+                ),
+                _query(
+                    "before",
+                    {**INT, "minimum": 0, "maximum": MAX_HEIGHT},
+                    "only blocks below this height (next_before of the previous page)",
+                ),
+            ],
+        ),
+        "/chaintips": _op(
+            "getChainTips", "Every branch tip (getchaintips)", _json(arr(ref("ChainTip")))
+        ),
+        "/mempool": _op("getMempool", "Mempool summary", _json(ref("Mempool"))),
+        "/fees": _op(
+            "getFees",
+            "Fee-rate estimates for inclusion within 1, 3 or 6 blocks",
+            _json(ref("Fees")),
+        ),
+        "/peers": _op("listPeers", "Established peers", _json(arr(ref("PeerState")))),
+        "/bans": _op("listBans", "Active bans", _json(arr(ref("Ban"))), admin=True),
+        "/events": _op(
+            "getEvents",
+            "WebSocket stream of events: hello, then tip and tx, one JSON text message each",
+            {"description": "not sent: the answer is 101"},
+            params=[
+                _query(
+                    "types",
+                    {**STR, "pattern": EVENT_TYPES_PATTERN},
+                    "comma-separated filter: tip, tx",
+                ),
+                _header("Upgrade", {**STR, "enum": ["websocket"]}),
+                _header("Connection", {**STR, "enum": ["Upgrade"]}),
+                _header("Sec-WebSocket-Version", {**STR, "enum": ["13"]}),
+                _header(
+                    "Sec-WebSocket-Key",
+                    {**STR, "pattern": "^[A-Za-z0-9+/]{22}==$"},
+                    "RFC 6455: 16 random bytes in base64",
+                ),
+            ],
+        ),
+        "/metrics": _op(
+            "getMetrics",
+            "Prometheus metrics (also served at /metrics)",
+            {"description": "Prometheus text format", "content": {"text/plain": {"schema": STR}}},
+        ),
+        "/openapi.json": _op("getOpenApi", "This document", _json({"type": "object"})),
+    }
+    events = gets["/events"]
+    events["responses"] = {
+        "101": {"description": "switching to the WebSocket protocol"},
+        **{k: v for k, v in events["responses"].items() if k != "200"},
+    }
+    events["responses"]["400"] = _json(ref("Error"), "not a WebSocket request, or bad-param")
+    # every GET answers HEAD too, but a WebSocket upgrade is a GET only
     paths: dict[str, dict] = {
-        "/status": {"get": _op("Node and chain summary", _json(ref("Status")), errors=())},
-        "/utxoset": {
-            "get": _op("UTXO set statistics and digest", _json(ref("UtxoSet")), errors=())
-        },
-        "/blocks": {
-            "get": _op(
-                "Headers of the active chain",
-                _json(obj(height=INT, start=INT, headers=arr(ref("Header")))),
-                params=[
-                    _query(
-                        "start", {**INT, "minimum": 0}, "first height (default: the latest `count`)"
-                    ),
-                    _query("count", {**INT, "minimum": 1, "maximum": 500, "default": 20}),
-                ],
-            )
-        },
-        "/blocks/{id}": {
-            "get": _op(
-                "A block by hash or height",
-                _json(ref("Block")),
-                errors=("400", "404"),
-                params=[
-                    _path("id", STR, "64-hex-digit hash, or a height on the active chain"),
-                    _query(
-                        "tx",
-                        {"type": "string", "enum": ["ids", "full"], "default": "ids"},
-                        "'full' includes every transaction",
-                    ),
-                ],
-            )
-        },
+        path: {"get": op} if path == "/events" else {"get": op, "head": _head(op)}
+        for path, op in gets.items()
+    }
+    writes: dict[str, dict[str, dict]] = {
         "/blocks/{hash}/invalidate": {
             "post": _op(
+                "invalidateBlock",
                 "Treat a block as invalid and follow the best other branch (invalidateblock)",
                 _json(ref("ChainChange")),
-                errors=("400", "404"),
                 admin=True,
                 params=[hash_param],
-                tag="admin",
             )
         },
         "/blocks/{hash}/reconsider": {
             "post": _op(
+                "reconsiderBlock",
                 "Clear the invalidity of a block (reconsiderblock)",
                 _json(ref("ChainChange")),
-                errors=("400", "404"),
                 admin=True,
                 params=[hash_param],
-                tag="admin",
             )
         },
         "/tx": {
             "post": _op(
+                "sendTx",
                 "Validate, add to the mempool and relay a transaction",
                 _json(obj(txid=HASH, fee=INT)),
-                errors=("400", "409"),
+                errors=("409",),
                 body=tx_body,
             )
         },
         "/txs": {
             "post": _op(
-                "Validate, add and relay up to 1,000 transactions as one batch "
-                "(parents before children)",
+                "sendTxs",
+                f"Validate, add and relay up to {MAX_TX_BATCH:,} transactions as one batch "
+                "(parents before children); each item gets its txid and fee or its own error",
                 _json(
                     obj(
                         accepted=INT,
                         results=arr(
-                            obj(
-                                required=False,
-                                txid={**HASH, "nullable": True},
-                                fee=INT,
-                                error=obj(code=STR, message=STR),
-                            )
+                            {
+                                "oneOf": [
+                                    obj(txid=HASH, fee=INT),
+                                    obj(
+                                        txid={"type": "string", "nullable": True, "enum": [None]},
+                                        error=ref("ErrorDetail"),
+                                    ),
+                                ]
+                            }
                         ),
                     )
                 ),
-                errors=("400",),
-                body=obj(txs={**arr(HEX), "maxItems": 1000}),
+                body=obj(
+                    txs={
+                        **arr({**STR, "description": "hex; a bad one is that item's bad-hex"}),
+                        "minItems": 1,
+                        "maxItems": MAX_TX_BATCH,
+                    }
+                ),
             )
         },
         "/tx/test": {
             "post": _op(
-                "Validate a transaction without adding or relaying it",
+                "testTx",
+                "Validate a transaction without adding or relaying it (testmempoolaccept)",
                 _json(obj(txid=HASH, fee=INT, size=INT, fee_rate=NUM, allowed=BOOL)),
-                errors=("400", "409"),
+                errors=("409",),
                 body=tx_body,
             )
         },
-        "/tx/{txid}": {
-            "get": _op(
-                "A confirmed or unconfirmed transaction",
-                _json(ref("Transaction")),
-                errors=("400", "404"),
-                params=[_path("txid", HASH)],
-            )
-        },
-        "/address/{address}": {
-            "get": _op(
-                "Balance and unspent outputs of an address",
-                _json(ref("Address")),
-                params=[addr_param],
-            )
-        },
-        "/address/{address}/history": {
-            "get": _op(
-                "Transactions touching an address, newest first (mempool first)",
-                _json(ref("History")),
-                params=[
-                    addr_param,
-                    _query(
-                        "limit",
-                        {**INT, "minimum": 1, "maximum": 1000, "default": 50},
-                        "confirmed entries per page (completed to a block boundary)",
-                    ),
-                    _query(
-                        "before",
-                        {**INT, "minimum": 0},
-                        "only blocks below this height (next_before of the previous page)",
-                    ),
-                ],
-            )
-        },
-        "/chaintips": {
-            "get": _op("Every branch tip (getchaintips)", _json(arr(ref("ChainTip"))), errors=())
-        },
-        "/mempool": {"get": _op("Mempool summary", _json(ref("Mempool")), errors=())},
-        "/fees": {
-            "get": _op(
-                "Fee-rate estimates for inclusion within 1, 3 or 6 blocks",
-                _json(ref("Fees")),
-                errors=(),
-            )
-        },
         "/peers": {
-            "get": _op("Established peers", _json(arr(ref("Peer"))), errors=()),
             "post": _op(
-                "Connect to a peer once",
+                "connectPeer",
+                "Connect to a peer once; answered when its handshake succeeded (409 with the "
+                "reason when it failed: connect-failed, handshake-failed, self-connection, ...)",
                 _json(ref("Peer")),
-                errors=("400", "409"),
+                errors=("409",),
                 admin=True,
-                body=obj(connect={**STR, "example": "127.0.0.1:18444"}),
-                tag="admin",
+                body=obj(connect=HOST_PORT),
             ),
         },
         "/peers/{address}": {
             "delete": _op(
+                "disconnectPeer",
                 "Disconnect a peer",
                 _json(obj(disconnected=INT)),
-                errors=("400", "404"),
                 admin=True,
-                params=[_path("address", STR, "HOST:PORT")],
-                tag="admin",
+                params=[_path("address", HOST_PORT, "HOST:PORT")],
             )
         },
         "/mine": {
             "post": _op(
+                "mine",
                 "Mine blocks at once (regtest only)",
                 _json(obj(hashes=arr(HASH), height=INT)),
-                errors=("400", "409"),
+                errors=("409",),
                 admin=True,
-                tag="admin",
-                body=obj(
-                    required=False, blocks={**INT, "minimum": 1, "maximum": 10000}, address=ADDRESS
-                ),
+                body=mine_body,
+                links={
+                    "GetFirstBlock": {
+                        "operationId": "getBlock",
+                        "parameters": {"id": "$response.body#/hashes/0"},
+                    }
+                },
             )
         },
         "/miner": {
             "post": _op(
+                "setMiner",
                 "Start or stop the miner",
                 _json(obj(enabled=BOOL)),
-                errors=("400", "409"),
+                errors=("409",),
                 admin=True,
                 body=obj(enabled=BOOL),
-                tag="admin",
             )
         },
         "/bans": {
-            "get": _op("Active bans", _json(arr(ref("Ban"))), errors=(), admin=True, tag="admin"),
             "post": _op(
+                "addBan",
                 "Ban a host",
                 _json(ref("Ban")),
                 admin=True,
-                tag="admin",
-                body=obj(required=False, host=STR, seconds=NUM, reason=STR),
+                body=ban_body,
+                links={
+                    "RemoveBan": {
+                        "operationId": "removeBan",
+                        "parameters": {"host": "$response.body#/host"},
+                    }
+                },
             ),
-            "delete": _op(
-                "Lift every ban", _json(obj(cleared=INT)), errors=(), admin=True, tag="admin"
-            ),
+            "delete": _op("clearBans", "Lift every ban", _json(obj(cleared=INT)), admin=True),
         },
         "/bans/{host}": {
             "delete": _op(
+                "removeBan",
                 "Lift one ban",
                 _json(obj(unbanned=STR)),
-                errors=("404",),
                 admin=True,
-                params=[_path("host", STR)],
-                tag="admin",
+                params=[_path("host", IP, "IPv4 or IPv6 address")],
             )
         },
-        "/stop": {
-            "post": _op(
-                "Stop the node", _json(obj(stopping=BOOL)), errors=(), admin=True, tag="admin"
-            )
-        },
-        "/events": {
-            "get": {
-                "summary": "WebSocket stream of events: hello, then tip and tx, "
-                "one JSON text message each",
-                "tags": ["node"],
-                "parameters": [_query("types", STR, "comma-separated filter: tip,tx")],
-                "responses": {
-                    "101": {"description": "switching to the WebSocket protocol"},
-                    "400": _json(ref("Error"), "not a WebSocket request"),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (also served at /metrics)",
-                "tags": ["node"],
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": STR}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "tags": ["node"],
-                "responses": {"200": _json({"type": "object"})},
-            }
-        },
+        "/stop": {"post": _op("stop", "Stop the node", _json(obj(stopping=BOOL)), admin=True)},
     }
+    for path, ops in writes.items():
+        paths.setdefault(path, {}).update(ops)
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "obol-node API",
             "version": version,
             "description": f"HTTP API of an Obol full node ({network}). Amounts are integers in "
-            "base units; hashes and txids are hex; addresses are bech32m. "
-            "See docs/api.md.",
+            "base units; hashes and txids are hex; addresses are bech32m "
+            f"(format {ADDRESS_FORMAT!r}: prefix {hrp!r}, checksum). Every error is "
+            '{"error": {"code", "message"}}. See docs/api.md.',
         },
         "servers": [{"url": "/api/v1"}],
         "tags": [

@@ -15,7 +15,15 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from node.api.common import VERSION_KEY, ApiError, address_hash, node_of, parse_hash, query_int
+from node.api.common import (
+    VERSION_KEY,
+    ApiError,
+    address_hash,
+    node_of,
+    parse_hash,
+    query_choice,
+    query_int,
+)
 from node.api.views import (
     block_json,
     difficulty,
@@ -36,6 +44,9 @@ DEFAULT_HEADERS_LISTED = 20
 MAX_HISTORY = 1000  # history entries one page returns (before the block boundary)
 DEFAULT_HISTORY = 50
 FEE_TARGETS = (1, 3, 6)  # blocks ahead the fee estimate is given for
+MAX_HEIGHT = 2**31 - 1  # the largest height a query may name (Bitcoin: heights are int32)
+# /tx/{txid} is not /tx/test: without this, OPTIONS /tx/test would be allowed GET as well
+TXID_ROUTE = "/tx/{txid:(?!test$)[^{}/]+}"
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -101,7 +112,7 @@ async def list_blocks(request: web.Request) -> web.Response:
     node = node_of(request)
     active = node.chain.chain
     count = query_int(request, "count", DEFAULT_HEADERS_LISTED, 1, MAX_HEADERS_LISTED)
-    start = query_int(request, "start", None, 0, 2**63)
+    start = query_int(request, "start", None, 0, MAX_HEIGHT)
     if start is None:
         start = max(0, len(active) - count)
     entries = active[start : start + count]
@@ -116,9 +127,7 @@ async def list_blocks(request: web.Request) -> web.Response:
 
 async def get_block(request: web.Request) -> web.Response:
     node = node_of(request)
-    mode = request.query.get("tx", "ids")
-    if mode not in ("ids", "full"):
-        raise ApiError(400, "bad-param", "query parameter 'tx' must be 'ids' or 'full'")
+    mode = query_choice(request, "tx", "ids", ("ids", "full"))
     entry = find_block_entry(node, request.match_info["id"])
     block = node.chain.reader.get_block(entry.hash)
     return web.json_response(block_json(node, entry, block, mode == "full"))
@@ -219,7 +228,7 @@ async def get_address_history(request: web.Request) -> web.Response:
     text = request.match_info["address"]
     addr = address_hash(node, text)
     limit = query_int(request, "limit", DEFAULT_HISTORY, 1, MAX_HISTORY)
-    before = query_int(request, "before", None, 0, 2**63)
+    before = query_int(request, "before", None, 0, MAX_HEIGHT)
     txs = []
     if before is None:
         for _, tx, _ in await node.in_chain(node.mempool.touching, addr):
@@ -323,7 +332,7 @@ def public_routes() -> list[tuple[str, str, Callable]]:
         ("GET", "/utxoset", get_utxoset),
         ("GET", "/blocks", list_blocks),
         ("GET", "/blocks/{id}", get_block),
-        ("GET", "/tx/{txid}", get_tx),
+        ("GET", TXID_ROUTE, get_tx),
         ("GET", "/address/{address}", get_address),
         ("GET", "/address/{address}/history", get_address_history),
         ("GET", "/chaintips", get_chaintips),

@@ -37,8 +37,13 @@ async def post_txs(request: web.Request) -> web.Response:
     each gets its txid and fee or its own error, in the order given."""
     body = await json_body(request)
     hexes = body.get("txs")
-    if not isinstance(hexes, list) or not 1 <= len(hexes) <= MAX_TX_BATCH:
-        raise ApiError(400, "bad-param", f"'txs' must be a list of 1..{MAX_TX_BATCH} hex strings")
+    if (
+        not isinstance(hexes, list)
+        or not 1 <= len(hexes) <= MAX_TX_BATCH
+        or not all(isinstance(text, str) for text in hexes)
+    ):
+        # a string that is not hex is that item's error (bad-hex), not the request's
+        raise ApiError(400, "bad-param", f"'txs' must be a list of 1..{MAX_TX_BATCH} strings")
     node = node_of(request)
     results: list[dict | asyncio.Future] = []
     for n, text in enumerate(hexes):

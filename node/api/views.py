@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from node.api.common import HASH_RE, ApiError
+from node.api.common import HASH_RE, HEIGHT_PATTERN, ApiError
 from node.chain.chainstate import ChainState
 from node.chain.index import BlockIndexEntry
 from node.consensus.pow import bits_to_target
@@ -14,7 +14,7 @@ from node.primitives.block import Block
 from node.primitives.crypto import encode_address
 from node.primitives.tx import Coin, Transaction
 
-_HEIGHT_RE = re.compile(r"[0-9]{1,10}")
+_HEIGHT_RE = re.compile(HEIGHT_PATTERN)
 
 
 def hex_work(work: int) -> str:

@@ -22,6 +22,8 @@ Processes
     ``programs``     the commands and environment of this tree's programs, free ports,
                      ``killed_at_exit`` for child processes
     ``daemon``       ``Daemon``: an ``obol-node`` process and its HTTP API ``Client``
+    ``schema_hooks`` schemathesis hooks of the API's schema run (the address format,
+                     loopback-only dials), loaded by that run, not by the suite
     ``walletcli``    ``obol-wallet`` as a process or in-process, with test keystores
     ``crash_worker`` a script, run as a child and killed at random by the crash tests
 Waiting

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 
 import aiohttp
@@ -106,14 +107,44 @@ def test_unknown_route_wrong_method_are_json(api):
 
 
 def test_openapi_describes_every_route(api):
-    from node.api.app import api_routes
+    from node.api.app import api_routes, route_template
 
     spec = api.ok("GET", "openapi.json")
     assert spec["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    assert documented == {(m, p) for m, p, _ in api_routes()}
+    assert documented == {(m, route_template(p)) for m, p, _ in api_routes()}
     refs = set(re.findall(r'"#/components/schemas/(\w+)"', json.dumps(spec)))
     assert refs <= set(spec["components"]["schemas"])
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) == len(documented)
+    # the node has no --miner-address: POST /mine must name the address
+    mine = spec["paths"]["/mine"]["post"]["requestBody"]["content"]["application/json"]
+    assert mine["schema"]["required"] == ["address", "blocks"]
+
+
+def test_head_is_get_without_a_body(api):
+    """HEAD answers every GET route as GET would, headers and status, with no body."""
+    for path in ("status", "blocks?count=1", "/metrics", "openapi.json"):
+        got, head = api.get(path), api.request("HEAD", path)
+        assert head.status == got.status == 200, (path, head)
+        assert head.body == b"" and head.headers["content-type"] == got.headers["content-type"]
+    head = api.request("HEAD", "blocks/xyz")
+    assert head.status == 400 and head.body == b""
+    assert api.request("HEAD", "bans", token=None).status == 401
+    resp = api.request("HEAD", "events")  # a WebSocket upgrade is a GET only
+    assert resp.status == 405 and resp.headers["allow"] == "GET"
+
+
+def test_allow_lists_the_route_s_own_methods(api):
+    """/tx/test is not /tx/{txid}: its 405 allows POST alone."""
+    for method in ("OPTIONS", "GET", "PUT"):
+        resp = api.request(method, "tx/test")
+        error(resp, 405, "method-not-allowed")
+        assert resp.headers["allow"] == "POST", (method, resp.headers)
+    resp = api.request("OPTIONS", "tx/" + ZERO_HASH)
+    error(resp, 405, "method-not-allowed")
+    assert {m.strip() for m in resp.headers["allow"].split(",")} == {"GET", "HEAD"}
+    error(api.get("tx/testing"), 400, "bad-txid")  # only /tx/test itself is special
 
 
 def test_metrics_at_both_paths(api):
@@ -160,8 +191,22 @@ def test_block_routes_bad_input(api):
     error(api.get("blocks/" + ZERO_HASH), 404, "block-not-found")
     error(api.get("blocks/99999999"), 404, "block-not-found")
     error(api.get("blocks/0?tx=everything"), 400, "bad-param")
-    for query in ("count=0", "count=501", "count=abc", "start=-1", "start=1.5", "count=1e3"):
+    for query in (
+        "count=0",
+        "count=501",
+        "count=abc",
+        "start=-1",
+        "start=1.5",
+        "count=1e3",
+        "start=",  # empty names no height
+        "count=",
+        f"start={2**31}",  # over the largest height (int32, as Bitcoin's)
+        "start=1&start=2",  # given twice
+    ):
         error(api.get("blocks?" + query), 400, "bad-param")
+    for query in ("tx=", "tx=ids&tx=full", "tx=FULL"):
+        error(api.get("blocks/0?" + query), 400, "bad-param")
+    assert api.ok("GET", f"blocks?start={2**31 - 1}")["headers"] == []
 
 
 def test_genesis_block(api):
@@ -259,7 +304,7 @@ def test_address_bad_input(api, key):
         400,
         "wrong-network",
     )
-    for query in ("limit=0", "limit=1001", "limit=x", "before=-5"):
+    for query in ("limit=0", "limit=1001", "limit=x", "before=-5", "before=", f"before={2**31}"):
         error(api.get(f"address/{address(key)}/history?{query}"), 400, "bad-param")
 
 
@@ -349,17 +394,44 @@ def test_peer_routes_bad_input(api):
     assert api.ok("GET", "peers") == []
     for body in (
         {},
+        {"connect": None},
         {"connect": 5},
         {"connect": "nohost"},
         {"connect": "127.0.0.1:0"},
+        {"connect": "127.0.0.1:070"},
         {"connect": "127.0.0.1:70000"},
         {"connect": ":80"},
+        {"connect": "[]:80"},
         {"connect": "a b:80"},
+        {"connect": "a:80\n"},
     ):
         error(api.post("peers", body), 400, "bad-param")
     error(api.post("peers", {"connect": f"127.0.0.1:{free_port()}"}), 409, "connect-failed")
     error(api.delete("peers/garbage"), 400, "bad-param")
     error(api.delete("peers/127.0.0.1:1"), 404, "peer-not-found")
+    error(api.delete("peers/[::1]:1"), 404, "peer-not-found")
+
+
+def test_connect_answers_the_handshake_s_outcome(daemon, api):
+    """POST /peers answers once the handshake succeeded or failed: a connection that
+    closes at once is a 409 with the reason, not a new peer."""
+    own = f"127.0.0.1:{daemon.p2p_port}"
+    error(api.post("peers", {"connect": own}), 409, "self-connection")
+    error(api.post("peers", {"connect": own}), 409, "self-connection")  # now known at once
+    not_p2p = error(
+        api.post("peers", {"connect": f"127.0.0.1:{daemon.api_port}"}), 409, "handshake-failed"
+    )
+    assert "before the handshake" in not_p2p["message"], not_p2p
+    assert api.ok("GET", "peers") == []
+
+
+def test_connect_to_a_node_that_bans_us(tmp_path, api):
+    with Daemon(tmp_path / "banning") as other:
+        other.client.ok("POST", "bans", {"host": "127.0.0.1", "reason": "test"})
+        error(
+            api.post("peers", {"connect": f"127.0.0.1:{other.p2p_port}"}), 409, "handshake-failed"
+        )
+        assert api.ok("GET", "peers") == []
 
 
 def test_bans(api):
@@ -371,19 +443,92 @@ def test_bans(api):
     error(api.delete("bans/10.1.2.3"), 404, "ban-not-found")
     for body in (
         {},
+        {"seconds": 60},
+        {"host": None},
         {"host": 5},
         {"host": "not an ip"},
+        {"host": " 10.0.0.1"},
+        {"host": "fe80::1%eth0"},
         {"host": "10.0.0.1", "seconds": -1},
+        {"host": "10.0.0.1", "seconds": 0},
+        {"host": "10.0.0.1", "seconds": 1e-300},  # a ban over before it starts
+        {"host": "10.0.0.1", "seconds": 0.5},
         {"host": "10.0.0.1", "seconds": "60"},
         {"host": "10.0.0.1", "seconds": 10**12},
+        {"host": "10.0.0.1", "reason": 5},
+        {"host": "10.0.0.1", "reason": "x" * 101},
     ):
         error(api.post("bans", body), 400, "bad-param")
-    api.ok("POST", "bans", {"host": "10.0.0.1"})
-    api.ok("POST", "bans", {"host": "::ffff:10.0.0.2", "seconds": 5.5})
+    error(api.post("bans", raw=b'{"host": "10.0.0.1", "seconds": NaN}'), 400, "bad-json")
+    error(api.post("bans", raw=b'{"host": "10.0.0.1", "seconds": Infinity}'), 400, "bad-json")
+    error(api.delete("bans/not-an-ip"), 400, "bad-param")
+    api.ok("POST", "bans", {"host": "10.0.0.1", "seconds": None, "reason": None})
+    api.ok("POST", "bans", {"host": "::ffff:10.0.0.2", "seconds": 5.5, "reason": "x" * 100})
     assert sorted(b["host"] for b in api.ok("GET", "bans")) == ["10.0.0.1", "10.0.0.2"]
     assert "obol_bans 2.0" in api.get("/metrics").text
     assert api.ok("DELETE", "bans") == {"cleared": 2}
     assert api.ok("GET", "bans") == []
+
+
+def test_a_ban_reason_cannot_forge_log_lines(daemon, api):
+    """A reason with a line break (or any control character) is refused: written to the
+    log, it would start a line of the attacker's choosing."""
+    forged = "spam\n2026-01-01 00:00:00,000 WARNING obol.net: forged"
+    for reason in (forged, "a\rb", "tab\there", "nul\x00", "del\x7f", "nel\x85", "ls\u2028"):
+        error(api.post("bans", {"host": "10.9.9.9", "reason": reason}), 400, "bad-param")
+    assert "forged" not in daemon.log()
+    assert api.ok("GET", "bans") == []
+    ban = api.ok("POST", "bans", {"host": "10.9.9.9", "reason": "spam, é ✓"})
+    assert ban["reason"] == "spam, é ✓"
+    assert api.ok("DELETE", "bans/10.9.9.9") == {"unbanned": "10.9.9.9"}
+
+
+def raw_request(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` as it is and read the answer up to the closed connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "data,status,code",
+    [
+        (
+            b"GET /api/v1/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            414,
+            "uri-too-long",
+        ),
+        (
+            b"GET /api/v1/status HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+            431,
+            "headers-too-large",
+        ),
+        (
+            b"GET /api/v1/status HTTP/1.1\r\n"
+            + b"".join(b"X-%d: 1\r\n" % n for n in range(200))
+            + b"\r\n",
+            431,
+            "headers-too-large",
+        ),
+        (b"GARBAGE\r\n\r\n", 400, "bad-request"),
+        (b"GET /api/v1/status HTTP/1.1\r\nBad Header\r\n\r\n", 400, "bad-request"),
+    ],
+    ids=["long-url", "long-header", "many-headers", "garbage", "bad-header"],
+)
+def test_requests_aiohttp_refuses_are_json(daemon, data, status, code):
+    """What aiohttp's parser refuses never reaches the application; it is answered as
+    every other error, with HTTP's status for it, and logged without a traceback (the
+    module's daemon fixture checks the log)."""
+    got, headers, body = raw_request(daemon.api_port, data)
+    assert got == status, (got, body)
+    assert headers["content-type"].startswith("application/json"), headers
+    assert json.loads(body)["error"]["code"] == code, body
 
 
 def test_events_needs_websocket(api):
