@@ -47,7 +47,7 @@ from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.tx import Transaction, TxIn, TxOut, make_coinbase
 from node.runtime.node import PAYLOAD_LIMITS
 from scripts.bench_harness import Bench
-from scripts.bench_net import NodeProc
+from scripts.bench_net import BenchError, NodeProc
 from tests.framework.wire import WireClient
 
 SCENARIOS = (
@@ -68,6 +68,7 @@ ORPHAN_INPUTS = 700  # inputs of each missing-input transaction
 PREPARED_FRAMES = 100  # addr and tx frames an attacking connection cycles through
 SIDE_BLOCKS = 30  # distinct side blocks the blocks attack pushes in turn
 RECONNECT_PAUSE = 0.02  # seconds an attacker waits before reconnecting after a drop
+SYNC_TIMEOUT = 120.0  # seconds an honest sync may take under attack before it counts as starved
 PROBE_PAUSE = 0.01  # seconds between two latency probes of the source's API
 # The honest sync's target under attack: every peer gets a turn of the loop in order, the
 # honest one 1 ms of getdata, each attacker one message, whose handling cannot be cut
@@ -339,7 +340,11 @@ async def _scenario(b: Bench, source: NodeProc, target: Target, kind: str, heigh
         probe = asyncio.create_task(_probe(source, latencies))
         started = time.perf_counter()
         await honest.post("peers", {"connect": source.p2p})
-        finished = await honest.wait_height(height, 300, interval=0.02)
+        try:
+            finished = await honest.wait_height(height, SYNC_TIMEOUT, interval=0.02)
+        except BenchError:  # starved: reported as the rate of a sync that took the timeout
+            finished = started + SYNC_TIMEOUT
+            b.log(f"  attacks {kind}: the honest sync did not finish in {SYNC_TIMEOUT:.0f} s")
         probe.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await probe
