@@ -59,6 +59,8 @@ from node.primitives.tx import Transaction
 
 log = logging.getLogger("obol.relay")
 
+# parents of one orphan asked for at once (Core: MAX_PEER_TX_REQUEST_IN_FLIGHT)
+MAX_PARENTS_ASKED = 100
 RECENT_REJECTS = 20_000  # txids remembered as invalid, not fetched again
 P = TypeVar("P")
 # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
@@ -247,8 +249,12 @@ class Relay:
         self.orphans.expire(time.monotonic())
         if not self.orphans.add(tx, peer.id, time.monotonic()):
             return
-        parents = {txin.prev_txid for txin in tx.inputs}
-        wanted = [InvItem(INV_TX, p) for p in sorted(parents) if not self._tx_known(p)]
+        wanted: list[InvItem] = []
+        for parent in dict.fromkeys(txin.prev_txid for txin in tx.inputs):
+            if len(wanted) == MAX_PARENTS_ASKED:
+                break  # the rest once these came (the orphan is offered again, and asks on)
+            if not self._tx_known(parent):
+                wanted.append(InvItem(INV_TX, parent))
         log.debug(
             "tx %s from %s is an orphan (%d orphans); asking for %d parent(s)",
             tx.txid.hex()[:16],

@@ -11,7 +11,7 @@ import pytest
 from network.config import SEND_PAUSE
 from node.mempool.orphans import MAX_ORPHANS_PER_PEER
 from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV, NO_STOP
-from node.p2p.relay import GETDATA_SEND_PAUSE
+from node.p2p.relay import GETDATA_SEND_PAUSE, MAX_PARENTS_ASKED
 from node.primitives.tx import OutPoint, TxOut
 from tests.framework.blocktools import Wallet, coinbase_coin, spend
 from tests.framework.nodes import node_network, sync_blocks
@@ -157,3 +157,20 @@ async def test_a_peer_that_reads_nothing_cannot_make_the_node_queue_its_answers(
         await sync_blocks([a, b])
         assert attacker.send_queue_bytes < SEND_PAUSE + answer + 10_000  # + the pushed blocks
     assert not attacker.closed
+
+
+async def test_an_orphan_asks_for_at_most_max_parents_at_once(pair):
+    """An orphan of 150 unknown parents: its sender is asked for the first
+    MAX_PARENTS_ASKED of them, in input order, in one getdata."""
+    a, _b, wallet, _ = pair
+    parents = [os.urandom(32) for _ in range(150)]
+    orphan = spend(
+        a.chain,
+        [(OutPoint(p, 0), TxOut(1000, wallet.addr)) for p in parents],
+        wallet.key,
+        [TxOut(500, wallet.addr)],
+    )
+    client, _attacker = await hostile_peer(a)
+    client.send("tx", orphan.to_list())
+    asked = await client.expect("getdata")
+    assert asked == [[INV_TX, p] for p in parents[:MAX_PARENTS_ASKED]]
