@@ -22,9 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from node.p2p import messages
-from node.primitives import encoding
-from node.runtime.node import PAYLOAD_LIMITS
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from node.p2p import messages  # noqa: E402
+from node.primitives import encoding  # noqa: E402
+from node.runtime.node import PAYLOAD_LIMITS  # noqa: E402
+from tests.framework.hostile import nested  # noqa: E402
 
 TYPES = ("inv", "getheaders", "headers", "tx", "block")
 
@@ -60,26 +65,6 @@ cpu = time.process_time() - cpu0
 rss = status("VmHWM") - rss0
 print(f"{cpu * 1000:.1f} {rss / 1024:.1f} {outcome}")
 """
-
-
-def nested(counts: tuple[int, ...]) -> list:
-    """The smallest body with ``counts[d]`` empty arrays at depth ``d + 1`` (each depth's
-    spread over the arrays above it)."""
-    counts = (*(max(c, 1) for c in counts[:-1]), *counts[-1:])
-
-    def build(depth: int, parents: int) -> list[list]:
-        if depth == len(counts):
-            return [[] for _ in range(parents)]
-        children = build(depth + 1, counts[depth])
-        share, extra = divmod(counts[depth], parents)
-        out, start = [], 0
-        for k in range(parents):
-            end = start + share + (k < extra)
-            out.append(children[start:end])
-            start = end
-        return out
-
-    return build(0, 1)[0]
 
 
 def flood(msg_type: str) -> bytes:

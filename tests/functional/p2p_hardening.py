@@ -14,9 +14,9 @@ from node.p2p.messages import INV_BLOCK, INV_TX, MAX_INV, NO_STOP
 from node.p2p.relay import GETDATA_SEND_PAUSE, MAX_PARENTS_ASKED
 from node.primitives.tx import OutPoint, TxOut
 from tests.framework.blocktools import Wallet, coinbase_coin, spend
+from tests.framework.hostile import hostile_peer
 from tests.framework.nodes import node_network, sync_blocks
 from tests.framework.util import wait_until
-from tests.framework.wire import USER_AGENT, WireClient
 
 BIG_TX_OUTPUTS = 2_000  # outputs of the transaction that makes the served block large
 
@@ -30,16 +30,6 @@ async def pair(tmp_path):
         await a.generate(a.params.coinbase_maturity, Wallet().addr)
         await sync_blocks([a, b])
         yield a, b, wallet, [coinbase_coin(block) for block in blocks]
-
-
-async def hostile_peer(node) -> tuple[WireClient, object]:
-    """A raw client that completed the handshake, and the node's Peer for it."""
-    client = await WireClient.to_node(node)
-    await wait_until(
-        lambda: any(p.user_agent == USER_AGENT for p in node.peers.peers()),
-        what="the hostile client's handshake",
-    )
-    return client, next(p for p in node.peers.peers() if p.user_agent == USER_AGENT)
 
 
 async def test_a_getdata_asking_for_a_large_block_50000_times_never_fills_the_queue(pair):

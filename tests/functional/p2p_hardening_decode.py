@@ -30,9 +30,10 @@ from node.p2p.messages import VALUE_LIMITS
 from node.primitives import encoding
 from node.runtime.node import PAYLOAD_LIMITS
 from tests.framework.daemon import Daemon
+from tests.framework.hostile import hostile_peer
 from tests.framework.nodes import fast_net, node_network
-from tests.framework.util import scenario_log, wait_until
-from tests.framework.wire import USER_AGENT, WireClient
+from tests.framework.util import scenario_log
+from tests.framework.wire import WireClient
 
 log = scenario_log(__name__)
 
@@ -73,12 +74,7 @@ async def node(tmp_path):
 
 
 async def client_of(n):
-    client = await WireClient.to_node(n, protocol_version=GRANTS_VERSION)
-    await wait_until(
-        lambda: any(p.user_agent == USER_AGENT for p in n.peers.peers()),
-        what="the client's handshake",
-    )
-    return client, next(p for p in n.peers.peers() if p.user_agent == USER_AGENT)
+    return await hostile_peer(n, protocol_version=GRANTS_VERSION)
 
 
 async def test_a_huge_message_of_an_unknown_type_is_never_decoded(node):

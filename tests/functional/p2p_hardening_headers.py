@@ -11,21 +11,11 @@ import pytest
 from node.chain.presync import ANTI_DOS_BLOCKS
 from node.p2p.messages import MAX_HEADERS
 from tests.framework.blocktools import Wallet, build_block, header_chain
+from tests.framework.hostile import hostile_peer
 from tests.framework.nodes import join, node_network, sync_blocks
 from tests.framework.util import wait_until
-from tests.framework.wire import USER_AGENT, WireClient
 
 HONEST_HEIGHT = MAX_HEADERS + 2 * ANTI_DOS_BLOCKS  # the attacked node's chain: 2,288 blocks
-
-
-async def hostile_peer(node) -> tuple[WireClient, object]:
-    """A raw client that completed the handshake, and the node's Peer for it."""
-    client = await WireClient.to_node(node)
-    await wait_until(
-        lambda: any(p.user_agent == USER_AGENT for p in node.peers.peers()),
-        what="the hostile client's handshake",
-    )
-    return client, next(p for p in node.peers.peers() if p.user_agent == USER_AGENT)
 
 
 async def test_a_long_low_work_header_chain_leaves_nothing_behind(tmp_path):

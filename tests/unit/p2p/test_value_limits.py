@@ -46,6 +46,7 @@ from node.primitives.block import MAX_BLOCK_SIZE, Block, merkle_root
 from node.primitives.errors import ObolError
 from node.primitives.tx import MAX_TX_SIZE, Transaction
 from node.runtime.node import PAYLOAD_LIMITS
+from tests.framework.hostile import nested
 
 PARSERS = {
     MSG_INV: parse_inv,
@@ -191,28 +192,6 @@ def test_a_block_of_the_most_transactions_that_fit_passes():
 
 
 # --- over the limits at any depth: refused before decoding -----------------------------
-
-
-def nested(counts: tuple[int, ...]) -> bytes:
-    """The smallest body with ``counts[d]`` values at depth ``d + 1``: empty arrays, each
-    depth's spread over the arrays of the one above (at least one value per depth but the
-    last, so that the last can be reached)."""
-    counts = (*(max(c, 1) for c in counts[:-1]), *counts[-1:])
-
-    def build(depth: int, parents: int) -> list[list]:
-        if depth == len(counts):
-            return [[] for _ in range(parents)]
-        children = build(depth + 1, counts[depth])
-        share, extra = divmod(counts[depth], parents)
-        out, start = [], 0
-        for k in range(parents):
-            end = start + share + (k < extra)
-            out.append(children[start:end])
-            start = end
-        return out
-
-    (body,) = build(0, 1)
-    return body
 
 
 def _flood(msg_type: str, size: int) -> bytes:
