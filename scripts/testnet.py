@@ -425,7 +425,9 @@ def cmd_traffic(tn: Testnet, args: argparse.Namespace) -> int:
     )
     end = time.monotonic() + args.duration if args.duration else None
     try:
-        while end is None or time.monotonic() < end:
+        while (end is None or time.monotonic() < end) and (
+            args.count is None or traffic.sent < args.count
+        ):
             wait = traffic.step()
             if end is not None:
                 wait = min(wait, max(0.0, end - time.monotonic()))
@@ -672,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("traffic", help="random payments between the wallets (regtest: and blocks)")
     q.add_argument("--rate", type=float, default=1.0, help="transactions per second (default 1)")
     q.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    q.add_argument(
+        "--count",
+        type=int,
+        help="stop once COUNT transactions were sent (--duration: or when it ends, if sooner)",
+    )
     q.add_argument(
         "--block-interval", type=float, help="regtest: seconds between blocks (default 2, 0: none)"
     )

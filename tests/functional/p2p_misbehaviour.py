@@ -21,7 +21,7 @@ from tests.framework.blocktools import (
     with_bad_proof_of_work,
 )
 from tests.framework.nodes import fast_net, node_network, sync_blocks
-from tests.framework.util import wait_until
+from tests.framework.util import WAIT_TIMEOUT, wait_until
 from tests.framework.wire import WireClient
 
 
@@ -29,9 +29,10 @@ from tests.framework.wire import WireClient
 async def pair(tmp_path):
     """Node a with a well-behaved peer b; bans are keyed on host+port-free IPs, so
     b dials a first and stays connected while the hostile client is banned."""
-    # a flood limit low enough for a test to exceed quickly
-    # and no loopback noban, so that the hostile client's address is discouraged
-    flood_limit = fast_net(max_messages_per_second=1000, message_burst=5000, permissions=())
+    # a flood limit low enough for a test to exceed quickly, refilled far slower than any
+    # node reads (10 messages/s: a burst of 2,000 more is over the limit unless reading it
+    # takes 200 s), and no loopback noban, so that the hostile client's address is discouraged
+    flood_limit = fast_net(max_messages_per_second=10, message_burst=5000, permissions=())
     async with node_network(tmp_path, 2, "line", node_args=[{"net": flood_limit}, {}]) as net:
         a, b = net
         await a.generate(3, Wallet().addr)
@@ -40,7 +41,7 @@ async def pair(tmp_path):
 
 
 async def assert_banned_and_b_fine(a, b, client):
-    assert await client.closed_by_peer(), "hostile peer was not disconnected"
+    assert await client.closed_by_peer(WAIT_TIMEOUT), "hostile peer was not disconnected"
     await wait_until(lambda: a.peers.is_discouraged("127.0.0.1"), what="discouragement")
     assert not a.peers.bans(), "misbehaviour discourages, an operator bans"
     assert len(b.peers.peers()) == 1, "well-behaved peer lost its connection"

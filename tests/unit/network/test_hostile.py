@@ -254,10 +254,15 @@ async def test_byte_flood_bans(nets):
 async def test_silent_peer_hits_handshake_timeout(nets):
     """A connection that never sends `version` is dropped after the handshake timeout, unbanned."""
     guarded = await Guarded.start(nets, handshake_timeout=0.5)
-    raw = await guarded.raw()
+    # timed from before the dial, so the interval holds all of the node's handshake timer,
+    # which starts at accept: on a busy machine the wait for "accepted" can outlast 50 ms
     started = time.monotonic()
+    raw = await guarded.raw()
+    side = guarded.raw_side()
     assert await raw.closed_by_peer(timeout=5)
     assert time.monotonic() - started >= 0.45
+    await wait_until(lambda: side.closed, what="raw side closed")
+    assert side.close_reason == "handshake-timeout"
     assert guarded.ban_reasons() == []
     await guarded.assert_friend_unharmed()
 

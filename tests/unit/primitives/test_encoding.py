@@ -582,7 +582,7 @@ def test_block_from_bytes_rejects_oversize():
         max_size=40,
     )
 )
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_element_bytes_are_the_canonical_encoding_of_each_element(items):
     """A slice of a canonical array is exactly encode(element): ids hash it without re-encoding."""
     assert element_bytes(encode(items)) == [encode(item) for item in items]
