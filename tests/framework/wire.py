@@ -32,14 +32,14 @@ from network.protocol import (
     decode_envelope,
 )
 from node.primitives import encoding
-from tests.framework.util import LOCALHOST
+from tests.framework.util import LOCALHOST, WAIT_TIMEOUT
 
 if TYPE_CHECKING:
     from node.runtime.node import Node
 
 TEST_MAGIC = b"OBt\x01"  # network magic of the bare PeerManagers of the network tests
 TEST_GENESIS = bytes(range(32))  # genesis hash of that test network
-REPLY_TIMEOUT = 5.0  # seconds to wait for a message or a close before failing
+REPLY_TIMEOUT = WAIT_TIMEOUT  # seconds to wait for a message or a close before failing
 MAX_READ_PAYLOAD = 8 * 1024 * 1024  # bytes: the client reads more than any node sends
 READ_SIZE = 65536  # bytes asked of the socket at a time
 USER_AGENT = "/wireclient/"  # sent in our `version`
