@@ -19,4 +19,5 @@ class NetCounters:
     unknown_messages: int = 0  # messages of a type nobody handles
     handler_errors: int = 0  # unexpected exceptions raised by node/ handlers and callbacks
     addr_rate_limited: int = 0  # addresses of `addr` messages dropped unread (gossip.py)
+    addr_skipped: int = 0  # `addr` messages not even decoded: their sender had no tokens left
     addr_relayed: int = 0  # addresses passed on to other peers (gossip.py)

@@ -570,6 +570,7 @@ class PeerManager:
             "handler_errors": counters.handler_errors,
             "known_addresses": len(self.addrbook),
             "addr_rate_limited": counters.addr_rate_limited,
+            "addr_skipped": counters.addr_skipped,
             "addr_relayed": counters.addr_relayed,
         }
 

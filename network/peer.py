@@ -103,6 +103,8 @@ class Peer:
         payload_limit: Callable[[str], int | None] | None = None,
         value_limit: Callable[[str], tuple[int, ...] | None] | None = None,
     ) -> None:
+        # types not worth decoding now (set by the session: `addr` beyond its rate limit)
+        self.skip_decoding: Callable[[str], bool] | None = None
         peername = writer.get_extra_info("peername") or ("?", 0)
         sockname = writer.get_extra_info("sockname") or ("?", 0)
         self.id = peer_id  # unique within the manager, increasing
@@ -247,7 +249,7 @@ class Peer:
         is not an envelope or is larger than its type allows (``oversized-message``: its
         bytes, or its values per nesting depth, counted before it is decoded),
         OSError if the connection failed.  A message of a type nobody handles is
-        returned undecoded.
+        returned undecoded, as is one of a type ``skip_decoding`` names at that moment.
         """
         while not self.closed:
             payload = self._decoder.next_payload()
@@ -262,6 +264,8 @@ class Peer:
                     raise MessageError(
                         "oversized-message", f"{msg_type} of {len(payload)} bytes > {limit}"
                     )
+                if self.skip_decoding is not None and self.skip_decoding(msg_type):
+                    return ReceivedMessage(msg_type, None, size, payload, 0, decoded=False)
                 max_values = self._value_limit(msg_type)
                 msg_type, body = decode_envelope(self._codec, payload, max_values)
                 # [type, body]: a one-byte array header, the type's encoding, then the body's

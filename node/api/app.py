@@ -195,6 +195,11 @@ class NodeCollector:
             "Addresses of addr messages dropped by the rate limit",
             stats["addr_rate_limited"],
         )
+        yield counter(
+            "obol_addr_skipped",
+            "addr messages not decoded: their sender had no tokens left",
+            stats["addr_skipped"],
+        )
         yield counter("obol_addr_relayed", "Addresses relayed to peers", stats["addr_relayed"])
         yield counter("obol_network_received_bytes", "Bytes received from peers", stats["bytes_in"])
         yield counter("obol_network_sent_bytes", "Bytes sent to peers", stats["bytes_out"])
