@@ -113,7 +113,7 @@ class ChainState:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.params = params
-        self._store = Store(Path(datadir), params.name)
+        self._store = Store(Path(datadir), params.name, sync=params.sync_commits)
         self._db = self._store.db
         self.verifier = verifier or SignatureVerifier()
         self._own_verifier = verifier is None
