@@ -30,6 +30,8 @@ FIGURES = {
     # empty
     "regtest_mine_api",
     "sync_empty_blocks_per_s",
+    "mine_one_block_latency",
+    "mine_one_block_latency_3_peers",
     # propagation
     "propagation_4_nodes_median",
     "propagation_4_nodes_p90",
@@ -68,6 +70,7 @@ WITH_TARGET = {
     "sync_tx_per_s",
     "regtest_mine_api",
     "sync_empty_blocks_per_s",
+    "mine_one_block_latency",
     "propagation_per_hop_median",
     "node_miner",
     "reorg_7_deep",
