@@ -29,6 +29,7 @@ import aiohttp
 from node.chain.chainstate import ChainState
 from node.consensus.params import REGTEST
 from node.mining.miner import NONCE_START, Miner
+from node.p2p.ports import BLOCK_STAGES
 from node.primitives.block import Block, BlockHeader
 from scripts import bench_chain as bc
 from scripts.bench_harness import Bench, ChainInfo
@@ -679,6 +680,18 @@ async def bench_propagation(b: Bench) -> None:
         note="mean time a relaying node spent in accept_blocks per block "
         "(obol_block_validation_seconds of nodes 2-4): the rest of a hop is transport and handoffs",
     )
+    for stage in BLOCK_STAGES:  # where a hop's time goes, stage by stage
+        key = f'obol_block_stage_seconds_{{}}{{{{stage="{stage}"}}}}'
+        seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in relays)
+        count = sum(a[key.format("count")] - o[key.format("count")] for a, o in relays)
+        if not count:
+            raise BenchError(f"the relaying nodes timed no block in stage {stage}")
+        b.add(
+            f"propagation_stage_{stage}_mean",
+            seconds / count * 1000,
+            "ms",
+            note=f"mean of obol_block_stage_seconds{{stage={stage!r}}} over nodes 2-4, per block",
+        )
 
 
 # --- 5. mining --------------------------------------------------------------------------------

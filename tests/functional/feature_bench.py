@@ -40,6 +40,10 @@ FIGURES = {
     "propagation_hop2_median",
     "propagation_hop3_median",
     "propagation_validation_mean",
+    *(
+        f"propagation_stage_{stage}_mean"
+        for stage in ("decode", "early_relay", "queue", "validate", "commit", "tip")
+    ),
     # mining
     "bare_midstate_loop",
     "node_miner",
