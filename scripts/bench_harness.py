@@ -38,6 +38,7 @@ class Sizes:
     sync_repeats: int = 3  # fresh nodes timed syncing it (the median counts)
     empty_blocks: int = 5_000
     propagation_blocks: int = 20
+    mine_requests: int = 200  # sequential POST /mine of one block timed, alone and with peers
     miner_seconds: float = 3.0
     miner_repeats: int = 4
     reorg_depths: tuple[int, ...] = (7, 10, 100)
@@ -62,6 +63,7 @@ QUICK = Sizes(
     chain_txs=2_000,
     empty_blocks=300,
     propagation_blocks=5,
+    mine_requests=20,
     miner_seconds=1.0,
     miner_repeats=1,
     reorg_repeats=1,

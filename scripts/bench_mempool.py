@@ -43,7 +43,8 @@ from node.consensus.params import REGTEST  # noqa: E402
 from node.mempool.entry import MempoolEntry  # noqa: E402
 from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool  # noqa: E402
 from node.mempool.template import select_packages  # noqa: E402
-from node.mining.miner import COINBASE_RESERVE, create_block_template, mine_blocks  # noqa: E402
+from node.mining.miner import create_block_template, mine_blocks  # noqa: E402
+from node.mining.warm import COINBASE_RESERVE  # noqa: E402
 from node.primitives.block import MAX_BLOCK_SIZE  # noqa: E402
 from node.primitives.crypto import SigningKey  # noqa: E402
 from node.primitives.errors import ObolError  # noqa: E402

@@ -29,6 +29,7 @@ import aiohttp
 from node.chain.chainstate import ChainState
 from node.consensus.params import REGTEST
 from node.mining.miner import NONCE_START, Miner
+from node.p2p.ports import BLOCK_STAGES
 from node.primitives.block import Block, BlockHeader
 from scripts import bench_chain as bc
 from scripts.bench_harness import Bench, ChainInfo
@@ -522,6 +523,61 @@ async def bench_empty(b: Bench) -> None:
         target_of="value",
         note=f"{n:,} empty blocks; cores used: {cores}",
     )
+    await _mine_latency(b, address)
+
+
+MINE_PEERS = 3  # peers of the node timed mining with peers
+MINE_PAUSE = 0.02  # seconds between two timed POST /mine requests
+
+
+async def _mine_latency(b: Bench, address: str) -> None:
+    """``POST /mine`` of one block, request to answer: alone, then with MINE_PEERS peers
+    (each block relayed to them, which validate it meanwhile on the same cores)."""
+    node = b.node("mine-latency")
+    await node.start()
+    start = REGTEST.coinbase_maturity + 1  # blocks mined before the timed ones
+    await node.mine(start, address)
+    n = b.sizes.mine_requests
+    body = {"blocks": 1, "address": address}
+    lone = await node.timed_posts("mine", body, n, MINE_PAUSE)
+    peers = [b.node(f"mine-peer-{i}") for i in range(MINE_PEERS)]
+    await asyncio.gather(*(p.start(peers=(node,)) for p in peers))
+    height = start + n
+
+    async def joined() -> bool:
+        if (await node.status())["peers"] != MINE_PEERS:
+            return False
+        statuses = await asyncio.gather(*(p.status() for p in peers))
+        return all(s["height"] == height for s in statuses)
+
+    await wait_for(joined, 60, f"{MINE_PEERS} peers synced to the mining node", 0.05)
+    prof = b.profile("mine_latency_peers", node.pid)
+    try:
+        relayed = await node.timed_posts("mine", body, n, MINE_PAUSE)
+    finally:
+        b.profiler.detach(prof)
+    await asyncio.gather(*(p.wait_height(height + n, 30) for p in peers))
+    await b.stop_nodes(node, *peers)
+    how = (
+        f"median of {n} sequential requests {MINE_PAUSE * 1000:.0f} ms apart, one keep-alive "
+        "connection, request to full answer"
+    )
+    b.add(
+        "mine_one_block_latency",
+        statistics.median(lone) * 1000,
+        "ms",
+        target=2.0,
+        target_of="value",
+        op="<=",
+        note=f"idle regtest node, no peers; {how}; p90 {_p90(lone) * 1000:.2f} ms",
+    )
+    b.add(
+        "mine_one_block_latency_3_peers",
+        statistics.median(relayed) * 1000,
+        "ms",
+        note=f"{MINE_PEERS} peers validating each block on the same cores; {how}; "
+        f"p90 {_p90(relayed) * 1000:.2f} ms",
+    )
 
 
 # --- 4. propagation ---------------------------------------------------------------------------
@@ -624,6 +680,18 @@ async def bench_propagation(b: Bench) -> None:
         note="mean time a relaying node spent in accept_blocks per block "
         "(obol_block_validation_seconds of nodes 2-4): the rest of a hop is transport and handoffs",
     )
+    for stage in BLOCK_STAGES:  # where a hop's time goes, stage by stage
+        key = f'obol_block_stage_seconds_{{}}{{{{stage="{stage}"}}}}'
+        seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in relays)
+        count = sum(a[key.format("count")] - o[key.format("count")] for a, o in relays)
+        if not count:
+            raise BenchError(f"the relaying nodes timed no block in stage {stage}")
+        b.add(
+            f"propagation_stage_{stage}_mean",
+            seconds / count * 1000,
+            "ms",
+            note=f"mean of obol_block_stage_seconds{{stage={stage!r}}} over nodes 2-4, per block",
+        )
 
 
 # --- 5. mining --------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ class NetworkParams:
     # seconds a block's timestamp may lead the local clock (Bitcoin: MAX_FUTURE_BLOCK_TIME)
     max_future_block_time: int
     mine_on_demand: bool  # blocks are mined at once on request (Bitcoin: regtest's generate)
+    # each LMDB commit waits for the disk (fdatasync); False (regtest) leaves the
+    # pages to the OS's writeback and syncs at close: a process crash still loses
+    # nothing, an OS crash may (docs/design.md, "Storage")
+    sync_commits: bool
     genesis_timestamp: int  # unix seconds of the genesis header
     genesis_nonce: int  # nonce that gives the genesis header its proof of work
     genesis_message: bytes  # miner data of the genesis coinbase
@@ -96,6 +100,7 @@ MAIN = NetworkParams(
     halving_interval=210_000,
     max_future_block_time=2 * 3600,
     mine_on_demand=False,
+    sync_commits=True,
     genesis_timestamp=GENESIS_TIME,
     genesis_nonce=29086104,
     genesis_message=b"Obol main genesis 2026-11-25",
@@ -117,6 +122,7 @@ TESTNET = NetworkParams(
     halving_interval=210_000,
     max_future_block_time=120,
     mine_on_demand=False,
+    sync_commits=True,
     genesis_timestamp=GENESIS_TIME,
     genesis_nonce=1180398,
     genesis_message=b"Obol testnet genesis 2026-11-25",
@@ -138,6 +144,7 @@ REGTEST = NetworkParams(
     halving_interval=2_500,
     max_future_block_time=2 * 3600,
     mine_on_demand=True,
+    sync_commits=False,
     genesis_timestamp=GENESIS_TIME,
     genesis_nonce=0,
     genesis_message=b"Obol regtest genesis 2026-11-25",

@@ -88,6 +88,9 @@ class Mempool:
         self.rolling_fee_rate = 0.0  # floor raised by evictions (base units/byte)
         self.rolling_updated = clock()  # unix seconds when it was last decayed
         self.bytes = 0  # sum of the entries' encoded sizes
+        # bumped at every change of the entries: a block template selected at an older
+        # revision is stale (``mining.warm.WarmTemplate``)
+        self.revision = 0
         # estimated heap bytes of the entries (the cap's measure)
         self.usage = 0
 
@@ -291,6 +294,7 @@ class Mempool:
             fees = sum(self.entries[a].fee for a in ancestors)
             entry.add_to_relatives(len(ancestors), size, fees, 0, 0)
         self.entries[txid] = entry
+        self.revision += 1
         for txin in tx.inputs:
             self.spenders[outpoint_key(txin.prev_txid, txin.prev_index)] = txid
         for parent in entry.parents:
@@ -338,6 +342,7 @@ class Mempool:
         entry = self.entries[txid]
         self.usage -= entry.usage()
         del self.entries[txid]
+        self.revision += 1
         keys = (
             entry.input_keys()
             if tx is None
@@ -453,6 +458,7 @@ class Mempool:
         previous = sorted(self.entries.values(), key=lambda e: e.time)
         returning = [tx for block in reversed(disconnected) for tx in block.txs[1:]]
         self.entries.clear()
+        self.revision += 1
         self.spenders.clear()
         self.bytes = self.usage = 0
         arrived = {e.txid: e.time for e in previous}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -27,19 +28,18 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 
-from node.chain.chainstate import ChainState
+from node.chain.chainstate import BatchResult, ChainState
 from node.chain.index import BlockIndexEntry
 from node.consensus.params import BLOCK_VERSION, MEDIAN_TIME_SPAN
 from node.consensus.pow import bits_to_target
 from node.mempool.pool import Mempool
-from node.primitives.block import MAX_BLOCK_SIZE, Block, BlockHeader, merkle_root
+from node.mining.warm import NONCE_START, WarmTemplate
+from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.tx import TxOut, make_coinbase
 
 log = logging.getLogger("obol.miner")
 
-NONCE_START = 1 << 32  # first nonce tried: from here on a nonce encodes as 9 bytes
 NONCE_PREFIX = b"\xcf"  # msgpack marker of a uint64
-COINBASE_RESERVE = 1_000  # bytes of the block kept free for the coinbase and header
 MINE_BATCH = 256  # regtest blocks built ahead and accepted in one commit
 CHUNK_NONCES = 1 << 16  # nonces in one work unit (~0.1 s of one core)
 QUEUED_CHUNKS = 2  # work units in flight per process, so none waits for the next
@@ -56,26 +56,9 @@ def create_block_template(
     extra: bytes = b"",
     now: float | None = None,
 ) -> Block:
-    """An unsolved block on the current tip paying subsidy + fees to ``addr_hash``."""
-    tip = chain.tip
-    height = tip.height + 1
-    txs, fees = (
-        mempool.select_for_block(MAX_BLOCK_SIZE - COINBASE_RESERVE)
-        if mempool is not None
-        else ([], 0)
-    )
-    coinbase = make_coinbase(height, [TxOut(chain.params.subsidy(height) + fees, addr_hash)], extra)
-    all_txs = [coinbase] + txs
-    timestamp = max(int(now if now is not None else chain.clock()), chain.median_time_past(tip) + 1)
-    header = BlockHeader.create(
-        BLOCK_VERSION,
-        tip.hash,
-        merkle_root([t.txid for t in all_txs]),
-        timestamp,
-        chain.next_bits(tip),
-        NONCE_START,
-    )
-    return Block.create(header, all_txs)
+    """An unsolved block on the current tip paying subsidy + fees to ``addr_hash``, built
+    cold (a node keeps a ``WarmTemplate`` instead)."""
+    return WarmTemplate(chain, mempool).block(addr_hash, extra, now)
 
 
 def _die_with_node() -> None:
@@ -128,32 +111,51 @@ def _with_nonce_raw(block: Block, nonce: int) -> bytes:
 
 
 def mine_blocks(
-    chain: ChainState, mempool: Mempool | None, addr_hash: bytes, count: int
+    chain: ChainState,
+    mempool: Mempool | None,
+    addr_hash: bytes,
+    count: int,
+    template: WarmTemplate | None = None,
+    accept: Callable[[list[Block]], BatchResult] | None = None,
 ) -> list[Block]:
     """Mine ``count`` blocks in this process and accept them (regtest's ``generate``).
 
     Where the target does not retarget, blocks are built ahead on one another
     and accepted MINE_BATCH at a time (one LMDB commit each batch); otherwise
-    one at a time, since each target depends on the previous block.
+    one at a time, since each target depends on the previous block.  The first
+    block of each batch comes from ``template`` (a node's warm one; else one
+    built cold); ``accept`` takes each batch through the chain's normal
+    acceptance and brings the mempool along (by default ``accept_blocks``, then
+    ``update_for_chain``; a node passes its own, which also times them).
     """
+    if template is None:
+        template = WarmTemplate(chain, mempool)
+    if accept is None:
+        accept = functools.partial(_accept, chain, mempool)
     blocks: list[Block] = []
     batch_size = 1 if chain.params.retarget else MINE_BATCH
     while len(blocks) < count:
-        chunk = [_solved(create_block_template(chain, mempool, addr_hash, extra=os.urandom(4)))]
+        chunk = [_solved(template.block(addr_hash, extra=os.urandom(4)))]
         recent = _recent_times(chain) + [chunk[0].header.timestamp]
         while len(chunk) < min(batch_size, count - len(blocks)):
             recent = recent[-MEDIAN_TIME_SPAN:]
             mtp = sorted(recent)[len(recent) // 2]
             chunk.append(_solved(_empty_child(chain, chunk[-1], addr_hash, mtp)))
             recent.append(chunk[-1].header.timestamp)
-        result = chain.accept_blocks(chunk)
+        result = accept(chunk)
         for outcome in result.outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
-        if mempool is not None:
-            mempool.update_for_chain(result.connected, result.disconnected)
         blocks.extend(chunk)
     return blocks
+
+
+def _accept(chain: ChainState, mempool: Mempool | None, blocks: list[Block]) -> BatchResult:
+    """``mine_blocks``' acceptance without a node: the chain's, then the mempool's."""
+    result = chain.accept_blocks(blocks)
+    if mempool is not None:
+        mempool.update_for_chain(result.connected, result.disconnected)
+    return result
 
 
 def _solved(block: Block) -> Block:

@@ -17,6 +17,25 @@ from node.primitives.tx import Transaction
 
 T = TypeVar("T")
 
+# The stages of a block's path through a node, each timed per block into the histogram
+# ``obol_block_stage_seconds{stage=...}`` (docs/api.md).  A block mined by the node itself
+# has no decode or early-relay stage.
+STAGE_DECODE = "decode"  # relay: a block message's decoded body made a Block (ids hashed)
+STAGE_EARLY_RELAY = "early_relay"  # pre-relay checks (header, proof of work, context-free
+# rules) and the push to high-bandwidth peers as ``powblock``
+STAGE_QUEUE = "queue"  # queued for validation until the chain thread starts accepting it
+STAGE_VALIDATE = "validate"  # ``accept_blocks`` on the chain thread, its commit excepted
+STAGE_COMMIT = "commit"  # the LMDB commit of the switch that connected it
+STAGE_TIP = "tip"  # accepted until relay, miner and event subscribers were told (event loop)
+BLOCK_STAGES = (
+    STAGE_DECODE,
+    STAGE_EARLY_RELAY,
+    STAGE_QUEUE,
+    STAGE_VALIDATE,
+    STAGE_COMMIT,
+    STAGE_TIP,
+)
+
 
 class NodePort(Protocol):
     """The running node: its chain thread, its validation queues, its frame format."""
@@ -33,6 +52,10 @@ class NodePort(Protocol):
     def queue_tx(self, tx: Transaction, source: Any, on_outcome: Callable[[Any], None]) -> None:
         """Queue a transaction for the mempool (announced to peers other than ``source``
         once accepted); ``on_outcome`` is called with the entry or the error."""
+        ...
+
+    def block_stage(self, stage: str, seconds: float) -> None:
+        """Record that one block spent ``seconds`` in ``stage`` (one of ``BLOCK_STAGES``)."""
         ...
 
     def frame(self, payload: bytes) -> bytes:

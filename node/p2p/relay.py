@@ -50,7 +50,7 @@ from node.p2p.messages import (
     payload_around,
 )
 from node.p2p.peerstate import BoundedSet, PeerTable
-from node.p2p.ports import NodePort, Punisher
+from node.p2p.ports import STAGE_DECODE, STAGE_EARLY_RELAY, NodePort, Punisher
 from node.p2p.sync import BlockSync
 from node.primitives.block import Block, short_hash
 from node.primitives.crypto import sha256d
@@ -298,11 +298,17 @@ class Relay:
 
     async def handle_block(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block its sender validated (or that we asked for): any invalidity is its fault."""
-        await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=True)
+        await self._receive_block(peer, self._parse_block(body, raw), sender_validated=True)
 
     async def handle_powblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block relayed to us before its sender validated it (``early_relay.py``)."""
-        await self._receive_block(peer, _parse(parse_block, body, raw), sender_validated=False)
+        await self._receive_block(peer, self._parse_block(body, raw), sender_validated=False)
+
+    def _parse_block(self, body: object, raw: bytes | None) -> Block:
+        started = time.perf_counter()
+        block = _parse(parse_block, body, raw)
+        self.port.block_stage(STAGE_DECODE, time.perf_counter() - started)
+        return block
 
     async def _receive_block(self, peer: Peer, block: Block, sender_validated: bool) -> None:
         sync = self.sync
@@ -311,7 +317,9 @@ class Relay:
         state = self.peers.get(peer)
         if state is not None:
             state.known.add(block.hash)
+        started = time.perf_counter()
         excused = self.early.on_block(block, sender_validated)
+        self.port.block_stage(STAGE_EARLY_RELAY, time.perf_counter() - started)
         validated = self.port.queue_block(block, requested=asked)
         validated.add_done_callback(lambda done: self._block_outcome(peer, block, excused, done))
         if requested:

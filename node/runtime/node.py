@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,8 @@ from node.consensus.params import NetworkParams
 from node.consensus.sigcheck import SignatureVerifier
 from node.mempool.persist import MEMPOOL_FILE, load_mempool, save_mempool
 from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
-from node.mining.miner import Miner, create_block_template, mine_blocks
+from node.mining.miner import Miner, mine_blocks
+from node.mining.warm import WarmTemplate
 from node.p2p.early_relay import EarlyRelay
 from node.p2p.messages import (
     MAX_HEADERS,
@@ -42,6 +43,7 @@ from node.p2p.messages import (
     VALUE_LIMITS,
 )
 from node.p2p.peerstate import PeerTable
+from node.p2p.ports import STAGE_COMMIT, STAGE_QUEUE, STAGE_TIP, STAGE_VALIDATE
 from node.p2p.relay import Relay
 from node.p2p.sync import BlockSync
 from node.primitives import encoding
@@ -139,12 +141,17 @@ class Node:
             self._miner_template, self.submit_block, config.miner_threads or os.cpu_count() or 1
         )
         self.miner_address = config.miner_address
+        # the next block's template, kept between requests (used on the chain thread only)
+        self.template = WarmTemplate(self.chain, self.mempool)
         self.started = time.time()
         self.blocks_validated = 0
         self.txs_validated = 0
         self.reorgs = 0
         # called (on the chain thread) with the seconds each block submission took to validate
         self.block_timers: list[Callable[[float], None]] = []
+        # called (from any thread) with a stage of a block's path (p2p/ports.py's
+        # BLOCK_STAGES) and the seconds one block spent in it
+        self.stage_timers: list[Callable[[str, float], None]] = []
         self._tasks: list[asyncio.Task] = []
         self._blocks = Batcher(self._process_blocks, MAX_BLOCK_BATCH, "accept-blocks")
         self._was_syncing = False  # a peer had more work at the last tip change
@@ -268,16 +275,34 @@ class Node:
 
     # --- blocks and transactions -----------------------------------------------------------
 
-    def _accept_blocks(self, blocks: list[Block], unrequested: set[bytes]) -> BatchResult:
-        """On the chain thread: accept a batch, then bring the mempool along."""
+    def block_stage(self, stage: str, seconds: float) -> None:
+        """One block spent ``seconds`` in ``stage`` (``NodePort``; any thread)."""
+        for timer in self.stage_timers:
+            timer(stage, seconds)
+
+    def _accept_blocks(
+        self,
+        blocks: list[Block],
+        unrequested: Collection[bytes] = (),
+        queued: Collection[float] = (),
+    ) -> BatchResult:
+        """On the chain thread: accept a batch, then bring the mempool along.  ``queued``:
+        when (perf_counter) each block was queued for this call."""
         started = time.perf_counter()
+        for at in queued:
+            self.block_stage(STAGE_QUEUE, started - at)
+        commit = 0.0
         try:
             result = self.chain.accept_blocks(blocks, unrequested)
+            commit = result.commit_seconds
         finally:
             elapsed = (time.perf_counter() - started) / len(blocks)
             for timer in self.block_timers:
                 for _ in blocks:
                     timer(elapsed)
+            for _ in blocks:
+                self.block_stage(STAGE_VALIDATE, elapsed - commit / len(blocks))
+                self.block_stage(STAGE_COMMIT, commit / len(blocks))
         if result.connected or result.disconnected:
             self.mempool.update_for_chain(result.connected, result.disconnected)
         return result
@@ -296,13 +321,14 @@ class Node:
         """``submit_block`` without waiting (no task per block): the future holds the
         AcceptResult or the ValidationError.  A block a peer pushed unasked
         (``requested`` False) is stored only if worth it (``ChainState.accept_blocks``)."""
-        return self._blocks.enqueue((block, requested))
+        return self._blocks.enqueue((block, requested, time.perf_counter()))
 
-    async def _process_blocks(self, items: list[tuple[Block, bool]]) -> list:
-        blocks = [block for block, _ in items]
-        unrequested = {block.hash for block, requested in items if not requested}
-        result = await self.in_chain(self._accept_blocks, blocks, unrequested)
-        self._after_blocks(result)
+    async def _process_blocks(self, items: list[tuple[Block, bool, float]]) -> list:
+        blocks = [block for block, _, _ in items]
+        unrequested = {block.hash for block, requested, _ in items if not requested}
+        queued = [at for _, _, at in items]
+        result, accepted = await self.in_chain(self._accept_timed, blocks, unrequested, queued)
+        self._after_blocks(result, accepted)
         self._merge_txindex_later(result)
         for outcome in result.outcomes:
             if isinstance(outcome, AcceptResult):
@@ -321,8 +347,13 @@ class Node:
             # txrecent's entries, and it is merged after a block connects next time.
             return
 
-    def _after_blocks(self, result: AcceptResult | BatchResult) -> None:
-        """React to a tip change: counters, relay, miner, mempool event subscribers."""
+    def _accept_timed(self, *args: Any) -> tuple[BatchResult, float]:
+        """``_accept_blocks``, and when (perf_counter) it returned."""
+        return self._accept_blocks(*args), time.perf_counter()
+
+    def _after_blocks(self, result: AcceptResult | BatchResult, accepted: float = 0.0) -> None:
+        """React to a tip change: counters, relay, miner, mempool event subscribers.
+        ``accepted``: when (perf_counter) the chain thread finished with the blocks."""
         if not result.connected and not result.disconnected:
             return
         self.blocks_validated += len(result.connected)
@@ -352,6 +383,10 @@ class Node:
                 "disconnected": [b.hash.hex() for b in result.disconnected],
             }
         )
+        if accepted:
+            tip_seconds = time.perf_counter() - accepted
+            for _ in result.connected:
+                self.block_stage(STAGE_TIP, tip_seconds)
 
     async def change_chain(self, action: str, block_hash: bytes) -> AcceptResult:
         """``invalidate`` or ``reconsider`` a block (Bitcoin: invalidateblock/reconsiderblock).
@@ -424,19 +459,28 @@ class Node:
 
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
         """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""
+        queued = time.perf_counter()
 
-        def work() -> list[Block]:
-            return mine_blocks(self.chain, self.mempool, addr_hash, count)
+        def work() -> tuple[list[Block], float]:
+            self.block_stage(STAGE_QUEUE, time.perf_counter() - queued)  # for the chain thread
+            blocks = mine_blocks(
+                self.chain,
+                self.mempool,
+                addr_hash,
+                count,
+                template=self.template,
+                accept=self._accept_blocks,
+            )
+            return blocks, time.perf_counter()
 
         tip_before = self.chain.tip
-        blocks = await self.in_chain(work)
+        blocks, accepted = await self.in_chain(work)
         if self.chain.tip is not tip_before:
-            self._after_blocks(AcceptResult(b"", AcceptStatus.CONNECTED, connected=blocks))
+            connected = AcceptResult(b"", AcceptStatus.CONNECTED, connected=blocks)
+            self._after_blocks(connected, accepted)
         return blocks
 
     async def _miner_template(self) -> Block:
         addr = self.miner_address
         assert addr is not None, "start_miner checked it"
-        return await self.in_chain(
-            lambda: create_block_template(self.chain, self.mempool, addr, extra=os.urandom(4))
-        )
+        return await self.in_chain(lambda: self.template.block(addr, extra=os.urandom(4)))

@@ -160,6 +160,10 @@ def test_metrics_at_both_paths(api):
             "obol_blocks_validated_total",
             "obol_txs_validated_total",
             "obol_block_validation_seconds_bucket",
+            *(
+                f'obol_block_stage_seconds_bucket{{le="0.001",stage="{stage}"}}'
+                for stage in ("decode", "early_relay", "queue", "validate", "commit", "tip")
+            ),
             "obol_reorgs_total",
             "obol_bans",
             "obol_network_received_bytes_total",
@@ -702,6 +706,47 @@ async def test_full_flow(daemon, api, key):
         assert "obol_block_validation_seconds_count" in api.get("metrics").text
 
 
+def metric(text: str, name: str) -> float:
+    """One sample of a /metrics text (labels included in ``name``); 0 if it is absent."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_mined_blocks_are_timed(api):
+    """Blocks of POST /mine count in obol_block_validation_seconds and in the stages of
+    their path (one chain-thread hand-off per request; no decode or early relay)."""
+    stage = 'obol_block_stage_seconds_count{{stage="{}"}}'
+    names = ["obol_block_validation_seconds_count"] + [
+        stage.format(s) for s in ("decode", "early_relay", "queue", "validate", "commit", "tip")
+    ]
+    before = api.get("metrics").text
+    mine(api, 3, address(SigningKey.generate()))
+    mine(api, 1, address(SigningKey.generate()))
+    after = api.get("metrics").text
+    counts = [metric(after, n) - metric(before, n) for n in names]
+    assert counts == [4, 0, 0, 2, 4, 4, 4], dict(zip(names, counts, strict=True))
+    assert metric(after, "obol_block_validation_seconds_sum") > metric(
+        before, "obol_block_validation_seconds_sum"
+    )
+
+
+def test_mine_takes_what_arrived_since_the_last_block(api):
+    """The node keeps its template warm between requests: a transaction accepted after the
+    last block was mined is in the next one, which connects; the one after is empty."""
+    key = SigningKey.generate()
+    mine(api, 1, address(key))
+    mine(api, REGTEST.coinbase_maturity, address(SigningKey.generate()))  # the template is warm
+    coin = next(u for u in api.ok("GET", f"address/{address(key)}")["utxos"] if u["mature"])
+    tx = spend(coin, key, [TxOut(coin["amount"] - 3_000, key.address_hash)])
+    api.ok("POST", "tx", {"hex": tx.raw.hex()})
+    [with_tx] = mine(api, 1, address(key))
+    block = api.ok("GET", f"blocks/{with_tx}")
+    assert block["txids"][1:] == [tx.txid.hex()] and block["confirmations"] == 1
+    assert api.ok("GET", "status")["tip"] == with_tx
+    [empty] = mine(api, 1, address(key))
+    assert api.ok("GET", f"blocks/{empty}")["tx_count"] == 1
+
+
 def test_batch_txs(api):
     """POST /txs checks a batch together: a parent and its child in one request both enter;
     each bad item gets its own error code, in order, without failing the others."""
@@ -780,6 +825,8 @@ def test_two_daemons_connect_and_sync(tmp_path, api, key):
         metrics = other.client.get("metrics").text  # blocks it got by relay were timed
         count = re.search(r"^obol_block_validation_seconds_count (\S+)$", metrics, re.M)
         assert count and float(count.group(1)) >= 1, metrics
+        for stage in ("decode", "queue", "validate", "commit", "tip"):  # and each stage
+            assert metric(metrics, f'obol_block_stage_seconds_count{{stage="{stage}"}}') >= 1
         # (the address book may dial it again: what matters is that this connection closed)
         poll_until(
             lambda: ours["id"] not in [p["id"] for p in api.ok("GET", "peers")],

@@ -30,6 +30,8 @@ FIGURES = {
     # empty
     "regtest_mine_api",
     "sync_empty_blocks_per_s",
+    "mine_one_block_latency",
+    "mine_one_block_latency_3_peers",
     # propagation
     "propagation_4_nodes_median",
     "propagation_4_nodes_p90",
@@ -38,6 +40,10 @@ FIGURES = {
     "propagation_hop2_median",
     "propagation_hop3_median",
     "propagation_validation_mean",
+    *(
+        f"propagation_stage_{stage}_mean"
+        for stage in ("decode", "early_relay", "queue", "validate", "commit", "tip")
+    ),
     # mining
     "bare_midstate_loop",
     "node_miner",
@@ -68,6 +74,7 @@ WITH_TARGET = {
     "sync_tx_per_s",
     "regtest_mine_api",
     "sync_empty_blocks_per_s",
+    "mine_one_block_latency",
     "propagation_per_hop_median",
     "node_miner",
     "reorg_7_deep",
