@@ -3,6 +3,8 @@ of empty arrays nested to given counts (the shape that costs a decoder most)."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from typing import TYPE_CHECKING, Any
 
 from tests.framework.util import wait_until
@@ -44,3 +46,17 @@ def nested(counts: tuple[int, ...]) -> list:
 
     (body,) = build(0, 1)
     return body
+
+
+def global_host(rng: random.Random) -> str:
+    """A random IPv4 address routable on the internet (what a flood of `addr` carries)."""
+    while True:
+        octets = (
+            rng.randrange(1, 224),
+            rng.randrange(256),
+            rng.randrange(256),
+            rng.randrange(1, 255),
+        )
+        host = ".".join(map(str, octets))
+        if ipaddress.ip_address(host).is_global:
+            return host

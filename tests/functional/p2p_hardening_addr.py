@@ -16,7 +16,6 @@ older version (version 1), and read back after the node stopped.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import random
 import time
@@ -27,6 +26,7 @@ from network.addrman import BUCKET_SIZE, NEW_BUCKETS_PER_SOURCE_GROUP, PEERS_FIL
 from node.consensus.params import REGTEST
 from node.primitives import encoding
 from tests.framework.daemon import Daemon
+from tests.framework.hostile import global_host
 from tests.framework.util import scenario_log
 from tests.framework.wire import WireClient
 
@@ -38,20 +38,6 @@ FLOOD_MESSAGES = 50  # `addr` messages of the attacker
 FLOOD_SIZE = 1000  # addresses in each (the most one `addr` may carry)
 FLOOD_TIMEOUT = 60.0  # seconds the node may take to get through the flood
 STATUS_LATENCY = 1.0  # seconds: longest answer to GET /status while the flood is handled
-
-
-def global_host(rng: random.Random) -> str:
-    """A random address routable on the internet."""
-    while True:
-        octets = (
-            rng.randrange(1, 224),
-            rng.randrange(256),
-            rng.randrange(256),
-            rng.randrange(1, 255),
-        )
-        host = ".".join(map(str, octets))
-        if ipaddress.ip_address(host).is_global:
-            return host
 
 
 def write_old_book(datadir, rng: random.Random) -> set[tuple[str, int]]:

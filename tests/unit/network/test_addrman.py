@@ -20,28 +20,15 @@ from network.addrman import (
     NEW_BUCKETS_PER_SOURCE_GROUP,
 )
 from network.addrtable import RandomSet, Table
-from network.netaddr import Scope, may_learn, scope
+from network.netaddr import may_learn
 from network.slots import netgroup
+from tests.framework.hostile import global_host
 
 NOW = 1_700_000_000.0  # unix seconds: the fixed clock of these tests
 
 
 def clock() -> float:
     return NOW
-
-
-def global_host(rng: random.Random) -> str:
-    """A random address routable on the internet."""
-    while True:
-        octets = (
-            rng.randrange(1, 224),
-            rng.randrange(256),
-            rng.randrange(256),
-            rng.randrange(1, 255),
-        )
-        host = ".".join(map(str, octets))
-        if scope(host) is Scope.GLOBAL:
-            return host
 
 
 def filled_by_many_sources(book: AddrBook, rng: random.Random, sources: int = 100) -> set:
