@@ -25,20 +25,10 @@ from node.mining.miner import (
 from node.primitives.block import Block, merkle_root
 from node.primitives.crypto import sha256d
 from node.primitives.tx import TxOut
-from tests.framework.blocktools import Wallet, coinbase_coin, extend, spend
-from tests.framework.chains import open_chain, opened_chain
+from tests.framework.blocktools import coinbase_coin, spend
+from tests.framework.chains import opened_chain
 from tests.framework.programs import killed_at_exit
 from tests.framework.util import REPO_ROOT, wait_until
-
-
-@pytest.fixture
-def funded(tmp_path, uparams):
-    wallet = Wallet()
-    chain = open_chain(tmp_path / "chain", uparams)
-    blocks = extend(chain, wallet.addr, 3)
-    extend(chain, b"\x70" * 20, 2)
-    yield chain, wallet, [coinbase_coin(b) for b in blocks]
-    chain.close()
 
 
 def test_template_includes_mempool_txs_and_pays_fees(funded, uparams):

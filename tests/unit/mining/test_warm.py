@@ -9,30 +9,25 @@ from node.mempool.pool import Mempool
 from node.mining.miner import create_block_template, mine_blocks, solve_block
 from node.mining.warm import WarmTemplate
 from node.primitives.tx import TxOut
-from tests.framework.blocktools import Wallet, coinbase_coin, extend, spend
-from tests.framework.chains import open_chain
+from tests.framework.blocktools import spend
 
 PAY_TO = b"\x7a" * 20  # the templates' coinbase address
 
 
 @pytest.fixture
-def funded(tmp_path, uparams):
-    """A chain with three mature coins of ``wallet``, an empty pool and its warm template."""
-    wallet = Wallet()
-    chain = open_chain(tmp_path / "chain", uparams)
-    blocks = extend(chain, wallet.addr, 3)
-    extend(chain, b"\x70" * 20, 2)
+def warm(funded):
+    """The funded chain with an empty pool and its warm template."""
+    chain, wallet, coins = funded
     pool = Mempool(chain)
-    yield chain, pool, WarmTemplate(chain, pool), wallet, [coinbase_coin(b) for b in blocks]
-    chain.close()
+    return chain, pool, WarmTemplate(chain, pool), wallet, coins
 
 
 def _spend(chain, wallet, coin, fee):
     return spend(chain, [coin], wallet.key, [TxOut(coin[1].amount - fee, wallet.addr)])
 
 
-def test_selection_is_kept_until_the_mempool_changes(funded):
-    chain, pool, warm, wallet, coins = funded
+def test_selection_is_kept_until_the_mempool_changes(warm):
+    chain, pool, warm, wallet, coins = warm
     pool.accept(_spend(chain, wallet, coins[0], 1000))
     first = warm.block(PAY_TO, b"a")
     second = warm.block(PAY_TO, b"b")
@@ -41,10 +36,10 @@ def test_selection_is_kept_until_the_mempool_changes(funded):
     assert first.txs[0] != second.txs[0]  # each block has its own coinbase
 
 
-def test_tx_accepted_after_the_template_is_in_the_next_block(funded):
+def test_tx_accepted_after_the_template_is_in_the_next_block(warm):
     """A transaction that arrives after a template was built is in the next one, and the
     mined block connects and confirms both."""
-    chain, pool, warm, wallet, coins = funded
+    chain, pool, warm, wallet, coins = warm
     early = pool.accept(_spend(chain, wallet, coins[0], 1000))
     assert [t.txid for t in warm.block(PAY_TO).txs[1:]] == [early.txid]
     late = pool.accept(_spend(chain, wallet, coins[1], 4000))
@@ -55,8 +50,8 @@ def test_tx_accepted_after_the_template_is_in_the_next_block(funded):
     assert warm.block(PAY_TO).txs[1:] == ()  # what the block confirmed is gone
 
 
-def test_warm_and_cold_templates_agree(funded):
-    chain, pool, warm, wallet, coins = funded
+def test_warm_and_cold_templates_agree(warm):
+    chain, pool, warm, wallet, coins = warm
     for coin, fee in zip(coins, (1000, 2500, 4000), strict=True):
         pool.accept(_spend(chain, wallet, coin, fee))
     warm.block(PAY_TO)  # warm it, then change the pool: a rebuild reuses the decodings
@@ -67,10 +62,10 @@ def test_warm_and_cold_templates_agree(funded):
     assert hot == cold and hot.raw == cold.raw
 
 
-def test_a_tip_change_moves_the_template(funded):
+def test_a_tip_change_moves_the_template(warm):
     """After a block from elsewhere the template builds on the new tip; after a reorg
     (the tip invalidated) on the old one again, with the returned transaction."""
-    chain, pool, warm, wallet, coins = funded
+    chain, pool, warm, wallet, coins = warm
     tx = _spend(chain, wallet, coins[0], 1000)
     pool.accept(tx)
     stale = warm.block(PAY_TO)
