@@ -298,7 +298,7 @@ class CompactRelay:
         entry = self.chain.index.get(block_hash)
         block = None
         if entry is not None and entry.status in (BlockStatus.DATA, BlockStatus.VALID):
-            block = self.recent.get(block_hash) or self._stored(block_hash)
+            block = self.recent.get(block_hash) or self.chain.reader.get_block(block_hash)
         if entry is None or block is None:
             peer.send(MSG_NOTFOUND, [[INV_BLOCK, block_hash]])
             return
@@ -317,7 +317,3 @@ class CompactRelay:
             self.port.frame(payload_around(MSG_BLOCKTXN, encode_array([encode(block_hash), txs])))
         )
         self.stats.served += 1
-
-    def _stored(self, block_hash: bytes) -> Block | None:
-        raw = self.chain.reader.get_block_raw(block_hash)
-        return Block.from_stored(raw) if raw is not None else None
