@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from .errors import MessageError, Misbehaviour
 
-PROTOCOL_VERSION = 3  # the protocol version this implementation speaks (docs/protocol.md §14.3)
+PROTOCOL_VERSION = 4  # the protocol version this implementation speaks (docs/protocol.md §14.3)
 GRANTS_VERSION = 3  # first protocol version that sends `grants` and asks `mempool` only if granted
 MIN_PROTOCOL_VERSION = 1  # oldest peer protocol version still accepted
 MAX_TYPE_LENGTH = 12  # characters: longest message type name

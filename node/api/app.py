@@ -226,6 +226,22 @@ class NodeCollector:
             "obol_network_received_messages", "Messages received from peers", stats["messages_in"]
         )
         yield counter("obol_network_sent_messages", "Messages sent to peers", stats["messages_out"])
+        cmpct = node.compact.stats
+        for name, doc, value in (
+            ("received", "Compact blocks received", cmpct.received),
+            ("rebuilt", "Compact blocks rebuilt from the mempool alone", cmpct.rebuilt),
+            (
+                "rebuilt_after_request",
+                "Compact blocks rebuilt after a getblocktxn",
+                cmpct.rebuilt_after_request,
+            ),
+            ("requests", "getblocktxn messages sent", cmpct.requests),
+            ("txs_requested", "Transactions asked for with getblocktxn", cmpct.txs_requested),
+            ("fallbacks", "Blocks asked for whole after their compact block", cmpct.fallbacks),
+            ("sent", "Compact blocks sent", cmpct.sent),
+            ("served", "getblocktxn messages answered with blocktxn", cmpct.served),
+        ):
+            yield counter(f"obol_compact_{name}", doc, value)
         yield gauge("obol_syncing", "1 while downloading a better chain", int(node.sync.syncing))
         yield gauge("obol_miner_enabled", "1 while the miner runs", int(node.miner.running))
         yield gauge("obol_miner_hashrate", "Hashes per second of the miner", node.miner.hash_rate())

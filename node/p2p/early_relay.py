@@ -15,13 +15,14 @@ checks that need no UTXO set hold, and validates it meanwhile:
   block at this height or above was relayed early before (at most one early
   relay per height, as Bitcoin's ``m_highest_fast_announce``).
 
-Such a block travels as ``powblock`` instead of ``block``, and only to peers
-speaking protocol version ``EARLY_RELAY_VERSION`` or later, and to at most
-EARLY_RELAY_PEERS of them: those that most recently sent us a block that became
-our tip (Bitcoin: the 3 high-bandwidth compact-block peers, chosen the same
-way).  The others get the block once it is validated, as ``block``: pushing a
-whole unvalidated block to every peer would have each node receive it from
-nearly all its peers.  The message type
+Such a block travels as ``cmpctblock`` to peers that asked for compact blocks
+(``compact_relay.py``), else as ``powblock`` instead of ``block``: to every peer that
+asked for compact blocks in high-bandwidth mode, and then, up to EARLY_RELAY_PEERS in all,
+to others speaking protocol version ``EARLY_RELAY_VERSION`` or later: those that most
+recently sent us a block that became our tip (Bitcoin: the 3 high-bandwidth
+compact-block peers, chosen the same way).  The others get the block once it is
+validated, as ``block`` (or ``cmpctblock``): pushing a whole unvalidated block to
+every peer would have each node receive it from nearly all its peers.  The message type
 says what its sender answers for:
 
 * ``block``: the sender validated the block fully (or we asked for it); any
@@ -83,12 +84,18 @@ class EarlyRelay:
     its sender is excused for failures found later."""
 
     def __init__(
-        self, chain: ChainState, peers: PeerTable, syncing: Callable[[], bool], port: NodePort
+        self,
+        chain: ChainState,
+        peers: PeerTable,
+        syncing: Callable[[], bool],
+        port: NodePort,
+        send_compact: Callable[[PeerState, Block], None],
     ) -> None:
         self.chain = chain
         self.peers = peers
         self.syncing = syncing  # True while a peer is known to have more work than our tip
         self.port = port
+        self.send_compact = send_compact  # pushes a block's ``cmpctblock`` to a peer
         self.highest_height = -1  # height of the newest block relayed early (one per height)
 
     def on_block(self, block: Block, sender_validated: bool) -> bool:
@@ -116,20 +123,27 @@ class EarlyRelay:
         entry = chain.index.get(block.hash)
         if entry is not None and entry.status != BlockStatus.HEADER:
             return []  # stored already: being validated, valid, or invalid
-        targets = [
+        lacking = [s for s in self.peers.values() if block.hash not in s.known]
+        # those that asked for compact blocks before validation (BIP152 high-bandwidth)
+        asked = [s for s in lacking if s.compact_hb]
+        chosen = [
             s
-            for s in self.peers.values()
-            if block.hash not in s.known and (s.peer.protocol_version or 0) >= EARLY_RELAY_VERSION
+            for s in lacking
+            if not s.compact_hb and (s.peer.protocol_version or 0) >= EARLY_RELAY_VERSION
         ]
-        if targets and self.syncing():
+        if (asked or chosen) and self.syncing():
             return []  # a peer has more work: this block is not news to the network
         # the peers that last gave us a new tip first (a stable sort: ties in connection order)
-        targets.sort(key=lambda s: s.last_new_block, reverse=True)
-        return targets[:EARLY_RELAY_PEERS]
+        chosen.sort(key=lambda s: s.last_new_block, reverse=True)
+        return asked + chosen[: max(0, EARLY_RELAY_PEERS - len(asked))]
 
     def _push(self, block: Block, height: int, targets: list[PeerState]) -> None:
-        frame = self.port.frame(payload_around(MSG_POWBLOCK, block.raw))
+        frame = None  # the powblock's, built for the first peer that needs it
         for state in targets:
+            if state.compact:
+                self.send_compact(state, block)
+                continue
+            frame = frame or self.port.frame(payload_around(MSG_POWBLOCK, block.raw))
             state.known.add(block.hash)
             state.peer.send_frame(frame)
         self.highest_height = height

@@ -19,6 +19,7 @@ type            body
 ``powblock``    block                        the same, relayed before full validation (early_relay)
 ``tx``          tx                           [version, inputs, outputs, locktime]
 ``mempool``     []                           "send me inv of your mempool" (Bitcoin: BIP35)
+``sendcmpct``,  ``cmpctblock``, ``getblocktxn``, ``blocktxn``: compact blocks (``compact.py``)
 ==============  ===========================================================
 """
 
@@ -44,6 +45,9 @@ MSG_INV, MSG_GETDATA, MSG_NOTFOUND = "inv", "getdata", "notfound"
 MSG_GETHEADERS, MSG_HEADERS, MSG_BLOCK, MSG_TX = "getheaders", "headers", "block", "tx"
 MSG_MEMPOOL = "mempool"
 MSG_POWBLOCK = "powblock"  # a block pushed on before full validation (node/p2p/early_relay.py)
+# compact blocks (node/p2p/compact.py, Bitcoin: BIP152)
+MSG_SENDCMPCT, MSG_CMPCTBLOCK = "sendcmpct", "cmpctblock"
+MSG_GETBLOCKTXN, MSG_BLOCKTXN = "getblocktxn", "blocktxn"
 
 # --- what a body may contain, counted before it is decoded (docs/protocol.md §14.2) -------
 # A decoded value costs a Python object (an empty array: one byte sent, ~70 bytes built), so
@@ -79,6 +83,11 @@ BLOCK_VALUES = (  # [header, [tx, ...]]
     tx_parts(MAX_BLOCK_SIZE),
     tx_part_fields(MAX_BLOCK_SIZE),
 )
+# cmpctblock [header, nonce, [short id, ...], [[index, tx], ...]]: 4 fields; the header's 6
+# fields, the short ids and the prefilled entries (at most MAX_BLOCK_TXS together); each
+# entry's index and tx; then the transactions' parts as in a block
+CMPCTBLOCK_VALUES = (4, HEADER_FIELDS + MAX_BLOCK_TXS, 2 * MAX_BLOCK_TXS, *BLOCK_VALUES[2:])
+BLOCKTXN_VALUES = (2, MAX_BLOCK_TXS, *BLOCK_VALUES[2:])  # [hash, [tx, ...]]
 
 #: values per nesting depth of each node message's body: element ``d`` bounds the values at
 #: depth ``d + 1`` (the body's elements, theirs, ...); nothing is deeper; more is refused
@@ -93,6 +102,10 @@ VALUE_LIMITS: dict[str, tuple[int, ...]] = {
     MSG_BLOCK: BLOCK_VALUES,
     MSG_POWBLOCK: BLOCK_VALUES,
     MSG_MEMPOOL: (0,),  # []
+    MSG_SENDCMPCT: (2,),  # [high_bandwidth, version]
+    MSG_CMPCTBLOCK: CMPCTBLOCK_VALUES,
+    MSG_GETBLOCKTXN: (2, MAX_BLOCK_TXS),  # [hash, [index, ...]]
+    MSG_BLOCKTXN: BLOCKTXN_VALUES,
 }
 
 

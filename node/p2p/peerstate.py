@@ -17,6 +17,7 @@ from node.chain.index import BlockIndexEntry
 from node.chain.presync import HeadersPresync
 
 KNOWN_INVENTORY = 50_000  # hashes remembered per peer as "it has this"
+ASKED_WHOLE = 8  # blocks remembered per peer as asked whole after a compact block
 
 
 class BoundedSet:
@@ -59,6 +60,11 @@ class PeerState:
     last_new_block: float = 0.0  # monotonic time it last sent a block that became our tip
     presync: HeadersPresync | None = None  # its low-work header chain being checked, if any
     presync_progress: float = 0.0  # monotonic time that presync last took a batch
+    compact: bool = False  # it sent ``sendcmpct`` of our encoding: blocks go to it compact
+    compact_hb: bool = False  # it asked for compact blocks before validation (high-bandwidth)
+    # blocks asked of it whole because its compact block did not rebuild: it answers for
+    # them as for the compact block (relayed early), not as for a ``block``
+    asked_whole: BoundedSet = field(default_factory=lambda: BoundedSet(ASKED_WHOLE))
 
 
 class PeerTable:

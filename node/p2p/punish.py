@@ -12,10 +12,20 @@ for the failures its sender could not have checked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from network import Misbehaviour
-from node.primitives.errors import MissingInputsError, ObolError, PolicyError, ValidationError
+from node.primitives.errors import (
+    DecodeError,
+    MissingInputsError,
+    ObolError,
+    PolicyError,
+    ValidationError,
+)
+
+P = TypeVar("P")
 
 MISBEHAVING = 100  # points for a broken rule or a malformed message: enough to ban
 
@@ -44,6 +54,14 @@ NOT_ITS_FAULT = Verdict(0, "depends on what this node knows or its clock")
 def malformed(exc: ObolError) -> Misbehaviour:
     """The exception that punishes a peer for a body that does not parse."""
     return Misbehaviour(MISBEHAVING, exc.code, exc.message)
+
+
+def parsed(parser: Callable[..., P], body: object, *extra: Any) -> P:
+    """Run a body parser; a malformed body is misbehaviour."""
+    try:
+        return parser(body, *extra)
+    except (DecodeError, ValidationError) as exc:
+        raise malformed(exc) from None
 
 
 def for_headers(exc: ValidationError) -> Verdict:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from network.peer import Peer
 from network.permissions import PermissionFlag
@@ -29,6 +27,8 @@ from node.chain.index import BlockStatus
 from node.mempool.orphans import OrphanTxPool
 from node.mempool.pool import Mempool
 from node.p2p import punish
+from node.p2p.compact import parse_blocktxn, parse_cmpctblock
+from node.p2p.compact_relay import CompactRelay
 from node.p2p.early_relay import EarlyRelay
 from node.p2p.frames import FrameCache
 from node.p2p.messages import (
@@ -54,7 +54,7 @@ from node.p2p.ports import STAGE_DECODE, STAGE_EARLY_RELAY, NodePort, Punisher
 from node.p2p.sync import BlockSync
 from node.primitives.block import Block, short_hash
 from node.primitives.crypto import sha256d
-from node.primitives.errors import DecodeError, MissingInputsError, ObolError, ValidationError
+from node.primitives.errors import MissingInputsError, ObolError, ValidationError
 from node.primitives.tx import Transaction
 
 log = logging.getLogger("obol.relay")
@@ -62,7 +62,6 @@ log = logging.getLogger("obol.relay")
 # parents of one orphan asked for at once (Core: MAX_PEER_TX_REQUEST_IN_FLIGHT)
 MAX_PARENTS_ASKED = 100
 RECENT_REJECTS = 20_000  # txids remembered as invalid, not fetched again
-P = TypeVar("P")
 # blocks pushed at once after a tip change (Bitcoin: MAX_BLOCKS_TO_ANNOUNCE)
 MAX_BLOCKS_ANNOUNCED = 8
 # bytes queued to a peer above which getdata waits (Core: 5 MB)
@@ -86,6 +85,7 @@ class Relay:
         peers: PeerTable,
         sync: BlockSync,
         early: EarlyRelay,
+        compact: CompactRelay,
         port: NodePort,
         punisher: Punisher,
     ) -> None:
@@ -94,6 +94,7 @@ class Relay:
         self.peers = peers
         self.sync = sync
         self.early = early
+        self.compact = compact
         self.port = port
         self.punisher = punisher
         self.rejects = BoundedSet(RECENT_REJECTS)  # invalid: never fetched again
@@ -297,8 +298,26 @@ class Relay:
         self.orphans.peer_gone(peer.id)
 
     async def handle_block(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
-        """A block its sender validated (or that we asked for): any invalidity is its fault."""
-        await self._receive_block(peer, self._parse_block(body, raw), sender_validated=True)
+        """A block its sender validated (or that we asked for): any invalidity is its fault,
+        unless we asked for it because its compact form did not rebuild (then it answers
+        as for the compact block)."""
+        block = self._parse_block(body, raw)
+        state = self.peers.get(peer)
+        after_compact = state is not None and block.hash in state.asked_whole
+        await self._receive_block(peer, block, sender_validated=not after_compact)
+
+    async def handle_cmpctblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
+        """A compact block (``compact_relay.py``): rebuilt from the mempool, it is received
+        as a ``powblock`` (its sender may not have validated it)."""
+        block = await self.compact.rebuild(peer, _parse(parse_cmpctblock, body, raw))
+        if block is not None:
+            await self._receive_block(peer, block, sender_validated=False)
+
+    async def handle_blocktxn(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
+        block_hash, txs = _parse(parse_blocktxn, body, raw)
+        block = self.compact.take_blocktxn(peer, block_hash, txs)
+        if block is not None:
+            await self._receive_block(peer, block, sender_validated=False)
 
     async def handle_powblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block relayed to us before its sender validated it (``early_relay.py``)."""
@@ -373,20 +392,28 @@ class Relay:
             state = self.peers.get(peer)
             if state is not None:
                 state.last_new_block = time.monotonic()  # early relay prefers such peers
+            self.compact.new_tip_from(peer)
         elif status == AcceptStatus.ORPHAN:
             sync.request_headers(peer)
 
     # --- outbound ---------------------------------------------------------------------------
 
     def announce_blocks(self, blocks: list[Block]) -> None:
-        """Push newly connected blocks to every peer that does not have them."""
+        """Push newly connected blocks to every peer that does not have them: compact to
+        those that asked for compact blocks, whole to the others."""
         for block in blocks[-MAX_BLOCKS_ANNOUNCED:]:
-            frame = self.port.frame(block_payload(block.raw))
-            self.frames.put(block.hash, frame)  # the peers that lacked it may ask again
+            frame = None  # the whole block's, built for the first peer that needs it
             for state in self.peers.values():
-                if block.hash not in state.known:
-                    state.known.add(block.hash)
-                    state.peer.send_frame(frame)
+                if block.hash in state.known:
+                    continue
+                if state.compact:
+                    self.compact.send(state, block)
+                    continue
+                if frame is None:
+                    frame = self.port.frame(block_payload(block.raw))
+                    self.frames.put(block.hash, frame)  # the peers that lacked it may ask again
+                state.known.add(block.hash)
+                state.peer.send_frame(frame)
 
     async def on_established(self, peer: Peer) -> None:
         """Ask a new peer what its mempool holds, if it lets us (pools meet again after a
@@ -432,9 +459,4 @@ class Relay:
                 state.peer.send(MSG_INV, body)
 
 
-def _parse(parser: Callable[..., P], body: object, *extra: Any) -> P:
-    """Run a body parser; a malformed body is misbehaviour."""
-    try:
-        return parser(body, *extra)
-    except (DecodeError, ValidationError) as exc:
-        raise punish.malformed(exc) from None
+_parse = punish.parsed

@@ -26,12 +26,17 @@ from node.mempool.persist import MEMPOOL_FILE, load_mempool, save_mempool
 from node.mempool.pool import MAX_MEMPOOL_USAGE, Mempool
 from node.mining.miner import Miner, mine_blocks
 from node.mining.warm import WarmTemplate
+from node.p2p.compact_relay import CompactRelay
 from node.p2p.early_relay import EarlyRelay
 from node.p2p.messages import (
+    MAX_BLOCK_TXS,
     MAX_HEADERS,
     MAX_INV,
     MAX_LOCATOR,
     MSG_BLOCK,
+    MSG_BLOCKTXN,
+    MSG_CMPCTBLOCK,
+    MSG_GETBLOCKTXN,
     MSG_GETDATA,
     MSG_GETHEADERS,
     MSG_HEADERS,
@@ -39,6 +44,7 @@ from node.p2p.messages import (
     MSG_MEMPOOL,
     MSG_NOTFOUND,
     MSG_POWBLOCK,
+    MSG_SENDCMPCT,
     MSG_TX,
     VALUE_LIMITS,
 )
@@ -70,6 +76,8 @@ _ENVELOPE = 64
 _INV_ENTRY = 36  # [kind, hash]: array header, kind, bin header, 32 bytes
 _HASH = 34  # bin header and 32 bytes
 _HEADER = 128  # an encoded block header is under 100 bytes
+_SHORT_ID = 8  # a short id: bin header and 6 bytes
+_INDEX = 3  # a transaction index below 2^16
 PAYLOAD_LIMITS = {
     MSG_INV: _ENVELOPE + MAX_INV * _INV_ENTRY,
     MSG_GETDATA: _ENVELOPE + MAX_INV * _INV_ENTRY,
@@ -80,6 +88,11 @@ PAYLOAD_LIMITS = {
     MSG_BLOCK: _ENVELOPE + MAX_BLOCK_SIZE,
     MSG_POWBLOCK: _ENVELOPE + MAX_BLOCK_SIZE,
     MSG_MEMPOOL: _ENVELOPE,
+    MSG_SENDCMPCT: _ENVELOPE,
+    # a header, a nonce, and its transactions by short id (2 + 6 bytes) or whole
+    MSG_CMPCTBLOCK: _ENVELOPE + _HEADER + MAX_BLOCK_TXS * _SHORT_ID + MAX_BLOCK_SIZE,
+    MSG_GETBLOCKTXN: _ENVELOPE + _HASH + MAX_BLOCK_TXS * _INDEX,
+    MSG_BLOCKTXN: _ENVELOPE + _HASH + MAX_BLOCK_SIZE,
 }
 
 
@@ -133,9 +146,21 @@ class Node:
         )
         self.peer_states = PeerTable()
         self.sync = BlockSync(self.chain, self.peer_states, self, config.stall_timeout)
-        early = EarlyRelay(self.chain, self.peer_states, lambda: self.sync.syncing, self)
+        self.compact = CompactRelay(
+            self.chain, self.mempool, self.peer_states, self, self.sync.request_headers
+        )
+        early = EarlyRelay(
+            self.chain, self.peer_states, lambda: self.sync.syncing, self, self.compact.send
+        )
         self.relay = Relay(
-            self.chain, self.mempool, self.peer_states, self.sync, early, self, self.peers
+            self.chain,
+            self.mempool,
+            self.peer_states,
+            self.sync,
+            early,
+            self.compact,
+            self,
+            self.peers,
         )
         self.miner = Miner(
             self._miner_template, self.submit_block, config.miner_threads or os.cpu_count() or 1
@@ -161,9 +186,11 @@ class Node:
     def _register(self) -> None:
         """Each node message's handler and bounds: its bytes, and its values per depth
         (``VALUE_LIMITS``), both checked before it is decoded."""
-        p, s, r = self.peers, self.sync, self.relay
+        p, s, r, c = self.peers, self.sync, self.relay, self.compact
         size, values = PAYLOAD_LIMITS, VALUE_LIMITS
         for msg_type, handler in (
+            (MSG_SENDCMPCT, c.handle_sendcmpct),
+            (MSG_GETBLOCKTXN, c.handle_getblocktxn),
             (MSG_GETHEADERS, s.handle_getheaders),
             (MSG_HEADERS, s.handle_headers),
             (MSG_INV, r.handle_inv),
@@ -177,6 +204,8 @@ class Node:
             (MSG_TX, r.handle_tx),
             (MSG_BLOCK, r.handle_block),
             (MSG_POWBLOCK, r.handle_powblock),
+            (MSG_CMPCTBLOCK, r.handle_cmpctblock),
+            (MSG_BLOCKTXN, r.handle_blocktxn),
         ):
             p.register(
                 msg_type,
@@ -187,8 +216,10 @@ class Node:
             )
         p.on_established.append(s.on_established)
         p.on_established.append(r.on_established)
+        p.on_established.append(c.on_established)
         p.on_disconnected.append(s.on_disconnected)
         p.on_disconnected.append(r.on_disconnected)
+        p.on_disconnected.append(c.on_disconnected)
 
     # --- lifecycle -------------------------------------------------------------------------
 

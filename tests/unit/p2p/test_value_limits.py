@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from network import MessageError
 from network.protocol import decode_envelope
 from node.consensus.rules import check_block
+from node.p2p.compact import parse_blocktxn, parse_cmpctblock, parse_getblocktxn, parse_sendcmpct
 from node.p2p.messages import (
     BLOCK_VALUES,
     MAX_BLOCK_TXS,
@@ -25,6 +26,9 @@ from node.p2p.messages import (
     MIN_OUTPUT_SIZE,
     MIN_SPEND_TX_SIZE,
     MSG_BLOCK,
+    MSG_BLOCKTXN,
+    MSG_CMPCTBLOCK,
+    MSG_GETBLOCKTXN,
     MSG_GETDATA,
     MSG_GETHEADERS,
     MSG_HEADERS,
@@ -32,6 +36,7 @@ from node.p2p.messages import (
     MSG_MEMPOOL,
     MSG_NOTFOUND,
     MSG_POWBLOCK,
+    MSG_SENDCMPCT,
     MSG_TX,
     VALUE_LIMITS,
     parse_block,
@@ -58,6 +63,10 @@ PARSERS = {
     MSG_BLOCK: parse_block,
     MSG_POWBLOCK: parse_block,
     MSG_MEMPOOL: parse_empty,
+    MSG_SENDCMPCT: parse_sendcmpct,
+    MSG_CMPCTBLOCK: parse_cmpctblock,
+    MSG_GETBLOCKTXN: parse_getblocktxn,
+    MSG_BLOCKTXN: parse_blocktxn,
 }
 
 
