@@ -20,6 +20,11 @@ memory       peak RSS of an idle node, and of one holding 100,000 UTXOs and a fu
 template     block templates from a full 32 MB mempool, against the old selection
 attacks      an honest node's sync and the API's latency while each attack of issue 14 runs
              against the node it syncs from, against the same without an attack
+blackbox     a line of 4 nodes, from just before POST /mine at one end until all four GET
+             /status report the block: empty, 2,000 txs every node holds, 2,000 only the
+             miner holds
+single       transactions one at a time on one connection: POST /tx alone and with two
+             peers, and tx frames from one P2P peer (p50, p99, tx/s)
 
 Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
@@ -62,6 +67,8 @@ BENCHMARKS = (
     "memory",
     "template",
     "attacks",
+    "blackbox",
+    "single",
 )
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
@@ -106,7 +113,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
     """Run the ``selected`` benchmarks (in dependency order) on ``bench``, then stop its nodes."""
     # imported here, not at the top: worker processes started with spawn re-run this
     # module's top level, and none of them needs the benchmarks themselves
-    from scripts import bench_attacks
+    from scripts import bench_attacks, bench_relay
     from scripts import bench_suite as suite
 
     async with aiohttp.ClientSession() as bench.session:
@@ -118,7 +125,11 @@ async def run(bench: Bench, selected: list[str]) -> None:
                     continue
                 started = time.perf_counter()
                 log(f"{name}: starting")
-                module = bench_attacks if name == "attacks" else suite
+                module = {
+                    "attacks": bench_attacks,
+                    "blackbox": bench_relay,
+                    "single": bench_relay,
+                }.get(name, suite)
                 await getattr(module, f"bench_{name}")(bench)
                 log(f"{name}: done in {time.perf_counter() - started:.1f}s")
         finally:

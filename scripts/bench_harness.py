@@ -49,6 +49,9 @@ class Sizes:
     idle_seconds: float = 5.0
     template_mb: int = 32  # mempool filled for the template benchmark (the default --maxmempool)
     template_repeats: int = 5  # templates timed (their median counts)
+    blackbox_runs: int = 20  # empty blocks timed down the black-box line (the median counts)
+    blackbox_big_runs: int = 5  # 2,000-transaction blocks timed, known and unknown, each
+    single_txs: int = 2_000  # transactions sent one at a time, per single-path figure
 
 
 QUICK = Sizes(
@@ -73,6 +76,9 @@ QUICK = Sizes(
     fill_mb=5,
     fill_jobs=2,
     idle_seconds=1.0,
+    blackbox_runs=5,
+    blackbox_big_runs=1,
+    single_txs=200,
 )
 
 

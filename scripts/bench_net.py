@@ -232,28 +232,16 @@ class NodeProc:
         over one keep-alive connection with the request encoded once: the node's latency,
         without a client library's (aiohttp's client adds ~0.5 ms per request here)."""
         payload = json.dumps(body).encode()
-        request = (
-            f"POST /api/v1/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {self.token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n"
-        ).encode() + payload
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.api_port)
+        conn = await KeepAlive.open(self, timeout)
         seconds: list[float] = []
         try:
             for _ in range(count):
                 started = time.perf_counter()
-                writer.write(request)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-                status, *headers = head.decode("latin-1").split("\r\n")
-                fields = dict(h.split(":", 1) for h in headers if h)
-                length = int(next(v for k, v in fields.items() if k.lower() == "content-length"))
-                answer = await asyncio.wait_for(reader.readexactly(length), timeout)
+                await conn.ok("POST", path, payload)
                 seconds.append(time.perf_counter() - started)
-                if status.split()[1] != "200":
-                    raise BenchError(f"POST /{path} on {self.name}: {status}: {answer[:300]!r}")
                 await asyncio.sleep(pause)
         finally:
-            writer.close()
+            conn.close()
         return seconds
 
     def memory_kb(self, key: str = "VmHWM") -> int:
@@ -298,6 +286,61 @@ class NodeProc:
                 self.proc.wait(10)
 
 
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection to a node's API, requests written by hand: the
+    node's latency per request, without a client library's (aiohttp's client adds ~0.5 ms
+    per request here).  One request at a time."""
+
+    def __init__(
+        self,
+        node: NodeProc,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float,
+    ) -> None:
+        self.node = node
+        self.reader = reader
+        self.writer = writer
+        self.timeout = timeout  # seconds for each answer
+
+    @classmethod
+    async def open(cls, node: NodeProc, timeout: float = 30.0) -> KeepAlive:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.api_port)
+        return cls(node, reader, writer, timeout)
+
+    def head(self, method: str, path: str, length: int | None) -> bytes:
+        """The request line and headers of ``method /api/v1/path``."""
+        body = f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+        return (
+            f"{method} /api/v1/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {self.node.token}\r\n"
+            f"{body if length is not None else ''}\r\n"
+        ).encode()
+
+    async def request(
+        self, method: str, path: str, payload: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """(status, body) of one request."""
+        length = None if payload is None else len(payload)
+        self.writer.write(self.head(method, path, length) + (payload or b""))
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), self.timeout)
+        status, *headers = head.decode("latin-1").split("\r\n")
+        fields = dict(h.split(":", 1) for h in headers if h)
+        size = int(next(v for k, v in fields.items() if k.lower() == "content-length"))
+        answer = await asyncio.wait_for(self.reader.readexactly(size), self.timeout)
+        return int(status.split()[1]), answer
+
+    async def ok(self, method: str, path: str, payload: bytes | None = None) -> bytes:
+        """The body of a request that must answer 200."""
+        status, answer = await self.request(method, path, payload)
+        if status != 200:
+            raise BenchError(f"{method} /{path} on {self.node.name}: {status}: {answer[:300]!r}")
+        return answer
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class WirePeer:
     """A raw P2P peer (as tests/framework/wire.py): handshake, then streams pre-encoded frames.
 
@@ -311,6 +354,8 @@ class WirePeer:
         self.reader, self.writer = reader, writer
         self.decoder = FrameDecoder(params.magic, 8 * 1024 * 1024)
         self.received: collections.Counter[str] = collections.Counter()
+        # called with (type, body) of every message the node sends, if set
+        self.watch: Callable[[str, Any], None] | None = None
         self._handshake = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task | None = None
 
@@ -357,6 +402,8 @@ class WirePeer:
                 while (payload := self.decoder.next_payload()) is not None:
                     msg_type, body = encoding.decode(payload)
                     self.received[msg_type] += 1
+                    if self.watch is not None:
+                        self.watch(msg_type, body)
                     if msg_type == "version":
                         got_version = True
                         self.send("verack", [])

@@ -20,7 +20,9 @@ T = TypeVar("T")
 # The stages of a block's path through a node, each timed per block into the histogram
 # ``obol_block_stage_seconds{stage=...}`` (docs/api.md).  A block mined by the node itself
 # has no decode or early-relay stage.
-STAGE_DECODE = "decode"  # relay: a block message's decoded body made a Block (ids hashed)
+# relay: a block message's decoded body made a Block (ids hashed); for a compact block,
+# also rebuilt from the mempool (or, once its ``blocktxn`` came, finished from it)
+STAGE_DECODE = "decode"
 STAGE_EARLY_RELAY = "early_relay"  # pre-relay checks (header, proof of work, context-free
 # rules) and the push to high-bandwidth peers as ``powblock``
 STAGE_QUEUE = "queue"  # queued for validation until the chain thread starts accepting it

@@ -309,14 +309,18 @@ class Relay:
     async def handle_cmpctblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A compact block (``compact_relay.py``): rebuilt from the mempool, it is received
         as a ``powblock`` (its sender may not have validated it)."""
+        started = time.perf_counter()
         block = await self.compact.rebuild(peer, _parse(parse_cmpctblock, body, raw))
         if block is not None:
+            self.port.block_stage(STAGE_DECODE, time.perf_counter() - started)
             await self._receive_block(peer, block, sender_validated=False)
 
     async def handle_blocktxn(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
+        started = time.perf_counter()
         block_hash, txs = _parse(parse_blocktxn, body, raw)
         block = self.compact.take_blocktxn(peer, block_hash, txs)
         if block is not None:
+            self.port.block_stage(STAGE_DECODE, time.perf_counter() - started)
             await self._receive_block(peer, block, sender_validated=False)
 
     async def handle_powblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:

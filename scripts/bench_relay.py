@@ -1,0 +1,324 @@
+"""Relay as a user sees it (issue 15): the black-box line and the single-transaction path.
+
+``blackbox``: a line of 4 nodes; the clock starts just before ``POST /mine`` of one block
+at node 0 and stops when all four ``GET /status`` report it (each node polled on its own
+keep-alive connection).  Three cases: an empty block; a block of BIG_TXS transactions
+every node already holds (relayed compact and rebuilt from the mempools); and one whose
+transactions only node 0 holds (each hop fetches them with ``getblocktxn``).
+
+``single``: transactions one at a time, each sent only once the previous was answered:
+``POST /tx`` on one keep-alive connection to a node alone and to a node with two peers,
+and ``tx`` frames from one raw P2P peer to the node with two peers (each timed until a
+second raw peer is told of it by ``inv``, i.e. until it is in the mempool and relayed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+
+from node.consensus.params import REGTEST
+from node.p2p.messages import INV_TX, parse_inv
+from node.primitives.crypto import sha256d
+from scripts import bench_chain as bc
+from scripts.bench_harness import Bench
+from scripts.bench_net import BenchError, KeepAlive, NodeProc, WirePeer, tx_frame, wait_for
+
+LINE = 4  # nodes of the black-box line
+BIG_TXS = 2_000  # transactions of the big blocks (the issue's 2,000)
+POLL_PAUSE = 0.001  # seconds between one poller's GET /status requests
+PAUSE = 0.05  # seconds between two timed blocks or runs
+TXS_BATCH = 500  # transactions per POST /txs while filling mempools (the route's limit is 1,000)
+FAN_FEE = 1_000_000  # fee of a funding transaction
+WAIT = 60.0  # seconds any set-up wait may take
+
+
+def _p(xs: list[float], q: float) -> float:
+    """The ``q`` quantile of ``xs`` (nearest rank)."""
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _fund(b: Bench, node: NodeProc, seed: bytes, count: int) -> list[bytes]:
+    """``count`` signed, independent 1-in/2-out transactions spending confirmed coins of
+    ``node``'s chain (the chain is mined here, then the funding confirmed)."""
+    address = b.address(seed)
+    fans = -(-count // BIG_TXS)
+    start = (await node.status())["height"]
+    await node.mine(fans + REGTEST.coinbase_maturity, address)
+    coins: list[bc.Coin] = []
+    for height in range(start + 1, start + fans + 1):
+        txid = bytes.fromhex((await node.get(f"blocks/{height}"))["txids"][0])
+        parts = min(BIG_TXS, count - len(coins))
+        tx = bc.fan_out(
+            REGTEST.network_id, seed, (txid, 0, REGTEST.subsidy(height), 0), parts, FAN_FEE
+        )
+        await node.post("tx", {"hex": tx.raw.hex()})
+        coins.extend(
+            (tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs)
+        )
+    await node.mine(1, address)
+    return await b.sign_spends(seed, coins)
+
+
+async def _submit(node: NodeProc, raws: list[bytes]) -> None:
+    for i in range(0, len(raws), TXS_BATCH):
+        answer = await node.post("txs", {"txs": [r.hex() for r in raws[i : i + TXS_BATCH]]})
+        refused = [r["error"]["code"] for r in answer["results"] if "error" in r]
+        if refused:
+            raise BenchError(f"{node.name} refused {len(refused)} transactions: {refused[0]}")
+
+
+async def _mempools(nodes: list[NodeProc]) -> list[int]:
+    return [(await n.status())["mempool"]["count"] for n in nodes]
+
+
+async def _peers(nodes: list[NodeProc]) -> list[int]:
+    return [(await n.status())["peers"] for n in nodes]
+
+
+class Line:
+    """Four nodes in a line, node 0 joined to node 1 through its API (not ``--peer``), so
+    that it can leave and come back; node 0 grants no permission (``--whitelist none``),
+    so a peer that connects does not ask for its mempool."""
+
+    def __init__(self, b: Bench) -> None:
+        self.b = b
+        self.nodes = [
+            b.node(f"blackbox-{i}", args=("--whitelist", "none") if i == 0 else ())
+            for i in range(LINE)
+        ]
+        self.mine_conn: KeepAlive | None = None
+        self.polls: list[KeepAlive] = []
+
+    async def start(self) -> None:
+        first, *rest = self.nodes
+        await first.start()
+        for i, n in enumerate(rest):
+            await n.start(peers=(rest[i - 1],) if i else ())
+        await self.join()
+        self.mine_conn = await KeepAlive.open(first)
+        self.polls = [await KeepAlive.open(n) for n in self.nodes]
+
+    async def join(self) -> None:
+        await self.nodes[0].post("peers", {"connect": self.nodes[1].p2p})
+        await wait_for(self._lined_up, WAIT, "a line of 4 connected nodes", 0.05)
+
+    async def leave(self) -> None:
+        """Node 0 disconnects from node 1."""
+        await self.nodes[0].request("DELETE", f"peers/{self.nodes[1].p2p}")
+        await wait_for(
+            lambda: self._peers_are([0, 1, 2, 1]), WAIT, "node 0 to leave the line", 0.02
+        )
+
+    async def _lined_up(self) -> bool:
+        return await self._peers_are([1, 2, 2, 1])
+
+    async def _peers_are(self, counts: list[int]) -> bool:
+        return await _peers(self.nodes) == counts
+
+    async def height(self) -> int:
+        heights = {(await n.status())["height"] for n in self.nodes}
+        if len(heights) != 1:
+            raise BenchError(f"the line is not on one tip: heights {sorted(heights)}")
+        return heights.pop()
+
+    async def synced(self) -> None:
+        async def same() -> bool:
+            return len({(await n.status())["tip"] for n in self.nodes}) == 1
+
+        await wait_for(same, WAIT, "the line on one tip", 0.02)
+
+    async def blackbox(self, address: str, txs: int) -> float:
+        """Seconds from just before ``POST /mine`` at node 0 until every node's
+        ``GET /status`` reports the new block, which must hold ``txs`` transactions
+        besides its coinbase."""
+        assert self.mine_conn is not None
+        height = await self.height() + 1
+        body = json.dumps({"blocks": 1, "address": address}).encode()
+
+        async def seen(conn: KeepAlive) -> float:
+            deadline = time.monotonic() + WAIT
+            while json.loads(await conn.ok("GET", "status"))["height"] < height:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{conn.node.name} did not reach height {height}")
+                await asyncio.sleep(POLL_PAUSE)
+            return time.perf_counter()
+
+        started = time.perf_counter()
+        mine = asyncio.ensure_future(self.mine_conn.ok("POST", "mine", body))
+        ends = await asyncio.gather(*(seen(c) for c in self.polls))
+        mined = await mine
+        elapsed = max(ends) - started
+        block = await self.nodes[0].get(f"blocks/{json.loads(mined)['hashes'][0]}")
+        if len(block["txids"]) != txs + 1:
+            raise BenchError(f"the timed block holds {len(block['txids']) - 1} txs, not {txs}")
+        return elapsed
+
+    def close(self) -> None:
+        for conn in [self.mine_conn, *self.polls]:
+            if conn is not None:
+                conn.close()
+
+
+async def bench_blackbox(b: Bench) -> None:
+    s = b.sizes
+    seed = b.seed + b"/blackbox"
+    address = b.address(seed)
+    line = Line(b)
+    try:
+        await line.start()
+        raws = await _fund(b, line.nodes[0], seed, 2 * s.blackbox_big_runs * BIG_TXS)
+        await line.synced()
+        empty = []
+        for _ in range(s.blackbox_runs):
+            empty.append(await line.blackbox(address, 0))
+            await asyncio.sleep(PAUSE)
+        known = []
+        for _ in range(s.blackbox_big_runs):
+            batch, raws = raws[:BIG_TXS], raws[BIG_TXS:]
+            await _submit(line.nodes[0], batch)
+            await wait_for(
+                lambda: _all_hold(line.nodes, BIG_TXS), WAIT, "the txs in every mempool", 0.05
+            )
+            known.append(await line.blackbox(address, BIG_TXS))
+            await line.synced()
+        unknown = []
+        for _ in range(s.blackbox_big_runs):
+            batch, raws = raws[:BIG_TXS], raws[BIG_TXS:]
+            await line.leave()
+            await _submit(line.nodes[0], batch)
+            await line.join()
+            if await _mempools(line.nodes) != [BIG_TXS, 0, 0, 0]:
+                raise BenchError(
+                    f"mempools before the unknown block: {await _mempools(line.nodes)}"
+                )
+            unknown.append(await line.blackbox(address, BIG_TXS))
+            await line.synced()
+    finally:
+        line.close()
+        await b.stop_nodes(*line.nodes)
+    how = "from just before POST /mine at node 0 until all 4 GET /status report the block"
+    for name, runs, target, what in (
+        ("blackbox_line_empty", empty, 5.0, "an empty block"),
+        (
+            "blackbox_line_2000_known",
+            known,
+            15.0,
+            f"a block of {BIG_TXS:,} transactions every node holds (compact, rebuilt)",
+        ),
+        (
+            "blackbox_line_2000_unknown",
+            unknown,
+            None,
+            f"a block of {BIG_TXS:,} transactions only node 0 holds (node 0 had just "
+            "reconnected, so its first hop is not high-bandwidth)",
+        ),
+    ):
+        b.add(
+            name,
+            statistics.median(runs) * 1000,
+            "ms",
+            target=target,
+            target_of="value",
+            op="<=",
+            note=f"{what}; a line of {LINE} nodes, {how}; median of {len(runs)}, "
+            f"min {min(runs) * 1000:.1f}, max {max(runs) * 1000:.1f} ms",
+        )
+
+
+async def _all_hold(nodes: list[NodeProc], count: int) -> bool:
+    return all(c == count for c in await _mempools(nodes))
+
+
+# --- the single-transaction path -----------------------------------------------------------
+
+
+async def _sequential_api(node: NodeProc, raws: list[bytes]) -> list[float]:
+    conn = await KeepAlive.open(node)
+    seconds = []
+    try:
+        for raw in raws:
+            body = json.dumps({"hex": raw.hex()}).encode()
+            started = time.perf_counter()
+            await conn.ok("POST", "tx", body)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    return seconds
+
+
+async def _sequential_p2p(node: NodeProc, raws: list[bytes]) -> list[float]:
+    """Each ``tx`` frame sent once the previous was announced to a second raw peer."""
+    sender = await WirePeer.connect(REGTEST, node.p2p_port)
+    listener = await WirePeer.connect(REGTEST, node.p2p_port)
+    announced: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def watch(msg_type: str, body: object) -> None:
+        if msg_type == "inv":
+            for item in parse_inv(body):
+                if item.kind == INV_TX:
+                    announced.put_nowait(item.hash)
+
+    listener.watch = watch
+    seconds = []
+    try:
+        for raw in raws:
+            txid = sha256d(raw)
+            started = time.perf_counter()
+            sender.writer.write(tx_frame(REGTEST, raw))
+            while await asyncio.wait_for(announced.get(), WAIT) != txid:
+                pass
+            seconds.append(time.perf_counter() - started)
+    finally:
+        await sender.close()
+        await listener.close()
+    return seconds
+
+
+async def bench_single(b: Bench) -> None:
+    s = b.sizes
+    n = s.single_txs
+    lone = b.node("single-lone")
+    line = [b.node(f"single-{i}") for i in range(3)]
+    try:
+        await lone.start()
+        alone = await _sequential_api(lone, await _fund(b, lone, b.seed + b"/single-lone", n))
+        await b.stop_nodes(lone)
+        middle = line[1]
+        await middle.start()
+        await asyncio.gather(*(n.start(peers=(middle,)) for n in (line[0], line[2])))
+        raws = await _fund(b, middle, b.seed + b"/single", 2 * n)
+        await wait_for(lambda: _same_height(line), WAIT, "the funded chain at both peers", 0.05)
+        peered = await _sequential_api(middle, raws[:n])
+        p2p = await _sequential_p2p(middle, raws[n:])
+        await wait_for(lambda: _all_hold(line, 2 * n), WAIT, "the txs at both peers", 0.05)
+    finally:
+        await b.stop_nodes(lone, *line)
+    for name, runs, target, what in (
+        ("single_api_tx_rate_alone", alone, None, "POST /tx to a node without peers"),
+        ("single_api_tx_rate_2_peers", peered, 1200.0, "POST /tx to a node with two peers"),
+        (
+            "single_p2p_tx_rate_2_peers",
+            p2p,
+            None,
+            "tx frames from one raw peer to a node with two peers, each timed until a second "
+            "raw peer got its inv",
+        ),
+    ):
+        b.add(
+            name,
+            len(runs) / sum(runs),
+            "tx/s",
+            target=target,
+            target_of="value",
+            op=">=",
+            note=f"{what}: {len(runs):,} 1-in/2-out txs one at a time on one connection; "
+            f"p50 {_p(runs, 0.5) * 1000:.2f} ms, p99 {_p(runs, 0.99) * 1000:.2f} ms",
+        )
+
+
+async def _same_height(nodes: list[NodeProc]) -> bool:
+    return len({(await n.status())["height"] for n in nodes}) == 1
