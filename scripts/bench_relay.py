@@ -177,6 +177,7 @@ async def bench_blackbox(b: Bench) -> None:
             empty.append(await line.blackbox(address, 0))
             await asyncio.sleep(PAUSE)
         known = []
+        prof = b.profile("blackbox_known_relay", line.nodes[1].pid)
         for _ in range(s.blackbox_big_runs):
             batch, raws = raws[:BIG_TXS], raws[BIG_TXS:]
             await _submit(line.nodes[0], batch)
@@ -185,6 +186,7 @@ async def bench_blackbox(b: Bench) -> None:
             )
             known.append(await line.blackbox(address, BIG_TXS))
             await line.synced()
+        b.profiler.detach(prof)
         unknown = []
         for _ in range(s.blackbox_big_runs):
             batch, raws = raws[:BIG_TXS], raws[BIG_TXS:]

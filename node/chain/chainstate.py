@@ -43,6 +43,7 @@ from node.chain.reader import ChainReader
 from node.consensus import rules
 from node.consensus.params import NetworkParams
 from node.consensus.pow import bits_to_target, block_work
+from node.consensus.sigcache import VerifiedTxs
 from node.consensus.sigcheck import SignatureVerifier, VerifyJob
 from node.primitives.block import Block, BlockHeader, short_hash
 from node.primitives.encoding import decode, decode_stored
@@ -120,6 +121,9 @@ class ChainState:
         self._db = self._store.db
         self.verifier = verifier or SignatureVerifier()
         self._own_verifier = verifier is None
+        # txids whose signatures the mempool verified: a block holding them skips their
+        # signature checks (``consensus/sigcache.py``)
+        self.verified = VerifiedTxs()
         self.clock = clock
         self.index = BlockIndex()
         self.chain: list[BlockIndexEntry] = []  # the active chain by height, genesis first
@@ -595,6 +599,7 @@ class ChainState:
             self.params,
             stats,
             self.reader.height_of,
+            self.verified,
         )
 
     @staticmethod

@@ -29,6 +29,7 @@ import lmdb
 
 from node.consensus import rules
 from node.consensus.params import NetworkParams
+from node.consensus.sigcache import VerifiedTxs
 from node.primitives.block import Block
 from node.primitives.encoding import decode_stored, encode, encode_array, encode_uint
 from node.primitives.errors import BlockValidationError, ValidationError
@@ -148,9 +149,11 @@ def connect_block(
     params: NetworkParams,
     stats: UtxoStats,
     height_of: Callable[[bytes], int | None],
+    verified: VerifiedTxs | None = None,
 ) -> list:
     """Apply ``block`` at ``height`` inside ``txn``; raise if it breaks a rule.
-    ``height_of`` gives the height of a block hash (``CoinFinder``).
+    ``height_of`` gives the height of a block hash (``CoinFinder``); a transaction in
+    ``verified`` (its signatures checked by our mempool) has no signature checks.
 
     Returns the block's signature checks: the caller verifies them (in one
     batch with other blocks) before committing."""
@@ -193,7 +196,8 @@ def connect_block(
             except ValidationError as exc:
                 raise BlockValidationError(exc.code, f"tx {txid.hex()}: {exc.message}") from None
             found = cast(list[Coin], coins)  # check_tx_inputs raised if one was missing
-            checks.extend(rules.signature_checks(tx, found, params.network_id))
+            if verified is None or not verified.take(txid):
+                checks.extend(rules.signature_checks(tx, found, params.network_id))
             spent += len(coins)
         created += len(tx.outputs)
         prefix = coin_key_prefix(height, pos)

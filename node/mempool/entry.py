@@ -111,8 +111,9 @@ class MempoolEntry:
 
     @property
     def tx(self) -> Transaction:
-        """The transaction, decoded again from the bytes the pool checked when it entered."""
-        return Transaction.from_list(decode_stored(self.raw), self.raw)
+        """The transaction, decoded again from the bytes the pool checked when it entered
+        (they passed every shape check then: none again, and the txid is known)."""
+        return Transaction.from_stored(decode_stored(self.raw), self.raw, self.txid)
 
     @property
     def spent(self) -> list[Coin]:
@@ -239,3 +240,17 @@ ENTRY_BYTES = (
     + FLOAT_BYTES
     + DICT_SLOT
 )
+
+
+def decoded_usage(tx: Transaction) -> int:
+    """Estimated heap bytes of ``tx`` decoded, beyond its bytes and txid (its entry holds
+    the same objects), with its slot in the pool's dict of decoded transactions."""
+    size = _heap(tx) + _heap(tx.inputs) + _heap(tx.outputs) + DICT_SLOT
+    size += _int_heap(tx.version) + _int_heap(tx.locktime)
+    for txin in tx.inputs:
+        size += _heap(txin) + _int_heap(txin.prev_index)
+        size += _heap_bytes(len(txin.prev_txid)) + _heap_bytes(len(txin.signature))
+        size += _heap_bytes(len(txin.pubkey))
+    for out in tx.outputs:
+        size += _heap(out) + _int_heap(out.amount) + _heap_bytes(len(out.addr_hash))
+    return size

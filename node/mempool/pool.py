@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import cast
 
 from node.chain.chainstate import ChainState
 from node.consensus import rules
 from node.consensus.sigcheck import JOB_CHUNK, SignatureVerifier, VerifyJob
-from node.mempool.entry import MempoolEntry, outpoint_key
+from node.mempool.entry import MempoolEntry, decoded_usage, outpoint_key
 from node.mempool.packages import (
     DEFAULT_LIMITS,
     PackageLimits,
@@ -53,6 +54,9 @@ log = logging.getLogger("obol.mempool")
 # base units per byte a tx must pay to enter (Bitcoin: minrelaytxfee)
 MIN_FEE_RATE = 1
 MAX_MEMPOOL_USAGE = 32_000_000  # bytes of memory the pool may use (Bitcoin: maxmempool, 300 MB)
+# bytes of heap (estimated) for the newest entries kept decoded too, beside the pool's own
+# cap: rebuilding a compact block or a template then decodes none of them again
+DECODED_MAX_BYTES = 16_000_000
 # seconds before an unconfirmed tx is dropped (Bitcoin: mempoolexpiry)
 MEMPOOL_EXPIRY = 14 * 24 * 3600
 # seconds for the post-eviction fee floor to halve (Bitcoin: same)
@@ -72,6 +76,7 @@ class Mempool:
         clock: Callable[[], float] = time.time,
         after_read: Callable[[], object] | None = None,
         limits: PackageLimits = DEFAULT_LIMITS,
+        decoded_max_bytes: int = DECODED_MAX_BYTES,
     ) -> None:
         self.chain = chain
         self.params = chain.params
@@ -83,6 +88,11 @@ class Mempool:
         self.clock = clock
         self.after_read = after_read or (lambda: None)  # called after each tx's UTXO reads
         self.entries: dict[bytes, MempoolEntry] = {}
+        # txid -> decoded transaction, for the newest entries (``tx``), within
+        # ``decoded_max_bytes`` of estimated heap (``decoded_bytes``; not in ``usage``)
+        self._decoded: OrderedDict[bytes, Transaction] = OrderedDict()
+        self.decoded_max_bytes = decoded_max_bytes
+        self.decoded_bytes = 0
         self.spenders: dict[bytes, bytes] = {}  # outpoint_key -> txid of the pool tx spending it
         self._tip_time: tuple = (None, 0)  # (tip entry, its median time past), see _prepare
         self.rolling_fee_rate = 0.0  # floor raised by evictions (base units/byte)
@@ -103,6 +113,14 @@ class Mempool:
     def get(self, txid: bytes) -> MempoolEntry | None:
         return self.entries.get(txid)
 
+    def tx(self, txid: bytes) -> Transaction | None:
+        """The pool's transaction ``txid``, decoded (kept so for the newest entries)."""
+        tx = self._decoded.get(txid)
+        if tx is not None:
+            return tx
+        entry = self.entries.get(txid)
+        return entry.tx if entry is not None else None
+
     def spender(self, outpoint: OutPoint) -> bytes | None:
         """The txid of the pool transaction spending ``outpoint``, if any."""
         return self.spenders.get(outpoint_key(outpoint.txid, outpoint.index))
@@ -113,6 +131,7 @@ class Mempool:
         """Validate ``tx`` and add it (unless ``test_only``); raise with a reject code otherwise."""
         entry, checks, replaced, ancestors = self._prepare(tx)
         self.verifier.verify(checks)
+        self.chain.verified.add([tx.txid])
         if test_only:
             return entry
         self._remove_set(replaced)
@@ -162,6 +181,7 @@ class Mempool:
                 job.help()
             for job in jobs:
                 job.wait()
+            self.chain.verified.add([entry.txid for _, entry, _ in pending])
         except TxValidationError:
             for job in jobs:
                 job.cancel()
@@ -177,6 +197,8 @@ class Mempool:
                 except TxValidationError as exc:
                     outcomes[i] = exc
                     orphaned.update(tx.txid for tx in self.remove_with_descendants([entry.txid]))
+                else:
+                    self.chain.verified.add([entry.txid])
             self._retry_conflicts(txs, outcomes)
         self._trim()
         for i, entry, _ in pending:
@@ -294,6 +316,7 @@ class Mempool:
             fees = sum(self.entries[a].fee for a in ancestors)
             entry.add_to_relatives(len(ancestors), size, fees, 0, 0)
         self.entries[txid] = entry
+        self._keep_decoded(tx)
         self.revision += 1
         for txin in tx.inputs:
             self.spenders[outpoint_key(txin.prev_txid, txin.prev_index)] = txid
@@ -301,6 +324,16 @@ class Mempool:
             self._link(self.entries[parent], "child_set", txid, add=True)
         self.bytes += entry.size
         self.usage += entry.usage()
+
+    def _keep_decoded(self, tx: Transaction) -> None:
+        """Keep ``tx`` decoded, forgetting the oldest decodings beyond the byte bound."""
+        cost = decoded_usage(tx)
+        if cost > self.decoded_max_bytes:
+            return
+        self._decoded[tx.txid] = tx
+        self.decoded_bytes += cost
+        while self.decoded_bytes > self.decoded_max_bytes:
+            self.decoded_bytes -= decoded_usage(self._decoded.popitem(last=False)[1])
 
     def _update_descendants(self, entry: MempoolEntry, count: int, size: int) -> None:
         """Add to ``entry``'s descendant totals, keeping the pool's usage right."""
@@ -342,6 +375,8 @@ class Mempool:
         entry = self.entries[txid]
         self.usage -= entry.usage()
         del self.entries[txid]
+        if (decoded := self._decoded.pop(txid, None)) is not None:
+            self.decoded_bytes -= decoded_usage(decoded)
         self.revision += 1
         keys = (
             entry.input_keys()
@@ -457,14 +492,17 @@ class Mempool:
         # then everything is re-checked against the new chain.
         previous = sorted(self.entries.values(), key=lambda e: e.time)
         returning = [tx for block in reversed(disconnected) for tx in block.txs[1:]]
+        previous_txs = [self.tx(e.txid) or e.tx for e in previous]
         self.entries.clear()
+        self._decoded.clear()
+        self.decoded_bytes = 0
         self.revision += 1
         self.spenders.clear()
         self.bytes = self.usage = 0
         arrived = {e.txid: e.time for e in previous}
         dropped = 0
         floor, self.rolling_fee_rate = self.rolling_fee_rate, 0.0  # they were here before it rose
-        for tx in returning + [e.tx for e in previous]:
+        for tx in returning + previous_txs:
             try:
                 entry = self.accept(tx)
             except (TxValidationError, PolicyError, MissingInputsError):
@@ -481,7 +519,7 @@ class Mempool:
         """The best packages by ancestor fee rate within ``max_bytes``, each transaction
         after its pool parents; and their fees (``template.py``)."""
         chosen, fees = select_packages(self.entries, max_bytes)
-        return [entry.tx for entry in chosen], fees
+        return [self._decoded.get(entry.txid) or entry.tx for entry in chosen], fees
 
     # --- views ---------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class WarmTemplate:
             return last
         chosen, fees = select_packages(pool.entries, TEMPLATE_BYTES)
         decoded = {tx.txid: tx for tx in last.txs} if last is not None else {}
-        txs = tuple(decoded.get(e.txid) or e.tx for e in chosen)
+        txs = tuple(decoded.get(e.txid) or pool.tx(e.txid) or e.tx for e in chosen)
         self._selection = Selection(pool.revision, txs, fees)
         self.rebuilds += 1
         return self._selection

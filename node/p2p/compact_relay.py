@@ -73,6 +73,7 @@ PENDING_TIMEOUT = 10.0  # seconds a rebuild waits for its ``blocktxn``
 MAX_BLOCKTXN_DEPTH = 10  # blocks below the tip still served by getblocktxn (Core: 10)
 RECENT_BLOCKS = 16  # blocks kept decoded to serve getblocktxn and compact frames
 MATCH_CHUNK = 2_000  # mempool txids matched per turn of the event loop
+_STORED = (BlockStatus.DATA, BlockStatus.VALID)  # a block whose data the store holds
 
 
 @dataclass
@@ -198,7 +199,10 @@ class CompactRelay:
             return None  # stored already: being validated, valid or invalid
         parent = self.chain.index.get(header.prev_hash)
         if parent is None:
-            self.request_headers(peer)  # its parent is news to us: sync as usual
+            # its parent is news to us: sync as usual, and take this block whole (it
+            # waits as an orphan); its sender may not announce it again (Core: getheaders)
+            self.request_headers(peer)
+            self._ask_whole(state, header.hash)
             return None
         try:
             if parent.status == BlockStatus.INVALID:
@@ -211,7 +215,10 @@ class CompactRelay:
                 raise Misbehaviour(verdict.score, exc.code, message) from None
             return None
         if parent.hash != self.chain.tip.hash:
-            self.request_headers(peer)  # not a new tip: download it the usual way if needed
+            # not on our tip (we are behind, or it forks): the mempool is no help, so take
+            # it whole, as Core does for a block beyond its tip; a peer that pushed it
+            # compact announces it to us no more, so waiting for headers could miss it
+            self._ask_whole(state, header.hash)
             return None
         pending = self.pending.setdefault(peer.id, {})
         if header.hash in pending:
@@ -233,6 +240,13 @@ class CompactRelay:
         )
         pending[header.hash] = Pending(partial, timer)
         peer.send(MSG_GETBLOCKTXN, [header.hash, missing])
+        log.debug(
+            "compact block %s from %s: %d of %d transactions missing, asked for",
+            short_hash(header.hash),
+            peer.label,
+            len(missing),
+            compact.tx_count,
+        )
         self.stats.requests += 1
         self.stats.txs_requested += len(missing)
         return None
@@ -249,8 +263,7 @@ class CompactRelay:
         partial.place(self._pool_tx)
 
     def _pool_tx(self, txid: bytes) -> Transaction | None:
-        entry = self.mempool.get(txid)
-        return entry.tx if entry is not None else None
+        return self.mempool.tx(txid)
 
     def take_blocktxn(self, peer: Peer, block_hash: bytes, txs: list[Transaction]) -> Block | None:
         """The answer to our ``getblocktxn``: the block if it is now complete.  One nobody
@@ -291,15 +304,32 @@ class CompactRelay:
         if self.pending.get(peer.id, {}).pop(block_hash, None) is not None and not peer.closed:
             self.request_headers(peer)
 
+    def not_found(self, peer: Peer, block_hashes: list[bytes]) -> None:
+        """``peer`` cannot serve these blocks: a rebuild waiting on one of them ends now,
+        not at its timeout, and the block is learnt by headers (from any peer)."""
+        pending = self.pending.get(peer.id, {})
+        for block_hash in block_hashes:
+            waiting = pending.pop(block_hash, None)
+            if waiting is not None:
+                waiting.timer.cancel()
+                self.request_headers(peer)
+
     # --- serving ----------------------------------------------------------------------------
 
     async def handle_getblocktxn(self, peer: Peer, body: object) -> None:
+        """Serve a block we announced compact: from the recent blocks first, whatever its
+        validation has reached (we pushed it before validating it to high-bandwidth peers,
+        which ask at once; Core serves ``m_most_recent_block`` the same way), else from
+        the store if its data is there."""
         block_hash, indexes = punish.parsed(parse_getblocktxn, body)
         entry = self.chain.index.get(block_hash)
-        block = None
-        if entry is not None and entry.status in (BlockStatus.DATA, BlockStatus.VALID):
-            block = self.recent.get(block_hash) or self.chain.reader.get_block(block_hash)
-        if entry is None or block is None:
+        block = self.recent.get(block_hash)
+        if entry is not None and entry.status == BlockStatus.INVALID:
+            block = None  # never hand on a block known to break a rule
+        elif block is None and entry is not None and entry.status in _STORED:
+            block = self.chain.reader.get_block(block_hash)
+        if block is None:
+            log.debug("getblocktxn for %s from %s: not found", short_hash(block_hash), peer.label)
             peer.send(MSG_NOTFOUND, [[INV_BLOCK, block_hash]])
             return
         if indexes and indexes[-1] >= len(block.txs):
@@ -308,7 +338,7 @@ class CompactRelay:
                 "bad-getblocktxn",
                 f"index {indexes[-1]} of a block of {len(block.txs)} transactions",
             )
-        if self.chain.tip.height - entry.height >= MAX_BLOCKTXN_DEPTH:
+        if entry is not None and self.chain.tip.height - entry.height >= MAX_BLOCKTXN_DEPTH:
             # an old block is sent whole (Core does the same): no peer rebuilds it now
             peer.send_frame(self.port.frame(payload_around(MSG_BLOCK, block.raw)))
             return

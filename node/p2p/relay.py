@@ -174,13 +174,20 @@ class Relay:
 
         def make() -> bytes | None:
             raw = self.chain.reader.get_block_raw(block_hash)
+            if raw is None and (recent := self.compact.recent.get(block_hash)) is not None:
+                # announced compact before we validated it (Core serves its most recent
+                # block the same way); a peer asking for it whole after that is not
+                # entitled to take it as validated (``handle_block``)
+                raw = recent.raw
             return self.port.frame(block_payload(raw)) if raw is not None else None
 
         return self.frames.get(block_hash, make)
 
     async def handle_notfound(self, peer: Peer, body: object) -> None:
         items = _parse(parse_inv, body)
-        self.sync.not_found(peer, [i.hash for i in items if i.kind == INV_BLOCK])
+        blocks = [i.hash for i in items if i.kind == INV_BLOCK]
+        self.compact.not_found(peer, blocks)
+        self.sync.not_found(peer, blocks)
 
     async def handle_tx(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         # The id of the bytes as they came: a known transaction is not parsed again (a
@@ -322,6 +329,11 @@ class Relay:
         if block is not None:
             self.port.block_stage(STAGE_DECODE, time.perf_counter() - started)
             await self._receive_block(peer, block, sender_validated=False)
+
+    def relay_early(self, block: Block) -> None:
+        """A block we mined, being validated now: push it to the peers that take blocks
+        before validation (``early_relay.py``), with the same pre-relay checks."""
+        self.early.on_block(block, sender_validated=True)
 
     async def handle_powblock(self, peer: Peer, body: object, raw: bytes | None = None) -> None:
         """A block relayed to us before its sender validated it (``early_relay.py``)."""

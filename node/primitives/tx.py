@@ -188,17 +188,18 @@ class Transaction:
         return cls(version, tuple(inputs), tuple(outputs), locktime, raw, sha256d(raw))
 
     @classmethod
-    def from_stored(cls, obj: list[Any], raw: bytes) -> Transaction:
+    def from_stored(cls, obj: list[Any], raw: bytes, txid: bytes | None = None) -> Transaction:
         """Rebuild a transaction this node validated and stored (``obj`` decoded from
-        ``raw`` by ``decode_stored``): no shape checks, which it passed when it came in."""
+        ``raw`` by ``decode_stored``): no shape checks, which it passed when it came in;
+        ``txid`` if it is known (``sha256d(raw)``, then not hashed again)."""
         version, ins, outs, locktime = obj
         return cls(
             version,
-            tuple([TxIn(*i) for i in ins]),
-            tuple([TxOut(*o) for o in outs]),
+            tuple([_new_tuple(TxIn, i) for i in ins]),
+            tuple([_new_tuple(TxOut, o) for o in outs]),
             locktime,
             raw,
-            sha256d(raw),
+            txid if txid is not None else sha256d(raw),
         )
 
     def to_list(self) -> list[Any]:

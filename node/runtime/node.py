@@ -491,16 +491,20 @@ class Node:
     async def generate(self, count: int, addr_hash: bytes) -> list[Block]:
         """Mine ``count`` blocks at once in this process (regtest), relaying the newest."""
         queued = time.perf_counter()
+        loop = asyncio.get_running_loop()
+
+        def accept(chunk: list[Block]) -> BatchResult:
+            if count == 1:
+                # pushed to high-bandwidth peers while it is validated here, as a block
+                # from a peer is (Core announces a mined block in NewPoWValidBlock, before
+                # connecting it): the first hop does not wait for our own validation
+                loop.call_soon_threadsafe(self.relay.relay_early, chunk[0])
+            return self._accept_blocks(chunk)
 
         def work() -> tuple[list[Block], float]:
             self.block_stage(STAGE_QUEUE, time.perf_counter() - queued)  # for the chain thread
             blocks = mine_blocks(
-                self.chain,
-                self.mempool,
-                addr_hash,
-                count,
-                template=self.template,
-                accept=self._accept_blocks,
+                self.chain, self.mempool, addr_hash, count, template=self.template, accept=accept
             )
             return blocks, time.perf_counter()
 

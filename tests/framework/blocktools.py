@@ -24,7 +24,15 @@ from node.mempool.pool import Mempool
 from node.mining.miner import NONCE_START, header_prefix, search_nonce, solve_block
 from node.primitives.block import Block, BlockHeader, merkle_root
 from node.primitives.crypto import SigningKey
-from node.primitives.tx import OutPoint, Transaction, TxOut, make_coinbase, sign_transaction
+from node.primitives.tx import (
+    OutPoint,
+    Transaction,
+    TxOut,
+    input_sighash,
+    make_coinbase,
+    sighash_common,
+    sign_transaction,
+)
 
 NEUTRAL_STEP = 600  # seconds between blocks that keep make_params()' target unchanged
 
@@ -118,6 +126,17 @@ def spend(
     return sign_transaction(
         1, [(op, out, key) for op, out in coins], outputs, params.network_id, locktime
     )
+
+
+def resign_input(
+    tx: Transaction, spent: list[TxOut], network_id: bytes, index: int, key: SigningKey
+) -> Transaction:
+    """``tx`` with input ``index``'s signature replaced by ``key``'s signature of that
+    input's message (a forged spend: another txid, a signature that does not verify)."""
+    common = sighash_common(tx, spent, network_id)
+    inputs = list(tx.inputs)
+    inputs[index] = inputs[index]._replace(signature=key.sign(input_sighash(common, index)))
+    return Transaction.create(tx.version, inputs, tx.outputs, tx.locktime)
 
 
 def coinbase_coin(block: Block) -> tuple[OutPoint, TxOut]:

@@ -59,6 +59,13 @@ FIGURES = {
     "memory_node_mempool_txs",
     "memory_node_mempool_usage_mb",
     "mempool_fill_tx_per_s",
+    # blackbox and single: what a user sees (issue 15)
+    "blackbox_line_empty",
+    "blackbox_line_2000_known",
+    "blackbox_line_2000_unknown",
+    "single_api_tx_rate_alone",
+    "single_api_tx_rate_2_peers",
+    "single_p2p_tx_rate_2_peers",
     # attacks: the honest sync and the API's latency, without and under each attack
     "attack_none_sync",
     "attack_none_api_p50",
@@ -80,6 +87,9 @@ WITH_TARGET = {
     "reorg_7_deep",
     "rss_idle_node",
     "rss_node_mempool_and_utxos",
+    "blackbox_line_empty",
+    "blackbox_line_2000_known",
+    "single_api_tx_rate_2_peers",
     *(f"attack_{kind}_sync" for kind in ATTACKS),
 }
 

@@ -8,6 +8,7 @@ as documented.
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -226,3 +227,45 @@ async def test_a_blocktxn_that_does_not_answer_the_request_is_punished(node):
     assert await client.closed_by_peer()
     await wait_until(lambda: a.peers.is_discouraged("127.0.0.1"), what="discouragement")
     assert a.peers.discouraged.get("127.0.0.1").reason == "bad-blocktxn"
+
+
+async def test_a_block_pushed_before_validation_is_served_from_memory(node):
+    """A high-bandwidth peer gets a block compact before the node has validated it, and
+    asks for its transactions at once: the node answers from memory (as Core serves its
+    most recent block), not ``notfound``, and serves it whole to ``getdata`` too.  The
+    chain thread is held busy so that the block is certainly not validated yet."""
+    a, _, _ = node
+    high = await WireClient.to_node(a, protocol_version=COMPACT_PROTOCOL)
+    assert await high.expect("sendcmpct") == [0, 1]
+    high.send("sendcmpct", [1, 1])
+    sender = await WireClient.to_node(a, protocol_version=COMPACT_PROTOCOL)
+    await wait_until(lambda: len(a.peer_states) == 2, what="both raw peers established")
+    block = child_block(a)
+    hold = threading.Event()
+    busy = a.chain_future(hold.wait, 30)
+    try:
+        sender.send("cmpctblock", make_compact(block, 3).to_list())
+        assert (await high.expect("cmpctblock"))[0] == block.header.to_list()
+        assert block.hash not in a.chain.index  # not even stored: the chain thread is busy
+        high.send("getblocktxn", [block.hash, [0]])
+        assert await high.expect("blocktxn") == [block.hash, [block.txs[0].to_list()]]
+        high.send("getdata", [[2, block.hash]])
+        assert (await high.expect("block"))[0] == block.header.to_list()
+    finally:
+        hold.set()
+        await busy
+    await wait_until(lambda: a.chain.tip.hash == block.hash, what="a to connect the block")
+
+
+async def test_a_compact_block_off_our_tip_is_asked_for_whole(node):
+    """A compact block that does not extend our tip (a fork, or we are behind) cannot be
+    rebuilt from the mempool: it is asked for whole at once, since a peer that pushed it
+    compact will not announce it again."""
+    a, _, _ = node
+    fork = mine_block(a.chain, Wallet().addr, parent=a.chain.tip.parent, accept=False)
+    client = await WireClient.to_node(a, protocol_version=COMPACT_PROTOCOL)
+    client.send("cmpctblock", make_compact(fork, 5).to_list())
+    assert await client.expect("getdata") == [[2, fork.hash]]
+    client.send("block", fork.to_list())
+    await wait_until(lambda: fork.hash in a.chain.index, what="a to store the fork block")
+    assert not a.peers.is_discouraged("127.0.0.1")

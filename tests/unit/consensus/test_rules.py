@@ -33,9 +33,7 @@ from node.primitives.tx import (
     Transaction,
     TxIn,
     TxOut,
-    input_sighash,
     make_coinbase,
-    sighash_common,
 )
 from tests.framework.blocktools import (
     Wallet,
@@ -44,6 +42,7 @@ from tests.framework.blocktools import (
     mature_coins,
     mine,
     mine_block,
+    resign_input,
     spend,
 )
 from tests.framework.chains import new_chain
@@ -170,15 +169,6 @@ def assert_tx_rule(node, tx, code):
         Mempool(node.chain).accept(tx)
     assert err.value.code == code
     assert_rejected(node.chain, build_block(node.chain, [tx]), code, marked=True)
-
-
-def resign_input(tx, spent, network_id, index, key):
-    """``tx`` with input ``index``'s signature replaced by ``key``'s signature
-    of that input's message."""
-    common = sighash_common(tx, spent, network_id)
-    inputs = list(tx.inputs)
-    inputs[index] = inputs[index]._replace(signature=key.sign(input_sighash(common, index)))
-    return Transaction.create(tx.version, inputs, tx.outputs, tx.locktime)
 
 
 def replace_input(tx, index, **fields):

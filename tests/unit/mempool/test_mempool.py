@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from node.mempool.entry import outpoint_key
+from node.mempool.entry import decoded_usage, outpoint_key
 from node.mempool.packages import PackageLimits
 from node.mempool.pool import Mempool
 from node.primitives.errors import (
@@ -59,7 +59,12 @@ def assert_pool_consistent(pool):
     }
     assert pool.spenders == spenders
     assert pool.bytes == sum(e.size for e in pool.entries.values())
+    decoded = pool._decoded  # the newest entries, kept decoded too
+    assert decoded.keys() <= pool.entries.keys()
+    assert all(tx.raw == pool.entries[txid].raw for txid, tx in decoded.items())
     assert pool.usage == sum(e.usage() for e in pool.entries.values())
+    assert pool.decoded_bytes == sum(decoded_usage(tx) for tx in decoded.values())
+    assert pool.decoded_bytes <= pool.decoded_max_bytes
     for txid, e in pool.entries.items():
         assert e.txid == txid == e.tx.txid
         assert (e.parent_set is None or e.parent_set) and (e.child_set is None or e.child_set)
@@ -494,7 +499,8 @@ def test_accept_many_large_batch_finds_a_bad_signature_among_started_jobs(setup,
 
 def test_usage_estimate_matches_the_heap(setup):
     """The cap's measure (``usage``) tracks the heap the pool really holds (tracemalloc),
-    for lone transactions and for parent/child chains, within a margin on the safe side."""
+    for lone transactions and for parent/child chains, within a margin on the safe side,
+    with none, all, or some of them kept decoded too (``decoded_bytes``, bounded apart)."""
     import gc
     import tracemalloc
 
@@ -506,9 +512,9 @@ def test_usage_estimate_matches_the_heap(setup):
     )
     lone = [pay(chain, wallet, [out(fan, i)], 1_000, parts=2) for i in range(n)]
     kids = [pay(chain, wallet, [out(p)], 1_000, parts=2) for p in lone]
-    for txs in (lone, lone + kids):
+    for txs, decoded_max in ((lone, 0), (lone + kids, 0), (lone, 10**9), (lone + kids, 200_000)):
         raws = [tx.raw for tx in txs]
-        pool = Mempool(chain)
+        pool = Mempool(chain, decoded_max_bytes=decoded_max)
         gc.collect()
         tracemalloc.start()
         try:
@@ -523,8 +529,11 @@ def test_usage_estimate_matches_the_heap(setup):
             tracemalloc.stop()
         assert len(pool) == len(txs)
         assert_pool_consistent(pool)
-        assert held <= pool.usage <= 1.3 * held, (held, pool.usage)
+        # the pool's cap, and beside it the bounded decodings of the newest entries
+        estimate = pool.usage + pool.decoded_bytes
+        assert held <= estimate <= 1.3 * held, (held, pool.usage, pool.decoded_bytes)
         assert pool.usage < 6 * pool.bytes  # compact: a few times the encoded size (was 11)
+        assert 0 < pool.decoded_bytes <= decoded_max or not decoded_max
 
 
 def test_touching_finds_payments_and_spends_of_an_address(setup):
