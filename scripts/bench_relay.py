@@ -22,16 +22,15 @@ import time
 from node.consensus.params import REGTEST
 from node.p2p.messages import INV_TX, parse_inv
 from node.primitives.crypto import sha256d
-from scripts import bench_chain as bc
 from scripts.bench_harness import Bench
 from scripts.bench_net import BenchError, KeepAlive, NodeProc, WirePeer, tx_frame, wait_for
+from scripts.bench_suite import FAN_OUT, fan_out_coins
 
 LINE = 4  # nodes of the black-box line
 BIG_TXS = 2_000  # transactions of the big blocks (the issue's 2,000)
 POLL_PAUSE = 0.001  # seconds between one poller's GET /status requests
 PAUSE = 0.05  # seconds between two timed blocks or runs
 TXS_BATCH = 500  # transactions per POST /txs while filling mempools (the route's limit is 1,000)
-FAN_FEE = 1_000_000  # fee of a funding transaction
 WAIT = 60.0  # seconds any set-up wait may take
 
 
@@ -45,20 +44,10 @@ async def _fund(b: Bench, node: NodeProc, seed: bytes, count: int) -> list[bytes
     """``count`` signed, independent 1-in/2-out transactions spending confirmed coins of
     ``node``'s chain (the chain is mined here, then the funding confirmed)."""
     address = b.address(seed)
-    fans = -(-count // BIG_TXS)
+    fans = -(-count // FAN_OUT)
     start = (await node.status())["height"]
     await node.mine(fans + REGTEST.coinbase_maturity, address)
-    coins: list[bc.Coin] = []
-    for height in range(start + 1, start + fans + 1):
-        txid = bytes.fromhex((await node.get(f"blocks/{height}"))["txids"][0])
-        parts = min(BIG_TXS, count - len(coins))
-        tx = bc.fan_out(
-            REGTEST.network_id, seed, (txid, 0, REGTEST.subsidy(height), 0), parts, FAN_FEE
-        )
-        await node.post("tx", {"hex": tx.raw.hex()})
-        coins.extend(
-            (tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs)
-        )
+    coins = await fan_out_coins(node, seed, range(start + 1, start + fans + 1), count)
     await node.mine(1, address)
     return await b.sign_spends(seed, coins)
 

@@ -161,6 +161,23 @@ def add_rate_figure(
 # --- 2. mempool acceptance --------------------------------------------------------------------
 
 
+async def fan_out_coins(node: NodeProc, seed: bytes, heights: range, count: int) -> list[bc.Coin]:
+    """``count`` coins: the coinbases of ``heights`` (paying ``seed``'s key 0, mature) each
+    split by a transaction of up to FAN_OUT outputs, sent to ``node`` (not yet mined)."""
+    coins: list[bc.Coin] = []
+    for height in heights:
+        txid = bytes.fromhex((await node.get(f"blocks/{height}"))["txids"][0])
+        parts = min(FAN_OUT, count - len(coins))
+        tx = bc.fan_out(
+            REGTEST.network_id, seed, (txid, 0, REGTEST.subsidy(height), 0), parts, FAN_FEE
+        )
+        await node.post("tx", {"hex": tx.raw.hex()})
+        coins.extend(
+            (tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs)
+        )
+    return coins
+
+
 async def _clear_mempool(node: NodeProc, address: str) -> None:
     for _ in range(50):
         if (await node.status())["mempool"]["count"] == 0:
@@ -294,17 +311,7 @@ async def bench_mempool(b: Bench) -> None:
     coinbases = -(-total // FAN_OUT)
     node = await b.node("mempool").start()
     await node.mine(coinbases + REGTEST.coinbase_maturity, address)
-    coins: list[bc.Coin] = []
-    for height in range(1, coinbases + 1):
-        txid = bytes.fromhex((await node.get(f"blocks/{height}"))["txids"][0])
-        parts = min(FAN_OUT, total - len(coins))
-        tx = bc.fan_out(
-            REGTEST.network_id, seed, (txid, 0, REGTEST.subsidy(height), 0), parts, FAN_FEE
-        )
-        await node.post("tx", {"hex": tx.raw.hex()})
-        coins.extend(
-            (tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs)
-        )
+    coins = await fan_out_coins(node, seed, range(1, coinbases + 1), total)
     await _clear_mempool(node, address)
     raws = await b.sign_spends(seed, coins)
     p2p: list[RateRun] = []

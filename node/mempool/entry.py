@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from node.primitives.crypto import ADDR_HASH_SIZE
 from node.primitives.encoding import decode_stored
 from node.primitives.tx import Coin, Transaction, TxOut
 
@@ -244,13 +245,30 @@ ENTRY_BYTES = (
 
 def decoded_usage(tx: Transaction) -> int:
     """Estimated heap bytes of ``tx`` decoded, beyond its bytes and txid (its entry holds
-    the same objects), with its slot in the pool's dict of decoded transactions."""
-    size = _heap(tx) + _heap(tx.inputs) + _heap(tx.outputs) + DICT_SLOT
-    size += _int_heap(tx.version) + _int_heap(tx.locktime)
+    the same objects), with its slot in the pool's dict of decoded transactions.
+    Arithmetic only: it is counted for every transaction the pool takes."""
+    size = (
+        DECODED_TX_BYTES
+        + _tuple_heap(len(tx.inputs))
+        + _tuple_heap(len(tx.outputs))
+        + _int_heap(tx.version)
+        + _int_heap(tx.locktime)
+    )
     for txin in tx.inputs:
-        size += _heap(txin) + _int_heap(txin.prev_index)
-        size += _heap_bytes(len(txin.prev_txid)) + _heap_bytes(len(txin.signature))
-        size += _heap_bytes(len(txin.pubkey))
+        size += TXIN_BYTES + _int_heap(txin.prev_index)
+        size += _heap_bytes(len(txin.signature)) + _heap_bytes(len(txin.pubkey))
     for out in tx.outputs:
-        size += _heap(out) + _int_heap(out.amount) + _heap_bytes(len(out.addr_hash))
+        size += TXOUT_BYTES + _int_heap(out.amount)
     return size
+
+
+def _tuple_heap(length: int) -> int:
+    return _grain(TUPLE_HEADER + 8 * length)
+
+
+TUPLE_HEADER = sys.getsizeof(())  # bytes: a tuple beyond its item pointers
+# the transaction object and its dict slot; an input's tuple and prev_txid; an output's
+# tuple and addr_hash (their other fields vary, and are added per field)
+DECODED_TX_BYTES = _heap(Transaction(0, (), (), 0)) + DICT_SLOT
+TXIN_BYTES = _tuple_heap(4) + _heap_bytes(32)
+TXOUT_BYTES = _tuple_heap(2) + _heap_bytes(ADDR_HASH_SIZE)
