@@ -131,6 +131,8 @@ class CompactRelay:
         state = self.peers.get(peer)
         if state is None or version != COMPACT_ENCODING:
             return  # another encoding: keep sending it whole blocks
+        if (peer.protocol_version or 0) < COMPACT_VERSION:
+            return  # its version says it cannot read them: whole blocks, whatever it asks
         state.compact = True
         state.compact_hb = high
 

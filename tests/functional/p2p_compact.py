@@ -155,6 +155,7 @@ async def test_an_invalid_compact_block_is_excused_as_a_powblock(node):
 async def test_an_old_protocol_peer_gets_whole_blocks(node):
     a, _, _ = node
     old = await WireClient.to_node(a, protocol_version=3)
+    old.send("sendcmpct", [1, 1])  # asked, but its version cannot read them
     new = await WireClient.to_node(a, protocol_version=COMPACT_PROTOCOL)
     assert await new.expect("sendcmpct") == [0, 1]
     new.send("sendcmpct", [0, 1])
@@ -269,3 +270,24 @@ async def test_a_compact_block_off_our_tip_is_asked_for_whole(node):
     client.send("block", fork.to_list())
     await wait_until(lambda: fork.hash in a.chain.index, what="a to store the fork block")
     assert not a.peers.is_discouraged("127.0.0.1")
+
+
+async def test_high_bandwidth_goes_to_the_three_peers_that_last_gave_a_tip(node):
+    """Each peer whose block becomes our tip is asked for high-bandwidth mode (``sendcmpct
+    [1, 1]``); a fourth one pushes out the peer that gave a tip longest ago, which is told
+    ``sendcmpct [0, 1]`` (Core: MaybeSetPeerAsAnnouncingHeaderAndIDs, 3 peers)."""
+    a, _, _ = node
+    clients = [await WireClient.to_node(a, protocol_version=COMPACT_PROTOCOL) for _ in range(4)]
+    for client in clients:
+        assert await client.expect("sendcmpct") == [0, 1]  # compact, not high-bandwidth
+        client.send("sendcmpct", [0, 1])
+    await wait_until(lambda: len(a.peer_states) == 4, what="four raw peers established")
+    for i, client in enumerate(clients):
+        block = child_block(a)
+        client.send("block", block.to_list())
+        await wait_until(lambda b=block: a.chain.tip.hash == b.hash, what=f"block of peer {i}")
+        assert await client.expect("sendcmpct") == [1, 1]
+    assert await clients[0].expect("sendcmpct") == [0, 1]  # the oldest of four dropped out
+    assert len(a.compact.high_bandwidth) == 3
+    for client in clients[1:]:
+        assert [m for t, m in client.inbox if t == "sendcmpct"] == []  # nothing more
