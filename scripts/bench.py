@@ -25,6 +25,8 @@ blackbox     a line of 4 nodes, from just before POST /mine at one end until all
              miner holds
 single       transactions one at a time on one connection: POST /tx alone and with two
              peers, and tx frames from one P2P peer (p50, p99, tx/s)
+bigblock     in-process: a block of 2,000 transactions connected, signatures verified, and
+             one whose transactions the mempool had verified (µs per transaction)
 
 Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
@@ -69,6 +71,7 @@ BENCHMARKS = (
     "attacks",
     "blackbox",
     "single",
+    "bigblock",
 )
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
@@ -129,6 +132,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
                     "attacks": bench_attacks,
                     "blackbox": bench_relay,
                     "single": bench_relay,
+                    "bigblock": bench_relay,
                 }.get(name, suite)
                 await getattr(module, f"bench_{name}")(bench)
                 log(f"{name}: done in {time.perf_counter() - started:.1f}s")

@@ -52,6 +52,7 @@ class Sizes:
     blackbox_runs: int = 20  # empty blocks timed down the black-box line (the median counts)
     blackbox_big_runs: int = 5  # 2,000-transaction blocks timed, known and unknown, each
     single_txs: int = 2_000  # transactions sent one at a time, per single-path figure
+    bigblock_repeats: int = 3  # pairs of 2,000-transaction blocks connected (the median counts)
 
 
 QUICK = Sizes(
@@ -79,6 +80,7 @@ QUICK = Sizes(
     blackbox_runs=5,
     blackbox_big_runs=1,
     single_txs=200,
+    bigblock_repeats=1,
 )
 
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import statistics
 import time
 
+from node.chain.chainstate import ChainState
 from node.consensus.params import REGTEST
 from node.p2p.messages import INV_TX, parse_inv
+from node.primitives.block import Block
 from node.primitives.crypto import sha256d
+from scripts import bench_chain as bc
 from scripts.bench_harness import Bench
 from scripts.bench_net import BenchError, KeepAlive, NodeProc, WirePeer, tx_frame, wait_for
 from scripts.bench_suite import FAN_OUT, fan_out_coins
@@ -313,3 +317,83 @@ async def bench_single(b: Bench) -> None:
 
 async def _same_height(nodes: list[NodeProc]) -> bool:
     return len({(await n.status())["height"] for n in nodes}) == 1
+
+
+# --- connecting a big block ----------------------------------------------------------------
+
+
+def _chain_block(chain: ChainState, seed: bytes, raws: list[bytes]) -> Block:
+    """A block of ``raws`` on ``chain``'s tip, its coinbase to ``seed``'s key 0."""
+    tip = chain.tip
+    height = tip.height + 1
+    coinbase = bc.coinbase_for(REGTEST, seed, height, 0)
+    return bc.make_block(REGTEST, tip.hash, tip.header.timestamp + 1, coinbase, raws)
+
+
+def _connect_seconds(chain: ChainState, block: Block) -> float:
+    started = time.perf_counter()
+    result = chain.accept_block(block)
+    elapsed = time.perf_counter() - started
+    if chain.tip.hash != block.hash:
+        raise BenchError(f"the big block did not connect: {result.status}")
+    return elapsed
+
+
+async def bench_bigblock(b: Bench) -> None:
+    """In this process: blocks of BIG_TXS independent 1-in/2-out spends connected by
+    ``ChainState.accept_block`` (store, checks, UTXO update, undo, index, one commit),
+    first with every signature verified, then a block whose txids the mempool would have
+    verified (``chain.verified``, node/consensus/sigcache.py): the rest of the work."""
+    seed = b.seed + b"/bigblock"
+    repeats = b.sizes.bigblock_repeats
+    datadir = b.workdir / "bigblock"
+    chain = ChainState(datadir, REGTEST)
+    try:
+        fans = 2 * repeats
+        for _ in range(fans + REGTEST.coinbase_maturity):
+            chain.accept_block(_chain_block(chain, seed, []))
+        coins: list[bc.Coin] = []
+        fan_txs = []
+        for height in range(1, fans + 1):
+            stored = chain.reader.get_block(chain.chain[height].hash)
+            if stored is None:
+                raise BenchError(f"block {height} of the big-block chain is not stored")
+            cb = stored.txs[0]
+            tx = bc.fan_out(
+                REGTEST.network_id, seed, (cb.txid, 0, cb.outputs[0].amount, 0), BIG_TXS, 10**6
+            )
+            fan_txs.append(tx.raw)
+            coins.extend(
+                (tx.txid, n, out.amount, n % bc.KEYS_PER_WORKER) for n, out in enumerate(tx.outputs)
+            )
+        chain.accept_block(_chain_block(chain, seed, fan_txs))
+        raws = await b.sign_spends(seed, coins)
+        cold, warm = [], []
+        for r in range(repeats):
+            part = raws[2 * r * BIG_TXS : (2 * r + 2) * BIG_TXS]
+            block = _chain_block(chain, seed, part[:BIG_TXS])
+            cold.append(_connect_seconds(chain, block))
+            block = _chain_block(chain, seed, part[BIG_TXS:])
+            chain.verified.add([tx.txid for tx in block.txs[1:]])
+            warm.append(_connect_seconds(chain, block))
+    finally:
+        chain.close()
+        shutil.rmtree(datadir, ignore_errors=True)
+    how = f"in-process accept_block of {BIG_TXS:,} 1-in/2-out spends, median of {repeats}"
+    b.add(
+        "bigblock_connect_per_tx",
+        statistics.median(cold) / BIG_TXS * 1e6,
+        "µs",
+        target=60.0,
+        target_of="value",
+        op="<=",
+        note=f"{how}, every signature verified (on all cores); block "
+        f"{statistics.median(cold) * 1000:.0f} ms",
+    )
+    b.add(
+        "bigblock_connect_per_tx_known",
+        statistics.median(warm) / BIG_TXS * 1e6,
+        "µs",
+        note=f"{how}, txids the mempool verified (signatures skipped): the rest of the "
+        f"work; block {statistics.median(warm) * 1000:.0f} ms",
+    )

@@ -66,6 +66,8 @@ FIGURES = {
     "single_api_tx_rate_alone",
     "single_api_tx_rate_2_peers",
     "single_p2p_tx_rate_2_peers",
+    "bigblock_connect_per_tx",
+    "bigblock_connect_per_tx_known",
     # attacks: the honest sync and the API's latency, without and under each attack
     "attack_none_sync",
     "attack_none_api_p50",
@@ -90,6 +92,7 @@ WITH_TARGET = {
     "blackbox_line_empty",
     "blackbox_line_2000_known",
     "single_api_tx_rate_2_peers",
+    "bigblock_connect_per_tx",
     *(f"attack_{kind}_sync" for kind in ATTACKS),
 }
 
