@@ -12,6 +12,7 @@ are resolved at start (``localhost`` has an address) and dialled.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from node.consensus.chainspec import load_spec
 from node.primitives.crypto import SigningKey, encode_address
 from node.primitives.tx import COIN
 from tests.framework.daemon import Daemon, run_node
-from tests.framework.programs import free_port
+from tests.framework.programs import free_port, process_env, program
 from tests.framework.util import poll_until
 from tests.framework.walletcli import run_wallet, wallet_env
 
@@ -171,3 +172,33 @@ def test_a_bad_spec_stops_the_node_with_its_reason(chains, tmp_path):
         ["--chain", str(acme), "--network", "regtest", "--api", f"127.0.0.1:{free_port()}"]
     )
     assert both.returncode == 1 and "give one" in both.stderr, both
+
+
+def test_obol_testnet_runs_a_private_chain(chains, tmp_path):
+    """``obol-testnet up --chain FILE`` passes the spec to its nodes and wallets."""
+    base, _, _, _, _ = chains
+    spec = chain_new(base, "tiny", "--coinbase-maturity", "2", file="tiny.toml")
+    cmd = program("obol-testnet", "scripts.testnet") + ["--dir", str(tmp_path / "tn")]
+
+    def testnet(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            cmd + list(args), capture_output=True, text=True, timeout=300, env=process_env()
+        )
+
+    try:
+        up = testnet("up", "--nodes", "2", "--miners", "1", "--chain", str(spec))
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "tiny1" in up.stdout  # the wallets' addresses have the spec's prefix
+        mined = testnet("mine")
+        assert mined.returncode == 0, mined.stdout + mined.stderr
+
+        def agreed() -> bool:
+            status = json.loads(testnet("status", "--json").stdout)
+            assert status["network"] == "tiny"
+            tips = {node["tip"] for node in status["nodes"]}
+            return len(tips) == 1 and status["nodes"][0]["height"] > 0
+
+        poll_until(agreed, what="both testnet nodes on one tip")
+    finally:
+        down = testnet("down", "--clean")
+        assert down.returncode == 0, down.stdout + down.stderr
