@@ -65,6 +65,8 @@ class Settings:
     discover: bool
     whitelist: tuple[Permission, ...]  # permissions by peer address (NetConfig.permissions)
     api_allow_hosts: tuple[str, ...]  # host names the API answers besides IPs and localhost
+    # the admin token, read from --api-token-file (a Kubernetes Secret); None: a fresh one
+    api_token: str | None
     mine: bool
     miner_address: str | None
     miner_threads: int
@@ -113,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name the API answers to besides IP addresses and localhost, e.g. behind a "
         "proxy (repeatable); other names are refused against DNS rebinding",
     )
+    p.add_argument(
+        "--api-token-file",
+        metavar="FILE",
+        help="read the admin token from FILE (first line, at least 32 characters) instead of "
+        "making a fresh one at each start; it is still written to <datadir>/api.token",
+    )
     p.add_argument("--peer", action="append", help="persistent peer HOST:PORT (repeatable)")
     p.add_argument(
         "--seed",
@@ -159,6 +167,7 @@ KEYS = (
     "listen",
     "api",
     "api_allow_host",
+    "api_token_file",
     "peer",
     "seed",
     "discover",
@@ -256,6 +265,7 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         discover=_boolean(merged.get("discover", True)),
         whitelist=whitelist,
         api_allow_hosts=tuple(_names(merged.get("api_allow_host", []))),
+        api_token=_token(merged.get("api_token_file")),
         mine=mine,
         miner_address=miner_address,
         miner_threads=miner_threads,
@@ -263,6 +273,27 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         log_level=level,
         log_json=_boolean(merged.get("log_json", False)),
     )
+
+
+MIN_TOKEN_LENGTH = 32  # characters of an operator-given admin token (ours: 64 hex digits)
+
+
+def _token(path: Any) -> str | None:
+    """The admin token in the first line of ``path`` (None: no file given)."""
+    if path is None:
+        return None
+    try:
+        with open(os.path.expanduser(str(path)), encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise StartupError(f"cannot read --api-token-file {path}: {reason}") from None
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
+        raise StartupError(
+            f"--api-token-file {path}: the token must be one word of at least "
+            f"{MIN_TOKEN_LENGTH} characters"
+        )
+    return token
 
 
 def _network(merged: dict[str, Any]) -> NetworkParams:
@@ -354,9 +385,10 @@ class DatadirLock:
         os.close(self.fd)
 
 
-def write_token(datadir: Path) -> str:
-    """A fresh admin token in ``<datadir>/api.token``, readable by the owner only."""
-    token = secrets.token_hex(32)
+def write_token(datadir: Path, given: str | None = None) -> str:
+    """The admin token (``given``, else a fresh one) in ``<datadir>/api.token``, readable by
+    the owner only."""
+    token = given or secrets.token_hex(32)
     path = datadir / TOKEN_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -465,7 +497,7 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
         except OSError as exc:
             raise StartupError(_port_message("P2P", settings.listen, exc)) from None
         if settings.api is not None:
-            token = write_token(settings.datadir)
+            token = write_token(settings.datadir, settings.api_token)
             app = create_app(node, token, stop, allowed_hosts=settings.api_allow_hosts)
             runner = ApiRunner(app, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT)
             await runner.setup()
