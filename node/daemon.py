@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lmdb
+
 from network import NetConfig
 from network.permissions import LOCAL_PERMISSIONS, Permission
 from node import __version__
@@ -34,7 +36,7 @@ from node.mempool.pool import MAX_MEMPOOL_USAGE
 from node.primitives.crypto import decode_address
 from node.primitives.errors import AddressError
 from node.runtime.node import Node, NodeConfig
-from node.storage.store import StoreError
+from node.storage.store import StoreError, hot_copy
 
 log = logging.getLogger("obol.daemon")
 
@@ -528,12 +530,33 @@ def _port_message(what: str, address: tuple[str, int] | None, exc: OSError) -> s
     return f"cannot listen for {what} on {address}: {exc.strerror or exc}"
 
 
+def backup_main(argv: list[str]) -> int:
+    """``obol-node backup DATADIR DEST``: copy the chain while the node runs (docs/deploy.md)."""
+    p = argparse.ArgumentParser(
+        prog="obol-node backup",
+        description="copy a datadir's chain (LMDB, compacted) into DEST, a new datadir, "
+        "while the node may be running",
+    )
+    p.add_argument("datadir")
+    p.add_argument("dest")
+    args = p.parse_args(argv)
+    try:
+        size = hot_copy(Path(args.datadir).expanduser(), Path(args.dest).expanduser())
+    except (StoreError, lmdb.Error, OSError) as exc:
+        print(f"obol-node backup: error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    print(f"copied the chain of {args.datadir} to {args.dest} ({size:,} bytes)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["chain"]:  # obol-node chain new|show: chain spec files
         from node.chaincmd import main as chain_main
 
         return chain_main(argv[1:])
+    if argv[:1] == ["backup"]:  # obol-node backup DATADIR DEST: a hot copy of the chain
+        return backup_main(argv[1:])
     try:
         settings = load_settings(argv)
         setup_logging(settings.log_level, settings.log_json)
