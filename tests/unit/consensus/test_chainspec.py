@@ -13,6 +13,7 @@ from node.chaincmd import mine_genesis
 from node.consensus.chainspec import (
     REGTEST_LIKE_BITS,
     ChainSpecError,
+    _string,
     format_spec,
     lifetime_subsidy,
     load_spec,
@@ -193,3 +194,54 @@ def test_any_valid_network_round_trips(message, interval, maturity, subsidy, ret
 
 def test_regtest_like_bits_are_the_easiest_target():
     assert bits_to_target(REGTEST_LIKE_BITS) == REGTEST.pow_limit
+
+
+toml_values = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.text(max_size=12),
+    st.lists(st.one_of(st.integers(-5, 70_000), st.text(max_size=8)), max_size=3),
+    st.dictionaries(st.sampled_from(["address", "amount", "x"]), st.integers(-1, 9), max_size=3),
+)
+top_keys = st.sampled_from(
+    ["name", "magic", "address-prefix", "p2p-port", "api-port", "block-interval", "retarget",
+     "asert-half-life", "initial-subsidy", "halving-interval", "coinbase-maturity",
+     "max-future-block-time", "mine-on-demand", "sync-commits", "seeds", "genesis", "extra"]
+)  # fmt: skip
+genesis_keys = st.sampled_from(
+    ["time", "bits", "pow-limit-bits", "nonce", "message", "allocations", "extra"]
+)
+
+
+def toml_literal(value) -> str:
+    """``value`` as TOML (inline tables for dicts) by the spec's own string writer."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return "{" + ", ".join(f'"{k}" = {toml_literal(v)}' for k, v in value.items()) + "}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    top=st.dictionaries(top_keys, toml_values, max_size=3),
+    genesis=st.dictionaries(genesis_keys, toml_values, max_size=3),
+)
+def test_any_broken_spec_is_refused_with_a_reason_never_a_crash(spec_text, top, genesis):
+    """A valid spec with values replaced by any TOML value: a network or ChainSpecError."""
+    head, _, tail = spec_text.partition("[genesis]\n")
+    lines = [line for line in head.splitlines() if line.split(" = ")[0] not in top]
+    lines += [f'"{k}" = {toml_literal(v)}' for k, v in top.items() if k != "genesis"]
+    glines = [line for line in tail.splitlines() if line.split(" = ")[0] not in genesis]
+    glines += [f'"{k}" = {toml_literal(v)}' for k, v in genesis.items()]
+    text = "\n".join(lines) + "\n[genesis]\n" + "\n".join(glines) + "\n"
+    if "genesis" in top:
+        text = "\n".join(lines) + f"\ngenesis = {toml_literal(top['genesis'])}\n"
+    try:
+        parse_spec(text)
+    except ChainSpecError as exc:
+        assert exc.code.startswith("spec-") and exc.message
