@@ -8,7 +8,8 @@ Global options may also follow the command (``obol-wallet balance --json``).
 * ``--network``  main (default), testnet or regtest.  A wallet file knows its
   network: without ``--network`` an existing wallet's own network is used.
 * ``--chain``    a private network's chain spec file (docs/protocol.md §12.1):
-  its name, address prefix and API port replace ``--network``'s.
+  its name, address prefix and API port replace ``--network``'s, and the node
+  must serve the spec's genesis (``node-wrong-network`` otherwise).
 * ``--wallet``   default ``~/.obol/<network>/wallet.json``.
 * ``--node``     the node's base URL, default ``http://127.0.0.1:<API port of
   the network>``; the wallet checks that the node serves the same network.
@@ -327,7 +328,17 @@ class Context:
     def node(self) -> NodeClient:
         """A client of a node checked to serve this wallet's network."""
         client = self.client()
-        client.check_network(self.network)
+        status = client.check_network(self.network)
+        spec = self.spec_params
+        if spec is not None and status.get("genesis") != spec.genesis_hash.hex():
+            # the same name, another chain: its network_id differs, so it would refuse
+            # every transaction this wallet signs
+            raise CliError(
+                "node-wrong-network",
+                f"the node at {client.base_url} is on another {self.network} chain "
+                f"(genesis {str(status.get('genesis'))[:16]}, the spec's "
+                f"{spec.genesis_hash.hex()[:16]})",
+            )
         return client
 
     # passphrase

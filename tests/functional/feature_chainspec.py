@@ -133,6 +133,13 @@ def test_a_node_of_another_genesis_is_refused_at_the_handshake(chains, tmp_path)
             assert f"ours {ours}" in a.log()
             assert a.client.ok("GET", "status")["peers"] == 0
             assert r.client.ok("GET", "status")["peers"] == 0
+            # a wallet of acme refuses the rival's node: same name, another genesis
+            env = wallet_env(tmp_path / "home")
+            wallet = ["--chain", str(acme), "--node", f"http://127.0.0.1:{r.api_port}"]
+            wallet += ["--wallet", str(tmp_path / "w.json")]
+            assert run_wallet([*wallet, "create"], env).code == 0
+            refused = run_wallet([*wallet, "balance"], env)
+            assert refused.code == 1 and refused.error_code() == "node-wrong-network", refused
 
 
 def test_a_node_of_another_magic_is_refused_at_the_first_frame(chains, tmp_path):
