@@ -100,6 +100,12 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
 
 def test_the_image_is_multi_stage_non_root_with_a_datadir_volume_and_a_healthcheck():
     assert sum(1 for word, _ in dockerfile() if word == "FROM") == 2
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    for word, rest in dockerfile():
+        if word == "COPY" and not rest.startswith("--from"):
+            for source in rest.split()[:-1]:  # every source is in the build context
+                assert (REPO_ROOT / source).exists(), source
+                assert source.rstrip("/") not in ignored, source
     assert any("_formatcheck" in rest and "_sigbatch" in rest for w, rest in dockerfile())
     env = image_env()
     assert instruction("USER") not in ("root", "0")
