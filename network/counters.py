@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -21,3 +22,6 @@ class NetCounters:
     addr_rate_limited: int = 0  # addresses of `addr` messages dropped unread (gossip.py)
     addr_skipped: int = 0  # `addr` messages not even decoded: their sender had no tokens left
     addr_relayed: int = 0  # addresses passed on to other peers (gossip.py)
+    # frame bytes by message type of connections that have since closed
+    closed_bytes_in_by_type: Counter[str] = field(default_factory=Counter)
+    closed_bytes_out_by_type: Counter[str] = field(default_factory=Counter)

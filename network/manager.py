@@ -23,6 +23,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -453,6 +454,8 @@ class PeerManager:
             counters.closed_bytes_out += peer.bytes_out
             counters.closed_messages_in += peer.messages_in
             counters.closed_messages_out += peer.messages_out
+            counters.closed_bytes_in_by_type.update(peer.bytes_in_by_type)
+            counters.closed_bytes_out_by_type.update(peer.bytes_out_by_type)
 
     async def ping(self, peer: Peer, timeout: float | None = None) -> float:
         """Ping ``peer`` now; return the round trip in seconds (see keepalive.ping)."""
@@ -546,6 +549,20 @@ class PeerManager:
         return sum(1 for peer in self.peers() if peer not in skip and peer.send_frame(frame))
 
     # --- metrics ------------------------------------------------------------------
+
+    def traffic_by_type(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Frame bytes received and sent by message type since start (closed connections
+        included), for metrics."""
+        received = Counter(self.counters.closed_bytes_in_by_type)
+        sent = Counter(self.counters.closed_bytes_out_by_type)
+        for peer in self._peers.values():
+            received.update(peer.bytes_in_by_type)
+            sent.update(peer.bytes_out_by_type)
+        return dict(received), dict(sent)
+
+    def bans_by_reason(self) -> dict[str, int]:
+        """Hosts banned now, by the reason of their ban."""
+        return dict(Counter(ban.reason for ban in self.banlist.list()))
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics; traffic totals include closed connections."""

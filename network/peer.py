@@ -124,6 +124,9 @@ class Peer:
         self.bytes_out = 0  # bytes written to the socket
         self.messages_in = 0  # messages received
         self.messages_out = 0  # messages queued for sending
+        # frame bytes (header included) by message type, for metrics
+        self.bytes_in_by_type: collections.Counter[str] = collections.Counter()
+        self.bytes_out_by_type: collections.Counter[str] = collections.Counter()
         self.unknown_messages = 0  # received messages of a type nobody handles
         self.ping_rtt: float | None = None  # seconds: round trip of the last answered ping
         self.ban_score = 0  # accumulated misbehaviour; >= 100 means ban
@@ -257,6 +260,7 @@ class Peer:
                 self.messages_in += 1
                 size = len(payload) + HEADER_SIZE
                 msg_type = peek_type(payload)
+                self.bytes_in_by_type[msg_type] += size
                 limit = self._payload_limit(msg_type)
                 if limit is None:  # nobody handles the type: not worth decoding
                     return ReceivedMessage(msg_type, None, size, payload, 0, decoded=False)
@@ -313,6 +317,8 @@ class Peer:
         self._send_queue.append(frame)
         self._queued_bytes += len(frame)
         self.messages_out += 1
+        # a frame is built by encode_frame from a valid envelope: its type is readable
+        self.bytes_out_by_type[_frame_type(frame)] += len(frame)
         if self._queued_bytes > self._max_send_queue:
             log.info(
                 "peer %s disconnected: send queue %d bytes exceeds %d (too slow)",
@@ -424,3 +430,14 @@ class Peer:
         task = self._writer_task
         if task is not None and task is not asyncio.current_task():
             await asyncio.wait([task])  # never raises the task's own outcome
+
+
+def _frame_type(frame: bytes) -> str:
+    """The message type of a frame this node encoded (``OTHER_TYPE`` if unreadable)."""
+    try:
+        return peek_type(memoryview(frame)[HEADER_SIZE : HEADER_SIZE + 16].tobytes())
+    except MessageError:
+        return OTHER_TYPE
+
+
+OTHER_TYPE = "other"  # the per-type counters' name for a frame whose type is unreadable

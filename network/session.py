@@ -137,7 +137,11 @@ class Session:
                 # Not a peer of this network at all: an HTTP request, a health check, a node
                 # of another network.  Nothing to punish, only a stream to drop (Core does
                 # the same on a wrong message start).
-                log.info("peer %s disconnected: %s", peer.label, exc.message)
+                log.info(
+                    "peer %s disconnected: another network or protocol (%s)",
+                    peer.label,
+                    exc.message,
+                )
                 peer.close(exc.code)
             else:
                 self.manager.misbehaving(peer, BAN_THRESHOLD, exc.code, exc.message)
@@ -211,9 +215,12 @@ class Session:
             return False
         if version.magic != manager.magic or version.genesis_hash != manager.genesis_hash:
             log.info(
-                "peer %s disconnected: wrong network (genesis %s)",
+                "peer %s disconnected: wrong network: its genesis %s, magic %s; ours %s, %s",
                 peer.label,
                 version.genesis_hash.hex()[:16],
+                version.magic.hex(),
+                manager.genesis_hash.hex()[:16],
+                manager.magic.hex(),
             )
             peer.close("wrong-network")
             return False

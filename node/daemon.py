@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -24,15 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lmdb
+
 from network import NetConfig
 from network.permissions import LOCAL_PERMISSIONS, Permission
 from node import __version__
-from node.consensus.params import NETWORKS, get_params
+from node.consensus.chainspec import ChainSpecError, load_spec
+from node.consensus.params import NETWORKS, NetworkParams, get_params
 from node.mempool.pool import MAX_MEMPOOL_USAGE
 from node.primitives.crypto import decode_address
 from node.primitives.errors import AddressError
 from node.runtime.node import Node, NodeConfig
-from node.storage.store import StoreError
+from node.storage.store import StoreError, hot_copy
 
 log = logging.getLogger("obol.daemon")
 
@@ -52,14 +56,19 @@ MIN_MAXMEMPOOL = 5  # MB: the least --maxmempool accepted (Bitcoin: 5 MB)
 
 @dataclass(frozen=True)
 class Settings:
-    network: str
+    network: str  # the network's name: a built-in one or the --chain spec's
+    params: NetworkParams  # its parameters (a --chain spec's, else the built-in network's)
     datadir: Path
     listen: tuple[str, int] | None
     api: tuple[str, int] | None
     peers: tuple[tuple[str, int], ...]
+    # HOST:PORT seeds (the spec's, then --seed's): names resolved at start, each address a peer
+    seeds: tuple[tuple[str, int], ...]
     discover: bool
     whitelist: tuple[Permission, ...]  # permissions by peer address (NetConfig.permissions)
     api_allow_hosts: tuple[str, ...]  # host names the API answers besides IPs and localhost
+    # the admin token, read from --api-token-file (a Kubernetes Secret); None: a fresh one
+    api_token: str | None
     mine: bool
     miner_address: str | None
     miner_threads: int
@@ -89,6 +98,11 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="obol-node", description="Obol full node")
     p.add_argument("--network", choices=sorted(NETWORKS), help="main (default), testnet or regtest")
+    p.add_argument(
+        "--chain",
+        metavar="FILE",
+        help="a private network's chain spec (TOML, docs/protocol.md §12.1) instead of --network",
+    )
     p.add_argument("--datadir", help="data directory (default ~/.obol/<network>)")
     p.add_argument(
         "--listen", help="P2P HOST:PORT (default 0.0.0.0:<network port>); 'none' to not listen"
@@ -103,7 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name the API answers to besides IP addresses and localhost, e.g. behind a "
         "proxy (repeatable); other names are refused against DNS rebinding",
     )
+    p.add_argument(
+        "--api-token-file",
+        metavar="FILE",
+        help="read the admin token from FILE (first line, at least 32 characters) instead of "
+        "making a fresh one at each start; it is still written to <datadir>/api.token",
+    )
     p.add_argument("--peer", action="append", help="persistent peer HOST:PORT (repeatable)")
+    p.add_argument(
+        "--seed",
+        action="append",
+        metavar="HOST:PORT",
+        help="seed node, added to the chain spec's (repeatable): a DNS name is resolved at "
+        "start and every address it has becomes a peer (a Kubernetes headless service)",
+    )
     p.add_argument(
         "--no-discover",
         dest="discover",
@@ -137,11 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 KEYS = (
     "network",
+    "chain",
     "datadir",
     "listen",
     "api",
     "api_allow_host",
+    "api_token_file",
     "peer",
+    "seed",
     "discover",
     "whitelist",
     "mine",
@@ -176,17 +206,15 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         value = environ.get("OBOL_" + key.upper())
         if value is not None:
             merged[key] = value.split() if key in ("whitelist", "api_allow_host") else value
-            if key == "peer":
+            if key in ("peer", "seed"):
                 merged[key] = value.split(",")
     for key in KEYS:
         value = getattr(args, key)
         if value is not None:
             merged[key] = value
 
-    network = merged.get("network", "main")
-    if network not in NETWORKS:
-        raise StartupError(f"unknown network {network!r} (choose from {', '.join(NETWORKS)})")
-    params = get_params(network)
+    params = _network(merged)
+    network = params.name
     datadir = Path(os.path.expanduser(str(merged.get("datadir", f"~/.obol/{network}"))))
 
     def hostport(key: str, default: tuple[str, int]) -> tuple[str, int] | None:
@@ -200,6 +228,9 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
     peers = merged.get("peer", [])
     if isinstance(peers, str):
         peers = [peers]
+    seeds = merged.get("seed", [])
+    if isinstance(seeds, str):
+        seeds = [seeds]
     miner_address = merged.get("miner_address")
     if miner_address is not None:
         try:
@@ -227,13 +258,16 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         raise StartupError(f"bad --log-level {level!r}")
     return Settings(
         network=network,
+        params=params,
         datadir=datadir,
         listen=hostport("listen", ("0.0.0.0", params.default_port)),
         api=hostport("api", ("127.0.0.1", params.api_port)),
         peers=tuple(parse_hostport(p, "peer") for p in peers),
+        seeds=tuple(parse_hostport(s, "seed") for s in [*params.seeds, *seeds]),
         discover=_boolean(merged.get("discover", True)),
         whitelist=whitelist,
         api_allow_hosts=tuple(_names(merged.get("api_allow_host", []))),
+        api_token=_token(merged.get("api_token_file")),
         mine=mine,
         miner_address=miner_address,
         miner_threads=miner_threads,
@@ -241,6 +275,46 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         log_level=level,
         log_json=_boolean(merged.get("log_json", False)),
     )
+
+
+MIN_TOKEN_LENGTH = 32  # characters of an operator-given admin token (ours: 64 hex digits)
+
+
+def _token(path: Any) -> str | None:
+    """The admin token in the first line of ``path`` (None: no file given)."""
+    if path is None:
+        return None
+    try:
+        with open(os.path.expanduser(str(path)), encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise StartupError(f"cannot read --api-token-file {path}: {reason}") from None
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
+        raise StartupError(
+            f"--api-token-file {path}: the token must be one word of at least "
+            f"{MIN_TOKEN_LENGTH} characters"
+        )
+    return token
+
+
+def _network(merged: dict[str, Any]) -> NetworkParams:
+    """The built-in ``network`` or the ``chain`` spec's (not both unless they agree)."""
+    network = merged.get("network")
+    if merged.get("chain") is None:
+        network = network or "main"
+        if network not in NETWORKS:
+            raise StartupError(f"unknown network {network!r} (choose from {', '.join(NETWORKS)})")
+        return get_params(network)
+    try:
+        params = load_spec(os.path.expanduser(str(merged["chain"])))
+    except ChainSpecError as exc:
+        raise StartupError(f"bad chain spec: {exc.message} [{exc.code}]") from None
+    if network is not None:
+        raise StartupError(
+            f"--network {network} and --chain {merged['chain']} (network {params.name}): give one"
+        )
+    return params
 
 
 def _permissions(value: Any) -> tuple[Permission, ...]:
@@ -313,9 +387,10 @@ class DatadirLock:
         os.close(self.fd)
 
 
-def write_token(datadir: Path) -> str:
-    """A fresh admin token in ``<datadir>/api.token``, readable by the owner only."""
-    token = secrets.token_hex(32)
+def write_token(datadir: Path, given: str | None = None) -> str:
+    """The admin token (``given``, else a fresh one) in ``<datadir>/api.token``, readable by
+    the owner only."""
+    token = given or secrets.token_hex(32)
     path = datadir / TOKEN_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -326,7 +401,7 @@ def write_token(datadir: Path) -> str:
 
 
 async def run(settings: Settings) -> int:
-    params = get_params(settings.network)
+    params = settings.params
     stop = _install_signal_handlers()  # before the (possibly long) chain load
     lock = DatadirLock(settings.datadir)
     try:
@@ -351,7 +426,7 @@ async def run(settings: Settings) -> int:
                     params=params,
                     datadir=settings.datadir,
                     net=net,
-                    peers=settings.peers,
+                    peers=settings.peers + await resolve_seeds(settings.seeds),
                     mine=settings.mine,
                     miner_address=miner_addr,
                     miner_threads=settings.miner_threads,
@@ -367,6 +442,25 @@ async def run(settings: Settings) -> int:
             log.info("stopped cleanly")
     finally:
         lock.release()
+
+
+async def resolve_seeds(seeds: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """Every address of every seed, looked up once at start: a name with many addresses
+    (a Kubernetes headless service, round-robin DNS) gives a peer for each.  A name that
+    does not resolve is logged and skipped: the others, and the address book, still work."""
+    loop = asyncio.get_running_loop()
+    found: dict[tuple[str, int], None] = {}  # ordered, without duplicates
+    for host, port in seeds:
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            log.warning("seed %s:%d not resolved: %s", host, port, exc.strerror or exc)
+            continue
+        addresses = sorted({str(info[4][0]) for info in infos})
+        log.info("seed %s:%d resolved to %s", host, port, ", ".join(addresses))
+        for address in addresses:
+            found[(address, port)] = None
+    return tuple(found)
 
 
 def _install_signal_handlers() -> asyncio.Event:
@@ -405,7 +499,7 @@ async def _serve(node: Node, settings: Settings, stop: asyncio.Event) -> int:
         except OSError as exc:
             raise StartupError(_port_message("P2P", settings.listen, exc)) from None
         if settings.api is not None:
-            token = write_token(settings.datadir)
+            token = write_token(settings.datadir, settings.api_token)
             app = create_app(node, token, stop, allowed_hosts=settings.api_allow_hosts)
             runner = ApiRunner(app, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT)
             await runner.setup()
@@ -436,7 +530,33 @@ def _port_message(what: str, address: tuple[str, int] | None, exc: OSError) -> s
     return f"cannot listen for {what} on {address}: {exc.strerror or exc}"
 
 
+def backup_main(argv: list[str]) -> int:
+    """``obol-node backup DATADIR DEST``: copy the chain while the node runs (docs/deploy.md)."""
+    p = argparse.ArgumentParser(
+        prog="obol-node backup",
+        description="copy a datadir's chain (LMDB, compacted) into DEST, a new datadir, "
+        "while the node may be running",
+    )
+    p.add_argument("datadir")
+    p.add_argument("dest")
+    args = p.parse_args(argv)
+    try:
+        size = hot_copy(Path(args.datadir).expanduser(), Path(args.dest).expanduser())
+    except (StoreError, lmdb.Error, OSError) as exc:
+        print(f"obol-node backup: error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    print(f"copied the chain of {args.datadir} to {args.dest} ({size:,} bytes)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chain"]:  # obol-node chain new|show: chain spec files
+        from node.chaincmd import main as chain_main
+
+        return chain_main(argv[1:])
+    if argv[:1] == ["backup"]:  # obol-node backup DATADIR DEST: a hot copy of the chain
+        return backup_main(argv[1:])
     try:
         settings = load_settings(argv)
         setup_logging(settings.log_level, settings.log_json)

@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypedDict
 
+from node.consensus.chainspec import ChainSpecError, load_spec
+
 from .testnet_lib import (
-    COINBASE_MATURITY,
     HOST_BASE,
     MAX_NODES,
     STOP_TIMEOUT,
@@ -173,7 +174,7 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
                 say(note)
         tn.save(state)
         wait_links(tn, state, wanted_links(state))
-    if state.network == "regtest" and fresh:
+    if state.mines_on_demand and fresh:
         bootstrap(tn, state, say)
     print_nodes(state)
     say(
@@ -197,6 +198,15 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
     miners = args.miners if args.miners is not None else DEFAULTS["miners"]
     topology = args.topology or DEFAULTS["topology"]
     network = args.network or DEFAULTS["network"]
+    chain = None
+    if getattr(args, "chain", None):
+        if args.network:
+            raise TestnetError("--network and --chain: give one")
+        try:
+            network = load_spec(args.chain).name
+        except ChainSpecError as exc:
+            raise TestnetError(exc.message) from None
+        chain = str(Path(args.chain).resolve())
     if not 1 <= n <= MAX_NODES:
         raise TestnetError(f"--nodes must be in 1..{MAX_NODES}")
     if not 0 <= miners <= n:
@@ -207,7 +217,12 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
     tn.passphrase()
     edges = topology_edges(topology, n, random.Random(args.seed))
     state = State(
-        network=network, topology=topology, edges=edges, nodes=[], base_port=args.base_port
+        network=network,
+        topology=topology,
+        edges=edges,
+        nodes=[],
+        base_port=args.base_port,
+        chain=chain,
     )
     state.nodes = [new_node(tn, state, i, i < miners) for i in range(n)]
     return state
@@ -392,7 +407,7 @@ def cmd_send(tn: Testnet, args: argparse.Namespace) -> int:
 
 def cmd_mine(tn: Testnet, args: argparse.Namespace) -> int:
     state = tn.load()
-    if state.network != "regtest":
+    if not state.mines_on_demand:
         raise TestnetError(f"`mine` is for regtest; this {state.network} network mines by itself")
     if args.node is None:
         live = running(state)
@@ -443,7 +458,7 @@ def cmd_traffic(tn: Testnet, args: argparse.Namespace) -> int:
 
 
 def block_interval(state: State, requested: float | None) -> float | None:
-    if state.network != "regtest":
+    if not state.mines_on_demand:
         return None
     return REGTEST_BLOCK_INTERVAL if requested is None else (requested or None)
 
@@ -562,7 +577,7 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
         say("\ninterrupted: stopping the network...")
         return cmd_down(tn, argparse.Namespace(clean=False)) or 130
     state = tn.load()
-    maturity = COINBASE_MATURITY[state.network]
+    maturity = state.maturity
     messages: deque[str] = deque(maxlen=8)
     tty = sys.stdout.isatty()
 
@@ -635,6 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--topology", choices=TOPOLOGIES, help="how nodes are linked (default line)")
         q.add_argument(
             "--network", choices=("testnet", "regtest"), help="default testnet (real proof of work)"
+        )
+        q.add_argument(
+            "--chain",
+            metavar="FILE",
+            help="a private network's chain spec (docs/protocol.md §12.1) instead of --network",
         )
         q.add_argument(
             "--base-port",

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.consensus.chainspec import load_spec
+
 STATE_FILE = "testnet.json"
 LOCK_FILE = ".lock"
 PASSPHRASE_FILE = "passphrase"
@@ -105,6 +107,21 @@ class State:
     base_port: int | None = None
     partition: list[list[int]] | None = None
     created: float = field(default_factory=time.time)
+    chain: str | None = None  # a chain spec file (`up --chain FILE`): nodes and wallets get it
+
+    @property
+    def mines_on_demand(self) -> bool:
+        """Blocks come from POST /mine (regtest, or a spec with mine-on-demand), not miners."""
+        if self.chain is not None:
+            return load_spec(self.chain).mine_on_demand
+        return self.network == "regtest"
+
+    @property
+    def maturity(self) -> int:
+        """Blocks a coinbase waits before it can be spent."""
+        if self.chain is not None:
+            return load_spec(self.chain).coinbase_maturity
+        return COINBASE_MATURITY[self.network]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,7 +196,9 @@ class Testnet:
         return Api(node.api_port, Path(node.datadir), timeout)
 
     def wallet(self, state: State, node: NodeInfo) -> WalletCli:
-        return WalletCli(Path(node.wallet), state.network, node.api_url, self.passphrase())
+        return WalletCli(
+            Path(node.wallet), state.network, node.api_url, self.passphrase(), state.chain
+        )
 
 
 # --- topologies ------------------------------------------------------------------------------
@@ -395,8 +414,7 @@ def node_running(node: NodeInfo) -> bool:
 
 def node_args(state: State, node: NodeInfo) -> list[str]:
     args = [
-        "--network",
-        state.network,
+        *(["--chain", state.chain] if state.chain else ["--network", state.network]),
         "--datadir",
         node.datadir,
         "--listen",
@@ -409,7 +427,7 @@ def node_args(state: State, node: NodeInfo) -> list[str]:
     for other in state.neighbours(node.index):
         if other < node.index:  # the later node of a link dials the earlier one
             args += ["--peer", state.nodes[other].p2p]
-    if node.miner and state.network != "regtest":
+    if node.miner and not state.mines_on_demand:
         args += ["--mine", "--miner-address", node.address, "--miner-threads", "1"]
     elif node.address:
         args += ["--miner-address", node.address]
@@ -538,9 +556,12 @@ class WalletCliError(TestnetError):
 class WalletCli:
     """``obol-wallet --json`` on one wallet file, as a user would run it."""
 
-    def __init__(self, path: Path, network: str, node_url: str, passphrase: str) -> None:
+    def __init__(
+        self, path: Path, network: str, node_url: str, passphrase: str, chain: str | None = None
+    ) -> None:
         self.path = path
         self.network = network
+        self.chain = chain  # a chain spec file: --chain instead of --network
         self.node_url = node_url
         self.passphrase = passphrase
 
@@ -550,8 +571,7 @@ class WalletCli:
             str(self.path),
             "--node",
             self.node_url,
-            "--network",
-            self.network,
+            *(["--chain", self.chain] if self.chain else ["--network", self.network]),
             "--json",
             *args,
         ]

@@ -17,7 +17,6 @@ from typing import Any
 from .testnet_lib import (
     BAN_SECONDS,
     COIN,
-    COINBASE_MATURITY,
     Api,
     ApiError,
     NodeInfo,
@@ -313,7 +312,7 @@ def bootstrap(tn: Testnet, state: State, say: Callable[[str], None]) -> None:
     miners = [n for n in running(state) if n.miner]
     if not miners:
         return
-    maturity = COINBASE_MATURITY[state.network]
+    maturity = state.maturity
     start = (status_of(tn, miners[0]) or {}).get("height", 0)
     target = start + BOOTSTRAP_BATCH * len(miners) + maturity
     say(f"mining {target - start} blocks so that every miner's wallet has mature coins...")
@@ -377,11 +376,11 @@ class Traffic:
             self.next_tx = max(self.next_tx + 1.0 / self.rate, now)
             self.send_one(state)
         now = time.monotonic()
-        if state.network == "regtest" and self.block_interval and now >= self.next_block:
+        if state.mines_on_demand and self.block_interval and now >= self.next_block:
             self.next_block = max(self.next_block + self.block_interval, now)
             self.mine_one(state)
         due = [self.next_tx] if self.rate > 0 else []
-        if state.network == "regtest" and self.block_interval:
+        if state.mines_on_demand and self.block_interval:
             due.append(self.next_block)
         return max(0.0, min(due) - time.monotonic()) if due else 1.0
 

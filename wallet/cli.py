@@ -7,6 +7,9 @@ Global options may also follow the command (``obol-wallet balance --json``).
 
 * ``--network``  main (default), testnet or regtest.  A wallet file knows its
   network: without ``--network`` an existing wallet's own network is used.
+* ``--chain``    a private network's chain spec file (docs/protocol.md §12.1):
+  its name, address prefix and API port replace ``--network``'s, and the node
+  must serve the spec's genesis (``node-wrong-network`` otherwise).
 * ``--wallet``   default ``~/.obol/<network>/wallet.json``.
 * ``--node``     the node's base URL, default ``http://127.0.0.1:<API port of
   the network>``; the wallet checks that the node serves the same network.
@@ -49,12 +52,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from node.consensus.chainspec import ChainSpecError, load_spec
 from node.consensus.params import NETWORKS, NetworkParams, get_params
 from node.primitives.errors import ObolError
 
 from .client import NodeClient
 from .errors import WalletError
-from .keys import CHANGE, RECEIVE, KeyChain, generate_mnemonic, validate_mnemonic
+from .keys import (
+    CHANGE,
+    RECEIVE,
+    KeyChain,
+    WalletNetwork,
+    generate_mnemonic,
+    network_by_name,
+    spec_network,
+    validate_mnemonic,
+)
 from .keystore import SCRYPT_N, KdfParams, Keystore
 from .service import (
     GAP_LIMIT,
@@ -150,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--network", metavar="NET", default=S, help="main (default), testnet or regtest"
+    )
+    common.add_argument(
+        "--chain",
+        metavar="FILE",
+        default=S,
+        help="a private network's chain spec (TOML, docs/protocol.md §12.1) instead of --network",
     )
     common.add_argument("--json", action="store_true", default=S, help="JSON output for scripts")
     common.add_argument(
@@ -260,12 +279,39 @@ class Context:
                 "unknown-network",
                 f"unknown network {self.explicit_network!r}; expected one of {', '.join(NETWORKS)}",
             )
+        self.spec_params: NetworkParams | None = None  # the --chain FILE network, if given
+        chain = getattr(args, "chain", None)
+        if chain is not None:
+            try:
+                self.spec_params = load_spec(Path(chain).expanduser())
+            except ChainSpecError as exc:
+                raise CliError("bad-chain", exc.message) from None
+            if self.explicit_network not in (None, self.spec_params.name):
+                raise CliError(
+                    "bad-option",
+                    f"--network {self.explicit_network} and --chain {chain} "
+                    f"(network {self.spec_params.name}) disagree: give one",
+                )
+            self.explicit_network = self.spec_params.name
         self.network = self.explicit_network or "main"
         self._keystore: Keystore | None = None
 
     @property
     def params(self) -> NetworkParams:
+        if self.spec_params is not None and self.network == self.spec_params.name:
+            return self.spec_params
         return get_params(self.network)
+
+    @property
+    def spec(self) -> WalletNetwork | None:
+        """The wallet's view of the --chain network (None without --chain)."""
+        if self.spec_params is None:
+            return None
+        return spec_network(self.spec_params.name, self.spec_params.hrp)
+
+    @property
+    def wallet_network(self) -> WalletNetwork:
+        return network_by_name(self.network, self.spec)
 
     @property
     def wallet_path(self) -> Path:
@@ -282,7 +328,17 @@ class Context:
     def node(self) -> NodeClient:
         """A client of a node checked to serve this wallet's network."""
         client = self.client()
-        client.check_network(self.network)
+        status = client.check_network(self.network)
+        spec = self.spec_params
+        if spec is not None and status.get("genesis") != spec.genesis_hash.hex():
+            # the same name, another chain: its network_id differs, so it would refuse
+            # every transaction this wallet signs
+            raise CliError(
+                "node-wrong-network",
+                f"the node at {client.base_url} is on another {self.network} chain "
+                f"(genesis {str(status.get('genesis'))[:16]}, the spec's "
+                f"{spec.genesis_hash.hex()[:16]})",
+            )
         return client
 
     # passphrase
@@ -347,7 +403,7 @@ class Context:
                     f"no wallet at {path}; create one with '{PROG} create' or give --wallet FILE",
                 )
             try:
-                store = Keystore.open(path, self.passphrase())
+                store = Keystore.open(path, self.passphrase(), self.spec)
             except IsADirectoryError:
                 raise CliError("no-wallet", f"{path} is a directory, not a wallet file") from None
             except PermissionError:
@@ -403,7 +459,9 @@ def cmd_create(ctx: Context) -> int:
     bip39 = ctx.bip39_passphrase()
     passphrase = ctx.passphrase(new=True)
     mnemonic = generate_mnemonic(words)
-    store = Keystore.create(path, mnemonic, bip39, ctx.network, passphrase, kdf_n=kdf_n)
+    store = Keystore.create(
+        path, mnemonic, bip39, ctx.network, passphrase, spec=ctx.spec, kdf_n=kdf_n
+    )
     address = store.keychain.address(RECEIVE, 0)
     data = {
         "wallet": str(path),
@@ -453,8 +511,12 @@ def cmd_restore(ctx: Context) -> int:
     found = {RECEIVE: 0, CHANGE: 0}
     if not ctx.args.offline:
         client = ctx.node()
-        found = discover(KeyChain.from_mnemonic(mnemonic, bip39, ctx.network), client, GAP_LIMIT)
-    store = Keystore.create(path, mnemonic, bip39, ctx.network, passphrase, kdf_n=kdf_n)
+        found = discover(
+            KeyChain.from_mnemonic(mnemonic, bip39, ctx.wallet_network), client, GAP_LIMIT
+        )
+    store = Keystore.create(
+        path, mnemonic, bip39, ctx.network, passphrase, spec=ctx.spec, kdf_n=kdf_n
+    )
     store.advance(RECEIVE, found[RECEIVE])
     store.advance(CHANGE, found[CHANGE])
     address = store.keychain.address(RECEIVE, store.next_receive_index)

@@ -241,7 +241,7 @@ COIN_TYPE_TEST = 1  # second path level on every test network (BIP-44 convention
 class WalletNetwork:
     """What the wallet needs to know about a network."""
 
-    name: str  # "main", "testnet" or "regtest": the name stored in a keystore
+    name: str  # "main", "testnet", "regtest" or a chain spec's name: stored in a keystore
     hrp: str  # bech32m human-readable prefix of its addresses (see node/consensus/params.py)
     coin_type: int  # second (hardened) level of the derivation path
 
@@ -252,14 +252,24 @@ REGTEST = WalletNetwork("regtest", "robol", COIN_TYPE_TEST)
 NETWORKS = MappingProxyType({n.name: n for n in (MAIN, TESTNET, REGTEST)})  # name -> network
 
 
-def network_by_name(name: str) -> WalletNetwork:
-    """The network called ``name``, or UnknownNetworkError."""
+def network_by_name(name: str, spec: WalletNetwork | None = None) -> WalletNetwork:
+    """The network called ``name``: a built-in one, or ``spec`` (a chain spec's network,
+    given with ``--chain FILE``) if it has that name; else UnknownNetworkError."""
+    if spec is not None and spec.name == name:
+        return spec
     try:
         return NETWORKS[name]
     except (KeyError, TypeError):
         raise UnknownNetworkError(
-            message=f"unknown network {name!r}; expected one of {', '.join(NETWORKS)}"
+            message=f"unknown network {name!r}; expected one of {', '.join(NETWORKS)} "
+            "(a private chain's wallet needs --chain FILE)"
         ) from None
+
+
+def spec_network(name: str, hrp: str) -> WalletNetwork:
+    """The wallet's view of a chain spec's network (docs/protocol.md §12.1): its addresses
+    use the spec's prefix, its keys the test coin type (a private chain is not main)."""
+    return WalletNetwork(name, hrp, COIN_TYPE_TEST)
 
 
 def derivation_path(coin_type: int, change: int, index: int) -> str:

@@ -135,7 +135,7 @@ class KdfParams:
 class WalletContents:
     """The plaintext payload of a keystore."""
 
-    network: str  # "main", "testnet" or "regtest"
+    network: str  # "main", "testnet", "regtest" or a chain spec's name
     mnemonic: str = field(repr=False)  # normalised BIP-39 recovery phrase
     bip39_passphrase: str = field(repr=False)  # optional BIP-39 passphrase ("" if none)
     next_receive_index: int  # next receive address index to give out
@@ -156,7 +156,7 @@ class WalletContents:
         return {"version": PAYLOAD_VERSION, **body}
 
     @classmethod
-    def from_json(cls, body: Any) -> WalletContents:
+    def from_json(cls, body: Any, spec: WalletNetwork | None = None) -> WalletContents:
         """Parse an authenticated payload; KeystoreDamagedError if it is malformed."""
         if not isinstance(body, dict):
             raise KeystoreDamagedError(message="payload is not a JSON object")
@@ -180,8 +180,8 @@ class WalletContents:
             raise KeystoreDamagedError(message="payload has a negative address index")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in body["labels"].items()):
             raise KeystoreDamagedError(message="payload labels must map text to text")
+        network_by_name(body["network"], spec)  # unknown: a private chain's, without --chain
         try:
-            network_by_name(body["network"])
             validate_mnemonic(body["mnemonic"])
         except WalletError as exc:
             raise KeystoreDamagedError(message=f"payload: {exc.message}") from None
@@ -195,11 +195,19 @@ class Keystore:
     ``save`` can re-encrypt (with a fresh nonce) without running scrypt again.
     """
 
-    def __init__(self, path: Path, kdf: KdfParams, key: bytes, contents: WalletContents) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kdf: KdfParams,
+        key: bytes,
+        contents: WalletContents,
+        spec: WalletNetwork | None = None,
+    ) -> None:
         self._path = path  # the wallet file
         self._kdf = kdf  # parameters and salt that produced _key
         self._key = key  # KEY_SIZE-byte ChaCha20-Poly1305 key
         self._contents = contents  # decrypted payload, replaced on every change
+        self._spec = spec  # a chain spec's network, if the wallet is for one (--chain FILE)
         self._keychain: KeyChain | None = None  # derived on first use
 
     def __repr__(self) -> str:
@@ -216,13 +224,14 @@ class Keystore:
         network: str,
         password: str,
         *,
+        spec: WalletNetwork | None = None,
         kdf_n: int = SCRYPT_N,
         kdf_r: int = SCRYPT_R,
         kdf_p: int = SCRYPT_P,
     ) -> Keystore:
         """Write a new keystore at ``path``; KeystoreExistsError if a file is there."""
         path = Path(path)
-        network_by_name(network)
+        network_by_name(network, spec)
         if not isinstance(bip39_passphrase, str) or not isinstance(password, str):
             raise TypeError("the BIP-39 passphrase and the password are text")
         contents = WalletContents(
@@ -240,13 +249,16 @@ class Keystore:
             kdf.check()
         except KeystoreDamagedError as exc:
             raise ValueError(exc.message) from None
-        store = cls(path, kdf, kdf.derive_key(password), contents)
+        store = cls(path, kdf, kdf.derive_key(password), contents, spec)
         store._write(overwrite=False)
         return store
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], password: str) -> Keystore:
-        """Read and decrypt the keystore at ``path``.
+    def open(
+        cls, path: str | os.PathLike[str], password: str, spec: WalletNetwork | None = None
+    ) -> Keystore:
+        """Read and decrypt the keystore at ``path`` (``spec``: the chain spec's network a
+        private chain's wallet is for).
 
         Raises the keystore errors listed in the module doc, and OSError
         (FileNotFoundError ...) if the file cannot be read.
@@ -269,7 +281,7 @@ class Keystore:
             body = json.loads(plaintext.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise KeystoreDamagedError(message="decrypted payload is not JSON") from None
-        return cls(path, kdf, key, WalletContents.from_json(body))
+        return cls(path, kdf, key, WalletContents.from_json(body, spec), spec)
 
     def save(self) -> None:
         """Re-encrypt the contents with a fresh nonce and replace the file atomically."""
@@ -312,7 +324,7 @@ class Keystore:
 
     @property
     def network(self) -> WalletNetwork:
-        return network_by_name(self._contents.network)
+        return network_by_name(self._contents.network, self._spec)
 
     @property
     def network_name(self) -> str:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from network.errors import NetworkError
@@ -250,6 +253,118 @@ class NodeCollector:
             "Difficulty of the tip",
             difficulty(node.params, chain.tip.header.bits),
         )
+        yield from operator_metrics(node, stats)
+
+
+def operator_metrics(node, stats: dict[str, int]):
+    """What a bitcoind exporter gives an operator: headers, progress, tip time, peers by
+    direction, traffic by message type, mempool limits, bans by reason, build and uptime,
+    datadir size, events (docs/api.md, "Metrics")."""
+    chain = node.chain
+    best = chain.best_header
+    tip = chain.tip
+    yield GaugeMetricFamily(
+        "obol_best_header_height", "Height of the best known header chain", value=best.height
+    )
+    yield GaugeMetricFamily(
+        "obol_verification_progress",
+        "Active chain height over best header height (1 when synced)",
+        value=tip.height / best.height if best.height else 1.0,
+    )
+    yield GaugeMetricFamily(
+        "obol_tip_timestamp_seconds",
+        "Header timestamp of the tip (unix)",
+        value=tip.header.timestamp,
+    )
+    peers = GaugeMetricFamily(
+        "obol_peers_by_direction", "Established peers by direction", labels=["direction"]
+    )
+    peers.add_metric(["inbound"], stats["inbound"])
+    peers.add_metric(["outbound"], stats["outbound"])
+    yield peers
+    received, sent = node.peers.traffic_by_type()
+    for name, doc, table in (
+        ("obol_network_received_type_bytes", "Frame bytes received by message type", received),
+        ("obol_network_sent_type_bytes", "Frame bytes queued to send by message type", sent),
+    ):
+        family = CounterMetricFamily(name, doc, labels=["type"])
+        for msg_type, count in sorted(table.items()):
+            family.add_metric([msg_type], count)
+        yield family
+    yield GaugeMetricFamily(
+        "obol_mempool_min_fee_rate",
+        "Fee rate (base units per byte) a new transaction must pay now",
+        value=node.mempool.current_min_fee_rate(),
+    )
+    yield GaugeMetricFamily(
+        "obol_mempool_max_usage_bytes", "Memory the mempool may use", value=node.mempool.max_usage
+    )
+    bans = GaugeMetricFamily("obol_bans_by_reason", "Hosts banned now by reason", labels=["reason"])
+    for reason, count in sorted(node.peers.bans_by_reason().items()):
+        bans.add_metric([reason[:MAX_REASON_LABEL]], count)
+    yield bans
+    info = GaugeMetricFamily(
+        "obol_build_info",
+        "Always 1: the node's version, network and genesis hash",
+        labels=["version", "network", "genesis"],
+    )
+    info.add_metric([__version__, node.params.name, node.params.genesis_hash.hex()], 1)
+    yield info
+    yield GaugeMetricFamily(
+        "obol_uptime_seconds", "Seconds since the node started", value=time.time() - node.started
+    )
+    yield GaugeMetricFamily(
+        "obol_datadir_bytes",
+        "Disk space the datadir's files use",
+        value=disk_usage(node.config.datadir),
+    )
+    events = node.events
+    yield GaugeMetricFamily(
+        "obol_websocket_clients", "Open GET /events WebSockets", value=events.subscribers
+    )
+    yield CounterMetricFamily(
+        "obol_websocket_connections", "GET /events WebSockets opened", value=events.subscriptions
+    )
+    yield CounterMetricFamily("obol_events_published", "Events published", value=events.published)
+    yield CounterMetricFamily(
+        "obol_events_dropped",
+        "Events a slow WebSocket client lost (its queue was full)",
+        value=events.dropped,
+    )
+
+
+MAX_REASON_LABEL = 64  # characters of a ban reason kept as a label (operator text is free)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated to the files under ``path`` (LMDB's map is sparse: st_blocks, not
+    st_size)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue  # removed while we walked
+    return total
+
+
+API_REQUESTS_KEY = web.AppKey("api_requests", Counter)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Count every request by method and status (``obol_api_requests_total``)."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        request.app[API_REQUESTS_KEY].labels(request.method, str(status)).inc()
 
 
 def _make_metrics(app: web.Application, node) -> None:
@@ -274,6 +389,12 @@ def _make_metrics(app: web.Application, node) -> None:
         by_stage[stage].observe(seconds)
 
     app[METRICS_KEY] = registry
+    app[API_REQUESTS_KEY] = Counter(
+        "obol_api_requests",
+        "HTTP API requests answered, by method and status",
+        ["method", "status"],
+        registry=registry,
+    )
     app[TIMER_KEY] = histogram.observe
     app[STAGE_TIMER_KEY] = observe_stage
     node.block_timers.append(histogram.observe)
@@ -388,7 +509,9 @@ def create_app(
     """The API of ``node``; admin routes need ``token``; ``POST /stop`` sets ``stop_event``."""
     if version is None:
         version = __version__
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, browser_guard])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[metrics_middleware, error_middleware, browser_guard]
+    )
     app[ALLOWED_HOSTS_KEY] = frozenset(h.lower() for h in allowed_hosts)
     app[NODE_KEY] = node
     app[TOKEN_KEY] = token

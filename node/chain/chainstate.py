@@ -29,7 +29,12 @@ from pathlib import Path
 import lmdb
 
 from node.chain.blockcache import BlockCache
-from node.chain.connect import UtxoStats, connect_block, disconnect_block
+from node.chain.connect import (
+    UtxoStats,
+    connect_block,
+    connect_genesis_allocations,
+    disconnect_block,
+)
 from node.chain.index import (
     BlockIndex,
     BlockIndexEntry,
@@ -49,7 +54,7 @@ from node.primitives.block import Block, BlockHeader, short_hash
 from node.primitives.encoding import decode, decode_stored
 from node.primitives.errors import BlockValidationError, ValidationError
 from node.storage.schema import height_key
-from node.storage.store import Store
+from node.storage.store import Store, StoreError
 
 log = logging.getLogger("obol.chain")
 
@@ -167,6 +172,13 @@ class ChainState:
                 parent is None or parent.have_chain
             )
             self._seq = max(self._seq, seq + 1)
+        if self.index.get(self.params.genesis_hash) is None:
+            # the same name, another genesis: a chain spec changed under an existing datadir
+            self._store.close()
+            raise StoreError(
+                f"datadir holds another '{self.params.name}' chain: its genesis is not "
+                f"{self.params.genesis_hash.hex()}"
+            )
         self.index.recompute_best_header()
         count, amount = decode(stats)
         self.utxo_stats = UtxoStats(count, amount)
@@ -204,6 +216,8 @@ class ChainState:
             txn.put(entry.hash, genesis.raw, db=self._db["blocks"])
             txn.put(height_key(0), entry.hash, db=self._db["chain"])
             txn.put(b"tip", entry.hash, db=self._db["meta"])
+            if self.params.genesis_allocations:
+                connect_genesis_allocations(txn, self._db, genesis, entry.hash, self.utxo_stats)
             txn.put(b"utxostats", self.utxo_stats.record(), db=self._db["meta"])
         self.index.add(entry)
         self._seq = 1

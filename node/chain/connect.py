@@ -219,6 +219,29 @@ def connect_block(
     return checks
 
 
+def connect_genesis_allocations(
+    txn: lmdb.Transaction[bytes],
+    db: Databases,
+    block: Block,
+    block_hash: bytes,
+    stats: UtxoStats,
+) -> None:
+    """Create the outputs of a chain spec's genesis coinbase (its allocations) inside ``txn``,
+    with their ``txindex`` and ``addrhist`` entries, as ``connect_block`` would at height 0.
+    The genesis block is never disconnected, so it has no undo record.  Built-in networks do
+    not call this: their one genesis output is unspendable (docs/protocol.md §12)."""
+    coinbase = block.txs[0]
+    txid = coinbase.txid
+    prefix = coin_key_prefix(0, 0)
+    for n, out in enumerate(coinbase.outputs):
+        txn.put(prefix + _U32.pack(n), coin_value(out.amount, out.addr_hash, txid), db=db["utxo"])
+    txn.put(txid, tx_location_prefix(block_hash) + encode_uint(0), db=db["txrecent"])
+    entry = addr_hist_entry(0, txid)
+    for addr in {out.addr_hash for out in coinbase.outputs}:
+        txn.put(addr_hist_key(addr, 0), entry, db=db["addrhist"])
+    stats.apply(len(coinbase.outputs), coinbase.total_out(), 0, 0)
+
+
 def disconnect_block(
     txn: lmdb.Transaction[bytes],
     db: Databases,

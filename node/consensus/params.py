@@ -49,17 +49,29 @@ class NetworkParams:
     # work a header chain needs before it is stored, whatever our tip (Bitcoin:
     # nMinimumChainWork); 0 until a network has a history worth pinning in a release
     min_chain_work: int = 0
+    # outputs of the genesis coinbase that enter the UTXO set (a chain spec's
+    # allocations, docs/protocol.md §12.1); empty: one unspendable output of
+    # initial_subsidy, as main, testnet and regtest have
+    genesis_allocations: tuple[TxOut, ...] = ()
+    seeds: tuple[str, ...] = ()  # "HOST:PORT" nodes to dial at start (Bitcoin: vSeeds)
+    # defined by a chain spec file: network_id commits to the genesis hash too, so
+    # two private chains that share a name still cannot replay each other's transactions
+    from_spec: bool = False
 
     @cached_property
     def network_id(self) -> bytes:
         """32 bytes every signature hash commits to, so that a transaction cannot be replayed
         on another network."""
+        if self.from_spec:
+            return tagged_hash("Obol/network", self.name.encode() + self.genesis_hash)
         return tagged_hash("Obol/network", self.name.encode())
 
     @cached_property
     def genesis(self) -> Block:
-        """The hard-coded first block.  Its coinbase output is unspendable (not in the UTXO set)."""
-        coinbase = make_coinbase(0, [TxOut(self.initial_subsidy, bytes(20))], self.genesis_message)
+        """The first block.  Without allocations its one coinbase output is unspendable (not in
+        the UTXO set); a chain spec's allocations are its outputs, and spendable."""
+        outputs = list(self.genesis_allocations) or [TxOut(self.initial_subsidy, bytes(20))]
+        coinbase = make_coinbase(0, outputs, self.genesis_message)
         header = BlockHeader.create(
             BLOCK_VERSION,
             bytes(32),

@@ -87,3 +87,29 @@ class Store:
             self.env.sync(True)
         self.closed = True
         self.env.close()
+
+
+def hot_copy(datadir: Path, dest: Path) -> int:
+    """Copy the chain of ``datadir`` to ``dest`` (a new datadir) while a node may be using
+    it: one LMDB read transaction sees one committed state, compacted on the way (Bitcoin
+    Core's ``backupwallet`` spirit, LMDB's ``mdb_copy -c``).  Returns the bytes written.
+    Only the chain is copied: the address book, bans and mempool are rebuilt by a node."""
+    source = datadir / "chain.lmdb"
+    if not (source / "data.mdb").exists():
+        raise StoreError(f"{datadir} holds no chain (no chain.lmdb/data.mdb)")
+    target = dest / "chain.lmdb"
+    if target.exists():
+        raise StoreError(f"{target} exists: back up into a new directory")
+    target.mkdir(parents=True)
+    env = lmdb.open(
+        str(source),
+        map_size=MAP_SIZE,
+        max_dbs=len(DB_NAMES) + len(DROPPED_DBS),
+        readonly=True,
+        max_readers=256,
+    )
+    try:
+        env.copy(str(target), compact=True)
+    finally:
+        env.close()
+    return (target / "data.mdb").stat().st_size

@@ -127,9 +127,11 @@ class Daemon:
         api: bool = True,
         auto_ports: bool = True,
         api_port: int = 0,
+        chain: Path | None = None,
     ) -> None:
         self.datadir = Path(datadir)
         self.network = network
+        self.chain = chain  # a chain spec file: --chain FILE instead of --network
         self.args = list(args)
         self.env = env
         self.api = api
@@ -147,8 +149,7 @@ class Daemon:
             if self.auto_ports:
                 self.p2p_port, self.api_port = free_port(), free_port()
                 args = [
-                    "--network",
-                    self.network,
+                    *(["--chain", str(self.chain)] if self.chain else ["--network", self.network]),
                     "--datadir",
                     str(self.datadir),
                     "--listen",

@@ -27,7 +27,8 @@ NODE_LAYERS = {
     "mining": 4,
     "runtime": 5,
     "api": 6,
-    "daemon": 7,
+    "daemon": 8,
+    "chaincmd": 7,  # obol-node chain new|show (node/chaincmd.py), which the daemon dispatches to
 }
 MAY_IMPORT_NETWORK = {"p2p", "runtime", "api", "daemon"}
 WALLET_MAY_IMPORT = {"primitives", "consensus"}
