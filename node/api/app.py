@@ -39,6 +39,7 @@ from node.api.common import (
 from node.api.guard import ALLOWED_HOSTS_KEY, browser_guard, check_websocket_origin
 from node.api.openapi import openapi_spec
 from node.api.public import public_routes
+from node.api.spv import spv_routes
 from node.api.txs import tx_routes
 from node.api.views import difficulty
 from node.p2p.ports import BLOCK_STAGES
@@ -361,6 +362,7 @@ def api_routes() -> list[tuple[str, str, Any]]:
     as GET without the body (RFC 9110 §9.3.2)."""
     routes = (
         public_routes()
+        + spv_routes()
         + tx_routes()
         + admin_routes()
         + [
