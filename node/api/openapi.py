@@ -24,6 +24,7 @@ from node.api.public import (
     MAX_HEIGHT,
     MAX_HISTORY,
 )
+from node.api.search import MAX_QUERY
 from node.api.spv import MAX_HEADERS_SERVED
 from node.api.txs import MAX_TX_BATCH
 
@@ -214,6 +215,11 @@ SCHEMAS: dict[str, dict] = {
             "from": INT,
             "headers": {**arr(HEX), "description": "canonical encodings, by height"},
         }
+    ),
+    "Search": obj(
+        query={**STR, "description": "the text searched"},
+        kind={"type": "string", "enum": ["block", "tx", "address"], "nullable": True},
+        id={**STR, "nullable": True, "description": "block hash, txid or address found"},
     ),
     "ChainTip": obj(
         hash=HASH,
@@ -473,6 +479,17 @@ def openapi_spec(version: str, network: str, hrp: str = "", address_required: bo
                     {**INT, "minimum": 1, "maximum": MAX_HEADERS_SERVED},
                     f"headers at most (default and maximum {MAX_HEADERS_SERVED})",
                 ),
+            ],
+        ),
+        "/search": _op(
+            "search",
+            "What a height, block hash, txid or address names (the explorer's search)",
+            _json(ref("Search")),
+            params=[
+                {
+                    **_query("q", {**STR, "minLength": 1, "maxLength": MAX_QUERY}, "the text"),
+                    "required": True,
+                }
             ],
         ),
         "/address/{address}": _op(
