@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -280,3 +281,40 @@ def test_html_in_the_address_bar_is_text(daemon, chain, browser):
         # the API refused the text (400): the only console errors are those refusals
         errors = console_errors(browser)
         assert all("status of 400" in e for e in errors), errors
+
+
+# --- without a browser ----------------------------------------------------------------------
+
+
+def test_the_pages_are_served_with_their_policy(daemon):
+    api = daemon.client
+    index = api.get("/")
+    assert index.status == 200 and index.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in index.headers["content-security-policy"]
+    assert index.headers["x-content-type-options"] == "nosniff"
+    assert '<script src="/explorer/explorer.js"' in index.text
+    for name, kind in (("explorer.js", "text/javascript"), ("explorer.css", "text/css")):
+        resp = api.get(f"/explorer/{name}")
+        assert resp.status == 200 and resp.headers["content-type"].startswith(kind), name
+    assert "innerHTML" not in api.get("/explorer/explorer.js").text  # chain data is text
+    for missing in ("/explorer/index.html", "/explorer/..%2fexplorer.py", "/explorer/nope.js"):
+        resp = api.get(missing)
+        assert resp.status == 404 and resp.json["error"]["code"] == "not-found", missing
+    assert api.request("HEAD", "/").status == 200
+
+
+def test_search_answers_each_kind(daemon, chain):
+    api = daemon.client
+    for q, kind, ident in (
+        (str(chain["height"]), "block", chain["block"]),
+        (chain["block"].upper(), "block", chain["block"]),
+        (chain["pending"], "tx", chain["pending"]),
+        (chain["address"], "address", chain["address"]),
+        ("99999999", None, None),
+        ("<b>", None, None),
+    ):
+        found = api.ok("GET", f"search?q={quote(q)}")
+        assert (found["kind"], found["id"]) == (kind, ident), q
+    for bad in ("", "q=", "q=a&q=b", "q=" + "x" * 129):
+        resp = api.get(f"search?{bad}")
+        assert resp.status == 400 and resp.json["error"]["code"] == "bad-param", bad
