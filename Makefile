@@ -30,7 +30,7 @@ browser:
 
 # make screenshots: the explorer's pages as PNGs in docs/screenshots/ (taken by its browser test)
 screenshots: $(STAMP) browser
-	OBOL_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/functional/feature_explorer.py
+	OBOL_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/functional/feature_explorer.py tests/functional/feature_dashboard.py
 
 # ruff (lint, import order, format) and mypy, all configured in pyproject.toml; all three
 # run, and lint fails if any of them failed
