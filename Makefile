@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # make lint LINT_PATHS="node/primitives wallet": the same checks, on those paths only
 LINT_PATHS ?=
 
-.PHONY: venv test lint format run bench bench-quick clean
+.PHONY: venv test lint format run bench bench-quick clean browser screenshots
 
 venv: $(STAMP)
 
@@ -19,6 +19,18 @@ $(STAMP): setup.cfg pyproject.toml setup.py node/consensus/_sigbatch.c node/prim
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium and chromium-driver, for the explorer's browser tests
+# (tests/functional/feature_explorer.py skips, saying why, without them); needs root and apt
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make browser: not root; the browser tests will skip"; exit 1; fi; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+# make screenshots: the explorer's pages as PNGs in docs/screenshots/ (taken by its browser test)
+screenshots: $(STAMP) browser
+	OBOL_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/functional/feature_explorer.py tests/functional/feature_dashboard.py
 
 # ruff (lint, import order, format) and mypy, all configured in pyproject.toml; all three
 # run, and lint fails if any of them failed

@@ -24,6 +24,7 @@ from typing import TypedDict
 
 from node.consensus.chainspec import ChainSpecError, load_spec
 
+from . import dashboard
 from .testnet_lib import (
     HOST_BASE,
     MAX_NODES,
@@ -745,6 +746,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--follow", "-f", action="store_true")
     q.add_argument("--lines", "-n", type=int, help="only the last N lines")
     q.set_defaults(func=cmd_logs)
+
+    q = sub.add_parser("dashboard", help="serve a live graph of the network (a browser page)")
+    q.add_argument(
+        "--port",
+        type=int,
+        default=dashboard.DEFAULT_PORT,
+        help=f"on 127.0.0.1 (default {dashboard.DEFAULT_PORT})",
+    )
+    q.set_defaults(func=lambda tn, args: dashboard.serve(tn, args.port))
 
     q = sub.add_parser("down", help="stop every node (keeps DIR unless --clean)")
     q.add_argument("--clean", action="store_true", help="also remove DIR")

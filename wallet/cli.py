@@ -58,6 +58,7 @@ from node.primitives.errors import ObolError
 
 from .client import NodeClient
 from .errors import WalletError
+from .headers import HeaderChain, HeaderStore
 from .keys import (
     CHANGE,
     RECEIVE,
@@ -171,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a private network's chain spec (TOML, docs/protocol.md §12.1) instead of --network",
     )
     common.add_argument("--json", action="store_true", default=S, help="JSON output for scripts")
+    common.add_argument(
+        "--light",
+        action="store_true",
+        default=S,
+        help="trust no node for confirmations: keep a checked header chain beside the "
+        "wallet file and verify the merkle proof of every confirmed transaction shown",
+    )
     common.add_argument(
         "--passphrase-file",
         metavar="FILE",
@@ -417,10 +425,25 @@ class Context:
             self._keystore = store
         return self._keystore
 
+    @property
+    def light(self) -> bool:
+        return bool(getattr(self.args, "light", False))
+
     def service(self, node: bool = True) -> WalletService:
         store = self.keystore()
         client = self.node() if node else self.client()
-        return WalletService(store, client, self.params)
+        headers = self.header_chain(client) if node and self.light else None
+        return WalletService(store, client, self.params, headers=headers)
+
+    def header_chain(self, client: NodeClient) -> HeaderChain:
+        """--light: the kept headers, brought up to the node's chain (if it has more work)
+        and saved again."""
+        store = HeaderStore.beside(self.wallet_path)
+        now = int(time.time())
+        chain = store.load(self.params, now)
+        chain.sync(client.headers, now)
+        store.save(chain)
+        return chain
 
     def prepare_new_wallet_path(self) -> Path:
         path = self.wallet_path
@@ -587,21 +610,46 @@ def cmd_addresses(ctx: Context) -> int:
     return 0
 
 
-def cmd_balance(ctx: Context) -> int:
-    scan = ctx.service().scan()
-    data = {"confirmed": scan.confirmed, "unconfirmed": scan.unconfirmed, "immature": scan.immature}
-    total = scan.confirmed + scan.unconfirmed + scan.immature
-    ctx.out.result(
-        data,
-        lambda: "\n".join(
-            [
-                f"confirmed:   {coins(scan.confirmed):>26}",
-                f"unconfirmed: {coins(scan.unconfirmed):>26}",
-                f"immature:    {coins(scan.immature):>26}",
-                f"total:       {coins(total):>26}",
-            ]
-        ),
+def light_summary(service: WalletService) -> tuple[dict[str, Any], str]:
+    """--light: what was verified, as JSON and as the line the human output ends with."""
+    chain = service.headers
+    assert chain is not None
+    data = {
+        "verified_txs": service.verified,
+        "headers": chain.height + 1,
+        "height": chain.height,
+        "tip": chain.tip.hash.hex(),
+        "work": format(chain.work, "064x"),
+    }
+    line = (
+        f"light: {service.verified} confirmed transaction"
+        f"{'' if service.verified == 1 else 's'} verified by merkle proof against "
+        f"{chain.height + 1} kept headers (tip {chain.height} {chain.tip.hash.hex()[:16]}, "
+        f"work {chain.work:#x}); unconfirmed amounts are the node's word"
     )
+    return data, line
+
+
+def cmd_balance(ctx: Context) -> int:
+    service = ctx.service()
+    scan = service.scan()
+    service.verify_scan(scan)
+    data: dict[str, Any] = {
+        "confirmed": scan.confirmed,
+        "unconfirmed": scan.unconfirmed,
+        "immature": scan.immature,
+    }
+    total = scan.confirmed + scan.unconfirmed + scan.immature
+    lines = [
+        f"confirmed:   {coins(scan.confirmed):>26}",
+        f"unconfirmed: {coins(scan.unconfirmed):>26}",
+        f"immature:    {coins(scan.immature):>26}",
+        f"total:       {coins(total):>26}",
+    ]
+    if service.headers is not None:
+        data["light"], line = light_summary(service)
+        lines.append(line)
+    ctx.out.result(data, "\n".join(lines))
     return 0
 
 
@@ -705,22 +753,28 @@ def wait_confirmations(
 
 
 def cmd_history(ctx: Context) -> int:
-    rows = ctx.service().history()
+    service = ctx.service()
+    rows = service.history()
+    data: dict[str, Any] = {"transactions": rows}
+    light_line = ""
+    if service.headers is not None:
+        data["light"], light_line = light_summary(service)
 
     def human() -> str:
-        if not rows:
-            return "no transactions"
         lines = [f"{'height':>7} {'conf':>6}  {'type':<8} {'amount':>20} {'fee':>12}  txid"]
         for r in rows:
             height = str(r["height"]) if r["height"] is not None else "mempool"
             fee = format_amount(r["fee"]) if r["fee"] is not None else ""
+            mark = "" if "verified" not in r else ("  verified" if r["verified"] else "  unproved")
             lines.append(
                 f"{height:>7} {r['confirmations']:>6}  {r['type']:<8} "
-                f"{format_amount(r['amount']):>20} {fee:>12}  {r['txid']}"
+                f"{format_amount(r['amount']):>20} {fee:>12}  {r['txid']}{mark}"
             )
-        return "\n".join(lines)
+        if not rows:
+            lines = ["no transactions"]
+        return "\n".join(lines + ([light_line] if light_line else []))
 
-    ctx.out.result({"transactions": rows}, human)
+    ctx.out.result(data, human)
     return 0
 
 

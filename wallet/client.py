@@ -247,6 +247,16 @@ class NodeClient:
                 return None
             raise
 
+    def headers(self, start: int, count: int) -> JsonObject:
+        """``GET /headers?from=&count=``: raw headers of the node's active chain."""
+        doc: JsonObject = self.request("GET", f"headers?from={start}&count={count}")
+        return doc
+
+    def tx_proof(self, txid: str) -> JsonObject:
+        """``GET /tx/{txid}/proof``: the merkle branch of a confirmed transaction."""
+        doc: JsonObject = self.request("GET", f"tx/{txid}/proof")
+        return doc
+
     def submit_tx(self, raw_hex: str) -> JsonObject:
         """``POST /tx``: {"txid", "fee"}; TxRejectedError with the node's reject code."""
         try:

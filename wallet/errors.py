@@ -21,6 +21,15 @@ code                   meaning
 ``keystore-exists``    refusing to overwrite an existing keystore
 ``insufficient-funds`` the spendable outputs cannot pay amount plus fee
 ``max-fee-exceeded``   the fee of a send is above the cap (``--max-fee``)
+``light-bad-header``   ``--light``: the node served a header that fails a
+                       consensus check (its reason in the message)
+``light-low-work``     ``--light``: the node's header chain has no more work
+                       than the headers this wallet keeps
+``light-wrong-chain``  ``--light``: the node's chain does not start at this
+                       network's genesis
+``light-bad-proof``    ``--light``: a transaction's merkle proof does not
+                       lead to the header the wallet keeps at its height
+``headers-damaged``    the kept headers file is not well-formed
 =====================  ======================================================
 """
 
@@ -93,3 +102,9 @@ class FeeTooHighError(WalletError):
     """The fee a send would pay is above the wallet's cap (Bitcoin Core: ``-maxtxfee``)."""
 
     code = "max-fee-exceeded"
+
+
+class LightError(WalletError):
+    """``--light``: what the node served does not prove what it claims (the code says how)."""
+
+    code = "light-bad-proof"

@@ -39,6 +39,7 @@ from node.primitives.crypto import (
     SigningKey,
     address_hash,
     decode_address,
+    encode_address,
     tagged_hash,
     verify_schnorr,
 )
@@ -47,9 +48,11 @@ from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, si
 
 from .client import JsonObject, NodeClient
 from .coinselect import Selection, Utxo, select_coins
-from .errors import FeeTooHighError, InsufficientFundsError, WalletError
+from .errors import FeeTooHighError, InsufficientFundsError, LightError, WalletError
+from .headers import HeaderChain
 from .keys import CHANGE, RECEIVE, KeyChain
 from .keystore import Keystore
+from .spv import verify_confirmed
 
 GAP_LIMIT = 20  # consecutive unused addresses that end a scan
 DECIMALS = 8  # digits after the point in a coin amount (COIN = 10**8)
@@ -230,11 +233,15 @@ class WalletService:
         client: NodeClient,
         params: NetworkParams,
         gap_limit: int = GAP_LIMIT,
+        headers: HeaderChain | None = None,
     ) -> None:
         self.keystore = keystore
         self.client = client
         self.params = params
         self.gap_limit = gap_limit
+        # --light: the checked header chain every confirmation shown is proved against
+        self.headers = headers
+        self.verified = 0  # confirmed transactions proved against ``headers`` so far
 
     @property
     def keychain(self) -> KeyChain:
@@ -261,6 +268,42 @@ class WalletService:
             self.keystore.advance(change, last_used + 1)
             states.extend(found)
         return WalletScan(states, self.starts())
+
+    def verify_scan(self, scan: WalletScan) -> None:
+        """``--light``: prove every confirmed output the scan counts against the kept headers
+        (its transaction's merkle proof, and the output as the wallet decodes it)."""
+        if self.headers is None:
+            return
+        proved: dict[str, Transaction] = {}
+        for state in scan.addresses:
+            for utxo in state.utxos:
+                if utxo["height"] is None:
+                    continue  # unconfirmed: the node's word, shown as such
+                txid = utxo["txid"]
+                if txid not in proved:
+                    doc = self.client.tx(txid)
+                    if doc is None:
+                        raise LightError("light-bad-proof", f"the node no longer knows {txid}")
+                    check = verify_confirmed(self.headers, txid, doc, self.client.tx_proof(txid))
+                    if check.height != utxo["height"]:
+                        raise LightError(
+                            "light-bad-proof",
+                            f"{txid} is proved at height {check.height}, "
+                            f"the node said {utxo['height']}",
+                        )
+                    proved[txid] = check.tx
+                    self.verified += 1
+                outputs = proved[txid].outputs
+                index = utxo["index"]
+                if not (
+                    isinstance(index, int)
+                    and 0 <= index < len(outputs)
+                    and outputs[index].amount == utxo["amount"]
+                    and encode_address(self.params.hrp, outputs[index].addr_hash) == state.address
+                ):
+                    raise LightError(
+                        "light-bad-proof", f"output {txid}:{index} is not what the node said"
+                    )
 
     # --- addresses ----------------------------------------------------------------------
 
@@ -427,6 +470,22 @@ class WalletService:
             tx = self.client.tx(txid)
             if tx is None:  # left the mempool or the active chain meanwhile
                 continue
+            verified = False
+            if self.headers is not None and tx["height"] is not None:
+                proved = verify_confirmed(self.headers, txid, tx, self.client.tx_proof(txid))
+                hrp = self.params.hrp
+                # outputs as the wallet decoded them, height and depth from its own headers
+                tx = {
+                    **tx,
+                    "outputs": [
+                        {"address": encode_address(hrp, o.addr_hash), "amount": o.amount}
+                        for o in proved.tx.outputs
+                    ],
+                    "height": proved.height,
+                    "confirmations": proved.confirmations,
+                }
+                verified = True
+                self.verified += 1
             received = sum(o["amount"] for o in tx["outputs"] if o["address"] in mine)
             sent = sum(i.get("amount") or 0 for i in tx["inputs"] if i.get("address") in mine)
             outside = [o for o in tx["outputs"] if o["address"] not in mine]
@@ -455,6 +514,7 @@ class WalletService:
                     "time": tx["time"],
                     "position": tx["position"],
                     "addresses": counterparties,
+                    **({"verified": verified} if self.headers is not None else {}),
                 }
             )
         rows.sort(

@@ -39,9 +39,12 @@ from node.api.common import (
     VERSION_KEY,
     ApiError,
 )
+from node.api.explorer import explorer_routes
 from node.api.guard import ALLOWED_HOSTS_KEY, browser_guard, check_websocket_origin
 from node.api.openapi import openapi_spec
 from node.api.public import public_routes
+from node.api.search import search_routes
+from node.api.spv import spv_routes
 from node.api.txs import tx_routes
 from node.api.views import difficulty
 from node.p2p.ports import BLOCK_STAGES
@@ -482,6 +485,8 @@ def api_routes() -> list[tuple[str, str, Any]]:
     as GET without the body (RFC 9110 §9.3.2)."""
     routes = (
         public_routes()
+        + spv_routes()
+        + search_routes()
         + tx_routes()
         + admin_routes()
         + [
@@ -525,6 +530,8 @@ def create_app(
     for method, path, handler in api_routes():
         app.router.add_route(method, API_PREFIX + path, handler)
     app.router.add_route("GET", "/metrics", get_metrics)
+    for method, path, handler in explorer_routes():
+        app.router.add_route(method, path, handler)
     app.router.add_route("HEAD", "/metrics", get_metrics)
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_unhook)

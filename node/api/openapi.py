@@ -24,6 +24,8 @@ from node.api.public import (
     MAX_HEIGHT,
     MAX_HISTORY,
 )
+from node.api.search import MAX_QUERY
+from node.api.spv import MAX_HEADERS_SERVED
 from node.api.txs import MAX_TX_BATCH
 
 INT = {"type": "integer"}
@@ -193,6 +195,31 @@ SCHEMAS: dict[str, dict] = {
                 block_hash=NULLABLE_HASH,
             )
         ),
+    ),
+    "TxProof": obj(
+        txid=HASH,
+        block_hash=HASH,
+        height=INT,
+        index={**INT, "description": "the transaction's position in its block"},
+        tx_count={**INT, "description": "transactions in the block (leaves of the tree)"},
+        branch={
+            **arr(HASH),
+            "description": "siblings from the leaf up, none for a level where the node "
+            "is promoted (docs/protocol.md 6.3)",
+        },
+        header={**HEX, "description": "the block header's canonical encoding"},
+    ),
+    "Headers": props_obj(
+        {
+            "height": {**INT, "description": "height of the active chain's tip"},
+            "from": INT,
+            "headers": {**arr(HEX), "description": "canonical encodings, by height"},
+        }
+    ),
+    "Search": obj(
+        query={**STR, "description": "the text searched"},
+        kind={"type": "string", "enum": ["block", "tx", "address"], "nullable": True},
+        id={**STR, "nullable": True, "description": "block hash, txid or address found"},
     ),
     "ChainTip": obj(
         hash=HASH,
@@ -432,6 +459,38 @@ def openapi_spec(version: str, network: str, hrp: str = "", address_required: bo
             "A confirmed or unconfirmed transaction",
             _json(ref("Transaction")),
             params=[_path("txid", HASH_IN)],
+        ),
+        "/tx/{txid}/proof": _op(
+            "getTxProof",
+            "Merkle branch of a confirmed transaction to its block header (SPV)",
+            _json(ref("TxProof")),
+            params=[_path("txid", HASH_IN)],
+        ),
+        "/headers": _op(
+            "getHeaders",
+            "Raw headers of the active chain from a height (SPV)",
+            _json(ref("Headers")),
+            params=[
+                _query(
+                    "from", {**INT, "minimum": 0, "maximum": MAX_HEIGHT}, "first height (default 0)"
+                ),
+                _query(
+                    "count",
+                    {**INT, "minimum": 1, "maximum": MAX_HEADERS_SERVED},
+                    f"headers at most (default and maximum {MAX_HEADERS_SERVED})",
+                ),
+            ],
+        ),
+        "/search": _op(
+            "search",
+            "What a height, block hash, txid or address names (the explorer's search)",
+            _json(ref("Search")),
+            params=[
+                {
+                    **_query("q", {**STR, "minLength": 1, "maxLength": MAX_QUERY}, "the text"),
+                    "required": True,
+                }
+            ],
         ),
         "/address/{address}": _op(
             "getAddress",

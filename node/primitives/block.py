@@ -176,21 +176,76 @@ class Block:
         return len(self.raw)
 
 
+def merkle_leaf(txid: bytes) -> bytes:
+    """``sha256(0x00 || txid)``: a txid as a leaf of the tree."""
+    return hashlib.sha256(MERKLE_LEAF_PREFIX + txid).digest()
+
+
+def merkle_node(left: bytes, right: bytes) -> bytes:
+    """``sha256(0x01 || left || right)``: the parent of two nodes."""
+    return hashlib.sha256(MERKLE_NODE_PREFIX + left + right).digest()
+
+
 def merkle_root(txids: Sequence[bytes]) -> bytes:
     """Domain-separated merkle root; odd nodes are promoted, never duplicated."""
     if not txids:
         return bytes(32)
-    sha = hashlib.sha256
-    level = [sha(MERKLE_LEAF_PREFIX + t).digest() for t in txids]
+    level = [merkle_leaf(t) for t in txids]
     while len(level) > 1:
-        nxt = [
-            sha(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level) - 1, 2)
-        ]
+        nxt = [merkle_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+def merkle_branch(txids: Sequence[bytes], index: int) -> list[bytes]:
+    """The siblings on the way from leaf ``index`` to the root, bottom up (an SPV proof).
+
+    A level where the node is its level's promoted last one has no sibling and adds
+    nothing; ``merkle_branch_root`` knows those levels from ``index`` and the count.
+    """
+    if not 0 <= index < len(txids):
+        raise ValueError(f"index {index} outside a tree of {len(txids)} leaves")
+    level = [merkle_leaf(t) for t in txids]
+    branch: list[bytes] = []
+    while len(level) > 1:
+        sibling = index ^ 1
+        if sibling < len(level):
+            branch.append(level[sibling])
+        nxt = [merkle_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+        index //= 2
+    return branch
+
+
+def merkle_branch_root(txid: bytes, index: int, count: int, branch: Sequence[bytes]) -> bytes:
+    """The root that ``branch`` proves leaf ``index`` of ``count`` leaves to be under.
+
+    Walks the levels as ``merkle_root`` builds them: at each level of ``size`` nodes, the
+    node at ``index`` pairs with ``index ^ 1`` unless it is the odd last one, which is
+    promoted.  ValueError if the branch is longer or shorter than that walk needs, or
+    ``index`` is outside ``count`` (a proof must name its place exactly).
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"index {index} outside a tree of {count} leaves")
+    node = merkle_leaf(txid)
+    size = count
+    used = 0
+    while size > 1:
+        if index ^ 1 < size:
+            if used == len(branch):
+                raise ValueError("merkle branch too short")
+            sibling = branch[used]
+            used += 1
+            node = merkle_node(node, sibling) if index % 2 == 0 else merkle_node(sibling, node)
+        index //= 2
+        size = (size + 1) // 2
+    if used != len(branch):
+        raise ValueError("merkle branch too long")
+    return node
 
 
 def short_hash(block_hash: bytes) -> str:
