@@ -12,7 +12,9 @@ heals show as they happen.  docs/testnet.md, "Dashboard".
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -120,3 +122,29 @@ def serve(tn: Testnet, port: int) -> int:
     print(f"dashboard of {tn.dir}: http://127.0.0.1:{port}/", flush=True)
     web.run_app(create_app(tn), host="127.0.0.1", port=port, print=None, handle_signals=True)
     return 0
+
+
+def serve_in_background(tn: Testnet, port: int) -> tuple[str, Callable[[], None]]:
+    """Serve from a thread of its own (``obol-testnet run``); returns the URL and a stop.
+
+    Raises OSError when the port cannot be bound, before anything runs.
+    """
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(tn), handle_signals=False)
+    try:
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    except OSError:
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+        raise
+    thread = threading.Thread(target=loop.run_forever, name="dashboard", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+    return f"http://127.0.0.1:{port}/", stop

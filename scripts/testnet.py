@@ -581,6 +581,15 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
     maturity = state.maturity
     messages: deque[str] = deque(maxlen=8)
     tty = sys.stdout.isatty()
+    stop_dashboard = None
+    watch = f"explorer of node 0: {state.nodes[0].api_url}/"
+    if args.dashboard_port:
+        try:
+            url, stop_dashboard = dashboard.serve_in_background(tn, args.dashboard_port)
+            watch = f"dashboard: {url}  ({watch})"
+        except OSError as exc:
+            watch = f"no dashboard (port {args.dashboard_port}: {exc.strerror}); {watch}"
+    say(watch)
 
     def note(text: str) -> None:
         messages.append(time.strftime("%H:%M:%S ") + text)
@@ -620,7 +629,7 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
                         + footer
                         + "\n\n"
                         + "\n".join(messages)
-                        + "\n\nCtrl-C stops the network.\n"
+                        + f"\n\n{watch}\nCtrl-C stops the network.\n"
                     )
                     sys.stdout.flush()
                 else:
@@ -630,6 +639,8 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let `down` finish
         say("\nstopping the network...")
+    if stop_dashboard is not None:
+        stop_dashboard()
     return cmd_down(tn, argparse.Namespace(clean=False))
 
 
@@ -673,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rate", type=float, default=0.5, help="transactions per second (default 0.5)")
     q.add_argument(
         "--block-interval", type=float, help="regtest: seconds between blocks (default 2)"
+    )
+    q.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=dashboard.DEFAULT_PORT,
+        help=f"serve the dashboard on 127.0.0.1:P while running (default {dashboard.DEFAULT_PORT}"
+        ", 0 = none)",
     )
     q.set_defaults(func=cmd_run)
 
