@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from network.frames import FrameDecoder, encode_frame
 from network.protocol import (
     MIN_PROTOCOL_VERSION,
+    NONCE_BITS,
     PING,
     PONG,
     PROTOCOL_VERSION,
@@ -208,6 +209,16 @@ class WireClient:
             if msg[0] == msg_type:
                 return msg[1]
             self.inbox.append(msg)
+
+    async def sync_with_ping(self, timeout: float = REPLY_TIMEOUT) -> None:
+        """Ping and wait for the pong: the node handles a peer's messages in order, so all
+        we sent before has been handled (Core's test framework: ``sync_with_ping``).
+        What arrives meanwhile stays in the inbox."""
+        nonce = secrets.randbits(NONCE_BITS)
+        self.send(PING, [nonce])
+        deadline = time.monotonic() + timeout
+        while await self.expect(PONG, deadline - time.monotonic()) != [nonce]:
+            pass  # an older ping's pong
 
     async def _next_message(self, timeout: float) -> Message | None:
         """The next message off the wire; None at end of stream; TimeoutError."""
