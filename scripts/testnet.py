@@ -24,7 +24,7 @@ from typing import TypedDict
 
 from node.consensus.chainspec import ChainSpecError, load_spec
 
-from . import dashboard
+from . import dashboard, testnet_hosts
 from .testnet_lib import (
     HOST_BASE,
     MAX_NODES,
@@ -51,6 +51,7 @@ from .testnet_ops import (
     agree,
     bootstrap,
     collect_status,
+    group_of,
     heal,
     launch,
     mine,
@@ -73,6 +74,8 @@ class Defaults(TypedDict):
 
 
 DEFAULTS: Defaults = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
+HOSTS_P2P_PORT = 9333  # --hosts: every node listens on its own address, on these ports
+HOSTS_API_PORT = 9334
 REGTEST_BLOCK_INTERVAL = 2.0  # seconds between the blocks `traffic`/`run` mine on regtest
 STATUS_INTERVAL = 2.0  # seconds between refreshes of `status --watch` and `run`
 
@@ -90,11 +93,17 @@ def new_node(tn: Testnet, state: State, index: int, miner: bool) -> NodeInfo:
     home = tn.dir / f"node{index}"
     home.mkdir(parents=True, exist_ok=True)
     host = host_of(index)
-    if state.base_port is not None:
+    if state.hosts is not None:  # a host of its own: the same ports on every node
+        p2p, api = (
+            (state.base_port, state.base_port + 1)
+            if state.base_port is not None
+            else (HOSTS_P2P_PORT, HOSTS_API_PORT)
+        )
+    elif state.base_port is not None:
         p2p, api = state.base_port + 2 * index, state.base_port + 2 * index + 1
     else:
         p2p, api = free_port(host), free_port("127.0.0.1")
-    return NodeInfo(
+    node = NodeInfo(
         index=index,
         host=host,
         p2p_port=p2p,
@@ -105,6 +114,9 @@ def new_node(tn: Testnet, state: State, index: int, miner: bool) -> NodeInfo:
         address="",
         miner=miner,
     )
+    if state.hosts is not None:
+        testnet_hosts.assign(state.hosts, node)
+    return node
 
 
 def make_wallets(tn: Testnet, state: State, nodes: list[NodeInfo]) -> None:
@@ -141,6 +153,7 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
                     ("network", state.network),
                     ("topology", state.topology),
                     ("miners", sum(n.miner for n in state.nodes)),
+                    ("hosts", state.hosts is not None),
                 )
                 if getattr(args, k) is not None and getattr(args, k) != v
             ]
@@ -161,6 +174,14 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
             )
             make_wallets(tn, state, state.nodes)
             tn.save(state)
+        if state.hosts is not None:
+            say(
+                f"hosts: bridge {state.hosts.bridge} {state.hosts.gateway}, "
+                f"namespaces {state.nodes[0].netns}..{state.nodes[-1].netns}"
+            )
+            testnet_hosts.setup(state.hosts, state.nodes)
+            if state.partition:
+                testnet_hosts.cut(state.nodes, group_of(state))
         try:
             launch(tn, state, state.nodes)
         except TestnetError as exc:
@@ -212,6 +233,10 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
         raise TestnetError(f"--nodes must be in 1..{MAX_NODES}")
     if not 0 <= miners <= n:
         raise TestnetError("--miners must be between 0 and --nodes")
+    if getattr(args, "hosts", None):
+        testnet_hosts.require()
+        if n > testnet_hosts.MAX_HOST_NODES:
+            raise TestnetError(f"--hosts: at most {testnet_hosts.MAX_HOST_NODES} nodes")
     if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 2 * n:
         raise TestnetError(f"--base-port must leave room for {2 * n} ports below 65536")
     tn.dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +249,7 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
         nodes=[],
         base_port=args.base_port,
         chain=chain,
+        hosts=testnet_hosts.plan(tn.dir) if getattr(args, "hosts", None) else None,
     )
     state.nodes = [new_node(tn, state, i, i < miners) for i in range(n)]
     return state
@@ -240,6 +266,10 @@ def cmd_add(tn: Testnet, args: argparse.Namespace) -> int:
         state.edges += edges
         state.nodes.append(node)
         tn.save(state)
+        if state.hosts is not None:
+            testnet_hosts.ensure_host(state.hosts, node)
+            if state.partition:
+                testnet_hosts.cut(state.nodes, group_of(state))
         launch(tn, state, [node])
         tn.save(state)
         after_start(tn, state, node)
@@ -257,6 +287,8 @@ def cmd_start(tn: Testnet, args: argparse.Namespace) -> int:
         if node_running(node):
             say(f"node {node.index} is already running (pid {node.pid})")
             return 1
+        if state.hosts is not None:
+            testnet_hosts.ensure_host(state.hosts, node)
         launch(tn, state, [node])
         tn.save(state)
         for note in after_start(tn, state, node):
@@ -297,10 +329,13 @@ def cmd_kill(tn: Testnet, args: argparse.Namespace) -> int:
 def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
     if not tn.exists():
         say(f"no test network in {tn.dir}")
+        remove_hosts(testnet_hosts.tag_of(tn.dir))  # leftovers of a crash, if any
         return 0
     with tn.update() as state:
         live = running(state)
         killed = stop_nodes(state.nodes)
+    if state.hosts is not None:
+        remove_hosts(state.hosts.tag)
     say(
         f"stopped {len(live)} node(s)"
         + (
@@ -320,6 +355,18 @@ def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
             "`obol-testnet up` restarts it, `down --clean` removes it"
         )
     return 0
+
+
+def remove_hosts(tag: str) -> None:
+    """Tear down the namespaces, veths, bridge and firewall rules of network ``tag``."""
+    if not testnet_hosts.leftovers(tag):
+        return
+    testnet_hosts.require()
+    removed = testnet_hosts.teardown(tag)
+    say(f"hosts: removed {len(removed)} namespace(s), link(s) and firewall rule(s)")
+    still = testnet_hosts.leftovers(tag)
+    if still:
+        raise TestnetError(f"hosts: could not remove {', '.join(still)}")
 
 
 # --- partition / heal / wait-converged --------------------------------------------------------
@@ -663,6 +710,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="node i uses P2P port P+2i and API port P+2i+1 (default: free ports)",
         )
         q.add_argument("--seed", type=int, help="seed of the random topology and traffic")
+        q.add_argument(
+            "--hosts",
+            action="store_true",
+            default=None,
+            help="a host per node: each in its own network namespace on a bridge (root)",
+        )
 
     q = sub.add_parser("up", help="create (or restart) and start the network")
     up_options(q)
