@@ -87,6 +87,15 @@ def missing_requirements() -> str | None:
     return None
 
 
+def can_make_namespaces() -> bool:
+    """Whether this machine lets us make a network namespace (a container may not)."""
+    probe = f"obol-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
+    if made:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return made
+
+
 def require() -> None:
     reason = missing_requirements()
     if reason is not None:
@@ -182,7 +191,7 @@ def host_up(hosts: HostNet, node: NodeInfo) -> None:
             f"route add default via {hosts.gateway}\n"
         ),
     )
-    set_partition_rules(node, [])
+    set_partition_rules(node.netns, [])
 
 
 def setup(hosts: HostNet, nodes: Iterable[NodeInfo]) -> None:
@@ -210,34 +219,29 @@ def link_exists(name: str) -> bool:
 # --- partitions -------------------------------------------------------------------------------
 
 
-def set_partition_rules(node: NodeInfo, blocked: list[str]) -> None:
-    """Make ``node``'s partition chain drop exactly what comes from ``blocked`` (addresses).
+def set_partition_rules(netns: str, blocked: list[str]) -> None:
+    """Make namespace ``netns``'s partition chain drop exactly what comes from ``blocked``.
 
     iptables-restore --noflush replaces the chain's rules in one step (declaring a chain
     flushes it) and leaves every other chain alone; the jump from INPUT is added once.
     """
-    assert node.netns is not None
-    inside = ["ip", "netns", "exec", node.netns]
+    inside = ["ip", "netns", "exec", netns]
     lines = ["*filter", f":{PARTITION_CHAIN} - [0:0]"]
     lines += [f"-A {PARTITION_CHAIN} -s {ip}/32 -j DROP" for ip in blocked]
     lines.append("COMMIT")
     run([*inside, "iptables-restore", "-w", "--noflush"], stdin="\n".join(lines) + "\n")
-    if not has_jump(node):
+    if not has_jump(netns):
         run([*inside, "iptables", "-w", "-I", "INPUT", "1", "-j", PARTITION_CHAIN])
 
 
-def has_jump(node: NodeInfo) -> bool:
-    assert node.netns is not None
-    rules = run(["ip", "netns", "exec", node.netns, "iptables", "-w", "-S", "INPUT"])
+def has_jump(netns: str) -> bool:
+    rules = run(["ip", "netns", "exec", netns, "iptables", "-w", "-S", "INPUT"])
     return f"-A INPUT -j {PARTITION_CHAIN}" in rules.splitlines()
 
 
-def partition_rules(node: NodeInfo) -> list[str]:
-    """The addresses ``node``'s namespace drops now (its partition chain)."""
-    assert node.netns is not None
-    out = run(
-        ["ip", "netns", "exec", node.netns, "iptables", "-w", "-S", PARTITION_CHAIN], check=False
-    )
+def partition_rules(netns: str) -> list[str]:
+    """The addresses namespace ``netns`` drops now (its partition chain)."""
+    out = run(["ip", "netns", "exec", netns, "iptables", "-w", "-S", PARTITION_CHAIN], check=False)
     return [
         line.split()[3].removesuffix("/32")
         for line in out.splitlines()
@@ -248,14 +252,16 @@ def partition_rules(node: NodeInfo) -> list[str]:
 def cut(nodes: list[NodeInfo], side: dict[int, int]) -> None:
     """Every node's namespace drops what comes from the nodes of another side."""
     for node in nodes:
+        assert node.netns is not None
         blocked = [o.ip for o in nodes if side[o.index] != side[node.index] and o.ip]
-        set_partition_rules(node, blocked)
+        set_partition_rules(node.netns, blocked)
 
 
 def mend(nodes: list[NodeInfo]) -> None:
     """Empty every partition chain; nothing is dialled: the nodes reconnect by themselves."""
     for node in nodes:
-        set_partition_rules(node, [])
+        assert node.netns is not None
+        set_partition_rules(node.netns, [])
 
 
 # --- tear down -------------------------------------------------------------------------------

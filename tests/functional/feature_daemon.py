@@ -226,6 +226,34 @@ def test_load_settings_precedence(tmp_path):
     assert load_settings(["--maxmempool", "50"], env={"OBOL_MAXMEMPOOL": "40"}).maxmempool == 50
 
 
+def test_peer_timeout_flags(tmp_path):
+    """--ping-interval, --peer-timeout, --connect-timeout, --reconnect-max: flags, environment
+    and config file; positive seconds only; the defaults are the peer layer's."""
+    s = load_settings([], env={})
+    assert (s.ping_interval, s.peer_timeout, s.connect_timeout, s.reconnect_max) == (
+        60.0,
+        60.0,
+        10.0,
+        30.0,
+    )
+    config = tmp_path / "c.toml"
+    config.write_text("ping-interval = 2\npeer-timeout = 3.5\n")
+    s = load_settings(
+        ["--config", str(config), "--connect-timeout", "1.5"], env={"OBOL_RECONNECT_MAX": "4"}
+    )
+    assert (s.ping_interval, s.peer_timeout, s.connect_timeout, s.reconnect_max) == (
+        2.0,
+        3.5,
+        1.5,
+        4.0,
+    )
+    for argv in (["--peer-timeout", "0"], ["--ping-interval", "-1"], ["--reconnect-max", "nan"]):
+        with pytest.raises(StartupError, match=argv[0]):
+            load_settings(argv, env={})
+    with pytest.raises(StartupError, match="--connect-timeout must be a number"):
+        load_settings([], env={"OBOL_CONNECT_TIMEOUT": "soon"})
+
+
 # --- stopping under load ---------------------------------------------------------------------
 
 
