@@ -82,6 +82,7 @@ class Settings:
     peer_timeout: float = PING_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
     reconnect_max: float = RECONNECT_MAX
+    clock_offset: float = 0.0  # seconds added to the node's clock (a skewed test host; not main)
 
 
 def _names(value: Any) -> list[str]:
@@ -168,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--reconnect-max", RECONNECT_MAX, "largest delay between redials of a --peer"),
     ):
         p.add_argument(flag, type=float, metavar="SECONDS", help=f"{text} (default {default:g})")
+    p.add_argument(
+        "--clock-offset",
+        type=float,
+        metavar="SECONDS",
+        help="testing, not on main: run the node's clock SECONDS ahead (negative: behind)",
+    )
     p.add_argument("--config", help="TOML file with the same keys as the flags")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
     p.add_argument(
@@ -198,6 +205,7 @@ KEYS = (
     "peer_timeout",
     "connect_timeout",
     "reconnect_max",
+    "clock_offset",
 )
 
 
@@ -296,7 +304,20 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         peer_timeout=_seconds(merged, "peer_timeout", PING_TIMEOUT),
         connect_timeout=_seconds(merged, "connect_timeout", CONNECT_TIMEOUT),
         reconnect_max=_seconds(merged, "reconnect_max", RECONNECT_MAX),
+        clock_offset=_clock_offset(merged.get("clock_offset", 0.0), params),
     )
+
+
+def _clock_offset(value: Any, params: NetworkParams) -> float:
+    try:
+        offset = float(value)
+    except (TypeError, ValueError):
+        raise StartupError("--clock-offset must be a number of seconds") from None
+    if offset != offset or abs(offset) == float("inf"):
+        raise StartupError("--clock-offset must be a finite number of seconds")
+    if offset and params.name == "main":
+        raise StartupError("--clock-offset is for test networks: not on main")
+    return offset
 
 
 MIN_TIMEOUT = 0.1  # seconds: the least --ping-interval, --peer-timeout, ... accepted
@@ -461,6 +482,8 @@ async def run(settings: Settings) -> int:
         miner_addr = (
             decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
         )
+        if settings.clock_offset:
+            log.warning("clock set %+g s off the system clock (--clock-offset)", settings.clock_offset)
         try:
             node = Node(
                 NodeConfig(
@@ -472,6 +495,7 @@ async def run(settings: Settings) -> int:
                     miner_address=miner_addr,
                     miner_threads=settings.miner_threads,
                     max_mempool=settings.maxmempool * 1_000_000,
+                    clock_offset=settings.clock_offset,
                 )
             )
         except StoreError as exc:

@@ -25,6 +25,7 @@ from typing import TypedDict
 from node.consensus.chainspec import ChainSpecError, load_spec
 
 from . import dashboard, testnet_hosts
+from . import testnet_chaos as chaos
 from .testnet_lib import (
     HOST_BASE,
     MAX_NODES,
@@ -256,10 +257,20 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
 
 
 def cmd_add(tn: Testnet, args: argparse.Namespace) -> int:
+    node, state = add_node(tn, args.miner, args.seed)
+    say(
+        f"node {node.index} started on {node.p2p} (API {node.api_url}), linked to "
+        f"{', '.join(map(str, state.neighbours(node.index))) or 'nobody'}"
+    )
+    return 0
+
+
+def add_node(tn: Testnet, miner: bool, seed: int | None) -> tuple[NodeInfo, State]:
+    """Start one more node, linked in the spirit of the topology."""
     with tn.update() as state:
-        node = new_node(tn, state, len(state.nodes), args.miner)
+        node = new_node(tn, state, len(state.nodes), miner)
         make_wallets(tn, state, [node])
-        edges = edges_for_new_node(state.topology, node.index, random.Random(args.seed))
+        edges = edges_for_new_node(state.topology, node.index, random.Random(seed))
         live = [n.index for n in running(state)]
         if live and not any(a in live for a, _b in edges):
             edges.append([live[-1], node.index])  # its topology neighbours are down: link it anyway
@@ -274,11 +285,7 @@ def cmd_add(tn: Testnet, args: argparse.Namespace) -> int:
         tn.save(state)
         after_start(tn, state, node)
         wait_links(tn, state, [link for link in wanted_links(state) if node in link])
-    say(
-        f"node {node.index} started on {node.p2p} (API {node.api_url}), linked to "
-        f"{', '.join(map(str, state.neighbours(node.index))) or 'nobody'}"
-    )
-    return 0
+    return node, state
 
 
 def cmd_start(tn: Testnet, args: argparse.Namespace) -> int:
@@ -432,6 +439,54 @@ def cmd_wait_converged(tn: Testnet, args: argparse.Namespace) -> int:
         if not rows:
             say("(no node is running)")
     return 1
+
+
+# --- chaos ------------------------------------------------------------------------------------
+
+
+def cmd_chaos(tn: Testnet, args: argparse.Namespace) -> int:
+    state = tn.load()
+    kinds = [k for k in chaos.FAULTS if getattr(args, k.replace("-", "_"))]
+    kinds = kinds or list(chaos.DEFAULT_FAULTS)
+    if "wan" in kinds:
+        raise TestnetError(
+            "--wan needs the link emulator (`obol-testnet link`, issue 16 part B), "
+            "which this build does not have"
+        )
+    if len(running(state)) < 2:
+        raise TestnetError("chaos needs a running network of at least 2 nodes (`up` first)")
+    if args.duration <= 0:
+        raise TestnetError("--duration must be positive")
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    out = say if not args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    limit = state.params.max_future_block_time * chaos.SKEW_FRACTION
+    faults = chaos.schedule(random.Random(seed), args.duration, kinds, len(state.nodes), limit)
+    out(f"chaos: seed {seed}, {args.duration:g}s, faults {', '.join(kinds)}; the schedule:")
+    for fault in faults:
+        out(f"  t={fault.at:5.1f}s {fault.describe()}")
+    traffic = Traffic(
+        tn,
+        args.rate,
+        chaos.BLOCK_INTERVAL if state.mines_on_demand else None,
+        lambda _text: None,
+        random.Random(seed + 1),
+    )
+    run = chaos.Run(seed=seed, duration=args.duration, faults=kinds, schedule=faults)
+    engine = chaos.Chaos(tn, run, traffic, lambda: add_node(tn, False, seed)[0], out)
+    engine.execute()
+    out(
+        f"traffic: {traffic.sent} payments acknowledged, {traffic.failed} refused, "
+        f"{traffic.blocks} blocks mined; checking the invariants..."
+    )
+    invariants = engine.check()
+    report = run.to_json(traffic, invariants)
+    if args.json:
+        print(json.dumps(report, indent=2), flush=True)
+    else:
+        for inv in invariants:
+            say(f"{'holds' if inv.holds else 'BROKEN':<6}  {inv.name}: {inv.detail}")
+        say("chaos: all invariants hold" if report["ok"] else "chaos: INVARIANTS BROKEN")
+    return 0 if report["ok"] else 1
 
 
 # --- coins ------------------------------------------------------------------------------------
@@ -793,6 +848,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_wait_converged)
+
+    q = sub.add_parser("chaos", help="random faults while traffic flows, then check invariants")
+    q.add_argument("--duration", type=float, default=30.0, help="seconds of faults (default 30)")
+    q.add_argument("--seed", type=int, help="seed of the schedule and traffic (default: random)")
+    q.add_argument("--kill", action="store_true", help="SIGKILL nodes, start them again")
+    q.add_argument("--partition", action="store_true", help="cut the network in two, heal")
+    q.add_argument("--wan", action="store_true", help="random WAN link profiles (link emulator)")
+    q.add_argument("--restart", action="store_true", help="SIGTERM nodes, start them again")
+    q.add_argument(
+        "--clock-skew", action="store_true", help="restart nodes with their clock set off"
+    )
+    q.add_argument("--rate", type=float, default=1.0, help="payments per second (default 1)")
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.set_defaults(func=cmd_chaos)
 
     q = sub.add_parser("logs", help="print node I's log")
     q.add_argument("index", type=int, metavar="I")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from node.consensus.chainspec import load_spec
+from node.consensus.params import NetworkParams, get_params
 
 STATE_FILE = "testnet.json"
 LOCK_FILE = ".lock"
@@ -102,6 +103,7 @@ class NodeInfo:
     # network's bridge (P2P and API listen there); None, None on loopback
     netns: str | None = None
     ip: str | None = None
+    clock_offset: float = 0.0  # seconds the node's clock runs off the machine's (chaos skew)
 
     @property
     def p2p(self) -> str:
@@ -145,6 +147,11 @@ class State:
         if self.chain is not None:
             return load_spec(self.chain).mine_on_demand
         return self.network == "regtest"
+
+    @property
+    def params(self) -> NetworkParams:
+        """The network's consensus parameters (the chain spec's, else the built-in ones)."""
+        return load_spec(self.chain) if self.chain is not None else get_params(self.network)
 
     @property
     def maturity(self) -> int:
@@ -462,6 +469,8 @@ def node_args(state: State, node: NodeInfo) -> list[str]:
     for other in state.neighbours(node.index):
         if other < node.index:  # the later node of a link dials the earlier one
             args += ["--peer", state.nodes[other].p2p]
+    if node.clock_offset:
+        args += ["--clock-offset", f"{node.clock_offset:g}"]
     if state.hosts is not None:
         args += [
             *("--whitelist", f"noban,mempool@{state.hosts.subnet}"),  # as loopback is by default

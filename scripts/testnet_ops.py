@@ -212,12 +212,13 @@ def parse_groups(state: State, specs: list[str]) -> list[list[int]]:
     return groups
 
 
-def partition(tn: Testnet, state: State, groups: list[list[int]]) -> None:
+def partition(tn: Testnet, state: State, groups: list[list[int]], settle: bool = True) -> None:
     """Cut the links between groups; keep each group connected.
 
     Loopback: every node bans the IPs of the other groups through its admin API.
     Hosts: every namespace drops what comes from the other groups (the nodes are not
     asked anything); their connections across the cut stall until pings time out.
+    ``settle``: return only once no connection crosses the cut.
     """
     state.partition = groups
     side = group_of(state)
@@ -239,6 +240,8 @@ def partition(tn: Testnet, state: State, groups: list[list[int]]) -> None:
         for left, right in itertools.pairwise(pieces):
             extra.append((state.nodes[left[0]], state.nodes[right[0]]))
     wait_links(tn, state, wanted_links(state) + extra)
+    if not settle:
+        return
     wait_for(
         lambda: not cross_links(tn, state),
         CUT_TIMEOUT if state.hosts is not None else 10,
@@ -407,6 +410,7 @@ class Traffic:
         self.skipped = 0  # attempts from a wallet with no spendable coins
         self.blocks = 0
         self.last_error = ""
+        self.acked: list[tuple[int, str]] = []  # (source node, txid) of every payment accepted
 
     def step(self) -> float:
         """Do what is due; the seconds until something is due next."""
@@ -445,6 +449,7 @@ class Traffic:
                 self.broke_until[source.index] = now + 3.0
             return
         self.sent += 1
+        self.acked.append((source.index, answer["txid"]))
         self.say(
             f"tx {answer['txid'][:16]} {amount} coins node {source.index} -> node {target.index}"
         )

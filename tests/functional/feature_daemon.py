@@ -15,6 +15,7 @@ import contextlib
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -252,6 +253,23 @@ def test_peer_timeout_flags(tmp_path):
             load_settings(argv, env={})
     with pytest.raises(StartupError, match="--connect-timeout must be a number"):
         load_settings([], env={"OBOL_CONNECT_TIMEOUT": "soon"})
+
+
+def test_clock_offset(tmp_path):
+    """--clock-offset runs the node's clock ahead: a block it mines carries the skewed time
+    (and the flag is refused on main)."""
+    with pytest.raises(StartupError, match="not on main"):
+        load_settings(["--clock-offset", "60"], env={})
+    with pytest.raises(StartupError, match="finite"):
+        load_settings(["--network", "regtest", "--clock-offset", "inf"], env={})
+    assert load_settings(["--network", "regtest"], env={}).clock_offset == 0.0
+    offset = 3000
+    address = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
+    with Daemon(tmp_path / "d", args=["--clock-offset", str(offset)]) as daemon:
+        mined = daemon.client.ok("POST", "mine", {"blocks": 1, "address": address})
+        block = daemon.client.ok("GET", f"blocks/{mined['hashes'][0]}")
+        assert block["timestamp"] >= time.time() + offset - 60
+        assert "clock set +3000 s off" in daemon.log()
 
 
 # --- stopping under load ---------------------------------------------------------------------

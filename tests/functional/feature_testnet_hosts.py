@@ -210,6 +210,28 @@ def test_kernel_partition_and_heal(net):
     net.run("wait-converged", "--timeout", "20")
 
 
+def test_chaos_on_hosts(net):
+    """A short seeded chaos run on hosts: kills, kernel partitions, restarts, skewed clocks
+    while payments flow; every invariant holds and the report says what happened."""
+    proc = net.run("chaos", "--duration", "10", "--seed", "6", "--rate", "2", "--json", timeout=300)
+    report = json.loads(proc.stdout)
+    assert report["ok"], json.dumps(report, indent=2)
+    assert [i["name"] for i in report["invariants"]] == [
+        "converged",
+        "restarts",
+        "transactions",
+        "supply",
+        "fresh node",
+    ]
+    kinds = {f["kind"] for f in report["schedule"]}
+    assert {"kill", "partition"} <= kinds, report["schedule"]
+    assert len([e for e in report["events"] if "kill -9 node" in e]) == 1
+    assert len([e for e in report["events"] if e.endswith(" partition 0,1 | 2,3 for 6.8s")]) == 1
+    assert any(e.endswith("heal") for e in report["events"])
+    assert report["traffic"]["sent"] > 0
+    assert "t=" in proc.stderr and "the schedule" in proc.stderr
+
+
 def test_down_removes_leftovers_of_a_crash(tmp_path):
     """Nodes killed, state file gone: `down` still finds and removes the hosts by the tag."""
     crashed = HostNet(tmp_path / "net")
