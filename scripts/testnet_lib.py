@@ -56,7 +56,9 @@ STOP_TIMEOUT = 30.0  # seconds for a node to exit after SIGTERM before SIGKILL
 COIN = 100_000_000
 # --hosts: the nodes' peer timeouts (seconds), short so that a cut link is noticed and a
 # healed one redialled within seconds (the node's defaults suit the internet: 60, 60, 10, 30)
-HOSTS_PING_INTERVAL = 2.0  # --ping-interval
+HOSTS_PING_INTERVAL = (
+    5.0  # --ping-interval (2 s doubled the idle CPU of a node: docs/benchmarks.md)
+)
 HOSTS_PEER_TIMEOUT = 3.0  # --peer-timeout: no pong for this long and the peer is dropped
 HOSTS_CONNECT_TIMEOUT = 2.0  # --connect-timeout
 HOSTS_RECONNECT_MAX = 2.0  # --reconnect-max: a --peer is redialled at least this often
