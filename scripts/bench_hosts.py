@@ -1,6 +1,6 @@
 """The ``hosts`` benchmark: a network of a host per node (``obol-testnet up --hosts``).
 
-With the real ``obol-testnet`` program it starts 32 regtest nodes (8 with
+With the real ``obol-testnet`` program it starts 32 regtest nodes (4 with
 ``--quick``), each in its own network namespace, and measures:
 
 * what an idle node costs: resident memory (VmRSS of the node process) and CPU
@@ -32,9 +32,10 @@ from scripts.testnet_lib import Testnet
 from scripts.testnet_ops import agree, tips
 
 FULL_NODES = 32
-QUICK_NODES = 8
+QUICK_NODES = 4
 SETTLE_SECONDS = 10.0  # after `up`: start-up work (bootstrap, address gossip) dies down
-IDLE_WINDOW = 10.0  # seconds of idle CPU measured (quick: a third)
+IDLE_WINDOW = 10.0  # seconds of idle CPU measured
+QUICK_SECONDS = 2.0  # --quick: settle and idle window (the harness keeps working, no more)
 CONVERGE_TARGET = 10.0  # seconds from `heal` to one tip and one UTXO set everywhere
 CONVERGE_TIMEOUT = 60.0  # seconds before the measurement gives up
 REPO = Path(__file__).resolve().parent.parent  # obol-testnet runs this tree's code
@@ -110,13 +111,14 @@ def converge_after_heal(directory: Path, count: int) -> float:
     return time.monotonic() - started
 
 
-def measure(b: Bench, directory: Path, count: int, window: float) -> None:
+def measure(b: Bench, directory: Path, count: int, settle: float, window: float) -> None:
     started = time.monotonic()
     testnet(directory, "up", "--hosts", "--nodes", str(count), "--network", "regtest",
             "--topology", "random", "--seed", "1")  # fmt: skip
-    b.add(f"hosts_up_{count}_nodes", time.monotonic() - started, "s",
-          note="obol-testnet up --hosts: namespaces, nodes, links, 120 blocks mined")  # fmt: skip
-    time.sleep(SETTLE_SECONDS)
+    b.add("hosts_up", time.monotonic() - started, "s",
+          note=f"obol-testnet up --hosts, {count} nodes: namespaces, nodes, links, "
+          "120 blocks mined")  # fmt: skip
+    time.sleep(settle)
     pids = [n.pid for n in Testnet(directory).load().nodes if n.pid]
     rss, cpu, worst = idle_cost(pids, window)
     b.add("hosts_idle_rss_per_node", rss, "MB", note=f"mean VmRSS of {count} idle nodes")
@@ -128,7 +130,7 @@ def measure(b: Bench, directory: Path, count: int, window: float) -> None:
     )
     seconds = converge_after_heal(directory, count)
     b.add(
-        f"hosts_converge_after_heal_{count}",
+        "hosts_converge_after_heal",
         seconds,
         "s",
         target=CONVERGE_TARGET,
@@ -145,10 +147,10 @@ async def bench_hosts(b: Bench) -> None:
         return
     quick = b.sizes.idle_seconds < 2  # the QUICK sizes
     count = QUICK_NODES if quick else FULL_NODES
-    window = IDLE_WINDOW / 3 if quick else IDLE_WINDOW
+    settle, window = (QUICK_SECONDS, QUICK_SECONDS) if quick else (SETTLE_SECONDS, IDLE_WINDOW)
     directory = b.workdir / "hosts"
     try:
-        await asyncio.to_thread(measure, b, directory, count, window)
+        await asyncio.to_thread(measure, b, directory, count, settle, window)
     finally:
         await asyncio.to_thread(testnet, directory, "down", "--clean")
         shutil.rmtree(directory, ignore_errors=True)
