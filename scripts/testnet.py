@@ -445,48 +445,7 @@ def cmd_wait_converged(tn: Testnet, args: argparse.Namespace) -> int:
 
 
 def cmd_chaos(tn: Testnet, args: argparse.Namespace) -> int:
-    state = tn.load()
-    kinds = [k for k in chaos.FAULTS if getattr(args, k.replace("-", "_"))]
-    kinds = kinds or list(chaos.DEFAULT_FAULTS)
-    if "wan" in kinds:
-        raise TestnetError(
-            "--wan needs the link emulator (`obol-testnet link`, issue 16 part B), "
-            "which this build does not have"
-        )
-    if len(running(state)) < 2:
-        raise TestnetError("chaos needs a running network of at least 2 nodes (`up` first)")
-    if args.duration <= 0:
-        raise TestnetError("--duration must be positive")
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    out = say if not args.json else (lambda text: print(text, file=sys.stderr, flush=True))
-    limit = state.params.max_future_block_time * chaos.SKEW_FRACTION
-    faults = chaos.schedule(random.Random(seed), args.duration, kinds, len(state.nodes), limit)
-    out(f"chaos: seed {seed}, {args.duration:g}s, faults {', '.join(kinds)}; the schedule:")
-    for fault in faults:
-        out(f"  t={fault.at:5.1f}s {fault.describe()}")
-    traffic = Traffic(
-        tn,
-        args.rate,
-        chaos.BLOCK_INTERVAL if state.mines_on_demand else None,
-        lambda _text: None,
-        random.Random(seed + 1),
-    )
-    run = chaos.Run(seed=seed, duration=args.duration, faults=kinds, schedule=faults)
-    engine = chaos.Chaos(tn, run, traffic, lambda: add_node(tn, False, seed)[0], out)
-    engine.execute()
-    out(
-        f"traffic: {traffic.sent} payments acknowledged, {traffic.failed} refused, "
-        f"{traffic.blocks} blocks mined; checking the invariants..."
-    )
-    invariants = engine.check()
-    report = run.to_json(traffic, invariants)
-    if args.json:
-        print(json.dumps(report, indent=2), flush=True)
-    else:
-        for inv in invariants:
-            say(f"{'holds' if inv.holds else 'BROKEN':<6}  {inv.name}: {inv.detail}")
-        say("chaos: all invariants hold" if report["ok"] else "chaos: INVARIANTS BROKEN")
-    return 0 if report["ok"] else 1
+    return chaos.command(tn, args, lambda seed: add_node(tn, False, seed)[0], say)
 
 
 # --- coins ------------------------------------------------------------------------------------
