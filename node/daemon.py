@@ -483,7 +483,9 @@ async def run(settings: Settings) -> int:
             decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
         )
         if settings.clock_offset:
-            log.warning("clock set %+g s off the system clock (--clock-offset)", settings.clock_offset)
+            log.warning(
+                "clock set %+g s off the system clock (--clock-offset)", settings.clock_offset
+            )
         try:
             node = Node(
                 NodeConfig(
