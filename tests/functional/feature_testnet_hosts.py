@@ -232,11 +232,20 @@ def test_chaos_on_hosts(net):
     assert "t=" in proc.stderr and "the schedule" in proc.stderr
 
 
-def test_down_removes_leftovers_of_a_crash(tmp_path):
-    """Nodes killed, state file gone: `down` still finds and removes the hosts by the tag."""
+def test_restart_then_down_after_a_crash(tmp_path):
+    """`down` removes the hosts and `up` makes them again (same addresses); then, nodes
+    killed and state file gone, `down` still finds and removes the hosts by the tag."""
     crashed = HostNet(tmp_path / "net")
     crashed.run("up", "--hosts", "--nodes", "2", "--miners", "0", "--network", "regtest")
     tag = crashed.state["hosts"]["tag"]
+    before = [(n["netns"], n["ip"]) for n in crashed.state["nodes"]]
+    crashed.run("down")
+    assert testnet_hosts.leftovers(tag) == []
+    crashed.run("up")
+    assert [(n["netns"], n["ip"]) for n in crashed.state["nodes"]] == before
+    for i, node in enumerate(crashed.state["nodes"]):
+        assert testnet_hosts.netns_of_pid(node["pid"]) == node["netns"]
+        assert crashed.get(i, "status")["height"] == 0
     assert len(testnet_hosts.leftovers(tag)) >= 2 + 2 + 1 + 2  # namespaces, veths, bridge, rules
     for node in crashed.state["nodes"]:
         os.killpg(node["pid"], 9)
