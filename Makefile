@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # make lint LINT_PATHS="node/primitives wallet": the same checks, on those paths only
 LINT_PATHS ?=
 
-.PHONY: venv test lint format run bench bench-quick clean browser screenshots
+.PHONY: venv test lint format run bench bench-quick clean browser hosts screenshots
 
 venv: $(STAMP)
 
@@ -27,6 +27,14 @@ browser:
 	if [ "$$(id -u)" != 0 ]; then echo "make browser: not root; the browser tests will skip"; exit 1; fi; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+# iproute2 and iptables, for `obol-testnet up --hosts` (a network namespace per node) and its
+# tests (tests/functional/feature_testnet_hosts.py skips, saying why, without them or root)
+hosts:
+	@if command -v ip >/dev/null && command -v iptables >/dev/null && command -v setpriv >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make hosts: not root; the namespace tests will skip"; exit 1; fi; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables util-linux
 
 # make screenshots: the explorer's pages as PNGs in docs/screenshots/ (taken by its browser test)
 screenshots: $(STAMP) browser

@@ -28,6 +28,7 @@ from typing import Any
 import lmdb
 
 from network import NetConfig
+from network.config import CONNECT_TIMEOUT, PING_INTERVAL, PING_TIMEOUT, RECONNECT_MAX
 from network.permissions import LOCAL_PERMISSIONS, Permission
 from node import __version__
 from node.consensus.chainspec import ChainSpecError, load_spec
@@ -75,6 +76,13 @@ class Settings:
     maxmempool: int  # MB of memory the mempool may use
     log_level: str
     log_json: bool
+    # seconds between pings, to answer one, to open a TCP connection, and the cap of the
+    # doubling redial delay of a persistent peer (NetConfig; short ones suit a test network)
+    ping_interval: float = PING_INTERVAL
+    peer_timeout: float = PING_TIMEOUT
+    connect_timeout: float = CONNECT_TIMEOUT
+    reconnect_max: float = RECONNECT_MAX
+    clock_offset: float = 0.0  # seconds added to the node's clock (a skewed test host; not main)
 
 
 def _names(value: Any) -> list[str]:
@@ -154,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help=f"memory the mempool may use, in MB (default {MAX_MEMPOOL_USAGE // 1_000_000})",
     )
+    for flag, default, text in (
+        ("--ping-interval", PING_INTERVAL, "seconds between pings of a peer"),
+        ("--peer-timeout", PING_TIMEOUT, "seconds a peer has to answer a ping (else dropped)"),
+        ("--connect-timeout", CONNECT_TIMEOUT, "seconds to open a TCP connection to a peer"),
+        ("--reconnect-max", RECONNECT_MAX, "largest delay between redials of a --peer"),
+    ):
+        p.add_argument(flag, type=float, metavar="SECONDS", help=f"{text} (default {default:g})")
+    p.add_argument(
+        "--clock-offset",
+        type=float,
+        metavar="SECONDS",
+        help="testing, not on main: run the node's clock SECONDS ahead (negative: behind)",
+    )
     p.add_argument("--config", help="TOML file with the same keys as the flags")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
     p.add_argument(
@@ -180,6 +201,11 @@ KEYS = (
     "maxmempool",
     "log_level",
     "log_json",
+    "ping_interval",
+    "peer_timeout",
+    "connect_timeout",
+    "reconnect_max",
+    "clock_offset",
 )
 
 
@@ -274,7 +300,39 @@ def load_settings(argv: list[str] | None, env: dict[str, str] | None = None) -> 
         maxmempool=maxmempool,
         log_level=level,
         log_json=_boolean(merged.get("log_json", False)),
+        ping_interval=_seconds(merged, "ping_interval", PING_INTERVAL),
+        peer_timeout=_seconds(merged, "peer_timeout", PING_TIMEOUT),
+        connect_timeout=_seconds(merged, "connect_timeout", CONNECT_TIMEOUT),
+        reconnect_max=_seconds(merged, "reconnect_max", RECONNECT_MAX),
+        clock_offset=_clock_offset(merged.get("clock_offset", 0.0), params),
     )
+
+
+def _clock_offset(value: Any, params: NetworkParams) -> float:
+    try:
+        offset = float(value)
+    except (TypeError, ValueError):
+        raise StartupError("--clock-offset must be a number of seconds") from None
+    if offset != offset or abs(offset) == float("inf"):
+        raise StartupError("--clock-offset must be a finite number of seconds")
+    if offset and params.name == "main":
+        raise StartupError("--clock-offset is for test networks: not on main")
+    return offset
+
+
+MIN_TIMEOUT = 0.1  # seconds: the least --ping-interval, --peer-timeout, ... accepted
+
+
+def _seconds(merged: dict[str, Any], key: str, default: float) -> float:
+    """A positive duration in seconds from the flags, environment or config file."""
+    flag = "--" + key.replace("_", "-")
+    try:
+        value = float(merged.get(key, default))
+    except (TypeError, ValueError):
+        raise StartupError(f"{flag} must be a number of seconds") from None
+    if not value >= MIN_TIMEOUT:  # also refuses NaN
+        raise StartupError(f"{flag} must be at least {MIN_TIMEOUT:g} seconds")
+    return value
 
 
 MIN_TOKEN_LENGTH = 32  # characters of an operator-given admin token (ours: 64 hex digits)
@@ -415,11 +473,19 @@ async def run(settings: Settings) -> int:
             bind_host=bind,
             discover=settings.discover,
             permissions=settings.whitelist,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.peer_timeout,
+            connect_timeout=settings.connect_timeout,
+            reconnect_max=settings.reconnect_max,
             user_agent=f"/obol:{VERSION}/",
         )
         miner_addr = (
             decode_address(params.hrp, settings.miner_address) if settings.miner_address else None
         )
+        if settings.clock_offset:
+            log.warning(
+                "clock set %+g s off the system clock (--clock-offset)", settings.clock_offset
+            )
         try:
             node = Node(
                 NodeConfig(
@@ -431,6 +497,7 @@ async def run(settings: Settings) -> int:
                     miner_address=miner_addr,
                     miner_threads=settings.miner_threads,
                     max_mempool=settings.maxmempool * 1_000_000,
+                    clock_offset=settings.clock_offset,
                 )
             )
         except StoreError as exc:

@@ -27,6 +27,8 @@ single       transactions one at a time on one connection: POST /tx alone and wi
              peers, and tx frames from one P2P peer (p50, p99, tx/s)
 bigblock     in-process: a block of 2,000 transactions connected, signatures verified, and
              one whose transactions the mempool had verified (µs per transaction)
+hosts        32 nodes, each in its own network namespace (obol-testnet up --hosts; root):
+             memory and CPU per idle node, convergence after a kernel partition heals
 
 Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
@@ -72,6 +74,7 @@ BENCHMARKS = (
     "blackbox",
     "single",
     "bigblock",
+    "hosts",
 )
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
@@ -116,7 +119,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
     """Run the ``selected`` benchmarks (in dependency order) on ``bench``, then stop its nodes."""
     # imported here, not at the top: worker processes started with spawn re-run this
     # module's top level, and none of them needs the benchmarks themselves
-    from scripts import bench_attacks, bench_relay
+    from scripts import bench_attacks, bench_hosts, bench_relay
     from scripts import bench_suite as suite
 
     async with aiohttp.ClientSession() as bench.session:
@@ -133,6 +136,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
                     "blackbox": bench_relay,
                     "single": bench_relay,
                     "bigblock": bench_relay,
+                    "hosts": bench_hosts,
                 }.get(name, suite)
                 await getattr(module, f"bench_{name}")(bench)
                 log(f"{name}: done in {time.perf_counter() - started:.1f}s")

@@ -24,7 +24,8 @@ from typing import TypedDict
 
 from node.consensus.chainspec import ChainSpecError, load_spec
 
-from . import dashboard
+from . import dashboard, testnet_hosts
+from . import testnet_chaos as chaos
 from .testnet_lib import (
     HOST_BASE,
     MAX_NODES,
@@ -51,6 +52,7 @@ from .testnet_ops import (
     agree,
     bootstrap,
     collect_status,
+    group_of,
     heal,
     launch,
     mine,
@@ -73,6 +75,8 @@ class Defaults(TypedDict):
 
 
 DEFAULTS: Defaults = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
+HOSTS_P2P_PORT = 9333  # --hosts: every node listens on its own address, on these ports
+HOSTS_API_PORT = 9334
 REGTEST_BLOCK_INTERVAL = 2.0  # seconds between the blocks `traffic`/`run` mine on regtest
 STATUS_INTERVAL = 2.0  # seconds between refreshes of `status --watch` and `run`
 
@@ -90,11 +94,17 @@ def new_node(tn: Testnet, state: State, index: int, miner: bool) -> NodeInfo:
     home = tn.dir / f"node{index}"
     home.mkdir(parents=True, exist_ok=True)
     host = host_of(index)
-    if state.base_port is not None:
+    if state.hosts is not None:  # a host of its own: the same ports on every node
+        p2p, api = (
+            (state.base_port, state.base_port + 1)
+            if state.base_port is not None
+            else (HOSTS_P2P_PORT, HOSTS_API_PORT)
+        )
+    elif state.base_port is not None:
         p2p, api = state.base_port + 2 * index, state.base_port + 2 * index + 1
     else:
         p2p, api = free_port(host), free_port("127.0.0.1")
-    return NodeInfo(
+    node = NodeInfo(
         index=index,
         host=host,
         p2p_port=p2p,
@@ -105,6 +115,9 @@ def new_node(tn: Testnet, state: State, index: int, miner: bool) -> NodeInfo:
         address="",
         miner=miner,
     )
+    if state.hosts is not None:
+        testnet_hosts.assign(state.hosts, node)
+    return node
 
 
 def make_wallets(tn: Testnet, state: State, nodes: list[NodeInfo]) -> None:
@@ -141,6 +154,7 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
                     ("network", state.network),
                     ("topology", state.topology),
                     ("miners", sum(n.miner for n in state.nodes)),
+                    ("hosts", state.hosts is not None),
                 )
                 if getattr(args, k) is not None and getattr(args, k) != v
             ]
@@ -161,6 +175,14 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
             )
             make_wallets(tn, state, state.nodes)
             tn.save(state)
+        if state.hosts is not None:
+            say(
+                f"hosts: bridge {state.hosts.bridge} {state.hosts.gateway}, "
+                f"namespaces {state.nodes[0].netns}..{state.nodes[-1].netns}"
+            )
+            testnet_hosts.setup(state.hosts, state.nodes)
+            if state.partition:
+                testnet_hosts.cut(state.nodes, group_of(state))
         try:
             launch(tn, state, state.nodes)
         except TestnetError as exc:
@@ -212,6 +234,10 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
         raise TestnetError(f"--nodes must be in 1..{MAX_NODES}")
     if not 0 <= miners <= n:
         raise TestnetError("--miners must be between 0 and --nodes")
+    if getattr(args, "hosts", None):
+        testnet_hosts.require()
+        if n > testnet_hosts.MAX_HOST_NODES:
+            raise TestnetError(f"--hosts: at most {testnet_hosts.MAX_HOST_NODES} nodes")
     if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 2 * n:
         raise TestnetError(f"--base-port must leave room for {2 * n} ports below 65536")
     tn.dir.mkdir(parents=True, exist_ok=True)
@@ -224,31 +250,42 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
         nodes=[],
         base_port=args.base_port,
         chain=chain,
+        hosts=testnet_hosts.plan(tn.dir) if getattr(args, "hosts", None) else None,
     )
     state.nodes = [new_node(tn, state, i, i < miners) for i in range(n)]
     return state
 
 
 def cmd_add(tn: Testnet, args: argparse.Namespace) -> int:
+    node, state = add_node(tn, args.miner, args.seed)
+    say(
+        f"node {node.index} started on {node.p2p} (API {node.api_url}), linked to "
+        f"{', '.join(map(str, state.neighbours(node.index))) or 'nobody'}"
+    )
+    return 0
+
+
+def add_node(tn: Testnet, miner: bool, seed: int | None) -> tuple[NodeInfo, State]:
+    """Start one more node, linked in the spirit of the topology."""
     with tn.update() as state:
-        node = new_node(tn, state, len(state.nodes), args.miner)
+        node = new_node(tn, state, len(state.nodes), miner)
         make_wallets(tn, state, [node])
-        edges = edges_for_new_node(state.topology, node.index, random.Random(args.seed))
+        edges = edges_for_new_node(state.topology, node.index, random.Random(seed))
         live = [n.index for n in running(state)]
         if live and not any(a in live for a, _b in edges):
             edges.append([live[-1], node.index])  # its topology neighbours are down: link it anyway
         state.edges += edges
         state.nodes.append(node)
         tn.save(state)
+        if state.hosts is not None:
+            testnet_hosts.ensure_host(state.hosts, node)
+            if state.partition:
+                testnet_hosts.cut(state.nodes, group_of(state))
         launch(tn, state, [node])
         tn.save(state)
         after_start(tn, state, node)
         wait_links(tn, state, [link for link in wanted_links(state) if node in link])
-    say(
-        f"node {node.index} started on {node.p2p} (API {node.api_url}), linked to "
-        f"{', '.join(map(str, state.neighbours(node.index))) or 'nobody'}"
-    )
-    return 0
+    return node, state
 
 
 def cmd_start(tn: Testnet, args: argparse.Namespace) -> int:
@@ -257,6 +294,8 @@ def cmd_start(tn: Testnet, args: argparse.Namespace) -> int:
         if node_running(node):
             say(f"node {node.index} is already running (pid {node.pid})")
             return 1
+        if state.hosts is not None:
+            testnet_hosts.ensure_host(state.hosts, node)
         launch(tn, state, [node])
         tn.save(state)
         for note in after_start(tn, state, node):
@@ -297,10 +336,13 @@ def cmd_kill(tn: Testnet, args: argparse.Namespace) -> int:
 def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
     if not tn.exists():
         say(f"no test network in {tn.dir}")
+        remove_hosts(testnet_hosts.tag_of(tn.dir))  # leftovers of a crash, if any
         return 0
     with tn.update() as state:
         live = running(state)
         killed = stop_nodes(state.nodes)
+    if state.hosts is not None:
+        remove_hosts(state.hosts.tag)
     say(
         f"stopped {len(live)} node(s)"
         + (
@@ -320,6 +362,18 @@ def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
             "`obol-testnet up` restarts it, `down --clean` removes it"
         )
     return 0
+
+
+def remove_hosts(tag: str) -> None:
+    """Tear down the namespaces, veths, bridge and firewall rules of network ``tag``."""
+    if not testnet_hosts.leftovers(tag):
+        return
+    testnet_hosts.require()
+    removed = testnet_hosts.teardown(tag)
+    say(f"hosts: removed {len(removed)} namespace(s), link(s) and firewall rule(s)")
+    still = testnet_hosts.leftovers(tag)
+    if still:
+        raise TestnetError(f"hosts: could not remove {', '.join(still)}")
 
 
 # --- partition / heal / wait-converged --------------------------------------------------------
@@ -385,6 +439,13 @@ def cmd_wait_converged(tn: Testnet, args: argparse.Namespace) -> int:
         if not rows:
             say("(no node is running)")
     return 1
+
+
+# --- chaos ------------------------------------------------------------------------------------
+
+
+def cmd_chaos(tn: Testnet, args: argparse.Namespace) -> int:
+    return chaos.command(tn, args, lambda seed: add_node(tn, False, seed)[0], say)
 
 
 # --- coins ------------------------------------------------------------------------------------
@@ -674,6 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="node i uses P2P port P+2i and API port P+2i+1 (default: free ports)",
         )
         q.add_argument("--seed", type=int, help="seed of the random topology and traffic")
+        q.add_argument(
+            "--hosts",
+            action="store_true",
+            default=None,
+            help="a host per node: each in its own network namespace on a bridge (root)",
+        )
 
     q = sub.add_parser("up", help="create (or restart) and start the network")
     up_options(q)
@@ -758,6 +825,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_wait_converged)
+
+    q = sub.add_parser("chaos", help="random faults while traffic flows, then check invariants")
+    q.add_argument("--duration", type=float, default=30.0, help="seconds of faults (default 30)")
+    q.add_argument("--seed", type=int, help="seed of the schedule and traffic (default: random)")
+    q.add_argument("--kill", action="store_true", help="SIGKILL nodes, start them again")
+    q.add_argument("--partition", action="store_true", help="cut the network in two, heal")
+    q.add_argument("--wan", action="store_true", help="random WAN link profiles (link emulator)")
+    q.add_argument("--restart", action="store_true", help="SIGTERM nodes, start them again")
+    q.add_argument(
+        "--clock-skew", action="store_true", help="restart nodes with their clock set off"
+    )
+    q.add_argument("--rate", type=float, default=1.0, help="payments per second (default 1)")
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.set_defaults(func=cmd_chaos)
 
     q = sub.add_parser("logs", help="print node I's log")
     q.add_argument("index", type=int, metavar="I")

@@ -13,6 +13,10 @@ from it, so every node is seen by its peers under its own IP: a partition is
 made by banning, through the admin API, the IPs across the cut (see
 docs/testnet.md).  The API of every node is on 127.0.0.1 (a free port).
 
+With ``up --hosts`` every node is a host of its own instead: a network namespace
+on a bridge, with P2P and API on its own address (scripts/testnet_hosts.py), and
+a partition is cut by the kernel.
+
 This module talks to running programs only (``obol-node`` processes through
 their HTTP API, ``obol-wallet`` as a subprocess); it imports nothing of node/.
 """
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from node.consensus.chainspec import load_spec
+from node.consensus.params import NetworkParams, get_params
 
 STATE_FILE = "testnet.json"
 LOCK_FILE = ".lock"
@@ -49,6 +54,14 @@ BAN_SECONDS = 30 * 24 * 3600  # a partition's bans last until `heal` lifts them
 STARTUP_TIMEOUT = 60.0  # seconds for a node's API to answer after start
 STOP_TIMEOUT = 30.0  # seconds for a node to exit after SIGTERM before SIGKILL
 COIN = 100_000_000
+# --hosts: the nodes' peer timeouts (seconds), short so that a cut link is noticed and a
+# healed one redialled within seconds (the node's defaults suit the internet: 60, 60, 10, 30)
+HOSTS_PING_INTERVAL = (
+    5.0  # --ping-interval (2 s doubled the idle CPU of a node: docs/benchmarks.md)
+)
+HOSTS_PEER_TIMEOUT = 3.0  # --peer-timeout: no pong for this long and the peer is dropped
+HOSTS_CONNECT_TIMEOUT = 2.0  # --connect-timeout
+HOSTS_RECONNECT_MAX = 2.0  # --reconnect-max: a --peer is redialled at least this often
 COINBASE_MATURITY = {"testnet": 20, "regtest": 100, "main": 100}
 TOPOLOGIES = ("line", "ring", "mesh", "random")
 
@@ -88,14 +101,34 @@ class NodeInfo:
     address: str  # the wallet's receive address (the miner pays to it)
     miner: bool
     pid: int | None = None
+    # --hosts (scripts/testnet_hosts.py): the node's network namespace and its address on the
+    # network's bridge (P2P and API listen there); None, None on loopback
+    netns: str | None = None
+    ip: str | None = None
+    clock_offset: float = 0.0  # seconds the node's clock runs off the machine's (chaos skew)
 
     @property
     def p2p(self) -> str:
         return f"{self.host}:{self.p2p_port}"
 
     @property
+    def api_host(self) -> str:
+        """Where the API listens: the node's own address on a host, else loopback."""
+        return self.ip or API_HOST
+
+    @property
     def api_url(self) -> str:
-        return f"http://{API_HOST}:{self.api_port}"
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+@dataclass(frozen=True)
+class HostNet:
+    """``up --hosts``: the virtual switch of one network (scripts/testnet_hosts.py)."""
+
+    tag: str  # 6 hex digits derived from DIR: names the bridge, namespaces and veths
+    bridge: str  # the bridge's interface name in the machine's namespace, e.g. obr-1a2b3c
+    subnet: str  # the network's IPv4 /24, e.g. 10.123.45.0/24
+    gateway: str  # the bridge's own address (.1): the machine reaches the nodes from it
 
 
 @dataclass
@@ -108,6 +141,7 @@ class State:
     partition: list[list[int]] | None = None
     created: float = field(default_factory=time.time)
     chain: str | None = None  # a chain spec file (`up --chain FILE`): nodes and wallets get it
+    hosts: HostNet | None = None  # `up --hosts`: a namespace per node on this bridge
 
     @property
     def mines_on_demand(self) -> bool:
@@ -115,6 +149,11 @@ class State:
         if self.chain is not None:
             return load_spec(self.chain).mine_on_demand
         return self.network == "regtest"
+
+    @property
+    def params(self) -> NetworkParams:
+        """The network's consensus parameters (the chain spec's, else the built-in ones)."""
+        return load_spec(self.chain) if self.chain is not None else get_params(self.network)
 
     @property
     def maturity(self) -> int:
@@ -130,6 +169,8 @@ class State:
     def from_json(cls, data: dict[str, Any]) -> State:
         data = dict(data)
         data["nodes"] = [NodeInfo(**n) for n in data["nodes"]]
+        if data.get("hosts") is not None:
+            data["hosts"] = HostNet(**data["hosts"])
         return cls(**data)
 
     def node(self, index: int) -> NodeInfo:
@@ -193,7 +234,7 @@ class Testnet:
         return path.read_text().strip()
 
     def client(self, node: NodeInfo, timeout: float = 10.0) -> Api:
-        return Api(node.api_port, Path(node.datadir), timeout)
+        return Api(node.api_port, Path(node.datadir), timeout, host=node.api_host)
 
     def wallet(self, state: State, node: NodeInfo) -> WalletCli:
         return WalletCli(
@@ -284,7 +325,10 @@ class ApiError(Exception):
 class Api:
     """A small synchronous client of one node's API; admin calls read <datadir>/api.token."""
 
-    def __init__(self, port: int, datadir: Path, timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int, datadir: Path, timeout: float = 10.0, host: str = API_HOST
+    ) -> None:
+        self.host = host
         self.port = port
         self.datadir = datadir
         self.timeout = timeout
@@ -314,13 +358,13 @@ class Api:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection(API_HOST, self.port, timeout=timeout or self.timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
         try:
             conn.request(method, "/api/v1/" + path.lstrip("/"), body=data, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
         except (http.client.HTTPException, ConnectionError) as exc:
-            raise OSError(f"API 127.0.0.1:{self.port}: {exc}") from None
+            raise OSError(f"API {self.host}:{self.port}: {exc}") from None
         finally:
             conn.close()
         try:
@@ -420,13 +464,23 @@ def node_args(state: State, node: NodeInfo) -> list[str]:
         "--listen",
         node.p2p,
         "--api",
-        f"{API_HOST}:{node.api_port}",
+        f"{node.api_host}:{node.api_port}",
         "--log-level",
         "INFO",
     ]
     for other in state.neighbours(node.index):
         if other < node.index:  # the later node of a link dials the earlier one
             args += ["--peer", state.nodes[other].p2p]
+    if node.clock_offset:
+        args += ["--clock-offset", f"{node.clock_offset:g}"]
+    if state.hosts is not None:
+        args += [
+            *("--whitelist", f"noban,mempool@{state.hosts.subnet}"),  # as loopback is by default
+            *("--ping-interval", f"{HOSTS_PING_INTERVAL:g}"),
+            *("--peer-timeout", f"{HOSTS_PEER_TIMEOUT:g}"),
+            *("--connect-timeout", f"{HOSTS_CONNECT_TIMEOUT:g}"),
+            *("--reconnect-max", f"{HOSTS_RECONNECT_MAX:g}"),
+        ]
     if node.miner and not state.mines_on_demand:
         args += ["--mine", "--miner-address", node.address, "--miner-threads", "1"]
     elif node.address:
@@ -444,8 +498,11 @@ def spawn_node(state: State, node: NodeInfo) -> subprocess.Popen:
             f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode()
         )
         log.flush()
+        # on a host: `ip netns exec` enters the namespace and execs the node in place, so
+        # proc.pid is the node's own pid (its session leader, as on loopback)
+        inside = ["ip", "netns", "exec", node.netns] if node.netns else []
         proc = subprocess.Popen(
-            program("obol-node", "node.daemon") + node_args(state, node),
+            inside + program("obol-node", "node.daemon") + node_args(state, node),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import testnet_hosts
 from .testnet_lib import (
     BAN_SECONDS,
     COIN,
+    HOSTS_PEER_TIMEOUT,
+    HOSTS_PING_INTERVAL,
     Api,
     ApiError,
     NodeInfo,
@@ -39,6 +42,8 @@ PARTITION_REASON = "testnet-partition"  # the reason of the bans `partition` set
 LINK_TIMEOUT = 30.0  # seconds for the links of a topology to handshake
 SYNC_TIMEOUT = 30.0  # seconds for a node to reach another's tip (regtest mining)
 BOOTSTRAP_BATCH = 10  # blocks each regtest miner mines in turn at `up`
+# --hosts: seconds for the connections across a kernel cut to time out (a ping, no pong)
+CUT_TIMEOUT = 2 * (HOSTS_PING_INTERVAL + HOSTS_PEER_TIMEOUT) + 5.0
 
 
 def running(state: State) -> list[NodeInfo]:
@@ -128,8 +133,9 @@ def launch(tn: Testnet, state: State, nodes: list[NodeInfo]) -> None:
         for node in nodes:
             try:
                 wait_ready(tn, node)
+                check_host(node)
             except PortInUse as exc:
-                if state.base_port is not None or attempt == 2:
+                if state.base_port is not None or state.hosts is not None or attempt == 2:
                     errors.append(str(exc))
                 retry.append(node)
             except TestnetError as exc:
@@ -145,8 +151,24 @@ def launch(tn: Testnet, state: State, nodes: list[NodeInfo]) -> None:
         nodes = retry
 
 
+def check_host(node: NodeInfo) -> None:
+    """On a host: the pid recorded is the node's, running inside the node's namespace."""
+    if node.netns is None or node.pid is None:
+        return
+    inside = testnet_hosts.netns_of_pid(node.pid)
+    if inside != node.netns:
+        raise TestnetError(
+            f"node {node.index}: pid {node.pid} runs in namespace {inside or 'unknown'}, "
+            f"not {node.netns}"
+        )
+
+
 def after_start(tn: Testnet, state: State, node: NodeInfo) -> list[str]:
-    """Apply the partition to a node that just started (or lift stale partition bans)."""
+    """Apply the partition to a node that just started (or lift stale partition bans).
+
+    On hosts the kernel holds the partition (rules in the namespaces): nothing to do."""
+    if state.hosts is not None:
+        return []
     notes = []
     api = tn.client(node)
     groups = group_of(state)
@@ -190,12 +212,20 @@ def parse_groups(state: State, specs: list[str]) -> list[list[int]]:
     return groups
 
 
-def partition(tn: Testnet, state: State, groups: list[list[int]]) -> None:
-    """Ban every node's IP on every node of the other groups; keep each group connected."""
+def partition(tn: Testnet, state: State, groups: list[list[int]], settle: bool = True) -> None:
+    """Cut the links between groups; keep each group connected.
+
+    Loopback: every node bans the IPs of the other groups through its admin API.
+    Hosts: every namespace drops what comes from the other groups (the nodes are not
+    asked anything); their connections across the cut stall until pings time out.
+    ``settle``: return only once no connection crosses the cut.
+    """
     state.partition = groups
     side = group_of(state)
     live = running(state)
-    for node in live:
+    if state.hosts is not None:
+        testnet_hosts.cut(state.nodes, side)
+    for node in live if state.hosts is None else []:
         api = tn.client(node)
         for other in state.nodes:
             if side[other.index] != side[node.index]:
@@ -210,7 +240,13 @@ def partition(tn: Testnet, state: State, groups: list[list[int]]) -> None:
         for left, right in itertools.pairwise(pieces):
             extra.append((state.nodes[left[0]], state.nodes[right[0]]))
     wait_links(tn, state, wanted_links(state) + extra)
-    wait_for(lambda: not cross_links(tn, state), 10, "connections across the partition to close")
+    if not settle:
+        return
+    wait_for(
+        lambda: not cross_links(tn, state),
+        CUT_TIMEOUT if state.hosts is not None else 10,
+        "connections across the partition to close",
+    )
 
 
 def cross_links(tn: Testnet, state: State) -> list[tuple[int, int]]:
@@ -227,9 +263,16 @@ def cross_links(tn: Testnet, state: State) -> list[tuple[int, int]]:
 
 
 def heal(tn: Testnet, state: State) -> list[str]:
-    """Lift the partition's bans and reconnect the topology's links."""
+    """Lift the partition's bans and reconnect the topology's links.
+
+    Hosts: empty the namespaces' partition rules and nothing more: the nodes find each
+    other again by themselves (persistent peers redialled, address-book slots refilled).
+    """
     notes = []
     state.partition = None
+    if state.hosts is not None:
+        testnet_hosts.mend(state.nodes)
+        return ["hosts: partition rules removed; the nodes reconnect by themselves"]
     for node in running(state):
         api = tn.client(node)
         for ban in api.get("bans", admin=True):
@@ -367,6 +410,7 @@ class Traffic:
         self.skipped = 0  # attempts from a wallet with no spendable coins
         self.blocks = 0
         self.last_error = ""
+        self.acked: list[tuple[int, str]] = []  # (source node, txid) of every payment accepted
 
     def step(self) -> float:
         """Do what is due; the seconds until something is due next."""
@@ -405,6 +449,7 @@ class Traffic:
                 self.broke_until[source.index] = now + 3.0
             return
         self.sent += 1
+        self.acked.append((source.index, answer["txid"]))
         self.say(
             f"tx {answer['txid'][:16]} {amount} coins node {source.index} -> node {target.index}"
         )
@@ -442,6 +487,8 @@ def collect_status(tn: Testnet, state: State) -> dict[str, Any]:
             "api": node.api_url,
             "miner": node.miner,
             "pid": node.pid,
+            "netns": node.netns,
+            "ip": node.ip,
             "state": "stopped",
         }
         if node_running(node):

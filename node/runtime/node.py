@@ -117,6 +117,16 @@ class NodeConfig:
     stall_timeout: float = 10.0  # seconds before a block download is re-requested
     max_mempool: int = MAX_MEMPOOL_USAGE  # bytes of memory the mempool may use
     persist_mempool: bool = True  # save the mempool on stop, load it at start
+    # seconds added to the clock the chain and mempool read (block timestamps, future-block
+    # limit, mempool ages): a test network's skewed host (--clock-offset, not on main)
+    clock_offset: float = 0.0
+
+
+def skewed_clock(offset: float) -> Callable[[], float]:
+    """time.time, or a clock ``offset`` seconds ahead of it (behind if negative)."""
+    if not offset:
+        return time.time
+    return lambda: time.time() + offset
 
 
 class Node:
@@ -124,7 +134,8 @@ class Node:
         self.config = config
         self.params = config.params
         self.verifier = SignatureVerifier(config.sig_threads or None)
-        self.chain = ChainState(config.datadir, self.params, self.verifier)
+        clock = skewed_clock(config.clock_offset)
+        self.chain = ChainState(config.datadir, self.params, self.verifier, clock=clock)
         self.map_budget = MapBudget(
             config.datadir / "chain.lmdb" / "data.mdb", syncing=lambda: self.sync.syncing
         )
@@ -132,6 +143,7 @@ class Node:
             self.chain,
             self.verifier,
             max_usage=config.max_mempool,
+            clock=clock,
             after_read=self.map_budget.check,
         )
         self.events = EventHub()

@@ -15,6 +15,7 @@ import contextlib
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -224,6 +225,51 @@ def test_load_settings_precedence(tmp_path):
             load_settings([], env=env)
     assert load_settings([], env={}).maxmempool == 32
     assert load_settings(["--maxmempool", "50"], env={"OBOL_MAXMEMPOOL": "40"}).maxmempool == 50
+
+
+def test_peer_timeout_flags(tmp_path):
+    """--ping-interval, --peer-timeout, --connect-timeout, --reconnect-max: flags, environment
+    and config file; positive seconds only; the defaults are the peer layer's."""
+    s = load_settings([], env={})
+    assert (s.ping_interval, s.peer_timeout, s.connect_timeout, s.reconnect_max) == (
+        60.0,
+        60.0,
+        10.0,
+        30.0,
+    )
+    config = tmp_path / "c.toml"
+    config.write_text("ping-interval = 2\npeer-timeout = 3.5\n")
+    s = load_settings(
+        ["--config", str(config), "--connect-timeout", "1.5"], env={"OBOL_RECONNECT_MAX": "4"}
+    )
+    assert (s.ping_interval, s.peer_timeout, s.connect_timeout, s.reconnect_max) == (
+        2.0,
+        3.5,
+        1.5,
+        4.0,
+    )
+    for argv in (["--peer-timeout", "0"], ["--ping-interval", "-1"], ["--reconnect-max", "nan"]):
+        with pytest.raises(StartupError, match=argv[0]):
+            load_settings(argv, env={})
+    with pytest.raises(StartupError, match="--connect-timeout must be a number"):
+        load_settings([], env={"OBOL_CONNECT_TIMEOUT": "soon"})
+
+
+def test_clock_offset(tmp_path):
+    """--clock-offset runs the node's clock ahead: a block it mines carries the skewed time
+    (and the flag is refused on main)."""
+    with pytest.raises(StartupError, match="not on main"):
+        load_settings(["--clock-offset", "60"], env={})
+    with pytest.raises(StartupError, match="finite"):
+        load_settings(["--network", "regtest", "--clock-offset", "inf"], env={})
+    assert load_settings(["--network", "regtest"], env={}).clock_offset == 0.0
+    offset = 3000
+    address = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)
+    with Daemon(tmp_path / "d", args=["--clock-offset", str(offset)]) as daemon:
+        mined = daemon.client.ok("POST", "mine", {"blocks": 1, "address": address})
+        block = daemon.client.ok("GET", f"blocks/{mined['hashes'][0]}")
+        assert block["timestamp"] >= time.time() + offset - 60
+        assert "clock set +3000 s off" in daemon.log()
 
 
 # --- stopping under load ---------------------------------------------------------------------
