@@ -9,7 +9,8 @@ transactions only node 0 holds (each hop fetches them with ``getblocktxn``).
 ``single``: transactions one at a time, each sent only once the previous was answered:
 ``POST /tx`` on one keep-alive connection to a node alone and to a node with two peers,
 and ``tx`` frames from one raw P2P peer to the node with two peers (each timed until a
-second raw peer is told of it by ``inv``, i.e. until it is in the mempool and relayed).
+second raw peer, connecting from WATCHER with the ``notrickle`` permission, is told of it
+by ``inv``, i.e. until it is in the mempool and announced).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from node.primitives.block import Block
 from node.primitives.crypto import sha256d
 from scripts import bench_chain as bc
 from scripts.bench_harness import Bench
-from scripts.bench_net import BenchError, KeepAlive, NodeProc, WirePeer, tx_frame, wait_for
+from scripts.bench_net import (
+    BenchError,
+    CpuMeter,
+    KeepAlive,
+    NodeProc,
+    WirePeer,
+    tx_frame,
+    wait_for,
+)
 from scripts.bench_suite import FAN_OUT, fan_out_coins
 
 LINE = 4  # nodes of the black-box line
@@ -36,6 +45,7 @@ POLL_PAUSE = 0.001  # seconds between one poller's GET /status requests
 PAUSE = 0.05  # seconds between two timed blocks or runs
 TXS_BATCH = 500  # transactions per POST /txs while filling mempools (the route's limit is 1,000)
 WAIT = 60.0  # seconds any set-up wait may take
+WATCHER = "127.0.0.2"  # loopback address the P2P figure's listening peer connects from
 
 
 def _p(xs: list[float], q: float) -> float:
@@ -248,7 +258,7 @@ async def _sequential_api(node: NodeProc, raws: list[bytes]) -> list[float]:
 async def _sequential_p2p(node: NodeProc, raws: list[bytes]) -> list[float]:
     """Each ``tx`` frame sent once the previous was announced to a second raw peer."""
     sender = await WirePeer.connect(REGTEST, node.p2p_port)
-    listener = await WirePeer.connect(REGTEST, node.p2p_port)
+    listener = await WirePeer.connect(REGTEST, node.p2p_port, source=WATCHER)
     announced: asyncio.Queue[bytes] = asyncio.Queue()
 
     def watch(msg_type: str, body: object) -> None:
@@ -277,7 +287,10 @@ async def bench_single(b: Bench) -> None:
     s = b.sizes
     n = s.single_txs
     lone = b.node("single-lone")
-    line = [b.node(f"single-{i}") for i in range(3)]
+    # the watcher of the P2P figure learns of each transaction at once; the two peers get
+    # them trickled, in batches, as any peer does (node/p2p/trickle.py)
+    watched = ("--whitelist", "noban,mempool@127.0.0.0/8", "--whitelist", f"notrickle@{WATCHER}")
+    line = [b.node(f"single-{i}", args=watched if i == 1 else ()) for i in range(3)]
     try:
         await lone.start()
         alone = await _sequential_api(lone, await _fund(b, lone, b.seed + b"/single-lone", n))
@@ -287,14 +300,29 @@ async def bench_single(b: Bench) -> None:
         await asyncio.gather(*(n.start(peers=(middle,)) for n in (line[0], line[2])))
         raws = await _fund(b, middle, b.seed + b"/single", 2 * n)
         await wait_for(lambda: _same_height(line), WAIT, "the funded chain at both peers", 0.05)
+        profs = [
+            b.profile("single_api_submitter", middle.pid),
+            b.profile("single_api_peer", line[0].pid),
+        ]
+        cpu = CpuMeter(submitter=middle.pid, peer_a=line[0].pid, peer_b=line[2].pid)
         peered = await _sequential_api(middle, raws[:n])
+        await wait_for(lambda: _all_hold(line, n), WAIT, "the txs at both peers", 0.01)
+        peered_cpu = cpu.stop()
+        for prof in profs:
+            b.profiler.detach(prof)
         p2p = await _sequential_p2p(middle, raws[n:])
         await wait_for(lambda: _all_hold(line, 2 * n), WAIT, "the txs at both peers", 0.05)
     finally:
         await b.stop_nodes(lone, *line)
     for name, runs, target, what in (
         ("single_api_tx_rate_alone", alone, None, "POST /tx to a node without peers"),
-        ("single_api_tx_rate_2_peers", peered, 1200.0, "POST /tx to a node with two peers"),
+        (
+            "single_api_tx_rate_2_peers",
+            peered,
+            1200.0,
+            f"POST /tx to a node with two peers (cores used until both peers held them: "
+            f"{peered_cpu})",
+        ),
         (
             "single_p2p_tx_rate_2_peers",
             p2p,

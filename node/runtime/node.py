@@ -52,6 +52,7 @@ from node.p2p.peerstate import PeerTable
 from node.p2p.ports import STAGE_COMMIT, STAGE_QUEUE, STAGE_TIP, STAGE_VALIDATE
 from node.p2p.relay import Relay
 from node.p2p.sync import BlockSync
+from node.p2p.trickle import TrickleIntervals, TxTrickle, default_trickle
 from node.primitives import encoding
 from node.primitives.block import MAX_BLOCK_SIZE, Block
 from node.primitives.tx import MAX_TX_SIZE, Transaction
@@ -117,6 +118,9 @@ class NodeConfig:
     stall_timeout: float = 10.0  # seconds before a block download is re-requested
     max_mempool: int = MAX_MEMPOOL_USAGE  # bytes of memory the mempool may use
     persist_mempool: bool = True  # save the mempool on stop, load it at start
+    # mean seconds between two ``inv`` of transactions to a peer; None: the network's
+    # default (node/p2p/trickle.py)
+    tx_trickle: TrickleIntervals | None = None
 
 
 class Node:
@@ -159,6 +163,11 @@ class Node:
             self.sync,
             early,
             self.compact,
+            TxTrickle(
+                self.peer_states,
+                self.mempool.__contains__,
+                config.tx_trickle or default_trickle(self.params),
+            ),
             self,
             self.peers,
         )
