@@ -255,6 +255,21 @@ async def _sequential_api(node: NodeProc, raws: list[bytes]) -> list[float]:
     return seconds
 
 
+async def _status_floor(node: NodeProc, count: int) -> list[float]:
+    """Seconds of each of ``count`` ``GET /status`` on one keep-alive connection to an idle
+    node, one at a time: the floor of a request (parse, route, middlewares, answer)."""
+    conn = await KeepAlive.open(node)
+    seconds = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            await conn.ok("GET", "status")
+            seconds.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    return seconds
+
+
 async def _sequential_p2p(node: NodeProc, raws: list[bytes]) -> list[float]:
     """Each ``tx`` frame sent once the previous was announced to a second raw peer."""
     sender = await WirePeer.connect(REGTEST, node.p2p_port)
@@ -293,6 +308,9 @@ async def bench_single(b: Bench) -> None:
     line = [b.node(f"single-{i}", args=watched if i == 1 else ()) for i in range(3)]
     try:
         await lone.start()
+        prof = b.profile("http_floor", lone.pid)
+        floor = await _status_floor(lone, s.single_txs)
+        b.profiler.detach(prof)
         alone = await _sequential_api(lone, await _fund(b, lone, b.seed + b"/single-lone", n))
         await b.stop_nodes(lone)
         middle = line[1]
@@ -314,6 +332,13 @@ async def bench_single(b: Bench) -> None:
         await wait_for(lambda: _all_hold(line, 2 * n), WAIT, "the txs at both peers", 0.05)
     finally:
         await b.stop_nodes(lone, *line)
+    b.add(
+        "http_floor_status",
+        statistics.median(floor) * 1e6,
+        "µs",
+        note=f"median of {len(floor):,} GET /status one at a time on one keep-alive connection "
+        f"to an idle node (p99 {_p(floor, 0.99) * 1e6:.0f} µs): the floor of any request",
+    )
     for name, runs, target, what in (
         ("single_api_tx_rate_alone", alone, None, "POST /tx to a node without peers"),
         (
