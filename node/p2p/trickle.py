@@ -18,6 +18,9 @@ node that accepted them keeps submitting.  A transaction still waits ``outbound`
   no longer in the mempool or learnt meanwhile to be known to the peer are dropped, the
   others go in acceptance order (parents before children) in ``inv`` messages of at
   most MAX_INV entries.
+* A peer's queue holds at most TRICKLE_QUEUE_MAX txids: the one that fills it sends the
+  ``inv`` at once (Core's INVENTORY_BROADCAST_MAX is what it sends per turn), so that a
+  flood of transactions cannot make every peer's queue grow for a whole interval.
 * A peer with the ``notrickle`` permission gets each txid at once (Core gives that to
   its ``noban`` peers; here loopback peers are ``noban`` by default, and a local test
   network should batch as a real one does).
@@ -45,6 +48,10 @@ class TrickleIntervals:
     outbound: float  # each outbound peer's own (Core: OUTBOUND_INVENTORY_BROADCAST_INTERVAL)
 
 
+# txids queued for one peer that send its ``inv`` before its timer fires (Core:
+# INVENTORY_BROADCAST_MAX); ~100 bytes each, so 125 peers' full queues take ~12 MB
+TRICKLE_QUEUE_MAX = 1_000
+
 # Core's values, for networks where blocks take minutes and privacy matters
 PUBLIC_TRICKLE = TrickleIntervals(inbound=5.0, outbound=2.0)
 # regtest: blocks on demand, one machine; short enough that a test's transaction crosses a
@@ -71,6 +78,7 @@ class TxTrickle:
         self.in_mempool = in_mempool  # still worth announcing
         self.intervals = intervals
         self.rng = rng or random.Random()
+        self.queue_max = TRICKLE_QUEUE_MAX  # txids that send a peer's inv at once
         self.next_inbound = 0.0  # loop time of the inbound peers' next send
         self.announced = 0  # txids sent in ``inv`` (metrics, tests)
         self.invs = 0  # ``inv`` messages of transactions sent
@@ -85,7 +93,11 @@ class TxTrickle:
                 self._send(state, [txid])
                 continue
             state.tx_to_send[txid] = None
-            if state.inv_timer is None:
+            if len(state.tx_to_send) >= self.queue_max:
+                if state.inv_timer is not None:
+                    state.inv_timer.cancel()
+                self.flush(state)
+            elif state.inv_timer is None:
                 self._arm(state)
 
     def _arm(self, state: PeerState) -> None:

@@ -131,3 +131,23 @@ async def test_a_tx_that_left_the_mempool_is_not_announced(tmp_path):
         peer.close()
     finally:
         await node.stop()
+
+
+async def test_a_full_queue_is_sent_at_once(tmp_path):
+    """The transaction that fills a peer's queue sends its ``inv`` without waiting for the
+    timer (a flood cannot grow every peer's queue for a whole interval)."""
+    node = await _node(tmp_path, TrickleIntervals(inbound=30.0, outbound=30.0))
+    try:
+        txs = await _chain_of_txs(node, 5)
+        node.relay.trickle.queue_max = 3
+        peer = await _peer(node)
+        await _established(node, 1)
+        for tx in txs:
+            await node.submit_tx(tx)
+        assert await _announced(peer, 3) == [[tx.txid for tx in txs[:3]]]
+        (state,) = node.peer_states.values()
+        assert list(state.tx_to_send) == [tx.txid for tx in txs[3:]]
+        assert state.inv_timer is not None  # the rest waits for the timer again
+        peer.close()
+    finally:
+        await node.stop()
