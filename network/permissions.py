@@ -12,6 +12,9 @@ the flags of every rule whose network holds its remote address.
   asks is disconnected.
 * ``addr``: the peer's ``addr`` messages are not rate-limited (``gossip.py``; Core's
   ``NetPermissionFlags::Addr``), for a trusted seeder or crawler that pushes many.
+* ``notrickle``: transactions we accept are announced to it at once, not batched on the
+  peer's timer (node/p2p/trickle.py; Core does this for ``noban`` peers), for a watcher
+  that must learn of each transaction without delay.
 
 By default the loopback addresses (127.0.0.0/8 and ::1) get noban and mempool: every tool of
 the operator (the wallet, the local test network, health checks) runs there,
@@ -39,6 +42,7 @@ class PermissionFlag(enum.Flag):
     NOBAN = enum.auto()  # never discouraged nor evicted; disconnected on misbehaviour only
     MEMPOOL = enum.auto()  # may send `mempool` and get our pool's inventory
     ADDR = enum.auto()  # its `addr` messages are not rate-limited
+    NOTRICKLE = enum.auto()  # accepted transactions are announced to it at once, unbatched
 
 
 #: flag names as written in a rule
@@ -46,6 +50,7 @@ FLAG_NAMES = {
     "noban": PermissionFlag.NOBAN,
     "mempool": PermissionFlag.MEMPOOL,
     "addr": PermissionFlag.ADDR,
+    "notrickle": PermissionFlag.NOTRICKLE,
 }
 #: bit of the `version` field ``grants`` for each flag a node tells its peer it has
 GRANT_BITS = {PermissionFlag.MEMPOOL: 1}

@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--whitelist",
         action="append",
         metavar="FLAGS@NET",
-        help="grant peers from NET the comma-separated FLAGS noban, mempool, addr (repeatable; "
-        "replaces the default noban,mempool@127.0.0.0/8 and @::1; 'none' grants nothing)",
+        help="grant peers from NET the comma-separated FLAGS noban, mempool, addr, notrickle "
+        "(repeatable; replaces the default noban,mempool@127.0.0.0/8 and @::1; "
+        "'none' grants nothing)",
     )
     p.add_argument("--mine", action="store_true", default=None, help="mine from the start")
     p.add_argument("--miner-address", help="address the miner pays to")

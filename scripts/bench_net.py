@@ -360,8 +360,15 @@ class WirePeer:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    async def connect(cls, params: NetworkParams, port: int, timeout: float = 10.0) -> WirePeer:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    async def connect(
+        cls, params: NetworkParams, port: int, timeout: float = 10.0, source: str | None = None
+    ) -> WirePeer:
+        """A handshaken peer of the node at 127.0.0.1:``port``, connecting from the
+        loopback address ``source`` if given (a node's ``--whitelist`` may single it out)."""
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, local_addr=local), timeout
+        )
         peer = cls(params, reader, writer)
         peer._task = asyncio.get_running_loop().create_task(peer._read())
         peer.send(

@@ -9,7 +9,8 @@ transactions only node 0 holds (each hop fetches them with ``getblocktxn``).
 ``single``: transactions one at a time, each sent only once the previous was answered:
 ``POST /tx`` on one keep-alive connection to a node alone and to a node with two peers,
 and ``tx`` frames from one raw P2P peer to the node with two peers (each timed until a
-second raw peer is told of it by ``inv``, i.e. until it is in the mempool and relayed).
+second raw peer, connecting from WATCHER with the ``notrickle`` permission, is told of it
+by ``inv``, i.e. until it is in the mempool and announced).
 """
 
 from __future__ import annotations
@@ -23,11 +24,20 @@ import time
 from node.chain.chainstate import ChainState
 from node.consensus.params import REGTEST
 from node.p2p.messages import INV_TX, parse_inv
+from node.p2p.ports import BLOCK_STAGES
 from node.primitives.block import Block
 from node.primitives.crypto import sha256d
 from scripts import bench_chain as bc
 from scripts.bench_harness import Bench
-from scripts.bench_net import BenchError, KeepAlive, NodeProc, WirePeer, tx_frame, wait_for
+from scripts.bench_net import (
+    BenchError,
+    CpuMeter,
+    KeepAlive,
+    NodeProc,
+    WirePeer,
+    tx_frame,
+    wait_for,
+)
 from scripts.bench_suite import FAN_OUT, fan_out_coins
 
 LINE = 4  # nodes of the black-box line
@@ -36,6 +46,7 @@ POLL_PAUSE = 0.001  # seconds between one poller's GET /status requests
 PAUSE = 0.05  # seconds between two timed blocks or runs
 TXS_BATCH = 500  # transactions per POST /txs while filling mempools (the route's limit is 1,000)
 WAIT = 60.0  # seconds any set-up wait may take
+WATCHER = "127.0.0.2"  # loopback address the P2P figure's listening peer connects from
 
 
 def _p(xs: list[float], q: float) -> float:
@@ -170,6 +181,7 @@ async def bench_blackbox(b: Bench) -> None:
             empty.append(await line.blackbox(address, 0))
             await asyncio.sleep(PAUSE)
         known = []
+        before = [await n.metrics() for n in line.nodes[1:]]
         prof = b.profile("blackbox_known_relay", line.nodes[1].pid)
         for _ in range(s.blackbox_big_runs):
             batch, raws = raws[:BIG_TXS], raws[BIG_TXS:]
@@ -180,6 +192,7 @@ async def bench_blackbox(b: Bench) -> None:
             known.append(await line.blackbox(address, BIG_TXS))
             await line.synced()
         b.profiler.detach(prof)
+        known_stages = _stage_means(before, [await n.metrics() for n in line.nodes[1:]])
         unknown = []
         for _ in range(s.blackbox_big_runs):
             batch, raws = raws[:BIG_TXS], raws[BIG_TXS:]
@@ -202,7 +215,8 @@ async def bench_blackbox(b: Bench) -> None:
             "blackbox_line_2000_known",
             known,
             15.0,
-            f"a block of {BIG_TXS:,} transactions every node holds (compact, rebuilt)",
+            f"a block of {BIG_TXS:,} transactions every node holds (compact, rebuilt; "
+            f"mean ms per block at nodes 1-3 by stage: {known_stages})",
         ),
         (
             "blackbox_line_2000_unknown",
@@ -222,6 +236,19 @@ async def bench_blackbox(b: Bench) -> None:
             note=f"{what}; a line of {LINE} nodes, {how}; median of {len(runs)}, "
             f"min {min(runs) * 1000:.1f}, max {max(runs) * 1000:.1f} ms",
         )
+
+
+def _stage_means(before: list[dict[str, float]], after: list[dict[str, float]]) -> str:
+    """The mean of ``obol_block_stage_seconds`` per block and stage, in ms, over the nodes
+    whose /metrics were read ``before`` and ``after`` a phase."""
+    means = []
+    for stage in BLOCK_STAGES:
+        key = f'obol_block_stage_seconds_{{}}{{{{stage="{stage}"}}}}'
+        pairs = list(zip(after, before, strict=True))
+        seconds = sum(a[key.format("sum")] - o[key.format("sum")] for a, o in pairs)
+        count = sum(a[key.format("count")] - o[key.format("count")] for a, o in pairs)
+        means.append(f"{stage} {seconds / count * 1000:.1f}" if count else f"{stage} -")
+    return ", ".join(means)
 
 
 async def _all_hold(nodes: list[NodeProc], count: int) -> bool:
@@ -245,10 +272,25 @@ async def _sequential_api(node: NodeProc, raws: list[bytes]) -> list[float]:
     return seconds
 
 
+async def _status_floor(node: NodeProc, count: int) -> list[float]:
+    """Seconds of each of ``count`` ``GET /status`` on one keep-alive connection to an idle
+    node, one at a time: the floor of a request (parse, route, middlewares, answer)."""
+    conn = await KeepAlive.open(node)
+    seconds = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            await conn.ok("GET", "status")
+            seconds.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    return seconds
+
+
 async def _sequential_p2p(node: NodeProc, raws: list[bytes]) -> list[float]:
     """Each ``tx`` frame sent once the previous was announced to a second raw peer."""
     sender = await WirePeer.connect(REGTEST, node.p2p_port)
-    listener = await WirePeer.connect(REGTEST, node.p2p_port)
+    listener = await WirePeer.connect(REGTEST, node.p2p_port, source=WATCHER)
     announced: asyncio.Queue[bytes] = asyncio.Queue()
 
     def watch(msg_type: str, body: object) -> None:
@@ -277,9 +319,15 @@ async def bench_single(b: Bench) -> None:
     s = b.sizes
     n = s.single_txs
     lone = b.node("single-lone")
-    line = [b.node(f"single-{i}") for i in range(3)]
+    # the watcher of the P2P figure learns of each transaction at once; the two peers get
+    # them trickled, in batches, as any peer does (node/p2p/trickle.py)
+    watched = ("--whitelist", "noban,mempool@127.0.0.0/8", "--whitelist", f"notrickle@{WATCHER}")
+    line = [b.node(f"single-{i}", args=watched if i == 1 else ()) for i in range(3)]
     try:
         await lone.start()
+        prof = b.profile("http_floor", lone.pid)
+        floor = await _status_floor(lone, s.single_txs)
+        b.profiler.detach(prof)
         alone = await _sequential_api(lone, await _fund(b, lone, b.seed + b"/single-lone", n))
         await b.stop_nodes(lone)
         middle = line[1]
@@ -287,14 +335,36 @@ async def bench_single(b: Bench) -> None:
         await asyncio.gather(*(n.start(peers=(middle,)) for n in (line[0], line[2])))
         raws = await _fund(b, middle, b.seed + b"/single", 2 * n)
         await wait_for(lambda: _same_height(line), WAIT, "the funded chain at both peers", 0.05)
+        profs = [
+            b.profile("single_api_submitter", middle.pid),
+            b.profile("single_api_peer", line[0].pid),
+        ]
+        cpu = CpuMeter(submitter=middle.pid, peer_a=line[0].pid, peer_b=line[2].pid)
         peered = await _sequential_api(middle, raws[:n])
+        await wait_for(lambda: _all_hold(line, n), WAIT, "the txs at both peers", 0.01)
+        peered_cpu = cpu.stop()
+        for prof in profs:
+            b.profiler.detach(prof)
         p2p = await _sequential_p2p(middle, raws[n:])
         await wait_for(lambda: _all_hold(line, 2 * n), WAIT, "the txs at both peers", 0.05)
     finally:
         await b.stop_nodes(lone, *line)
+    b.add(
+        "http_floor_status",
+        statistics.median(floor) * 1e6,
+        "µs",
+        note=f"median of {len(floor):,} GET /status one at a time on one keep-alive connection "
+        f"to an idle node (p99 {_p(floor, 0.99) * 1e6:.0f} µs): the floor of any request",
+    )
     for name, runs, target, what in (
         ("single_api_tx_rate_alone", alone, None, "POST /tx to a node without peers"),
-        ("single_api_tx_rate_2_peers", peered, 1200.0, "POST /tx to a node with two peers"),
+        (
+            "single_api_tx_rate_2_peers",
+            peered,
+            1200.0,
+            f"POST /tx to a node with two peers (cores used until both peers held them: "
+            f"{peered_cpu})",
+        ),
         (
             "single_p2p_tx_rate_2_peers",
             p2p,

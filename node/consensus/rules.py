@@ -155,6 +155,16 @@ with duplicates that matches the root is exactly what the header commits to."""
 
 
 def check_block(block: Block) -> None:
+    """The context-free block rules (Bitcoin's ``CheckBlock``).  A Block object that passed
+    them is marked, and passes again at once (Core's ``fChecked``): the checks before early
+    relay and those before storing see the same object."""
+    if block.context_free_ok:
+        return
+    _check_block(block)
+    object.__setattr__(block, "context_free_ok", True)  # a memo of a pure function of it
+
+
+def _check_block(block: Block) -> None:
     # Mutation checks first (as Bitcoin's CheckBlock): until the body is known to be
     # the one the header commits to, a failure says nothing about the header.
     txids = [tx.txid for tx in block.txs]

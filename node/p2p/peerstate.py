@@ -8,6 +8,7 @@ Core keeps the same in ``CNodeState`` (net_processing), apart from ``CNode``.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import ValuesView
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class PeerState:
     # blocks asked of it whole because its compact block did not rebuild: it answers for
     # them as for the compact block (relayed early), not as for a ``block``
     asked_whole: BoundedSet = field(default_factory=lambda: BoundedSet(ASKED_WHOLE))
+    # txids accepted since its last ``inv``, in order, to announce when its timer fires
+    tx_to_send: dict[bytes, None] = field(default_factory=dict)
+    inv_timer: asyncio.TimerHandle | None = None  # armed while tx_to_send waits (trickle.py)
 
 
 class PeerTable:

@@ -1,7 +1,8 @@
 """What ``inv``, ``getdata``, ``notfound``, ``tx``, ``block``, ``powblock`` mean; gossip policy.
 
 * Transactions are relayed only once validated: announced by ``inv`` to peers
-  not known to have them, and sent on ``getdata``.
+  not known to have them, in batches on each peer's Poisson timer (``trickle.py``),
+  and sent on ``getdata``.
 * A block that joins the active chain is pushed whole, at once, to every peer
   not known to have it (saving the inv/getdata round trip); peers may also
   fetch any stored block with ``getdata``.
@@ -52,6 +53,7 @@ from node.p2p.messages import (
 from node.p2p.peerstate import BoundedSet, PeerTable
 from node.p2p.ports import STAGE_DECODE, STAGE_EARLY_RELAY, NodePort, Punisher
 from node.p2p.sync import BlockSync
+from node.p2p.trickle import TxTrickle
 from node.primitives.block import Block, short_hash
 from node.primitives.crypto import sha256d
 from node.primitives.errors import MissingInputsError, ObolError, ValidationError
@@ -86,6 +88,7 @@ class Relay:
         sync: BlockSync,
         early: EarlyRelay,
         compact: CompactRelay,
+        trickle: TxTrickle,
         port: NodePort,
         punisher: Punisher,
     ) -> None:
@@ -95,6 +98,7 @@ class Relay:
         self.sync = sync
         self.early = early
         self.compact = compact
+        self.trickle = trickle
         self.port = port
         self.punisher = punisher
         self.rejects = BoundedSet(RECENT_REJECTS)  # invalid: never fetched again
@@ -467,12 +471,8 @@ class Relay:
             peer.send(MSG_INV, inv_body([InvItem(INV_TX, t) for t in chunk]))
 
     def announce_tx(self, tx: Transaction, exclude: Peer | None = None) -> None:
-        body = None  # built for the first peer that needs it
-        for state in self.peers.values():
-            if state.peer is not exclude and tx.txid not in state.known:
-                state.known.add(tx.txid)
-                body = body or inv_body([InvItem(INV_TX, tx.txid)])
-                state.peer.send(MSG_INV, body)
+        """Queue ``tx`` for the next ``inv`` to every peer but ``exclude`` (``trickle.py``)."""
+        self.trickle.queue(tx.txid, exclude)
 
 
 _parse = punish.parsed

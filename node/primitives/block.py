@@ -110,6 +110,9 @@ class Block:
     header: BlockHeader  # the proof-of-work part
     txs: tuple[Transaction, ...]  # coinbase first
     raw: bytes = field(default=b"", compare=False, repr=False)  # canonical encoding
+    # True once ``rules.check_block`` passed on this object (its content cannot change): a
+    # block rebuilt, checked before early relay and then stored is checked once, not twice
+    context_free_ok: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def create(cls, header: BlockHeader, txs: Sequence[Transaction]) -> Block:

@@ -52,6 +52,7 @@ from node.p2p.peerstate import PeerTable
 from node.p2p.ports import STAGE_COMMIT, STAGE_QUEUE, STAGE_TIP, STAGE_VALIDATE
 from node.p2p.relay import Relay
 from node.p2p.sync import BlockSync
+from node.p2p.trickle import TrickleIntervals, TxTrickle, default_trickle
 from node.primitives import encoding
 from node.primitives.block import MAX_BLOCK_SIZE, Block
 from node.primitives.tx import MAX_TX_SIZE, Transaction
@@ -120,6 +121,9 @@ class NodeConfig:
     # seconds added to the clock the chain and mempool read (block timestamps, future-block
     # limit, mempool ages): a test network's skewed host (--clock-offset, not on main)
     clock_offset: float = 0.0
+    # mean seconds between two ``inv`` of transactions to a peer; None: the network's
+    # default (node/p2p/trickle.py)
+    tx_trickle: TrickleIntervals | None = None
 
 
 def skewed_clock(offset: float) -> Callable[[], float]:
@@ -171,6 +175,11 @@ class Node:
             self.sync,
             early,
             self.compact,
+            TxTrickle(
+                self.peer_states,
+                self.mempool.__contains__,
+                config.tx_trickle or default_trickle(self.params),
+            ),
             self,
             self.peers,
         )

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from network import NetConfig
-from network.keepalive import ping
 from node.consensus.params import REGTEST, NetworkParams
 from node.runtime.node import Node, NodeConfig
 from tests.framework.util import LOCALHOST, wait_until
@@ -171,23 +170,6 @@ async def sync_mempools(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) ->
             + ", ".join(f"{label(n)} {len(p)} txs" for n, p in zip(nodes, pools(), strict=True))
         ),
     )
-
-
-async def settle(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) -> None:
-    """Wait until the nodes' work after a sync is answered: none is syncing any more (so
-    each has sent the ``mempool`` requests of its catch-up, node.py ``_after_blocks``), then
-    a ping round trip on every connection (a peer handles its messages in order, so every
-    request sent before the ping has been answered).  A test that then puts transactions in
-    one mempool alone knows no catch-up answer will carry them to the others."""
-    nodes = list(nodes)
-    await wait_until(
-        lambda: not any(n.sync.syncing or n._was_syncing for n in nodes),
-        timeout,
-        what="the nodes to finish syncing",
-    )
-    for n in nodes:
-        for peer in n.peers.connections():
-            await ping(peer, timeout)
 
 
 async def sync_all(nodes: Sequence[Node], timeout: float = SYNC_TIMEOUT) -> None:

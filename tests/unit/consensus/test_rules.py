@@ -793,3 +793,27 @@ def test_subsidy_halves_at_the_halving_interval(tmp_path):
         half = build_block(chain, coinbase=make_coinbase(3, [TxOut(full // 2, BURN)]))
         assert_connects(chain, half)
         assert chain.utxo_stats.amount == 2 * full + full // 2
+
+
+def test_check_block_runs_once_per_block_object(node, monkeypatch):
+    """A Block object that passed the context-free rules passes again without them (the
+    checks before early relay and before storing see one object); one that failed fails
+    again, and an equal block built anew is checked afresh."""
+    chain = node.chain
+    (coin,) = node.coins()
+    block = build_block(chain, [node.pay([coin])], fees=FEE)
+    bad = build_block(chain, merkle=os.urandom(32))
+    rules.check_block(block)
+    with pytest.raises(ValidationError):
+        rules.check_block(bad)
+
+    def broken(tx):
+        raise TxValidationError("bad-txns-test", "checked again")
+
+    monkeypatch.setattr(rules, "check_transaction", broken)
+    rules.check_block(block)  # marked: not checked again
+    with pytest.raises(ValidationError):
+        rules.check_block(bad)  # not marked
+    fresh = Block(block.header, block.txs, block.raw)
+    with pytest.raises(ValidationError, match="checked again"):
+        rules.check_block(fresh)
