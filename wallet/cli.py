@@ -43,7 +43,8 @@ Codes: those of wallet/errors.py and wallet/client.py, ``bad-address`` /
 ``bad-option``, ``usage``, ``no-wallet``, ``passphrase-required``,
 ``passphrase-mismatch``, ``empty-passphrase``, ``bad-passphrase-file``,
 ``wallet-network-mismatch``, ``not-mine``, ``bad-signature``, ``cancelled``,
-``tx-dropped``, ``sent-damaged``, ``wait-timeout``, ``io-error``, ``interrupted``, ``internal-error``.
+``tx-dropped``, ``sent-damaged``, ``wait-timeout``, ``io-error``, ``interrupted``,
+``internal-error``.
 """
 
 from __future__ import annotations
@@ -711,6 +712,7 @@ def cmd_send(ctx: Context) -> int:
         if not confirm(ctx, "Send? [y/N] "):
             raise CliError("cancelled", "not sent (answer 'y' to send, or give --yes)")
     result = service.broadcast(plan)
+    ctx.report_resent(service.forgotten)
     txid = result.get("txid") or plan.tx.txid.hex()
     fee = result.get("fee", plan.fee)
     data = {"txid": txid, "fee": fee}

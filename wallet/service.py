@@ -259,6 +259,7 @@ class WalletService:
         self.verified = 0  # confirmed transactions proved against ``headers`` so far
         self.sent = sent  # the record of sent transactions (None: keep no record)
         self.clock = clock  # unix seconds, stamped on each sent transaction
+        self.forgotten: list[Resent] = []  # records a send pushed out of a full record (MAX_SENT)
 
     @property
     def keychain(self) -> KeyChain:
@@ -470,7 +471,8 @@ class WalletService:
         used.  A refusal forgets the record (the node has said no); any other failure (no
         answer) keeps it, not acknowledged, for ``resend`` to try again."""
         if self.sent is not None:
-            self.sent.add(SentTx.of(plan.tx, int(self.clock())))
+            for gone in self.sent.add(SentTx.of(plan.tx, int(self.clock()))):
+                self.forgotten.append(Resent(gone.txid, "forgotten-cap", "the record was full"))
         try:
             result = self.client.submit_tx(plan.tx.raw.hex())
         except TxRejectedError:

@@ -20,7 +20,12 @@ import pytest
 from node.consensus.params import REGTEST
 from node.primitives.crypto import SigningKey, encode_address
 from tests.framework.daemon import Daemon
-from tests.framework.walletcli import Result, run_wallet, wallet_env
+from tests.framework.programs import free_port
+from tests.framework.walletcli import PASSPHRASE, Result, run_wallet, wallet_env
+from wallet.client import NodeClient, NodeUnreachableError
+from wallet.keystore import Keystore
+from wallet.sent import SentStore
+from wallet.service import WalletService
 
 BURN = encode_address(REGTEST.hrp, SigningKey.generate().address_hash)  # nobody's coins
 DEPTH = 6  # wallet.sent.CONFIRMED_DEPTH, as the documentation promises it
@@ -154,3 +159,26 @@ def test_a_send_never_spends_the_coins_of_a_kept_payment(daemon, w):
     w.record.unlink()
     sent, _ = w.ok("send", BURN, "1", "--yes")  # without the record the coin is spendable
     assert known(daemon, sent["txid"])["in_mempool"]
+
+
+def test_a_send_whose_answer_never_came_is_kept_then_resubmitted(daemon, w):
+    # the record is written before POST /tx: here the node the send goes to is not there
+    # (a closed port), as if the wallet died between the two
+    service = WalletService(
+        Keystore.open(w.path, PASSPHRASE),
+        NodeClient(f"http://127.0.0.1:{daemon.api_port}"),
+        REGTEST,
+        sent=SentStore.beside(w.path, "regtest"),
+    )
+    plan = service.plan_send(BURN, 50_000_000)
+    service.client = NodeClient(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(NodeUnreachableError):
+        service.broadcast(plan)
+    txid = plan.tx.txid.hex()
+    [record] = [r for r in SentStore.beside(w.path, "regtest").load() if r.txid == txid]
+    assert record.acknowledged is False and known(daemon, txid) is None
+
+    doc, _ = w.ok("rebroadcast")
+    assert {"txid": txid, "action": "resubmitted"}.items() <= doc["transactions"][-1].items()
+    assert known(daemon, txid)["in_mempool"]
+    assert all(r.acknowledged for r in SentStore.beside(w.path, "regtest").load())
