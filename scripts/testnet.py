@@ -513,7 +513,8 @@ def cmd_traffic(tn: Testnet, args: argparse.Namespace) -> int:
         pass
     say(
         f"traffic: {traffic.sent} transaction(s) sent, {traffic.failed} refused, "
-        f"{traffic.skipped} skipped (no spendable coins), {traffic.blocks} block(s) mined"
+        f"{traffic.skipped} skipped (no spendable coins), {traffic.blocks} block(s) mined, "
+        f"{traffic.resubmitted} lost by a node and put back by its wallet"
         + (f"; last error: {traffic.last_error}" if traffic.last_error else "")
     )
     return 0

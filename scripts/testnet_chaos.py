@@ -26,7 +26,10 @@ clocks set right) and the invariants are checked:
 3. transactions: no acknowledged payment is lost: each is in the chain (after a
    few more blocks on regtest) or in a mempool, or no longer valid (its inputs
    conflict with the chain: a double spend across a partition, or coins of a
-   block that was reorganised away);
+   block that was reorganised away).  Before it is checked every wallet runs
+   ``obol-wallet rebroadcast`` against its own node, as a user's wallet would
+   (a node killed -9 forgets its mempool; the wallet keeps what it sent); the
+   report says how many payments the wallets had to put back;
 4. supply: the coins in the UTXO set are exactly the chain's subsidies;
 5. fresh node: a node added now syncs from scratch to the same UTXO-set hash.
 
@@ -168,6 +171,9 @@ class Run:
     killed: set[int] = field(default_factory=set)  # nodes killed with SIGKILL
     start_failures: list[str] = field(default_factory=list)
     skewed: set[int] = field(default_factory=set)
+    # obol-wallet rebroadcast at the end: action -> how many (resubmitted, conflicted, ...)
+    rebroadcast: dict[str, int] = field(default_factory=dict)
+    rebroadcast_failures: list[str] = field(default_factory=list)  # wallets that could not
 
     def to_json(self, traffic: Traffic, invariants: list[Invariant]) -> dict[str, Any]:
         return {
@@ -181,7 +187,9 @@ class Run:
                 "refused": traffic.failed,
                 "skipped": traffic.skipped,
                 "blocks": traffic.blocks,
+                "resubmitted": traffic.resubmitted,
             },
+            "rebroadcast": {"actions": self.rebroadcast, "failures": self.rebroadcast_failures},
             "invariants": [asdict(i) for i in invariants],
             "ok": all(i.holds for i in invariants),
         }
@@ -328,6 +336,8 @@ class Chaos:
 
     def check(self) -> list[Invariant]:
         converged = self.converge()
+        if converged.holds:
+            self.rebroadcast()
         txs = self.transactions() if converged.holds else skipped("transactions")
         checks = [converged, self.restarted(), txs]
         checks.append(self.supply() if converged.holds else skipped("supply"))
@@ -366,6 +376,35 @@ class Chaos:
         detail = "; ".join(problems) or f"killed and restarted: {killed}; every reported tip served"
         return Invariant("restarts", not problems, detail)
 
+    def rebroadcast(self) -> None:
+        """Each wallet's ``obol-wallet rebroadcast`` against its own node, as a user's running
+        wallet would do: what a killed node lost is offered again (wallet/resend.py)."""
+        state = self.tn.load()
+        for node in running(state):
+            wallet = self.tn.wallet(state, node)
+            try:
+                answer = wallet.rebroadcast()
+            except TestnetError as exc:  # WalletCliError: reported, and invariant 3 judges
+                self.run.rebroadcast_failures.append(f"node {node.index}: {exc}")
+                self.note(f"wallet {node.index}: rebroadcast FAILED: {exc}")
+                continue
+            counts: dict[str, int] = {}
+            for row in answer["transactions"]:
+                counts[row["action"]] = counts.get(row["action"], 0) + 1
+                self.run.rebroadcast[row["action"]] = self.run.rebroadcast.get(row["action"], 0) + 1
+            done = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+            self.note(f"wallet {node.index}: rebroadcast: {done or 'nothing recorded'}")
+
+    def put_back(self) -> str:
+        """How many payments the wallets had to offer again, for invariant 3's detail."""
+        at_end = self.run.rebroadcast.get("resubmitted", 0)
+        during = self.traffic.resubmitted
+        text = f"; {at_end + during} put back by their wallets ({during} by a send, {at_end} by "
+        text += "rebroadcast at the end)"
+        if self.run.rebroadcast_failures:
+            text += f"; rebroadcast failed: {'; '.join(self.run.rebroadcast_failures)}"
+        return text
+
     def transactions(self) -> Invariant:
         state = self.tn.load()
         live = running(state)
@@ -399,6 +438,7 @@ class Chaos:
             f"{len(acked)} acknowledged: {confirmed} confirmed, {mempool} in a mempool, "
             f"{len(conflicting)} conflicting"
             + (f" [{', '.join(conflicting)}]" if conflicting else "")
+            + self.put_back()
             + (f"; LOST: {', '.join(lost)}" if lost else "")
         )
         return Invariant("transactions", not lost, detail)
@@ -493,7 +533,8 @@ def command(
     engine.execute()
     out(
         f"traffic: {traffic.sent} payments acknowledged, {traffic.failed} refused, "
-        f"{traffic.blocks} blocks mined; checking the invariants..."
+        f"{traffic.blocks} blocks mined, {traffic.resubmitted} put back by a wallet's send; "
+        "the wallets rebroadcast, then the invariants are checked..."
     )
     invariants = engine.check()
     report = run.to_json(traffic, invariants)

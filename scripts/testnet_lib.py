@@ -621,6 +621,7 @@ class WalletCli:
         self.chain = chain  # a chain spec file: --chain instead of --network
         self.node_url = node_url
         self.passphrase = passphrase
+        self.notes: list[str] = []  # what the last run said on stderr about sent transactions
 
     def run(self, *args: str, timeout: float = 120.0) -> Any:
         cmd = program("obol-wallet", "wallet.cli") + [
@@ -648,6 +649,7 @@ class WalletCli:
             raise WalletCliError("no-wallet-cli", "obol-wallet is not installed") from None
         except subprocess.TimeoutExpired:
             raise WalletCliError("timeout", f"{' '.join(args)} took over {timeout:g}s") from None
+        self.notes = [line for line in proc.stderr.splitlines() if line.startswith("sent tx ")]
         if proc.returncode != 0:
             raise WalletCliError(*_wallet_error(proc))
         try:
@@ -670,6 +672,15 @@ class WalletCli:
         if fee_rate is not None:
             args += ["--fee-rate", str(fee_rate)]
         return self.run(*args)
+
+    def rebroadcast(self) -> dict[str, Any]:
+        """``obol-wallet rebroadcast``: {"transactions": [{"txid", "action", "detail"}], ...}."""
+        answer: dict[str, Any] = self.run("rebroadcast")
+        return answer
+
+    def resubmitted(self) -> int:
+        """How many recorded transactions the last run put back at its node."""
+        return sum(": RESUBMITTED (" in line for line in self.notes)
 
 
 def _wallet_error(proc: subprocess.CompletedProcess) -> tuple[str, str]:

@@ -411,6 +411,7 @@ class Traffic:
         self.blocks = 0
         self.last_error = ""
         self.acked: list[tuple[int, str]] = []  # (source node, txid) of every payment accepted
+        self.resubmitted = 0  # payments a wallet's send put back at a node that had lost them
 
     def step(self) -> float:
         """Do what is due; the seconds until something is due next."""
@@ -437,9 +438,11 @@ class Traffic:
         source = self.rng.choice(sources)
         target = self.rng.choice([n for n in state.nodes if n.index != source.index])
         amount = format_coins(self.rng.randrange(COIN // 100, COIN * 2))
+        wallet = self.tn.wallet(state, source)
         try:
-            answer = self.tn.wallet(state, source).send(target.address, amount)
+            answer = wallet.send(target.address, amount)
         except WalletCliError as exc:
+            self.resubmitted += wallet.resubmitted()
             if exc.code == "insufficient-funds":  # nothing spendable (yet): try it later
                 self.skipped += 1
                 self.broke_until[source.index] = now + 10.0
@@ -448,6 +451,7 @@ class Traffic:
                 self.last_error = f"node {source.index}: {exc.code}: {exc.message}"[:160]
                 self.broke_until[source.index] = now + 3.0
             return
+        self.resubmitted += wallet.resubmitted()
         self.sent += 1
         self.acked.append((source.index, answer["txid"]))
         self.say(

@@ -27,6 +27,13 @@ Global options may also follow the command (``obol-wallet balance --json``).
   ``OBOL_WALLET_MAX_FEE``, else 0.1 coin (Bitcoin Core's ``-maxtxfee``), whatever
   fee rate the node suggests: ``max-fee-exceeded``.
 
+* Sent transactions: ``send`` records each transaction it signs beside the
+  wallet file (``wallet.sent.json``, wallet/sent.py) before handing it to the
+  node, and every command that talks to a node first resubmits the recorded
+  ones the node does not know (``rebroadcast`` does only that, and says per
+  transaction what it did); a line on stderr tells what was resubmitted,
+  dropped as conflicted or forgotten once confirmed deep enough.
+
 Output: human text, or with ``--json`` one JSON document on stdout (amounts
 in integer base units).  An error exits with status 1 (2 for a usage error)
 and prints one line ``obol-wallet: error: <code>: <message>`` on stderr; in
@@ -36,7 +43,8 @@ Codes: those of wallet/errors.py and wallet/client.py, ``bad-address`` /
 ``bad-option``, ``usage``, ``no-wallet``, ``passphrase-required``,
 ``passphrase-mismatch``, ``empty-passphrase``, ``bad-passphrase-file``,
 ``wallet-network-mismatch``, ``not-mine``, ``bad-signature``, ``cancelled``,
-``tx-dropped``, ``wait-timeout``, ``io-error``, ``interrupted``, ``internal-error``.
+``tx-dropped``, ``sent-damaged``, ``wait-timeout``, ``io-error``, ``interrupted``,
+``internal-error``.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ from .keys import (
     validate_mnemonic,
 )
 from .keystore import SCRYPT_N, KdfParams, Keystore
+from .resend import Resent
+from .sent import CONFIRMED_DEPTH, MAX_SENT, SentStore
 from .service import (
     GAP_LIMIT,
     MAX_FEE,
@@ -248,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add("history", "incoming and outgoing transactions")
+    add(
+        "rebroadcast",
+        "resubmit the wallet's sent transactions the node does not know, and forget "
+        f"those {CONFIRMED_DEPTH} blocks deep or conflicted (every command does this first)",
+    )
     p = add("export-address-key", "show the private key of one of the wallet's addresses")
     p.add_argument("address", metavar="ADDRESS")
     p = add("sign-message", "sign a message with the key of an address")
@@ -430,10 +445,22 @@ class Context:
         return bool(getattr(self.args, "light", False))
 
     def service(self, node: bool = True) -> WalletService:
+        """The wallet at its node; with ``node`` the node is checked and every recorded
+        transaction it does not know is resubmitted first (reported on stderr)."""
         store = self.keystore()
         client = self.node() if node else self.client()
         headers = self.header_chain(client) if node and self.light else None
-        return WalletService(store, client, self.params, headers=headers)
+        sent = SentStore.beside(self.wallet_path, store.network_name)
+        service = WalletService(store, client, self.params, headers=headers, sent=sent)
+        if node:
+            self.report_resent(service.resend())
+        return service
+
+    def report_resent(self, outcomes: list[Resent]) -> None:
+        """A line on stderr per recorded transaction something was done with."""
+        for outcome in outcomes:
+            if outcome.notable:
+                self.out.info(resent_line(outcome))
 
     def header_chain(self, client: NodeClient) -> HeaderChain:
         """--light: the kept headers, brought up to the node's chain (if it has more work)
@@ -667,6 +694,7 @@ def cmd_send(ctx: Context) -> int:
     wait_timeout = _int_option(args.wait_timeout, "--wait-timeout", "bad-option", minimum=1)
     max_fee = max_fee_option(args.max_fee, ctx.env.get(MAX_FEE_ENV))
     service.client.check_network(ctx.network)
+    ctx.report_resent(service.resend())  # before choosing coins: what the node lost is back
     plan = service.plan_send(args.address, amount, fee_rate, max_fee)
     summary = [
         f"Send {coins(plan.amount)} to {plan.address}",
@@ -684,6 +712,7 @@ def cmd_send(ctx: Context) -> int:
         if not confirm(ctx, "Send? [y/N] "):
             raise CliError("cancelled", "not sent (answer 'y' to send, or give --yes)")
     result = service.broadcast(plan)
+    ctx.report_resent(service.forgotten)
     txid = result.get("txid") or plan.tx.txid.hex()
     fee = result.get("fee", plan.fee)
     data = {"txid": txid, "fee": fee}
@@ -778,6 +807,38 @@ def cmd_history(ctx: Context) -> int:
     return 0
 
 
+RESENT_WORDS = {
+    "in-mempool": "in the node's mempool",
+    "confirmed": "confirmed",
+    "forgotten-confirmed": "confirmed deep enough, forgotten",
+    "resubmitted": "RESUBMITTED",
+    "conflicted": "CONFLICTED, forgotten",
+    "refused": "refused by the node, kept",
+    "forgotten-cap": f"forgotten (the record keeps {MAX_SENT} at most)",
+}
+
+
+def resent_line(outcome: Resent) -> str:
+    return f"sent tx {outcome.txid}: {RESENT_WORDS[outcome.action]} ({outcome.detail})"
+
+
+def cmd_rebroadcast(ctx: Context) -> int:
+    service = ctx.service(node=False)
+    service.client.check_network(ctx.network)
+    outcomes = service.resend()
+    rows = [{"txid": o.txid, "action": o.action, "detail": o.detail} for o in outcomes]
+    kept = sum(o.kept for o in outcomes)
+    data = {
+        "transactions": rows,
+        "resubmitted": sum(o.action == "resubmitted" for o in outcomes),
+        "kept": kept,
+    }
+    lines = [resent_line(o) for o in outcomes] or ["no sent transactions recorded"]
+    lines.append(f"{kept} kept in {SentStore.beside(ctx.wallet_path, ctx.network).path}")
+    ctx.out.result(data, "\n".join(lines))
+    return 0
+
+
 def cmd_export_address_key(ctx: Context) -> int:
     service = ctx.service(node=False)
     change, index = service.locate(ctx.args.address)
@@ -829,6 +890,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "balance": cmd_balance,
     "send": cmd_send,
     "history": cmd_history,
+    "rebroadcast": cmd_rebroadcast,
     "export-address-key": cmd_export_address_key,
     "sign-message": cmd_sign_message,
     "verify-message": cmd_verify_message,

@@ -20,6 +20,15 @@ Spendable outputs
     Confirmed, mature outputs no mempool transaction spends, and unconfirmed
     outputs of the wallet's own transactions (every input is the wallet's:
     its change), so a second send need not wait for the first to confirm.
+    Never an output a transaction in the wallet's record of sent ones
+    (wallet/sent.py) spends, even if the node has lost that transaction: a
+    new send must not double-spend a payment the wallet will resubmit.
+
+Sent transactions
+    ``broadcast`` records the transaction (not yet acknowledged) before
+    ``POST /tx`` and marks it acknowledged after; ``resend`` resubmits what
+    the node does not know (wallet/resend.py).  Balances stay the node's
+    view: a resubmitted transaction's change is counted once, by the node.
 
 Message signatures
     BIP-340 over ``tagged_hash("Obol/message", message bytes)``; the text
@@ -31,6 +40,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -46,12 +57,14 @@ from node.primitives.crypto import (
 from node.primitives.errors import AddressError
 from node.primitives.tx import COIN, MAX_MONEY, OutPoint, Transaction, TxOut, sign_transaction
 
-from .client import JsonObject, NodeClient
+from .client import JsonObject, NodeClient, TxRejectedError
 from .coinselect import Selection, Utxo, select_coins
 from .errors import FeeTooHighError, InsufficientFundsError, LightError, WalletError
 from .headers import HeaderChain
 from .keys import CHANGE, RECEIVE, KeyChain
 from .keystore import Keystore
+from .resend import Resent, resend
+from .sent import SentStore, SentTx, pending_spends
 from .spv import verify_confirmed
 
 GAP_LIMIT = 20  # consecutive unused addresses that end a scan
@@ -234,6 +247,8 @@ class WalletService:
         params: NetworkParams,
         gap_limit: int = GAP_LIMIT,
         headers: HeaderChain | None = None,
+        sent: SentStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.keystore = keystore
         self.client = client
@@ -242,6 +257,9 @@ class WalletService:
         # --light: the checked header chain every confirmation shown is proved against
         self.headers = headers
         self.verified = 0  # confirmed transactions proved against ``headers`` so far
+        self.sent = sent  # the record of sent transactions (None: keep no record)
+        self.clock = clock  # unix seconds, stamped on each sent transaction
+        self.forgotten: list[Resent] = []  # records a send pushed out of a full record (MAX_SENT)
 
     @property
     def keychain(self) -> KeyChain:
@@ -339,9 +357,10 @@ class WalletService:
         coins: list[Utxo] = []
         own_cache: dict[str, bool] = {}
         unconfirmed = 0
+        pending = pending_spends(self.sent.load()) if self.sent is not None else set()
         for state in scan.addresses:
             for u in state.utxos:
-                if u.get("spent_by"):
+                if u.get("spent_by") or (u["txid"], u["index"]) in pending:
                     continue
                 if u["confirmations"] >= 1:
                     if not u["mature"]:
@@ -448,11 +467,27 @@ class WalletService:
         )
 
     def broadcast(self, plan: SendPlan) -> JsonObject:
-        """Send to the node; then the change address counts as used."""
-        result = self.client.submit_tx(plan.tx.raw.hex())
+        """Record, send to the node, mark acknowledged; then the change address counts as
+        used.  A refusal forgets the record (the node has said no); any other failure (no
+        answer) keeps it, not acknowledged, for ``resend`` to try again."""
+        if self.sent is not None:
+            for gone in self.sent.add(SentTx.of(plan.tx, int(self.clock()))):
+                self.forgotten.append(Resent(gone.txid, "forgotten-cap", "the record was full"))
+        try:
+            result = self.client.submit_tx(plan.tx.raw.hex())
+        except TxRejectedError:
+            if self.sent is not None:
+                self.sent.remove(plan.tx.txid.hex())
+            raise
+        if self.sent is not None:
+            self.sent.acknowledge(plan.tx.txid.hex())
         if plan.change_address is not None:
             self.keystore.advance(CHANGE, self.keystore.next_change_index + 1)
         return result
+
+    def resend(self) -> list[Resent]:
+        """Resubmit the recorded transactions the node does not know (wallet/resend.py)."""
+        return resend(self.client, self.sent) if self.sent is not None else []
 
     # --- history ----------------------------------------------------------------------------
 

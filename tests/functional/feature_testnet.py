@@ -398,3 +398,25 @@ def test_testnet_real_pow_miner_killed_and_restarted(net):
     )
     assert net.get(0, "status")["miner"]["enabled"]
     net.run("wait-converged", "--timeout", "120")
+
+
+def test_a_killed_isolated_nodes_payment_is_put_back_by_its_wallet(net):
+    """The loss chaos found (d7d86ff): a payment only an isolated node held is gone once that
+    node is killed -9; its wallet kept it, and its next rebroadcast gets it mined."""
+    net.run("up", "--nodes", "3", "--miners", "2", "--network", "regtest")
+    net.run("partition", "0", "1,2")
+    txid = net.json("send", "0", "1", "1", "--json")["txid"]
+    assert net.get(0, f"tx/{txid}")["in_mempool"]
+    net.run("kill", "0")
+    net.run("start", "0")
+    net.run("heal")
+    net.run("wait-converged", "--timeout", "60")
+    for i in range(3):  # nowhere: the node lost it with its mempool, nobody else had it
+        assert net.api(i).get(f"tx/{txid}").status == 404
+
+    answer = net.wallet(0, "rebroadcast")
+    assert {(t["txid"], t["action"]) for t in answer["transactions"]} == {(txid, "resubmitted")}
+    assert answer["resubmitted"] == 1
+    settle(net)
+    assert net.get(1, f"tx/{txid}")["confirmations"] >= 1
+    assert net.wallet(0, "rebroadcast")["transactions"][0]["action"] == "confirmed"
