@@ -70,11 +70,11 @@ class LinkSpec:
     def describe(self) -> str:
         if self.plain:
             return "plain"
-        parts = [f"{self.delay * 1000:g}ms"]
+        parts = [f"{self.delay * 1000:g}ms"] if self.delay else []
         if self.jitter:
             parts.append(f"±{self.jitter * 1000:g}ms")
         if self.loss:
-            parts.append(f"loss {self.loss * 100:g}%")
+            parts.append("cut" if self.loss >= 1 else f"loss {self.loss * 100:g}%")
         if self.rate:
             parts.append(format_rate(self.rate))
         return " ".join(parts)
