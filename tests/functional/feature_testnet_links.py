@@ -7,7 +7,8 @@ kernel's receive timestamp).  Bounds are generous: the machine is noisy.
 
 Scenario: up --wan world gives every pair its drawn link, the nodes sync over them;
 ``link 0 1 --delay 80ms`` changes the measured RTT of that pair only; ``link --all
---clear`` removes every rule; ``down`` stops the emulator.  Needs root, iptables and
+--clear`` removes every rule; ``down`` stops the emulator; ``chaos --wan`` draws
+profiles and puts the links back.  Needs root, iptables and
 NetfilterQueue; skipped, saying why, otherwise.
 """
 
@@ -98,6 +99,21 @@ def test_link_needs_hosts_and_a_pair(tmp_path):
         net.run("down")
         assert not (net.dir / "links" / "linkemu.pid").exists()
         assert not _alive(pid)
+    finally:
+        net.run("down", "--clean", check=False)
+
+
+def test_chaos_draws_wan_profiles_and_puts_the_links_back(tmp_path):
+    net = HostNet(tmp_path / "net")
+    try:
+        net.run("up", "--hosts", "--nodes", "2", "--miners", "0", "--network", "regtest")
+        net.run("link", "0", "1", "--delay", "5ms")
+        out = net.run("chaos", "--duration", "4", "--wan", "--seed", "3").stdout
+        assert "WAN links: profile" in out and "chaos: all invariants hold" in out, out
+        assert "WAN links as before the run: 1 pair(s)" in out
+        # the fresh node of the last invariant joined; the one link set before is back
+        assert list(net.state["links"]) == ["0-1"]
+        assert net.state["links"]["0-1"]["delay"] == 0.005
     finally:
         net.run("down", "--clean", check=False)
 
