@@ -140,9 +140,8 @@ class Seen:
 
 
 def testnet(directory: Path, *args: str, timeout: float = 300) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    )
+    path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.testnet", "--dir", str(directory), *args],
         capture_output=True,

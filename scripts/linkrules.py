@@ -298,7 +298,7 @@ class LinkSet:
             raise LinkError(why)
         links = [link for link in links if not link.spec.plain]
         self.home.mkdir(parents=True, exist_ok=True)
-        generation = int(time.time() * 1000)
+        generation = time.time_ns()  # unique per apply: the emulator echoes it when done
         rows = [{"netns": k.netns, "src": k.src, "dst": k.dst} | asdict(k.spec) for k in links]
         tmp = self.config.with_suffix(".tmp")
         tmp.write_text(json.dumps({"generation": generation, "links": rows}))
