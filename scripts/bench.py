@@ -31,7 +31,7 @@ hosts        32 nodes, each in its own network namespace (obol-testnet up --host
              memory and CPU per idle node, convergence after a kernel partition heals
 linkemu      emulated WAN links between two namespaces: 80 ms +- 10 ms, 1 % loss, 10 mbit
              each way, and the RTT, loss, TCP rate, packets/s and CPU really seen (root)
-wan          8 hosts on the `world` WAN profile, real proof of work at a 3 s block interval:
+wan          8 hosts (--quick: 4) on the `world` WAN profile, real proof of work at a 3 s interval:
              stale-block rate, propagation to all nodes (p50, p90), a partition with miners
              on both sides and the seconds to one tip after the heal (root)
 

@@ -3,8 +3,9 @@
 linkemu  two namespaces made for the purpose, both directions 80 ms +- 10 ms, 1 % loss,
          10 mbit (scripts/link_measure.py): the RTT, one-way loss and TCP throughput
          really seen, and the packets/s the emulator sustains with its CPU share
-wan      ``obol-testnet up --hosts --wan world``: 8 hosts, 4 miners, real proof of work on
-         a chain spec with a 3 s block interval; while connected, the stale-block rate
+wan      ``obol-testnet up --hosts --wan world``: 8 hosts (``--quick``: 4), half of them
+         mining, real proof of work on a chain spec with a 3 s block interval; while
+         connected, the stale-block rate
          and how long a block takes to reach every node (p50, p90); then a partition
          with miners on both sides (both sides go on confirming: availability), a heal,
          and the seconds until every node is on one tip again (convergence)
@@ -38,9 +39,6 @@ from scripts.linkrules import LinkSpec, missing_tools
 
 REPO = Path(__file__).resolve().parent.parent
 WAN_LINK = LinkSpec(delay=0.080, jitter=0.010, loss=0.01, rate=10e6)  # the accuracy figures
-WAN_NODES = 8
-WAN_MINERS = 4  # nodes 0..3 mine (one process each)
-WAN_GROUPS = ("0,1,4,5", "2,3,6,7")  # the partition: two miners on each side
 WAN_SEED = 1  # the world profile's draws
 BLOCK_INTERVAL = 3.0  # seconds: the bench chain's ASERT target
 # the bench chain's genesis target: ~2^21 hashes a block (2 s at the ~1 MH/s four 1-thread
@@ -56,8 +54,11 @@ PHASE_POLL = 0.5  # seconds between checks of a phase's end
 
 @dataclass(frozen=True)
 class WanSizes:
-    """How long each phase of the ``wan`` benchmark runs (seconds)."""
+    """The ``wan`` network and how long each phase runs."""
 
+    nodes: int  # hosts
+    miners: int  # nodes 0..miners-1 mine (one process each)
+    groups: tuple[str, str]  # the partition, miners on both sides
     connected: float  # seconds at least, measured while every link is up: stale rate, ...
     min_blocks: int  # ... and until this many blocks were found
     partitioned: float  # seconds at least both sides mine alone (and each found a block)
@@ -66,8 +67,28 @@ class WanSizes:
     pings: int  # the linkemu RTT sample
 
 
-WAN_FULL = WanSizes(connected=90.0, min_blocks=20, partitioned=30.0, warmup=5, flood=3.0, pings=200)
-WAN_QUICK = WanSizes(connected=10.0, min_blocks=3, partitioned=5.0, warmup=2, flood=1.0, pings=50)
+WAN_FULL = WanSizes(
+    nodes=8,
+    miners=4,
+    groups=("0,1,4,5", "2,3,6,7"),
+    connected=90.0,
+    min_blocks=20,
+    partitioned=30.0,
+    warmup=5,
+    flood=3.0,
+    pings=200,
+)
+WAN_QUICK = WanSizes(  # CI keeps it working: 4 hosts, a few blocks
+    nodes=4,
+    miners=2,
+    groups=("0,2", "1,3"),
+    connected=8.0,
+    min_blocks=3,
+    partitioned=4.0,
+    warmup=2,
+    flood=1.0,
+    pings=50,
+)
 
 
 def sizes_of(b: Bench) -> WanSizes:
@@ -178,7 +199,7 @@ async def bench_wan(b: Bench) -> None:
     spec = b.workdir / "wanbench.toml"
     await asyncio.to_thread(make_chain, spec)
     up = (
-        ["up", "--hosts", "--nodes", str(WAN_NODES), "--miners", str(WAN_MINERS)]
+        ["up", "--hosts", "--nodes", str(size.nodes), "--miners", str(size.miners)]
         + ["--chain", str(spec), "--topology", "random", "--wan", "world"]
         + ["--seed", str(WAN_SEED)]
     )
@@ -216,9 +237,9 @@ async def measure_wan(b: Bench, net: Path, size: WanSizes) -> None:
 
         await phase(connected_done, size.connected, "blocks while connected")
         t1 = time.monotonic()
-        await asyncio.to_thread(testnet, net, "partition", *WAN_GROUPS)
+        await asyncio.to_thread(testnet, net, "partition", *size.groups)
         t2 = time.monotonic()
-        sides = [int(g.split(",")[0]) for g in WAN_GROUPS]
+        sides = [int(g.split(",")[0]) for g in size.groups]
         cut_at = [await height_of(b, urls[i]) for i in sides]
 
         async def partition_done() -> bool:
@@ -239,10 +260,10 @@ async def measure_wan(b: Bench, net: Path, size: WanSizes) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     main = set(await main_chain(b, urls[0], start_height))
-    report(b, seen, main, (t0, t1, t2, t3, t4))
+    report(b, seen, main, (t0, t1, t2, t3, t4), len(urls))
 
 
-def report(b: Bench, seen: Seen, main: set[str], times: tuple[float, ...]) -> None:
+def report(b: Bench, seen: Seen, main: set[str], times: tuple[float, ...], n: int) -> None:
     t0, t1, t2, t3, t4 = times
     found = {h: min(at.values()) for h, at in seen.at.items()}  # first node: the miner
     window = [h for h, t in found.items() if t0 <= t < t1]
@@ -250,9 +271,7 @@ def report(b: Bench, seen: Seen, main: set[str], times: tuple[float, ...]) -> No
         raise BenchError("wan: no block was found while connected")
     stale = [h for h in window if h not in main]
     everywhere = [
-        max(seen.at[h].values()) - found[h]
-        for h in window
-        if h in main and len(seen.at[h]) == WAN_NODES
+        max(seen.at[h].values()) - found[h] for h in window if h in main and len(seen.at[h]) == n
     ]
     seconds = t1 - t0
     b.add(
@@ -271,7 +290,7 @@ def report(b: Bench, seen: Seen, main: set[str], times: tuple[float, ...]) -> No
     if everywhere:
         ranked = sorted(everywhere)
         p90 = ranked[math.ceil(0.9 * len(ranked)) - 1]  # nearest rank: a time measured
-        b.add("wan_propagation_all_p50", statistics.median(ranked), "s", note="to all 8")
+        b.add("wan_propagation_all_p50", statistics.median(ranked), "s", note=f"to all {n}")
         b.add("wan_propagation_all_p90", p90, "s", note=f"{len(ranked)} main-chain blocks")
     during = [h for h, t in found.items() if t2 <= t < t3]
     lost = [h for h in during if h not in main]
@@ -287,7 +306,7 @@ def report(b: Bench, seen: Seen, main: set[str], times: tuple[float, ...]) -> No
         "wan_converge_after_heal",
         t4 - t3,
         "s",
-        note="from `obol-testnet heal` (its own run included) until all 8 report one tip",
+        note=f"from `obol-testnet heal` (its own run included) until all {n} report one tip",
     )
 
 
