@@ -65,6 +65,8 @@ class WanSizes:
     warmup: int  # blocks mined before anything is measured (difficulty settles)
     flood: float  # seconds of the linkemu flood
     pings: int  # the linkemu RTT sample
+    datagrams: int  # the linkemu loss sample
+    transfer: int  # bytes of the linkemu TCP transfer
 
 
 WAN_FULL = WanSizes(
@@ -77,6 +79,8 @@ WAN_FULL = WanSizes(
     warmup=5,
     flood=3.0,
     pings=200,
+    datagrams=5000,
+    transfer=4_000_000,
 )
 WAN_QUICK = WanSizes(  # CI keeps it working: 4 hosts, a few blocks
     nodes=4,
@@ -87,7 +91,9 @@ WAN_QUICK = WanSizes(  # CI keeps it working: 4 hosts, a few blocks
     partitioned=4.0,
     warmup=2,
     flood=1.0,
-    pings=50,
+    pings=30,
+    datagrams=2000,
+    transfer=1_000_000,
 )
 
 
@@ -121,11 +127,11 @@ def measure_links(b: Bench, size: WanSizes) -> None:
         b.add("linkemu_rtt_mean", s["mean"], "ms", target=155, target_of="value", note=note)
         b.add("linkemu_rtt_p10", s["p10"], "ms", note=note)
         b.add("linkemu_rtt_p90", s["p90"], "ms", note=note)
-        lost = lm.udp_loss(pair, count=5000, interval=0.0002)
-        b.add("linkemu_loss", lost * 100, "%", note="configured 1 %, 5,000 UDP datagrams a->b")
+        lost = lm.udp_loss(pair, count=size.datagrams, interval=0.0002)
+        b.add("linkemu_loss", lost * 100, "%", note=f"1 % asked, {size.datagrams} UDP datagrams")
         pair.set(LinkSpec(delay=0.080, jitter=0.010, rate=10e6))
-        bits = lm.tcp_throughput(pair, 4_000_000)
-        b.add("linkemu_tcp_rate", bits / 1e6, "mbit/s", note="10 mbit, 80 ms, no loss: 4 MB")
+        bits = lm.tcp_throughput(pair, size.transfer)
+        b.add("linkemu_tcp_rate", bits / 1e6, "mbit/s", note=f"10 mbit, 80 ms: {size.transfer} B")
         pair.set(LinkSpec(delay=0.001))
         flood = lm.udp_flood(pair, size.flood)
         b.add("linkemu_flood_sent", flood.sent_pps, "packets/s", note="one UDP sender, 64 B")

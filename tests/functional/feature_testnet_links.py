@@ -82,7 +82,8 @@ def test_wan_profile_link_clear_and_down(tmp_path):
     assert testnet_hosts.leftovers(testnet_hosts.tag_of(net.dir)) == []
 
 
-def test_link_needs_hosts_and_a_pair(tmp_path):
+def test_bad_links_chaos_profiles_and_down(tmp_path):
+    """One small network: refusals, a cut link, chaos --wan puts the links back, down."""
     net = HostNet(tmp_path / "net")
     try:
         net.run("up", "--hosts", "--nodes", "2", "--miners", "0", "--network", "regtest")
@@ -95,18 +96,6 @@ def test_link_needs_hosts_and_a_pair(tmp_path):
         net.run("link", "0", "1", "--loss", "100%")  # a cut link: nothing gets through
         out = net.inside(0, "ping", "-c", "2", "-i", "0.05", "-W", "1", net.node(1)["ip"])
         assert out.returncode != 0
-        pid = net.state["link_emulator"]
-        net.run("down")
-        assert not (net.dir / "links" / "linkemu.pid").exists()
-        assert not _alive(pid)
-    finally:
-        net.run("down", "--clean", check=False)
-
-
-def test_chaos_draws_wan_profiles_and_puts_the_links_back(tmp_path):
-    net = HostNet(tmp_path / "net")
-    try:
-        net.run("up", "--hosts", "--nodes", "2", "--miners", "0", "--network", "regtest")
         net.run("link", "0", "1", "--delay", "5ms")
         out = net.run("chaos", "--duration", "4", "--wan", "--seed", "3").stdout
         assert "WAN links: profile" in out and "chaos: all invariants hold" in out, out
@@ -114,6 +103,10 @@ def test_chaos_draws_wan_profiles_and_puts_the_links_back(tmp_path):
         # the fresh node of the last invariant joined; the one link set before is back
         assert list(net.state["links"]) == ["0-1"]
         assert net.state["links"]["0-1"]["delay"] == 0.005
+        pid = net.state["link_emulator"]
+        net.run("down")
+        assert not (net.dir / "links" / "linkemu.pid").exists()
+        assert not _alive(pid)
     finally:
         net.run("down", "--clean", check=False)
 
