@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # make lint LINT_PATHS="node/primitives wallet": the same checks, on those paths only
 LINT_PATHS ?=
 
-.PHONY: venv test lint format run bench bench-quick clean browser hosts screenshots
+.PHONY: venv test lint format run bench bench-quick clean browser hosts screenshots link-deps
 
 venv: $(STAMP)
 
@@ -15,6 +15,11 @@ $(STAMP): setup.cfg pyproject.toml setup.py node/consensus/_sigbatch.c node/prim
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,lint]'
+	@# the link emulator's NetfilterQueue builds against libnetfilter-queue (make link-deps);
+	@# without it the venv is still complete and the emulated-link tests skip, saying why
+	if [ -f /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then \
+		$(BIN)/pip install --quiet -e '.[link]'; \
+	else echo "no libnetfilter-queue-dev: emulated WAN links (obol-testnet link) unavailable"; fi
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -35,6 +40,16 @@ hosts:
 	if [ "$$(id -u)" != 0 ]; then echo "make hosts: not root; the namespace tests will skip"; exit 1; fi; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables util-linux
+
+# Debian's iptables, iproute2 and libnetfilter-queue-dev, for emulated WAN links
+# (scripts/linkemu.py; tests/functional/feature_linkemu.py skips, saying why, without them);
+# needs root and apt.  Run it before the venv is built: the venv then gets NetfilterQueue.
+link-deps:
+	@if command -v iptables >/dev/null && command -v ip >/dev/null && \
+		[ -f /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make link-deps: not root; the emulated-link tests will skip"; exit 1; fi; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 iputils-ping libnetfilter-queue-dev gcc
 
 # make screenshots: the explorer's pages as PNGs in docs/screenshots/ (taken by its browser test)
 screenshots: $(STAMP) browser

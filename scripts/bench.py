@@ -29,6 +29,11 @@ bigblock     in-process: a block of 2,000 transactions connected, signatures ver
              one whose transactions the mempool had verified (µs per transaction)
 hosts        32 nodes, each in its own network namespace (obol-testnet up --hosts; root):
              memory and CPU per idle node, convergence after a kernel partition heals
+linkemu      emulated WAN links between two namespaces: 80 ms +- 10 ms, 1 % loss, 10 mbit
+             each way, and the RTT, loss, TCP rate, packets/s and CPU really seen (root)
+wan          8 hosts (--quick: 4) on the `world` WAN profile, real proof of work at a 3 s interval:
+             stale-block rate, propagation to all nodes (p50, p90), a partition with miners
+             on both sides and the seconds to one tip after the heal (root)
 
 Every figure is printed with the limit measured in the same run and the ratio;
 ``--json FILE`` writes them all.  Figures are noisy on a shared machine; ratios
@@ -75,6 +80,8 @@ BENCHMARKS = (
     "single",
     "bigblock",
     "hosts",
+    "linkemu",
+    "wan",
 )
 NEEDS_SIG = {"mempool", "sync", "reorg", "memory"}
 NEEDS_CHAIN = {"sync", "reorg", "memory"}
@@ -119,7 +126,7 @@ async def run(bench: Bench, selected: list[str]) -> None:
     """Run the ``selected`` benchmarks (in dependency order) on ``bench``, then stop its nodes."""
     # imported here, not at the top: worker processes started with spawn re-run this
     # module's top level, and none of them needs the benchmarks themselves
-    from scripts import bench_attacks, bench_hosts, bench_relay
+    from scripts import bench_attacks, bench_hosts, bench_relay, bench_wan
     from scripts import bench_suite as suite
 
     async with aiohttp.ClientSession() as bench.session:
@@ -137,6 +144,8 @@ async def run(bench: Bench, selected: list[str]) -> None:
                     "single": bench_relay,
                     "bigblock": bench_relay,
                     "hosts": bench_hosts,
+                    "linkemu": bench_wan,
+                    "wan": bench_wan,
                 }.get(name, suite)
                 await getattr(module, f"bench_{name}")(bench)
                 log(f"{name}: done in {time.perf_counter() - started:.1f}s")

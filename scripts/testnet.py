@@ -24,8 +24,9 @@ from typing import TypedDict
 
 from node.consensus.chainspec import ChainSpecError, load_spec
 
-from . import dashboard, testnet_hosts
+from . import dashboard, testnet_hosts, testnet_links, wan
 from . import testnet_chaos as chaos
+from .linkrules import LinkError, LinkSpec, parse_duration, parse_loss, parse_rate
 from .testnet_lib import (
     HOST_BASE,
     MAX_NODES,
@@ -155,6 +156,7 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
                     ("topology", state.topology),
                     ("miners", sum(n.miner for n in state.nodes)),
                     ("hosts", state.hosts is not None),
+                    ("wan", state.wan),
                 )
                 if getattr(args, k) is not None and getattr(args, k) != v
             ]
@@ -183,6 +185,10 @@ def cmd_up(tn: Testnet, args: argparse.Namespace) -> int:
             testnet_hosts.setup(state.hosts, state.nodes)
             if state.partition:
                 testnet_hosts.cut(state.nodes, group_of(state))
+            if state.links:
+                testnet_links.apply(tn, state)
+                tn.save(state)
+                say(f"links: {len(state.links)} pair(s) emulated ({state.wan or 'set by `link`'})")
         try:
             launch(tn, state, state.nodes)
         except TestnetError as exc:
@@ -238,6 +244,8 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
         testnet_hosts.require()
         if n > testnet_hosts.MAX_HOST_NODES:
             raise TestnetError(f"--hosts: at most {testnet_hosts.MAX_HOST_NODES} nodes")
+    if getattr(args, "wan", None) and not getattr(args, "hosts", None):
+        raise TestnetError("--wan needs --hosts (emulated links join the nodes' namespaces)")
     if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 2 * n:
         raise TestnetError(f"--base-port must leave room for {2 * n} ports below 65536")
     tn.dir.mkdir(parents=True, exist_ok=True)
@@ -253,6 +261,8 @@ def create_state(tn: Testnet, args: argparse.Namespace) -> State:
         hosts=testnet_hosts.plan(tn.dir) if getattr(args, "hosts", None) else None,
     )
     state.nodes = [new_node(tn, state, i, i < miners) for i in range(n)]
+    if getattr(args, "wan", None):
+        testnet_links.draw_profile(state, args.wan, args.seed or 0)
     return state
 
 
@@ -281,6 +291,10 @@ def add_node(tn: Testnet, miner: bool, seed: int | None) -> tuple[NodeInfo, Stat
             testnet_hosts.ensure_host(state.hosts, node)
             if state.partition:
                 testnet_hosts.cut(state.nodes, group_of(state))
+            testnet_links.extend_profile(state, node.index)
+            if state.links:
+                testnet_links.apply(tn, state)
+            tn.save(state)
         launch(tn, state, [node])
         tn.save(state)
         after_start(tn, state, node)
@@ -296,6 +310,8 @@ def cmd_start(tn: Testnet, args: argparse.Namespace) -> int:
             return 1
         if state.hosts is not None:
             testnet_hosts.ensure_host(state.hosts, node)
+            if state.links:  # the namespace may be new: its rules and queue with it
+                testnet_links.apply(tn, state)
         launch(tn, state, [node])
         tn.save(state)
         for note in after_start(tn, state, node):
@@ -336,11 +352,14 @@ def cmd_kill(tn: Testnet, args: argparse.Namespace) -> int:
 def cmd_down(tn: Testnet, args: argparse.Namespace) -> int:
     if not tn.exists():
         say(f"no test network in {tn.dir}")
-        remove_hosts(testnet_hosts.tag_of(tn.dir))  # leftovers of a crash, if any
+        testnet_links.remove(tn, None)  # leftovers of a crash, if any
+        remove_hosts(testnet_hosts.tag_of(tn.dir))
         return 0
     with tn.update() as state:
         live = running(state)
         killed = stop_nodes(state.nodes)
+        if state.links or testnet_links.link_set(tn).pid() is not None:
+            testnet_links.remove(tn, state)  # the links' rules go before their namespaces
     if state.hosts is not None:
         remove_hosts(state.hosts.tag)
     say(
@@ -374,6 +393,48 @@ def remove_hosts(tag: str) -> None:
     still = testnet_hosts.leftovers(tag)
     if still:
         raise TestnetError(f"hosts: could not remove {', '.join(still)}")
+
+
+# --- link ------------------------------------------------------------------------------------
+
+
+def cmd_link(tn: Testnet, args: argparse.Namespace) -> int:
+    with tn.update() as state:
+        testnet_links.require_hosts(state)
+        if args.pair and args.all:
+            raise TestnetError("link: either I J or --all, not both")
+        if not args.pair and not args.all:
+            if args.clear or link_spec(args) is not None:
+                raise TestnetError("link: which link?  give I J, or --all")
+            lines = testnet_links.render_links(testnet_links.links_status(tn, state))
+            say("\n".join(lines) if lines else "no emulated links")
+            return 0
+        if args.pair and len(args.pair) != 2:
+            raise TestnetError("link: give two nodes, I J")
+        pairs = testnet_links.all_pairs(state) if args.all else [tuple(args.pair)]
+        spec = None if args.clear else link_spec(args)
+        if spec is None and not args.clear:
+            raise TestnetError("link: say what the link does (--delay, --jitter, --loss, --rate)")
+        testnet_links.set_links(state, pairs, spec)
+        testnet_links.apply(tn, state)
+    what = "cleared" if spec is None or spec.plain else spec.describe()
+    say(f"links: {len(pairs)} pair(s) {what}; {len(state.links)} pair(s) emulated in all")
+    return 0
+
+
+def link_spec(args: argparse.Namespace) -> LinkSpec | None:
+    """The link the flags describe (None: no flag given)."""
+    if all(v is None for v in (args.delay, args.jitter, args.loss, args.rate)):
+        return None
+    try:
+        return LinkSpec(
+            delay=parse_duration(args.delay) if args.delay else 0.0,
+            jitter=parse_duration(args.jitter) if args.jitter else 0.0,
+            loss=parse_loss(args.loss) if args.loss else 0.0,
+            rate=parse_rate(args.rate) if args.rate else 0.0,
+        )
+    except LinkError as exc:
+        raise TestnetError(f"link: {exc}") from None
 
 
 # --- partition / heal / wait-converged --------------------------------------------------------
@@ -579,6 +640,7 @@ def render_status(info: dict) -> str:
             f"among {len(live)} running node(s)"
         )
     lines.append("(* = miner)")
+    lines += testnet_links.render_links(info["links"])
     return "\n".join(lines)
 
 
@@ -742,6 +804,11 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="a host per node: each in its own network namespace on a bridge (root)",
         )
+        q.add_argument(
+            "--wan",
+            choices=wan.PROFILES,
+            help="--hosts: emulated WAN links between every pair of nodes, drawn by --seed",
+        )
 
     q = sub.add_parser("up", help="create (or restart) and start the network")
     up_options(q)
@@ -812,6 +879,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--miner", action="store_true")
     q.add_argument("--seed", type=int)
     q.set_defaults(func=cmd_add)
+
+    q = sub.add_parser(
+        "link",
+        help="--hosts: emulate a WAN link between nodes I and J (or --all pairs); no args: list",
+    )
+    q.add_argument("pair", type=int, nargs="*", metavar="I J")
+    q.add_argument("--all", action="store_true", help="every pair of nodes")
+    q.add_argument("--delay", help="one-way delay, each direction, e.g. 80ms")
+    q.add_argument("--jitter", help="the delay varies by +- this much, e.g. 10ms (no reordering)")
+    q.add_argument("--loss", help="random loss, each direction, e.g. 1%%")
+    q.add_argument("--rate", help="bandwidth, each direction, e.g. 10mbit")
+    q.add_argument("--clear", action="store_true", help="make the link(s) plain again")
+    q.set_defaults(func=cmd_link)
 
     q = sub.add_parser("partition", help="cut the network into groups, e.g. `partition 0,1 2,3`")
     q.add_argument("groups", nargs="+", metavar="GROUP", help="comma-separated node indexes")

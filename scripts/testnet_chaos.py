@@ -12,7 +12,9 @@ seed is one schedule.  Faults, each at a random moment 2-5 s after the last:
 * restart     SIGTERM a node and start it again at once
 * clock-skew  restart a node with its clock up to a quarter of the network's
               future-block limit off (``obol-node --clock-offset``)
-* wan         random link profiles: needs the link emulator (``obol-testnet link``)
+* wan         random link profiles: every pair of hosts gets a link drawn from a WAN
+              profile (scripts/wan.py) picked at random; needs ``--hosts`` and the link
+              emulator (``obol-testnet link``); the links before the run come back at the end
 
 Payments flow all along (``Traffic``: random wallets, and on regtest a block
 every 2 s).  Every fault of the schedule runs, in order (late when the one
@@ -47,6 +49,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import testnet_links, wan
+from .linkrules import missing_tools
 from .testnet_lib import (
     ApiError,
     NodeInfo,
@@ -215,6 +219,8 @@ class Chaos:
         self.partition_ends: float | None = None  # when the current partition heals
         self.restarts: dict[int, float] = {}  # killed node -> when to start it again
         self.raw: dict[str, str] = {}  # txid -> hex of each acknowledged payment, kept at once
+        # the links, profile and seed before the first `wan` fault (restored by undo_all)
+        self.links_before: tuple[dict[str, dict[str, float]], str | None, int] | None = None
 
     # --- the run ------------------------------------------------------------------------
 
@@ -273,7 +279,8 @@ class Chaos:
                 self.note(fault.describe())
                 return
             if fault.kind == "wan":
-                raise TestnetError("--wan needs the link emulator (`obol-testnet link`)")
+                self.wan_links(state, fault)
+                return
             assert fault.node is not None
             node = state.node(fault.node)
             if not node_running(node):
@@ -294,6 +301,19 @@ class Chaos:
                 node.clock_offset = fault.offset
                 self.run.skewed.add(node.index)
             self.start(state, node, fault.describe())
+
+    def wan_links(self, state: State, fault: Fault) -> None:
+        """Every pair of hosts gets a link from a profile drawn from the fault's time."""
+        if state.hosts is None:
+            self.note(f"skipped ({fault.describe()}): emulated links need `up --hosts`")
+            return
+        rng = random.Random(f"wan:{fault.at}")
+        profile, seed = rng.choice(wan.PROFILES), rng.randrange(2**32)
+        if self.links_before is None:
+            self.links_before = (dict(state.links), state.wan, state.wan_seed)
+        testnet_links.draw_profile(state, profile, seed)
+        testnet_links.apply(self.tn, state)
+        self.note(f"WAN links: profile {profile} (seed {seed}) on {len(state.links)} pair(s)")
 
     def start(self, state: State, node: NodeInfo, why: str) -> None:
         try:
@@ -324,6 +344,11 @@ class Chaos:
             self.partition_ends = time.monotonic()
         self.restarts = dict.fromkeys(self.restarts, 0.0)
         self.undo_due(far)
+        if self.links_before is not None:
+            with self.tn.update() as state:
+                state.links, state.wan, state.wan_seed = self.links_before
+                testnet_links.apply(self.tn, state)
+            self.note(f"WAN links as before the run: {len(state.links)} pair(s)")
         with self.tn.update() as state:
             for index in sorted(self.run.skewed):
                 node = state.node(index)
@@ -506,10 +531,11 @@ def command(
     kinds = [k for k in FAULTS if getattr(args, k.replace("-", "_"))]
     kinds = kinds or list(DEFAULT_FAULTS)
     if "wan" in kinds:
-        raise TestnetError(
-            "--wan needs the link emulator (`obol-testnet link`, issue 16 part B), "
-            "which this build does not have"
-        )
+        if state.hosts is None:
+            raise TestnetError("chaos --wan needs a host per node: make the network with --hosts")
+        why = missing_tools()
+        if why is not None:
+            raise TestnetError(f"chaos --wan: {why}")
     if len(running(state)) < 2:
         raise TestnetError("chaos needs a running network of at least 2 nodes (`up` first)")
     if args.duration <= 0:

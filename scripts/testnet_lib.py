@@ -142,6 +142,12 @@ class State:
     created: float = field(default_factory=time.time)
     chain: str | None = None  # a chain spec file (`up --chain FILE`): nodes and wallets get it
     hosts: HostNet | None = None  # `up --hosts`: a namespace per node on this bridge
+    # emulated WAN links (scripts/testnet_links.py): "A-B" (A < B) -> the LinkSpec fields
+    # of both directions; `up --wan` fills it from a profile, `link` edits it
+    links: dict[str, dict[str, float]] = field(default_factory=dict)
+    wan: str | None = None  # the profile of `up --wan` (new nodes' links are drawn from it)
+    wan_seed: int = 0  # the seed of its draws (`up --seed`)
+    link_emulator: int | None = None  # the pid of the link emulator (scripts/linkemu.py)
 
     @property
     def mines_on_demand(self) -> bool:

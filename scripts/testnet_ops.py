@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import testnet_hosts
+from . import testnet_hosts, testnet_links
 from .testnet_lib import (
     BAN_SECONDS,
     COIN,
@@ -524,6 +524,7 @@ def collect_status(tn: Testnet, state: State) -> dict[str, Any]:
         and len(tip_set) == 1
         and len(live) == sum(r["state"] != "stopped" for r in rows),
         "height": max((r["height"] for r in live), default=None),
+        "links": testnet_links.links_status(tn, state),
     }
 
 
