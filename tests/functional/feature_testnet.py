@@ -33,6 +33,7 @@ from node.primitives.crypto import decode_address
 from node.primitives.tx import OutPoint, TxOut, sign_transaction
 from tests.framework.daemon import Client
 from tests.framework.programs import killed_at_exit, process_env, program
+from tests.framework.testnet_cli import TestnetCli
 from tests.framework.util import poll_until
 
 pytestmark = pytest.mark.system
@@ -40,28 +41,8 @@ pytestmark = pytest.mark.system
 COIN = 100_000_000
 
 
-class Net:
+class Net(TestnetCli):
     """One test network: ``obol-testnet --dir DIR ...`` and views of its nodes."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-
-    def run(
-        self, *args: str, timeout: float = 180, check: bool = True
-    ) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=process_env(),
-            stdin=subprocess.DEVNULL,
-        )
-        if check:
-            assert proc.returncode == 0, (
-                f"obol-testnet {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
 
     def json(self, *args: str, **kw) -> Any:
         return json.loads(self.run(*args, **kw).stdout)
@@ -75,13 +56,6 @@ class Net:
             env=process_env(),
             stdin=subprocess.DEVNULL,
         )
-
-    @property
-    def state(self) -> dict:
-        return json.loads((self.dir / "testnet.json").read_text())
-
-    def node(self, i: int) -> dict:
-        return self.state["nodes"][i]
 
     def api(self, i: int) -> Client:
         node = self.node(i)

@@ -33,6 +33,7 @@ import pytest
 
 from scripts import testnet_hosts
 from tests.framework.programs import process_env, program
+from tests.framework.testnet_cli import TestnetCli
 from tests.framework.util import poll_until
 
 pytestmark = [
@@ -51,35 +52,8 @@ CUT_TIMEOUT = 20.0  # seconds for connections across a cut to be dropped (pings 
 HEAL_TIMEOUT = 20.0  # seconds for the nodes to reconnect and converge after a heal
 
 
-class HostNet:
+class HostNet(TestnetCli):
     """One ``--hosts`` network: ``obol-testnet --dir DIR ...`` and views of its nodes."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-
-    def run(
-        self, *args: str, check: bool = True, timeout: float = 180
-    ) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            program("obol-testnet", "scripts.testnet") + ["--dir", str(self.dir), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=process_env(),
-            stdin=subprocess.DEVNULL,
-        )
-        if check:
-            assert proc.returncode == 0, (
-                f"obol-testnet {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    @property
-    def state(self) -> dict:
-        return json.loads((self.dir / "testnet.json").read_text())
-
-    def node(self, i: int) -> dict:
-        return self.state["nodes"][i]
 
     def api(self, i: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Ask node i's API from the machine's namespace, through the bridge."""
