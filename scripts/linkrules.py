@@ -222,22 +222,6 @@ def missing_tools() -> str | None:
     return None
 
 
-def has_netem() -> bool:
-    """Whether this kernel has the netem qdisc (tried in a throwaway namespace)."""
-    name = f"obol-netem-probe-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
-        return False
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "netem"]
-            + ["delay", "1ms"],
-            capture_output=True,
-        )
-        return proc.returncode == 0
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
 # --- the emulator process --------------------------------------------------------------------
 
 
