@@ -23,7 +23,8 @@ $(STAMP): setup.cfg pyproject.toml setup.py node/consensus/_sigbatch.c node/prim
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@# the 15 slowest tests are listed: the suite must stay within 10 minutes on 2 cores
+	$(BIN)/python -m pytest -q --durations=15
 
 # Debian's chromium and chromium-driver, for the explorer's browser tests
 # (tests/functional/feature_explorer.py skips, saying why, without them); needs root and apt
