@@ -20,18 +20,17 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypedDict
 
 from node.consensus.chainspec import ChainSpecError, load_spec
 
-from . import dashboard, testnet_hosts, testnet_links, wan
+from . import dashboard, testnet_hosts, testnet_links
 from . import testnet_chaos as chaos
 from .linkrules import LinkError, LinkSpec, parse_duration, parse_loss, parse_rate
+from .testnet_args import DEFAULTS, STATUS_INTERVAL, build_parser
 from .testnet_lib import (
     HOST_BASE,
     MAX_NODES,
     STOP_TIMEOUT,
-    TOPOLOGIES,
     ApiError,
     NodeInfo,
     State,
@@ -65,21 +64,9 @@ from .testnet_ops import (
     wanted_links,
 )
 
-
-class Defaults(TypedDict):
-    """What `up` creates when its flags are not given."""
-
-    nodes: int
-    miners: int
-    topology: str
-    network: str
-
-
-DEFAULTS: Defaults = {"nodes": 4, "miners": 2, "topology": "line", "network": "testnet"}
 HOSTS_P2P_PORT = 9333  # --hosts: every node listens on its own address, on these ports
 HOSTS_API_PORT = 9334
 REGTEST_BLOCK_INTERVAL = 2.0  # seconds between the blocks `traffic`/`run` mine on regtest
-STATUS_INTERVAL = 2.0  # seconds between refreshes of `status --watch` and `run`
 
 
 def say(text: str) -> None:
@@ -771,182 +758,37 @@ def cmd_run(tn: Testnet, args: argparse.Namespace) -> int:
 # --- the command line -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="obol-testnet", description="Run a local Obol test network.")
-    p.add_argument("--dir", default="testnet", help="the network's directory (default ./testnet)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def cmd_dashboard(tn: Testnet, args: argparse.Namespace) -> int:
+    return dashboard.serve(tn, args.port)
 
-    def up_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--nodes", type=int, help=f"number of nodes (default {DEFAULTS['nodes']})")
-        q.add_argument(
-            "--miners",
-            type=int,
-            help=f"how many of the first nodes mine (default {DEFAULTS['miners']})",
-        )
-        q.add_argument("--topology", choices=TOPOLOGIES, help="how nodes are linked (default line)")
-        q.add_argument(
-            "--network", choices=("testnet", "regtest"), help="default testnet (real proof of work)"
-        )
-        q.add_argument(
-            "--chain",
-            metavar="FILE",
-            help="a private network's chain spec (docs/protocol.md §12.1) instead of --network",
-        )
-        q.add_argument(
-            "--base-port",
-            type=int,
-            help="node i uses P2P port P+2i and API port P+2i+1 (default: free ports)",
-        )
-        q.add_argument("--seed", type=int, help="seed of the random topology and traffic")
-        q.add_argument(
-            "--hosts",
-            action="store_true",
-            default=None,
-            help="a host per node: each in its own network namespace on a bridge (root)",
-        )
-        q.add_argument(
-            "--wan",
-            choices=wan.PROFILES,
-            help="--hosts: emulated WAN links between every pair of nodes, drawn by --seed",
-        )
 
-    q = sub.add_parser("up", help="create (or restart) and start the network")
-    up_options(q)
-    q.set_defaults(func=cmd_up)
-
-    q = sub.add_parser("run", help="up, live status and traffic until Ctrl-C, then down")
-    up_options(q)
-    q.add_argument("--rate", type=float, default=0.5, help="transactions per second (default 0.5)")
-    q.add_argument(
-        "--block-interval", type=float, help="regtest: seconds between blocks (default 2)"
-    )
-    q.add_argument(
-        "--dashboard-port",
-        type=int,
-        default=dashboard.DEFAULT_PORT,
-        help=f"serve the dashboard on 127.0.0.1:P while running (default {dashboard.DEFAULT_PORT}"
-        ", 0 = none)",
-    )
-    q.set_defaults(func=cmd_run)
-
-    q = sub.add_parser("status", help="one row per node, and whether they agree")
-    q.add_argument("--json", action="store_true")
-    q.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
-    q.add_argument(
-        "--interval", type=float, default=STATUS_INTERVAL, help="seconds between refreshes"
-    )
-    q.set_defaults(func=cmd_status)
-
-    q = sub.add_parser("send", help="pay AMOUNT coins from node FROM's wallet to node TO's")
-    q.add_argument("source", type=int, metavar="FROM")
-    q.add_argument("target", type=int, metavar="TO")
-    q.add_argument("amount", metavar="AMOUNT", help="in coins, e.g. 1.5")
-    q.add_argument("--fee-rate", type=int, help="base units per byte")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_send)
-
-    q = sub.add_parser("traffic", help="random payments between the wallets (regtest: and blocks)")
-    q.add_argument("--rate", type=float, default=1.0, help="transactions per second (default 1)")
-    q.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
-    q.add_argument(
-        "--count",
-        type=int,
-        help="stop once COUNT transactions were sent (--duration: or when it ends, if sooner)",
-    )
-    q.add_argument(
-        "--block-interval", type=float, help="regtest: seconds between blocks (default 2, 0: none)"
-    )
-    q.add_argument("--seed", type=int)
-    q.add_argument("--quiet", action="store_true", help="only the summary")
-    q.set_defaults(func=cmd_traffic)
-
-    q = sub.add_parser("mine", help="regtest: mine BLOCKS blocks on a node, paying its wallet")
-    q.add_argument("blocks", type=int, nargs="?", default=1)
-    q.add_argument("--node", type=int, help="default: the first running miner")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_mine)
-
-    for name, func, text in (
-        ("kill", cmd_kill, "SIGKILL node I"),
-        ("stop", cmd_stop, "SIGTERM node I"),
-        ("start", cmd_start, "start node I again"),
-    ):
-        q = sub.add_parser(name, help=text)
-        q.add_argument("index", type=int, metavar="I")
-        q.set_defaults(func=func)
-
-    q = sub.add_parser("add", help="start one more node, linked by the topology")
-    q.add_argument("--miner", action="store_true")
-    q.add_argument("--seed", type=int)
-    q.set_defaults(func=cmd_add)
-
-    q = sub.add_parser(
-        "link",
-        help="--hosts: emulate a WAN link between nodes I and J (or --all pairs); no args: list",
-    )
-    q.add_argument("pair", type=int, nargs="*", metavar="I J")
-    q.add_argument("--all", action="store_true", help="every pair of nodes")
-    q.add_argument("--delay", help="one-way delay, each direction, e.g. 80ms")
-    q.add_argument("--jitter", help="the delay varies by +- this much, e.g. 10ms (no reordering)")
-    q.add_argument("--loss", help="random loss, each direction, e.g. 1%%")
-    q.add_argument("--rate", help="bandwidth, each direction, e.g. 10mbit")
-    q.add_argument("--clear", action="store_true", help="make the link(s) plain again")
-    q.set_defaults(func=cmd_link)
-
-    q = sub.add_parser("partition", help="cut the network into groups, e.g. `partition 0,1 2,3`")
-    q.add_argument("groups", nargs="+", metavar="GROUP", help="comma-separated node indexes")
-    q.set_defaults(func=cmd_partition)
-
-    q = sub.add_parser("heal", help="undo the partition")
-    q.set_defaults(func=cmd_heal)
-
-    q = sub.add_parser(
-        "wait-converged", help="wait for one tip and one UTXO set on every running node"
-    )
-    q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_wait_converged)
-
-    q = sub.add_parser("chaos", help="random faults while traffic flows, then check invariants")
-    q.add_argument("--duration", type=float, default=30.0, help="seconds of faults (default 30)")
-    q.add_argument("--seed", type=int, help="seed of the schedule and traffic (default: random)")
-    q.add_argument("--kill", action="store_true", help="SIGKILL nodes, start them again")
-    q.add_argument("--partition", action="store_true", help="cut the network in two, heal")
-    q.add_argument("--wan", action="store_true", help="random WAN link profiles (link emulator)")
-    q.add_argument("--restart", action="store_true", help="SIGTERM nodes, start them again")
-    q.add_argument(
-        "--clock-skew", action="store_true", help="restart nodes with their clock set off"
-    )
-    q.add_argument("--rate", type=float, default=1.0, help="payments per second (default 1)")
-    q.add_argument("--json", action="store_true", help="print the report as JSON")
-    q.set_defaults(func=cmd_chaos)
-
-    q = sub.add_parser("logs", help="print node I's log")
-    q.add_argument("index", type=int, metavar="I")
-    q.add_argument("--follow", "-f", action="store_true")
-    q.add_argument("--lines", "-n", type=int, help="only the last N lines")
-    q.set_defaults(func=cmd_logs)
-
-    q = sub.add_parser("dashboard", help="serve a live graph of the network (a browser page)")
-    q.add_argument(
-        "--port",
-        type=int,
-        default=dashboard.DEFAULT_PORT,
-        help=f"on 127.0.0.1 (default {dashboard.DEFAULT_PORT})",
-    )
-    q.set_defaults(func=lambda tn, args: dashboard.serve(tn, args.port))
-
-    q = sub.add_parser("down", help="stop every node (keeps DIR unless --clean)")
-    q.add_argument("--clean", action="store_true", help="also remove DIR")
-    q.set_defaults(func=cmd_down)
-    return p
+COMMANDS = {  # what each command of scripts/testnet_args.py runs
+    "up": cmd_up,
+    "run": cmd_run,
+    "status": cmd_status,
+    "send": cmd_send,
+    "traffic": cmd_traffic,
+    "mine": cmd_mine,
+    "kill": cmd_kill,
+    "stop": cmd_stop,
+    "start": cmd_start,
+    "add": cmd_add,
+    "link": cmd_link,
+    "partition": cmd_partition,
+    "heal": cmd_heal,
+    "wait-converged": cmd_wait_converged,
+    "chaos": cmd_chaos,
+    "logs": cmd_logs,
+    "dashboard": cmd_dashboard,
+    "down": cmd_down,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tn = Testnet(args.dir)
     try:
-        return args.func(tn, args)
+        return COMMANDS[args.command](tn, args)
     except (TestnetError, WalletCliError) as exc:
         print(f"obol-testnet: {exc}", file=sys.stderr)
         return 1
